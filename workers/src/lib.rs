@@ -1,0 +1,130 @@
+//! The event-loop runtime of milter-manager's processes.
+//!
+//! This crate knows nothing about milters. It owns sockets and timers and moves bytes and
+//! events between mio and a sans-IO [`Session`]: every accepted connection gets a fresh
+//! session from a [`SessionFactory`]; the session may ask for outbound connections (to child
+//! milters), for bytes to be sent and for a wake-up at a deadline.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A listening socket created (and set up) by the supervisor before any fork. Every worker
+/// process shares the same listener; the loop sets it non-blocking itself.
+#[derive(Debug)]
+pub enum Listener {
+    Unix(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+}
+
+/// Where an outbound connection goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+/// The remote side of an accepted connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddr {
+    Tcp(SocketAddr),
+    /// A unix-socket peer; the path is almost always absent (unnamed client socket).
+    Unix(Option<PathBuf>),
+}
+
+/// Names one connection inside a session. [`ConnKey::PEER`] is the accepted connection; the
+/// session names the outbound connections it asks for with keys of its own choosing (not 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey(pub u32);
+
+impl ConnKey {
+    pub const PEER: ConnKey = ConnKey(0);
+}
+
+/// What a session asks the runtime to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Queue bytes on a connection. The runtime writes each `Send` with one `write` call
+    /// when the socket allows it (the session batches packets into one `Send`).
+    Send { conn: ConnKey, bytes: Vec<u8> },
+    /// Open an outbound connection. The result arrives as [`Session::handle_connected`].
+    Connect { conn: ConnKey, endpoint: Endpoint },
+    /// Close a connection once the bytes already queued on it are written.
+    Close { conn: ConnKey },
+}
+
+/// A sans-IO session: one accepted connection plus the outbound connections it opened.
+pub trait Session {
+    /// Bytes arrived on `conn`.
+    fn handle_read(&mut self, conn: ConnKey, bytes: &[u8], now: Instant);
+    /// An outbound connection asked for with [`Action::Connect`] is established or failed.
+    fn handle_connected(&mut self, conn: ConnKey, result: io::Result<()>, now: Instant);
+    /// The remote side of `conn` closed it (`error` is `None` on a clean EOF) or a write
+    /// failed. The connection is gone; all bytes read before were delivered first.
+    fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, now: Instant);
+    /// The deadline last returned by [`Session::poll_timeout`] has passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next thing to do, until `None`. Called after every `handle_*`.
+    fn poll_action(&mut self) -> Option<Action>;
+    /// The next time the session wants [`Session::handle_timeout`], if any.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Once true, the runtime flushes what is queued, closes every connection of the
+    /// session and drops it.
+    fn is_finished(&self) -> bool;
+}
+
+/// Makes a session for each accepted connection.
+pub trait SessionFactory {
+    type Session: Session;
+    fn new_session(&mut self, peer: &PeerAddr, now: Instant) -> Self::Session;
+    /// Called when a session has been dropped; lets the factory keep counts.
+    fn session_finished(&mut self, _session: Self::Session, _now: Instant) {}
+}
+
+/// How one worker loop runs.
+#[derive(Debug)]
+pub struct WorkerConfig {
+    /// Stop accepting while this many sessions are in flight (None: no cap).
+    pub max_sessions: Option<usize>,
+    /// How long accepting pauses after EMFILE/ENFILE or while at the cap before re-checking.
+    pub accept_pause: Duration,
+    /// After a stop request, how long in-flight sessions may still run.
+    pub shutdown_deadline: Duration,
+    /// Install SIGTERM/SIGINT handlers: the first one stops accepting and drains.
+    pub handle_signals: bool,
+    /// A pipe read end held for the parent: EOF on it means "stop accepting and drain".
+    pub parent_watch: Option<OwnedFd>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            max_sessions: None,
+            accept_pause: Duration::from_millis(100),
+            shutdown_deadline: Duration::from_secs(60),
+            handle_signals: true,
+            parent_watch: None,
+        }
+    }
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped on request and every session finished.
+    Drained,
+    /// Stopped on request; sessions still running at the deadline were dropped.
+    DeadlineExpired { dropped: usize },
+}
+
+/// Runs the loop on `listener` until a stop request (signal or parent EOF) and drain.
+pub fn run<F: SessionFactory>(
+    listener: Listener,
+    factory: F,
+    config: WorkerConfig,
+) -> io::Result<Exit> {
+    let _ = (listener, factory, config);
+    todo!("implemented by the workers runtime")
+}
