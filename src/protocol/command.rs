@@ -1,0 +1,249 @@
+//! Commands, MTA to milter (`SMFIC_*`).
+
+use super::frame::encode_frame;
+use super::negotiation::Negotiation;
+use super::wire::{put_cstr, DecodeError, Reader};
+
+/// The address part of a CONNECT command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectAddress {
+    /// Family `U`: the MTA does not know; nothing follows.
+    Unknown,
+    /// Family `L`: a unix socket; the port is sent (as 0) but meaningless.
+    Unix { port: u16, path: Vec<u8> },
+    /// Family `4`. The address stays text, exactly as the MTA wrote it.
+    Inet { port: u16, address: Vec<u8> },
+    /// Family `6`.
+    Inet6 { port: u16, address: Vec<u8> },
+}
+
+impl ConnectAddress {
+    pub fn family(&self) -> u8 {
+        match self {
+            ConnectAddress::Unknown => b'U',
+            ConnectAddress::Unix { .. } => b'L',
+            ConnectAddress::Inet { .. } => b'4',
+            ConnectAddress::Inet6 { .. } => b'6',
+        }
+    }
+}
+
+/// A command sent by the MTA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `O`: the MTA's offer.
+    Negotiate(Negotiation),
+    /// `D`: macros for the command whose letter is `stage`; never answered.
+    DefineMacros { stage: u8, macros: Vec<(Vec<u8>, Vec<u8>)> },
+    /// `C`
+    Connect { hostname: Vec<u8>, address: ConnectAddress },
+    /// `H`
+    Helo { fqdn: Vec<u8> },
+    /// `M`: the sender and its ESMTP parameters.
+    EnvelopeFrom { address: Vec<u8>, parameters: Vec<Vec<u8>> },
+    /// `R`
+    EnvelopeRecipient { address: Vec<u8>, parameters: Vec<Vec<u8>> },
+    /// `T`
+    Data,
+    /// `L`
+    Header { name: Vec<u8>, value: Vec<u8> },
+    /// `N`
+    EndOfHeader,
+    /// `B`: a chunk of the body, at most the negotiated data size.
+    Body { chunk: Vec<u8> },
+    /// `E`: normally empty; libmilter treats data here as a last body chunk.
+    EndOfMessage { chunk: Vec<u8> },
+    /// `A`: forget the current message; never answered.
+    Abort,
+    /// `U`: an SMTP command the MTA did not recognise.
+    Unknown { command: Vec<u8> },
+    /// `Q`: the session is over.
+    Quit,
+    /// `K`: the session is over, a new one follows on this connection.
+    QuitNewConnection,
+}
+
+impl Command {
+    /// The command letter.
+    pub fn code(&self) -> u8 {
+        match self {
+            Command::Negotiate(_) => b'O',
+            Command::DefineMacros { .. } => b'D',
+            Command::Connect { .. } => b'C',
+            Command::Helo { .. } => b'H',
+            Command::EnvelopeFrom { .. } => b'M',
+            Command::EnvelopeRecipient { .. } => b'R',
+            Command::Data => b'T',
+            Command::Header { .. } => b'L',
+            Command::EndOfHeader => b'N',
+            Command::Body { .. } => b'B',
+            Command::EndOfMessage { .. } => b'E',
+            Command::Abort => b'A',
+            Command::Unknown { .. } => b'U',
+            Command::Quit => b'Q',
+            Command::QuitNewConnection => b'K',
+        }
+    }
+
+    /// A readable name, as in logs.
+    pub fn name(&self) -> &'static str {
+        command_name(self.code()).unwrap_or("unknown-code")
+    }
+
+    /// Decodes one frame's data.
+    pub fn decode(code: u8, data: &[u8]) -> Result<Command, DecodeError> {
+        let packet = command_name(code).ok_or(DecodeError::UnknownCode { code, reply: false })?;
+        let mut r = Reader::new(packet, data);
+        let command = match code {
+            b'O' => Command::Negotiate(Negotiation::decode(&mut r, false)?),
+            b'D' => {
+                let stage = r.u8("macro stage")?;
+                let mut macros = Vec::new();
+                while !r.is_empty() {
+                    let name = r.cstr("macro name")?;
+                    let value = r.cstr("macro value")?;
+                    macros.push((name.to_vec(), value.to_vec()));
+                }
+                Command::DefineMacros { stage, macros }
+            }
+            b'C' => {
+                let hostname = r.cstr("hostname")?.to_vec();
+                let family = r.u8("address family")?;
+                let address = match family {
+                    b'U' => ConnectAddress::Unknown,
+                    b'L' | b'4' | b'6' => {
+                        let port = r.u16("port")?;
+                        let address = r.cstr("address")?.to_vec();
+                        match family {
+                            b'L' => ConnectAddress::Unix { port, path: address },
+                            b'4' => ConnectAddress::Inet { port, address },
+                            _ => ConnectAddress::Inet6 { port, address },
+                        }
+                    }
+                    other => {
+                        return Err(r.invalid(
+                            "address family",
+                            format!("{} (expected U, L, 4 or 6)", super::code_name(other)),
+                        ))
+                    }
+                };
+                Command::Connect { hostname, address }
+            }
+            b'H' => Command::Helo { fqdn: r.cstr("HELO name")?.to_vec() },
+            b'M' | b'R' => {
+                let address = r.cstr("address")?.to_vec();
+                let mut parameters = Vec::new();
+                while !r.is_empty() {
+                    parameters.push(r.cstr("ESMTP parameter")?.to_vec());
+                }
+                if code == b'M' {
+                    Command::EnvelopeFrom { address, parameters }
+                } else {
+                    Command::EnvelopeRecipient { address, parameters }
+                }
+            }
+            b'T' => Command::Data,
+            b'L' => {
+                let name = r.cstr("header name")?.to_vec();
+                let value = r.cstr("header value")?.to_vec();
+                Command::Header { name, value }
+            }
+            b'N' => Command::EndOfHeader,
+            b'B' => Command::Body { chunk: r.rest().to_vec() },
+            b'E' => Command::EndOfMessage { chunk: r.rest().to_vec() },
+            b'A' => Command::Abort,
+            b'U' => Command::Unknown { command: r.cstr("command line")?.to_vec() },
+            b'Q' => Command::Quit,
+            b'K' => Command::QuitNewConnection,
+            _ => unreachable!("command_name knows only the codes above"),
+        };
+        r.finish()?;
+        Ok(command)
+    }
+
+    /// Appends the whole frame (length, code, data).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        encode_frame(out, self.code(), |out| self.encode_data(out));
+    }
+
+    /// The frame as a new buffer.
+    pub fn to_frame(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    fn encode_data(&self, out: &mut Vec<u8>) {
+        match self {
+            Command::Negotiate(negotiation) => {
+                // The MTA's offer has no symbol lists.
+                out.extend_from_slice(&negotiation.version.to_be_bytes());
+                out.extend_from_slice(&negotiation.actions.bits().to_be_bytes());
+                out.extend_from_slice(&negotiation.steps.bits().to_be_bytes());
+            }
+            Command::DefineMacros { stage, macros } => {
+                out.push(*stage);
+                for (name, value) in macros {
+                    put_cstr(out, name);
+                    put_cstr(out, value);
+                }
+            }
+            Command::Connect { hostname, address } => {
+                put_cstr(out, hostname);
+                out.push(address.family());
+                match address {
+                    ConnectAddress::Unknown => {}
+                    ConnectAddress::Unix { port, path: text }
+                    | ConnectAddress::Inet { port, address: text }
+                    | ConnectAddress::Inet6 { port, address: text } => {
+                        out.extend_from_slice(&port.to_be_bytes());
+                        put_cstr(out, text);
+                    }
+                }
+            }
+            Command::Helo { fqdn } => put_cstr(out, fqdn),
+            Command::EnvelopeFrom { address, parameters }
+            | Command::EnvelopeRecipient { address, parameters } => {
+                put_cstr(out, address);
+                for parameter in parameters {
+                    put_cstr(out, parameter);
+                }
+            }
+            Command::Header { name, value } => {
+                put_cstr(out, name);
+                put_cstr(out, value);
+            }
+            Command::Body { chunk } | Command::EndOfMessage { chunk } => {
+                out.extend_from_slice(chunk)
+            }
+            Command::Unknown { command } => put_cstr(out, command),
+            Command::Data
+            | Command::EndOfHeader
+            | Command::Abort
+            | Command::Quit
+            | Command::QuitNewConnection => {}
+        }
+    }
+}
+
+/// The readable name of a command letter.
+pub fn command_name(code: u8) -> Option<&'static str> {
+    Some(match code {
+        b'O' => "negotiate",
+        b'D' => "define-macro",
+        b'C' => "connect",
+        b'H' => "helo",
+        b'M' => "envelope-from",
+        b'R' => "envelope-recipient",
+        b'T' => "data",
+        b'L' => "header",
+        b'N' => "end-of-header",
+        b'B' => "body",
+        b'E' => "end-of-message",
+        b'A' => "abort",
+        b'U' => "unknown",
+        b'Q' => "quit",
+        b'K' => "quit-new-connection",
+        _ => return None,
+    })
+}

@@ -1,0 +1,155 @@
+//! The option negotiation packet (`O`), both ways, and the macro stages.
+
+use super::flags::{Actions, Steps};
+use super::wire::{put_cstr, DecodeError, Reader};
+
+/// Protocol versions that exist (there is no 5).
+pub const SUPPORTED_VERSIONS: [u32; 4] = [2, 3, 4, 6];
+/// The newest protocol version.
+pub const MAX_VERSION: u32 = 6;
+
+/// The stages a milter can ask macros for in its negotiation reply (`SMFIM_*`). The wire
+/// value is an index, not the command letter the `D` packet uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MacroStage {
+    Connect,
+    Helo,
+    EnvelopeFrom,
+    EnvelopeRecipient,
+    Data,
+    EndOfMessage,
+    EndOfHeader,
+}
+
+impl MacroStage {
+    pub const ALL: [MacroStage; 7] = [
+        MacroStage::Connect,
+        MacroStage::Helo,
+        MacroStage::EnvelopeFrom,
+        MacroStage::EnvelopeRecipient,
+        MacroStage::Data,
+        MacroStage::EndOfMessage,
+        MacroStage::EndOfHeader,
+    ];
+
+    /// The `SMFIM_*` index (note: end-of-message is 5, end-of-header 6).
+    pub fn index(self) -> u32 {
+        match self {
+            MacroStage::Connect => 0,
+            MacroStage::Helo => 1,
+            MacroStage::EnvelopeFrom => 2,
+            MacroStage::EnvelopeRecipient => 3,
+            MacroStage::Data => 4,
+            MacroStage::EndOfMessage => 5,
+            MacroStage::EndOfHeader => 6,
+        }
+    }
+
+    pub fn from_index(index: u32) -> Option<MacroStage> {
+        MacroStage::ALL.into_iter().find(|s| s.index() == index)
+    }
+
+    /// The command letter the `D` packet carries for this stage.
+    pub fn command_code(self) -> u8 {
+        match self {
+            MacroStage::Connect => b'C',
+            MacroStage::Helo => b'H',
+            MacroStage::EnvelopeFrom => b'M',
+            MacroStage::EnvelopeRecipient => b'R',
+            MacroStage::Data => b'T',
+            MacroStage::EndOfMessage => b'E',
+            MacroStage::EndOfHeader => b'N',
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MacroStage::Connect => "connect",
+            MacroStage::Helo => "helo",
+            MacroStage::EnvelopeFrom => "envelope-from",
+            MacroStage::EnvelopeRecipient => "envelope-recipient",
+            MacroStage::Data => "data",
+            MacroStage::EndOfMessage => "end-of-message",
+            MacroStage::EndOfHeader => "end-of-header",
+        }
+    }
+}
+
+/// One side's offer or answer in the option negotiation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Negotiation {
+    pub version: u32,
+    pub actions: Actions,
+    pub steps: Steps,
+    /// Macro lists a milter asks for, per stage (only in a milter's reply, and only
+    /// with the set-symbol-list action). The names are space-separated as on the wire.
+    pub macro_requests: Vec<(MacroRequestStage, Vec<u8>)>,
+}
+
+/// A stage index in a symbol-list request: known stages by name, others kept as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MacroRequestStage {
+    Known(MacroStage),
+    Other(u32),
+}
+
+impl MacroRequestStage {
+    pub fn from_index(index: u32) -> Self {
+        MacroStage::from_index(index)
+            .map_or(MacroRequestStage::Other(index), MacroRequestStage::Known)
+    }
+
+    pub fn index(self) -> u32 {
+        match self {
+            MacroRequestStage::Known(stage) => stage.index(),
+            MacroRequestStage::Other(index) => index,
+        }
+    }
+}
+
+impl Negotiation {
+    pub fn new(version: u32, actions: Actions, steps: Steps) -> Self {
+        Negotiation { version, actions, steps, macro_requests: Vec::new() }
+    }
+
+    /// What a protocol-6 MTA offers: every action and every step.
+    pub fn mta_default() -> Self {
+        Negotiation::new(MAX_VERSION, Actions::ALL, Steps::ALL)
+    }
+
+    pub(crate) fn decode(
+        reader: &mut Reader<'_>,
+        allow_requests: bool,
+    ) -> Result<Self, DecodeError> {
+        let version = reader.u32("version")?;
+        let actions = Actions(reader.u32("actions")?);
+        let steps = Steps(reader.u32("protocol steps")?);
+        let mut macro_requests = Vec::new();
+        if allow_requests {
+            while !reader.is_empty() {
+                let index = reader.u32("symbol list stage")?;
+                let names = reader.cstr("symbol list")?;
+                macro_requests.push((MacroRequestStage::from_index(index), names.to_vec()));
+            }
+        }
+        Ok(Negotiation { version, actions, steps, macro_requests })
+    }
+
+    pub(crate) fn encode_data(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&self.actions.bits().to_be_bytes());
+        out.extend_from_slice(&self.steps.bits().to_be_bytes());
+        for (stage, names) in &self.macro_requests {
+            out.extend_from_slice(&stage.index().to_be_bytes());
+            put_cstr(out, names);
+        }
+    }
+
+    /// The macro names requested for `stage`, if the milter sent a list for it.
+    pub fn requested_macros(&self, stage: MacroStage) -> Option<Vec<&[u8]>> {
+        self.macro_requests
+            .iter()
+            .find(|(s, _)| *s == MacroRequestStage::Known(stage))
+            .map(|(_, names)| names.split(|&b| b == b' ').filter(|n| !n.is_empty()).collect())
+    }
+}
