@@ -3,3 +3,5 @@
 
 pub mod protocol;
 pub mod spec;
+pub mod text;
+pub mod test_client;
