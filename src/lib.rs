@@ -1,7 +1,9 @@
 //! The milter domain of milter-manager: protocol codec, connection specs and the sans-IO
 //! session logic. Nothing in this library opens a socket or a file.
 
+pub mod message;
 pub mod protocol;
 pub mod spec;
-pub mod text;
 pub mod test_client;
+pub mod test_server;
+pub mod text;

@@ -80,7 +80,9 @@ impl TestClientSession {
             let decoded = match self.deframer.next_frame() {
                 None => break,
                 Some(Err(error)) => Err(error.to_string()),
-                Some(Ok(frame)) => Command::decode(frame.code, frame.data).map_err(|e| e.to_string()),
+                Some(Ok(frame)) => {
+                    Command::decode(frame.code, frame.data).map_err(|e| e.to_string())
+                }
             };
             match decoded {
                 Ok(command) => self.handle_command(command),
@@ -147,12 +149,18 @@ impl TestClientSession {
         match command {
             Command::Negotiate(offer) => {
                 if offer.version < 2 {
-                    self.fail(format!("the MTA offered protocol version {}; 2 is the oldest", offer.version));
+                    self.fail(format!(
+                        "the MTA offered protocol version {}; 2 is the oldest",
+                        offer.version
+                    ));
                     return;
                 }
                 // Ask for every event and answer each one, so the report is complete.
-                let answer =
-                    Negotiation::new(offer.version.min(MAX_VERSION), Actions::empty(), Steps::empty());
+                let answer = Negotiation::new(
+                    offer.version.min(MAX_VERSION),
+                    Actions::empty(),
+                    Steps::empty(),
+                );
                 self.reply(Reply::Negotiate(answer));
             }
             Command::DefineMacros { .. } | Command::Abort | Command::QuitNewConnection => {}
@@ -190,7 +198,7 @@ pub fn stage_name(stage: u8) -> String {
 /// One report line for a command: its name and every argument as `key=<value>`.
 pub fn describe_command(command: &Command) -> String {
     let mut line = String::from(command.name());
-    let mut field = |line: &mut String, key: &str, value: &[u8]| {
+    let field = |line: &mut String, key: &str, value: &[u8]| {
         line.push(' ');
         line.push_str(key);
         line.push_str("=<");
@@ -296,13 +304,19 @@ mod tests {
         let mut session = TestClientSession::new(7, true, now);
         let commands = [
             Command::Negotiate(Negotiation::mta_default()),
-            Command::DefineMacros { stage: b'C', macros: vec![(b"j".to_vec(), b"mx.test".to_vec())] },
+            Command::DefineMacros {
+                stage: b'C',
+                macros: vec![(b"j".to_vec(), b"mx.test".to_vec())],
+            },
             Command::Connect {
                 hostname: b"localhost".to_vec(),
                 address: ConnectAddress::Inet { port: 4242, address: b"127.0.0.1".to_vec() },
             },
             Command::Helo { fqdn: b"client.test".to_vec() },
-            Command::EnvelopeFrom { address: b"<a@test>".to_vec(), parameters: vec![b"SIZE=5".to_vec()] },
+            Command::EnvelopeFrom {
+                address: b"<a@test>".to_vec(),
+                parameters: vec![b"SIZE=5".to_vec()],
+            },
             Command::EnvelopeRecipient { address: b"<b@test>".to_vec(), parameters: vec![] },
             Command::Data,
             Command::Header { name: b"Subject".to_vec(), value: b"a\n\tb".to_vec() },
@@ -317,7 +331,10 @@ mod tests {
             session.handle_bytes(&[byte], now);
         }
         let replies = decode_replies(&session.take_output());
-        assert_eq!(replies[0], Reply::Negotiate(Negotiation::new(6, Actions::empty(), Steps::empty())));
+        assert_eq!(
+            replies[0],
+            Reply::Negotiate(Negotiation::new(6, Actions::empty(), Steps::empty()))
+        );
         assert_eq!(replies[1..], vec![Reply::Continue; 9]);
         assert_eq!(session.end(), Some(&SessionEnd::Quit));
         assert_eq!(session.messages(), 1);
