@@ -1,0 +1,132 @@
+//! The log output of the binaries: lines of `[2026-11-22T10:00:00.123Z]: [level] message`
+//! on standard output or in a file, and optionally syslog (facility mail).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use milter_manager::logging::{Level, Levels};
+
+/// Where and what to log.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub levels: Levels,
+    /// None or `-`: standard output.
+    pub path: Option<PathBuf>,
+    pub syslog: bool,
+    /// The program name (syslog ident).
+    pub ident: &'static str,
+}
+
+struct Logger {
+    levels: Levels,
+    file: Option<Mutex<File>>,
+    syslog: bool,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.levels.contains(Level::of_record(metadata.level(), metadata.target()))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = Level::of_record(record.level(), record.target());
+        let line = format!("[{}]: [{}] {}\n", timestamp(), level.name(), record.args());
+        match &self.file {
+            Some(file) => {
+                if let Ok(mut file) = file.lock() {
+                    let _ = file.write_all(line.as_bytes());
+                }
+            }
+            None => {
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            }
+        }
+        if self.syslog {
+            let priority = match level {
+                Level::Critical => libc::LOG_CRIT,
+                Level::Error => libc::LOG_ERR,
+                Level::Warning => libc::LOG_WARNING,
+                Level::Message | Level::Statistics => libc::LOG_NOTICE,
+                Level::Info | Level::Profile => libc::LOG_INFO,
+                Level::Debug => libc::LOG_DEBUG,
+            };
+            let prefix = if level == Level::Statistics { "[statistics] " } else { "" };
+            if let Ok(text) = std::ffi::CString::new(format!("{prefix}{}", record.args())) {
+                // SAFETY: both strings are NUL-terminated and "%s" consumes exactly one.
+                unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger; fails with a message naming the log file if it cannot be opened.
+pub fn init(options: &LogOptions) -> Result<(), String> {
+    let file = match options.path.as_deref() {
+        None => None,
+        Some(path) if path == Path::new("-") => None,
+        Some(path) => Some(Mutex::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
+        )),
+    };
+    if options.syslog {
+        let ident = std::ffi::CString::new(options.ident).expect("no NUL in program names");
+        // openlog keeps the pointer: leak the ident so it lives as long as the process.
+        let ident: &'static std::ffi::CStr = Box::leak(ident.into_boxed_c_str());
+        // SAFETY: the ident is 'static and NUL-terminated.
+        unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_MAIL) };
+    }
+    let logger = Logger { levels: options.levels, file, syslog: options.syslog };
+    log::set_max_level(options.levels.max_log_filter());
+    log::set_boxed_logger(Box::new(logger)).map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// The current UTC time as ISO 8601 with milliseconds.
+fn timestamp() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_414), (2025, 11, 22));
+    }
+}

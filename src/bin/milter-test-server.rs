@@ -1,0 +1,523 @@
+//! milter-test-server: an MTA simulator. It connects to a milter, drives it through one
+//! SMTP session the way Postfix would, and prints the milter's verdict and the time taken.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use milter_manager::message::{Change, Message};
+use milter_manager::protocol::{Actions, ConnectAddress, Negotiation, Steps, SUPPORTED_VERSIONS};
+use milter_manager::spec::Spec;
+use milter_manager::test_server::{Script, TestServerSession, Timeouts};
+use milter_manager::text::escape;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "milter-test-server",
+    version,
+    about = "Drive a milter through a simulated SMTP session and print its verdict"
+)]
+struct Options {
+    /// The milter to test: unix:PATH, inet:PORT[@HOST|@[ADDRESS]], inet6:...
+    #[arg(short = 's', long = "connection-spec", default_value = "inet:10025@localhost")]
+    connection_spec: String,
+    /// The MTA's name, sent as {daemon_name}.
+    #[arg(long, default_value = "milter-test-server")]
+    name: String,
+    /// Protocol version to offer (2, 3, 4 or 6).
+    #[arg(long = "negotiate-version", default_value_t = 6)]
+    negotiate_version: u32,
+    /// Client host name sent at connect.
+    #[arg(long = "connect-host", default_value = "mx.example.net")]
+    connect_host: String,
+    /// Client address sent at connect, as a connection spec (inet:PORT@[ADDRESS], unix:PATH) or `unknown`.
+    #[arg(long = "connect-address", default_value = "inet:50443@[192.0.2.1]")]
+    connect_address: String,
+    /// HELO name.
+    #[arg(long = "helo-fqdn", default_value = "mx.example.net")]
+    helo_fqdn: String,
+    /// Envelope sender, optionally followed by ESMTP parameters ("<a@b> SIZE=10").
+    #[arg(short = 'f', long = "from", visible_alias = "envelope-from")]
+    from: Option<String>,
+    /// Envelope recipient; repeat for more.
+    #[arg(short = 'r', long = "recipient", visible_alias = "envelope-recipient")]
+    recipients: Vec<String>,
+    /// A header as NAME:VALUE; repeat for more.
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// A body chunk; repeat for more (each is sent as its own chunk).
+    #[arg(long = "body")]
+    bodies: Vec<String>,
+    /// Take headers and body (and From:/To: as the envelope if not given) from an RFC 5322 file.
+    #[arg(long = "mail-file")]
+    mail_file: Option<PathBuf>,
+    /// Send this SMTP command line as an unknown command after HELO.
+    #[arg(long)]
+    unknown: Option<String>,
+    /// {auth_authen}
+    #[arg(long = "authenticated-name")]
+    authenticated_name: Option<String>,
+    /// {auth_type}
+    #[arg(long = "authenticated-type")]
+    authenticated_type: Option<String>,
+    /// {auth_author}
+    #[arg(long = "authenticated-author")]
+    authenticated_author: Option<String>,
+    /// Extra macro NAME:VALUE for connect; repeatable (also --helo-macro, --envelope-from-macro, ...).
+    #[arg(long = "connect-macro")]
+    connect_macros: Vec<String>,
+    #[arg(long = "helo-macro")]
+    helo_macros: Vec<String>,
+    #[arg(long = "envelope-from-macro")]
+    envelope_from_macros: Vec<String>,
+    #[arg(long = "envelope-recipient-macro")]
+    envelope_recipient_macros: Vec<String>,
+    #[arg(long = "data-macro")]
+    data_macros: Vec<String>,
+    #[arg(long = "end-of-header-macro")]
+    end_of_header_macros: Vec<String>,
+    #[arg(long = "end-of-message-macro")]
+    end_of_message_macros: Vec<String>,
+    /// Send the message this many times on the one connection.
+    #[arg(long = "n-messages", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    n_messages: u32,
+    /// Print the message as the milter left it, with + and - marking its changes.
+    #[arg(long = "output-message")]
+    output_message: bool,
+    /// Accepted for compatibility; output is never colored.
+    #[arg(long, num_args = 0..=1, default_missing_value = "auto", value_parser = ["yes", "no", "auto"])]
+    color: Option<String>,
+    /// Seconds for connecting and the negotiation reply.
+    #[arg(long = "connection-timeout", default_value_t = 300.0)]
+    connection_timeout: f64,
+    /// Seconds for each reply but end-of-message.
+    #[arg(long = "reading-timeout", default_value_t = 10.0)]
+    reading_timeout: f64,
+    /// Seconds for each write.
+    #[arg(long = "writing-timeout", default_value_t = 10.0)]
+    writing_timeout: f64,
+    /// Seconds for the end-of-message reply.
+    #[arg(long = "end-of-message-timeout", default_value_t = 300.0)]
+    end_of_message_timeout: f64,
+    /// Sets all four timeouts.
+    #[arg(long = "all-timeouts")]
+    all_timeouts: Option<f64>,
+    /// Print every reply of the milter.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("milter-test-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    let spec = Spec::parse(&options.connection_spec).map_err(|e| e.to_string())?;
+    let script = build_script(options)?;
+    let timeouts = script.timeouts;
+    let started = Instant::now();
+    let mut connection = Connection::open(&spec, timeouts.connection)?;
+    connection.set_write_timeout(timeouts.writing)?;
+    let mut session = TestServerSession::new(script, started);
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let output = session.take_output();
+        if !output.is_empty() {
+            if let Err(error) = connection.write_all(&output) {
+                // A milter may close right after its final verdict; that is not an error.
+                if !session.is_done() {
+                    return Err(format!("cannot write to the milter at {spec}: {error}"));
+                }
+            }
+        }
+        print_log(&mut session, options.verbose);
+        if session.is_done() {
+            break;
+        }
+        let Some(deadline) = session.deadline() else {
+            return Err("internal error: the session waits without a deadline".into());
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            session.handle_timeout(now);
+            continue;
+        }
+        connection.set_read_timeout(deadline - now)?;
+        match connection.read(&mut buffer) {
+            Ok(0) => session.handle_closed(),
+            Ok(n) => session.handle_bytes(&buffer[..n], Instant::now()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                session.handle_timeout(Instant::now())
+            }
+            Err(e) => return Err(format!("cannot read from the milter at {spec}: {e}")),
+        }
+    }
+    print_log(&mut session, options.verbose);
+    let elapsed = started.elapsed();
+    if let Some(error) = session.error() {
+        return Err(error.to_string());
+    }
+    report(&session, options.output_message);
+    println!("elapsed-time: {:.6} seconds", elapsed.as_secs_f64());
+    Ok(())
+}
+
+fn print_log(session: &mut TestServerSession, verbose: bool) {
+    for line in session.take_log() {
+        if verbose {
+            println!("reply: {line}");
+        }
+    }
+}
+
+fn report(session: &TestServerSession, output_message: bool) {
+    if let Some(verdict) = session.session_verdict() {
+        println!("status: {verdict}");
+        return;
+    }
+    for (i, result) in session.messages().iter().enumerate() {
+        if session.messages().len() > 1 {
+            println!("message: {}", i + 1);
+        }
+        for (recipient, verdict) in &result.rejected_recipients {
+            println!("recipient: <{}> {verdict}", escape(&recipient[..]).trim_matches(['<', '>']));
+        }
+        println!("status: {}", result.verdict);
+        if output_message {
+            print_message(&result.message);
+        }
+    }
+}
+
+/// Prints the message with `+ ` before what milters added, `- ` before what they removed
+/// and two spaces before the rest.
+fn print_message(message: &Message) {
+    let line = |marker: &str, text: String| {
+        for part in text.split('\n') {
+            println!("{marker} {part}");
+        }
+    };
+    let show = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    println!("------------------------------");
+    if let Some(old) = &message.original_sender {
+        line("-", format!("envelope-from: {}", show(old)));
+        line(
+            "+",
+            format!(
+                "envelope-from: {}{}",
+                show(&message.sender),
+                parameters(&message.sender_parameters)
+            ),
+        );
+    } else {
+        line(" ", format!("envelope-from: {}", show(&message.sender)));
+    }
+    for recipient in &message.recipients {
+        let marker = marker_of(&recipient.change);
+        line(
+            marker,
+            format!(
+                "envelope-recipient: {}{}",
+                show(&recipient.address),
+                parameters(&recipient.parameters)
+            ),
+        );
+    }
+    println!("------------------------------");
+    for header in &message.headers {
+        let separator = if header.value.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            ":"
+        } else {
+            ": "
+        };
+        if let Change::Changed { old } = &header.change {
+            line("-", format!("{}{separator}{}", show(&header.name), show(old)));
+            line("+", format!("{}{separator}{}", show(&header.name), show(&header.value)));
+        } else {
+            line(
+                marker_of(&header.change),
+                format!("{}{separator}{}", show(&header.name), show(&header.value)),
+            );
+        }
+    }
+    println!();
+    let body_lines = |marker: &str, body: &[u8]| {
+        let text = show(body);
+        let text = text.strip_suffix("\r\n").unwrap_or(&text);
+        for part in text.split("\r\n") {
+            println!("{marker}{part}");
+        }
+    };
+    match &message.original_body {
+        Some(old) => {
+            body_lines("- ", old);
+            body_lines("+ ", &message.body);
+        }
+        None => body_lines("", &message.body),
+    }
+    if let Some(reason) = &message.quarantine_reason {
+        println!("------------------------------");
+        println!("quarantine: {}", show(reason));
+    }
+}
+
+fn marker_of(change: &Change) -> &'static str {
+    match change {
+        Change::Original | Change::Changed { .. } => " ",
+        Change::Added => "+",
+        Change::Deleted => "-",
+    }
+}
+
+fn parameters(parameters: &[Vec<u8>]) -> String {
+    parameters.iter().map(|p| format!(" {}", String::from_utf8_lossy(p))).collect()
+}
+
+fn build_script(options: &Options) -> Result<Script, String> {
+    if !SUPPORTED_VERSIONS.contains(&options.negotiate_version) {
+        return Err(format!(
+            "--negotiate-version {}: protocol versions are 2, 3, 4 and 6",
+            options.negotiate_version
+        ));
+    }
+    let seconds = |name: &str, value: f64| {
+        if value.is_finite() && value > 0.0 {
+            Ok(Duration::from_secs_f64(value))
+        } else {
+            Err(format!("--{name} {value}: a timeout is a positive number of seconds"))
+        }
+    };
+    let all = options.all_timeouts.map(|t| seconds("all-timeouts", t)).transpose()?;
+    let timeouts = Timeouts {
+        connection: all
+            .map_or_else(|| seconds("connection-timeout", options.connection_timeout), Ok)?,
+        writing: all.map_or_else(|| seconds("writing-timeout", options.writing_timeout), Ok)?,
+        reading: all.map_or_else(|| seconds("reading-timeout", options.reading_timeout), Ok)?,
+        end_of_message: all.map_or_else(
+            || seconds("end-of-message-timeout", options.end_of_message_timeout),
+            Ok,
+        )?,
+    };
+    let mut script = Script {
+        offer: Negotiation::new(
+            options.negotiate_version,
+            Actions::ALL,
+            Steps::ALL.intersection(Steps::for_version(options.negotiate_version)),
+        ),
+        daemon_name: options.name.clone(),
+        mta_hostname: hostname(),
+        connect_host: options.connect_host.clone().into_bytes(),
+        connect_address: connect_address(&options.connect_address)?,
+        helo_fqdn: Some(options.helo_fqdn.clone().into_bytes()),
+        n_messages: options.n_messages,
+        timeouts,
+        unknown_command: options.unknown.clone().map(String::into_bytes),
+        auth_name: options.authenticated_name.clone().map(String::into_bytes),
+        auth_type: options.authenticated_type.clone().map(String::into_bytes),
+        auth_author: options.authenticated_author.clone().map(String::into_bytes),
+        ..Script::default()
+    };
+    if let Some(path) = &options.mail_file {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read --mail-file {}: {e}", path.display()))?;
+        let (headers, body) = milter_manager::message::parse_mail(&bytes)
+            .map_err(|e| format!("--mail-file {}: {e}", path.display()))?;
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| address_in(v))
+        };
+        if let Some(from) = find("From") {
+            script.envelope_from = from;
+        }
+        if let Some(to) = find("To") {
+            script.recipients = vec![to];
+        }
+        script.headers = headers;
+        script.body = body;
+    }
+    if let Some(from) = &options.from {
+        script.envelope_from = from.clone().into_bytes();
+    }
+    if !options.recipients.is_empty() {
+        script.recipients = options.recipients.iter().map(|r| r.clone().into_bytes()).collect();
+    }
+    if !options.headers.is_empty() {
+        script.headers = options
+            .headers
+            .iter()
+            .map(|h| {
+                let (name, value) = h
+                    .split_once(':')
+                    .ok_or_else(|| format!("--header {h:?}: expected NAME:VALUE"))?;
+                if name.is_empty() {
+                    return Err(format!("--header {h:?}: the name is empty"));
+                }
+                Ok((
+                    name.as_bytes().to_vec(),
+                    value.strip_prefix(' ').unwrap_or(value).as_bytes().to_vec(),
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+    }
+    if !options.bodies.is_empty() {
+        script.body_chunks = options.bodies.iter().map(|b| b.clone().into_bytes()).collect();
+    }
+    for (stage, list, flag) in [
+        (b'C', &options.connect_macros, "connect-macro"),
+        (b'H', &options.helo_macros, "helo-macro"),
+        (b'M', &options.envelope_from_macros, "envelope-from-macro"),
+        (b'R', &options.envelope_recipient_macros, "envelope-recipient-macro"),
+        (b'T', &options.data_macros, "data-macro"),
+        (b'N', &options.end_of_header_macros, "end-of-header-macro"),
+        (b'E', &options.end_of_message_macros, "end-of-message-macro"),
+    ] {
+        for pair in list {
+            let (name, value) = pair
+                .split_once(':')
+                .ok_or_else(|| format!("--{flag} {pair:?}: expected NAME:VALUE"))?;
+            script.extra_macros.push((stage, name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+    }
+    Ok(script)
+}
+
+/// The address inside a From:/To: header value (`Name <a@b>` or `a@b`).
+fn address_in(value: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(value);
+    let first = text.split(',').next().unwrap_or_default();
+    match (first.find('<'), first.rfind('>')) {
+        (Some(start), Some(end)) if start < end => first[start..=end].as_bytes().to_vec(),
+        _ => format!("<{}>", first.trim()).into_bytes(),
+    }
+}
+
+fn connect_address(text: &str) -> Result<ConnectAddress, String> {
+    if text == "unknown" {
+        return Ok(ConnectAddress::Unknown);
+    }
+    let spec = Spec::parse(text).map_err(|e| format!("--connect-address: {e}"))?;
+    Ok(match spec {
+        Spec::Unix { path, .. } => {
+            ConnectAddress::Unix { port: 0, path: path.to_string_lossy().into_owned().into_bytes() }
+        }
+        Spec::Inet { family, port, host } => {
+            let address = match host {
+                milter_manager::spec::Host::Any => {
+                    if family == milter_manager::spec::Family::Inet {
+                        "0.0.0.0".into()
+                    } else {
+                        "::".into()
+                    }
+                }
+                milter_manager::spec::Host::Name(name) => name,
+                milter_manager::spec::Host::Address(address) => address.to_string(),
+            };
+            match family {
+                milter_manager::spec::Family::Inet => {
+                    ConnectAddress::Inet { port, address: address.into_bytes() }
+                }
+                milter_manager::spec::Family::Inet6 => {
+                    ConnectAddress::Inet6 { port, address: address.into_bytes() }
+                }
+            }
+        }
+    })
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A connected milter socket of either kind.
+enum Connection {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Connection {
+    fn open(spec: &Spec, timeout: Duration) -> Result<Connection, String> {
+        let mut last_error = None;
+        for endpoint in
+            common::endpoints(spec).map_err(|e| format!("cannot connect to {spec}: {e}"))?
+        {
+            let attempt = match endpoint {
+                workers::Endpoint::Unix(path) => UnixStream::connect(path).map(Connection::Unix),
+                workers::Endpoint::Tcp(address) => TcpStream::connect_timeout(&address, timeout)
+                    .and_then(|stream| {
+                        stream.set_nodelay(true)?;
+                        Ok(Connection::Tcp(stream))
+                    }),
+            };
+            match attempt {
+                Ok(connection) => return Ok(connection),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(format!(
+            "cannot connect to the milter at {spec}: {}",
+            last_error.map_or("no address".to_string(), |e| e.to_string())
+        ))
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) -> Result<(), String> {
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        match self {
+            Connection::Unix(s) => s.set_read_timeout(timeout),
+            Connection::Tcp(s) => s.set_read_timeout(timeout),
+        }
+        .map_err(|e| format!("cannot set the reading timeout: {e}"))
+    }
+
+    fn set_write_timeout(&self, timeout: Duration) -> Result<(), String> {
+        match self {
+            Connection::Unix(s) => s.set_write_timeout(Some(timeout)),
+            Connection::Tcp(s) => s.set_write_timeout(Some(timeout)),
+        }
+        .map_err(|e| format!("cannot set the writing timeout: {e}"))
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Unix(s) => s.read(buffer),
+            Connection::Tcp(s) => s.read(buffer),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Unix(s) => s.write(bytes),
+            Connection::Tcp(s) => s.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

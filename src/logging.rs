@@ -1,0 +1,152 @@
+//! Log levels as milter-manager's tools name them, combinable with `|`
+//! (`--log-level=error|warning|statistics`), and how `log` records map onto them.
+//!
+//! `log`'s five levels carry the usual ones; three more travel as the record's target:
+//! `critical`, `statistics` and `profile`.
+
+use std::fmt;
+
+/// One named level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Critical,
+    Error,
+    Warning,
+    Message,
+    Info,
+    Debug,
+    Statistics,
+    Profile,
+}
+
+impl Level {
+    pub const ALL: [Level; 8] = [
+        Level::Critical,
+        Level::Error,
+        Level::Warning,
+        Level::Message,
+        Level::Info,
+        Level::Debug,
+        Level::Statistics,
+        Level::Profile,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Critical => "critical",
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Message => "message",
+            Level::Info => "info",
+            Level::Debug => "debug",
+            Level::Statistics => "statistics",
+            Level::Profile => "profile",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// The level of a `log` record.
+    pub fn of_record(level: log::Level, target: &str) -> Level {
+        match target {
+            "critical" => Level::Critical,
+            "statistics" => Level::Statistics,
+            "profile" => Level::Profile,
+            _ => match level {
+                log::Level::Error => Level::Error,
+                log::Level::Warn => Level::Warning,
+                log::Level::Info => Level::Message,
+                log::Level::Debug => Level::Info,
+                log::Level::Trace => Level::Debug,
+            },
+        }
+    }
+}
+
+/// A set of levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels(u8);
+
+impl Levels {
+    pub const NONE: Levels = Levels(0);
+    pub const ALL: Levels = Levels(0xff);
+    /// What is logged when nothing is said: critical, error, warning, message, statistics.
+    pub const DEFAULT: Levels = Levels(1 | 2 | 4 | 8 | 64);
+
+    pub fn contains(self, level: Level) -> bool {
+        self.0 & level.bit() != 0
+    }
+
+    /// Parses `level|level|...`; `all`, `default` and `none` are allowed as parts.
+    pub fn parse(text: &str) -> Result<Levels, String> {
+        let mut bits = 0;
+        for part in text.split('|').map(str::trim) {
+            bits |= match part {
+                "all" => Levels::ALL.0,
+                "default" => Levels::DEFAULT.0,
+                "none" => 0,
+                _ => match Level::ALL.iter().find(|l| l.name() == part) {
+                    Some(level) => level.bit(),
+                    None => {
+                        let names: Vec<_> = Level::ALL.iter().map(|l| l.name()).collect();
+                        return Err(format!(
+                            "unknown log level {part:?} (use all, default, none or {})",
+                            names.join(", ")
+                        ));
+                    }
+                },
+            };
+        }
+        Ok(Levels(bits))
+    }
+
+    /// The most verbose `log` filter that can pass anything in the set.
+    pub fn max_log_filter(self) -> log::LevelFilter {
+        if self.contains(Level::Debug) {
+            log::LevelFilter::Trace
+        } else if self.contains(Level::Info) {
+            log::LevelFilter::Debug
+        } else if self.0 != 0 {
+            log::LevelFilter::Info
+        } else {
+            log::LevelFilter::Off
+        }
+    }
+}
+
+impl fmt::Display for Levels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> =
+            Level::ALL.iter().filter(|l| self.contains(**l)).map(|l| l.name()).collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join("|"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_combine_with_bars() {
+        let levels = Levels::parse("error|warning|statistics").unwrap();
+        assert!(levels.contains(Level::Error));
+        assert!(!levels.contains(Level::Message));
+        assert_eq!(levels.to_string(), "error|warning|statistics");
+        assert_eq!(Levels::parse("default").unwrap(), Levels::DEFAULT);
+        assert_eq!(Levels::parse("all").unwrap().to_string().split('|').count(), 8);
+        assert!(Levels::parse("error|loud").unwrap_err().contains("\"loud\""));
+    }
+
+    #[test]
+    fn records_map_to_levels() {
+        assert_eq!(Level::of_record(log::Level::Info, "statistics"), Level::Statistics);
+        assert_eq!(Level::of_record(log::Level::Info, "milter_manager"), Level::Message);
+        assert_eq!(Level::of_record(log::Level::Trace, "x"), Level::Debug);
+    }
+}
