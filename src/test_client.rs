@@ -33,7 +33,7 @@ pub enum SessionEnd {
 /// One MTA connection.
 #[derive(Debug)]
 pub struct TestClientSession {
-    id: u64,
+    label: String,
     report_requests: bool,
     deframer: Deframer,
     output: Vec<u8>,
@@ -44,11 +44,11 @@ pub struct TestClientSession {
 }
 
 impl TestClientSession {
-    /// `id` numbers the session in the report; `report_requests` false keeps the report
-    /// to errors only (`--no-report-request`).
-    pub fn new(id: u64, report_requests: bool, now: Instant) -> Self {
+    /// `label` names the session in the report (`[label] ...`); `report_requests` false
+    /// keeps the report to errors only (`--no-report-request`).
+    pub fn new(label: impl Into<String>, report_requests: bool, now: Instant) -> Self {
         TestClientSession {
-            id,
+            label: label.into(),
             report_requests,
             // Up to the largest negotiable data size; the MTA decides what it sends.
             deframer: Deframer::new(crate::protocol::DEFAULT_MAX_FRAME_DATA.max(MAX_DATA_SIZE)),
@@ -60,8 +60,8 @@ impl TestClientSession {
         }
     }
 
-    pub fn id(&self) -> u64 {
-        self.id
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Messages that reached end-of-message.
@@ -183,7 +183,7 @@ impl TestClientSession {
 
     fn line(&mut self, text: &str) {
         use std::fmt::Write;
-        let _ = writeln!(self.report, "[{}] {text}", self.id);
+        let _ = writeln!(self.report, "[{}] {text}", self.label);
     }
 }
 
@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn answers_every_event_but_macros_abort_and_quit() {
         let now = Instant::now();
-        let mut session = TestClientSession::new(7, true, now);
+        let mut session = TestClientSession::new("7", true, now);
         let commands = [
             Command::Negotiate(Negotiation::mta_default()),
             Command::DefineMacros {
@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn garbage_ends_the_session_with_a_reason() {
         let now = Instant::now();
-        let mut session = TestClientSession::new(1, false, now);
+        let mut session = TestClientSession::new("1", false, now);
         session.handle_bytes(&[0, 0, 0, 1, b'Z'], now);
         assert_eq!(
             session.end(),
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn close_mid_packet_is_reported() {
         let now = Instant::now();
-        let mut session = TestClientSession::new(1, true, now);
+        let mut session = TestClientSession::new("1", true, now);
         session.handle_bytes(&[0, 0, 0, 9, b'H'], now);
         session.handle_closed();
         assert!(matches!(session.end(), Some(SessionEnd::ProtocolError(_))));
@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn idle_mta_times_out() {
         let now = Instant::now();
-        let mut session = TestClientSession::new(1, true, now);
+        let mut session = TestClientSession::new("1", true, now);
         session.handle_timeout(now + Duration::from_secs(10));
         assert_eq!(session.end(), None);
         session.handle_timeout(session.deadline().unwrap());

@@ -1103,7 +1103,7 @@ mod tests {
             ..Script::default()
         };
         let mut server = TestServerSession::new(script, now);
-        let mut client = TestClientSession::new(1, true, now);
+        let mut client = TestClientSession::new("1", true, now);
         while !server.is_done() {
             client.handle_bytes(&server.take_output(), now);
             server.handle_bytes(&client.take_output(), now);
