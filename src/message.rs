@@ -231,11 +231,14 @@ fn split_parameters(parameters: Option<&[u8]>) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Header fields as (name, value) pairs, in order.
+pub type HeaderFields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Splits an RFC 5322 message into headers (as milters receive them: continuation lines
 /// joined with `\n`, the one space after the colon removed) and the body with CRLF line
 /// ends, whatever line ends the input used.
-pub fn parse_mail(bytes: &[u8]) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>), String> {
-    let mut headers: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+pub fn parse_mail(bytes: &[u8]) -> Result<(HeaderFields, Vec<u8>), String> {
+    let mut headers = HeaderFields::new();
     let mut rest = bytes;
     let mut line_number = 0;
     loop {

@@ -116,8 +116,16 @@ fn run(options: &Options) -> Result<i32, String> {
         }),
     };
     supervisor::run(bound, &process, |listener, context| {
-        let factory = Factory { report, worker: context.worker_index, n_workers: options.n_workers, next_id: 0 };
-        let config = workers::WorkerConfig { parent_watch: context.parent_watch, ..workers::WorkerConfig::default() };
+        let factory = Factory {
+            report,
+            worker: context.worker_index,
+            n_workers: options.n_workers,
+            next_id: 0,
+        };
+        let config = workers::WorkerConfig {
+            parent_watch: context.parent_watch,
+            ..workers::WorkerConfig::default()
+        };
         match workers::run(listener, factory, config) {
             Ok(exit) => {
                 log::info!("stopped: {exit:?}");
@@ -158,7 +166,10 @@ impl workers::SessionFactory for Factory {
         } else {
             self.next_id.to_string()
         };
-        ClientSession { inner: TestClientSession::new(label, self.report.requests, now), closed: false }
+        ClientSession {
+            inner: TestClientSession::new(label, self.report.requests, now),
+            closed: false,
+        }
     }
 
     fn session_finished(&mut self, session: ClientSession, _now: Instant) {
@@ -167,7 +178,9 @@ impl workers::SessionFactory for Factory {
             print_report(&line);
         }
         match session.inner.end() {
-            Some(SessionEnd::ProtocolError(error)) => log::warn!("[{}] {error}", session.inner.label()),
+            Some(SessionEnd::ProtocolError(error)) => {
+                log::warn!("[{}] {error}", session.inner.label())
+            }
             Some(end) => log::debug!("[{}] session ended: {end:?}", session.inner.label()),
             None => log::debug!("[{}] session dropped", session.inner.label()),
         }
@@ -245,7 +258,9 @@ fn memory_usage(detailed: bool) -> String {
         .lines()
         .filter_map(|line| {
             let (key, value) = line.split_once(':')?;
-            wanted.contains(&key).then(|| format!("{}={}", key, value.split_whitespace().collect::<Vec<_>>().join("")))
+            wanted.contains(&key).then(|| {
+                format!("{}={}", key, value.split_whitespace().collect::<Vec<_>>().join(""))
+            })
         })
         .collect();
     if fields.is_empty() {

@@ -406,7 +406,7 @@ fn address_in(value: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(value);
     let first = text.split(',').next().unwrap_or_default();
     match (first.find('<'), first.rfind('>')) {
-        (Some(start), Some(end)) if start < end => first[start..=end].as_bytes().to_vec(),
+        (Some(start), Some(end)) if start < end => first.as_bytes()[start..=end].to_vec(),
         _ => format!("<{}>", first.trim()).into_bytes(),
     }
 }
