@@ -1,0 +1,263 @@
+//! milter-test-client's command line and process behaviour, through the real binary:
+//! exit status and one-line reasons for bad input, workers, daemon mode, privileges.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
+const SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("mm-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills the process (and, for daemons, the pid given) when the test ends.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the client expecting it to fail at start; returns its stderr.
+fn failing_start(args: &[&str]) -> String {
+    let output = Command::new(CLIENT).args(args).stdin(Stdio::null()).output().unwrap();
+    assert!(!output.status.success(), "{args:?} should fail");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+fn status_field(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap().trim().to_string()
+}
+
+fn kill(pid: u32, signal: &str) {
+    Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+}
+
+fn session_passes(socket: &Path) -> bool {
+    let output =
+        Command::new(SERVER).args(["-s", &format!("unix:{}", socket.display())]).output().unwrap();
+    output.status.success() && String::from_utf8_lossy(&output.stdout).contains("status: pass")
+}
+
+#[test]
+fn bad_input_gets_a_one_line_reason() {
+    let dir = TempDir::new("bad-input");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["-s".into(), "tcp:25".into()],
+            "invalid connection spec \"tcp:25\": unknown type \"tcp\"",
+        ),
+        (vec!["-s".into(), "inet:99999".into()], "port 99999 is out of range"),
+        (
+            vec!["-s".into(), format!("unix:{}/missing/dir/x.sock", dir.0.display())],
+            "missing/dir/x.sock",
+        ),
+        (vec!["--n-workers".into(), "1001".into()], "1001 is not in 0..=1000"),
+        (vec!["--event-loop-backend".into(), "epoll".into()], "invalid value 'epoll'"),
+        (vec!["--log-level".into(), "error|loud".into()], "unknown log level \"loud\""),
+        (vec!["--packet-buffer-size".into(), "lots".into()], "is not a size"),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = failing_start(&args);
+        // The first line says what is wrong (the argument parser adds a hint line after).
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_refused() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let stderr = failing_start(&["-s", &format!("inet:{port}@[127.0.0.1]")]);
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(stderr.contains(&port.to_string()), "{stderr}");
+}
+
+#[test]
+fn help_and_version() {
+    let help = Command::new(CLIENT).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    for option in [
+        "--connection-spec",
+        "--log-level",
+        "--log-path",
+        "--verbose",
+        "--syslog",
+        "--no-report-request",
+        "--report-memory-profile",
+        "--daemon",
+        "--user",
+        "--group",
+        "--unix-socket-group",
+        "--n-workers",
+        "--event-loop-backend",
+        "--packet-buffer-size",
+        "--version",
+    ] {
+        assert!(help.contains(option), "--help lacks {option}");
+    }
+    assert!(help.contains("mio event loop"), "--help explains the backends: {help}");
+    let version = Command::new(CLIENT).arg("--version").output().unwrap();
+    assert!(String::from_utf8(version.stdout).unwrap().starts_with("milter-test-client "));
+}
+
+#[test]
+fn workers_share_the_listener_and_stop_on_sigterm() {
+    let dir = TempDir::new("workers");
+    let socket = dir.0.join("w.sock");
+    let child = Command::new(CLIENT)
+        .args([
+            "-s",
+            &format!("unix:{}", socket.display()),
+            "--n-workers",
+            "3",
+            "--no-report-request",
+        ])
+        .args(["--log-path", &dir.0.join("log").display().to_string()])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut guard = Guard(Some(child));
+    wait_for("3 workers", || children_of(pid).len() == 3);
+    wait_for("the socket", || socket.exists());
+    for _ in 0..6 {
+        assert!(session_passes(&socket));
+    }
+    kill(pid, "TERM");
+    let status = guard.0.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn report_memory_profile_prints_after_each_session() {
+    let dir = TempDir::new("memory");
+    let socket = dir.0.join("m.sock");
+    let report = dir.0.join("report");
+    let child = Command::new(CLIENT)
+        .args([
+            "-s",
+            &format!("unix:{}", socket.display()),
+            "--report-memory-profile",
+            "--no-report-request",
+        ])
+        .args(["--log-path", &dir.0.join("log").display().to_string()])
+        .env("MILTER_MEMORY_PROFILE", "yes")
+        .stdout(std::fs::File::create(&report).unwrap())
+        .spawn()
+        .unwrap();
+    let _guard = Guard(Some(child));
+    wait_for("the socket", || socket.exists());
+    assert!(session_passes(&socket));
+    wait_for("the memory line", || std::fs::read_to_string(&report).unwrap().contains("memory:"));
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.starts_with("[1] memory: VmSize=") || text.contains("VmRSS="), "{text}");
+    assert!(text.contains("VmHWM="), "MILTER_MEMORY_PROFILE=yes adds detail: {text}");
+}
+
+#[test]
+fn daemon_returns_once_accepting_and_drops_privileges() {
+    let dir = TempDir::new("daemon");
+    // The socket directory must be usable by the unprivileged user.
+    let run_dir = dir.0.join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let running_as_root = status_field(std::process::id(), "Uid").starts_with("0\t");
+    let socket = run_dir.join("d.sock");
+    let mut args = vec![
+        "-s".to_string(),
+        format!("unix:{}", socket.display()),
+        "--daemon".into(),
+        "--n-workers".into(),
+        "1".into(),
+        "--no-report-request".into(),
+        "--unix-socket-group".into(),
+        "daemon".into(),
+    ];
+    if running_as_root {
+        Command::new("chmod").args(["777", &run_dir.display().to_string()]).status().unwrap();
+        args.extend(["--user".into(), "nobody".into(), "--group".into(), "nogroup".into()]);
+    }
+    let status = Command::new(CLIENT).args(&args).status().unwrap();
+    assert!(status.success(), "the launching process exits 0 once the daemon accepts");
+    // Ready means ready: the socket accepts a session right away.
+    assert!(socket.exists());
+    assert!(session_passes(&socket));
+    let meta = std::fs::metadata(&socket).unwrap();
+    let daemon_gid = String::from_utf8(
+        Command::new("getent").args(["group", "daemon"]).output().unwrap().stdout,
+    )
+    .unwrap()
+    .split(':')
+    .nth(2)
+    .unwrap()
+    .to_string();
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta).to_string(), daemon_gid);
+    // Find the daemon: the process whose command line names this socket and has a worker child.
+    let supervisor = find_process(&socket).expect("the daemon runs");
+    let workers = children_of(supervisor);
+    assert_eq!(workers.len(), 1);
+    if running_as_root {
+        let nobody =
+            String::from_utf8(Command::new("id").args(["-u", "nobody"]).output().unwrap().stdout)
+                .unwrap();
+        let uid = status_field(workers[0], "Uid");
+        assert!(uid.starts_with(&format!("{}\t", nobody.trim())), "worker uid line: {uid}");
+    }
+    kill(supervisor, "TERM");
+    wait_for("the daemon to exit", || !Path::new(&format!("/proc/{supervisor}")).exists());
+    assert!(!socket.exists());
+}
+
+fn find_process(socket: &Path) -> Option<u32> {
+    let needle = socket.display().to_string();
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let name = entry.ok()?.file_name();
+        let Ok(pid) = name.to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains(&needle) && !children_of(pid).is_empty() {
+            return Some(pid);
+        }
+    }
+    None
+}

@@ -1,0 +1,260 @@
+//! milter-test-server drives milter-test-client through a whole session (macros at every
+//! stage, two recipients, headers, a 200 KiB body, a second message on the same
+//! connection) and the client's report shows exactly what was sent.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
+const SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("mm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// milter-test-client on a unix socket, stopped with SIGTERM; its report goes to a file.
+struct TestClient {
+    child: Option<Child>,
+    report: PathBuf,
+}
+
+impl TestClient {
+    fn start(dir: &Path, extra: &[&str]) -> TestClient {
+        let socket = dir.join("client.sock");
+        let report = dir.join("report.txt");
+        let child = Command::new(CLIENT)
+            .arg("-s")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--log-path")
+            .arg(dir.join("client.log"))
+            .args(extra)
+            .stdout(std::fs::File::create(&report).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "milter-test-client did not create its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TestClient { child: Some(child), report }
+    }
+
+    /// Stops the client and returns its report.
+    fn stop(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        nix_kill(child.id(), "TERM");
+        let status = child.wait().unwrap();
+        assert!(status.success(), "milter-test-client exited with {status}");
+        std::fs::read_to_string(&self.report).unwrap()
+    }
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn nix_kill(pid: u32, signal: &str) {
+    let status =
+        Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+fn run_server(dir: &Path, args: &[String]) -> Output {
+    Command::new(SERVER)
+        .arg("-s")
+        .arg(format!("unix:{}", dir.join("client.sock").display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn escape(bytes: &[u8]) -> String {
+    milter_manager::text::escape(bytes)
+}
+
+#[test]
+fn whole_session_is_reported_exactly() {
+    let dir = TempDir::new("whole-session");
+    let client = TestClient::start(&dir.0, &[]);
+    // 200 KiB of every byte value but CR and LF, NUL included, in CRLF-ended lines. It
+    // travels in a mail file: a command-line argument cannot hold a NUL.
+    let body: Vec<u8> = (0..200 * 1024u32)
+        .map(|i| match (i % 80, (i % 251) as u8) {
+            (78, _) => b'\r',
+            (79, _) => b'\n',
+            (_, b'\r' | b'\n') => 0,
+            (_, byte) => byte,
+        })
+        .collect();
+    assert!(body.len() > 3 * 65535);
+    let mail = dir.0.join("body.eml");
+    std::fs::write(&mail, [b"X-From-File: ignored\n\n".as_slice(), &body].concat()).unwrap();
+    let args: Vec<String> = [
+        "--name",
+        "mts-test",
+        "--connect-host",
+        "client.example.net",
+        "--connect-address",
+        "inet:2525@[192.0.2.7]",
+        "--helo-fqdn",
+        "helo.example.net",
+        "--from",
+        "<sender@example.net> SIZE=204800",
+        "--recipient",
+        "<rcpt1@example.org>",
+        "--recipient",
+        "<rcpt2@example.org> NOTIFY=NEVER",
+        "--header",
+        "From: Sender <sender@example.net>",
+        "--header",
+        "Subject: folded\n\tsubject",
+        "--header",
+        "X-Empty:",
+        "--connect-macro",
+        "{client_ptr}:client.example.net",
+        "--helo-macro",
+        "{tls_version}:TLSv1.3",
+        "--envelope-from-macro",
+        "{auth_type}:PLAIN",
+        "--envelope-recipient-macro",
+        "{rcpt_extra}:yes",
+        "--data-macro",
+        "{data_macro}:d",
+        "--end-of-header-macro",
+        "{eoh_macro}:h",
+        "--end-of-message-macro",
+        "{eom_macro}:m",
+        "--authenticated-name",
+        "alice",
+        "--n-messages",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--mail-file".to_string(), mail.display().to_string()])
+    .collect();
+    let output = run_server(&dir.0, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.matches("status: pass\n").count(), 2, "{stdout}");
+    assert!(stdout.contains("elapsed-time: "), "{stdout}");
+    let report = client.stop();
+    let lines: Vec<&str> = report.lines().collect();
+
+    // What the client must have printed, in order (--header replaces the file's headers).
+    let mut expected = vec![
+        "[1] negotiate: version=6 actions=add-headers|change-body|add-envelope-recipient|delete-envelope-recipient|change-headers|quarantine|change-envelope-from|add-envelope-recipient-with-parameters|set-symbol-list steps=no-connect|no-helo|no-envelope-from|no-envelope-recipient|no-body|no-headers|no-end-of-header|no-reply-header|no-unknown|no-data|skip|envelope-recipient-rejected|no-reply-connect|no-reply-helo|no-reply-envelope-from|no-reply-envelope-recipient|no-reply-data|no-reply-unknown|no-reply-end-of-header|no-reply-body|header-value-with-leading-space".to_string(),
+    ];
+    let hostname = nix_hostname();
+    expected.push(format!(
+        "[1] define-macro: stage=connect j=<{hostname}> {{daemon_name}}=<mts-test> v=<milter-test-server> _=<client.example.net [192.0.2.7]> {{client_ptr}}=<client.example.net>"
+    ));
+    expected.push("[1] connect: host=<client.example.net> address=<inet:2525@[192.0.2.7]>".into());
+    expected.push("[1] define-macro: stage=helo {tls_version}=<TLSv1.3>".into());
+    expected.push("[1] helo: fqdn=<helo.example.net>".into());
+    for message in 1..=2 {
+        let qid = format!("4Q{message:08X}");
+        expected.push(
+            "[1] define-macro: stage=envelope-from {auth_authen}=<alice> {mail_addr}=<sender@example.net> {auth_type}=<PLAIN>".into(),
+        );
+        expected.push(
+            "[1] envelope-from: address=<<sender@example.net>> parameter=<SIZE=204800>".into(),
+        );
+        for (n, parameter) in [(1, ""), (2, " parameter=<NOTIFY=NEVER>")] {
+            expected.push(format!(
+                "[1] define-macro: stage=envelope-recipient i=<{qid}> {{rcpt_addr}}=<rcpt{n}@example.org> {{rcpt_host}}=<example.org> {{rcpt_mailer}}=<smtp> {{rcpt_extra}}=<yes>"
+            ));
+            expected.push(format!(
+                "[1] envelope-recipient: address=<<rcpt{n}@example.org>>{parameter}"
+            ));
+        }
+        expected.push(format!("[1] define-macro: stage=data i=<{qid}> {{data_macro}}=<d>"));
+        expected.push("[1] data".into());
+        for (name, value) in [
+            ("From", "Sender <sender@example.net>"),
+            ("Subject", "folded\\n\\tsubject"),
+            ("X-Empty", ""),
+        ] {
+            expected.push(format!("[1] define-macro: stage=header i=<{qid}>"));
+            expected.push(format!("[1] header: name=<{name}> value=<{value}>"));
+        }
+        expected.push(format!("[1] define-macro: stage=end-of-header i=<{qid}> {{eoh_macro}}=<h>"));
+        expected.push("[1] end-of-header".into());
+        for chunk in body.chunks(65535) {
+            expected.push(format!("[1] define-macro: stage=body i=<{qid}>"));
+            expected.push(format!("[1] body: size={} chunk=<{}>", chunk.len(), escape(chunk)));
+        }
+        expected
+            .push(format!("[1] define-macro: stage=end-of-message i=<{qid}> {{eom_macro}}=<m>"));
+        expected.push("[1] end-of-message: size=0".into());
+        expected.push("[1] abort".into());
+    }
+    expected.push("[1] quit".into());
+    assert_eq!(
+        lines.len(),
+        expected.len(),
+        "report:\n{}",
+        report.chars().take(4000).collect::<String>()
+    );
+    for (i, (line, want)) in lines.iter().zip(&expected).enumerate() {
+        assert_eq!(line, want, "line {}", i + 1);
+    }
+}
+
+#[test]
+fn mail_file_and_output_message() {
+    let dir = TempDir::new("mail-file");
+    let client = TestClient::start(&dir.0, &["--no-report-request"]);
+    let mail = dir.0.join("mail.eml");
+    std::fs::write(
+        &mail,
+        "From: Alice <alice@example.net>\nTo: bob@example.org\nSubject: hi\n\nline one\nline two\n",
+    )
+    .unwrap();
+    let output = run_server(
+        &dir.0,
+        &["--mail-file".into(), mail.display().to_string(), "--output-message".into()],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let expected = "status: pass
+------------------------------
+  envelope-from: <alice@example.net>
+  envelope-recipient: <bob@example.org>
+------------------------------
+  From: Alice <alice@example.net>
+  To: bob@example.org
+  Subject: hi
+
+line one
+line two
+";
+    assert!(stdout.starts_with(expected), "{stdout}");
+    // --no-report-request: nothing about the session is printed.
+    assert_eq!(client.stop(), "");
+}
+
+fn nix_hostname() -> String {
+    String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap().trim().to_string()
+}
