@@ -4,6 +4,44 @@
 //! events between mio and a sans-IO [`Session`]: every accepted connection gets a fresh
 //! session from a [`SessionFactory`]; the session may ask for outbound connections (to child
 //! milters), for bytes to be sent and for a wake-up at a deadline.
+//!
+//! # What a session can rely on
+//!
+//! - After every `handle_*` call (and right after `new_session`) the runtime drains
+//!   `poll_action()` until `None`, then re-reads `poll_timeout()`, then checks `is_finished()`.
+//!   A session is never re-entered: an outcome of an action (a connect that fails at once, a
+//!   write that fails) is delivered after the drain, followed by another drain.
+//! - Per connection, events arrive in order: `handle_connected` first (outbound), then
+//!   `handle_read`s in stream order, then at most one `handle_closed`, which comes after
+//!   every byte read before it. After `handle_closed` the key is free for a new `Connect`.
+//! - Bytes sent before an outbound connect completes are queued and go out first once it
+//!   does. Each `Send` costs at most one `write` at once; the rest is written on writability.
+//! - `Close` and a finished session hand the connection to the runtime: queued bytes are
+//!   flushed (for at most 5 s), then it is closed; no further event is delivered for it and
+//!   its key may be reused at once. `Send` or `Close` on a key the runtime does not know
+//!   (never connected, closed by the session, or reported closed) is ignored.
+//! - A `Connect` on [`ConnKey::PEER`] or on a key still open fails with `AlreadyExists`.
+//!   A connect that would block (a full listen backlog) is retried for up to a second.
+//! - A peer's EOF closes the connection at once (no half-close): anything still queued for
+//!   it is dropped, and `handle_closed(conn, None)` is delivered.
+//! - `handle_timeout` fires once per deadline: returning the same deadline again after it
+//!   fired does not re-arm it.
+//! - `session_finished` is called as soon as `is_finished()` is true; flushing the session's
+//!   last bytes goes on without it. Sessions dropped at the shutdown deadline are not
+//!   passed to `session_finished`.
+
+mod accept;
+mod conn;
+mod conn_io;
+mod drive;
+mod event_loop;
+mod listener;
+mod output;
+mod session_slot;
+mod slab;
+mod stop;
+mod stream;
+mod timers;
 
 use std::io;
 use std::net::SocketAddr;
@@ -88,7 +126,8 @@ pub trait SessionFactory {
 pub struct WorkerConfig {
     /// Stop accepting while this many sessions are in flight (None: no cap).
     pub max_sessions: Option<usize>,
-    /// How long accepting pauses after EMFILE/ENFILE or while at the cap before re-checking.
+    /// How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM before trying again. (At
+    /// the `max_sessions` cap, accepting resumes as soon as a session finishes.)
     pub accept_pause: Duration,
     /// After a stop request, how long in-flight sessions may still run.
     pub shutdown_deadline: Duration,
@@ -120,11 +159,15 @@ pub enum Exit {
 }
 
 /// Runs the loop on `listener` until a stop request (signal or parent EOF) and drain.
+///
+/// Never spawns threads and never exits the process. Errors are returned only for set-up
+/// (creating the poll, registering the listener, the signal handlers or the parent pipe) or
+/// if waiting for events itself fails; everything that goes wrong with one connection is
+/// handled inside and reported to its session.
 pub fn run<F: SessionFactory>(
     listener: Listener,
     factory: F,
     config: WorkerConfig,
 ) -> io::Result<Exit> {
-    let _ = (listener, factory, config);
-    todo!("implemented by the workers runtime")
+    event_loop::EventLoop::new(listener, factory, config)?.run()
 }

@@ -1,0 +1,90 @@
+//! The loop's record of one connection: its socket, its connect progress, its queued output
+//! and who receives its events.
+
+use std::time::{Duration, Instant};
+
+use crate::output::Output;
+use crate::stream::Stream;
+use crate::{ConnKey, Endpoint};
+
+/// Who hears about a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A live session, under the key it uses for the connection.
+    Session { index: usize, key: ConnKey },
+    /// Nobody: the session closed the connection or finished. The loop only flushes what is
+    /// queued (bounded by the linger) and then drops it; no more events are delivered.
+    Closing,
+}
+
+pub(crate) enum ConnState {
+    /// Connected; bytes flow both ways.
+    Open,
+    /// A non-blocking connect is in flight; writability will tell how it ended.
+    Connecting,
+    /// The connect would have blocked before it started (full backlog, no ephemeral port):
+    /// no socket yet, another attempt is scheduled.
+    RetryingConnect { endpoint: Endpoint, first_attempt: Instant, delay: Duration },
+}
+
+pub(crate) struct Connection {
+    /// Distinguishes this connection from later ones reusing its token, so timers and stale
+    /// events cannot touch a stranger.
+    pub(crate) serial: u64,
+    pub(crate) owner: Owner,
+    pub(crate) stream: Option<Stream>,
+    pub(crate) state: ConnState,
+    pub(crate) output: Output,
+    /// Whether the socket is registered for writability (only while output waits or a connect
+    /// is in flight: unix sockets would otherwise wake the loop for every packet the peer
+    /// consumes).
+    pub(crate) wants_writable: bool,
+    /// Opened for the session (to a child milter) rather than accepted.
+    pub(crate) outbound: bool,
+}
+
+impl Connection {
+    pub(crate) fn accepted(serial: u64, owner: Owner, stream: Stream) -> Self {
+        Connection {
+            serial,
+            owner,
+            stream: Some(stream),
+            state: ConnState::Open,
+            output: Output::default(),
+            wants_writable: false,
+            outbound: false,
+        }
+    }
+
+    pub(crate) fn outbound(
+        serial: u64,
+        owner: Owner,
+        stream: Option<Stream>,
+        state: ConnState,
+    ) -> Self {
+        Connection {
+            serial,
+            owner,
+            stream,
+            state,
+            output: Output::default(),
+            wants_writable: true,
+            outbound: true,
+        }
+    }
+
+    /// Outbound TCP connections re-arm TCP_QUICKACK before each read (see
+    /// [`Stream::rearm_quickack`]).
+    pub(crate) fn needs_quickack(&self) -> bool {
+        self.outbound && self.stream.as_ref().is_some_and(Stream::is_tcp)
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.state, ConnState::Open)
+    }
+
+    /// The owner of a connection the loop is only flushing before it drops it.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.owner == Owner::Closing
+    }
+}

@@ -1,0 +1,223 @@
+//! Driving sessions: carrying out the actions a session asks for, delivering the events it
+//! has coming, keeping its deadline on the timer heap and retiring it once it is finished.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::Interest;
+
+use crate::conn::{ConnState, Connection, Owner};
+use crate::event_loop::{conn_token, EventLoop};
+use crate::session_slot::Deferred;
+use crate::stream::Stream;
+use crate::timers::TimerKind;
+use crate::{Action, ConnKey, Endpoint, Session, SessionFactory};
+
+/// The first wait before retrying a connect that would have blocked; it doubles up to
+/// [`CONNECT_RETRY_MAX_DELAY`] and the attempts stop after [`CONNECT_RETRY_WINDOW`].
+pub(crate) const CONNECT_RETRY_FIRST_DELAY: Duration = Duration::from_millis(5);
+pub(crate) const CONNECT_RETRY_MAX_DELAY: Duration = Duration::from_millis(100);
+pub(crate) const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(1);
+
+impl<F: SessionFactory> EventLoop<F> {
+    /// Runs after every `handle_*` call: drains the session's actions, delivers what they
+    /// gave rise to (each followed by another drain), re-arms the deadline and retires the
+    /// session once it says it is finished.
+    pub(crate) fn drive(&mut self, index: usize, now: Instant) {
+        loop {
+            while let Some(action) =
+                self.sessions.get_mut(index).and_then(|slot| slot.session.poll_action())
+            {
+                self.apply_action(index, action, now);
+            }
+            let Some(slot) = self.sessions.get_mut(index) else {
+                return;
+            };
+            if slot.session.is_finished() {
+                break;
+            }
+            match slot.deferred.pop_front() {
+                Some(event) => slot.deliver(event, now),
+                None => break,
+            }
+        }
+        self.rearm_session_deadline(index);
+        if self.sessions.get(index).is_some_and(|slot| slot.session.is_finished()) {
+            self.finish_session(index, now);
+        }
+    }
+
+    /// Queues an event for the session and drives it.
+    pub(crate) fn deliver(&mut self, index: usize, event: Deferred, now: Instant) {
+        if let Some(slot) = self.sessions.get_mut(index) {
+            slot.deferred.push_back(event);
+            self.drive(index, now);
+        }
+    }
+
+    pub(crate) fn defer(&mut self, index: usize, event: Deferred) {
+        if let Some(slot) = self.sessions.get_mut(index) {
+            slot.deferred.push_back(event);
+        }
+    }
+
+    pub(crate) fn session_deadline_passed(
+        &mut self,
+        index: usize,
+        serial: u64,
+        deadline: Instant,
+        now: Instant,
+    ) {
+        let Some(slot) = self.sessions.get_mut(index) else {
+            return;
+        };
+        // Lazy invalidation: only the deadline the session currently wants counts.
+        if slot.serial != serial || slot.armed_timeout != Some(deadline) {
+            return;
+        }
+        slot.armed_timeout = None;
+        slot.fired_timeout = Some(deadline);
+        slot.session.handle_timeout(now);
+        self.drive(index, now);
+    }
+
+    fn rearm_session_deadline(&mut self, index: usize) {
+        let Some(slot) = self.sessions.get_mut(index) else {
+            return;
+        };
+        // A deadline that already fired is not fired again, or a session that keeps
+        // returning it would spin the loop.
+        let wanted =
+            slot.session.poll_timeout().filter(|deadline| Some(*deadline) != slot.fired_timeout);
+        if wanted == slot.armed_timeout {
+            return;
+        }
+        slot.armed_timeout = wanted;
+        if let Some(deadline) = wanted {
+            let serial = slot.serial;
+            self.timers.schedule(deadline, TimerKind::Session { index, serial });
+        }
+    }
+
+    fn apply_action(&mut self, index: usize, action: Action, now: Instant) {
+        match action {
+            Action::Send { conn, bytes } => self.send(index, conn, bytes),
+            Action::Connect { conn, endpoint } => self.connect(index, conn, endpoint, now),
+            Action::Close { conn } => self.close_on_request(index, conn, now),
+        }
+    }
+
+    fn conn_of(&self, index: usize, key: ConnKey) -> Option<usize> {
+        self.sessions.get(index)?.conn_index(key)
+    }
+
+    fn send(&mut self, index: usize, key: ConnKey, bytes: Vec<u8>) {
+        let Some(conn_index) = self.conn_of(index, key) else {
+            log::debug!(
+                "dropping {} bytes sent to connection {key:?}: it is closed or was never opened",
+                bytes.len()
+            );
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(conn_index) else {
+            return;
+        };
+        conn.output.push(bytes);
+        // Until the connect completes the bytes only queue up.
+        if conn.is_open() {
+            self.write_once(conn_index);
+        }
+    }
+
+    fn connect(&mut self, index: usize, key: ConnKey, endpoint: Endpoint, now: Instant) {
+        if key == ConnKey::PEER || self.conn_of(index, key).is_some() {
+            let error = io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("connection key {key:?} is already in use in this session"),
+            );
+            self.defer(index, Deferred::Connected { conn: key, result: Err(error) });
+            return;
+        }
+        let serial = self.next_serial();
+        let owner = Owner::Session { index, key };
+        let result = match Stream::connect(&endpoint) {
+            Ok(stream) => self.add_outbound(Connection::outbound(
+                serial,
+                owner,
+                Some(stream),
+                ConnState::Connecting,
+            )),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let state = ConnState::RetryingConnect {
+                    endpoint: endpoint.clone(),
+                    first_attempt: now,
+                    delay: CONNECT_RETRY_FIRST_DELAY,
+                };
+                self.add_outbound(Connection::outbound(serial, owner, None, state)).inspect(
+                    |conn_index| {
+                        let kind = TimerKind::ConnectRetry { index: *conn_index, serial };
+                        self.timers.schedule(now + CONNECT_RETRY_FIRST_DELAY, kind);
+                    },
+                )
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(conn_index) => {
+                if let Some(slot) = self.sessions.get_mut(index) {
+                    slot.conns.push((key, conn_index));
+                }
+            }
+            Err(e) => {
+                log::debug!("connecting to {endpoint:?} failed: {e}");
+                self.defer(index, Deferred::Connected { conn: key, result: Err(e) });
+            }
+        }
+    }
+
+    /// Puts an outbound connection in the slab and registers its socket (if it has one yet)
+    /// for readability and for writability, which signals the end of the connect.
+    pub(crate) fn add_outbound(&mut self, conn: Connection) -> io::Result<usize> {
+        let conn_index = self.conns.insert(conn);
+        let registered = match self.conns.get_mut(conn_index).and_then(|c| c.stream.as_mut()) {
+            Some(stream) => self.poll.registry().register(
+                stream,
+                conn_token(conn_index),
+                Interest::READABLE | Interest::WRITABLE,
+            ),
+            None => Ok(()),
+        };
+        match registered {
+            Ok(()) => Ok(conn_index),
+            Err(e) => {
+                self.conns.remove(conn_index);
+                Err(e)
+            }
+        }
+    }
+
+    fn close_on_request(&mut self, index: usize, key: ConnKey, now: Instant) {
+        let Some(conn_index) = self.conn_of(index, key) else {
+            log::debug!("ignoring a close of connection {key:?}: it is already closed");
+            return;
+        };
+        if let Some(slot) = self.sessions.get_mut(index) {
+            slot.forget_conn(key);
+        }
+        self.start_closing(conn_index, now);
+    }
+
+    /// Retires a finished session: its connections are flushed and closed without it, and
+    /// the factory gets it back.
+    fn finish_session(&mut self, index: usize, now: Instant) {
+        let Some(slot) = self.sessions.remove(index) else {
+            return;
+        };
+        for (_, conn_index) in &slot.conns {
+            self.start_closing(*conn_index, now);
+        }
+        log::debug!("a session finished; {} sessions in flight", self.sessions.len());
+        self.factory.session_finished(slot.session, now);
+        self.sync_listener(now);
+    }
+}

@@ -1,0 +1,140 @@
+//! The shared listening socket on the mio side: accepting, and sorting accept errors into
+//! "next one" and "pause".
+
+use std::io;
+
+use mio::event::Source;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Interest, Registry, Token};
+
+use crate::stream::Stream;
+use crate::{Listener, PeerAddr};
+
+pub(crate) enum AcceptListener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// How the loop should react to a failed `accept`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AcceptFailure {
+    /// The listener is drained (another worker may have won the race): wait for readiness.
+    Drained,
+    /// A signal interrupted the call: try again.
+    Retry,
+    /// This one connection failed (aborted before accept, and friends); go on accepting.
+    Skip,
+    /// Out of descriptors or memory, or something unexpected: accepting again right away
+    /// would spin, so pause.
+    Pause,
+}
+
+impl AcceptListener {
+    /// Takes over the supervisor's listener, switching it to non-blocking mode.
+    pub(crate) fn from_std(listener: Listener) -> io::Result<Self> {
+        Ok(match listener {
+            Listener::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                AcceptListener::Tcp(TcpListener::from_std(l))
+            }
+            Listener::Unix(l) => {
+                l.set_nonblocking(true)?;
+                AcceptListener::Unix(UnixListener::from_std(l))
+            }
+        })
+    }
+
+    /// Accepts one connection (mio makes it non-blocking and close-on-exec); TCP ones get
+    /// TCP_NODELAY.
+    pub(crate) fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
+        match self {
+            AcceptListener::Tcp(l) => {
+                let (stream, addr) = l.accept()?;
+                let stream = Stream::Tcp(stream);
+                stream.set_nodelay();
+                Ok((stream, PeerAddr::Tcp(addr)))
+            }
+            AcceptListener::Unix(l) => {
+                let (stream, addr) = l.accept()?;
+                let path = addr.as_pathname().map(|p| p.to_path_buf());
+                Ok((Stream::Unix(stream), PeerAddr::Unix(path)))
+            }
+        }
+    }
+}
+
+pub(crate) fn classify_accept_error(error: &io::Error) -> AcceptFailure {
+    match error.kind() {
+        io::ErrorKind::WouldBlock => return AcceptFailure::Drained,
+        io::ErrorKind::Interrupted => return AcceptFailure::Retry,
+        _ => {}
+    }
+    match error.raw_os_error() {
+        // accept(2): errors of the pending connection itself; "retry like EAGAIN".
+        Some(
+            libc::ECONNABORTED
+            | libc::EPROTO
+            | libc::EPERM
+            | libc::ENETDOWN
+            | libc::ENOPROTOOPT
+            | libc::EHOSTDOWN
+            | libc::EHOSTUNREACH
+            | libc::EOPNOTSUPP
+            | libc::ENETUNREACH
+            | libc::ETIMEDOUT,
+        ) => AcceptFailure::Skip,
+        #[cfg(target_os = "linux")]
+        Some(libc::ENONET) => AcceptFailure::Skip,
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unforeseen.
+        _ => AcceptFailure::Pause,
+    }
+}
+
+impl Source for AcceptListener {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            AcceptListener::Tcp(l) => l.register(registry, token, interests),
+            AcceptListener::Unix(l) => l.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            AcceptListener::Tcp(l) => l.reregister(registry, token, interests),
+            AcceptListener::Unix(l) => l.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            AcceptListener::Tcp(l) => l.deregister(registry),
+            AcceptListener::Unix(l) => l.deregister(registry),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_accept_errors() {
+        let os = io::Error::from_raw_os_error;
+        assert_eq!(classify_accept_error(&os(libc::EAGAIN)), AcceptFailure::Drained);
+        assert_eq!(classify_accept_error(&os(libc::EINTR)), AcceptFailure::Retry);
+        assert_eq!(classify_accept_error(&os(libc::ECONNABORTED)), AcceptFailure::Skip);
+        for resource in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert_eq!(classify_accept_error(&os(resource)), AcceptFailure::Pause);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! One connected (or connecting) socket, TCP or unix, behind a single type, plus the socket
+//! options the loop needs.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+
+use mio::event::Source;
+use mio::net::{TcpStream, UnixStream};
+use mio::{Interest, Registry, Token};
+
+use crate::Endpoint;
+
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Starts a non-blocking connect; completion is signalled by writability (see
+    /// [`Stream::connect_status`]). A unix connect usually completes or fails right here.
+    pub(crate) fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
+        match endpoint {
+            Endpoint::Tcp(addr) => TcpStream::connect(*addr).map(Stream::Tcp),
+            Endpoint::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
+        }
+    }
+
+    pub(crate) fn is_tcp(&self) -> bool {
+        matches!(self, Stream::Tcp(_))
+    }
+
+    /// After a writable event on a connecting socket: `Ok(true)` once connected, `Ok(false)`
+    /// while still in progress, `Err` when the connect failed (the steps in mio's
+    /// `TcpStream::connect` documentation).
+    pub(crate) fn connect_status(&self) -> io::Result<bool> {
+        let (pending_error, peer) = match self {
+            Stream::Tcp(s) => (s.take_error(), s.peer_addr().map(drop)),
+            Stream::Unix(s) => (s.take_error(), s.peer_addr().map(drop)),
+        };
+        if let Some(error) = pending_error? {
+            return Err(error);
+        }
+        match peer {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Small request/response packets must not wait for Nagle.
+    pub(crate) fn set_nodelay(&self) {
+        if let Stream::Tcp(s) = self {
+            if let Err(e) = s.set_nodelay(true) {
+                log::debug!("setting TCP_NODELAY on a connection failed: {e}");
+            }
+        }
+    }
+
+    /// Linux clears TCP_QUICKACK after use, so the caller re-arms it before every read on
+    /// connections to child milters; without it each request/response turn waits ~40 ms for a
+    /// delayed ACK.
+    pub(crate) fn rearm_quickack(&self) {
+        #[cfg(target_os = "linux")]
+        if let Stream::Tcp(s) = self {
+            set_tcp_quickack(s.as_raw_fd());
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_tcp_quickack(fd: std::os::fd::RawFd) {
+    let enable: libc::c_int = 1;
+    // SAFETY: `fd` is an open TCP socket borrowed from a live stream for the duration of the
+    // call; the option value points at a `c_int` that outlives the call and the length passed
+    // is exactly its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&enable as *const libc::c_int).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    // A failure only costs latency, and logging it per read would flood the log.
+    let _ = rc;
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(registry, token, interests),
+            Stream::Unix(s) => s.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(registry, token, interests),
+            Stream::Unix(s) => s.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(registry),
+            Stream::Unix(s) => s.deregister(registry),
+        }
+    }
+}

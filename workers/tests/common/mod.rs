@@ -1,0 +1,66 @@
+//! Helpers for tests that run the worker in a child process (for process-wide state such
+//! as signal handlers and descriptor limits): the test binary re-runs itself, restricted to
+//! one test, with an environment variable telling that test to play the child.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The environment variable that carries the child's socket path.
+pub const CHILD_SOCKET_ENV: &str = "WORKERS_TEST_CHILD_SOCKET";
+
+/// The socket path when running as the child.
+pub fn child_socket() -> Option<PathBuf> {
+    std::env::var_os(CHILD_SOCKET_ENV).map(PathBuf::from)
+}
+
+/// Runs only `test_name` of this test binary in a child process that serves on `socket`,
+/// with its stdin, stdout and stderr piped.
+pub fn spawn_child(test_name: &str, socket: &Path) -> Child {
+    let _ = std::fs::remove_file(socket);
+    Command::new(std::env::current_exe().unwrap())
+        .args([OsStr::new(test_name), OsStr::new("--exact"), OsStr::new("--nocapture")])
+        .env(CHILD_SOCKET_ENV, socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn socket_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("workers-{}-{name}.sock", std::process::id()))
+}
+
+/// Prints every log record on stderr, one per line, for the parent to follow.
+pub struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        eprintln!("LOG {}: {}", record.level(), record.args());
+    }
+    fn flush(&self) {}
+}
+
+pub fn log_to_stderr() {
+    log::set_logger(&StderrLogger).unwrap();
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Waits until the child listens on `socket`, and connects.
+pub fn connect_when_ready(socket: &Path) -> std::os::unix::net::UnixStream {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(stream) => return stream,
+            Err(e) => {
+                assert!(Instant::now() < give_up, "the worker child never listened: {e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Running out of file descriptors: the worker pauses accepting instead of spinning, and
+//! serves the waiting clients once descriptors are free again. The descriptor limit is
+//! process-wide, so the worker runs in a child process.
+#![cfg(target_os = "linux")] // counts descriptors in /proc/self/fd
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use workers::{run, Action, ConnKey, Listener, PeerAddr, Session, SessionFactory, WorkerConfig};
+
+use common::{child_socket, connect_when_ready, log_to_stderr, socket_path, spawn_child};
+
+const CLIENTS: usize = 6;
+/// How many client connections the child can hold at once.
+const SPARE_DESCRIPTORS: u64 = 2;
+
+/// Answers the peer's bytes with their reverse; finished when the peer closes.
+#[derive(Default)]
+struct Reverse {
+    actions: Vec<Action>,
+    finished: bool,
+}
+
+impl Session for Reverse {
+    fn handle_read(&mut self, conn: ConnKey, bytes: &[u8], _: Instant) {
+        self.actions.push(Action::Send { conn, bytes: bytes.iter().rev().copied().collect() });
+    }
+    fn handle_connected(&mut self, _: ConnKey, _: std::io::Result<()>, _: Instant) {}
+    fn handle_closed(&mut self, _: ConnKey, _: Option<std::io::Error>, _: Instant) {
+        self.finished = true;
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+struct ReverseFactory;
+
+impl SessionFactory for ReverseFactory {
+    type Session = Reverse;
+    fn new_session(&mut self, _: &PeerAddr, _: Instant) -> Reverse {
+        Reverse::default()
+    }
+}
+
+fn open_descriptors() -> u64 {
+    // The directory handle itself is among the entries; it is closed again afterwards.
+    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64 - 1
+}
+
+fn limit_open_descriptors(limit: u64) {
+    let rlimit = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: current_hard_limit() };
+    // SAFETY: setrlimit only reads the struct passed by reference, which outlives the call.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) };
+    assert_eq!(rc, 0, "setrlimit failed: {}", std::io::Error::last_os_error());
+}
+
+fn current_hard_limit() -> libc::rlim_t {
+    let mut rlimit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct passed by reference, which outlives the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlimit) };
+    assert_eq!(rc, 0, "getrlimit failed: {}", std::io::Error::last_os_error());
+    rlimit.rlim_max
+}
+
+/// The child's part: a worker whose process can hold only a couple of client connections.
+fn run_worker_child(socket: &Path) {
+    log_to_stderr();
+    let listener = Listener::Unix(UnixListener::bind(socket).unwrap());
+    // The parent closes our stdin once every client was served.
+    let parent_watch = std::io::stdin().as_fd().try_clone_to_owned().unwrap();
+    // `run` adds one descriptor of its own, the epoll instance.
+    limit_open_descriptors(open_descriptors() + 1 + SPARE_DESCRIPTORS);
+    let config = WorkerConfig {
+        handle_signals: false,
+        accept_pause: Duration::from_millis(20),
+        parent_watch: Some(parent_watch),
+        ..WorkerConfig::default()
+    };
+    let exit = run(listener, ReverseFactory, config).unwrap();
+    println!("EXIT {exit:?}");
+}
+
+#[test]
+fn pauses_accepting_when_out_of_descriptors_and_serves_everyone_later() {
+    if let Some(socket) = child_socket() {
+        return run_worker_child(&socket);
+    }
+    let socket = socket_path("fd-exhaustion");
+    let mut child =
+        spawn_child("pauses_accepting_when_out_of_descriptors_and_serves_everyone_later", &socket);
+    let log_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+
+    // All clients connect before any is served: the listen backlog holds them while the
+    // child runs out of descriptors accepting them.
+    let clients: Vec<_> = (0..CLIENTS).map(|_| connect_when_ready(&socket)).collect();
+    // Each client hangs up after its answer, which frees a descriptor in the child.
+    for (n, mut client) in clients.into_iter().enumerate() {
+        client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let request = format!("client {n}");
+        client.write_all(request.as_bytes()).unwrap();
+        let mut answer = vec![0; request.len()];
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, request.bytes().rev().collect::<Vec<_>>());
+    }
+    drop(child.stdin.take()); // the stop request
+
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let log: Vec<String> = log_lines.map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success(), "child failed; stderr: {log:?}");
+    let _ = std::fs::remove_file(&socket);
+
+    assert!(stdout.contains("EXIT Drained"), "child said: {stdout}");
+    assert!(
+        log.iter()
+            .any(|line| line.contains("Too many open files") && line.contains("pausing accepts")),
+        "the child never paused accepting: {log:?}"
+    );
+}
