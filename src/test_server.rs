@@ -367,7 +367,12 @@ impl TestServerSession {
             self.fail(format!("{} sent while no reply was due", reply.name()));
             return;
         };
-        self.log.push(format!("{}: {}", phase.stage_name(), describe_reply(&reply)));
+        let described = describe_reply(&reply);
+        self.log.push(if phase == Phase::Negotiate {
+            described
+        } else {
+            format!("{}: {described}", phase.stage_name())
+        });
         if phase == Phase::Negotiate {
             self.handle_negotiation(reply, now);
             return;
@@ -516,6 +521,13 @@ impl TestServerSession {
                 } else if matches!(verdict.status, Status::Reject | Status::TemporaryFailure) {
                     let recipient = self.script.recipients[i].clone();
                     if let Some(current) = &mut self.current {
+                        // The MTA drops a recipient refused at RCPT from the envelope.
+                        let (address, _) = split_esmtp(&recipient);
+                        let refused = Reply::DeleteRecipient { address };
+                        current
+                            .message
+                            .apply(&refused)
+                            .expect("delete-recipient is a modification");
                         current.rejected_recipients.push((recipient, verdict));
                     }
                 } else {
@@ -1031,6 +1043,8 @@ mod tests {
             "reject [550 5.7.1 no such user] at envelope-recipient"
         );
         assert_eq!(result.message.body, b"replaced\r\n");
+        let live: Vec<_> = result.message.live_recipients().map(|r| r.address.clone()).collect();
+        assert_eq!(live, vec![b("<good@example.org>")], "the refused recipient left the envelope");
         assert_eq!(result.modifications.len(), 2);
     }
 

@@ -1,0 +1,226 @@
+//! milter-test-server against an independent milter: `tests/peers/pymilter_modifier.py`,
+//! built on pymilter (Debian package `python3-milter`, a binding of the real libmilter).
+//! It rejects one sender and one recipient with a custom reply, adds a header and
+//! replaces the body; the tests check what milter-test-server prints about it.
+//!
+//! These tests fail, never skip, when python3-milter is missing:
+//! `scripts/install-test-deps.sh` installs it.
+
+mod support;
+
+use std::process::{Command, Stdio};
+
+use support::{
+    accepts_tcp, deadline, free_tcp_port, read_lossy, require_program, run, source_path, wait_for,
+    ChildGuard, Finished, TempDir, TEST_SERVER, TIMEOUT,
+};
+
+/// Debian's interpreter, which sees python3-milter (a pyenv `python3` on PATH may not).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// pymilter_modifier.py listening on 127.0.0.1:`port`.
+struct Pymilter {
+    port: u16,
+    _process: ChildGuard,
+}
+
+impl Pymilter {
+    /// Starts it and waits until its port accepts connections.
+    fn start(dir: &TempDir) -> Pymilter {
+        require_program(PYTHON, "python3");
+        let log_path = dir.join("pymilter.log");
+        // libmilter cannot report a port it picked itself, so take one that is free now.
+        let port = free_tcp_port();
+        let mut command = Command::new(PYTHON);
+        command
+            .arg(source_path("tests/peers/pymilter_modifier.py"))
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("pymilter.stdout")).unwrap())
+            .stderr(std::fs::File::create(&log_path).unwrap());
+        let mut process = ChildGuard::spawn("pymilter_modifier.py", &mut command);
+        let mut exited = None;
+        let listening = wait_for(deadline(), || {
+            exited = process.exited();
+            exited.is_none() && accepts_tcp(port)
+        });
+        assert!(
+            listening,
+            "pymilter_modifier.py is not listening on 127.0.0.1:{port} (exit: {exited:?}; \
+             'No module named Milter' means: install python3-milter)\n--- its stderr:\n{}",
+            read_lossy(&log_path)
+        );
+        Pymilter { port, _process: process }
+    }
+
+    fn spec(&self) -> String {
+        format!("inet:{}@[127.0.0.1]", self.port)
+    }
+}
+
+/// Runs milter-test-server with `args`.
+fn test_server(dir: &TempDir, args: &[&str]) -> Finished {
+    let mut command = Command::new(TEST_SERVER);
+    command.args(args);
+    run(dir, "milter-test-server", &mut command, TIMEOUT)
+}
+
+/// The output with the number of the final `elapsed-time: N seconds` line replaced by
+/// `N`, after checking that it is one.
+fn without_elapsed_time(output: &Finished) -> String {
+    let mut lines: Vec<&str> = output.stdout.lines().collect();
+    let last = lines.pop().unwrap_or_default();
+    let seconds = last
+        .strip_prefix("elapsed-time: ")
+        .and_then(|rest| rest.strip_suffix(" seconds"))
+        .unwrap_or_else(|| panic!("no final elapsed-time line\n{}", output.describe()));
+    let seconds: f64 = seconds
+        .parse()
+        .unwrap_or_else(|e| panic!("elapsed time {seconds:?}: {e}\n{}", output.describe()));
+    assert!((0.0..TIMEOUT.as_secs_f64()).contains(&seconds), "elapsed time {seconds}");
+    lines
+        .iter()
+        .map(|line| format!("{line}\n"))
+        .chain(["elapsed-time: N seconds\n".into()])
+        .collect()
+}
+
+#[test]
+fn recipient_rejected_header_added_and_body_replaced() {
+    let dir = TempDir::new("pymilter-modify");
+    let milter = Pymilter::start(&dir);
+    let spec = milter.spec();
+    let output = test_server(
+        &dir,
+        &[
+            "-s",
+            &spec,
+            "--from",
+            "<sender@example.org>",
+            "--recipient",
+            "<ok@example.org>",
+            "--recipient",
+            "<reject@example.org>",
+            "--header",
+            "From:sender@example.org",
+            "--header",
+            "To:ok@example.org, reject@example.org",
+            "--header",
+            "Subject:pymilter test",
+            "--body",
+            "Original body.\r\nLine two.\r\n",
+            "--output-message",
+        ],
+    );
+    let details = format!(
+        "{}\n--- pymilter log:\n{}",
+        output.describe(),
+        read_lossy(&dir.join("pymilter.log"))
+    );
+    assert!(output.status.success(), "milter-test-server failed\n{details}");
+    assert_eq!(output.stderr, "", "nothing on stderr\n{details}");
+    assert!(
+        output.stdout.starts_with(
+            "recipient: <reject@example.org> reject [550 5.7.1 no thanks] at envelope-recipient\n\
+             status: accept at end-of-message\n"
+        ),
+        "the rejected recipient, then the verdict\n{details}"
+    );
+    // Postfix (like any MTA) drops a recipient the milter refused at RCPT: the message
+    // goes to <ok@example.org> only. Upstream milter-test-server shows it removed
+    // ("- RCPT TO:<reject@example.org>").
+    assert!(
+        output.stdout.contains("\n- envelope-recipient: <reject@example.org>\n"),
+        "the refused recipient is shown as removed from the envelope\n{details}"
+    );
+    assert_eq!(
+        without_elapsed_time(&output),
+        "recipient: <reject@example.org> reject [550 5.7.1 no thanks] at envelope-recipient\n\
+         status: accept at end-of-message\n\
+         ------------------------------\n\
+         \x20 envelope-from: <sender@example.org>\n\
+         \x20 envelope-recipient: <ok@example.org>\n\
+         - envelope-recipient: <reject@example.org>\n\
+         ------------------------------\n\
+         \x20 From: sender@example.org\n\
+         \x20 To: ok@example.org, reject@example.org\n\
+         \x20 Subject: pymilter test\n\
+         + X-Pymilter: seen\n\
+         \n\
+         - Original body.\n\
+         - Line two.\n\
+         + Replaced by pymilter.\n\
+         + Second replaced line.\n\
+         elapsed-time: N seconds\n",
+        "the whole output\n{details}"
+    );
+}
+
+#[test]
+fn sender_rejected_at_mail_from() {
+    let dir = TempDir::new("pymilter-sender");
+    let milter = Pymilter::start(&dir);
+    let spec = milter.spec();
+    let output = test_server(
+        &dir,
+        &[
+            "-s",
+            &spec,
+            "-f",
+            "<blocked@example.org>",
+            "-r",
+            "<ok@example.org>",
+            "--body",
+            "Hi.\r\n",
+        ],
+    );
+    let details = format!(
+        "{}\n--- pymilter log:\n{}",
+        output.describe(),
+        read_lossy(&dir.join("pymilter.log"))
+    );
+    // A verdict from the milter is a result, not an error: exit status 0.
+    assert!(output.status.success(), "milter-test-server failed\n{details}");
+    assert_eq!(output.stderr, "", "nothing on stderr\n{details}");
+    assert_eq!(
+        without_elapsed_time(&output),
+        "status: reject [550 5.7.1 sender blocked] at envelope-from\n\
+         elapsed-time: N seconds\n",
+        "the whole output\n{details}"
+    );
+
+    // The same milter process still serves the next session normally.
+    let output =
+        test_server(&dir, &["-s", &spec, "-f", "<fine@example.org>", "-r", "<ok@example.org>"]);
+    assert!(output.status.success(), "second session\n{}", output.describe());
+    assert_eq!(
+        without_elapsed_time(&output),
+        "status: accept at end-of-message\nelapsed-time: N seconds\n",
+        "second session\n{}",
+        output.describe()
+    );
+}
+
+#[test]
+fn nothing_listening_is_a_clear_error() {
+    let dir = TempDir::new("pymilter-refused");
+    // Free a moment ago and nobody was started on it.
+    let port = free_tcp_port();
+    let spec = format!("inet:{port}@[127.0.0.1]");
+    let socket = format!("unix:{}", dir.join("nobody.sock").display());
+    for (spec, reason) in [(spec.as_str(), "refused"), (socket.as_str(), "No such file")] {
+        let output = test_server(&dir, &["-s", spec, "--connection-timeout", "5"]);
+        assert!(!output.status.success(), "exit status for {spec}\n{}", output.describe());
+        assert_eq!(output.stdout, "", "no status line without a milter\n{}", output.describe());
+        let stderr: Vec<&str> = output.stderr.lines().collect();
+        assert_eq!(stderr.len(), 1, "one line on stderr\n{}", output.describe());
+        let message = stderr[0];
+        assert!(
+            message.starts_with("milter-test-server: ")
+                && message.contains("cannot connect")
+                && message.contains(spec)
+                && message.contains(reason),
+            "a one-line reason naming the spec for {spec}, got: {message}"
+        );
+    }
+}

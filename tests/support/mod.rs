@@ -1,0 +1,310 @@
+//! Helpers shared by the integration tests (standard library only).
+//!
+//! Include it from a test crate with `mod support;`. Every process a test starts is
+//! wrapped in a [`ChildGuard`], which kills it when the test ends, pass or panic; every
+//! file goes into a [`TempDir`], removed the same way. Waiting is done by polling a
+//! condition against a deadline ([`wait_for`]), never by sleeping a fixed time.
+
+// Each test crate uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a test waits for something that normally takes milliseconds.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The binaries under test.
+pub const TEST_CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
+pub const TEST_SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
+
+/// `TIMEOUT` from now.
+pub fn deadline() -> Instant {
+    Instant::now() + TIMEOUT
+}
+
+/// A file of the source tree, e.g. `source_path("tests/peers/x.lua")`.
+pub fn source_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Polls `condition` every 10 ms until it holds (true) or `deadline` passes (false).
+/// The condition is checked once more at the deadline, so a slow machine only costs time.
+pub fn wait_for(deadline: Instant, mut condition: impl FnMut() -> bool) -> bool {
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return condition();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+/// Prefer letting the program bind port 0 itself when it can report the port it got.
+pub fn free_tcp_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`. The probe connects
+/// and closes at once, so the listener sees one empty connection.
+pub fn accepts_tcp(port: u16) -> bool {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
+}
+
+/// The file's contents, or "" if it cannot be read (yet).
+pub fn read_lossy(path: &Path) -> String {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+/// A fresh directory under the system temp dir, removed with its contents on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// `name` only makes the directory recognisable; the path is unique per process
+    /// and per call.
+    pub fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "mm-test-{name}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A child process that is killed (SIGKILL) and reaped when the guard is dropped.
+pub struct ChildGuard {
+    name: String,
+    child: Child,
+}
+
+impl ChildGuard {
+    /// Spawns `command`; panics with `name` and the reason if it cannot be started.
+    pub fn spawn(name: &str, command: &mut Command) -> ChildGuard {
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        ChildGuard { name: name.to_string(), child }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap_or_else(|e| panic!("wait for {}: {e}", self.name))
+    }
+
+    /// Waits until the process exits; panics if it is still running at `deadline`.
+    pub fn wait_until(&mut self, deadline: Instant) -> ExitStatus {
+        let mut status = None;
+        wait_for(deadline, || {
+            status = self.exited();
+            status.is_some()
+        });
+        status.unwrap_or_else(|| panic!("{} did not exit in time", self.name))
+    }
+
+    /// Sends `signal` (a name such as "TERM") unless the process has already exited.
+    pub fn signal(&mut self, signal: &str) {
+        if self.exited().is_some() {
+            return; // reaped: the pid may belong to someone else by now
+        }
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.id().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("run kill (package procps): {e}"));
+        assert!(status.success(), "kill -{signal} {} ({}) failed", self.id(), self.name);
+    }
+
+    /// SIGTERM, then waits (until `TIMEOUT`) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_until(deadline())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // A no-op for a child already reaped.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a finished command printed.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Everything, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout:\n{}--- stderr:\n{}---",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `command` to completion with no stdin, its output captured in files of `dir`
+/// (`NAME.stdout`, `NAME.stderr`). Panics if it is still running after `timeout`, or if
+/// it cannot be started (e.g. the program is not installed).
+pub fn run(dir: &TempDir, name: &str, command: &mut Command, timeout: Duration) -> Finished {
+    let stdout_path = dir.join(&format!("{name}.stdout"));
+    let stderr_path = dir.join(&format!("{name}.stderr"));
+    command
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout_path).expect("create stdout file"))
+        .stderr(File::create(&stderr_path).expect("create stderr file"));
+    let mut child = ChildGuard::spawn(name, command);
+    let mut status = None;
+    wait_for(Instant::now() + timeout, || {
+        status = child.exited();
+        status.is_some()
+    });
+    let stdout = read_lossy(&stdout_path);
+    let stderr = read_lossy(&stderr_path);
+    let Some(status) = status else {
+        panic!(
+            "{name} still running after {timeout:?}\n--- stdout:\n{stdout}--- stderr:\n{stderr}---"
+        );
+    };
+    Finished { status, stdout, stderr }
+}
+
+/// A running `milter-test-client`: its report (standard output) goes to one file, its
+/// log to another, so the report holds only the `[N] ...` lines.
+pub struct TestClient {
+    /// The spec it listens on, as its "listening on" log line gives it (with the
+    /// real port when it was started on port 0).
+    pub spec: String,
+    pub process: ChildGuard,
+    report_path: PathBuf,
+    log_path: PathBuf,
+}
+
+impl TestClient {
+    /// Starts milter-test-client on `spec` with `extra` arguments and waits for its
+    /// "listening on" log line (and, for a unix socket, for the socket file). Waiting
+    /// on the log rather than probing the socket keeps session numbers starting at 1.
+    pub fn start(dir: &TempDir, spec: &str, extra: &[&str]) -> TestClient {
+        let report_path = dir.join("client-report.txt");
+        let log_path = dir.join("client.log");
+        let mut command = Command::new(TEST_CLIENT);
+        command
+            .args(["-s", spec, "--log-path"])
+            .arg(&log_path)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(File::create(&report_path).expect("create report file"))
+            .stderr(File::create(dir.join("client.stderr")).expect("create stderr file"));
+        let mut process = ChildGuard::spawn("milter-test-client", &mut command);
+        let mut listening = None;
+        let mut exited = None;
+        wait_for(deadline(), || {
+            listening = read_lossy(&log_path).lines().find_map(|line| {
+                let (_, rest) = line.split_once("listening on ")?;
+                Some(rest.trim().to_string())
+            });
+            exited = process.exited();
+            listening.is_some() || exited.is_some()
+        });
+        let Some(listening) = listening else {
+            panic!(
+                "milter-test-client -s {spec} did not report listening (exit: {exited:?})\n\
+                 --- log:\n{}--- stderr:\n{}---",
+                read_lossy(&log_path),
+                read_lossy(&dir.join("client.stderr"))
+            );
+        };
+        if let Some(path) = listening.strip_prefix("unix:").or(listening.strip_prefix("local:")) {
+            let path = PathBuf::from(path);
+            assert!(
+                wait_for(deadline(), || path.exists()),
+                "socket {} never appeared",
+                path.display()
+            );
+        }
+        TestClient { spec: listening, process, report_path, log_path }
+    }
+
+    /// Listens on `unix:DIR/client.sock`.
+    pub fn start_unix(dir: &TempDir, extra: &[&str]) -> TestClient {
+        let spec = format!("unix:{}", dir.join("client.sock").display());
+        TestClient::start(dir, &spec, extra)
+    }
+
+    /// Listens on a port of 127.0.0.1 picked by the kernel (no race with other tests);
+    /// [`TestClient::port`] tells which.
+    pub fn start_tcp(dir: &TempDir, extra: &[&str]) -> TestClient {
+        TestClient::start(dir, "inet:0@[127.0.0.1]", extra)
+    }
+
+    /// The TCP port of an `inet:PORT@...` spec.
+    pub fn port(&self) -> u16 {
+        let port = self
+            .spec
+            .strip_prefix("inet:")
+            .and_then(|rest| rest.split('@').next())
+            .and_then(|port| port.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no TCP port in {:?}", self.spec));
+        assert_ne!(port, 0, "milter-test-client reported port 0 instead of the port it bound");
+        port
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> String {
+        read_lossy(&self.report_path)
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        read_lossy(&self.log_path)
+    }
+
+    /// Stops it with SIGTERM; returns its exit status and complete report.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let status = self.process.terminate();
+        (status, self.report())
+    }
+}
+
+/// Fails the test (never skips it) when a peer program the test suite relies on is not
+/// installed; `scripts/install-test-deps.sh` installs them all.
+pub fn require_program(path: &str, package: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: install the Debian package {package} (scripts/install-test-deps.sh)"
+    );
+}
