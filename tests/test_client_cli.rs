@@ -1,29 +1,13 @@
 //! milter-test-client's command line and process behaviour, through the real binary:
 //! exit status and one-line reasons for bad input, workers, daemon mode, privileges.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
 const SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("mm-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Kills the process (and, for daemons, the pid given) when the test ends.
 struct Guard(Option<Child>);
@@ -37,12 +21,8 @@ impl Drop for Guard {
     }
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(what: &str, condition: impl FnMut() -> bool) {
+    assert!(support::wait_for(support::deadline(), condition), "timed out waiting for {what}");
 }
 
 /// Runs the client expecting it to fail at start; returns its stderr.
@@ -78,7 +58,7 @@ fn session_passes(socket: &Path) -> bool {
 
 #[test]
 fn bad_input_gets_a_one_line_reason() {
-    let dir = TempDir::new("bad-input");
+    let dir = support::TempDir::new("bad-input");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["-s".into(), "tcp:25".into()],
@@ -86,7 +66,7 @@ fn bad_input_gets_a_one_line_reason() {
         ),
         (vec!["-s".into(), "inet:99999".into()], "port 99999 is out of range"),
         (
-            vec!["-s".into(), format!("unix:{}/missing/dir/x.sock", dir.0.display())],
+            vec!["-s".into(), format!("unix:{}/missing/dir/x.sock", dir.path().display())],
             "missing/dir/x.sock",
         ),
         (vec!["--n-workers".into(), "1001".into()], "1001 is not in 0..=1000"),
@@ -143,8 +123,8 @@ fn help_and_version() {
 
 #[test]
 fn workers_share_the_listener_and_stop_on_sigterm() {
-    let dir = TempDir::new("workers");
-    let socket = dir.0.join("w.sock");
+    let dir = support::TempDir::new("workers");
+    let socket = dir.path().join("w.sock");
     let child = Command::new(CLIENT)
         .args([
             "-s",
@@ -153,7 +133,7 @@ fn workers_share_the_listener_and_stop_on_sigterm() {
             "3",
             "--no-report-request",
         ])
-        .args(["--log-path", &dir.0.join("log").display().to_string()])
+        .args(["--log-path", &dir.path().join("log").display().to_string()])
         .spawn()
         .unwrap();
     let pid = child.id();
@@ -171,9 +151,9 @@ fn workers_share_the_listener_and_stop_on_sigterm() {
 
 #[test]
 fn report_memory_profile_prints_after_each_session() {
-    let dir = TempDir::new("memory");
-    let socket = dir.0.join("m.sock");
-    let report = dir.0.join("report");
+    let dir = support::TempDir::new("memory");
+    let socket = dir.path().join("m.sock");
+    let report = dir.path().join("report");
     let child = Command::new(CLIENT)
         .args([
             "-s",
@@ -181,7 +161,7 @@ fn report_memory_profile_prints_after_each_session() {
             "--report-memory-profile",
             "--no-report-request",
         ])
-        .args(["--log-path", &dir.0.join("log").display().to_string()])
+        .args(["--log-path", &dir.path().join("log").display().to_string()])
         .env("MILTER_MEMORY_PROFILE", "yes")
         .stdout(std::fs::File::create(&report).unwrap())
         .spawn()
@@ -197,9 +177,9 @@ fn report_memory_profile_prints_after_each_session() {
 
 #[test]
 fn daemon_returns_once_accepting_and_drops_privileges() {
-    let dir = TempDir::new("daemon");
+    let dir = support::TempDir::new("daemon");
     // The socket directory must be usable by the unprivileged user.
-    let run_dir = dir.0.join("run");
+    let run_dir = dir.path().join("run");
     std::fs::create_dir_all(&run_dir).unwrap();
     let running_as_root = status_field(std::process::id(), "Uid").starts_with("0\t");
     let socket = run_dir.join("d.sock");

@@ -2,30 +2,14 @@
 //! stage, two recipients, headers, a 200 KiB body, a second message on the same
 //! connection) and the client's report shows exactly what was sent.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
 const SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("mm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// milter-test-client on a unix socket, stopped with SIGTERM; its report goes to a file.
 struct TestClient {
@@ -95,8 +79,8 @@ fn escape(bytes: &[u8]) -> String {
 
 #[test]
 fn whole_session_is_reported_exactly() {
-    let dir = TempDir::new("whole-session");
-    let client = TestClient::start(&dir.0, &[]);
+    let dir = support::TempDir::new("whole-session");
+    let client = TestClient::start(dir.path(), &[]);
     // 200 KiB of every byte value but CR and LF, NUL included, in CRLF-ended lines. It
     // travels in a mail file: a command-line argument cannot hold a NUL.
     let body: Vec<u8> = (0..200 * 1024u32)
@@ -108,7 +92,7 @@ fn whole_session_is_reported_exactly() {
         })
         .collect();
     assert!(body.len() > 3 * 65535);
-    let mail = dir.0.join("body.eml");
+    let mail = dir.path().join("body.eml");
     std::fs::write(&mail, [b"X-From-File: ignored\n\n".as_slice(), &body].concat()).unwrap();
     let args: Vec<String> = [
         "--name",
@@ -154,7 +138,7 @@ fn whole_session_is_reported_exactly() {
     .map(|s| s.to_string())
     .chain(["--mail-file".to_string(), mail.display().to_string()])
     .collect();
-    let output = run_server(&dir.0, &args);
+    let output = run_server(dir.path(), &args);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout.matches("status: pass\n").count(), 2, "{stdout}");
@@ -224,16 +208,16 @@ fn whole_session_is_reported_exactly() {
 
 #[test]
 fn mail_file_and_output_message() {
-    let dir = TempDir::new("mail-file");
-    let client = TestClient::start(&dir.0, &["--no-report-request"]);
-    let mail = dir.0.join("mail.eml");
+    let dir = support::TempDir::new("mail-file");
+    let client = TestClient::start(dir.path(), &["--no-report-request"]);
+    let mail = dir.path().join("mail.eml");
     std::fs::write(
         &mail,
         "From: Alice <alice@example.net>\nTo: bob@example.org\nSubject: hi\n\nline one\nline two\n",
     )
     .unwrap();
     let output = run_server(
-        &dir.0,
+        &dir.path(),
         &["--mail-file".into(), mail.display().to_string(), "--output-message".into()],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
