@@ -217,7 +217,7 @@ fn mail_file_and_output_message() {
     )
     .unwrap();
     let output = run_server(
-        &dir.path(),
+        dir.path(),
         &["--mail-file".into(), mail.display().to_string(), "--output-message".into()],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
