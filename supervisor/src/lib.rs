@@ -2,8 +2,17 @@
 //! privilege drop, daemonizing, the pid file, and the prefork workers that share the
 //! listener. It knows nothing about milters: the caller hands it a bind target and a
 //! function that serves the listener in a worker.
+//!
+//! The order of [`run`] is fixed: switch user/group (still root for the lookups), become a
+//! daemon, lock and write the pid file, then serve in this process or fork the workers. The
+//! crate starts no threads, so forking is safe at every step.
+//!
+//! Modules: `bind` (the socket), `privileges`, `daemon` (detaching and the start-up report),
+//! `pidfile`, `prefork` (the supervisor loop), `signals` (its self-pipe), `throttle` (respawn
+//! back-off), `fork` (the one fork call), `error`.
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub use workers::Listener;
@@ -54,4 +63,154 @@ pub struct ProcessOptions {
     pub pid_file: Option<PathBuf>,
     /// 0: serve in the supervisor's own process; N: fork N workers sharing the listener.
     pub n_workers: u32,
+}
+
+mod bind;
+mod daemon;
+mod error;
+mod fork;
+mod pidfile;
+mod prefork;
+mod privileges;
+mod signals;
+#[cfg(test)]
+mod test_dir;
+mod throttle;
+
+pub use bind::{bind, BoundSocket};
+pub use error::Error;
+pub use pidfile::PidFile;
+pub use prefork::MAX_WORKERS;
+
+/// What a worker's `serve` function gets besides the listener.
+#[derive(Debug)]
+pub struct WorkerContext {
+    /// 0..n_workers; 0 when the process serves alone (`n_workers == 0`).
+    pub worker_index: u32,
+    /// Read end of a pipe whose write end only the supervisor holds: EOF (readable with 0
+    /// bytes) means the supervisor is gone or wants the worker to stop, so stop accepting and
+    /// drain. `None` when the process serves alone.
+    pub parent_watch: Option<OwnedFd>,
+}
+
+/// Extension points called by the supervisor (prefork mode only; with `n_workers == 0` the
+/// serving process handles its own signals).
+#[derive(Default)]
+pub struct Hooks {
+    /// Called on SIGHUP. Without it, SIGHUP is logged and ignored.
+    pub on_reload: Option<Box<dyn FnMut()>>,
+    /// Called on SIGUSR1 before it is forwarded to the workers (e.g. reopen log files).
+    pub on_reopen_logs: Option<Box<dyn FnMut()>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("on_reload", &self.on_reload.is_some())
+            .field("on_reopen_logs", &self.on_reopen_logs.is_some())
+            .finish()
+    }
+}
+
+/// Runs the process around `serve`: drops privileges, daemonizes, writes the pid file, then
+/// either serves in this process (`n_workers == 0`) or forks `n_workers` workers and
+/// supervises them until SIGTERM/SIGINT. Returns the exit code for the process; removes the
+/// socket (if asked to) and the pid file on the way out.
+///
+/// With `opts.daemon`, the calling process does not return: it exits 0 once the daemon
+/// reports ready, or prints the daemon's error and exits 1. Errors after daemonizing are also
+/// returned from `run` in the daemon, for its log.
+pub fn run<S>(bound: BoundSocket, opts: &ProcessOptions, serve: S) -> Result<i32, Error>
+where
+    S: FnMut(Listener, WorkerContext) -> i32,
+{
+    run_with_hooks(bound, opts, Hooks::default(), serve)
+}
+
+/// [`run`] with extension points for SIGHUP and SIGUSR1.
+pub fn run_with_hooks<S>(
+    bound: BoundSocket,
+    opts: &ProcessOptions,
+    mut hooks: Hooks,
+    mut serve: S,
+) -> Result<i32, Error>
+where
+    S: FnMut(Listener, WorkerContext) -> i32,
+{
+    if opts.n_workers > MAX_WORKERS {
+        return Err(Error::TooManyWorkers { requested: opts.n_workers, max: MAX_WORKERS });
+    }
+    let socket_file = bind::SocketFileGuard::for_socket(&bound);
+    // Absolute now: the daemon changes to "/" before it opens the pid file.
+    let pid_path = match &opts.pid_file {
+        Some(path) => Some(
+            std::path::absolute(path)
+                .map_err(|source| Error::PidFileOpen { path: path.clone(), source })?,
+        ),
+        None => None,
+    };
+
+    let identity = privileges::Identity::resolve(opts.user.as_deref(), opts.group.as_deref())?;
+    if let Some(identity) = identity {
+        identity.check_allowed()?;
+        if let Some(path) = &bound.unix_path {
+            identity.chown_socket(path, bound.group_applied)?;
+        }
+        identity.switch()?;
+    }
+
+    let mut report =
+        if opts.daemon { daemon::daemonize()? } else { daemon::StartupReport::foreground() };
+    let result = acquire_pid_file(pid_path.as_deref()).and_then(|pid_file| {
+        let code = serve_or_supervise(
+            bound.listener,
+            opts.n_workers,
+            pid_file.as_ref(),
+            &mut hooks,
+            &mut serve,
+            &mut report,
+        )?;
+        Ok((code, pid_file))
+    });
+    match result {
+        Ok((code, pid_file)) => {
+            // The pid file goes last, so that its absence means "fully stopped".
+            drop(socket_file);
+            drop(pid_file);
+            Ok(code)
+        }
+        Err(error) => {
+            report.failed(&error);
+            Err(error)
+        }
+    }
+}
+
+/// Locks the pid file and writes this (final) process's pid into it.
+fn acquire_pid_file(path: Option<&std::path::Path>) -> Result<Option<PidFile>, Error> {
+    let Some(path) = path else { return Ok(None) };
+    let mut pid_file = PidFile::acquire(path)?;
+    pid_file.write_pid(std::process::id())?;
+    Ok(Some(pid_file))
+}
+
+fn serve_or_supervise<S>(
+    listener: Listener,
+    n_workers: u32,
+    pid_file: Option<&PidFile>,
+    hooks: &mut Hooks,
+    serve: &mut S,
+    report: &mut daemon::StartupReport,
+) -> Result<i32, Error>
+where
+    S: FnMut(Listener, WorkerContext) -> i32,
+{
+    if n_workers == 0 {
+        report.ready();
+        let context = WorkerContext { worker_index: 0, parent_watch: None };
+        return Ok(serve(listener, context));
+    }
+    let close_in_child =
+        [pid_file.and_then(PidFile::raw_fd), report.raw_fd()].into_iter().flatten().collect();
+    prefork::Prefork::new(listener, n_workers, serve, hooks, close_in_child)?.run(report)
 }

@@ -1,0 +1,372 @@
+//! The prefork supervisor: forks N workers that share the listener, replaces the ones that
+//! die (with crash throttling), forwards signals and stops them all on SIGTERM/SIGINT. It
+//! serves no mail and runs no threads: one poll on a signal self-pipe drives everything.
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{self, ForkResult, Pid};
+
+use crate::daemon::StartupReport;
+use crate::error::{Error, Result};
+use crate::fork;
+use crate::signals::SignalPipe;
+use crate::throttle::RespawnThrottle;
+use crate::{Hooks, Listener, WorkerContext};
+
+/// The most workers one supervisor forks.
+pub const MAX_WORKERS: u32 = 1000;
+
+/// How long stopping workers get before SIGKILL: the workers' own drain deadline (60 s by
+/// default) plus a margin.
+const STOP_DEADLINE: Duration = Duration::from_secs(65);
+
+/// Exit code of a worker whose `serve` panicked (the code Rust uses for a panicking main).
+const PANIC_EXIT_CODE: i32 = 101;
+
+/// Everything the supervisor knows about one worker position.
+struct Slot {
+    index: u32,
+    state: SlotState,
+    throttle: RespawnThrottle,
+}
+
+enum SlotState {
+    Running {
+        pid: Pid,
+        started: Instant,
+        /// Write end of the worker's `parent_watch` pipe; closing it tells the worker to stop.
+        to_worker: Option<OwnedFd>,
+    },
+    /// Dead, to be replaced at `at`.
+    Waiting { at: Instant },
+    /// Dead, not to be replaced (shutting down).
+    Stopped,
+}
+
+pub(crate) struct Prefork<'a, S> {
+    /// `None` only inside a worker, which takes it.
+    listener: Option<Listener>,
+    serve: S,
+    slots: Vec<Slot>,
+    /// `None` only inside a worker, which drops it.
+    signals: Option<SignalPipe>,
+    /// Descriptors of the supervisor (pid file lock, start-up report) a worker must not keep.
+    close_in_child: Vec<RawFd>,
+    hooks: &'a mut Hooks,
+}
+
+impl<'a, S> Prefork<'a, S>
+where
+    S: FnMut(Listener, WorkerContext) -> i32,
+{
+    pub fn new(
+        listener: Listener,
+        n_workers: u32,
+        serve: S,
+        hooks: &'a mut Hooks,
+        close_in_child: Vec<RawFd>,
+    ) -> Result<Self> {
+        let now = Instant::now();
+        Ok(Prefork {
+            listener: Some(listener),
+            serve,
+            slots: (0..n_workers)
+                .map(|index| Slot {
+                    index,
+                    state: SlotState::Waiting { at: now },
+                    throttle: RespawnThrottle::default(),
+                })
+                .collect(),
+            // Installed before the first fork so that no SIGCHLD can be missed.
+            signals: Some(SignalPipe::install()?),
+            close_in_child,
+            hooks,
+        })
+    }
+
+    /// Starts the workers, reports readiness, then supervises until SIGTERM/SIGINT, when it
+    /// stops every worker and returns 0.
+    pub fn run(mut self, report: &mut StartupReport) -> Result<i32> {
+        for position in 0..self.slots.len() {
+            if let Err(error) = self.spawn(position) {
+                self.stop_all()?;
+                return Err(error);
+            }
+        }
+        log::info!("supervising {} workers", self.slots.len());
+        report.ready();
+
+        loop {
+            self.wait_for_signal(self.next_respawn())?;
+            let pending = self.signals().take_pending();
+            self.reap(false);
+            if pending.terminate || pending.interrupt {
+                let name = if pending.terminate { "SIGTERM" } else { "SIGINT" };
+                log::info!("{name} received: stopping the workers");
+                self.stop_all()?;
+                return Ok(0);
+            }
+            if pending.hangup {
+                match self.hooks.on_reload.as_mut() {
+                    Some(reload) => reload(),
+                    None => log::info!("SIGHUP received: reloading is not supported; ignored"),
+                }
+            }
+            if pending.user1 {
+                if let Some(reopen_logs) = self.hooks.on_reopen_logs.as_mut() {
+                    reopen_logs();
+                }
+                self.signal_running(Signal::SIGUSR1);
+            }
+            self.respawn_due(Instant::now());
+        }
+    }
+
+    fn signals(&mut self) -> &mut SignalPipe {
+        self.signals.as_mut().expect("the supervisor owns its signal pipe")
+    }
+
+    /// Sleeps until a signal arrives or `until` passes.
+    fn wait_for_signal(&mut self, until: Option<Instant>) -> Result<()> {
+        let timeout = match until {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                // Round up so that the loop does not spin on sub-millisecond remainders.
+                let millis = at.saturating_duration_since(Instant::now()).as_micros() / 1000 + 1;
+                PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let signals = self.signals.as_ref().expect("signal pipe");
+        let mut fds = [PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(errno) => Err(Error::Poll { source: errno.into() }),
+        }
+    }
+
+    fn next_respawn(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|slot| match slot.state {
+                SlotState::Waiting { at } => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn respawn_due(&mut self, now: Instant) {
+        for position in 0..self.slots.len() {
+            let slot = &self.slots[position];
+            let SlotState::Waiting { at } = slot.state else {
+                continue;
+            };
+            if at > now {
+                continue;
+            }
+            if let Err(error) = self.spawn(position) {
+                let slot = &mut self.slots[position];
+                // A failed fork is throttled like a crash (Postfix does the same).
+                let delay = slot.throttle.delay_after(Duration::ZERO);
+                log::error!("{error}; retrying worker {} in {delay:?}", slot.index);
+                slot.state = SlotState::Waiting { at: now + delay };
+            }
+        }
+    }
+
+    /// Forks the worker of slot `position`. Returns in the supervisor only.
+    fn spawn(&mut self, position: usize) -> Result<()> {
+        let (watch_read, watch_write) = unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|errno| Error::ForkWorker { source: errno.into() })?;
+        match fork::fork().map_err(|source| Error::ForkWorker { source })? {
+            ForkResult::Child => {
+                // Only the supervisor may hold the write end, or EOF never comes.
+                drop(watch_write);
+                self.become_worker(position, watch_read)
+            }
+            ForkResult::Parent { child } => {
+                let slot = &mut self.slots[position];
+                log::info!("started worker {} (pid {child})", slot.index);
+                slot.state = SlotState::Running {
+                    pid: child,
+                    started: Instant::now(),
+                    to_worker: Some(watch_write),
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// In the child: shed everything that belongs to the supervisor, then serve and exit.
+    fn become_worker(&mut self, position: usize, parent_watch: OwnedFd) -> ! {
+        // The supervisor's signal actions would write into its pipe; dropping them leaves the
+        // signals caught-and-ignored until the worker installs its own handlers.
+        if let Some(signals) = self.signals.take() {
+            signals.forget_in_child();
+        }
+        // Other workers' pipe ends: a worker must see EOF when the supervisor dies, which
+        // requires that no worker holds a write end.
+        for slot in &mut self.slots {
+            slot.state = SlotState::Stopped;
+        }
+        for fd in self.close_in_child.drain(..) {
+            let _ = unistd::close(fd);
+        }
+        let listener = self.listener.take().expect("the supervisor owns the listener");
+        let context = WorkerContext {
+            worker_index: self.slots[position].index,
+            parent_watch: Some(parent_watch),
+        };
+        let serve = &mut self.serve;
+        // Unwinding must not leave this function: the supervisor's guards up the stack would
+        // remove the socket and the pid file.
+        let code = panic::catch_unwind(AssertUnwindSafe(|| serve(listener, context)))
+            .unwrap_or(PANIC_EXIT_CODE);
+        std::process::exit(code)
+    }
+
+    /// Collects every exited worker (no zombies) and decides about its replacement.
+    fn reap(&mut self, shutting_down: bool) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(status) => {
+                    if let Some(pid) = status.pid() {
+                        self.worker_ended(pid, status, shutting_down);
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(errno) => {
+                    log::warn!("waitpid failed: {}", errno.desc());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn worker_ended(&mut self, pid: Pid, status: WaitStatus, shutting_down: bool) {
+        let Some(slot) = self.slots.iter_mut().find(
+            |slot| matches!(slot.state, SlotState::Running { pid: running, .. } if running == pid),
+        ) else {
+            log::debug!("reaped process {pid}, which is not a worker");
+            return;
+        };
+        let SlotState::Running { started, .. } = slot.state else {
+            unreachable!("found by its running state")
+        };
+        let now = Instant::now();
+        let lifetime = now.duration_since(started);
+        log_worker_end(slot.index, pid, &status, lifetime, shutting_down);
+        if shutting_down {
+            slot.state = SlotState::Stopped;
+            return;
+        }
+        let delay = slot.throttle.delay_after(lifetime);
+        if !delay.is_zero() {
+            log::warn!(
+                "worker {} lived only {:.1}s; restarting it in {}s",
+                slot.index,
+                lifetime.as_secs_f64(),
+                delay.as_secs()
+            );
+        }
+        slot.state = SlotState::Waiting { at: now + delay };
+    }
+
+    fn running_pids(&self) -> impl Iterator<Item = (u32, Pid)> + '_ {
+        self.slots.iter().filter_map(|slot| match slot.state {
+            SlotState::Running { pid, .. } => Some((slot.index, pid)),
+            _ => None,
+        })
+    }
+
+    fn signal_running(&self, signal: Signal) {
+        for (index, pid) in self.running_pids() {
+            if let Err(errno) = signal::kill(pid, signal) {
+                if errno != Errno::ESRCH {
+                    log::warn!(
+                        "cannot send {} to worker {index} (pid {pid}): {}",
+                        signal.as_str(),
+                        errno.desc()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Asks every worker to stop (SIGTERM and EOF on its pipe), waits for all of them until
+    /// the deadline, then kills the rest.
+    fn stop_all(&mut self) -> Result<()> {
+        for slot in &mut self.slots {
+            match &mut slot.state {
+                SlotState::Running { to_worker, .. } => {
+                    // EOF cannot be lost, unlike a SIGTERM that arrives before the worker has
+                    // installed its handler.
+                    to_worker.take();
+                }
+                state => *state = SlotState::Stopped,
+            }
+        }
+        self.signal_running(Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            self.reap(true);
+            if self.running_pids().next().is_none() {
+                log::info!("all workers stopped");
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            self.wait_for_signal(Some(deadline))?;
+            self.signals().take_pending();
+        }
+        let stragglers: Vec<(u32, Pid)> = self.running_pids().collect();
+        for (index, pid) in stragglers {
+            log::warn!(
+                "worker {index} (pid {pid}) did not stop within {}s; killing it",
+                STOP_DEADLINE.as_secs()
+            );
+            let _ = signal::kill(pid, Signal::SIGKILL);
+            loop {
+                match waitpid(pid, None) {
+                    Err(Errno::EINTR) => continue,
+                    Ok(status) => {
+                        self.worker_ended(pid, status, true);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn log_worker_end(index: u32, pid: Pid, status: &WaitStatus, lifetime: Duration, expected: bool) {
+    let lived = format!("after {:.1}s", lifetime.as_secs_f64());
+    match *status {
+        WaitStatus::Exited(_, 0) => log::info!("worker {index} (pid {pid}) exited {lived}"),
+        WaitStatus::Exited(_, code) => {
+            log::warn!("worker {index} (pid {pid}) exited with code {code} {lived}")
+        }
+        WaitStatus::Signaled(_, signal, core_dumped) => {
+            let core = if core_dumped { " (core dumped)" } else { "" };
+            if expected && signal == Signal::SIGKILL {
+                log::warn!("worker {index} (pid {pid}) killed {lived}");
+            } else {
+                log::error!(
+                    "worker {index} (pid {pid}) was killed by {}{core} {lived}",
+                    signal.as_str()
+                );
+            }
+        }
+        ref other => log::warn!("worker {index} (pid {pid}) ended: {other:?} {lived}"),
+    }
+}

@@ -1,0 +1,214 @@
+//! Switching to an unprivileged user and group, in the order OpenSSH uses: every name lookup
+//! first (while still root, before NSS could become unreadable), then `setgroups` →
+//! `setresgid` → `setresuid`, then a check that root cannot be regained.
+
+use std::ffi::CString;
+use std::io;
+use std::path::Path;
+
+use nix::unistd::{self, Gid, Group, Uid, User};
+
+use crate::error::{Error, Result};
+
+/// Finds a user by name, or by numeric id when no user has that name.
+pub(crate) fn lookup_user(name: &str) -> Result<User> {
+    let lookup_error = |errno: nix::Error| Error::AccountLookup {
+        what: format!("user \"{name}\""),
+        source: io::Error::from(errno),
+    };
+    if let Some(user) = User::from_name(name).map_err(lookup_error)? {
+        return Ok(user);
+    }
+    if let Ok(id) = name.parse::<u32>() {
+        if let Some(user) = User::from_uid(Uid::from_raw(id)).map_err(lookup_error)? {
+            return Ok(user);
+        }
+    }
+    Err(Error::UnknownUser { name: name.to_string() })
+}
+
+/// Finds a group by name, or by numeric id. A numeric id is accepted even without an entry in
+/// the group database, as chown(1) does: the kernel needs no name.
+pub(crate) fn lookup_group(name: &str) -> Result<Gid> {
+    let lookup_error = |errno: nix::Error| Error::AccountLookup {
+        what: format!("group \"{name}\""),
+        source: io::Error::from(errno),
+    };
+    if let Some(group) = Group::from_name(name).map_err(lookup_error)? {
+        return Ok(group.gid);
+    }
+    match name.parse::<u32>() {
+        Ok(id) => Ok(Gid::from_raw(id)),
+        Err(_) => Err(Error::UnknownGroup { name: name.to_string() }),
+    }
+}
+
+/// The identity to switch to, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// `None` when only a group was asked for: the process keeps its uid.
+    pub user: Option<(String, Uid)>,
+    pub gid: Gid,
+    /// Supplementary groups, including `gid`.
+    pub groups: Vec<Gid>,
+}
+
+impl Identity {
+    /// Resolves `user` and `group` (names or numeric ids). With only a user, the group is the
+    /// user's primary group and the supplementary groups are the user's.
+    pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Identity>> {
+        let user = user.map(lookup_user).transpose()?;
+        let explicit_gid = group.map(lookup_group).transpose()?;
+        let identity = match (user, explicit_gid) {
+            (None, None) => return Ok(None),
+            (None, Some(gid)) => Identity { user: None, gid, groups: vec![gid] },
+            (Some(user), explicit_gid) => {
+                let gid = explicit_gid.unwrap_or(user.gid);
+                let groups = supplementary_groups(&user.name, gid)?;
+                Identity { user: Some((user.name, user.uid)), gid, groups }
+            }
+        };
+        Ok(Some(identity))
+    }
+
+    /// What to call this identity in messages: `user "nobody"` or `group "nogroup"`.
+    fn describe(&self) -> String {
+        match &self.user {
+            Some((name, _)) => format!("user \"{name}\""),
+            None => format!("group {}", self.gid),
+        }
+    }
+
+    /// True when the process already runs with exactly these ids (then no root is needed).
+    fn is_current(&self) -> bool {
+        let uid_matches = match &self.user {
+            Some((_, uid)) => *uid == Uid::current() && *uid == Uid::effective(),
+            None => true,
+        };
+        uid_matches && self.gid == Gid::current() && self.gid == Gid::effective()
+    }
+
+    /// Fails unless the process may switch to this identity.
+    pub fn check_allowed(&self) -> Result<()> {
+        if Uid::effective().is_root() || self.is_current() {
+            return Ok(());
+        }
+        Err(Error::NeedsRoot { what: self.describe(), euid: Uid::effective().as_raw() })
+    }
+
+    /// Gives a unix socket to the new identity, so that the unprivileged process can still
+    /// manage it. The group is left alone when `keep_group` (it was set by
+    /// `unix_socket_group`).
+    pub fn chown_socket(&self, path: &Path, keep_group: bool) -> Result<()> {
+        let uid = self.user.as_ref().map(|(_, uid)| *uid);
+        let gid = if keep_group { None } else { Some(self.gid) };
+        if uid.is_none() && gid.is_none() {
+            return Ok(());
+        }
+        unistd::chown(path, uid, gid).map_err(|errno| Error::SocketOwner {
+            path: path.to_path_buf(),
+            owner: describe_owner(uid, gid),
+            source: io::Error::from(errno),
+        })
+    }
+
+    /// Switches the whole process (real, effective and saved ids) to this identity.
+    pub fn switch(&self) -> Result<()> {
+        if self.is_current() && !Uid::effective().is_root() {
+            return Ok(());
+        }
+        let step_error = |step: String| {
+            move |errno: nix::Error| Error::DropPrivileges { step, source: io::Error::from(errno) }
+        };
+        unistd::setgroups(&self.groups).map_err(step_error("setgroups".into()))?;
+        let gid = self.gid;
+        unistd::setresgid(gid, gid, gid).map_err(step_error(format!("setresgid({gid})")))?;
+        if let Some((name, uid)) = &self.user {
+            let uid = *uid;
+            unistd::setresuid(uid, uid, uid).map_err(step_error(format!("setresuid({uid})")))?;
+            if !uid.is_root() && can_regain_root() {
+                return Err(Error::RootRegainable { user: name.clone() });
+            }
+        }
+        log::info!(
+            "running as uid {}, gid {} (groups {:?})",
+            Uid::effective(),
+            Gid::effective(),
+            self.groups.iter().map(|g| g.as_raw()).collect::<Vec<_>>()
+        );
+        Ok(())
+    }
+}
+
+/// The user's supplementary groups as the group database lists them, plus `gid`.
+fn supplementary_groups(user: &str, gid: Gid) -> Result<Vec<Gid>> {
+    let name = CString::new(user).map_err(|_| Error::UnknownUser { name: user.to_string() })?;
+    unistd::getgrouplist(&name, gid).map_err(|errno| Error::AccountLookup {
+        what: format!("the groups of user \"{user}\""),
+        source: io::Error::from(errno),
+    })
+}
+
+/// OpenSSH's paranoia check: after a permanent switch, neither setuid(0) nor seteuid(0) may
+/// succeed.
+fn can_regain_root() -> bool {
+    unistd::setuid(Uid::from_raw(0)).is_ok() || unistd::seteuid(Uid::from_raw(0)).is_ok()
+}
+
+fn describe_owner(uid: Option<Uid>, gid: Option<Gid>) -> String {
+    let user = uid
+        .map(|uid| match User::from_uid(uid) {
+            Ok(Some(user)) => user.name,
+            _ => uid.to_string(),
+        })
+        .unwrap_or_default();
+    let group = gid
+        .map(|gid| match Group::from_gid(gid) {
+            Ok(Some(group)) => group.name,
+            _ => gid.to_string(),
+        })
+        .unwrap_or_default();
+    format!("{user}:{group}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_user_is_named() {
+        let error = lookup_user("no-such-user-for-supervisor-tests").unwrap_err();
+        assert_eq!(error.to_string(), "unknown user \"no-such-user-for-supervisor-tests\"");
+    }
+
+    #[test]
+    fn unknown_group_is_named() {
+        let error = lookup_group("no-such-group-for-supervisor-tests").unwrap_err();
+        assert_eq!(error.to_string(), "unknown group \"no-such-group-for-supervisor-tests\"");
+    }
+
+    #[test]
+    fn users_and_groups_are_found_by_name_or_number() {
+        assert_eq!(lookup_user("root").unwrap().uid, Uid::from_raw(0));
+        assert_eq!(lookup_user("0").unwrap().name, "root");
+        assert_eq!(lookup_group("root").unwrap(), Gid::from_raw(0));
+        assert_eq!(lookup_group("4242").unwrap(), Gid::from_raw(4242));
+    }
+
+    #[test]
+    fn a_user_alone_brings_its_primary_group() {
+        let identity = Identity::resolve(Some("root"), None).unwrap().unwrap();
+        assert_eq!(identity.gid, Gid::from_raw(0));
+        assert!(identity.groups.contains(&Gid::from_raw(0)));
+        assert_eq!(Identity::resolve(None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn the_current_identity_needs_no_root() {
+        let user = User::from_uid(Uid::effective()).unwrap().unwrap();
+        let identity = Identity::resolve(Some(&user.name), Some(&Gid::effective().to_string()))
+            .unwrap()
+            .unwrap();
+        identity.check_allowed().unwrap();
+    }
+}
