@@ -137,10 +137,11 @@ pub fn run_with_hooks<S>(
 where
     S: FnMut(Listener, WorkerContext) -> i32,
 {
+    // From here on, every way out removes the socket (if asked to), errors included.
+    let socket_file = bind::SocketFileGuard::for_socket(&bound);
     if opts.n_workers > MAX_WORKERS {
         return Err(Error::TooManyWorkers { requested: opts.n_workers, max: MAX_WORKERS });
     }
-    let socket_file = bind::SocketFileGuard::for_socket(&bound);
     // Absolute now: the daemon changes to "/" before it opens the pid file.
     let pid_path = match &opts.pid_file {
         Some(path) => Some(
@@ -206,6 +207,8 @@ where
     S: FnMut(Listener, WorkerContext) -> i32,
 {
     if n_workers == 0 {
+        let _reload_and_reopen_are_harmless =
+            signals::catch_and_ignore(&[libc::SIGHUP, libc::SIGUSR1])?;
         report.ready();
         let context = WorkerContext { worker_index: 0, parent_watch: None };
         return Ok(serve(listener, context));
@@ -213,4 +216,21 @@ where
     let close_in_child =
         [pid_file.and_then(PidFile::raw_fd), report.raw_fd()].into_iter().flatten().collect();
     prefork::Prefork::new(listener, n_workers, serve, hooks, close_in_child)?.run(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_dir::TestDir;
+
+    #[test]
+    fn too_many_workers_are_refused_before_anything_happens() {
+        let dir = TestDir::new("too-many");
+        let path = dir.path().join("milter.sock");
+        let bound = bind(&BindTarget::Unix(path.clone()), &ListenOptions::default()).unwrap();
+        let opts = ProcessOptions { n_workers: MAX_WORKERS + 1, ..ProcessOptions::default() };
+        let error = run(bound, &opts, |_, _| unreachable!("nothing is served")).unwrap_err();
+        assert_eq!(error.to_string(), "1001 workers requested; at most 1000 are allowed");
+        assert!(!path.exists(), "the socket is removed on every way out");
+    }
 }

@@ -98,3 +98,27 @@ impl Drop for SignalPipe {
         }
     }
 }
+
+/// Signals caught and ignored while registered (see [`catch_and_ignore`]).
+pub(crate) struct Ignored(Vec<SigId>);
+
+/// For the single-process mode: SIGHUP and SIGUSR1 would otherwise terminate the process
+/// (their default action), while in prefork mode the workers inherit them caught and
+/// ignored. The serving code may still register its own actions on top.
+pub(crate) fn catch_and_ignore(signals: &[libc::c_int]) -> Result<Ignored> {
+    let mut registrations = Vec::new();
+    for &signal in signals {
+        let unused = Arc::new(AtomicBool::new(false));
+        let registration = signal_hook::flag::register(signal, unused);
+        registrations.push(registration.map_err(|source| Error::Signals { source })?);
+    }
+    Ok(Ignored(registrations))
+}
+
+impl Drop for Ignored {
+    fn drop(&mut self) {
+        for registration in self.0.drain(..) {
+            signal_hook::low_level::unregister(registration);
+        }
+    }
+}

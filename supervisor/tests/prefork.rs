@@ -213,6 +213,13 @@ fn workers_share_the_listener_are_replaced_and_stop_on_sigterm() {
     });
     assert!(daemon.log().contains("was killed by SIGKILL"));
 
+    // SIGHUP is logged; SIGUSR1 is forwarded. Neither kills anybody.
+    kill(Pid::from_raw(supervisor), Signal::SIGHUP).unwrap();
+    kill(Pid::from_raw(supervisor), Signal::SIGUSR1).unwrap();
+    wait_until("SIGHUP is logged", || daemon.log().contains("SIGHUP received"));
+    echo(&socket, "after signals").unwrap();
+    assert_eq!(children_of(supervisor), replaced);
+
     // SIGTERM: everything stops, cleans up and exits 0.
     kill(Pid::from_raw(supervisor), Signal::SIGTERM).unwrap();
     let status = daemon.wait_foreground();
@@ -234,6 +241,11 @@ fn a_single_process_serves_itself_without_workers() {
     wait_until("the socket accepts", || echo(&socket, "x").is_ok());
     assert_eq!(served_by(&echo(&socket, "hi").unwrap()), process);
     assert!(children_of(process).is_empty());
+
+    // Reload and log-reopen requests must not kill it (their default action would).
+    kill(Pid::from_raw(process), Signal::SIGHUP).unwrap();
+    kill(Pid::from_raw(process), Signal::SIGUSR1).unwrap();
+    assert_eq!(served_by(&echo(&socket, "still here").unwrap()), process);
 
     kill(Pid::from_raw(process), Signal::SIGTERM).unwrap();
     assert_eq!(daemon.wait_foreground().code(), Some(0));
