@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::{
     command_name, Actions, Command, ConnectAddress, Deframer, Negotiation, Reply, Steps,
-    MAX_DATA_SIZE, MAX_VERSION,
+    MAX_VERSION,
 };
 use crate::text::escape_into;
 
@@ -51,7 +51,7 @@ impl TestClientSession {
             label: label.into(),
             report_requests,
             // Up to the largest negotiable data size; the MTA decides what it sends.
-            deframer: Deframer::new(crate::protocol::DEFAULT_MAX_FRAME_DATA.max(MAX_DATA_SIZE)),
+            deframer: Deframer::default(),
             output: Vec::new(),
             report: String::new(),
             end: None,

@@ -441,7 +441,6 @@ impl TestServerSession {
             return self
                 .fail("the milter sent symbol lists without the set-symbol-list action".into());
         }
-        self.deframer.set_max_data(crate::protocol::DEFAULT_MAX_FRAME_DATA);
         self.negotiated = Some(answer);
         self.waiting = None;
         self.phase = Phase::Connect;

@@ -175,12 +175,8 @@ impl Command {
 
     fn encode_data(&self, out: &mut Vec<u8>) {
         match self {
-            Command::Negotiate(negotiation) => {
-                // The MTA's offer has no symbol lists.
-                out.extend_from_slice(&negotiation.version.to_be_bytes());
-                out.extend_from_slice(&negotiation.actions.bits().to_be_bytes());
-                out.extend_from_slice(&negotiation.steps.bits().to_be_bytes());
-            }
+            // The MTA's offer has no symbol lists.
+            Command::Negotiate(negotiation) => negotiation.encode_numbers(out),
             Command::DefineMacros { stage, macros } => {
                 out.push(*stage);
                 for (name, value) in macros {

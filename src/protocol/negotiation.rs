@@ -135,10 +135,16 @@ impl Negotiation {
         Ok(Negotiation { version, actions, steps, macro_requests })
     }
 
-    pub(crate) fn encode_data(&self, out: &mut Vec<u8>) {
+    /// The three numbers every negotiation packet starts with (all an MTA's offer has).
+    pub(crate) fn encode_numbers(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&self.actions.bits().to_be_bytes());
         out.extend_from_slice(&self.steps.bits().to_be_bytes());
+    }
+
+    /// A milter's answer: the numbers, then its symbol lists.
+    pub(crate) fn encode_data(&self, out: &mut Vec<u8>) {
+        self.encode_numbers(out);
         for (stage, names) in &self.macro_requests {
             out.extend_from_slice(&stage.index().to_be_bytes());
             put_cstr(out, names);

@@ -53,18 +53,32 @@ pub fn bind_target(spec: &Spec) -> Result<supervisor::BindTarget, String> {
 
 /// Parses a number with an optional K/M suffix (`--packet-buffer-size=64K`).
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let (digits, unit) = match text.trim().to_ascii_uppercase() {
-        t if t.ends_with("KB") || t.ends_with('K') => {
-            (t.trim_end_matches('B').trim_end_matches('K').to_string(), 1024)
-        }
-        t if t.ends_with("MB") || t.ends_with('M') => {
-            (t.trim_end_matches('B').trim_end_matches('M').to_string(), 1024 * 1024)
-        }
-        t => (t.trim_end_matches('B').to_string(), 1),
+    let upper = text.trim().to_ascii_uppercase();
+    let number = upper.strip_suffix('B').unwrap_or(&upper);
+    let (digits, unit) = match number.strip_suffix('K') {
+        Some(digits) => (digits, 1024),
+        None => match number.strip_suffix('M') {
+            Some(digits) => (digits, 1024 * 1024),
+            None => (number, 1),
+        },
     };
     digits
         .parse::<usize>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
         .ok_or_else(|| format!("{text:?} is not a size (a number, optionally with K or M)"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("0"), Ok(0));
+        assert_eq!(super::parse_size("64K"), Ok(65536));
+        assert_eq!(super::parse_size("64kb"), Ok(65536));
+        assert_eq!(super::parse_size("2M"), Ok(2 * 1024 * 1024));
+        assert_eq!(super::parse_size("100B"), Ok(100));
+        assert!(super::parse_size("lots").is_err());
+        assert!(super::parse_size("K").is_err());
+    }
 }
