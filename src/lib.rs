@@ -5,6 +5,7 @@ pub mod logging;
 pub mod message;
 pub mod protocol;
 pub mod spec;
+pub mod status;
 pub mod test_client;
 pub mod test_server;
 pub mod text;
