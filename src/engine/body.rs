@@ -1,0 +1,166 @@
+//! A message body of any size: in memory up to a bound, then in a spill file the runtime
+//! provides (the engine itself opens no files).
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// Where a body goes once it outgrows memory: an append-only file read back by offset.
+pub trait SpillFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// Makes spill files (the binary: unlinked temporary files; tests: memory).
+pub trait SpillFactory: Send + Sync {
+    fn create(&self) -> io::Result<Box<dyn SpillFile>>;
+}
+
+/// A factory that refuses to spill, for bodies that must stay in memory.
+pub struct NoSpill;
+
+impl SpillFactory for NoSpill {
+    fn create(&self) -> io::Result<Box<dyn SpillFile>> {
+        Err(io::Error::other("no temporary directory is configured for large bodies"))
+    }
+}
+
+/// The body of the current message, as stored for the children that come later.
+pub struct Body {
+    memory: Vec<u8>,
+    spill: Option<Box<dyn SpillFile>>,
+    len: u64,
+    memory_limit: usize,
+    factory: Arc<dyn SpillFactory>,
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body")
+            .field("len", &self.len)
+            .field("spilled", &self.spill.is_some())
+            .finish()
+    }
+}
+
+impl Body {
+    pub fn new(memory_limit: usize, factory: Arc<dyn SpillFactory>) -> Body {
+        Body { memory: Vec::new(), spill: None, len: 0, memory_limit, factory }
+    }
+
+    /// An empty body with the same limits.
+    pub fn empty_like(&self) -> Body {
+        Body::new(self.memory_limit, Arc::clone(&self.factory))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_spilled(&self) -> bool {
+        self.spill.is_some()
+    }
+
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.spill.is_none() && self.memory.len() + bytes.len() > self.memory_limit {
+            let mut file = self.factory.create()?;
+            file.append(&self.memory)?;
+            self.memory = Vec::new();
+            self.spill = Some(file);
+        }
+        match &mut self.spill {
+            Some(file) => file.append(bytes)?,
+            None => self.memory.extend_from_slice(bytes),
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Up to `max` bytes starting at `offset`.
+    pub fn chunk_at(&mut self, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        let end = self.len.min(offset + max as u64);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let wanted = (end - offset) as usize;
+        match &mut self.spill {
+            None => Ok(self.memory[offset as usize..offset as usize + wanted].to_vec()),
+            Some(file) => {
+                let mut chunk = vec![0; wanted];
+                let mut filled = 0;
+                while filled < wanted {
+                    let n = file.read_at(offset + filled as u64, &mut chunk[filled..])?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the body's temporary file is shorter than what was written",
+                        ));
+                    }
+                    filled += n;
+                }
+                Ok(chunk)
+            }
+        }
+    }
+}
+
+/// A spill "file" in memory, for tests of the spill path.
+#[derive(Default)]
+pub struct MemorySpill;
+
+struct MemoryFile(Vec<u8>);
+
+impl SpillFile for MemoryFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let start = (offset as usize).min(self.0.len());
+        let n = buf.len().min(self.0.len() - start);
+        buf[..n].copy_from_slice(&self.0[start..start + n]);
+        Ok(n)
+    }
+}
+
+impl SpillFactory for MemorySpill {
+    fn create(&self) -> io::Result<Box<dyn SpillFile>> {
+        Ok(Box::new(MemoryFile(Vec::new())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spills_past_the_limit_and_reads_back_every_byte() {
+        let mut body = Body::new(10, Arc::new(MemorySpill));
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for piece in data.chunks(7) {
+            body.append(piece).unwrap();
+        }
+        assert!(body.is_spilled());
+        let mut back = Vec::new();
+        let mut offset = 0;
+        while offset < body.len() {
+            let chunk = body.chunk_at(offset, 64).unwrap();
+            offset += chunk.len() as u64;
+            back.extend(chunk);
+        }
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn a_spill_failure_is_reported() {
+        let mut body = Body::new(4, Arc::new(NoSpill));
+        body.append(b"1234").unwrap();
+        assert!(body.append(b"5").is_err());
+    }
+}

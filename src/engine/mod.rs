@@ -1,0 +1,126 @@
+//! The proxy itself, without I/O: one MTA session fanned out to the child milters.
+//!
+//! A [`Session`] is fed the MTA's bytes, the children's bytes, connection results and the
+//! time; it answers with [`Output`]s (bytes for the MTA or a child, connections to open or
+//! close) and the next deadline. The binary moves those between sockets; the tests feed
+//! them directly.
+//!
+//! Semantics, in short (details at the functions that implement them):
+//! - negotiation: every child is offered the MTA's options; the MTA gets the merge;
+//! - envelope commands (connect, helo, MAIL, RCPT, DATA, unknown) go to every applicable
+//!   child at once and their verdicts are folded by precedence
+//!   (accept < skip < continue < temporary failure < reject < discard);
+//! - message commands (headers, end of header, body, end of message) go to one child at a
+//!   time, each next child seeing the message as the earlier ones left it; the MTA gets the
+//!   modifications after the last child;
+//! - a child that fails (refused connection, timeout, garbage, closed socket) answers its
+//!   `fallback_status` from then on.
+
+mod body;
+mod child;
+mod event;
+mod negotiate;
+mod session;
+mod stage;
+mod statistics;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use body::{Body, MemorySpill, NoSpill, SpillFactory, SpillFile};
+pub use event::{Conditions, Event, NoConditions};
+pub use negotiate::{check_child_answer, merge_answers, offer_for_children};
+pub use session::{Output, Session};
+pub use stage::Stage;
+pub use status::{Fold, Status, Verdict};
+
+use crate::status::FallbackStatus;
+
+/// How long the MTA may stay silent between commands (libmilter's default).
+pub const MTA_IDLE_TIMEOUT: Duration = Duration::from_secs(7210);
+/// Body bytes kept in memory per message before they go to a spill file.
+pub const DEFAULT_MAX_BODY_MEMORY: usize = 5 * 1024 * 1024;
+
+/// What a session needs to know, shared by every session of one configuration generation.
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub children: Vec<ChildConfig>,
+    /// The answer when the manager itself cannot filter (no child, no spill file, ...).
+    pub fallback_status: FallbackStatus,
+    /// Largest body chunk sent to a child (1..=65535).
+    pub chunk_size: usize,
+    pub max_body_memory: usize,
+    pub mta_idle_timeout: Duration,
+    pub spill: Arc<dyn SpillFactory>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            children: Vec::new(),
+            fallback_status: FallbackStatus::Accept,
+            chunk_size: crate::protocol::MAX_DATA_SIZE,
+            max_body_memory: DEFAULT_MAX_BODY_MEMORY,
+            mta_idle_timeout: MTA_IDLE_TIMEOUT,
+            spill: Arc::new(NoSpill),
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("children", &self.children)
+            .field("fallback_status", &self.fallback_status)
+            .field("chunk_size", &self.chunk_size)
+            .field("max_body_memory", &self.max_body_memory)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One enabled child milter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildConfig {
+    pub name: String,
+    /// Its verdict when it cannot give one (refused, timed out, broke the protocol).
+    pub fallback_status: FallbackStatus,
+    /// Its verdicts are logged, never obeyed.
+    pub evaluation_mode: bool,
+    pub timeouts: ChildTimeouts,
+}
+
+impl ChildConfig {
+    pub fn new(name: &str) -> ChildConfig {
+        ChildConfig {
+            name: name.to_string(),
+            fallback_status: FallbackStatus::Accept,
+            evaluation_mode: false,
+            timeouts: ChildTimeouts::default(),
+        }
+    }
+}
+
+/// The four per-child timeouts of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildTimeouts {
+    /// To connect and get the negotiation answer.
+    pub connection: Duration,
+    /// For a command to be written (checked together with the reply's deadline).
+    pub writing: Duration,
+    /// For the reply to any command but end-of-message.
+    pub reading: Duration,
+    /// For the end-of-message reply (progress packets restart it).
+    pub end_of_message: Duration,
+}
+
+impl Default for ChildTimeouts {
+    fn default() -> Self {
+        ChildTimeouts {
+            connection: Duration::from_secs(297),
+            writing: Duration::from_secs(7),
+            reading: Duration::from_secs(7),
+            end_of_message: Duration::from_secs(297),
+        }
+    }
+}

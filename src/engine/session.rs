@@ -1,0 +1,1494 @@
+//! One MTA session and its children: the state machine of the proxy.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::body::Body;
+use super::child::{Child, Phase, Waiting};
+use super::event::{Conditions, Event};
+use super::negotiate::{check_child_answer, merge_answers, offer_for_children};
+use super::stage::Stage;
+use super::statistics;
+use super::status::{Fold, Status, Verdict};
+use super::EngineConfig;
+use crate::message::Message;
+use crate::protocol::{Actions, Command, Deframer, Negotiation, Reply, Steps};
+
+/// Macro names and values, as the MTA sent them.
+type MacroList = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// What the runtime must do for a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write these bytes to the MTA (one write: a batch of packets).
+    ToMta(Vec<u8>),
+    /// Write these bytes to child number `child` (its index in the configuration).
+    ToChild { child: usize, bytes: Vec<u8> },
+    /// Open the connection to a child; report with `handle_child_connected`.
+    Connect { child: usize },
+    /// Close the connection to a child once what was sent to it is written.
+    CloseChild { child: usize },
+    /// Close the MTA's connection once what was sent to it is written.
+    CloseMta,
+}
+
+/// One MTA connection and the connections to its children.
+pub struct Session {
+    config: Arc<EngineConfig>,
+    conditions: Box<dyn Conditions>,
+    tag: u64,
+    started: Instant,
+    mta_deframer: Deframer,
+    mta_out: Vec<u8>,
+    mta_queue: VecDeque<Command>,
+    mta_deadline: Option<Instant>,
+    /// The MTA's offer, once received.
+    mta_offer: Option<Negotiation>,
+    /// What the MTA was granted (our answer to its offer).
+    mta_granted: Negotiation,
+    any_negotiated: bool,
+    children: Vec<Child>,
+    actions: VecDeque<Output>,
+    op: Option<Op>,
+    /// The last macros the MTA sent, per command letter.
+    macros: Vec<(u8, MacroList)>,
+    message: Option<MessageState>,
+    last_stage: Stage,
+    last_status: Option<Status>,
+    close_mta: bool,
+    finished: bool,
+    /// The time of the event being handled.
+    now: Instant,
+}
+
+/// The MTA command being answered.
+enum Op {
+    Negotiate,
+    Envelope(EnvelopeOp),
+    Message { stage: Stage },
+}
+
+struct EnvelopeOp {
+    stage: Stage,
+    /// The children the command went to, in configuration order.
+    eligible: Vec<usize>,
+    verdicts: Vec<Option<Verdict>>,
+    /// For an emulated DATA: the message command that is answered once DATA is through.
+    parked: Option<Command>,
+}
+
+/// The current message as the children after the current one will see it.
+struct MessageState {
+    headers: Message,
+    end_of_header: bool,
+    body: Body,
+    end_of_message: bool,
+    data_done: bool,
+    chain: Option<Chain>,
+}
+
+/// The message phase: children one after the other.
+struct Chain {
+    /// Children still to process the message; the first is the one being fed.
+    queue: VecDeque<usize>,
+    cursor: Cursor,
+    /// Final verdicts of the children done with the message.
+    finished: Fold,
+    /// The head's verdict on the last thing it was fed.
+    last: Verdict,
+    /// A refusal that ends the message.
+    outcome: Option<Verdict>,
+    /// The head's modifications, kept until its final answer (a child that fails halfway
+    /// through end-of-message must not leave half its changes behind).
+    head_edits: Vec<Reply>,
+    head_body: Option<Body>,
+    /// Committed modifications for the MTA, in the children's order.
+    mta_edits: Vec<Reply>,
+    change_from: Option<Reply>,
+    quarantine: Option<Reply>,
+    body_replaced: bool,
+}
+
+/// What the chain's head has been fed of the stored message.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cursor {
+    headers: usize,
+    end_of_header: bool,
+    body_offset: u64,
+    body_done: bool,
+    end_of_message: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Header(usize),
+    EndOfHeader,
+    Body,
+    EndOfMessage,
+}
+
+enum ChainProgress {
+    Waiting,
+    CaughtUp(Verdict),
+    AllAccepted,
+    Ended(Verdict),
+    Final,
+}
+
+impl Session {
+    /// A session for a newly accepted MTA connection. `tag` numbers it in logs; its
+    /// children get `tag + 1 + index`, so the caller advances its counter by
+    /// `1 + config.children.len()`.
+    pub fn new(
+        config: Arc<EngineConfig>,
+        conditions: Box<dyn Conditions>,
+        tag: u64,
+        now: Instant,
+    ) -> Session {
+        let children =
+            (0..config.children.len()).map(|i| Child::new(tag + 1 + i as u64, now)).collect();
+        let mta_deadline = Some(now + config.mta_idle_timeout);
+        Session {
+            config,
+            conditions,
+            tag,
+            started: now,
+            mta_deframer: Deframer::default(),
+            mta_out: Vec::new(),
+            mta_queue: VecDeque::new(),
+            mta_deadline,
+            mta_offer: None,
+            mta_granted: Negotiation::default(),
+            any_negotiated: false,
+            children,
+            actions: VecDeque::new(),
+            op: None,
+            macros: Vec::new(),
+            message: None,
+            last_stage: Stage::Start,
+            last_status: None,
+            close_mta: false,
+            finished: false,
+            now,
+        }
+    }
+
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    // ----- input -------------------------------------------------------------------------
+
+    pub fn handle_mta_data(&mut self, bytes: &[u8], now: Instant) {
+        self.now = now;
+        if self.finished {
+            return;
+        }
+        self.mta_deframer.push(bytes);
+        loop {
+            let command = match self.mta_deframer.next_frame() {
+                None => break,
+                Some(Err(error)) => Err(error.to_string()),
+                Some(Ok(frame)) => {
+                    Command::decode(frame.code, frame.data).map_err(|e| e.to_string())
+                }
+            };
+            match command {
+                Ok(command) => self.mta_queue.push_back(command),
+                Err(error) => {
+                    return self.mta_failure(&format!("bad packet from the MTA: {error}"), now)
+                }
+            }
+        }
+        self.mta_deadline = Some(now + self.config.mta_idle_timeout);
+        self.drive(now);
+    }
+
+    pub fn handle_mta_closed(&mut self, now: Instant) {
+        self.now = now;
+        if self.finished {
+            return;
+        }
+        if !matches!(self.last_stage, Stage::Quit | Stage::Start) {
+            log::info!(
+                "[{}] the MTA closed the connection at {}",
+                self.tag,
+                self.last_stage.name()
+            );
+        }
+        self.finish(now);
+    }
+
+    pub fn handle_child_connected(
+        &mut self,
+        child: usize,
+        result: Result<(), String>,
+        now: Instant,
+    ) {
+        self.now = now;
+        if self.finished || self.children[child].phase != Phase::Connecting {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                let reading = self.config.children[child].timeouts.reading;
+                let state = &mut self.children[child];
+                state.phase = Phase::Negotiating;
+                state.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + reading });
+                let offer = Command::Negotiate(state.offer.clone());
+                state.send(&offer);
+            }
+            Err(error) => self.fail_child(child, &format!("cannot connect: {error}"), now),
+        }
+        self.drive(now);
+    }
+
+    pub fn handle_child_data(&mut self, child: usize, bytes: &[u8], now: Instant) {
+        self.now = now;
+        if self.finished || !self.children[child].is_connected() {
+            return;
+        }
+        self.children[child].deframer.push(bytes);
+        loop {
+            if !self.children[child].is_connected() {
+                break;
+            }
+            let reply = match self.children[child].deframer.next_frame() {
+                None => break,
+                Some(Err(error)) => Err(error.to_string()),
+                Some(Ok(frame)) => Reply::decode(frame.code, frame.data).map_err(|e| e.to_string()),
+            };
+            match reply {
+                Ok(reply) => self.on_child_reply(child, reply, now),
+                Err(error) => self.fail_child(child, &format!("sent a bad packet: {error}"), now),
+            }
+        }
+        self.drive(now);
+    }
+
+    pub fn handle_child_closed(&mut self, child: usize, error: Option<String>, now: Instant) {
+        self.now = now;
+        if self.finished || !self.children[child].is_connected() {
+            return;
+        }
+        let reason = match error {
+            Some(error) => format!("connection failed: {error}"),
+            None => "closed the connection".to_string(),
+        };
+        self.fail_child(child, &reason, now);
+        self.drive(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.finished {
+            return;
+        }
+        for i in 0..self.children.len() {
+            let Some(waiting) = self.children[i].waiting else { continue };
+            if waiting.deadline <= now {
+                let what = match (self.children[i].phase, waiting.stage) {
+                    (Phase::Connecting, _) => "connecting".to_string(),
+                    (_, stage) => format!("the reply to {}", stage.name()),
+                };
+                self.fail_child(i, &format!("timed out waiting for {what}"), now);
+            }
+        }
+        if self.op.is_none() && self.mta_deadline.is_some_and(|d| d <= now) {
+            log::warn!("[{}] the MTA sent nothing for too long; closing the session", self.tag);
+            self.close_mta = true;
+            self.finish(now);
+            return;
+        }
+        self.drive(now);
+    }
+
+    // ----- output ------------------------------------------------------------------------
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(output) = self.actions.pop_front() {
+            return Some(output);
+        }
+        for (i, child) in self.children.iter_mut().enumerate() {
+            if !child.out.is_empty() {
+                return Some(Output::ToChild { child: i, bytes: std::mem::take(&mut child.out) });
+            }
+        }
+        if !self.mta_out.is_empty() {
+            return Some(Output::ToMta(std::mem::take(&mut self.mta_out)));
+        }
+        if self.close_mta {
+            self.close_mta = false;
+            return Some(Output::CloseMta);
+        }
+        None
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        let children = self.children.iter().filter_map(|c| c.waiting.map(|w| w.deadline));
+        let mta = if self.op.is_none() { self.mta_deadline } else { None };
+        children.chain(mta).min()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    // ----- the command loop ----------------------------------------------------------------
+
+    fn drive(&mut self, now: Instant) {
+        while !self.finished {
+            if self.op.is_some() {
+                if !self.try_complete(now) {
+                    return;
+                }
+                continue;
+            }
+            let Some(command) = self.mta_queue.pop_front() else { return };
+            self.start_command(command, now);
+        }
+    }
+
+    fn start_command(&mut self, command: Command, now: Instant) {
+        if self.mta_offer.is_none() && !matches!(command, Command::Negotiate(_)) {
+            return self.mta_failure(
+                &format!("the MTA sent {} before the option negotiation", command.name()),
+                now,
+            );
+        }
+        match command {
+            Command::Negotiate(offer) => self.start_negotiation(offer, now),
+            Command::DefineMacros { stage, macros } => {
+                match self.macros.iter_mut().find(|(s, _)| *s == stage) {
+                    Some((_, stored)) => *stored = macros,
+                    None => self.macros.push((stage, macros)),
+                }
+            }
+            Command::Connect { .. }
+            | Command::Helo { .. }
+            | Command::EnvelopeFrom { .. }
+            | Command::EnvelopeRecipient { .. }
+            | Command::Data
+            | Command::Unknown { .. } => self.start_envelope(command, None, now),
+            Command::Header { .. }
+            | Command::EndOfHeader
+            | Command::Body { .. }
+            | Command::EndOfMessage { .. } => self.start_message_command(command, now),
+            Command::Abort => {
+                self.last_stage = Stage::Abort;
+                self.end_message();
+            }
+            Command::Quit => {
+                self.last_stage = Stage::Quit;
+                self.finish(now);
+            }
+            Command::QuitNewConnection => self.restart(now),
+        }
+    }
+
+    fn try_complete(&mut self, now: Instant) -> bool {
+        match self.op.take() {
+            None => true,
+            Some(Op::Negotiate) => {
+                if self
+                    .children
+                    .iter()
+                    .any(|c| matches!(c.phase, Phase::Connecting | Phase::Negotiating))
+                {
+                    self.op = Some(Op::Negotiate);
+                    return false;
+                }
+                self.finish_negotiation();
+                true
+            }
+            Some(Op::Envelope(op)) => {
+                if op.eligible.iter().any(|&i| self.children[i].waiting.is_some()) {
+                    self.op = Some(Op::Envelope(op));
+                    return false;
+                }
+                self.finish_envelope(op, now);
+                true
+            }
+            Some(Op::Message { stage }) => {
+                let progress = self.advance_chain(now);
+                self.finish_message_command(stage, progress, now)
+            }
+        }
+    }
+
+    // ----- negotiation ---------------------------------------------------------------------
+
+    fn start_negotiation(&mut self, offer: Negotiation, now: Instant) {
+        if self.mta_offer.is_some() {
+            return self.mta_failure("the MTA negotiated twice on one connection", now);
+        }
+        if offer.version < 2 {
+            return self
+                .mta_failure(&format!("the MTA offered protocol version {}", offer.version), now);
+        }
+        self.last_stage = Stage::Negotiate;
+        let child_offer = offer_for_children(&offer);
+        self.mta_offer = Some(offer);
+        for (i, child) in self.children.iter_mut().enumerate() {
+            child.offer = child_offer.clone();
+            child.phase = Phase::Connecting;
+            child.started = now;
+            child.last_stage = Stage::Negotiate;
+            let timeout = self.config.children[i].timeouts.connection;
+            child.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + timeout });
+            self.actions.push_back(Output::Connect { child: i });
+        }
+        self.op = Some(Op::Negotiate);
+    }
+
+    fn finish_negotiation(&mut self) {
+        let offer = self.mta_offer.clone().unwrap_or_default();
+        let answers: Vec<&Negotiation> =
+            self.children.iter().filter(|c| c.phase == Phase::Ready).map(|c| &c.answer).collect();
+        self.any_negotiated = !answers.is_empty();
+        let merged = merge_answers(&offer, &answers);
+        let leadspace = merged.steps.contains(Steps::HDR_LEADSPC);
+        for child in &mut self.children {
+            child.leadspace_conversion =
+                leadspace && !child.answer.steps.contains(Steps::HDR_LEADSPC);
+        }
+        if !self.any_negotiated {
+            log::warn!(
+                "[{}] no child milter could be negotiated with; answering {} (manager.fallback_status)",
+                self.tag,
+                self.config.fallback_status
+            );
+        }
+        Reply::Negotiate(merged.clone()).encode(&mut self.mta_out);
+        self.mta_granted = merged;
+    }
+
+    fn on_negotiation_answer(&mut self, i: usize, reply: Reply, now: Instant) {
+        let answer = match reply {
+            Reply::Negotiate(answer) => answer,
+            other => {
+                return self.fail_child(
+                    i,
+                    &format!("answered the negotiation with {}", other.name()),
+                    now,
+                )
+            }
+        };
+        if let Err(error) = check_child_answer(&self.children[i].offer, &answer) {
+            return self.fail_child(i, &error, now);
+        }
+        let child = &mut self.children[i];
+        child.answer = answer;
+        child.phase = Phase::Ready;
+        child.waiting = None;
+    }
+
+    // ----- envelope commands: all children at once -----------------------------------------
+
+    fn start_envelope(&mut self, command: Command, parked: Option<Command>, now: Instant) {
+        let stage = envelope_stage(&command);
+        self.last_stage = stage;
+        if stage == Stage::EnvelopeFrom {
+            self.end_message();
+            self.message = Some(self.new_message());
+            for child in self.children.iter_mut().filter(|c| c.takes_part()) {
+                child.start_message();
+            }
+        }
+        if matches!(stage, Stage::EnvelopeRecipient | Stage::Data) && self.message.is_none() {
+            // Every child already left this message (the MTA was told so), or the MTA
+            // skipped MAIL: nobody to ask.
+            let verdict = self.empty_verdict(stage);
+            self.reply_to_mta(stage, &verdict);
+            return;
+        }
+        if stage == Stage::Data {
+            // A child that refused every recipient it saw has nothing to filter.
+            for i in 0..self.children.len() {
+                let child = &self.children[i];
+                if child.takes_part() && child.in_message && child.accepted_recipients == 0 {
+                    self.leave_message(i);
+                }
+            }
+        }
+        let rejected_by_mta = stage == Stage::EnvelopeRecipient && self.recipient_rejected_by_mta();
+        let eligible: Vec<usize> = (0..self.children.len())
+            .filter(|&i| {
+                let child = &self.children[i];
+                child.takes_part()
+                    && match stage {
+                        Stage::EnvelopeRecipient | Stage::Data => child.in_message,
+                        _ => true,
+                    }
+                    && (!rejected_by_mta || child.answer.steps.contains(Steps::RCPT_REJ))
+            })
+            .collect();
+        let mut op = EnvelopeOp {
+            stage,
+            eligible: eligible.clone(),
+            verdicts: vec![None; self.children.len()],
+            parked,
+        };
+        for i in eligible {
+            let child = &self.children[i];
+            if child.phase == Phase::Failed {
+                let verdict = self.fallback_verdict(i);
+                self.record_envelope_verdict(&mut op, i, verdict);
+                continue;
+            }
+            if stage != Stage::Unknown && self.conditions.stop(i, &envelope_event(&command)) {
+                self.stop_at_envelope(&mut op, i);
+                continue;
+            }
+            if child.declines(stage) {
+                self.record_envelope_verdict(&mut op, i, Verdict::of(Status::Continue));
+                continue;
+            }
+            self.send_with_macros(i, stage, &command);
+            let child = &mut self.children[i];
+            child.last_stage = stage;
+            if stage == Stage::EnvelopeFrom {
+                child.message_open = true;
+            }
+            if child.does_not_reply(stage) {
+                self.record_envelope_verdict(&mut op, i, Verdict::of(Status::Continue));
+            } else {
+                let reading = self.config.children[i].timeouts.reading;
+                self.children[i].waiting = Some(Waiting { stage, deadline: now + reading });
+            }
+        }
+        self.op = Some(Op::Envelope(op));
+    }
+
+    /// A condition stopped child `i`: it counts as having accepted, except at a recipient,
+    /// where only that recipient is skipped for it.
+    fn stop_at_envelope(&mut self, op: &mut EnvelopeOp, i: usize) {
+        log::debug!(
+            "[{}] {} stopped at {}",
+            self.tag,
+            self.config.children[i].name,
+            op.stage.name()
+        );
+        match op.stage {
+            Stage::Connect | Stage::Helo => {
+                op.verdicts[i] = Some(Verdict::of(Status::Accept));
+                self.children[i].last_status = Some(Status::Accept);
+                self.quit_child(i, "stop");
+            }
+            Stage::EnvelopeFrom | Stage::Data => {
+                op.verdicts[i] = Some(Verdict::of(Status::Accept));
+                self.leave_message(i);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_envelope_reply(&mut self, i: usize, reply: Reply, now: Instant) {
+        let Some(Op::Envelope(mut op)) = self.op.take() else {
+            unreachable!("an envelope reply is only taken while an envelope command waits")
+        };
+        match reply_verdict(&reply) {
+            Ok(Some((verdict, problem))) => {
+                if let Some(problem) = problem {
+                    log::warn!(
+                        "[{}] {} sent {problem}; taken as a plain reject",
+                        self.tag,
+                        self.config.children[i].name
+                    );
+                }
+                self.children[i].waiting = None;
+                self.record_envelope_verdict(&mut op, i, verdict);
+                self.op = Some(Op::Envelope(op));
+            }
+            Ok(None) => {
+                let reading = self.config.children[i].timeouts.reading;
+                if let Some(waiting) = &mut self.children[i].waiting {
+                    waiting.deadline = now + reading;
+                }
+                self.op = Some(Op::Envelope(op));
+            }
+            Err(()) => {
+                self.op = Some(Op::Envelope(op));
+                let stage = self.children[i].waiting.map_or(Stage::Start, |w| w.stage);
+                self.fail_child(
+                    i,
+                    &format!("sent {} in answer to {}", reply.name(), stage.name()),
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Takes child `i`'s verdict at an envelope stage, with its effect on the child.
+    fn record_envelope_verdict(&mut self, op: &mut EnvelopeOp, i: usize, verdict: Verdict) {
+        let status = verdict.status;
+        self.children[i].last_status = Some(status);
+        let done = status == Status::Accept || status.is_refusal();
+        match op.stage {
+            Stage::Connect | Stage::Helo if done => self.quit_child(i, status.name()),
+            Stage::EnvelopeFrom | Stage::Data if done => self.leave_message(i),
+            Stage::EnvelopeRecipient => match status {
+                Status::Accept | Status::Discard => self.leave_message(i),
+                Status::Reject | Status::TemporaryFailure => {
+                    self.children[i].rejected_recipients += 1
+                }
+                Status::Continue | Status::Skip => self.children[i].accepted_recipients += 1,
+            },
+            _ => {}
+        }
+        op.verdicts[i] = Some(verdict);
+    }
+
+    fn finish_envelope(&mut self, op: EnvelopeOp, now: Instant) {
+        let stage = op.stage;
+        let mut fold = Fold::default();
+        for &i in &op.eligible {
+            if let Some(verdict) = &op.verdicts[i] {
+                fold.add(&self.obeyed(i, verdict));
+            }
+        }
+        let mut verdict = fold.result().cloned().unwrap_or_else(|| self.empty_verdict(stage));
+        if verdict.status == Status::Skip {
+            verdict = Verdict::of(Status::Continue);
+        }
+        if let Some(parked) = op.parked {
+            if verdict.status == Status::Continue {
+                if let Some(message) = &mut self.message {
+                    message.data_done = true;
+                }
+                self.mta_queue.push_front(parked);
+            } else {
+                let parked_stage = message_stage(&parked);
+                self.reply_to_mta(parked_stage, &verdict);
+                self.end_message();
+            }
+            return;
+        }
+        self.reply_to_mta(stage, &verdict);
+        let ends_message = match stage {
+            Stage::EnvelopeFrom | Stage::Data => verdict.status != Status::Continue,
+            Stage::EnvelopeRecipient => matches!(verdict.status, Status::Discard | Status::Accept),
+            _ => false,
+        };
+        if ends_message {
+            self.end_message();
+        } else if stage == Stage::Data {
+            if let Some(message) = &mut self.message {
+                message.data_done = true;
+            }
+        }
+        let _ = now;
+    }
+
+    // ----- message commands: one child after the other ---------------------------------------
+
+    fn start_message_command(&mut self, command: Command, now: Instant) {
+        let stage = message_stage(&command);
+        self.last_stage = stage;
+        let Some(message) = &mut self.message else {
+            let verdict = self.empty_verdict(stage);
+            self.reply_to_mta(stage, &verdict);
+            return;
+        };
+        if !message.data_done {
+            // The MTA went from RCPT straight to the message (an old protocol version or
+            // DATA not negotiated): the children get DATA first, as they expect it.
+            return self.start_envelope(Command::Data, Some(command), now);
+        }
+        let stored = match command {
+            Command::Header { name, value } => {
+                message.headers.add_original_header(&name, &value);
+                Ok(())
+            }
+            Command::EndOfHeader => {
+                message.end_of_header = true;
+                Ok(())
+            }
+            Command::Body { chunk } => message.body.append(&chunk),
+            Command::EndOfMessage { chunk } => {
+                message.end_of_message = true;
+                message.body.append(&chunk)
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = stored {
+            log::error!("[{}] cannot store the message body: {error}", self.tag);
+            let verdict = self.manager_fallback();
+            self.reply_to_mta(stage, &verdict);
+            self.end_message();
+            return;
+        }
+        if message.chain.is_none() {
+            let queue = (0..self.children.len())
+                .filter(|&i| self.children[i].takes_part() && self.children[i].in_message)
+                .collect();
+            message.chain = Some(Chain::new(queue));
+        }
+        self.op = Some(Op::Message { stage });
+    }
+
+    fn advance_chain(&mut self, now: Instant) -> ChainProgress {
+        loop {
+            let Some(message) = &self.message else { return ChainProgress::AllAccepted };
+            let Some(chain) = &message.chain else { return ChainProgress::AllAccepted };
+            if let Some(outcome) = &chain.outcome {
+                return ChainProgress::Ended(outcome.clone());
+            }
+            let Some(&head) = chain.queue.front() else {
+                return if message.end_of_message {
+                    ChainProgress::Final
+                } else {
+                    ChainProgress::AllAccepted
+                };
+            };
+            if self.children[head].waiting.is_some() {
+                return ChainProgress::Waiting;
+            }
+            match next_item(message, &chain.cursor) {
+                None => return ChainProgress::CaughtUp(chain.last.clone()),
+                Some(item) => self.feed_head(head, item, now),
+            }
+        }
+    }
+
+    /// Sends the head of the chain the next part of the message, or answers for it.
+    fn feed_head(&mut self, head: usize, item: Item, now: Instant) {
+        let stage = item.stage();
+        let command = match self.item_command(item) {
+            Ok(command) => command,
+            Err(error) => {
+                log::error!("[{}] cannot read the stored message body: {error}", self.tag);
+                let verdict = self.manager_fallback();
+                self.chain_mut().outcome = Some(verdict);
+                return;
+            }
+        };
+        let cursor = &mut self.chain_mut().cursor;
+        match (item, &command) {
+            (Item::Header(_), _) => cursor.headers += 1,
+            (Item::EndOfHeader, _) => cursor.end_of_header = true,
+            (Item::Body, Command::Body { chunk }) => cursor.body_offset += chunk.len() as u64,
+            (Item::EndOfMessage, _) => cursor.end_of_message = true,
+            _ => {}
+        }
+        if self.children[head].phase == Phase::Failed {
+            let verdict = self.fallback_verdict(head);
+            return self.message_verdict(head, stage, verdict);
+        }
+        if self.conditions.stop(head, &message_event(&command)) {
+            log::debug!(
+                "[{}] {} stopped at {}",
+                self.tag,
+                self.config.children[head].name,
+                stage.name()
+            );
+            return self.head_leaves(head, "stop");
+        }
+        let child = &self.children[head];
+        if child.declines(stage) {
+            self.chain_mut().last = Verdict::of(Status::Continue);
+            return;
+        }
+        let no_reply = stage != Stage::EndOfMessage && child.does_not_reply(stage);
+        let command = match command {
+            Command::Header { name, value } if child.leadspace_conversion => {
+                let value = value.strip_prefix(b" ").map(<[u8]>::to_vec).unwrap_or(value);
+                Command::Header { name, value }
+            }
+            other => other,
+        };
+        self.send_with_macros(head, stage, &command);
+        self.children[head].last_stage = stage;
+        if no_reply {
+            self.chain_mut().last = Verdict::of(Status::Continue);
+        } else {
+            let timeouts = self.config.children[head].timeouts;
+            let timeout = if stage == Stage::EndOfMessage {
+                timeouts.end_of_message
+            } else {
+                timeouts.reading
+            };
+            self.children[head].waiting = Some(Waiting { stage, deadline: now + timeout });
+        }
+    }
+
+    fn item_command(&mut self, item: Item) -> std::io::Result<Command> {
+        let chunk_size = self.config.chunk_size;
+        let message = self.message.as_mut().expect("the chain lives in a message");
+        Ok(match item {
+            Item::Header(index) => {
+                let header = message.headers.live_headers().nth(index).expect("counted before");
+                Command::Header { name: header.name.clone(), value: header.value.clone() }
+            }
+            Item::EndOfHeader => Command::EndOfHeader,
+            Item::Body => {
+                let offset = message.chain.as_ref().map_or(0, |c| c.cursor.body_offset);
+                Command::Body { chunk: message.body.chunk_at(offset, chunk_size)? }
+            }
+            Item::EndOfMessage => Command::EndOfMessage { chunk: Vec::new() },
+        })
+    }
+
+    fn on_message_reply(&mut self, i: usize, reply: Reply, now: Instant) {
+        let Some(waiting) = self.children[i].waiting else {
+            return self.fail_child(i, &format!("sent {} without being asked", reply.name()), now);
+        };
+        if reply.is_modification() {
+            if waiting.stage != Stage::EndOfMessage {
+                return self.fail_child(
+                    i,
+                    &format!(
+                        "sent {} in answer to {}; modifications belong to end-of-message",
+                        reply.name(),
+                        waiting.stage.name()
+                    ),
+                    now,
+                );
+            }
+            return self.take_modification(i, reply, now);
+        }
+        match reply_verdict(&reply) {
+            Ok(Some((verdict, problem))) => {
+                if let Some(problem) = problem {
+                    log::warn!(
+                        "[{}] {} sent {problem}; taken as a plain reject",
+                        self.tag,
+                        self.config.children[i].name
+                    );
+                }
+                self.children[i].waiting = None;
+                self.message_verdict(i, waiting.stage, verdict);
+            }
+            Ok(None) => {
+                let timeouts = self.config.children[i].timeouts;
+                let timeout = if waiting.stage == Stage::EndOfMessage {
+                    timeouts.end_of_message
+                } else {
+                    timeouts.reading
+                };
+                if let Some(waiting) = &mut self.children[i].waiting {
+                    waiting.deadline = now + timeout;
+                }
+                if self.mta_granted.version >= 6 && waiting.stage == Stage::EndOfMessage {
+                    // Keeps the MTA's own end-of-message timer from expiring meanwhile.
+                    Reply::Progress.encode(&mut self.mta_out);
+                }
+            }
+            Err(()) => self.fail_child(
+                i,
+                &format!("sent {} in answer to {}", reply.name(), waiting.stage.name()),
+                now,
+            ),
+        }
+    }
+
+    fn take_modification(&mut self, i: usize, reply: Reply, now: Instant) {
+        let needed = required_action(&reply);
+        if !self.children[i].answer.actions.contains(needed) {
+            return self.fail_child(
+                i,
+                &format!("sent {} without having negotiated the {needed} action", reply.name()),
+                now,
+            );
+        }
+        let reply =
+            if self.children[i].leadspace_conversion { with_leading_space(reply) } else { reply };
+        let name = self.config.children[i].name.clone();
+        let tag = self.children[i].tag;
+        match &reply {
+            Reply::AddHeader { name: header, value } => {
+                statistics::milter_header(tag, "add", header, value, &name)
+            }
+            Reply::InsertHeader { name: header, value, .. } => {
+                statistics::milter_header(tag, "insert", header, value, &name)
+            }
+            Reply::ChangeHeader { name: header, value, .. } if !value.is_empty() => {
+                statistics::milter_header(tag, "change", header, value, &name)
+            }
+            _ => {}
+        }
+        if self.config.children[i].evaluation_mode {
+            log::info!("[{tag}] {name} (evaluation mode) would have sent {}", reply.name());
+            return;
+        }
+        let chain = self.chain_mut();
+        match reply {
+            Reply::ReplaceBody { chunk } => {
+                if chain.head_body.is_none() {
+                    let fresh = self.message.as_ref().expect("in a message").body.empty_like();
+                    self.chain_mut().head_body = Some(fresh);
+                }
+                let appended =
+                    self.chain_mut().head_body.as_mut().expect("created above").append(&chunk);
+                if let Err(error) = appended {
+                    log::error!("[{tag}] cannot store the replaced body: {error}");
+                    let verdict = self.manager_fallback();
+                    self.chain_mut().outcome = Some(verdict);
+                }
+            }
+            other => chain.head_edits.push(other),
+        }
+    }
+
+    /// Child `i`, the head of the chain, gave `raw` for `stage`.
+    fn message_verdict(&mut self, i: usize, stage: Stage, raw: Verdict) {
+        self.children[i].last_status = Some(raw.status);
+        let verdict = self.obeyed(i, &raw);
+        match verdict.status {
+            Status::Continue | Status::Skip | Status::Accept if stage == Stage::EndOfMessage => {
+                self.finish_head(i, verdict.status)
+            }
+            Status::Skip if stage == Stage::Body => {
+                let last_in_chain = self.chain_mut().queue.len() == 1;
+                let mta_skips = self.mta_granted.steps.contains(Steps::SKIP);
+                let chain = self.chain_mut();
+                chain.cursor.body_done = true;
+                // The MTA may stop sending the body only when no later child needs it.
+                chain.last = Verdict::of(if last_in_chain && mta_skips {
+                    Status::Skip
+                } else {
+                    Status::Continue
+                });
+            }
+            Status::Continue | Status::Skip => {
+                self.chain_mut().last = Verdict::of(Status::Continue)
+            }
+            Status::Accept => {
+                let label = if raw.status == Status::Accept { "accept" } else { raw.status.name() };
+                self.head_leaves(i, label)
+            }
+            Status::TemporaryFailure | Status::Reject | Status::Discard => {
+                self.chain_mut().outcome = Some(verdict)
+            }
+        }
+    }
+
+    /// The head finished end-of-message: its modifications become part of the message the
+    /// next child sees and of what the MTA will be told.
+    fn finish_head(&mut self, i: usize, status: Status) {
+        let message = self.message.as_mut().expect("in a message");
+        let chain = message.chain.as_mut().expect("in the message phase");
+        for edit in std::mem::take(&mut chain.head_edits) {
+            match edit {
+                Reply::ChangeFrom { .. } => chain.change_from = Some(edit),
+                Reply::Quarantine { .. } => chain.quarantine = Some(edit),
+                _ => {
+                    if matches!(
+                        edit,
+                        Reply::AddHeader { .. }
+                            | Reply::InsertHeader { .. }
+                            | Reply::ChangeHeader { .. }
+                    ) {
+                        let _ = message.headers.apply(&edit);
+                    }
+                    chain.mta_edits.push(edit);
+                }
+            }
+        }
+        if let Some(body) = chain.head_body.take() {
+            message.body = body;
+            chain.body_replaced = true;
+        }
+        chain.finished.add(&Verdict::of(status));
+        chain.queue.pop_front();
+        chain.cursor = Cursor::default();
+        chain.last = Verdict::of(Status::Continue);
+        let child = &mut self.children[i];
+        child.message_open = false;
+        child.in_message = false;
+        self.report_child_message_end(i);
+    }
+
+    /// The head leaves the message early (accepted, was stopped, or its evaluation-mode
+    /// refusal): the next child takes over from the start of the message.
+    fn head_leaves(&mut self, i: usize, label: &str) {
+        let chain = self.chain_mut();
+        chain.head_edits.clear();
+        chain.head_body = None;
+        chain.finished.add(&Verdict::of(Status::Accept));
+        chain.queue.pop_front();
+        chain.cursor = Cursor::default();
+        chain.last = Verdict::of(Status::Continue);
+        let _ = label;
+        self.leave_message(i);
+    }
+
+    fn finish_message_command(
+        &mut self,
+        stage: Stage,
+        progress: ChainProgress,
+        now: Instant,
+    ) -> bool {
+        match progress {
+            ChainProgress::Waiting => {
+                self.op = Some(Op::Message { stage });
+                return false;
+            }
+            ChainProgress::CaughtUp(verdict) => self.reply_to_mta(stage, &verdict),
+            ChainProgress::AllAccepted => {
+                self.reply_to_mta(stage, &Verdict::of(Status::Accept));
+                self.end_message();
+            }
+            ChainProgress::Ended(verdict) => {
+                self.reply_to_mta(stage, &verdict);
+                self.end_message();
+            }
+            ChainProgress::Final => {
+                self.send_final_answer();
+                self.end_message();
+            }
+        }
+        let _ = now;
+        true
+    }
+
+    /// After the last child: the modifications, then the verdict.
+    fn send_final_answer(&mut self) {
+        let chunk_size = self.config.chunk_size;
+        let tag = self.tag;
+        let message = self.message.as_mut().expect("in a message");
+        let chain = message.chain.as_mut().expect("in the message phase");
+        let mut out = Vec::new();
+        for edit in &chain.mta_edits {
+            match edit {
+                Reply::AddHeader { name, value } => {
+                    statistics::session_header(tag, "add", name, value)
+                }
+                Reply::InsertHeader { name, value, .. } => {
+                    statistics::session_header(tag, "insert", name, value)
+                }
+                Reply::ChangeHeader { name, value, .. } if !value.is_empty() => {
+                    statistics::session_header(tag, "change", name, value)
+                }
+                _ => {}
+            }
+            edit.encode(&mut out);
+        }
+        if let Some(change_from) = &chain.change_from {
+            change_from.encode(&mut out);
+        }
+        if chain.body_replaced {
+            let mut offset = 0;
+            loop {
+                match message.body.chunk_at(offset, chunk_size) {
+                    Ok(chunk) if chunk.is_empty() && offset > 0 => break,
+                    Ok(chunk) => {
+                        offset += chunk.len() as u64;
+                        let last = chunk.is_empty();
+                        Reply::ReplaceBody { chunk }.encode(&mut out);
+                        if last {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        log::error!("[{tag}] cannot read the replaced body: {error}");
+                        let verdict = self.manager_fallback();
+                        self.reply_to_mta(Stage::EndOfMessage, &verdict);
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(quarantine) = &chain.quarantine {
+            statistics::quarantine(tag);
+            quarantine.encode(&mut out);
+        }
+        let verdict = match chain.finished.result() {
+            Some(v) if v.status == Status::Accept => Verdict::of(Status::Accept),
+            _ => Verdict::of(Status::Continue),
+        };
+        self.mta_out.extend_from_slice(&out);
+        self.reply_to_mta(Stage::EndOfMessage, &verdict);
+    }
+
+    fn chain_mut(&mut self) -> &mut Chain {
+        self.message
+            .as_mut()
+            .and_then(|m| m.chain.as_mut())
+            .expect("called only in the message phase")
+    }
+
+    // ----- children ------------------------------------------------------------------------
+
+    fn on_child_reply(&mut self, i: usize, reply: Reply, now: Instant) {
+        if self.children[i].phase == Phase::Negotiating {
+            return self.on_negotiation_answer(i, reply, now);
+        }
+        let waiting_stage = self.children[i].waiting.map(|w| w.stage);
+        match (&self.op, waiting_stage) {
+            (Some(Op::Envelope(_)), Some(_)) => self.on_envelope_reply(i, reply, now),
+            (Some(Op::Message { .. }), _) => self.on_message_reply(i, reply, now),
+            _ => self.fail_child(i, &format!("sent {} without being asked", reply.name()), now),
+        }
+    }
+
+    /// Child `i` cannot go on: from now on it answers its fallback status.
+    fn fail_child(&mut self, i: usize, reason: &str, now: Instant) {
+        let fallback = self.config.children[i].fallback_status;
+        log::warn!(
+            "[{}] [children][error] {}: {reason}; counting it as {fallback} (its fallback_status)",
+            self.tag,
+            self.config.children[i].name
+        );
+        let was_connected = self.children[i].is_connected();
+        let waiting = self.children[i].waiting.take();
+        self.children[i].out.clear();
+        self.children[i].phase = Phase::Failed;
+        self.children[i].last_status = Some(Status::from_fallback(fallback));
+        if was_connected {
+            self.actions.push_back(Output::CloseChild { child: i });
+        }
+        self.report_child_end(i, now);
+        let Some(waiting) = waiting else { return };
+        let verdict = self.fallback_verdict(i);
+        match self.op.take() {
+            Some(Op::Envelope(mut op)) => {
+                self.record_envelope_verdict(&mut op, i, verdict);
+                self.op = Some(Op::Envelope(op));
+            }
+            Some(Op::Message { stage }) => {
+                self.op = Some(Op::Message { stage });
+                let is_head = self
+                    .message
+                    .as_ref()
+                    .and_then(|m| m.chain.as_ref())
+                    .is_some_and(|c| c.queue.front() == Some(&i));
+                if is_head {
+                    let chain = self.chain_mut();
+                    chain.head_edits.clear();
+                    chain.head_body = None;
+                    self.message_verdict(i, waiting.stage, verdict);
+                }
+            }
+            other => self.op = other,
+        }
+    }
+
+    /// Child `i` is done for this session (it accepted or refused at connect or helo, or
+    /// was stopped there).
+    fn quit_child(&mut self, i: usize, _reason: &str) {
+        let child = &mut self.children[i];
+        if child.is_connected() {
+            child.send(&Command::Quit);
+            let bytes = std::mem::take(&mut child.out);
+            self.actions.push_back(Output::ToChild { child: i, bytes });
+            self.actions.push_back(Output::CloseChild { child: i });
+        }
+        self.children[i].phase = Phase::Gone;
+        self.children[i].in_message = false;
+        self.report_child_end(i, self.now);
+    }
+
+    /// Child `i` takes no further part in the current message.
+    fn leave_message(&mut self, i: usize) {
+        let child = &mut self.children[i];
+        if child.message_open && child.phase == Phase::Ready {
+            child.send(&Command::Abort);
+        }
+        child.message_open = false;
+        child.in_message = false;
+    }
+
+    /// The message is over for everyone (refused, discarded, aborted by the MTA).
+    fn end_message(&mut self) {
+        for i in 0..self.children.len() {
+            if self.children[i].in_message || self.children[i].message_open {
+                self.leave_message(i);
+            }
+        }
+        self.message = None;
+    }
+
+    fn new_message(&self) -> MessageState {
+        MessageState {
+            headers: Message::new(b""),
+            end_of_header: false,
+            body: Body::new(self.config.max_body_memory, Arc::clone(&self.config.spill)),
+            end_of_message: false,
+            data_done: false,
+            chain: None,
+        }
+    }
+
+    fn send_with_macros(&mut self, i: usize, stage: Stage, command: &Command) {
+        let Some(code) = stage.command_code() else { return };
+        let mut macros = self.macros.iter().find(|(s, _)| *s == code).map(|(_, m)| m.clone());
+        let extra = self.conditions.extra_macros(i, stage);
+        if !extra.is_empty() {
+            macros.get_or_insert_with(Vec::new).extend(extra);
+        }
+        let child = &mut self.children[i];
+        if let Some(macros) = macros {
+            child.send(&Command::DefineMacros { stage: code, macros });
+        }
+        child.send(command);
+    }
+
+    fn recipient_rejected_by_mta(&self) -> bool {
+        self.macros.iter().any(|(stage, macros)| {
+            *stage == b'R'
+                && macros.iter().any(|(name, value)| {
+                    (name == b"{rcpt_mailer}" || name == b"rcpt_mailer") && value == b"error"
+                })
+        })
+    }
+
+    // ----- verdicts ------------------------------------------------------------------------
+
+    fn fallback_verdict(&self, i: usize) -> Verdict {
+        Verdict::of(Status::from_fallback(self.config.children[i].fallback_status))
+    }
+
+    fn manager_fallback(&self) -> Verdict {
+        Verdict::of(Status::from_fallback(self.config.fallback_status))
+    }
+
+    /// What the MTA may act on: an evaluation-mode child's refusal counts as accept.
+    fn obeyed(&self, i: usize, verdict: &Verdict) -> Verdict {
+        if self.config.children[i].evaluation_mode && verdict.status.is_refusal() {
+            Verdict::of(Status::Accept)
+        } else {
+            verdict.clone()
+        }
+    }
+
+    /// The answer when no child gave one.
+    fn empty_verdict(&self, stage: Stage) -> Verdict {
+        if !self.any_negotiated {
+            return self.manager_fallback();
+        }
+        match stage {
+            // Children skipped this recipient or unknown command; the message goes on.
+            Stage::EnvelopeRecipient | Stage::Unknown => Verdict::of(Status::Continue),
+            _ => Verdict::of(Status::Accept),
+        }
+    }
+
+    fn reply_to_mta(&mut self, stage: Stage, verdict: &Verdict) {
+        self.last_status = Some(verdict.status);
+        let no_reply = stage.no_reply_step();
+        if !no_reply.is_empty() && self.mta_granted.steps.contains(no_reply) {
+            if verdict.status.is_refusal() {
+                log::warn!(
+                    "[{}] {} at {} cannot be told: the MTA asked for no reply there",
+                    self.tag,
+                    verdict.status.name(),
+                    stage.name()
+                );
+            }
+            return;
+        }
+        verdict.to_reply().encode(&mut self.mta_out);
+    }
+
+    // ----- the end -------------------------------------------------------------------------
+
+    fn mta_failure(&mut self, reason: &str, now: Instant) {
+        log::error!("[{}] {reason}; closing the session", self.tag);
+        self.close_mta = true;
+        self.finish(now);
+    }
+
+    /// `K`: the MTA starts over on this connection; so do we, with new child connections.
+    fn restart(&mut self, now: Instant) {
+        for i in 0..self.children.len() {
+            if self.children[i].is_connected() {
+                self.quit_child(i, "quit");
+            }
+            self.report_child_end(i, now);
+            let tag = self.children[i].tag;
+            self.children[i] = Child::new(tag, now);
+        }
+        self.mta_offer = None;
+        self.mta_granted = Negotiation::default();
+        self.any_negotiated = false;
+        self.macros.clear();
+        self.message = None;
+        self.last_stage = Stage::Start;
+    }
+
+    fn finish(&mut self, now: Instant) {
+        for i in 0..self.children.len() {
+            let child = &mut self.children[i];
+            if child.is_connected() {
+                if child.message_open {
+                    child.send(&Command::Abort);
+                }
+                child.send(&Command::Quit);
+                let bytes = std::mem::take(&mut child.out);
+                self.actions.push_back(Output::ToChild { child: i, bytes });
+                self.actions.push_back(Output::CloseChild { child: i });
+                child.phase = Phase::Gone;
+            }
+            child.waiting = None;
+            self.report_child_end(i, now);
+        }
+        let status = self.last_status.map_or("pass", Status::statistics_name);
+        statistics::session_end(self.tag, self.last_stage.name(), status, now - self.started);
+        self.op = None;
+        self.finished = true;
+    }
+
+    fn report_child_end(&mut self, i: usize, now: Instant) {
+        let child = &mut self.children[i];
+        if child.reported || child.phase == Phase::Idle {
+            return;
+        }
+        child.reported = true;
+        let status = child.last_status.map_or("pass", Status::statistics_name);
+        let elapsed = now.saturating_duration_since(child.started);
+        statistics::milter_end(
+            child.tag,
+            child.last_stage.name(),
+            status,
+            elapsed,
+            &self.config.children[i].name,
+        );
+    }
+
+    fn report_child_message_end(&mut self, _i: usize) {}
+}
+
+impl Chain {
+    fn new(queue: VecDeque<usize>) -> Chain {
+        Chain {
+            queue,
+            cursor: Cursor::default(),
+            finished: Fold::default(),
+            last: Verdict::of(Status::Continue),
+            outcome: None,
+            head_edits: Vec::new(),
+            head_body: None,
+            mta_edits: Vec::new(),
+            change_from: None,
+            quarantine: None,
+            body_replaced: false,
+        }
+    }
+}
+
+impl Item {
+    fn stage(self) -> Stage {
+        match self {
+            Item::Header(_) => Stage::Header,
+            Item::EndOfHeader => Stage::EndOfHeader,
+            Item::Body => Stage::Body,
+            Item::EndOfMessage => Stage::EndOfMessage,
+        }
+    }
+}
+
+/// What the head of the chain needs next to catch up with what the MTA has sent.
+fn next_item(message: &MessageState, cursor: &Cursor) -> Option<Item> {
+    if cursor.headers < message.headers.live_headers().count() {
+        Some(Item::Header(cursor.headers))
+    } else if message.end_of_header && !cursor.end_of_header {
+        Some(Item::EndOfHeader)
+    } else if !cursor.body_done && cursor.body_offset < message.body.len() {
+        Some(Item::Body)
+    } else if message.end_of_message && !cursor.end_of_message {
+        Some(Item::EndOfMessage)
+    } else {
+        None
+    }
+}
+
+/// A reply as a verdict: `Ok(None)` for progress, `Err` for what is no verdict at all.
+#[allow(clippy::type_complexity)]
+fn reply_verdict(reply: &Reply) -> Result<Option<(Verdict, Option<String>)>, ()> {
+    let verdict = match reply {
+        Reply::Progress => return Ok(None),
+        Reply::Continue => Verdict::of(Status::Continue),
+        Reply::Skip => Verdict::of(Status::Skip),
+        Reply::Accept => Verdict::of(Status::Accept),
+        Reply::Reject => Verdict::of(Status::Reject),
+        Reply::TemporaryFailure | Reply::Shutdown | Reply::ConnectionFailure => {
+            Verdict::of(Status::TemporaryFailure)
+        }
+        Reply::Discard => Verdict::of(Status::Discard),
+        Reply::ReplyCode { text } => {
+            let (verdict, problem) = Verdict::from_reply_code(text);
+            return Ok(Some((verdict, problem)));
+        }
+        _ => return Err(()),
+    };
+    Ok(Some((verdict, None)))
+}
+
+fn required_action(reply: &Reply) -> Actions {
+    match reply {
+        Reply::AddHeader { .. } | Reply::InsertHeader { .. } => Actions::ADD_HEADERS,
+        Reply::ChangeHeader { .. } => Actions::CHANGE_HEADERS,
+        Reply::ChangeFrom { .. } => Actions::CHANGE_FROM,
+        Reply::AddRecipient { .. } => Actions::ADD_RCPT,
+        Reply::AddRecipientWithParameters { .. } => Actions::ADD_RCPT_WITH_ARGS,
+        Reply::DeleteRecipient { .. } => Actions::DELETE_RCPT,
+        Reply::ReplaceBody { .. } => Actions::CHANGE_BODY,
+        Reply::Quarantine { .. } => Actions::QUARANTINE,
+        _ => Actions::empty(),
+    }
+}
+
+/// A header edit from a child that gets values without their leading space, made to fit
+/// the MTA's form (which keeps it).
+fn with_leading_space(reply: Reply) -> Reply {
+    let add = |value: Vec<u8>| {
+        let mut spaced = Vec::with_capacity(value.len() + 1);
+        spaced.push(b' ');
+        spaced.extend(value);
+        spaced
+    };
+    match reply {
+        Reply::AddHeader { name, value } => Reply::AddHeader { name, value: add(value) },
+        Reply::InsertHeader { index, name, value } => {
+            Reply::InsertHeader { index, name, value: add(value) }
+        }
+        Reply::ChangeHeader { index, name, value } if !value.is_empty() => {
+            Reply::ChangeHeader { index, name, value: add(value) }
+        }
+        other => other,
+    }
+}
+
+fn envelope_stage(command: &Command) -> Stage {
+    match command {
+        Command::Connect { .. } => Stage::Connect,
+        Command::Helo { .. } => Stage::Helo,
+        Command::EnvelopeFrom { .. } => Stage::EnvelopeFrom,
+        Command::EnvelopeRecipient { .. } => Stage::EnvelopeRecipient,
+        Command::Data => Stage::Data,
+        _ => Stage::Unknown,
+    }
+}
+
+fn message_stage(command: &Command) -> Stage {
+    match command {
+        Command::Header { .. } => Stage::Header,
+        Command::EndOfHeader => Stage::EndOfHeader,
+        Command::Body { .. } => Stage::Body,
+        _ => Stage::EndOfMessage,
+    }
+}
+
+fn envelope_event(command: &Command) -> Event<'_> {
+    match command {
+        Command::Connect { hostname, address } => Event::Connect { host: hostname, address },
+        Command::Helo { fqdn } => Event::Helo { fqdn },
+        Command::EnvelopeFrom { address, .. } => Event::EnvelopeFrom { address },
+        Command::EnvelopeRecipient { address, .. } => Event::EnvelopeRecipient { address },
+        _ => Event::Data,
+    }
+}
+
+fn message_event(command: &Command) -> Event<'_> {
+    match command {
+        Command::Header { name, value } => Event::Header { name, value },
+        Command::EndOfHeader => Event::EndOfHeader,
+        Command::Body { chunk } => Event::Body { chunk },
+        _ => Event::EndOfMessage,
+    }
+}

@@ -1,0 +1,452 @@
+//! Data-driven scenarios for the engine: a scripted MTA and scripted children around one
+//! `engine::Session`, with every packet each side receives asserted.
+//!
+//! The language (one statement per line, `#` comments; see tests/fixtures/scenarios/README):
+//!
+//! ```text
+//! scenario envelope-from: reject beats continue
+//! children a b
+//! set b fallback reject          # also: evaluation, timeout reading|writing|connection|end-of-message SECONDS
+//! set manager fallback reject    # also: set chunk-size N, set body-memory N
+//! refuse a                       # connecting to child a fails
+//! stop a envelope-recipient <x@example.com>   # a condition stops a there (value optional)
+//! macros                         # assert D packets too (otherwise they are not shown)
+//! mta> M <a@example.com>         # the MTA sends a command
+//! a< M <a@example.com>           # child a receives it
+//! a> r                           # child a replies
+//! mta< r                         # the MTA receives the reply
+//! a< close                       # the manager closes child a's connection
+//! a> close | a> raw 00 00 ...    # child a closes / sends raw bytes
+//! wait 8                         # time passes (seconds)
+//! finished | running             # the session is over / still running
+//! ```
+//!
+//! Before every input, everything the session sent must have been asserted.
+
+pub mod packets;
+pub mod text;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use milter_manager::engine::{
+    ChildConfig, Conditions, EngineConfig, Event, MemorySpill, Output, Session, Stage,
+};
+use milter_manager::protocol::{Command, Deframer, Reply};
+use milter_manager::status::FallbackStatus;
+
+pub struct Scenario {
+    pub name: String,
+    pub file: String,
+    pub line: usize,
+    config: EngineConfig,
+    names: Vec<String>,
+    refused: Vec<usize>,
+    stops: Vec<(usize, Stage, Option<Vec<u8>>)>,
+    show_macros: bool,
+    steps: Vec<(usize, Step)>,
+}
+
+enum Step {
+    MtaSends(Command),
+    MtaCloses,
+    ChildSends(usize, Reply),
+    ChildRaw(usize, Vec<u8>),
+    ChildCloses(usize),
+    Wait(Duration),
+    ExpectMta(Reply),
+    ExpectMtaClose,
+    ExpectChild(usize, Command),
+    ExpectChildClose(usize),
+    ExpectFinished(bool),
+}
+
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Command(Command),
+    Reply(Reply),
+    Close,
+}
+
+impl fmt::Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Seen::Command(c) => write!(f, "{}", describe_command(c)),
+            Seen::Reply(r) => write!(f, "{}", describe_reply(r)),
+            Seen::Close => f.write_str("close"),
+        }
+    }
+}
+
+fn describe_command(command: &Command) -> String {
+    match command {
+        Command::Body { chunk } => format!("B {}", text::show(chunk)),
+        Command::Header { name, value } => format!("L {} {}", text::show(name), text::show(value)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe_reply(reply: &Reply) -> String {
+    match reply {
+        Reply::ReplaceBody { chunk } => format!("b {}", text::show(chunk)),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Parses every scenario of a file.
+pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for (index, raw) in source.lines().enumerate() {
+        let line = index + 1;
+        let at = |e: String| format!("{file}:{line}: {e}");
+        let tokens = text::tokens(raw).map_err(at)?;
+        let Some(first) = tokens.first() else { continue };
+        let keyword = String::from_utf8_lossy(first).into_owned();
+        if keyword == "scenario" {
+            let name = raw.trim_start()["scenario".len()..].trim().to_string();
+            scenarios.push(Scenario {
+                name,
+                file: file.to_string(),
+                line,
+                config: EngineConfig { spill: Arc::new(MemorySpill), ..EngineConfig::default() },
+                names: Vec::new(),
+                refused: Vec::new(),
+                stops: Vec::new(),
+                show_macros: false,
+                steps: Vec::new(),
+            });
+            continue;
+        }
+        let scenario =
+            scenarios.last_mut().ok_or_else(|| at("a statement before any scenario".into()))?;
+        scenario.statement(&keyword, &tokens[1..], line).map_err(at)?;
+    }
+    Ok(scenarios)
+}
+
+fn word(token: &[u8]) -> String {
+    String::from_utf8_lossy(token).into_owned()
+}
+
+impl Scenario {
+    fn child(&self, name: &str) -> Result<usize, String> {
+        self.names.iter().position(|n| n == name).ok_or_else(|| format!("no child named {name:?}"))
+    }
+
+    fn statement(&mut self, keyword: &str, args: &[Vec<u8>], line: usize) -> Result<(), String> {
+        let step = match keyword {
+            "children" => {
+                for name in args {
+                    let name = word(name);
+                    self.config.children.push(ChildConfig::new(&name));
+                    self.names.push(name);
+                }
+                return Ok(());
+            }
+            "set" => return self.setting(args),
+            "refuse" => {
+                let child = self.child(&word(args.first().ok_or("refuse whom?")?))?;
+                self.refused.push(child);
+                return Ok(());
+            }
+            "stop" => {
+                let child = self.child(&word(args.first().ok_or("stop whom?")?))?;
+                let stage = stage_named(&word(args.get(1).ok_or("stop at which stage?")?))?;
+                self.stops.push((child, stage, args.get(2).cloned()));
+                return Ok(());
+            }
+            "macros" => {
+                self.show_macros = true;
+                return Ok(());
+            }
+            "wait" => Step::Wait(Duration::from_secs_f64(
+                word(args.first().ok_or("wait how long?")?).parse().map_err(|_| "bad seconds")?,
+            )),
+            "finished" => Step::ExpectFinished(true),
+            "running" => Step::ExpectFinished(false),
+            "mta>" => match args.first().map(|a| word(a)).as_deref() {
+                Some("close") => Step::MtaCloses,
+                _ => Step::MtaSends(packets::command(args)?),
+            },
+            "mta<" => match args.first().map(|a| word(a)).as_deref() {
+                Some("close") => Step::ExpectMtaClose,
+                _ => Step::ExpectMta(packets::reply(args)?),
+            },
+            other => {
+                if let Some(name) = other.strip_suffix('>') {
+                    let child = self.child(name)?;
+                    match args.first().map(|a| word(a)).as_deref() {
+                        Some("close") => Step::ChildCloses(child),
+                        Some("raw") => {
+                            let mut bytes = Vec::new();
+                            for hex in &args[1..] {
+                                let hex = word(hex);
+                                if let Some(text) = hex.strip_prefix("text:") {
+                                    bytes.extend_from_slice(text.as_bytes());
+                                    continue;
+                                }
+                                bytes.push(
+                                    u8::from_str_radix(&hex, 16)
+                                        .map_err(|_| format!("bad hex byte {hex:?}"))?,
+                                );
+                            }
+                            Step::ChildRaw(child, bytes)
+                        }
+                        _ => Step::ChildSends(child, packets::reply(args)?),
+                    }
+                } else if let Some(name) = other.strip_suffix('<') {
+                    let child = self.child(name)?;
+                    match args.first().map(|a| word(a)).as_deref() {
+                        Some("close") => Step::ExpectChildClose(child),
+                        _ => Step::ExpectChild(child, packets::command(args)?),
+                    }
+                } else {
+                    return Err(format!("unknown statement {other:?}"));
+                }
+            }
+        };
+        self.steps.push((line, step));
+        Ok(())
+    }
+
+    fn setting(&mut self, args: &[Vec<u8>]) -> Result<(), String> {
+        let target = word(args.first().ok_or("set what?")?);
+        let value = |i: usize| -> Result<String, String> {
+            args.get(i).map(|a| word(a)).ok_or_else(|| "missing value".to_string())
+        };
+        match target.as_str() {
+            "chunk-size" => self.config.chunk_size = value(1)?.parse().map_err(|_| "bad size")?,
+            "body-memory" => {
+                self.config.max_body_memory = value(1)?.parse().map_err(|_| "bad size")?
+            }
+            "manager" => match value(1)?.as_str() {
+                "fallback" => self.config.fallback_status = value(2)?.parse()?,
+                other => return Err(format!("unknown manager setting {other}")),
+            },
+            name => {
+                let child = self.child(name)?;
+                let config = &mut self.config.children[child];
+                match value(1)?.as_str() {
+                    "fallback" => config.fallback_status = value(2)?.parse::<FallbackStatus>()?,
+                    "evaluation" => config.evaluation_mode = true,
+                    "timeout" => {
+                        let seconds: f64 = value(3)?.parse().map_err(|_| "bad seconds")?;
+                        let duration = Duration::from_secs_f64(seconds);
+                        match value(2)?.as_str() {
+                            "connection" => config.timeouts.connection = duration,
+                            "writing" => config.timeouts.writing = duration,
+                            "reading" => config.timeouts.reading = duration,
+                            "end-of-message" => config.timeouts.end_of_message = duration,
+                            other => return Err(format!("unknown timeout {other}")),
+                        }
+                    }
+                    other => return Err(format!("unknown child setting {other}")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the scenario; the error names the line that failed and why.
+    pub fn run(&self) -> Result<(), String> {
+        let mut run = Run::new(self);
+        for (line, step) in &self.steps {
+            run.step(step).map_err(|e| format!("{}:{line}: {e}", self.file))?;
+        }
+        run.check_nothing_pending().map_err(|e| format!("{}: at the end: {e}", self.file))
+    }
+}
+
+fn stage_named(name: &str) -> Result<Stage, String> {
+    Ok(match name {
+        "connect" => Stage::Connect,
+        "helo" => Stage::Helo,
+        "envelope-from" => Stage::EnvelopeFrom,
+        "envelope-recipient" => Stage::EnvelopeRecipient,
+        "data" => Stage::Data,
+        "header" => Stage::Header,
+        "end-of-header" => Stage::EndOfHeader,
+        "body" => Stage::Body,
+        "end-of-message" => Stage::EndOfMessage,
+        other => return Err(format!("unknown stage {other:?}")),
+    })
+}
+
+struct ScriptedConditions {
+    stops: Vec<(usize, Stage, Option<Vec<u8>>)>,
+}
+
+impl Conditions for ScriptedConditions {
+    fn stop(&mut self, child: usize, event: &Event<'_>) -> bool {
+        let value: Option<&[u8]> = match event {
+            Event::Connect { host, .. } => Some(host),
+            Event::Helo { fqdn } => Some(fqdn),
+            Event::EnvelopeFrom { address } | Event::EnvelopeRecipient { address } => Some(address),
+            Event::Header { name, .. } => Some(name),
+            Event::Body { chunk } => Some(chunk),
+            _ => None,
+        };
+        self.stops.iter().any(|(c, stage, wanted)| {
+            *c == child
+                && *stage == event.stage()
+                && wanted.as_deref().is_none_or(|w| Some(w) == value)
+        })
+    }
+}
+
+struct Run<'a> {
+    scenario: &'a Scenario,
+    session: Session,
+    now: Instant,
+    /// What each peer received and no statement asserted yet: index 0 is the MTA, then
+    /// the children.
+    pending: Vec<VecDeque<Seen>>,
+    deframers: Vec<Deframer>,
+}
+
+impl<'a> Run<'a> {
+    fn new(scenario: &'a Scenario) -> Run<'a> {
+        let now = Instant::now();
+        let conditions = Box::new(ScriptedConditions { stops: scenario.stops.clone() });
+        let session = Session::new(Arc::new(scenario.config.clone()), conditions, 1, now);
+        let peers = scenario.names.len() + 1;
+        Run {
+            scenario,
+            session,
+            now,
+            pending: (0..peers).map(|_| VecDeque::new()).collect(),
+            deframers: (0..peers).map(|_| Deframer::default()).collect(),
+        }
+    }
+
+    fn peer_name(&self, peer: usize) -> &str {
+        if peer == 0 {
+            "mta"
+        } else {
+            &self.scenario.names[peer - 1]
+        }
+    }
+
+    fn check_nothing_pending(&self) -> Result<(), String> {
+        for (peer, queue) in self.pending.iter().enumerate() {
+            if let Some(seen) = queue.front() {
+                return Err(format!(
+                    "{} received {seen} (and {} more) that the scenario does not expect",
+                    self.peer_name(peer),
+                    queue.len() - 1
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), String> {
+        match step {
+            Step::MtaSends(command) => {
+                self.check_nothing_pending()?;
+                self.session.handle_mta_data(&command.to_frame(), self.now);
+            }
+            Step::MtaCloses => {
+                self.check_nothing_pending()?;
+                self.session.handle_mta_closed(self.now);
+            }
+            Step::ChildSends(child, reply) => {
+                self.check_nothing_pending()?;
+                self.session.handle_child_data(*child, &reply.to_frame(), self.now);
+            }
+            Step::ChildRaw(child, bytes) => {
+                self.check_nothing_pending()?;
+                self.session.handle_child_data(*child, bytes, self.now);
+            }
+            Step::ChildCloses(child) => {
+                self.check_nothing_pending()?;
+                self.session.handle_child_closed(*child, None, self.now);
+            }
+            Step::Wait(duration) => {
+                self.check_nothing_pending()?;
+                self.now += *duration;
+                if self.session.poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.session.handle_timeout(self.now);
+                }
+            }
+            Step::ExpectMta(reply) => return self.expect(0, Seen::Reply(reply.clone())),
+            Step::ExpectMtaClose => return self.expect(0, Seen::Close),
+            Step::ExpectChild(child, command) => {
+                return self.expect(child + 1, Seen::Command(command.clone()))
+            }
+            Step::ExpectChildClose(child) => return self.expect(child + 1, Seen::Close),
+            Step::ExpectFinished(wanted) => {
+                self.pump()?;
+                if self.session.is_finished() != *wanted {
+                    return Err(format!(
+                        "the session is {}",
+                        if *wanted { "still running" } else { "finished" }
+                    ));
+                }
+                return Ok(());
+            }
+        }
+        self.pump()
+    }
+
+    fn expect(&mut self, peer: usize, wanted: Seen) -> Result<(), String> {
+        self.pump()?;
+        match self.pending[peer].pop_front() {
+            Some(seen) if seen == wanted => Ok(()),
+            Some(seen) => Err(format!(
+                "{} received {seen}, the scenario expects {wanted}",
+                self.peer_name(peer)
+            )),
+            None => Err(format!(
+                "{} received nothing, the scenario expects {wanted}",
+                self.peer_name(peer)
+            )),
+        }
+    }
+
+    /// Moves everything the session wants done into the peers' queues.
+    fn pump(&mut self) -> Result<(), String> {
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                Output::Connect { child } => {
+                    let result = if self.scenario.refused.contains(&child) {
+                        Err("Connection refused".to_string())
+                    } else {
+                        Ok(())
+                    };
+                    self.session.handle_child_connected(child, result, self.now);
+                }
+                Output::CloseChild { child } => self.pending[child + 1].push_back(Seen::Close),
+                Output::CloseMta => self.pending[0].push_back(Seen::Close),
+                Output::ToMta(bytes) => self.take_bytes(0, &bytes)?,
+                Output::ToChild { child, bytes } => self.take_bytes(child + 1, &bytes)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn take_bytes(&mut self, peer: usize, bytes: &[u8]) -> Result<(), String> {
+        let name = self.peer_name(peer).to_string();
+        self.deframers[peer].push(bytes);
+        while let Some(frame) = self.deframers[peer].next_frame() {
+            let frame = frame.map_err(|e| format!("bad frame to {name}: {e}"))?;
+            let seen = if peer == 0 {
+                Seen::Reply(
+                    Reply::decode(frame.code, frame.data)
+                        .map_err(|e| format!("bad reply to the MTA: {e}"))?,
+                )
+            } else {
+                let command = Command::decode(frame.code, frame.data)
+                    .map_err(|e| format!("bad command to a child: {e}"))?;
+                if !self.scenario.show_macros && matches!(command, Command::DefineMacros { .. }) {
+                    continue;
+                }
+                Seen::Command(command)
+            };
+            self.pending[peer].push_back(seen);
+        }
+        Ok(())
+    }
+}
