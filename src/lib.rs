@@ -1,6 +1,7 @@
 //! The milter domain of milter-manager: protocol codec, connection specs and the sans-IO
-//! session logic. Nothing in this library opens a socket or a file.
+//! session logic. Nothing in this library opens a socket; only `config` reads files.
 
+pub mod config;
 pub mod engine;
 pub mod logging;
 pub mod message;

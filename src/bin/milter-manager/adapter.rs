@@ -1,0 +1,105 @@
+//! Runs engine sessions on the workers runtime: connection keys to child numbers and back.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use milter_manager::engine::{EngineConfig, NoConditions, Output, Session};
+use workers::{Action, ConnKey, Endpoint, PeerAddr};
+
+/// One configuration generation: the engine's view plus where each child listens.
+pub struct Generation {
+    pub engine: Arc<EngineConfig>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+pub struct Factory {
+    pub generation: Arc<Generation>,
+    /// Log tags: sessions and their children get consecutive numbers.
+    pub next_tag: u64,
+}
+
+impl workers::SessionFactory for Factory {
+    type Session = ManagerSession;
+
+    fn new_session(&mut self, peer: &PeerAddr, now: Instant) -> ManagerSession {
+        let tag = self.next_tag;
+        self.next_tag += 1 + self.generation.endpoints.len() as u64;
+        log::debug!("[{tag}] session from {peer:?}");
+        let engine =
+            Session::new(Arc::clone(&self.generation.engine), Box::new(NoConditions), tag, now);
+        ManagerSession { engine, generation: Arc::clone(&self.generation) }
+    }
+}
+
+pub struct ManagerSession {
+    engine: Session,
+    generation: Arc<Generation>,
+}
+
+/// Child `i` uses connection key `i + 1`; key 0 is the MTA.
+fn child_of(conn: ConnKey) -> Option<usize> {
+    (conn != ConnKey::PEER).then(|| conn.0 as usize - 1)
+}
+
+fn key_of(child: usize) -> ConnKey {
+    ConnKey(child as u32 + 1)
+}
+
+impl workers::Session for ManagerSession {
+    fn handle_read(&mut self, conn: ConnKey, bytes: &[u8], now: Instant) {
+        match child_of(conn) {
+            None => self.engine.handle_mta_data(bytes, now),
+            Some(child) => self.engine.handle_child_data(child, bytes, now),
+        }
+    }
+
+    fn handle_connected(&mut self, conn: ConnKey, result: io::Result<()>, now: Instant) {
+        if let Some(child) = child_of(conn) {
+            let result = result
+                .map_err(|e| format!("{e} ({})", describe(&self.generation.endpoints[child])));
+            self.engine.handle_child_connected(child, result, now);
+        }
+    }
+
+    fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, now: Instant) {
+        match child_of(conn) {
+            None => self.engine.handle_mta_closed(now),
+            Some(child) => {
+                self.engine.handle_child_closed(child, error.map(|e| e.to_string()), now)
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.engine.handle_timeout(now);
+    }
+
+    fn poll_action(&mut self) -> Option<Action> {
+        Some(match self.engine.poll_output()? {
+            Output::ToMta(bytes) => Action::Send { conn: ConnKey::PEER, bytes },
+            Output::ToChild { child, bytes } => Action::Send { conn: key_of(child), bytes },
+            Output::Connect { child } => Action::Connect {
+                conn: key_of(child),
+                endpoint: self.generation.endpoints[child].clone(),
+            },
+            Output::CloseChild { child } => Action::Close { conn: key_of(child) },
+            Output::CloseMta => Action::Close { conn: ConnKey::PEER },
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.engine.poll_timeout()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.engine.is_finished()
+    }
+}
+
+fn describe(endpoint: &Endpoint) -> String {
+    match endpoint {
+        Endpoint::Unix(path) => format!("unix:{}", path.display()),
+        Endpoint::Tcp(address) => address.to_string(),
+    }
+}

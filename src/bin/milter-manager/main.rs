@@ -1,0 +1,247 @@
+//! milter-manager: the milter proxy. The MTA talks to this one socket; every session is
+//! fanned out to the configured child milters and their answers folded into one.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod adapter;
+mod spill;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use milter_manager::config::{Config, Overrides, DEFAULT_CONFIG_DIR};
+use milter_manager::engine::{ChildConfig, ChildTimeouts, EngineConfig, MTA_IDLE_TIMEOUT};
+use milter_manager::logging::Levels;
+use milter_manager::spec::Spec;
+
+use adapter::{Factory, Generation};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "milter-manager",
+    version,
+    about = "A milter proxy: one milter socket for the MTA, many child milters behind it"
+)]
+struct Options {
+    /// Directory of milter-manager.toml.
+    #[arg(short = 'c', long = "config-dir", default_value = DEFAULT_CONFIG_DIR)]
+    config_dir: PathBuf,
+    /// Print the effective configuration (loadable TOML) and exit.
+    #[arg(long = "show-config")]
+    show_config: bool,
+    /// Check the configuration, print the result and exit 0 if it is valid, 1 if not.
+    #[arg(long = "check-config")]
+    check_config: bool,
+    /// Socket to listen on (overrides manager.connection_spec): unix:PATH, inet:PORT,
+    /// inet:PORT@HOST, inet:PORT@[ADDRESS], inet6:...
+    #[arg(short = 's', long = "connection-spec")]
+    connection_spec: Option<String>,
+    /// Log everything (the same as --log-level=all).
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// Log levels joined with '|' (overrides log.level): all, default, none, critical,
+    /// error, warning, message, info, debug, statistics, profile.
+    #[arg(long = "log-level")]
+    log_level: Option<String>,
+    /// Log file (overrides log.path); '-': standard output.
+    #[arg(long = "log-path")]
+    log_path: Option<PathBuf>,
+    /// Also log to syslog (overrides log.use_syslog).
+    #[arg(long, overrides_with = "no_syslog")]
+    syslog: bool,
+    /// Do not log to syslog.
+    #[arg(long = "no-syslog")]
+    no_syslog: bool,
+    /// Run in the background (overrides manager.daemon).
+    #[arg(long, overrides_with = "no_daemon")]
+    daemon: bool,
+    /// Stay in the foreground.
+    #[arg(long = "no-daemon")]
+    no_daemon: bool,
+    /// Write the process id here (overrides manager.pid_file).
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Run as this user (overrides security.effective_user; needs root).
+    #[arg(short = 'u', long = "user-name", alias = "user")]
+    user_name: Option<String>,
+    /// Run as this group (overrides security.effective_group; needs root).
+    #[arg(short = 'g', long = "group-name", alias = "group")]
+    group_name: Option<String>,
+    /// Group of the unix socket (overrides manager.unix_socket_group).
+    #[arg(long = "unix-socket-group", alias = "socket-group-name")]
+    unix_socket_group: Option<String>,
+    /// Worker processes (0-1000; overrides manager.n_workers; 0: this process serves).
+    #[arg(long = "n-workers", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    n_workers: Option<u32>,
+}
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    match run(&options) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(error) => {
+            eprintln!("milter-manager: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn overrides(options: &Options) -> Result<Overrides, String> {
+    let connection_spec = match &options.connection_spec {
+        Some(text) => Some(Spec::parse(text).map_err(|e| format!("--connection-spec: {e}"))?),
+        None => None,
+    };
+    let log_level =
+        if options.verbose { Some("all".to_string()) } else { options.log_level.clone() };
+    Ok(Overrides {
+        connection_spec,
+        daemon: flag(options.daemon, options.no_daemon),
+        pid_file: options.pid_file.clone(),
+        effective_user: options.user_name.clone(),
+        effective_group: options.group_name.clone(),
+        unix_socket_group: options.unix_socket_group.clone(),
+        n_workers: options.n_workers,
+        log_level,
+        log_path: options.log_path.clone(),
+        use_syslog: flag(options.syslog, options.no_syslog),
+    })
+}
+
+fn flag(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// Loads and checks everything a start needs, without side effects.
+fn load(options: &Options) -> Result<(Config, Generation), String> {
+    let mut config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
+    config.apply_overrides(&overrides(options)?).map_err(|e| e.to_string())?;
+    // Applicable conditions arrive with their own issue; until then none is known.
+    config.check_conditions(&[]).map_err(|e| e.to_string())?;
+    let generation = generation(&config)?;
+    Ok((config, generation))
+}
+
+/// The engine's configuration and where each enabled child listens. Host names are
+/// looked up here, once, not on every session.
+fn generation(config: &Config) -> Result<Generation, String> {
+    let mut children = Vec::new();
+    let mut endpoints = Vec::new();
+    for milter in config.milters.iter().filter(|m| m.enabled) {
+        let spec = milter.connection_spec.as_ref().expect("checked when loading");
+        let endpoint = common::endpoints(spec)
+            .map_err(|e| format!("milter {:?}: {e}", milter.name))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("milter {:?}: {spec} has no address", milter.name))?;
+        endpoints.push(endpoint);
+        children.push(ChildConfig {
+            name: milter.name.clone(),
+            fallback_status: milter.fallback_status,
+            evaluation_mode: milter.evaluation_mode,
+            timeouts: ChildTimeouts {
+                connection: Duration::from_secs_f64(milter.connection_timeout),
+                writing: Duration::from_secs_f64(milter.writing_timeout),
+                reading: Duration::from_secs_f64(milter.reading_timeout),
+                end_of_message: Duration::from_secs_f64(milter.end_of_message_timeout),
+            },
+        });
+    }
+    let manager = &config.manager;
+    let engine = EngineConfig {
+        children,
+        fallback_status: manager.fallback_status,
+        chunk_size: manager.chunk_size as usize,
+        max_body_memory: manager.max_body_memory as usize,
+        mta_idle_timeout: MTA_IDLE_TIMEOUT,
+        spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.clone())),
+    };
+    Ok(Generation { engine: Arc::new(engine), endpoints })
+}
+
+fn run(options: &Options) -> Result<i32, String> {
+    let (config, generation) = load(options)?;
+    if options.show_config {
+        print!("{}", config.show());
+        return Ok(0);
+    }
+    if options.check_config {
+        let enabled = config.milters.iter().filter(|m| m.enabled).count();
+        println!(
+            "{}: configuration is valid ({} child milters, {enabled} enabled)",
+            options.config_dir.display(),
+            config.milters.len()
+        );
+        return Ok(0);
+    }
+    let levels = Levels::parse(&config.log.level)?;
+    let log_path = config.log.path.clone().filter(|p| p.as_os_str() != "-");
+    common::logger::init(&common::logger::LogOptions {
+        levels,
+        path: log_path,
+        syslog: config.log.use_syslog,
+        ident: "milter-manager",
+    })?;
+    let manager = &config.manager;
+    if manager.max_file_descriptors > 0 {
+        raise_file_limit(manager.max_file_descriptors)?;
+    }
+    let target = common::bind_target(&manager.connection_spec)?;
+    let listen = supervisor::ListenOptions {
+        unix_socket_mode: Some(manager.unix_socket_mode),
+        unix_socket_group: manager.unix_socket_group.clone(),
+        remove_unix_socket_on_create: manager.remove_unix_socket_on_create,
+        remove_unix_socket_on_close: manager.remove_unix_socket_on_close,
+        ..supervisor::ListenOptions::default()
+    };
+    let bound = supervisor::bind(&target, &listen).map_err(|e| e.to_string())?;
+    log::info!(
+        "listening on {} with {} child milters",
+        bound.local_description(),
+        generation.endpoints.len()
+    );
+    let process = supervisor::ProcessOptions {
+        daemon: manager.daemon,
+        user: config.security.effective_user.clone(),
+        group: config.security.effective_group.clone(),
+        pid_file: manager.pid_file.clone(),
+        n_workers: manager.n_workers,
+    };
+    let generation = Arc::new(generation);
+    let max_sessions = (manager.max_connections > 0).then_some(manager.max_connections as usize);
+    let accept_pause = Duration::from_secs(manager.suspend_time_on_unacceptable.max(1) as u64);
+    supervisor::run(bound, &process, |listener, context| {
+        let factory = Factory { generation: Arc::clone(&generation), next_tag: 1 };
+        let worker = workers::WorkerConfig {
+            max_sessions,
+            accept_pause,
+            parent_watch: context.parent_watch,
+            ..workers::WorkerConfig::default()
+        };
+        match workers::run(listener, factory, worker) {
+            Ok(exit) => {
+                log::info!("stopped: {exit:?}");
+                0
+            }
+            Err(error) => {
+                log::error!("the event loop failed: {error}");
+                1
+            }
+        }
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// `manager.max_file_descriptors`: soft and hard limit of open files.
+fn raise_file_limit(limit: u64) -> Result<(), String> {
+    use nix::sys::resource::{setrlimit, Resource};
+    setrlimit(Resource::RLIMIT_NOFILE, limit, limit)
+        .map_err(|e| format!("manager.max_file_descriptors = {limit}: cannot set the limit: {e}"))
+}

@@ -1,0 +1,599 @@
+//! Reading configuration files: a file's own settings, then its `include` files, then the
+//! platform default, then its `include_optional` files, recursively, refusing cycles.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use toml::de::DeTable;
+
+use super::document::{self, Directives, Pattern, Source};
+use super::error::ConfigError;
+use super::glob;
+use super::schema;
+use super::Config;
+
+/// Loads files into one configuration.
+pub(super) struct Loader {
+    /// Where `defaults/<platform>.toml` is looked up.
+    config_dir: PathBuf,
+    /// The files being loaded, outermost first: canonical paths to find cycles, and the
+    /// paths as written to report them.
+    stack: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Whether a file named by an include must exist.
+#[derive(Clone, Copy, PartialEq)]
+enum Need {
+    Required,
+    Optional,
+}
+
+/// A file an include pattern names.
+struct Found {
+    path: PathBuf,
+    /// Matched by a glob rather than named.
+    by_glob: bool,
+}
+
+impl Loader {
+    pub fn new(config_dir: &Path) -> Loader {
+        Loader { config_dir: config_dir.to_path_buf(), stack: Vec::new() }
+    }
+
+    /// Loads the top file and everything it includes into `config`.
+    pub fn load(&mut self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
+        let canonical = fs::canonicalize(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
+        self.load_canonical(config, path, canonical)
+    }
+
+    fn load_canonical(
+        &mut self,
+        config: &mut Config,
+        path: &Path,
+        canonical: PathBuf,
+    ) -> Result<(), ConfigError> {
+        let text = fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
+        let source = Source::new(path, &text);
+        let document = DeTable::parse(&text).map_err(|e| {
+            let line = source.line(e.span().map_or(0, |span| span.start));
+            ConfigError::at(path, line, None, format!("invalid TOML: {}", e.message()))
+        })?;
+        let directives = document::apply(config, &source, document.get_ref())?;
+        self.stack.push((canonical, path.to_path_buf()));
+        let result = self.follow(config, &source, directives);
+        self.stack.pop();
+        result
+    }
+
+    /// Loads what a file asked for, in the documented order.
+    fn follow(
+        &mut self,
+        config: &mut Config,
+        source: &Source<'_>,
+        directives: Directives,
+    ) -> Result<(), ConfigError> {
+        for pattern in &directives.include {
+            self.include(config, source, schema::INCLUDE, pattern, Need::Required)?;
+        }
+        if let Some(line) = directives.load_default {
+            // The platform in effect now: set before this point, as the manual asks.
+            let path =
+                self.config_dir.join("defaults").join(format!("{}.toml", config.package.platform));
+            if path.is_file() {
+                self.load_named(config, source, schema::LOAD_DEFAULT, line, &path)?;
+            } else {
+                log::debug!("no platform default {}: nothing to load", path.display());
+            }
+        }
+        for pattern in &directives.include_optional {
+            self.include(config, source, schema::INCLUDE_OPTIONAL, pattern, Need::Optional)?;
+        }
+        Ok(())
+    }
+
+    fn include(
+        &mut self,
+        config: &mut Config,
+        source: &Source<'_>,
+        key: &str,
+        pattern: &Pattern,
+        need: Need,
+    ) -> Result<(), ConfigError> {
+        let error = |message: String| {
+            ConfigError::at(source.path, pattern.line, Some(key.to_string()), message)
+        };
+        let base = source.path.parent().unwrap_or(Path::new(""));
+        for found in resolve(base, &pattern.text).map_err(error)? {
+            if !found.by_glob && !found.path.exists() {
+                if need == Need::Optional {
+                    continue;
+                }
+                return Err(error(format!("{} does not exist", found.path.display())));
+            }
+            if found.path.extension().is_some_and(|e| e == "rhai") {
+                if found.by_glob {
+                    log::warn!(
+                        "{}:{}: skipping {}: Rhai configuration files are not supported yet",
+                        source.path.display(),
+                        pattern.line,
+                        found.path.display()
+                    );
+                    continue;
+                }
+                return Err(error(format!(
+                    "{}: Rhai configuration files are not supported yet",
+                    found.path.display()
+                )));
+            }
+            self.load_named(config, source, key, pattern.line, &found.path)?;
+        }
+        Ok(())
+    }
+
+    /// Loads a file named at `line` of `source`, unless that would close a cycle.
+    fn load_named(
+        &mut self,
+        config: &mut Config,
+        source: &Source<'_>,
+        key: &str,
+        line: usize,
+        path: &Path,
+    ) -> Result<(), ConfigError> {
+        let error = |message: String| ConfigError::at(source.path, line, Some(key.into()), message);
+        let canonical = fs::canonicalize(path)
+            .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
+        if let Some(start) = self.stack.iter().position(|(c, _)| *c == canonical) {
+            let chain: Vec<String> = self.stack[start..]
+                .iter()
+                .map(|(_, shown)| shown.display().to_string())
+                .chain([path.display().to_string()])
+                .collect();
+            return Err(error(format!("include cycle: {}", chain.join(" -> "))));
+        }
+        self.load_canonical(config, path, canonical)
+    }
+}
+
+/// The files a pattern names, relative to `base` unless absolute. Pattern characters are
+/// allowed in the file name only; matches come sorted by name. A plain name is returned
+/// whether or not it exists, for the caller to decide.
+fn resolve(base: &Path, pattern: &str) -> Result<Vec<Found>, String> {
+    let (directory, name) = match pattern.rsplit_once('/') {
+        Some((directory, name)) => (if directory.is_empty() { "/" } else { directory }, name),
+        None => ("", pattern),
+    };
+    if glob::is_pattern(directory) {
+        return Err(format!(
+            "{pattern:?}: '*', '?' and '[' are allowed in the file name only, not in directories"
+        ));
+    }
+    let directory = base.join(directory);
+    if !glob::is_pattern(name) {
+        return Ok(vec![Found { path: directory.join(name), by_glob: false }]);
+    }
+    glob::check(name)?;
+    let entries = match fs::read_dir(&directory) {
+        Ok(entries) => entries,
+        // A glob in a directory that does not exist matches nothing, like an empty one.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot list {}: {e}", directory.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", directory.display()))?;
+        // A name that is not UTF-8 cannot match a UTF-8 pattern.
+        let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        // Follows symbolic links, so linked files count and directories do not.
+        if glob::matches(name, &file_name) && entry.path().is_file() {
+            names.push(file_name);
+        }
+    }
+    names.sort();
+    Ok(names.into_iter().map(|n| Found { path: directory.join(n), by_glob: true }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::Milter;
+    use super::super::testdir::TestDir;
+    use super::super::{CommandOptions, Origin, MAIN_FILE};
+    use super::*;
+
+    fn load(dir: &TestDir) -> Result<Config, ConfigError> {
+        Config::load(dir.path())
+    }
+
+    fn origin_line(config: &Config, key: &str) -> (String, usize) {
+        match config.origin(key) {
+            Origin::File { path, line } => {
+                (path.strip_prefix(".").unwrap_or(&path).display().to_string(), line)
+            }
+            other => panic!("{key} comes from {other:?}"),
+        }
+    }
+
+    fn file_name(config: &Config, key: &str) -> String {
+        let (path, line) = origin_line(config, key);
+        let name = Path::new(&path).file_name().unwrap().to_string_lossy().to_string();
+        format!("{name}:{line}")
+    }
+
+    #[test]
+    fn globs_load_in_name_order_and_skip_other_files() {
+        let dir = TestDir::new("glob-order");
+        dir.write(MAIN_FILE, "include = [\"conf.d/*.toml\"]\n[manager]\nn_workers = 1\n");
+        dir.write("conf.d/20-b.toml", "[manager]\nn_workers = 20\n");
+        dir.write("conf.d/10-a.toml", "[manager]\nn_workers = 10\nmax_connections = 10\n");
+        dir.write("conf.d/README", "not toml at all [");
+        dir.write("conf.d/.hidden.toml", "[manager]\nn_workers = 99\n");
+        std::fs::create_dir_all(dir.path().join("conf.d/dir.toml")).unwrap();
+        let config = load(&dir).unwrap();
+        assert_eq!(config.manager.n_workers, 20);
+        assert_eq!(config.manager.max_connections, 10);
+        assert_eq!(file_name(&config, "manager.n_workers"), "20-b.toml:2");
+        assert_eq!(file_name(&config, "manager.max_connections"), "10-a.toml:3");
+    }
+
+    #[test]
+    fn globs_matching_nothing_and_missing_optional_files_are_fine() {
+        let dir = TestDir::new("nothing");
+        dir.write(
+            MAIN_FILE,
+            "include = [\"conf.d/*.toml\", \"none/*.toml\"]\nload_default = true\n\
+             include_optional = [\"milter-manager.local.toml\", \"local.d/*.toml\"]\n",
+        );
+        assert_eq!(load(&dir).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn a_missing_plain_include_is_an_error() {
+        let dir = TestDir::new("missing");
+        let main = dir.write(MAIN_FILE, "# first\ninclude = [\n  \"a.toml\",\n  \"b.toml\",\n]\n");
+        dir.write("a.toml", "");
+        let error = load(&dir).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}:4: include: {} does not exist",
+                main.display(),
+                dir.path().join("b.toml").display()
+            )
+        );
+    }
+
+    #[test]
+    fn patterns_only_in_the_file_name() {
+        let dir = TestDir::new("pattern-dir");
+        let main = dir.write(MAIN_FILE, "include = [\"*/x.toml\"]\n");
+        let error = load(&dir).unwrap_err();
+        assert!(error.to_string().starts_with(&format!("{}:1: include: ", main.display())));
+        assert!(error.message.contains("file name only"), "{error}");
+        dir.write(MAIN_FILE, "include = [\"conf.d/[ab.toml\"]\n");
+        assert!(load(&dir).unwrap_err().message.contains("without ']'"));
+    }
+
+    #[test]
+    fn absolute_includes() {
+        let dir = TestDir::new("absolute");
+        let other = TestDir::new("absolute-other");
+        let included = other.write("x.toml", "[manager]\ndaemon = true\n");
+        dir.write(MAIN_FILE, &format!("include = [{:?}]\n", included.display().to_string()));
+        assert!(load(&dir).unwrap().manager.daemon);
+        dir.write(MAIN_FILE, &format!("include = [\"{}/*.toml\"]\n", other.path().display()));
+        assert!(load(&dir).unwrap().manager.daemon);
+    }
+
+    #[test]
+    fn the_order_is_own_settings_includes_default_then_optional() {
+        let dir = TestDir::new("order");
+        dir.write(
+            MAIN_FILE,
+            "include = [\"conf.d/*.toml\"]\nload_default = true\n\
+             include_optional = [\"milter-manager.local.toml\"]\n\
+             [manager]\nn_workers = 1\nmax_connections = 1\nchunk_size = 1\npacket_buffer_size = 1\n",
+        );
+        // The platform chosen by an include is the one whose default is loaded.
+        dir.write(
+            "conf.d/platform.toml",
+            "[package]\nplatform = \"freebsd\"\n[manager]\nn_workers = 2\nmax_connections = 2\nchunk_size = 2\n",
+        );
+        dir.write("defaults/debian.toml", "[manager]\nn_workers = 99\n");
+        dir.write("defaults/freebsd.toml", "[manager]\nn_workers = 3\nmax_connections = 3\n");
+        dir.write(
+            "milter-manager.local.toml",
+            "[manager]\nn_workers = 4\n[package]\nplatform = \"redhat\"\n",
+        );
+        let config = load(&dir).unwrap();
+        assert_eq!(config.manager.packet_buffer_size, 1);
+        assert_eq!(config.manager.chunk_size, 2);
+        assert_eq!(config.manager.max_connections, 3);
+        assert_eq!(config.manager.n_workers, 4);
+        assert_eq!(file_name(&config, "manager.packet_buffer_size"), "milter-manager.toml:8");
+        assert_eq!(file_name(&config, "manager.chunk_size"), "platform.toml:6");
+        assert_eq!(file_name(&config, "manager.max_connections"), "freebsd.toml:3");
+        assert_eq!(file_name(&config, "manager.n_workers"), "milter-manager.local.toml:2");
+        // Set after the default was loaded: it changes the value, not what was loaded.
+        assert_eq!(config.package.platform, "redhat");
+    }
+
+    #[test]
+    fn milters_merge_across_files_in_definition_order() {
+        let dir = TestDir::new("merge");
+        dir.write(
+            MAIN_FILE,
+            "include_optional = [\"milter-manager.local.toml\"]\n\
+             [milter.b]\nconnection_spec = \"inet:2\"\ndescription = \"bee\"\n\
+             [milter.\"a-milter\"]\nconnection_spec = \"inet:1\"\n",
+        );
+        dir.write(
+            "milter-manager.local.toml",
+            "[milter.c]\nconnection_spec = \"inet:3\"\n[milter.b]\nenabled = false\n",
+        );
+        let config = load(&dir).unwrap();
+        let names: Vec<&str> = config.milters.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["b", "a-milter", "c"]);
+        let b = config.milter("b").unwrap();
+        assert!(!b.enabled);
+        assert_eq!(b.description.as_deref(), Some("bee"));
+        assert_eq!(b.connection_spec.as_ref().unwrap().to_string(), "inet:2");
+        assert_eq!(file_name(&config, "milter.b.description"), "milter-manager.toml:4");
+        assert_eq!(file_name(&config, "milter.b.enabled"), "milter-manager.local.toml:4");
+        assert_eq!(config.origin("milter.b.fallback_status"), Origin::Default);
+    }
+
+    #[test]
+    fn remove_milters_forgets_and_a_redefinition_goes_last() {
+        let dir = TestDir::new("remove");
+        dir.write(
+            MAIN_FILE,
+            "include_optional = [\"milter-manager.local.toml\"]\n\
+             [milter.a]\nconnection_spec = \"inet:1\"\ndescription = \"old\"\n\
+             [milter.b]\nconnection_spec = \"inet:2\"\n[milter.c]\nconnection_spec = \"inet:3\"\n",
+        );
+        dir.write(
+            "milter-manager.local.toml",
+            "remove_milters = [\"a\", \"c\"]\n[milter.a]\nconnection_spec = \"inet:10\"\n",
+        );
+        let config = load(&dir).unwrap();
+        let names: Vec<&str> = config.milters.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        let mut expected = Milter::new("a");
+        expected.connection_spec = Some(crate::spec::Spec::parse("inet:10").unwrap());
+        assert_eq!(config.milter("a"), Some(&expected));
+        assert_eq!(config.origin("milter.a.description"), Origin::Default);
+        assert_eq!(config.origin("milter.c.connection_spec"), Origin::Default);
+
+        let local = dir.write("milter-manager.local.toml", "remove_milters = [\n\"b\",\n\"x\"]\n");
+        let error = load(&dir).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}:3: remove_milters: no milter named \"x\" to remove (defined so far: a, c)",
+                local.display()
+            )
+        );
+    }
+
+    #[test]
+    fn include_cycles_are_errors() {
+        let dir = TestDir::new("cycle");
+        dir.write(MAIN_FILE, "include = [\"a.toml\"]\n");
+        let a = dir.write("a.toml", "\ninclude = [\"b.toml\"]\n");
+        dir.write("b.toml", "include_optional = [\"*.toml\"]\n");
+        let error = load(&dir).unwrap_err();
+        // b.toml's glob matches a.toml first, which is being loaded.
+        let b = dir.path().join("b.toml");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}:1: include_optional: include cycle: ", b.display())),
+            "{error}"
+        );
+        assert!(
+            error.message.contains(&format!(
+                "{} -> {} -> {}",
+                a.display(),
+                b.display(),
+                a.display()
+            )),
+            "{error}"
+        );
+
+        dir.write(MAIN_FILE, "include = [\"milter-manager.toml\"]\n");
+        assert!(load(&dir).unwrap_err().message.contains("include cycle"));
+        dir.write(MAIN_FILE, "load_default = true\n");
+        dir.write("defaults/debian.toml", "include = [\"../milter-manager.toml\"]\n");
+        assert!(load(&dir).unwrap_err().message.contains("include cycle"));
+    }
+
+    #[test]
+    fn the_same_file_twice_is_not_a_cycle() {
+        let dir = TestDir::new("twice");
+        dir.write(MAIN_FILE, "include = [\"a.toml\", \"a.toml\"]\n");
+        dir.write("a.toml", "[manager]\nn_workers = 1\n");
+        assert_eq!(load(&dir).unwrap().manager.n_workers, 1);
+    }
+
+    #[test]
+    fn rhai_files_are_refused_by_name_and_skipped_by_glob() {
+        let dir = TestDir::new("rhai");
+        dir.write(MAIN_FILE, "include = [\"conditions/*\"]\n");
+        dir.write("conditions/s25r.rhai", "define_applicable_condition(\"S25R\")");
+        dir.write("conditions/x.toml", "[manager]\nn_workers = 5\n");
+        assert_eq!(load(&dir).unwrap().manager.n_workers, 5);
+        let main = dir.write(MAIN_FILE, "include = [\"conditions/s25r.rhai\"]\n");
+        let error = load(&dir).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}:1: include: {}: Rhai configuration files are not supported yet",
+                main.display(),
+                dir.path().join("conditions/s25r.rhai").display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_main_file_names_it() {
+        let dir = TestDir::new("no-main");
+        let error = load(&dir).unwrap_err();
+        let main = dir.path().join(MAIN_FILE);
+        assert!(error
+            .to_string()
+            .starts_with(&format!("{}: cannot read the file: ", main.display())));
+    }
+
+    #[test]
+    fn modes_and_command_options_in_both_forms() {
+        let dir = TestDir::new("forms");
+        dir.write(
+            MAIN_FILE,
+            "[manager]\nunix_socket_mode = 0o600\n[controller]\nunix_socket_mode = \"0640\"\n\
+             [milter.a]\nconnection_spec = \"inet:1\"\ncommand_options = \"start --now\"\n\
+             [milter.b]\nconnection_spec = \"inet:2\"\ncommand_options = [\"start\", \"--now\"]\n",
+        );
+        let config = load(&dir).unwrap();
+        assert_eq!(config.manager.unix_socket_mode, 0o600);
+        assert_eq!(config.controller.unix_socket_mode, 0o640);
+        assert_eq!(
+            config.milter("a").unwrap().command_options,
+            Some(CommandOptions::Line("start --now".into()))
+        );
+        assert_eq!(
+            config.milter("b").unwrap().command_options,
+            Some(CommandOptions::Arguments(vec!["start".into(), "--now".into()]))
+        );
+    }
+
+    #[test]
+    fn an_empty_string_unsets_an_optional_item() {
+        let dir = TestDir::new("unset");
+        dir.write(
+            MAIN_FILE,
+            "include = [\"b.toml\"]\n[manager]\npid_file = \"/run/a.pid\"\n[controller]\nconnection_spec = \"inet:1\"\n",
+        );
+        dir.write("b.toml", "[manager]\npid_file = \"\"\n[controller]\nconnection_spec = \"\"\n");
+        let config = load(&dir).unwrap();
+        assert_eq!(config.manager.pid_file, None);
+        assert_eq!(config.controller.connection_spec, None);
+    }
+
+    /// Each error names the file, the line and the key.
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[milter.opendkim]\nenabled = true\nconnection_spec = \"inet:x\"\n",
+                "3: milter.opendkim.connection_spec: ",
+                "invalid connection spec \"inet:x\": port \"x\" is not a number",
+            ),
+            (
+                "[manager]\nfallback_status = \"continue\"\n",
+                "2: manager.fallback_status: ",
+                "unknown status \"continue\"",
+            ),
+            (
+                "[milter.a]\nconnection_spec = \"inet:1\"\nfallback_status = \"pass\"\n",
+                "3: milter.a.fallback_status: ",
+                "unknown status \"pass\"",
+            ),
+            ("[manager]\n\nn_worker = 3\n", "3: manager.n_worker: ", "did you mean \"n_workers\"?"),
+            (
+                "[milter.a]\nconection_spec = \"inet:1\"\n",
+                "2: milter.a.conection_spec: ",
+                "did you mean \"connection_spec\"?",
+            ),
+            ("[managr]\n", "1: ", "unknown table or key \"managr\"; did you mean \"manager\"?"),
+            ("[manager]\nn_workers = 1001\n", "2: manager.n_workers: ", "from 0 to 1000"),
+            ("[manager]\nchunk_size = 0\n", "2: manager.chunk_size: ", "from 1 to 65535"),
+            ("[manager]\nchunk_size = 65536\n", "2: manager.chunk_size: ", "from 1 to 65535"),
+            (
+                "[manager]\nunix_socket_mode = 0o10000\n",
+                "2: manager.unix_socket_mode: ",
+                "at most 0o7777",
+            ),
+            (
+                "[manager]\nunix_socket_mode = 660\n",
+                "2: manager.unix_socket_mode: ",
+                "not an octal number",
+            ),
+            (
+                "[manager]\nevent_loop_backend = \"epoll\"\n",
+                "2: manager.event_loop_backend: ",
+                "\"glib\", \"libev\"",
+            ),
+            (
+                "[manager]\ndaemon = \"yes\"\n",
+                "2: manager.daemon: ",
+                "expected true or false, found a string",
+            ),
+            (
+                "[package]\nplatform = \"gentoo\"\n",
+                "2: package.platform: ",
+                "unknown value \"gentoo\"",
+            ),
+            ("[log]\nlevel = \"loud\"\n", "2: log.level: ", "unknown log level \"loud\""),
+            (
+                "[log]\nsyslog_facility = \"email\"\n",
+                "2: log.syslog_facility: ",
+                "unknown value \"email\"",
+            ),
+            ("[manager\nn_workers = 1\n", "1: ", "invalid TOML: "),
+            ("[manager]\nn_workers = 1\nn_workers = 2\n", "3: ", "invalid TOML: "),
+            (
+                "[milter.x]\ndescription = \"no socket\"\n",
+                "1: milter.x.connection_spec: ",
+                "milter \"x\" is enabled but has no connection_spec",
+            ),
+            (
+                "[milter.\"\"]\nconnection_spec = \"inet:1\"\n",
+                "1: milter.: ",
+                "a milter needs a name",
+            ),
+            (
+                "[milter.a]\nconnection_spec = \"inet:1\"\nreading_timeout = 0\n",
+                "3: milter.a.reading_timeout: ",
+                "above 0",
+            ),
+            (
+                "[milter.a]\nconnection_spec = \"inet:1\"\nwriting_timeout = nan\n",
+                "3: milter.a.writing_timeout: ",
+                "above 0",
+            ),
+            (
+                "[milter.a]\nconnection_spec = \"inet:1\"\napplicable_conditions = [\"\"]\n",
+                "3: milter.a.applicable_conditions: ",
+                "empty",
+            ),
+            ("milter = 3\n", "1: milter: ", "expected a table"),
+            ("[milter]\na = 3\n", "2: milter.a: ", "expected a table"),
+            ("[controller]\nn_workers = 2\n", "2: controller.n_workers: ", "belongs in [manager]"),
+            ("load_default = \"yes\"\n", "1: load_default: ", "expected true or false"),
+            ("include = [1]\n", "1: include: ", "expected a string, found an integer"),
+        ];
+        for (text, location, message) in cases {
+            let dir = TestDir::new("errors");
+            let path = dir.write(MAIN_FILE, text);
+            let error = load(&dir).expect_err(text).to_string();
+            let prefix = format!("{}:{location}", path.display());
+            assert!(
+                error.starts_with(&prefix),
+                "{text:?}: {error:?} does not start with {prefix:?}"
+            );
+            assert!(error.contains(message), "{text:?}: {error:?} does not say {message:?}");
+            assert!(!error.contains('\n'), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_disabled_milter_needs_no_socket() {
+        let dir = TestDir::new("disabled");
+        dir.write(MAIN_FILE, "[milter.x]\nenabled = false\n");
+        assert!(!load(&dir).unwrap().milter("x").unwrap().enabled);
+    }
+}

@@ -1,0 +1,419 @@
+//! The configuration: `milter-manager.toml` in the configuration directory, the files it
+//! includes, the platform default, and command-line overrides.
+//!
+//! Every file may steer loading with four top-level keys:
+//!
+//! - `include = ["conf.d/*.toml"]`: files that must exist (a glob may match nothing);
+//! - `load_default = true`: `defaults/<package.platform>.toml` of the configuration
+//!   directory, if there is one;
+//! - `include_optional = ["milter-manager.local.toml"]`: files loaded only if they exist;
+//! - `remove_milters = ["name"]`: forget milters defined so far.
+//!
+//! A file is applied in this order: its `remove_milters`, its own settings, its `include`
+//! files, the platform default, its `include_optional` files. Later values win, key by
+//! key; a milter defined again is changed only in the keys given. Patterns are relative to
+//! the including file's directory and may use `*`, `?` and `[...]` in the file name.
+//!
+//! This module reads files and nothing else: no socket, no process.
+
+mod document;
+mod error;
+mod glob;
+mod loader;
+mod model;
+mod origin;
+mod overrides;
+mod schema;
+mod show;
+mod values;
+
+#[cfg(test)]
+mod testdir;
+
+use std::path::{Path, PathBuf};
+
+pub use error::ConfigError;
+pub use model::{
+    CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
+    PLATFORMS, SYSLOG_FACILITIES,
+};
+pub use origin::Origin;
+pub use overrides::Overrides;
+
+/// The name of the main file in the configuration directory.
+pub const MAIN_FILE: &str = "milter-manager.toml";
+/// The configuration directory when none is given.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/milter-manager";
+
+/// The whole configuration, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub package: Package,
+    pub security: Security,
+    pub manager: Manager,
+    pub controller: Controller,
+    pub log: Log,
+    /// The child milters in the order they were first defined.
+    pub milters: Vec<Milter>,
+    origins: origin::Origins,
+}
+
+/// Equal when every value is equal; where the values came from does not count, so a
+/// configuration printed by `show` and loaded back equals the original.
+impl PartialEq for Config {
+    fn eq(&self, other: &Config) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let Config { package, security, manager, controller, log, milters, origins: _ } = self;
+        *package == other.package
+            && *security == other.security
+            && *manager == other.manager
+            && *controller == other.controller
+            && *log == other.log
+            && *milters == other.milters
+    }
+}
+
+impl Config {
+    /// Loads `milter-manager.toml` of `config_dir` and what it includes.
+    pub fn load(config_dir: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_dir(config_dir, &config_dir.join(MAIN_FILE))
+    }
+
+    /// Loads one file and what it includes; its directory is the configuration directory
+    /// (where `defaults/` is looked up).
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Config::load_with_dir(&dir, path)
+    }
+
+    fn load_with_dir(config_dir: &Path, path: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        loader::Loader::new(config_dir).load(&mut config, path)?;
+        config.check_complete()?;
+        Ok(config)
+    }
+
+    /// Checks what no single file can: an enabled milter must have a connection spec by
+    /// the end, since any later file may give it.
+    fn check_complete(&self) -> Result<(), ConfigError> {
+        for milter in &self.milters {
+            if milter.enabled && milter.connection_spec.is_none() {
+                let origin = self
+                    .origins
+                    .milter(&milter.name)
+                    .map(|m| m.defined.clone())
+                    .unwrap_or_default();
+                return Err(ConfigError::from_origin(
+                    &origin,
+                    format!("milter.{}.connection_spec", milter.name),
+                    format!(
+                        "milter {:?} is enabled but has no connection_spec; \
+                         set connection_spec or set enabled = false",
+                        milter.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The child milter named `name`.
+    pub fn milter(&self, name: &str) -> Option<&Milter> {
+        self.milters.iter().find(|m| m.name == name)
+    }
+
+    /// Where the value of `key` came from: `manager.n_workers`, `milter.opendkim.enabled`.
+    /// Keys never set (or unknown) are `Origin::Default`.
+    pub fn origin(&self, key: &str) -> Origin {
+        self.origins.lookup(key)
+    }
+
+    /// Checks that every milter's applicable conditions are among `known`.
+    pub fn check_conditions(&self, known: &[&str]) -> Result<(), ConfigError> {
+        for milter in &self.milters {
+            if let Some(unknown) =
+                milter.applicable_conditions.iter().find(|c| !known.contains(&c.as_str()))
+            {
+                let key = format!("milter.{}.applicable_conditions", milter.name);
+                let known_list = if known.is_empty() {
+                    "none is defined".to_string()
+                } else {
+                    let names: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
+                    format!("known: {}", names.join(", "))
+                };
+                return Err(ConfigError::from_origin(
+                    &self.origin(&key),
+                    key,
+                    format!(
+                        "milter {:?}: unknown applicable condition {unknown:?} ({known_list})",
+                        milter.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, each item preceded by its origin (`--show-config`).
+    pub fn show(&self) -> String {
+        show::show(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testdir::TestDir;
+    use super::*;
+    use crate::spec::Spec;
+    use crate::status::FallbackStatus;
+
+    fn repo_conf() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf")
+    }
+
+    #[test]
+    fn defaults_are_the_manuals() {
+        let config = Config::default();
+        assert_eq!(config.package, Package { platform: "debian".into(), options: None });
+        assert_eq!(
+            config.security,
+            Security { privilege_mode: false, effective_user: None, effective_group: None }
+        );
+        let m = &config.manager;
+        assert_eq!(m.connection_spec, Spec::parse("inet:10025@[127.0.0.1]").unwrap());
+        assert_eq!(m.unix_socket_mode, 0o660);
+        assert_eq!(m.unix_socket_group, None);
+        assert!(m.remove_unix_socket_on_create && m.remove_unix_socket_on_close);
+        assert!(!m.daemon);
+        assert_eq!(m.pid_file, None);
+        assert_eq!(m.maintenance_interval, 100);
+        assert_eq!(m.suspend_time_on_unacceptable, 5);
+        assert_eq!(m.max_connections, 0);
+        assert_eq!(m.max_file_descriptors, 0);
+        assert_eq!(m.custom_configuration_directory, None);
+        assert_eq!(m.fallback_status, FallbackStatus::Accept);
+        assert_eq!(m.fallback_status_at_disconnect, FallbackStatus::TemporaryFailure);
+        assert_eq!(m.event_loop_backend, "glib");
+        assert_eq!(m.n_workers, 0);
+        assert_eq!(m.packet_buffer_size, 0);
+        assert_eq!(m.chunk_size, 65535);
+        assert_eq!(m.max_pending_finished_sessions, 0);
+        assert_eq!(m.connection_check_interval, 0);
+        assert!(!m.report_memory_statistics);
+        assert_eq!(m.max_body_memory, 5 * 1024 * 1024);
+        assert_eq!(m.temporary_directory, None);
+        let c = &config.controller;
+        assert_eq!(c.connection_spec, None);
+        assert_eq!(c.unix_socket_mode, 0o660);
+        assert_eq!(c.unix_socket_group, None);
+        assert!(c.remove_unix_socket_on_create && c.remove_unix_socket_on_close);
+        assert_eq!(
+            config.log,
+            Log {
+                level: "default".into(),
+                path: None,
+                use_syslog: true,
+                syslog_facility: "mail".into()
+            }
+        );
+        assert!(config.milters.is_empty());
+        let milter = Milter::new("x");
+        assert_eq!(milter.connection_spec, None);
+        assert_eq!(milter.description, None);
+        assert!(milter.enabled);
+        assert_eq!(milter.fallback_status, FallbackStatus::Accept);
+        assert!(!milter.evaluation_mode);
+        assert!(milter.applicable_conditions.is_empty());
+        assert_eq!((milter.command.clone(), milter.command_options.clone()), (None, None));
+        assert_eq!(milter.user_name, None);
+        assert_eq!(milter.connection_timeout, 297.0);
+        assert_eq!(milter.writing_timeout, 7.0);
+        assert_eq!(milter.reading_timeout, 7.0);
+        assert_eq!(milter.end_of_message_timeout, 297.0);
+        assert_eq!(config.origin("manager.n_workers"), Origin::Default);
+    }
+
+    #[test]
+    fn shipped_configuration_gives_the_defaults() {
+        let config = Config::load(&repo_conf()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config, Config::default());
+        for platform in PLATFORMS {
+            let path = repo_conf().join("defaults").join(format!("{platform}.toml"));
+            let config = Config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(config, Config::default(), "{platform}");
+        }
+    }
+
+    #[test]
+    fn shipped_configuration_documents_every_item() {
+        let text = std::fs::read_to_string(repo_conf().join(MAIN_FILE)).unwrap();
+        for section in schema::SECTIONS.iter().chain([&schema::MILTER_TABLE]) {
+            for key in schema::keys_of(section) {
+                assert!(text.contains(&format!("# {key} = ")), "{section}.{key} is not shown");
+            }
+        }
+        // Uncommented, each shown item is the default (or, for optional items, a
+        // placeholder): a file of them loads back to the defaults.
+        let known: Vec<&str> = schema::SECTIONS
+            .iter()
+            .chain([&schema::MILTER_TABLE])
+            .flat_map(|section| schema::keys_of(section))
+            .collect();
+        let mut uncommented = String::new();
+        for line in text.lines() {
+            if line.starts_with("# Child milters") {
+                break;
+            }
+            let shown_item = line
+                .strip_prefix("# ")
+                .filter(|l| l.split(" = ").next().is_some_and(|key| known.contains(&key)));
+            match shown_item {
+                Some(item) if !item.ends_with("(not set)") => uncommented.push_str(item),
+                Some(_) => {}
+                None if !line.starts_with('#') => uncommented.push_str(line),
+                None => {}
+            }
+            uncommented.push('\n');
+        }
+        let dir = TestDir::new("shipped-uncommented");
+        let uncommented = uncommented.replace("include = [\"conf.d/*.toml\"]", "");
+        let config = Config::load_file(&dir.write("all.toml", &uncommented))
+            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(config, Config::default());
+    }
+
+    /// Every item set in a file, with the line each one is on.
+    const EVERY_ITEM: &str = r#"[package]
+platform = "pkgsrc"
+options = "prefix=/etc"
+[security]
+privilege_mode = true
+effective_user = "nobody"
+effective_group = "nogroup"
+[manager]
+connection_spec = "unix:/run/m.sock"
+unix_socket_mode = 0o600
+unix_socket_group = "postfix"
+remove_unix_socket_on_create = false
+remove_unix_socket_on_close = false
+daemon = true
+pid_file = "/run/m.pid"
+maintenance_interval = 10
+suspend_time_on_unacceptable = 10
+max_connections = 10
+max_file_descriptors = 65535
+custom_configuration_directory = "/tmp/m/"
+fallback_status = "reject"
+fallback_status_at_disconnect = "discard"
+event_loop_backend = "libev"
+n_workers = 10
+packet_buffer_size = 4096
+chunk_size = 1000
+max_pending_finished_sessions = 5
+connection_check_interval = 5
+report_memory_statistics = true
+max_body_memory = 1024
+temporary_directory = "/var/tmp"
+[controller]
+connection_spec = "inet:10026@localhost"
+unix_socket_mode = "0600"
+unix_socket_group = "adm"
+remove_unix_socket_on_create = false
+remove_unix_socket_on_close = false
+[log]
+level = "all"
+path = "/var/log/m.log"
+use_syslog = false
+syslog_facility = "local0"
+[milter."test-milter"]
+connection_spec = "inet:10026@localhost"
+description = "test milter"
+enabled = false
+fallback_status = "temporary-failure"
+evaluation_mode = true
+applicable_conditions = ["S25R"]
+command = "/etc/init.d/milter-greylist"
+command_options = "start"
+user_name = "nobody"
+connection_timeout = 60
+writing_timeout = 15
+reading_timeout = 15.5
+end_of_message_timeout = 60
+"#;
+
+    #[test]
+    fn every_item_is_read_with_its_line() {
+        let dir = TestDir::new("every-item");
+        let path = dir.write(MAIN_FILE, EVERY_ITEM);
+        let config = Config::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let mut table = String::new();
+        let mut seen = 0;
+        for (index, line) in EVERY_ITEM.lines().enumerate() {
+            if let Some(header) = line.strip_prefix('[') {
+                table = header.trim_end_matches(']').replace('"', "");
+                continue;
+            }
+            let key = line.split(" = ").next().unwrap();
+            let full = format!("{table}.{key}");
+            let expected = Origin::File { path: path.clone(), line: index + 1 };
+            assert_eq!(config.origin(&full), expected, "{full}");
+            seen += 1;
+        }
+        let all: usize = schema::SECTIONS
+            .iter()
+            .chain([&schema::MILTER_TABLE])
+            .map(|s| schema::keys_of(s).len())
+            .sum();
+        assert_eq!(seen, all, "the test sets every item");
+
+        // Every value differs from the default.
+        let defaults = Config::default();
+        assert_eq!(config.package.platform, "pkgsrc");
+        assert_eq!(config.package.options.as_deref(), Some("prefix=/etc"));
+        assert_ne!(config.security, defaults.security);
+        let m = &config.manager;
+        assert_eq!(m.connection_spec.to_string(), "unix:/run/m.sock");
+        assert_eq!((m.unix_socket_mode, m.n_workers, m.chunk_size), (0o600, 10, 1000));
+        assert_eq!(m.fallback_status_at_disconnect, FallbackStatus::Discard);
+        assert_eq!(m.temporary_directory, Some(PathBuf::from("/var/tmp")));
+        assert_eq!(config.controller.unix_socket_mode, 0o600);
+        assert_eq!(
+            config.controller.connection_spec.as_ref().unwrap().to_string(),
+            "inet:10026@localhost"
+        );
+        assert_eq!(config.log.syslog_facility, "local0");
+        let milter = config.milter("test-milter").unwrap();
+        assert!(!milter.enabled && milter.evaluation_mode);
+        assert_eq!(milter.command_options, Some(CommandOptions::Line("start".into())));
+        assert_eq!(milter.applicable_conditions, ["S25R"]);
+        assert_eq!(
+            (milter.connection_timeout, milter.writing_timeout, milter.reading_timeout),
+            (60.0, 15.0, 15.5)
+        );
+        assert_eq!(config.origin("milter.test-milter.nonsense"), Origin::Default);
+        assert_eq!(config.origin("manager"), Origin::Default);
+    }
+
+    #[test]
+    fn conditions_must_be_known() {
+        let dir = TestDir::new("conditions");
+        let path = dir.write(
+            MAIN_FILE,
+            "[milter.a]\nconnection_spec = \"inet:1\"\napplicable_conditions = [\"S25R\", \"Nope\"]\n",
+        );
+        let config = Config::load(dir.path()).unwrap();
+        config.check_conditions(&["S25R", "Nope"]).unwrap();
+        let error = config.check_conditions(&["S25R", "Remote Network"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}:3: milter.a.applicable_conditions: milter \"a\": unknown applicable \
+                 condition \"Nope\" (known: \"S25R\", \"Remote Network\")",
+                path.display()
+            )
+        );
+    }
+}

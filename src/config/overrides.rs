@@ -1,0 +1,188 @@
+//! Command-line options that override the files.
+
+use std::path::PathBuf;
+
+use super::error::ConfigError;
+use super::model::MAX_WORKERS;
+use super::origin::Origin;
+use super::Config;
+use crate::logging::Levels;
+use crate::spec::Spec;
+
+/// The values given on the command line; `None` leaves the file's value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub connection_spec: Option<Spec>,
+    pub daemon: Option<bool>,
+    pub pid_file: Option<PathBuf>,
+    pub effective_user: Option<String>,
+    pub effective_group: Option<String>,
+    pub unix_socket_group: Option<String>,
+    pub n_workers: Option<u32>,
+    pub log_level: Option<String>,
+    pub log_path: Option<PathBuf>,
+    pub use_syslog: Option<bool>,
+}
+
+fn not_empty(key: &str, text: &str) -> Result<(), ConfigError> {
+    if text.is_empty() {
+        return Err(ConfigError::command_line(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Applies command-line values over the loaded ones, checking them as a file's would
+    /// be. Nothing changes when one of them is wrong.
+    pub fn apply_overrides(&mut self, overrides: &Overrides) -> Result<(), ConfigError> {
+        let Overrides {
+            connection_spec,
+            daemon,
+            pid_file,
+            effective_user,
+            effective_group,
+            unix_socket_group,
+            n_workers,
+            log_level,
+            log_path,
+            use_syslog,
+        } = overrides;
+        // Check everything first, so that an error leaves the configuration as it was.
+        if let Some(path) = pid_file {
+            not_empty("manager.pid_file", &path.to_string_lossy())?;
+        }
+        if let Some(user) = effective_user {
+            not_empty("security.effective_user", user)?;
+        }
+        if let Some(group) = effective_group {
+            not_empty("security.effective_group", group)?;
+        }
+        if let Some(group) = unix_socket_group {
+            not_empty("manager.unix_socket_group", group)?;
+        }
+        if let Some(n) = n_workers {
+            if u64::from(*n) > MAX_WORKERS {
+                let message = format!("must be a whole number from 0 to {MAX_WORKERS}");
+                return Err(ConfigError::command_line("manager.n_workers", message));
+            }
+        }
+        if let Some(level) = log_level {
+            Levels::parse(level).map_err(|m| ConfigError::command_line("log.level", m))?;
+        }
+        if let Some(path) = log_path {
+            not_empty("log.path", &path.to_string_lossy())?;
+        }
+
+        let origins = &mut self.origins;
+        let mut mark = |section, key| origins.set(section, key, Origin::CommandLine);
+        if let Some(spec) = connection_spec {
+            self.manager.connection_spec = spec.clone();
+            mark("manager", "connection_spec");
+        }
+        if let Some(daemon) = daemon {
+            self.manager.daemon = *daemon;
+            mark("manager", "daemon");
+        }
+        if let Some(path) = pid_file {
+            self.manager.pid_file = Some(path.clone());
+            mark("manager", "pid_file");
+        }
+        if let Some(user) = effective_user {
+            self.security.effective_user = Some(user.clone());
+            mark("security", "effective_user");
+        }
+        if let Some(group) = effective_group {
+            self.security.effective_group = Some(group.clone());
+            mark("security", "effective_group");
+        }
+        if let Some(group) = unix_socket_group {
+            self.manager.unix_socket_group = Some(group.clone());
+            mark("manager", "unix_socket_group");
+        }
+        if let Some(n) = n_workers {
+            self.manager.n_workers = *n;
+            mark("manager", "n_workers");
+        }
+        if let Some(level) = log_level {
+            self.log.level = level.clone();
+            mark("log", "level");
+        }
+        if let Some(path) = log_path {
+            self.log.path = Some(path.clone());
+            mark("log", "path");
+        }
+        if let Some(syslog) = use_syslog {
+            self.log.use_syslog = *syslog;
+            mark("log", "use_syslog");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_win_and_are_marked() {
+        let mut config = Config::default();
+        let overrides = Overrides {
+            connection_spec: Some(Spec::parse("unix:/run/milter-manager.sock").unwrap()),
+            daemon: Some(true),
+            pid_file: Some("/run/milter-manager.pid".into()),
+            effective_user: Some("milter-manager".into()),
+            effective_group: Some("milter-manager".into()),
+            unix_socket_group: Some("postfix".into()),
+            n_workers: Some(4),
+            log_level: Some("all".into()),
+            log_path: Some("-".into()),
+            use_syslog: Some(false),
+        };
+        config.apply_overrides(&overrides).unwrap();
+        assert_eq!(config.manager.connection_spec.to_string(), "unix:/run/milter-manager.sock");
+        assert!(config.manager.daemon);
+        assert_eq!(config.manager.pid_file, Some("/run/milter-manager.pid".into()));
+        assert_eq!(config.security.effective_user.as_deref(), Some("milter-manager"));
+        assert_eq!(config.security.effective_group.as_deref(), Some("milter-manager"));
+        assert_eq!(config.manager.unix_socket_group.as_deref(), Some("postfix"));
+        assert_eq!(config.manager.n_workers, 4);
+        assert_eq!(config.log.level, "all");
+        assert_eq!(config.log.path, Some("-".into()));
+        assert!(!config.log.use_syslog);
+        for key in [
+            "manager.connection_spec",
+            "manager.daemon",
+            "manager.pid_file",
+            "security.effective_user",
+            "security.effective_group",
+            "manager.unix_socket_group",
+            "manager.n_workers",
+            "log.level",
+            "log.path",
+            "log.use_syslog",
+        ] {
+            assert_eq!(config.origin(key), Origin::CommandLine, "{key}");
+        }
+        assert_eq!(config.origin("manager.max_connections"), Origin::Default);
+    }
+
+    #[test]
+    fn bad_overrides_change_nothing() {
+        let mut config = Config::default();
+        let overrides =
+            Overrides { daemon: Some(true), n_workers: Some(1001), ..Default::default() };
+        let error = config.apply_overrides(&overrides).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "command line: manager.n_workers: must be a whole number from 0 to 1000"
+        );
+        assert_eq!(config, Config::default());
+        assert_eq!(config.origin("manager.daemon"), Origin::Default);
+
+        let overrides = Overrides { log_level: Some("loud".into()), ..Default::default() };
+        let error = config.apply_overrides(&overrides).unwrap_err();
+        assert!(error.to_string().starts_with("command line: log.level: unknown log level"));
+        let overrides = Overrides { effective_user: Some(String::new()), ..Default::default() };
+        assert!(config.apply_overrides(&overrides).is_err());
+    }
+}

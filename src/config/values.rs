@@ -1,0 +1,324 @@
+//! Reading one TOML value into a checked Rust value, and the printable form of a value for
+//! `--show-config`. Messages say what is expected, so the admin knows what to write.
+
+use std::path::PathBuf;
+
+use toml::de::DeValue;
+
+use super::model::{CommandOptions, MAX_SOCKET_MODE, MAX_TIMEOUT};
+use crate::spec::Spec;
+use crate::status::FallbackStatus;
+
+/// A value as `--show-config` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Shown {
+    Bool(bool),
+    Int(u64),
+    /// A file mode, printed in octal.
+    Mode(u32),
+    Float(f64),
+    Str(String),
+    List(Vec<String>),
+    /// An optional item that is not set.
+    Unset,
+}
+
+impl Shown {
+    pub fn string(value: &str) -> Shown {
+        Shown::Str(value.to_string())
+    }
+
+    pub fn optional<T>(value: Option<&T>, show: impl FnOnce(&T) -> String) -> Shown {
+        value.map_or(Shown::Unset, |v| Shown::Str(show(v)))
+    }
+
+    /// The TOML text of the value; `None` when unset.
+    pub fn to_toml(&self) -> Option<String> {
+        Some(match self {
+            Shown::Bool(value) => value.to_string(),
+            Shown::Int(value) => value.to_string(),
+            Shown::Mode(value) => format!("0o{value:o}"),
+            // Debug prints the shortest text that reads back to the same f64, and always
+            // with a dot or an exponent, so TOML reads it as a float.
+            Shown::Float(value) => format!("{value:?}"),
+            Shown::Str(value) => quote(value),
+            Shown::List(values) => {
+                let items: Vec<String> = values.iter().map(|v| quote(v)).collect();
+                format!("[{}]", items.join(", "))
+            }
+            Shown::Unset => return None,
+        })
+    }
+}
+
+/// A TOML basic string: `"` and `\` escaped, control characters as escapes.
+pub(super) fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            '\r' => quoted.push_str("\\r"),
+            // TOML forbids every other control character, DEL included, in basic strings.
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                quoted.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// `found a string`, `found an integer`: for messages about a value of the wrong type.
+pub(super) fn found(value: &DeValue<'_>) -> String {
+    let kind = value.type_str();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("found {article} {kind}")
+}
+
+pub(super) fn boolean(value: &DeValue<'_>) -> Result<bool, String> {
+    value.as_bool().ok_or_else(|| format!("expected true or false, {}", found(value)))
+}
+
+pub(super) fn string(value: &DeValue<'_>) -> Result<String, String> {
+    value
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("expected a string in quotes, {}", found(value)))
+}
+
+/// An optional string: `""` leaves it unset, so a later file can undo an earlier one.
+pub(super) fn optional_string(value: &DeValue<'_>) -> Result<Option<String>, String> {
+    let text = string(value)?;
+    Ok((!text.is_empty()).then_some(text))
+}
+
+pub(super) fn optional_path(value: &DeValue<'_>) -> Result<Option<PathBuf>, String> {
+    let text = optional_string(value)?;
+    if text.as_deref().is_some_and(|t| t.contains('\0')) {
+        return Err("a path cannot contain a NUL character".into());
+    }
+    Ok(text.map(PathBuf::from))
+}
+
+/// One of a fixed set of words.
+pub(super) fn choice(value: &DeValue<'_>, choices: &[&str]) -> Result<String, String> {
+    let text = string(value)?;
+    if choices.contains(&text.as_str()) {
+        Ok(text)
+    } else {
+        let names: Vec<String> = choices.iter().map(|c| format!("{c:?}")).collect();
+        Err(format!("unknown value {text:?} (use one of {})", names.join(", ")))
+    }
+}
+
+pub(super) fn integer(value: &DeValue<'_>, min: u64, max: u64) -> Result<u64, String> {
+    let number =
+        value.as_integer().ok_or_else(|| format!("expected a whole number, {}", found(value)))?;
+    let parsed = i128::from_str_radix(number.as_str(), number.radix()).ok();
+    match parsed {
+        Some(n) if n >= i128::from(min) && n <= i128::from(max) => Ok(n as u64),
+        _ if max == u64::MAX => Err(format!("must be a whole number of at least {min}")),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+pub(super) fn integer_u32(value: &DeValue<'_>, min: u32, max: u32) -> Result<u32, String> {
+    integer(value, u64::from(min), u64::from(max)).map(|n| n as u32)
+}
+
+/// A file mode: a TOML octal integer (`0o660`) or a string of octal digits (`"0660"`).
+pub(super) fn mode(value: &DeValue<'_>) -> Result<u32, String> {
+    const HOW: &str = "write the mode in octal, as 0o660 or \"0660\"";
+    let mode = match value {
+        DeValue::Integer(number) => {
+            // A decimal 660 would silently be mode 0o1224: refuse anything but octal.
+            if number.radix() != 8 {
+                return Err(format!("{number} is not an octal number; {HOW}"));
+            }
+            u32::from_str_radix(number.as_str(), 8).ok()
+        }
+        DeValue::String(text) => {
+            let digits = text.strip_prefix("0o").unwrap_or(text);
+            if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                return Err(format!("{text:?} is not an octal number; {HOW}"));
+            }
+            u32::from_str_radix(digits, 8).ok()
+        }
+        _ => return Err(format!("expected a file mode, {}; {HOW}", found(value))),
+    };
+    match mode {
+        Some(mode) if mode <= MAX_SOCKET_MODE => Ok(mode),
+        _ => Err(format!("a file mode is at most 0o{MAX_SOCKET_MODE:o}")),
+    }
+}
+
+pub(super) fn spec(value: &DeValue<'_>) -> Result<Spec, String> {
+    let text = string(value)?;
+    Spec::parse(&text).map_err(|e| e.to_string())
+}
+
+/// An optional connection spec: `""` leaves it unset.
+pub(super) fn optional_spec(value: &DeValue<'_>) -> Result<Option<Spec>, String> {
+    let text = string(value)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Spec::parse(&text).map(Some).map_err(|e| e.to_string())
+}
+
+pub(super) fn status(value: &DeValue<'_>) -> Result<FallbackStatus, String> {
+    string(value)?.parse()
+}
+
+/// A number of seconds: an integer or a float, finite, above 0.
+pub(super) fn seconds(value: &DeValue<'_>) -> Result<f64, String> {
+    let seconds = match value {
+        DeValue::Integer(number) => {
+            i128::from_str_radix(number.as_str(), number.radix()).ok().map(|n| n as f64)
+        }
+        DeValue::Float(number) => number.as_str().parse::<f64>().ok(),
+        _ => return Err(format!("expected a number of seconds, {}", found(value))),
+    };
+    match seconds {
+        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_TIMEOUT => Ok(s),
+        _ => Err(format!("must be a number of seconds above 0 and at most {MAX_TIMEOUT}")),
+    }
+}
+
+/// An array of strings; also a single string, as a list of one.
+pub(super) fn strings(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+    match value {
+        DeValue::String(text) => Ok(vec![text.to_string()]),
+        DeValue::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.get_ref().as_str().map(str::to_string).ok_or_else(|| {
+                    format!("expected an array of strings, {} in it", found(item.get_ref()))
+                })
+            })
+            .collect(),
+        _ => Err(format!("expected an array of strings, {}", found(value))),
+    }
+}
+
+/// A list of names, none of them empty.
+pub(super) fn names(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+    let names = strings(value)?;
+    if names.iter().any(String::is_empty) {
+        return Err("a name in the list is empty".into());
+    }
+    Ok(names)
+}
+
+/// A string (one command line) or an array of strings (one argument each).
+pub(super) fn command_options(value: &DeValue<'_>) -> Result<Option<CommandOptions>, String> {
+    match value {
+        DeValue::String(text) if text.is_empty() => Ok(None),
+        DeValue::String(text) => Ok(Some(CommandOptions::Line(text.to_string()))),
+        DeValue::Array(_) => strings(value).map(|args| Some(CommandOptions::Arguments(args))),
+        _ => Err(format!("expected a string or an array of strings, {}", found(value))),
+    }
+}
+
+/// `name=value,name=value`.
+pub(super) fn package_options(value: &DeValue<'_>) -> Result<Option<String>, String> {
+    let Some(text) = optional_string(value)? else {
+        return Ok(None);
+    };
+    for part in text.split(',') {
+        match part.split_once('=') {
+            Some((name, _)) if !name.trim().is_empty() => {}
+            _ => {
+                return Err(format!("{part:?} is not name=value (write \"name=value,name=value\")"))
+            }
+        }
+    }
+    Ok(Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str) -> DeValue<'_> {
+        DeValue::parse(text).unwrap().into_inner()
+    }
+
+    #[test]
+    fn modes_are_octal_in_both_forms() {
+        assert_eq!(mode(&value("0o660")), Ok(0o660));
+        assert_eq!(mode(&value("\"0660\"")), Ok(0o660));
+        assert_eq!(mode(&value("\"660\"")), Ok(0o660));
+        assert_eq!(mode(&value("\"0o600\"")), Ok(0o600));
+        assert!(mode(&value("660")).unwrap_err().contains("not an octal number"));
+        assert!(mode(&value("\"0668\"")).unwrap_err().contains("not an octal number"));
+        assert!(mode(&value("0o17777")).unwrap_err().contains("at most 0o7777"));
+        assert!(mode(&value("true")).unwrap_err().contains("found a boolean"));
+    }
+
+    #[test]
+    fn seconds_take_integers_and_floats() {
+        assert_eq!(seconds(&value("60")), Ok(60.0));
+        assert_eq!(seconds(&value("7.5")), Ok(7.5));
+        for bad in ["0", "-1", "0.0", "inf", "nan", "100000", "\"7\""] {
+            assert!(seconds(&value(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn integers_are_range_checked() {
+        assert_eq!(integer(&value("1_000"), 0, 1000), Ok(1000));
+        assert_eq!(integer(&value("0x10"), 0, 1000), Ok(16));
+        assert!(integer(&value("1001"), 0, 1000).unwrap_err().contains("from 0 to 1000"));
+        assert!(integer(&value("-1"), 0, u64::MAX).unwrap_err().contains("at least 0"));
+        assert!(integer(&value("1.5"), 0, 10).unwrap_err().contains("found a float"));
+    }
+
+    #[test]
+    fn command_options_are_a_line_or_arguments() {
+        assert_eq!(
+            command_options(&value("\"start\"")),
+            Ok(Some(CommandOptions::Line("start".into())))
+        );
+        assert_eq!(
+            command_options(&value("[\"--a\", \"b c\"]")),
+            Ok(Some(CommandOptions::Arguments(vec!["--a".into(), "b c".into()])))
+        );
+        assert_eq!(command_options(&value("\"\"")), Ok(None));
+        assert!(command_options(&value("[1]")).is_err());
+    }
+
+    #[test]
+    fn quoted_strings_read_back() {
+        for text in ["plain", "a \"b\" \\c", "tab\tnew\nline", "\u{1}\u{7f}é", ""] {
+            let quoted = quote(text);
+            assert_eq!(value(&quoted).as_str(), Some(text), "{quoted}");
+        }
+    }
+
+    #[test]
+    fn shown_floats_read_back_as_floats() {
+        for number in [297.0, 7.0, 0.1, 1e-7, 86400.0] {
+            let text = Shown::Float(number).to_toml().unwrap();
+            assert_eq!(
+                value(&text).as_float().map(|f| f.as_str().parse::<f64>().unwrap()),
+                Some(number)
+            );
+        }
+    }
+
+    #[test]
+    fn package_options_are_name_value_pairs() {
+        assert_eq!(
+            package_options(&value("\"prefix=/etc,name=value\"")),
+            Ok(Some("prefix=/etc,name=value".into()))
+        );
+        assert!(package_options(&value("\"prefix\"")).is_err());
+        assert_eq!(package_options(&value("\"\"")), Ok(None));
+    }
+}
