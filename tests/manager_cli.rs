@@ -1,0 +1,293 @@
+//! The milter-manager binary: configuration checks and printing, command-line overrides,
+//! and serving mail through real child milters (milter-test-client) driven by
+//! milter-test-server.
+
+mod support;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{deadline, read_lossy, run, wait_for, ChildGuard, TempDir, TestClient, TEST_SERVER};
+
+const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn manager(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
+    run(dir, name, Command::new(MANAGER).args(args), Duration::from_secs(20))
+}
+
+#[test]
+fn check_config_accepts_the_shipped_configuration() {
+    let dir = TempDir::new("manager-check-shipped");
+    let conf = support::source_path("conf");
+    let out = manager(&dir, "check", &["-c", conf.to_str().unwrap(), "--check-config"]);
+    assert!(out.status.success(), "{}", out.describe());
+    assert!(out.stdout.contains("configuration is valid"), "{}", out.describe());
+}
+
+#[test]
+fn a_bad_value_is_reported_with_file_line_and_key() {
+    let dir = TempDir::new("manager-check-bad");
+    let conf = dir.join("conf");
+    write(&conf.join("milter-manager.toml"), "include_optional = [\"local.toml\"]\n");
+    write(
+        &conf.join("local.toml"),
+        "[manager]\nn_workers = 2\n\n[milter.\"spam\"]\nconnection_spec = \"inet:x@localhost\"\n",
+    );
+    let out = manager(&dir, "check", &["-c", conf.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", out.describe());
+    let expected = format!("{}:5: milter.spam.connection_spec:", conf.join("local.toml").display());
+    assert!(lines[0].contains(&expected), "{}", out.describe());
+}
+
+#[test]
+fn an_unknown_key_gets_a_hint() {
+    let dir = TempDir::new("manager-check-typo");
+    let conf = dir.join("conf");
+    write(&conf.join("milter-manager.toml"), "[manager]\nn_worker = 2\n");
+    let out = manager(&dir, "check", &["-c", conf.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains(":2: manager.n_worker:"), "{}", out.describe());
+    assert!(out.stderr.contains("n_workers"), "{}", out.describe());
+}
+
+/// Items of the seed manual, each must appear in --show-config.
+const SEED_ITEMS: &[&str] = &[
+    "platform",
+    "options",
+    "privilege_mode",
+    "effective_user",
+    "effective_group",
+    "connection_spec",
+    "unix_socket_mode",
+    "unix_socket_group",
+    "remove_unix_socket_on_create",
+    "remove_unix_socket_on_close",
+    "daemon",
+    "pid_file",
+    "maintenance_interval",
+    "suspend_time_on_unacceptable",
+    "max_connections",
+    "max_file_descriptors",
+    "custom_configuration_directory",
+    "fallback_status",
+    "fallback_status_at_disconnect",
+    "event_loop_backend",
+    "n_workers",
+    "packet_buffer_size",
+    "connection_check_interval",
+    "description",
+    "enabled",
+    "evaluation_mode",
+    "applicable_conditions",
+    "command",
+    "command_options",
+    "user_name",
+    "connection_timeout",
+    "writing_timeout",
+    "reading_timeout",
+    "end_of_message_timeout",
+];
+
+fn without_comments(text: &str) -> String {
+    text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn show_config_round_trips_and_names_origins() {
+    let dir = TempDir::new("manager-show");
+    let conf = dir.join("conf");
+    write(
+        &conf.join("milter-manager.toml"),
+        "include = [\"conf.d/*.toml\"]\n\n[manager]\nfallback_status = \"reject\"\n",
+    );
+    write(
+        &conf.join("conf.d/10-milters.toml"),
+        "[milter.\"opendkim\"]\nconnection_spec = \"unix:/run/opendkim/opendkim.sock\"\n\
+         description = \"DKIM \\\"signing\\\"\"\ncommand = \"/etc/init.d/opendkim\"\n\
+         command_options = [\"start\", \"--quiet\"]\nreading_timeout = 12.5\n\n\
+         [milter.\"spamass\"]\nconnection_spec = \"inet:11120@[127.0.0.1]\"\n\
+         enabled = false\nfallback_status = \"temporary-failure\"\n",
+    );
+    let first = manager(
+        &dir,
+        "show1",
+        &["-c", conf.to_str().unwrap(), "--show-config", "--n-workers", "3"],
+    );
+    assert!(first.status.success(), "{}", first.describe());
+    let shown = &first.stdout;
+    let main_file = conf.join("milter-manager.toml");
+    assert!(
+        shown.contains(&format!("# {}:4\nfallback_status = \"reject\"", main_file.display())),
+        "{shown}"
+    );
+    assert!(shown.contains("# command line\nn_workers = 3"), "{shown}");
+    assert!(
+        shown.contains("[milter.\"opendkim\"]") && shown.contains("[milter.\"spamass\"]"),
+        "{shown}"
+    );
+    for item in SEED_ITEMS {
+        assert!(
+            shown.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{item} ="))),
+            "--show-config lacks {item}:\n{shown}"
+        );
+    }
+    // Load the printed text as a configuration and print it again.
+    let again_dir = dir.join("again");
+    write(&again_dir.join("milter-manager.toml"), shown);
+    let second = manager(&dir, "show2", &["-c", again_dir.to_str().unwrap(), "--show-config"]);
+    assert!(second.status.success(), "{}", second.describe());
+    assert_eq!(without_comments(&second.stdout), without_comments(shown));
+}
+
+/// A running milter-manager with its log in a file.
+struct Manager {
+    process: ChildGuard,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Manager {
+    fn start(dir: &TempDir, config: &str, extra: &[&str]) -> Manager {
+        let conf = dir.join("manager-conf");
+        write(&conf.join("milter-manager.toml"), config);
+        let socket = dir.join("manager.sock");
+        let log = dir.join("manager.log");
+        let mut command = Command::new(MANAGER);
+        command
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--log-path")
+            .arg(&log)
+            .args(["--log-level", "all", "--no-syslog"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.join("manager.stdout")).unwrap())
+            .stderr(File::create(dir.join("manager.stderr")).unwrap());
+        let mut process = ChildGuard::spawn("milter-manager", &mut command);
+        let up = wait_for(deadline(), || socket.exists() || process.exited().is_some());
+        assert!(
+            up && socket.exists(),
+            "milter-manager did not start\n--- stderr:\n{}--- log:\n{}",
+            read_lossy(&dir.join("manager.stderr")),
+            read_lossy(&log)
+        );
+        Manager { process, socket, log }
+    }
+
+    fn spec(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    fn log(&self) -> String {
+        read_lossy(&self.log)
+    }
+}
+
+fn test_server(dir: &TempDir, name: &str, spec: &str, extra: &[&str]) -> support::Finished {
+    let mut command = Command::new(TEST_SERVER);
+    command
+        .args(["-s", spec, "--from", "<sender@example.org>", "--recipient", "<rcpt@example.com>"])
+        .args(["--header", "Subject:through the manager", "--body", "Hello.\r\n"])
+        .args(extra);
+    run(dir, name, &mut command, Duration::from_secs(20))
+}
+
+fn milter_config(children: &[(&str, &str)], manager_extra: &str) -> String {
+    let mut config = format!("[manager]\n{manager_extra}\n");
+    for (name, spec) in children {
+        config.push_str(&format!("\n[milter.\"{name}\"]\nconnection_spec = \"{spec}\"\n"));
+    }
+    config
+}
+
+#[test]
+fn a_session_goes_through_two_children() {
+    let dir = TempDir::new("manager-two-children");
+    let first_dir = TempDir::new("manager-two-children-a");
+    let second_dir = TempDir::new("manager-two-children-b");
+    let first = TestClient::start_unix(&first_dir, &[]);
+    let second = TestClient::start_tcp(&second_dir, &[]);
+    let config = milter_config(&[("first", &first.spec), ("second", &second.spec)], "");
+    let manager = Manager::start(&dir, &config, &[]);
+    let out = test_server(&dir, "server", &manager.spec(), &[]);
+    assert!(out.status.success(), "{}\n--- manager log:\n{}", out.describe(), manager.log());
+    assert!(out.stdout.contains("status: pass"), "{}", out.describe());
+    for client in [&first, &second] {
+        let report = client.report();
+        for wanted in [
+            "envelope-from:",
+            "<sender@example.org>",
+            "Subject",
+            "through the manager",
+            "end-of-message",
+        ] {
+            assert!(report.contains(wanted), "{wanted} missing from the report:\n{report}");
+        }
+    }
+    // The statistics lines of the original's format, for its log analyzer.
+    assert!(
+        wait_for(deadline(), || manager.log().contains("[statistics] [session][end][")),
+        "{}",
+        manager.log()
+    );
+    let log = manager.log();
+    assert!(log.contains("[statistics] [milter][end][") && log.contains("): first"), "{log}");
+    assert!(log.contains("): second"), "{log}");
+    drop(manager);
+}
+
+#[test]
+fn zero_children_answer_the_manager_fallback_status() {
+    let dir = TempDir::new("manager-no-children");
+    let manager = Manager::start(&dir, "[manager]\nfallback_status = \"reject\"\n", &[]);
+    let out = test_server(&dir, "server", &manager.spec(), &[]);
+    assert!(out.stdout.contains("status: reject"), "{}\n{}", out.describe(), manager.log());
+}
+
+#[test]
+fn an_unreachable_child_counts_as_its_fallback_status() {
+    let dir = TempDir::new("manager-unreachable");
+    let missing = format!("unix:{}", dir.join("nobody-listens.sock").display());
+    let mut config = milter_config(&[("gone", &missing)], "");
+    config.push_str("fallback_status = \"temporary-failure\"\n");
+    let manager = Manager::start(&dir, &config, &[]);
+    let out = test_server(&dir, "server", &manager.spec(), &[]);
+    assert!(
+        out.stdout.contains("status: temporary-failure"),
+        "{}\n{}",
+        out.describe(),
+        manager.log()
+    );
+    let log = manager.log();
+    assert!(log.contains("gone: cannot connect"), "{log}");
+}
+
+#[test]
+fn workers_serve_sessions() {
+    let dir = TempDir::new("manager-workers");
+    let client_dir = TempDir::new("manager-workers-client");
+    let client = TestClient::start_unix(&client_dir, &[]);
+    let config = milter_config(&[("client", &client.spec)], "n_workers = 2");
+    let manager = Manager::start(&dir, &config, &[]);
+    for i in 0..4 {
+        let out = test_server(&dir, &format!("server{i}"), &manager.spec(), &[]);
+        assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    }
+    let four = wait_for(deadline(), || client.report().matches("] end-of-message:").count() == 4);
+    assert!(four, "the child saw 4 messages:\n{}", client.report());
+    let mut manager = manager;
+    let status = manager.process.terminate();
+    assert!(status.success(), "milter-manager exited with {status}");
+    assert!(!manager.socket.exists(), "the socket is removed on exit");
+}
