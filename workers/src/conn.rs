@@ -41,6 +41,12 @@ pub(crate) struct Connection {
     pub(crate) wants_writable: bool,
     /// Opened for the session (to a child milter) rather than accepted.
     pub(crate) outbound: bool,
+    /// How long queued output may make no progress before the connection fails.
+    pub(crate) write_timeout: Option<Duration>,
+    /// When queued output last made progress (or was queued on an idle connection).
+    pub(crate) write_progress: Instant,
+    /// A `WriteStall` timer is scheduled.
+    pub(crate) stall_timer_armed: bool,
 }
 
 impl Connection {
@@ -53,6 +59,9 @@ impl Connection {
             output: Output::default(),
             wants_writable: false,
             outbound: false,
+            write_timeout: None,
+            write_progress: Instant::now(),
+            stall_timer_armed: false,
         }
     }
 
@@ -70,6 +79,9 @@ impl Connection {
             output: Output::default(),
             wants_writable: true,
             outbound: true,
+            write_timeout: None,
+            write_progress: Instant::now(),
+            stall_timer_armed: false,
         }
     }
 

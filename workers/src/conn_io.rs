@@ -89,17 +89,75 @@ impl<F: SessionFactory> EventLoop<F> {
 
     /// One write for a `Send` (called inside the session's action drain, so a failure is
     /// only queued for the session).
-    pub(crate) fn write_once(&mut self, conn_index: usize) {
+    pub(crate) fn write_once(&mut self, conn_index: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(conn_index) else {
             return;
         };
         let Some(stream) = conn.stream.as_mut() else {
             return;
         };
-        match conn.output.write_once(stream) {
+        let before = conn.output.pending_len();
+        let outcome = conn.output.write_once(stream);
+        if conn.output.pending_len() < before {
+            conn.write_progress = now;
+        }
+        match outcome {
             Ok(WriteOutcome::Drained) => self.set_writable_interest(conn_index, false),
-            Ok(WriteOutcome::Pending) => self.set_writable_interest(conn_index, true),
+            Ok(WriteOutcome::Pending) => {
+                self.set_writable_interest(conn_index, true);
+                self.watch_write_stall(conn_index, now);
+            }
             Err(e) => self.write_failed(conn_index, e),
+        }
+    }
+
+    /// Arms the stall timer of a connection with a write timeout and output waiting.
+    pub(crate) fn watch_write_stall(&mut self, conn_index: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(conn_index) else {
+            return;
+        };
+        let Some(timeout) = conn.write_timeout else {
+            return;
+        };
+        if conn.stall_timer_armed || conn.output.is_empty() || conn.is_closing() {
+            return;
+        }
+        conn.stall_timer_armed = true;
+        let deadline = conn.write_progress + timeout;
+        let kind = TimerKind::WriteStall { index: conn_index, serial: conn.serial };
+        self.timers.schedule(deadline, kind);
+    }
+
+    /// The stall timer came due: fail the connection if its output made no progress for the
+    /// whole timeout, otherwise look again later.
+    pub(crate) fn write_stall_check(&mut self, conn_index: usize, serial: u64, now: Instant) {
+        let Some(conn) = self.conns.get_mut(conn_index) else {
+            return;
+        };
+        if conn.serial != serial {
+            return;
+        }
+        conn.stall_timer_armed = false;
+        let Some(timeout) = conn.write_timeout else {
+            return;
+        };
+        if conn.output.is_empty() || conn.is_closing() {
+            return;
+        }
+        if now < conn.write_progress + timeout {
+            return self.watch_write_stall(conn_index, now);
+        }
+        let owner = conn.owner;
+        let error = io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no byte of {} queued could be written for {timeout:?}",
+                conn.output.pending_len()
+            ),
+        );
+        self.write_failed(conn_index, error);
+        if let Owner::Session { index, .. } = owner {
+            self.drive(index, now);
         }
     }
 
@@ -113,7 +171,12 @@ impl<F: SessionFactory> EventLoop<F> {
         let Some(stream) = conn.stream.as_mut() else {
             return;
         };
-        match conn.output.write_all_available(stream) {
+        let before = conn.output.pending_len();
+        let outcome = conn.output.write_all_available(stream);
+        if conn.output.pending_len() < before {
+            conn.write_progress = now;
+        }
+        match outcome {
             Ok(WriteOutcome::Drained) if conn.is_closing() => {
                 self.close_conn(conn_index);
             }

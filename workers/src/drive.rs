@@ -101,8 +101,10 @@ impl<F: SessionFactory> EventLoop<F> {
 
     fn apply_action(&mut self, index: usize, action: Action, now: Instant) {
         match action {
-            Action::Send { conn, bytes } => self.send(index, conn, bytes),
-            Action::Connect { conn, endpoint } => self.connect(index, conn, endpoint, now),
+            Action::Send { conn, bytes } => self.send(index, conn, bytes, now),
+            Action::Connect { conn, endpoint, write_timeout } => {
+                self.connect(index, conn, endpoint, write_timeout, now)
+            }
             Action::Close { conn } => self.close_on_request(index, conn, now),
         }
     }
@@ -111,7 +113,7 @@ impl<F: SessionFactory> EventLoop<F> {
         self.sessions.get(index)?.conn_index(key)
     }
 
-    fn send(&mut self, index: usize, key: ConnKey, bytes: Vec<u8>) {
+    fn send(&mut self, index: usize, key: ConnKey, bytes: Vec<u8>, now: Instant) {
         let Some(conn_index) = self.conn_of(index, key) else {
             log::debug!(
                 "dropping {} bytes sent to connection {key:?}: it is closed or was never opened",
@@ -122,14 +124,27 @@ impl<F: SessionFactory> EventLoop<F> {
         let Some(conn) = self.conns.get_mut(conn_index) else {
             return;
         };
+        if conn.output.is_empty() {
+            // The stall clock starts when output starts waiting, not at the last write.
+            conn.write_progress = now;
+        }
         conn.output.push(bytes);
         // Until the connect completes the bytes only queue up.
         if conn.is_open() {
-            self.write_once(conn_index);
+            self.write_once(conn_index, now);
+        } else {
+            self.watch_write_stall(conn_index, now);
         }
     }
 
-    fn connect(&mut self, index: usize, key: ConnKey, endpoint: Endpoint, now: Instant) {
+    fn connect(
+        &mut self,
+        index: usize,
+        key: ConnKey,
+        endpoint: Endpoint,
+        write_timeout: Option<Duration>,
+        now: Instant,
+    ) {
         if key == ConnKey::PEER || self.conn_of(index, key).is_some() {
             let error = io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -164,6 +179,9 @@ impl<F: SessionFactory> EventLoop<F> {
         };
         match result {
             Ok(conn_index) => {
+                if let Some(conn) = self.conns.get_mut(conn_index) {
+                    conn.write_timeout = write_timeout;
+                }
                 if let Some(slot) = self.sessions.get_mut(index) {
                     slot.conns.push((key, conn_index));
                 }

@@ -156,6 +156,9 @@ impl<F: SessionFactory> EventLoop<F> {
                 }
                 TimerKind::Linger { index, serial } => self.linger_expired(index, serial),
                 TimerKind::ConnectRetry { index, serial } => self.retry_connect(index, serial, now),
+                TimerKind::WriteStall { index, serial } => {
+                    self.write_stall_check(index, serial, now)
+                }
             }
         }
         let (sessions, conns) = (&self.sessions, &self.conns);
@@ -163,7 +166,9 @@ impl<F: SessionFactory> EventLoop<F> {
             TimerKind::Session { index, serial } => sessions
                 .get(index)
                 .is_some_and(|slot| slot.serial == serial && slot.armed_timeout == Some(deadline)),
-            TimerKind::Linger { index, serial } | TimerKind::ConnectRetry { index, serial } => {
+            TimerKind::Linger { index, serial }
+            | TimerKind::ConnectRetry { index, serial }
+            | TimerKind::WriteStall { index, serial } => {
                 conns.get(index).is_some_and(|conn| conn.serial == serial)
             }
         });

@@ -88,7 +88,10 @@ pub enum Action {
     /// when the socket allows it (the session batches packets into one `Send`).
     Send { conn: ConnKey, bytes: Vec<u8> },
     /// Open an outbound connection. The result arrives as [`Session::handle_connected`].
-    Connect { conn: ConnKey, endpoint: Endpoint },
+    /// With a `write_timeout`, the connection is closed with a `TimedOut` error (reported
+    /// by [`Session::handle_closed`]) when queued bytes make no progress for that long: a
+    /// peer that stopped reading cannot hold the session's bytes forever.
+    Connect { conn: ConnKey, endpoint: Endpoint, write_timeout: Option<Duration> },
     /// Close a connection once the bytes already queued on it are written.
     Close { conn: ConnKey },
 }

@@ -15,6 +15,8 @@ pub(crate) enum TimerKind {
     Linger { index: usize, serial: u64 },
     /// Another attempt at a connect that would have blocked.
     ConnectRetry { index: usize, serial: u64 },
+    /// A connection with a write timeout has had output waiting since its last progress.
+    WriteStall { index: usize, serial: u64 },
 }
 
 #[derive(Default)]

@@ -266,7 +266,11 @@ struct Proxy {
 impl Proxy {
     fn new(upstream: Endpoint, log: Arc<Mutex<ProxyLog>>) -> Proxy {
         let mut outbox = Outbox::default();
-        outbox.actions.push_back(Action::Connect { conn: CHILD, endpoint: upstream });
+        outbox.actions.push_back(Action::Connect {
+            conn: CHILD,
+            endpoint: upstream,
+            write_timeout: None,
+        });
         outbox.send(CHILD, b"greeting;");
         Proxy { outbox, log }
     }
@@ -732,4 +736,64 @@ fn accepts_tcp_clients() {
     wait_until("the session finished", || counts.finished() == 1);
     assert_eq!(worker.stop(), Exit::Drained);
     assert_eq!(*peers.lock().unwrap(), vec![PeerAddr::Tcp(local)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Write timeout
+// ---------------------------------------------------------------------------------------
+
+/// Connects to an upstream that never reads, queues more than the socket buffers hold and
+/// records how the child connection ended.
+struct Stuffer {
+    outbox: Outbox,
+    closed_with: Arc<Mutex<Option<Option<io::ErrorKind>>>>,
+}
+
+impl Session for Stuffer {
+    fn handle_read(&mut self, _: ConnKey, _: &[u8], _: Instant) {}
+    fn handle_connected(&mut self, _: ConnKey, result: io::Result<()>, _: Instant) {
+        result.expect("the upstream accepts");
+    }
+    fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, _: Instant) {
+        if conn == CHILD {
+            *self.closed_with.lock().unwrap() = Some(error.map(|e| e.kind()));
+            self.outbox.close(ConnKey::PEER);
+            self.outbox.finished = true;
+        }
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    polled_through_outbox!();
+}
+
+#[test]
+fn a_peer_that_stops_reading_fails_the_write_timeout() {
+    let upstream_path = unique_socket_path("deaf-upstream");
+    let upstream = UnixListener::bind(&upstream_path).unwrap();
+    // Accepts and holds the connection without ever reading from it.
+    let holder = thread::spawn(move || upstream.accept().map(|(stream, _)| stream));
+    let (listener, path) = unix_listener("stuffer");
+    let closed_with = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&closed_with);
+    let endpoint = Endpoint::Unix(upstream_path.clone());
+    let (factory, _counts) = CountingFactory::new(move |_: &PeerAddr, _| {
+        let mut outbox = Outbox::default();
+        outbox.actions.push_back(Action::Connect {
+            conn: CHILD,
+            endpoint: endpoint.clone(),
+            write_timeout: Some(Duration::from_millis(300)),
+        });
+        outbox.send(CHILD, &vec![0x55; 16 * 1024 * 1024]);
+        Stuffer { outbox, closed_with: Arc::clone(&seen) }
+    });
+    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let client = unix_client(&path);
+    let started = Instant::now();
+    wait_until("the child connection was closed", || closed_with.lock().unwrap().is_some());
+    assert_eq!(*closed_with.lock().unwrap(), Some(Some(io::ErrorKind::TimedOut)));
+    assert!(started.elapsed() >= Duration::from_millis(300), "not before the timeout");
+    drop(client);
+    drop(holder.join().unwrap());
+    assert_eq!(worker.stop(), Exit::Drained);
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(upstream_path);
 }

@@ -82,6 +82,7 @@ impl workers::Session for ManagerSession {
             Output::Connect { child } => Action::Connect {
                 conn: key_of(child),
                 endpoint: self.generation.endpoints[child].clone(),
+                write_timeout: Some(self.generation.engine.children[child].timeouts.writing),
             },
             Output::CloseChild { child } => Action::Close { conn: key_of(child) },
             Output::CloseMta => Action::Close { conn: ConnKey::PEER },
