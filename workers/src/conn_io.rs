@@ -105,14 +105,14 @@ impl<F: SessionFactory> EventLoop<F> {
             Ok(WriteOutcome::Drained) => self.set_writable_interest(conn_index, false),
             Ok(WriteOutcome::Pending) => {
                 self.set_writable_interest(conn_index, true);
-                self.watch_write_stall(conn_index, now);
+                self.watch_write_stall(conn_index);
             }
             Err(e) => self.write_failed(conn_index, e),
         }
     }
 
     /// Arms the stall timer of a connection with a write timeout and output waiting.
-    pub(crate) fn watch_write_stall(&mut self, conn_index: usize, now: Instant) {
+    pub(crate) fn watch_write_stall(&mut self, conn_index: usize) {
         let Some(conn) = self.conns.get_mut(conn_index) else {
             return;
         };
@@ -145,7 +145,7 @@ impl<F: SessionFactory> EventLoop<F> {
             return;
         }
         if now < conn.write_progress + timeout {
-            return self.watch_write_stall(conn_index, now);
+            return self.watch_write_stall(conn_index);
         }
         let owner = conn.owner;
         let error = io::Error::new(

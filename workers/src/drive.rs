@@ -133,7 +133,7 @@ impl<F: SessionFactory> EventLoop<F> {
         if conn.is_open() {
             self.write_once(conn_index, now);
         } else {
-            self.watch_write_stall(conn_index, now);
+            self.watch_write_stall(conn_index);
         }
     }
 
