@@ -291,3 +291,92 @@ fn workers_serve_sessions() {
     assert!(status.success(), "milter-manager exited with {status}");
     assert!(!manager.socket.exists(), "the socket is removed on exit");
 }
+
+/// 200 KiB of every byte value but CR and LF (NUL included), in CRLF-ended lines.
+fn binary_body() -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut value = 0u8;
+    while body.len() < 200 * 1024 {
+        for _ in 0..70 {
+            value = value.wrapping_add(1);
+            if value != b'\r' && value != b'\n' {
+                body.push(value);
+            }
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body
+}
+
+/// The body a milter-test-client report shows, chunk after chunk.
+fn reported_body(report: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for line in report.lines() {
+        if let Some(rest) = line.split_once("] body: ").map(|(_, rest)| rest) {
+            let chunk = rest.split_once("chunk=<").map(|(_, c)| c).unwrap_or_default();
+            let chunk = chunk.strip_suffix('>').unwrap_or(chunk);
+            body.extend(milter_manager::text::unescape(chunk).expect("an escaped chunk"));
+        }
+    }
+    body
+}
+
+#[test]
+fn a_large_binary_body_spills_to_a_file_and_reaches_every_child_intact() {
+    let dir = TempDir::new("manager-spill");
+    let first_dir = TempDir::new("manager-spill-a");
+    let second_dir = TempDir::new("manager-spill-b");
+    let first = TestClient::start_unix(&first_dir, &[]);
+    let second = TestClient::start_unix(&second_dir, &[]);
+    let spill_dir = dir.join("spill");
+    std::fs::create_dir_all(&spill_dir).unwrap();
+    let settings =
+        format!("max_body_memory = 1000\ntemporary_directory = \"{}\"", spill_dir.display());
+    let config = milter_config(&[("first", &first.spec), ("second", &second.spec)], &settings);
+    let manager = Manager::start(&dir, &config, &[]);
+    let body = binary_body();
+    let mail = dir.join("mail.eml");
+    std::fs::write(&mail, [b"Subject: binary\n\n".as_slice(), &body].concat()).unwrap();
+    let mut command = Command::new(TEST_SERVER);
+    command.args([
+        "-s",
+        &manager.spec(),
+        "--from",
+        "<a@example.org>",
+        "--recipient",
+        "<b@example.com>",
+    ]);
+    command.arg("--mail-file").arg(&mail);
+    let out = run(&dir, "server", &mut command, Duration::from_secs(20));
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    for client in [&first, &second] {
+        let complete = wait_for(deadline(), || client.report().contains("] end-of-message:"));
+        assert!(complete, "{}", client.report());
+        let seen = reported_body(&client.report());
+        assert_eq!(seen.len(), body.len(), "every byte reaches the child");
+        assert!(seen == body, "the body reaches the child unchanged");
+    }
+    // The spill file was unlinked as soon as it was created.
+    assert_eq!(std::fs::read_dir(&spill_dir).unwrap().count(), 0);
+}
+
+#[test]
+fn a_body_that_cannot_be_stored_gets_the_manager_fallback_status() {
+    let dir = TempDir::new("manager-spill-fails");
+    let client_dir = TempDir::new("manager-spill-fails-client");
+    let client = TestClient::start_unix(&client_dir, &[]);
+    let settings = format!(
+        "max_body_memory = 10\nfallback_status = \"temporary-failure\"\ntemporary_directory = \"{}\"",
+        dir.join("no-such-directory").display()
+    );
+    let config = milter_config(&[("client", &client.spec)], &settings);
+    let manager = Manager::start(&dir, &config, &[]);
+    let out = test_server(&dir, "server", &manager.spec(), &["--body", &"x".repeat(100)]);
+    assert!(
+        out.stdout.contains("status: temporary-failure"),
+        "{}\n{}",
+        out.describe(),
+        manager.log()
+    );
+    assert!(manager.log().contains("cannot store the message body"), "{}", manager.log());
+}

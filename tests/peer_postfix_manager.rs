@@ -129,6 +129,16 @@ fn postfix_through_manager_delivers_modified_and_signed_mail() {
     // opendkim signed the message as pymilter left it: the replaced body verifies.
     chain.opendkim.assert_signed(mail);
 
+    // The statistics lines the original's log analyzer reads.
+    let log = chain.manager.output();
+    assert!(
+        log.contains("[statistics] [milter][header][add](")
+            && log.contains("X-Pymilter=seen: pymilter"),
+        "the manager logs pymilter's header\n{log}"
+    );
+    assert!(log.contains("[statistics] [session][header][add]("), "{log}");
+    assert!(log.contains("[statistics] [milter][end][end-of-message][pass]["), "{log}");
+
     let report = chain.test_client.report();
     assert!(
         report.lines().any(|line| line.contains("envelope-from:") && line.contains(SENDER)),
