@@ -11,7 +11,7 @@ pub fn elapsed(duration: Duration) -> String {
         return "0".to_string();
     }
     let exponent = seconds.abs().log10().floor() as i32;
-    if !(-5..6).contains(&exponent) {
+    if !(-4..6).contains(&exponent) {
         let text = format!("{seconds:.5e}");
         let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
