@@ -94,6 +94,7 @@ fn run(options: &Options) -> Result<i32, String> {
         path: options.log_path.clone(),
         syslog: options.syslog,
         ident: "milter-test-client",
+        facility: None,
     })?;
     let target = common::bind_target(&spec)?;
     let listen = supervisor::ListenOptions {

@@ -18,6 +18,8 @@ pub struct LogOptions {
     pub syslog: bool,
     /// The program name (syslog ident).
     pub ident: &'static str,
+    /// The syslog facility by name ("mail", "local0", ...); None: mail.
+    pub facility: Option<String>,
 }
 
 struct Logger {
@@ -85,11 +87,39 @@ pub fn init(options: &LogOptions) -> Result<(), String> {
         // openlog keeps the pointer: leak the ident so it lives as long as the process.
         let ident: &'static std::ffi::CStr = Box::leak(ident.into_boxed_c_str());
         // SAFETY: the ident is 'static and NUL-terminated.
-        unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_MAIL) };
+        let facility = facility_code(options.facility.as_deref().unwrap_or("mail"))?;
+        unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, facility) };
     }
     let logger = Logger { levels: options.levels, file, syslog: options.syslog };
     log::set_max_level(options.levels.max_log_filter());
     log::set_boxed_logger(Box::new(logger)).map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// The syslog facility called `name`.
+fn facility_code(name: &str) -> Result<libc::c_int, String> {
+    Ok(match name {
+        "kern" => libc::LOG_KERN,
+        "user" => libc::LOG_USER,
+        "mail" => libc::LOG_MAIL,
+        "daemon" => libc::LOG_DAEMON,
+        "auth" => libc::LOG_AUTH,
+        "syslog" => libc::LOG_SYSLOG,
+        "lpr" => libc::LOG_LPR,
+        "news" => libc::LOG_NEWS,
+        "uucp" => libc::LOG_UUCP,
+        "cron" => libc::LOG_CRON,
+        "authpriv" => libc::LOG_AUTHPRIV,
+        "ftp" => libc::LOG_FTP,
+        "local0" => libc::LOG_LOCAL0,
+        "local1" => libc::LOG_LOCAL1,
+        "local2" => libc::LOG_LOCAL2,
+        "local3" => libc::LOG_LOCAL3,
+        "local4" => libc::LOG_LOCAL4,
+        "local5" => libc::LOG_LOCAL5,
+        "local6" => libc::LOG_LOCAL6,
+        "local7" => libc::LOG_LOCAL7,
+        other => return Err(format!("unknown syslog facility {other:?}")),
+    })
 }
 
 /// The current UTC time as ISO 8601 with milliseconds.
@@ -124,6 +154,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_configurable_facility_has_a_code() {
+        for name in milter_manager::config::SYSLOG_FACILITIES {
+            assert!(super::facility_code(name).is_ok(), "{name}");
+        }
+        assert!(super::facility_code("mial").is_err());
+    }
+
     #[test]
     fn dates() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));

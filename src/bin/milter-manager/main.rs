@@ -188,6 +188,7 @@ fn run(options: &Options) -> Result<i32, String> {
         path: log_path,
         syslog: config.log.use_syslog,
         ident: "milter-manager",
+        facility: Some(config.log.syslog_facility.clone()),
     })?;
     let manager = &config.manager;
     if manager.max_file_descriptors > 0 {
