@@ -104,7 +104,7 @@ impl ChildConfig {
 /// The four per-child timeouts of the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChildTimeouts {
-    /// To connect and get the negotiation answer.
+    /// To connect (the negotiation answer that follows has the reading timeout).
     pub connection: Duration,
     /// For a command to be written (checked together with the reply's deadline).
     pub writing: Duration,

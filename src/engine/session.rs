@@ -54,6 +54,9 @@ pub struct Session {
     /// The last macros the MTA sent, per command letter.
     macros: Vec<(u8, MacroList)>,
     message: Option<MessageState>,
+    /// A refusal that ended the current message at a stage where the MTA asked for no
+    /// reply: the message's next command that has a reply tells it instead.
+    untold: Option<Verdict>,
     last_stage: Stage,
     last_status: Option<Status>,
     close_mta: bool,
@@ -166,6 +169,7 @@ impl Session {
             op: None,
             macros: Vec::new(),
             message: None,
+            untold: None,
             last_stage: Stage::Start,
             last_status: None,
             close_mta: false,
@@ -373,13 +377,26 @@ impl Session {
             | Command::EnvelopeFrom { .. }
             | Command::EnvelopeRecipient { .. }
             | Command::Data
-            | Command::Unknown { .. } => self.start_envelope(command, None, now),
+            | Command::Unknown { .. } => {
+                if self.any_negotiated {
+                    self.start_envelope(command, None, now)
+                } else {
+                    self.answer_unfiltered(envelope_stage(&command))
+                }
+            }
             Command::Header { .. }
             | Command::EndOfHeader
             | Command::Body { .. }
-            | Command::EndOfMessage { .. } => self.start_message_command(command, now),
+            | Command::EndOfMessage { .. } => {
+                if self.any_negotiated {
+                    self.start_message_command(command, now)
+                } else {
+                    self.answer_unfiltered(message_stage(&command))
+                }
+            }
             Command::Abort => {
                 self.last_stage = Stage::Abort;
+                self.untold = None;
                 self.end_message();
             }
             Command::Quit => {
@@ -494,6 +511,7 @@ impl Session {
         self.last_stage = stage;
         if stage == Stage::EnvelopeFrom {
             self.end_message();
+            self.untold = None;
             self.message = Some(self.new_message());
             for child in self.children.iter_mut().filter(|c| c.takes_part()) {
                 child.start_message();
@@ -662,21 +680,20 @@ impl Session {
                 }
                 self.mta_queue.push_front(parked);
             } else {
-                let parked_stage = message_stage(&parked);
-                self.reply_to_mta(parked_stage, &verdict);
-                self.end_message();
+                self.end_message_with(message_stage(&parked), &verdict);
             }
             return;
         }
-        self.reply_to_mta(stage, &verdict);
         let ends_message = match stage {
             Stage::EnvelopeFrom | Stage::Data => verdict.status != Status::Continue,
             Stage::EnvelopeRecipient => matches!(verdict.status, Status::Discard | Status::Accept),
             _ => false,
         };
         if ends_message {
-            self.end_message();
-        } else if stage == Stage::Data {
+            return self.end_message_with(stage, &verdict);
+        }
+        self.reply_to_mta(stage, &verdict);
+        if stage == Stage::Data {
             if let Some(message) = &mut self.message {
                 message.data_done = true;
             }
@@ -718,9 +735,7 @@ impl Session {
         if let Err(error) = stored {
             log::error!("[{}] cannot store the message body: {error}", self.tag);
             let verdict = self.manager_fallback();
-            self.reply_to_mta(stage, &verdict);
-            self.end_message();
-            return;
+            return self.end_message_with(stage, &verdict);
         }
         if message.chain.is_none() {
             let queue = (0..self.children.len())
@@ -940,6 +955,11 @@ impl Session {
         let verdict = self.obeyed(i, &raw);
         match verdict.status {
             Status::Continue | Status::Skip | Status::Accept if stage == Stage::EndOfMessage => {
+                if raw.status.is_refusal() {
+                    // An evaluation-mode refusal still ends the message for that child, as
+                    // any refusal does: it is told so, like the head of an ended message.
+                    self.leave_message(i);
+                }
                 self.finish_head(i, verdict.status)
             }
             Status::Skip if stage == Stage::Body => {
@@ -1028,15 +1048,13 @@ impl Session {
                 self.op = Some(Op::Message { stage });
                 return false;
             }
-            ChainProgress::CaughtUp(verdict) => self.reply_to_mta(stage, &verdict),
-            ChainProgress::AllAccepted => {
-                self.reply_to_mta(stage, &Verdict::of(Status::Accept));
-                self.end_message();
-            }
-            ChainProgress::Ended(verdict) => {
+            ChainProgress::CaughtUp(verdict) => {
                 self.reply_to_mta(stage, &verdict);
-                self.end_message();
             }
+            ChainProgress::AllAccepted => {
+                self.end_message_with(stage, &Verdict::of(Status::Accept))
+            }
+            ChainProgress::Ended(verdict) => self.end_message_with(stage, &verdict),
             ChainProgress::Final => {
                 self.send_final_answer();
                 self.end_message();
@@ -1168,11 +1186,15 @@ impl Session {
         }
     }
 
-    /// Child `i` is done for this session (it accepted or refused at connect or helo, or
-    /// was stopped there).
+    /// Child `i` is done for this session (it accepted or refused at connect or helo, was
+    /// stopped there, or the session ends). A message it is in is aborted first, so it
+    /// hears the same whether the MTA quits, starts over (`K`) or closes.
     fn quit_child(&mut self, i: usize, _reason: &str) {
         let child = &mut self.children[i];
         if child.is_connected() {
+            if child.message_open {
+                child.send(&Command::Abort);
+            }
             child.send(&Command::Quit);
             let bytes = std::mem::take(&mut child.out);
             self.actions.push_back(Output::ToChild { child: i, bytes });
@@ -1180,6 +1202,7 @@ impl Session {
         }
         self.children[i].phase = Phase::Gone;
         self.children[i].in_message = false;
+        self.children[i].message_open = false;
         self.report_child_end(i, self.now);
     }
 
@@ -1256,10 +1279,20 @@ impl Session {
         }
     }
 
-    /// The answer when no child gave one.
+    /// No child could be negotiated with (or none is configured): the manager answers
+    /// every command itself with its fallback status. Children that failed to negotiate do
+    /// not answer their own fallback here; that applies only beside children that filter.
+    fn answer_unfiltered(&mut self, stage: Stage) {
+        self.last_stage = stage;
+        let verdict = self.manager_fallback();
+        self.reply_to_mta(stage, &verdict);
+    }
+
+    /// The answer when no child gave one (the session has negotiated children).
     fn empty_verdict(&self, stage: Stage) -> Verdict {
-        if !self.any_negotiated {
-            return self.manager_fallback();
+        if let Some(untold) = &self.untold {
+            // The message ended with a refusal the MTA has not heard yet.
+            return untold.clone();
         }
         match stage {
             // Children skipped this recipient or unknown command; the message goes on.
@@ -1268,21 +1301,34 @@ impl Session {
         }
     }
 
-    fn reply_to_mta(&mut self, stage: Stage, verdict: &Verdict) {
+    /// Writes the verdict for the MTA, unless it asked for no reply at this stage; whether
+    /// it was written.
+    fn reply_to_mta(&mut self, stage: Stage, verdict: &Verdict) -> bool {
         self.last_status = Some(verdict.status);
         let no_reply = stage.no_reply_step();
         if !no_reply.is_empty() && self.mta_granted.steps.contains(no_reply) {
             if verdict.status.is_refusal() {
                 log::warn!(
-                    "[{}] {} at {} cannot be told: the MTA asked for no reply there",
+                    "[{}] {} at {} cannot be told now: the MTA asked for no reply there",
                     self.tag,
                     verdict.status.name(),
                     stage.name()
                 );
             }
-            return;
+            return false;
         }
         verdict.to_reply().encode(&mut self.mta_out);
+        true
+    }
+
+    /// Tells the MTA the verdict that ends the message, and ends it. A refusal at a stage
+    /// where the MTA asked for no reply is told at the message's next command that has a
+    /// reply: answering that one accept would let a refused message through.
+    fn end_message_with(&mut self, stage: Stage, verdict: &Verdict) {
+        if !self.reply_to_mta(stage, verdict) && verdict.status.is_refusal() {
+            self.untold = Some(verdict.clone());
+        }
+        self.end_message();
     }
 
     // ----- the end -------------------------------------------------------------------------
@@ -1308,23 +1354,16 @@ impl Session {
         self.any_negotiated = false;
         self.macros.clear();
         self.message = None;
+        self.untold = None;
         self.last_stage = Stage::Start;
     }
 
     fn finish(&mut self, now: Instant) {
         for i in 0..self.children.len() {
-            let child = &mut self.children[i];
-            if child.is_connected() {
-                if child.message_open {
-                    child.send(&Command::Abort);
-                }
-                child.send(&Command::Quit);
-                let bytes = std::mem::take(&mut child.out);
-                self.actions.push_back(Output::ToChild { child: i, bytes });
-                self.actions.push_back(Output::CloseChild { child: i });
-                child.phase = Phase::Gone;
+            if self.children[i].is_connected() {
+                self.quit_child(i, "quit");
             }
-            child.waiting = None;
+            self.children[i].waiting = None;
             self.report_child_end(i, now);
         }
         let status = self.last_status.map_or("pass", Status::statistics_name);

@@ -10,13 +10,15 @@ pub fn elapsed(duration: Duration) -> String {
     if seconds == 0.0 {
         return "0".to_string();
     }
-    let exponent = seconds.abs().log10().floor() as i32;
+    // %g picks the notation by the exponent after rounding to 6 significant digits:
+    // scientific below 1e-4 and from 1e6 on.
+    let scientific = format!("{seconds:.5e}");
+    let (mantissa, exp) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exp.parse().unwrap_or(0);
     if !(-4..6).contains(&exponent) {
-        let text = format!("{seconds:.5e}");
-        let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
         let mantissa = trim_zeros(mantissa);
-        return format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exponent.abs());
     }
     let decimals = (5 - exponent).max(0) as usize;
     trim_zeros(&format!("{seconds:.decimals$}")).to_string()
@@ -81,6 +83,8 @@ mod tests {
             (12.0, "12"),
             (123456.7, "123457"),
             (0.00001, "1e-05"),
+            (0.0001, "0.0001"),
+            (1234567.0, "1.23457e+06"),
         ];
         for (seconds, text) in cases {
             assert_eq!(elapsed(Duration::from_secs_f64(seconds)), text, "{seconds}");

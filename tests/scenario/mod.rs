@@ -1,7 +1,7 @@
 //! Data-driven scenarios for the engine: a scripted MTA and scripted children around one
 //! `engine::Session`, with every packet each side receives asserted.
 //!
-//! The language (one statement per line, `#` comments; see tests/fixtures/scenarios/README):
+//! The language (one statement per line, `#` comments; see tests/fixtures/scenarios/README.md):
 //!
 //! ```text
 //! scenario envelope-from: reject beats continue
@@ -12,6 +12,7 @@
 //! stop a envelope-recipient <x@example.com>   # a condition stops a there (value optional)
 //! macros                         # assert D packets too (otherwise they are not shown)
 //! mta> M <a@example.com>         # the MTA sends a command
+//! mta> raw 00 00 00 01 51        # the MTA sends raw bytes (hex, or text:...)
 //! a< M <a@example.com>           # child a receives it
 //! a> r                           # child a replies
 //! mta< r                         # the MTA receives the reply
@@ -51,6 +52,7 @@ pub struct Scenario {
 
 enum Step {
     MtaSends(Command),
+    MtaRaw(Vec<u8>),
     MtaCloses,
     ChildSends(usize, Reply),
     ChildRaw(usize, Vec<u8>),
@@ -130,6 +132,20 @@ fn word(token: &[u8]) -> String {
     String::from_utf8_lossy(token).into_owned()
 }
 
+/// The bytes of `raw`: hexadecimal bytes, or `text:...` for literal text.
+fn raw_bytes(args: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    for hex in args {
+        let hex = word(hex);
+        if let Some(text) = hex.strip_prefix("text:") {
+            bytes.extend_from_slice(text.as_bytes());
+            continue;
+        }
+        bytes.push(u8::from_str_radix(&hex, 16).map_err(|_| format!("bad hex byte {hex:?}"))?);
+    }
+    Ok(bytes)
+}
+
 impl Scenario {
     fn child(&self, name: &str) -> Result<usize, String> {
         self.names.iter().position(|n| n == name).ok_or_else(|| format!("no child named {name:?}"))
@@ -168,6 +184,7 @@ impl Scenario {
             "running" => Step::ExpectFinished(false),
             "mta>" => match args.first().map(|a| word(a)).as_deref() {
                 Some("close") => Step::MtaCloses,
+                Some("raw") => Step::MtaRaw(raw_bytes(&args[1..])?),
                 _ => Step::MtaSends(packets::command(args)?),
             },
             "mta<" => match args.first().map(|a| word(a)).as_deref() {
@@ -179,21 +196,7 @@ impl Scenario {
                     let child = self.child(name)?;
                     match args.first().map(|a| word(a)).as_deref() {
                         Some("close") => Step::ChildCloses(child),
-                        Some("raw") => {
-                            let mut bytes = Vec::new();
-                            for hex in &args[1..] {
-                                let hex = word(hex);
-                                if let Some(text) = hex.strip_prefix("text:") {
-                                    bytes.extend_from_slice(text.as_bytes());
-                                    continue;
-                                }
-                                bytes.push(
-                                    u8::from_str_radix(&hex, 16)
-                                        .map_err(|_| format!("bad hex byte {hex:?}"))?,
-                                );
-                            }
-                            Step::ChildRaw(child, bytes)
-                        }
+                        Some("raw") => Step::ChildRaw(child, raw_bytes(&args[1..])?),
                         _ => Step::ChildSends(child, packets::reply(args)?),
                     }
                 } else if let Some(name) = other.strip_suffix('<') {
@@ -347,6 +350,10 @@ impl<'a> Run<'a> {
             Step::MtaSends(command) => {
                 self.check_nothing_pending()?;
                 self.session.handle_mta_data(&command.to_frame(), self.now);
+            }
+            Step::MtaRaw(bytes) => {
+                self.check_nothing_pending()?;
+                self.session.handle_mta_data(bytes, self.now);
             }
             Step::MtaCloses => {
                 self.check_nothing_pending()?;
