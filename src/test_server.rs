@@ -450,16 +450,7 @@ impl TestServerSession {
     fn apply_modification(&mut self, modification: Reply) {
         let Some(current) = &mut self.current else { return };
         let actions = self.negotiated.as_ref().map_or(Actions::empty(), |n| n.actions);
-        let needed = match modification {
-            Reply::AddHeader { .. } | Reply::InsertHeader { .. } => Actions::ADD_HEADERS,
-            Reply::ChangeHeader { .. } => Actions::CHANGE_HEADERS,
-            Reply::ChangeFrom { .. } => Actions::CHANGE_FROM,
-            Reply::AddRecipient { .. } => Actions::ADD_RCPT,
-            Reply::AddRecipientWithParameters { .. } => Actions::ADD_RCPT_WITH_ARGS,
-            Reply::DeleteRecipient { .. } => Actions::DELETE_RCPT,
-            Reply::ReplaceBody { .. } => Actions::CHANGE_BODY,
-            _ => Actions::empty(),
-        };
+        let needed = modification.required_action();
         if !actions.contains(needed) {
             let error = format!("{} without the negotiated {needed} action", modification.name());
             return self.fail(error);

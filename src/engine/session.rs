@@ -13,7 +13,7 @@ use super::statistics;
 use super::status::{Fold, Status, Verdict};
 use super::EngineConfig;
 use crate::message::Message;
-use crate::protocol::{Actions, Command, Deframer, Negotiation, Reply, Steps};
+use crate::protocol::{Command, Deframer, Negotiation, Reply, Steps};
 
 /// Macro names and values, as the MTA sent them.
 type MacroList = Vec<(Vec<u8>, Vec<u8>)>;
@@ -473,9 +473,10 @@ impl Session {
             child.leadspace_conversion =
                 leadspace && !child.answer.steps.contains(Steps::HDR_LEADSPC);
         }
-        if !self.any_negotiated {
+        if !self.any_negotiated && !self.children.is_empty() {
             log::warn!(
-                "[{}] no child milter could be negotiated with; answering {} (manager.fallback_status)",
+                "[{}] no child milter could be negotiated with; the manager answers by the \
+                 fallback statuses (manager.fallback_status {})",
                 self.tag,
                 self.config.fallback_status
             );
@@ -609,15 +610,8 @@ impl Session {
         let Some(Op::Envelope(mut op)) = self.op.take() else {
             unreachable!("an envelope reply is only taken while an envelope command waits")
         };
-        match reply_verdict(&reply) {
-            Ok(Some((verdict, problem))) => {
-                if let Some(problem) = problem {
-                    log::warn!(
-                        "[{}] {} sent {problem}; taken as a plain reject",
-                        self.tag,
-                        self.config.children[i].name
-                    );
-                }
+        match self.child_verdict(i, &reply) {
+            Ok(Some(verdict)) => {
                 self.children[i].waiting = None;
                 self.record_envelope_verdict(&mut op, i, verdict);
                 self.op = Some(Op::Envelope(op));
@@ -866,15 +860,8 @@ impl Session {
             }
             return self.take_modification(i, reply, now);
         }
-        match reply_verdict(&reply) {
-            Ok(Some((verdict, problem))) => {
-                if let Some(problem) = problem {
-                    log::warn!(
-                        "[{}] {} sent {problem}; taken as a plain reject",
-                        self.tag,
-                        self.config.children[i].name
-                    );
-                }
+        match self.child_verdict(i, &reply) {
+            Ok(Some(verdict)) => {
                 self.children[i].waiting = None;
                 self.message_verdict(i, waiting.stage, verdict);
             }
@@ -902,7 +889,7 @@ impl Session {
     }
 
     fn take_modification(&mut self, i: usize, reply: Reply, now: Instant) {
-        let needed = required_action(&reply);
+        let needed = reply.required_action();
         if !self.children[i].answer.actions.contains(needed) {
             return self.fail_child(
                 i,
@@ -1262,6 +1249,21 @@ impl Session {
 
     // ----- verdicts ------------------------------------------------------------------------
 
+    /// Child `i`'s reply as a verdict (see [`reply_verdict`]), logging an invalid reply
+    /// code, which counts as a plain reject.
+    fn child_verdict(&self, i: usize, reply: &Reply) -> Result<Option<Verdict>, ()> {
+        Ok(reply_verdict(reply)?.map(|(verdict, problem)| {
+            if let Some(problem) = problem {
+                log::warn!(
+                    "[{}] {} sent {problem}; taken as a plain reject",
+                    self.tag,
+                    self.config.children[i].name
+                );
+            }
+            verdict
+        }))
+    }
+
     fn fallback_verdict(&self, i: usize) -> Verdict {
         Verdict::of(Status::from_fallback(self.config.children[i].fallback_status))
     }
@@ -1280,11 +1282,19 @@ impl Session {
     }
 
     /// No child could be negotiated with (or none is configured): the manager answers
-    /// every command itself with its fallback status. Children that failed to negotiate do
-    /// not answer their own fallback here; that applies only beside children that filter.
+    /// every command itself: with `manager.fallback_status`, or with the fallback of a
+    /// failed child where that is stricter, so an unreachable child meant to fail safe
+    /// (fallback reject or temporary-failure) never lets mail through unfiltered.
     fn answer_unfiltered(&mut self, stage: Stage) {
         self.last_stage = stage;
-        let verdict = self.manager_fallback();
+        let mut fold = Fold::default();
+        fold.add(&self.manager_fallback());
+        for i in 0..self.children.len() {
+            if self.children[i].phase == Phase::Failed {
+                fold.add(&self.fallback_verdict(i));
+            }
+        }
+        let verdict = fold.result().cloned().unwrap_or_else(|| self.manager_fallback());
         self.reply_to_mta(stage, &verdict);
     }
 
@@ -1456,20 +1466,6 @@ fn reply_verdict(reply: &Reply) -> Result<Option<(Verdict, Option<String>)>, ()>
         _ => return Err(()),
     };
     Ok(Some((verdict, None)))
-}
-
-fn required_action(reply: &Reply) -> Actions {
-    match reply {
-        Reply::AddHeader { .. } | Reply::InsertHeader { .. } => Actions::ADD_HEADERS,
-        Reply::ChangeHeader { .. } => Actions::CHANGE_HEADERS,
-        Reply::ChangeFrom { .. } => Actions::CHANGE_FROM,
-        Reply::AddRecipient { .. } => Actions::ADD_RCPT,
-        Reply::AddRecipientWithParameters { .. } => Actions::ADD_RCPT_WITH_ARGS,
-        Reply::DeleteRecipient { .. } => Actions::DELETE_RCPT,
-        Reply::ReplaceBody { .. } => Actions::CHANGE_BODY,
-        Reply::Quarantine { .. } => Actions::QUARANTINE,
-        _ => Actions::empty(),
-    }
 }
 
 /// A header edit from a child that gets values without their leading space, made to fit

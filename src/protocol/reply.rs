@@ -1,5 +1,6 @@
 //! Replies, milter to MTA (`SMFIR_*`).
 
+use super::flags::Actions;
 use super::frame::encode_frame;
 use super::negotiation::Negotiation;
 use super::wire::{put_cstr, DecodeError, Reader};
@@ -93,6 +94,22 @@ impl Reply {
                 | Reply::ReplaceBody { .. }
                 | Reply::Quarantine { .. }
         )
+    }
+
+    /// The action a milter must have negotiated to send this modification (none for
+    /// other replies).
+    pub fn required_action(&self) -> Actions {
+        match self {
+            Reply::AddHeader { .. } | Reply::InsertHeader { .. } => Actions::ADD_HEADERS,
+            Reply::ChangeHeader { .. } => Actions::CHANGE_HEADERS,
+            Reply::ChangeFrom { .. } => Actions::CHANGE_FROM,
+            Reply::AddRecipient { .. } => Actions::ADD_RCPT,
+            Reply::AddRecipientWithParameters { .. } => Actions::ADD_RCPT_WITH_ARGS,
+            Reply::DeleteRecipient { .. } => Actions::DELETE_RCPT,
+            Reply::ReplaceBody { .. } => Actions::CHANGE_BODY,
+            Reply::Quarantine { .. } => Actions::QUARANTINE,
+            _ => Actions::empty(),
+        }
     }
 
     /// Decodes one frame's data. Simple replies must carry no data (Postfix refuses
