@@ -106,7 +106,8 @@ impl ChildConfig {
 pub struct ChildTimeouts {
     /// To connect (the negotiation answer that follows has the reading timeout).
     pub connection: Duration,
-    /// For a command to be written (checked together with the reply's deadline).
+    /// How long bytes queued for the child may make no progress. The runtime enforces it
+    /// (the engine cannot see writes) and reports a stalled child as a failed connection.
     pub writing: Duration,
     /// For the reply to any command but end-of-message.
     pub reading: Duration,
