@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::body::Body;
 use super::child::{Child, Phase, Waiting};
-use super::event::{Conditions, Event};
+use super::event::{Conditions, Context, Event};
 use super::negotiate::{check_child_answer, merge_answers, offer_for_children};
 use super::stage::Stage;
 use super::statistics;
@@ -367,10 +367,10 @@ impl Session {
         match command {
             Command::Negotiate(offer) => self.start_negotiation(offer, now),
             Command::DefineMacros { stage, macros } => {
-                match self.macros.iter_mut().find(|(s, _)| *s == stage) {
-                    Some((_, stored)) => *stored = macros,
-                    None => self.macros.push((stage, macros)),
-                }
+                // The stage updated last goes to the end: conditions look macros up
+                // newest first.
+                self.macros.retain(|(s, _)| *s != stage);
+                self.macros.push((stage, macros));
             }
             Command::Connect { .. }
             | Command::Helo { .. }
@@ -559,7 +559,11 @@ impl Session {
                 self.record_envelope_verdict(&mut op, i, verdict);
                 continue;
             }
-            if stage != Stage::Unknown && self.conditions.stop(i, &envelope_event(&command)) {
+            let context =
+                Context { macros: &self.macros, children: &self.children, config: &self.config };
+            if stage != Stage::Unknown
+                && self.conditions.stop(i, &envelope_event(&command), &context)
+            {
                 self.stop_at_envelope(&mut op, i);
                 continue;
             }
@@ -788,7 +792,9 @@ impl Session {
             let verdict = self.fallback_verdict(head);
             return self.message_verdict(head, stage, verdict);
         }
-        if self.conditions.stop(head, &message_event(&command)) {
+        let context =
+            Context { macros: &self.macros, children: &self.children, config: &self.config };
+        if self.conditions.stop(head, &message_event(&command), &context) {
             log::debug!(
                 "[{}] {} stopped at {}",
                 self.tag,
@@ -1227,7 +1233,9 @@ impl Session {
     fn send_with_macros(&mut self, i: usize, stage: Stage, command: &Command) {
         let Some(code) = stage.command_code() else { return };
         let mut macros = self.macros.iter().find(|(s, _)| *s == code).map(|(_, m)| m.clone());
-        let extra = self.conditions.extra_macros(i, stage);
+        let context =
+            Context { macros: &self.macros, children: &self.children, config: &self.config };
+        let extra = self.conditions.extra_macros(i, stage, &context);
         if !extra.is_empty() {
             macros.get_or_insert_with(Vec::new).extend(extra);
         }

@@ -10,6 +10,9 @@
 //! set manager fallback reject    # also: set chunk-size N, set body-memory N
 //! refuse a                       # connecting to child a fails
 //! stop a envelope-recipient <x@example.com>   # a condition stops a there (value optional)
+//! stop-if-macro a envelope-from auth_type      # ... when the MTA sent that macro (non-empty)
+//! stop-if-child b data a reject                # ... when child a's last verdict is reject
+//! inject a envelope-from "{trusted}=yes"       # a condition adds a macro for a at that stage
 //! macros                         # assert D packets too (otherwise they are not shown)
 //! mta> M <a@example.com>         # the MTA sends a command
 //! mta> raw 00 00 00 01 51        # the MTA sends raw bytes (hex, or text:...)
@@ -33,7 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use milter_manager::engine::{
-    ChildConfig, Conditions, EngineConfig, Event, MemorySpill, Output, Session, Stage,
+    ChildConfig, Conditions, Context, EngineConfig, Event, MemorySpill, Output, Session, Stage,
+    Status,
 };
 use milter_manager::protocol::{Command, Deframer, Reply};
 use milter_manager::status::FallbackStatus;
@@ -45,7 +49,8 @@ pub struct Scenario {
     config: EngineConfig,
     names: Vec<String>,
     refused: Vec<usize>,
-    stops: Vec<(usize, Stage, Option<Vec<u8>>)>,
+    stops: Vec<Stop>,
+    injections: Vec<(usize, Stage, Vec<u8>, Vec<u8>)>,
     show_macros: bool,
     steps: Vec<(usize, Step)>,
 }
@@ -116,6 +121,7 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
                 names: Vec::new(),
                 refused: Vec::new(),
                 stops: Vec::new(),
+                injections: Vec::new(),
                 show_macros: false,
                 steps: Vec::new(),
             });
@@ -170,7 +176,32 @@ impl Scenario {
             "stop" => {
                 let child = self.child(&word(args.first().ok_or("stop whom?")?))?;
                 let stage = stage_named(&word(args.get(1).ok_or("stop at which stage?")?))?;
-                self.stops.push((child, stage, args.get(2).cloned()));
+                let when = When::Value(args.get(2).cloned());
+                self.stops.push(Stop { child, stage, when });
+                return Ok(());
+            }
+            "stop-if-macro" => {
+                let child = self.child(&word(args.first().ok_or("stop whom?")?))?;
+                let stage = stage_named(&word(args.get(1).ok_or("stop at which stage?")?))?;
+                let name = word(args.get(2).ok_or("which macro?")?);
+                self.stops.push(Stop { child, stage, when: When::Macro(name) });
+                return Ok(());
+            }
+            "stop-if-child" => {
+                let child = self.child(&word(args.first().ok_or("stop whom?")?))?;
+                let stage = stage_named(&word(args.get(1).ok_or("stop at which stage?")?))?;
+                let other = word(args.get(2).ok_or("which other child?")?);
+                self.child(&other)?;
+                let status = status_named(&word(args.get(3).ok_or("which status?")?))?;
+                self.stops.push(Stop { child, stage, when: When::ChildStatus(other, status) });
+                return Ok(());
+            }
+            "inject" => {
+                let child = self.child(&word(args.first().ok_or("inject for whom?")?))?;
+                let stage = stage_named(&word(args.get(1).ok_or("at which stage?")?))?;
+                let pair = args.get(2).ok_or("inject what? NAME=VALUE")?;
+                let eq = pair.iter().position(|&b| b == b'=').ok_or("macros are NAME=VALUE")?;
+                self.injections.push((child, stage, pair[..eq].to_vec(), pair[eq + 1..].to_vec()));
                 return Ok(());
             }
             "macros" => {
@@ -277,12 +308,56 @@ fn stage_named(name: &str) -> Result<Stage, String> {
     })
 }
 
+fn status_named(name: &str) -> Result<Status, String> {
+    Ok(match name {
+        "accept" => Status::Accept,
+        "skip" => Status::Skip,
+        "continue" => Status::Continue,
+        "temporary-failure" => Status::TemporaryFailure,
+        "reject" => Status::Reject,
+        "discard" => Status::Discard,
+        other => return Err(format!("unknown status {other:?}")),
+    })
+}
+
+/// A scripted condition: stop `child` at `stage` when ...
+#[derive(Clone)]
+struct Stop {
+    child: usize,
+    stage: Stage,
+    when: When,
+}
+
+#[derive(Clone)]
+enum When {
+    /// ... always, or when the event's main value is this.
+    Value(Option<Vec<u8>>),
+    /// ... when the MTA sent this macro with a value.
+    Macro(String),
+    /// ... when that child's last verdict is this.
+    ChildStatus(String, Status),
+}
+
 struct ScriptedConditions {
-    stops: Vec<(usize, Stage, Option<Vec<u8>>)>,
+    stops: Vec<Stop>,
+    injections: Vec<(usize, Stage, Vec<u8>, Vec<u8>)>,
 }
 
 impl Conditions for ScriptedConditions {
-    fn stop(&mut self, child: usize, event: &Event<'_>) -> bool {
+    fn extra_macros(
+        &mut self,
+        child: usize,
+        stage: Stage,
+        _context: &Context<'_>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.injections
+            .iter()
+            .filter(|(c, s, _, _)| *c == child && *s == stage)
+            .map(|(_, _, name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+
+    fn stop(&mut self, child: usize, event: &Event<'_>, context: &Context<'_>) -> bool {
         let value: Option<&[u8]> = match event {
             Event::Connect { host, .. } => Some(host),
             Event::Helo { fqdn } => Some(fqdn),
@@ -291,10 +366,16 @@ impl Conditions for ScriptedConditions {
             Event::Body { chunk } => Some(chunk),
             _ => None,
         };
-        self.stops.iter().any(|(c, stage, wanted)| {
-            *c == child
-                && *stage == event.stage()
-                && wanted.as_deref().is_none_or(|w| Some(w) == value)
+        self.stops.iter().any(|stop| {
+            stop.child == child
+                && stop.stage == event.stage()
+                && match &stop.when {
+                    When::Value(wanted) => wanted.as_deref().is_none_or(|w| Some(w) == value),
+                    When::Macro(name) => context.macro_value(name).is_some_and(|v| !v.is_empty()),
+                    When::ChildStatus(other, status) => {
+                        context.child(other).is_some_and(|c| c.last_status == Some(*status))
+                    }
+                }
         })
     }
 }
@@ -312,7 +393,10 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     fn new(scenario: &'a Scenario) -> Run<'a> {
         let now = Instant::now();
-        let conditions = Box::new(ScriptedConditions { stops: scenario.stops.clone() });
+        let conditions = Box::new(ScriptedConditions {
+            stops: scenario.stops.clone(),
+            injections: scenario.injections.clone(),
+        });
         let session = Session::new(Arc::new(scenario.config.clone()), conditions, 1, now);
         let peers = scenario.names.len() + 1;
         Run {
