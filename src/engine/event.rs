@@ -54,11 +54,14 @@ pub trait Conditions {
     }
 }
 
+/// Macro names and values, as the MTA sent them.
+pub type MacroList = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What a condition can know about the session besides the event: the MTA's macros and
 /// the other children's verdicts.
 pub struct Context<'a> {
     /// The MTA's macros per command letter, the stage updated last at the end.
-    pub(super) macros: &'a [(u8, Vec<(Vec<u8>, Vec<u8>)>)],
+    pub(super) macros: &'a [(u8, MacroList)],
     pub(super) children: &'a [Child],
     pub(super) config: &'a EngineConfig,
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::body::Body;
 use super::child::{Child, Phase, Waiting};
-use super::event::{Conditions, Context, Event};
+use super::event::{Conditions, Context, Event, MacroList};
 use super::negotiate::{check_child_answer, merge_answers, offer_for_children};
 use super::stage::Stage;
 use super::statistics;
@@ -14,9 +14,6 @@ use super::status::{Fold, Status, Verdict};
 use super::EngineConfig;
 use crate::message::Message;
 use crate::protocol::{Command, Deframer, Negotiation, Reply, Steps};
-
-/// Macro names and values, as the MTA sent them.
-type MacroList = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// What the runtime must do for a session.
 #[derive(Debug, PartialEq, Eq)]
