@@ -1,7 +1,9 @@
 //! The milter domain of milter-manager: protocol codec, connection specs and the sans-IO
-//! session logic. Nothing in this library opens a socket; only `config` reads files.
+//! session logic. Nothing in this library opens a socket; only `config` and `detect` read
+//! files.
 
 pub mod config;
+pub mod detect;
 pub mod engine;
 pub mod logging;
 pub mod message;
