@@ -424,12 +424,12 @@ impl Session {
                     self.op = Some(Op::Envelope(op));
                     return false;
                 }
-                self.finish_envelope(op, now);
+                self.finish_envelope(op);
                 true
             }
             Some(Op::Message { stage }) => {
                 let progress = self.advance_chain(now);
-                self.finish_message_command(stage, progress, now)
+                self.finish_message_command(stage, progress)
             }
         }
     }
@@ -597,7 +597,7 @@ impl Session {
             Stage::Connect | Stage::Helo => {
                 op.verdicts[i] = Some(Verdict::of(Status::Accept));
                 self.children[i].last_status = Some(Status::Accept);
-                self.quit_child(i, "stop");
+                self.quit_child(i);
             }
             Stage::EnvelopeFrom | Stage::Data => {
                 op.verdicts[i] = Some(Verdict::of(Status::Accept));
@@ -642,7 +642,7 @@ impl Session {
         self.children[i].last_status = Some(status);
         let done = status == Status::Accept || status.is_refusal();
         match op.stage {
-            Stage::Connect | Stage::Helo if done => self.quit_child(i, status.name()),
+            Stage::Connect | Stage::Helo if done => self.quit_child(i),
             Stage::EnvelopeFrom | Stage::Data if done => self.leave_message(i),
             Stage::EnvelopeRecipient => match status {
                 Status::Accept | Status::Discard => self.leave_message(i),
@@ -656,7 +656,7 @@ impl Session {
         op.verdicts[i] = Some(verdict);
     }
 
-    fn finish_envelope(&mut self, op: EnvelopeOp, now: Instant) {
+    fn finish_envelope(&mut self, op: EnvelopeOp) {
         let stage = op.stage;
         let mut fold = Fold::default();
         for &i in &op.eligible {
@@ -693,7 +693,6 @@ impl Session {
                 message.data_done = true;
             }
         }
-        let _ = now;
     }
 
     // ----- message commands: one child after the other ---------------------------------------
@@ -798,7 +797,7 @@ impl Session {
                 self.config.children[head].name,
                 stage.name()
             );
-            return self.head_leaves(head, "stop");
+            return self.head_leaves(head);
         }
         let child = &self.children[head];
         if child.declines(stage) {
@@ -967,10 +966,7 @@ impl Session {
             Status::Continue | Status::Skip => {
                 self.chain_mut().last = Verdict::of(Status::Continue)
             }
-            Status::Accept => {
-                let label = if raw.status == Status::Accept { "accept" } else { raw.status.name() };
-                self.head_leaves(i, label)
-            }
+            Status::Accept => self.head_leaves(i),
             Status::TemporaryFailure | Status::Reject | Status::Discard => {
                 self.chain_mut().outcome = Some(verdict)
             }
@@ -1010,12 +1006,11 @@ impl Session {
         let child = &mut self.children[i];
         child.message_open = false;
         child.in_message = false;
-        self.report_child_message_end(i);
     }
 
     /// The head leaves the message early (accepted, was stopped, or its evaluation-mode
     /// refusal): the next child takes over from the start of the message.
-    fn head_leaves(&mut self, i: usize, label: &str) {
+    fn head_leaves(&mut self, i: usize) {
         let chain = self.chain_mut();
         chain.head_edits.clear();
         chain.head_body = None;
@@ -1023,16 +1018,10 @@ impl Session {
         chain.queue.pop_front();
         chain.cursor = Cursor::default();
         chain.last = Verdict::of(Status::Continue);
-        let _ = label;
         self.leave_message(i);
     }
 
-    fn finish_message_command(
-        &mut self,
-        stage: Stage,
-        progress: ChainProgress,
-        now: Instant,
-    ) -> bool {
+    fn finish_message_command(&mut self, stage: Stage, progress: ChainProgress) -> bool {
         match progress {
             ChainProgress::Waiting => {
                 self.op = Some(Op::Message { stage });
@@ -1050,7 +1039,6 @@ impl Session {
                 self.end_message();
             }
         }
-        let _ = now;
         true
     }
 
@@ -1179,7 +1167,7 @@ impl Session {
     /// Child `i` is done for this session (it accepted or refused at connect or helo, was
     /// stopped there, or the session ends). A message it is in is aborted first, so it
     /// hears the same whether the MTA quits, starts over (`K`) or closes.
-    fn quit_child(&mut self, i: usize, _reason: &str) {
+    fn quit_child(&mut self, i: usize) {
         let child = &mut self.children[i];
         if child.is_connected() {
             if child.message_open {
@@ -1358,7 +1346,7 @@ impl Session {
     fn restart(&mut self, now: Instant) {
         for i in 0..self.children.len() {
             if self.children[i].is_connected() {
-                self.quit_child(i, "quit");
+                self.quit_child(i);
             }
             self.report_child_end(i, now);
             let tag = self.children[i].tag;
@@ -1376,7 +1364,7 @@ impl Session {
     fn finish(&mut self, now: Instant) {
         for i in 0..self.children.len() {
             if self.children[i].is_connected() {
-                self.quit_child(i, "quit");
+                self.quit_child(i);
             }
             self.children[i].waiting = None;
             self.report_child_end(i, now);
@@ -1403,8 +1391,6 @@ impl Session {
             &self.config.children[i].name,
         );
     }
-
-    fn report_child_message_end(&mut self, _i: usize) {}
 }
 
 impl Chain {
