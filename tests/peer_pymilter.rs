@@ -6,56 +6,17 @@
 //! These tests fail, never skip, when python3-milter is missing:
 //! `scripts/install-test-deps.sh` installs it.
 
+mod postfix;
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use support::{
-    accepts_tcp, deadline, free_tcp_port, read_lossy, require_program, run, source_path, wait_for,
-    ChildGuard, Finished, TempDir, TEST_SERVER, TIMEOUT,
-};
+use postfix::Pymilter;
+use support::{free_tcp_port, read_lossy, run, Finished, TempDir, TEST_SERVER, TIMEOUT};
 
-/// Debian's interpreter, which sees python3-milter (a pyenv `python3` on PATH may not).
-const PYTHON: &str = "/usr/bin/python3";
-
-/// pymilter_modifier.py listening on 127.0.0.1:`port`.
-struct Pymilter {
-    port: u16,
-    _process: ChildGuard,
-}
-
-impl Pymilter {
-    /// Starts it and waits until its port accepts connections.
-    fn start(dir: &TempDir) -> Pymilter {
-        require_program(PYTHON, "python3");
-        let log_path = dir.join("pymilter.log");
-        // libmilter cannot report a port it picked itself, so take one that is free now.
-        let port = free_tcp_port();
-        let mut command = Command::new(PYTHON);
-        command
-            .arg(source_path("tests/peers/pymilter_modifier.py"))
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("pymilter.stdout")).unwrap())
-            .stderr(std::fs::File::create(&log_path).unwrap());
-        let mut process = ChildGuard::spawn("pymilter_modifier.py", &mut command);
-        let mut exited = None;
-        let listening = wait_for(deadline(), || {
-            exited = process.exited();
-            exited.is_none() && accepts_tcp(port)
-        });
-        assert!(
-            listening,
-            "pymilter_modifier.py is not listening on 127.0.0.1:{port} (exit: {exited:?}; \
-             'No module named Milter' means: install python3-milter)\n--- its stderr:\n{}",
-            read_lossy(&log_path)
-        );
-        Pymilter { port, _process: process }
-    }
-
-    fn spec(&self) -> String {
-        format!("inet:{}@[127.0.0.1]", self.port)
-    }
+/// The pymilter child's connection spec.
+fn spec_of(milter: &Pymilter) -> String {
+    format!("inet:{}@[127.0.0.1]", milter.port())
 }
 
 /// Runs milter-test-server with `args`.
@@ -89,7 +50,7 @@ fn without_elapsed_time(output: &Finished) -> String {
 fn recipient_rejected_header_added_and_body_replaced() {
     let dir = TempDir::new("pymilter-modify");
     let milter = Pymilter::start(&dir);
-    let spec = milter.spec();
+    let spec = spec_of(&milter);
     let output = test_server(
         &dir,
         &[
@@ -160,7 +121,7 @@ fn recipient_rejected_header_added_and_body_replaced() {
 fn sender_rejected_at_mail_from() {
     let dir = TempDir::new("pymilter-sender");
     let milter = Pymilter::start(&dir);
-    let spec = milter.spec();
+    let spec = spec_of(&milter);
     let output = test_server(
         &dir,
         &[
