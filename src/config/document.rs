@@ -126,6 +126,10 @@ pub(super) fn apply(
             "manager" => section!(manager, schema::MANAGER),
             "controller" => section!(controller, schema::CONTROLLER),
             "log" => section!(log, schema::LOG),
+            "s25r" => section!(s25r, schema::S25R),
+            "remote_network" => section!(remote_network, schema::REMOTE_NETWORK),
+            "trust" => section!(trust, schema::TRUST),
+            "stress" => section!(stress, schema::STRESS),
             _ => apply_milters(config, table, source)?,
         }
     }

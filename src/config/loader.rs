@@ -11,6 +11,7 @@ use super::document::{self, Directives, Pattern, Source};
 use super::error::ConfigError;
 use super::glob;
 use super::schema;
+use super::script::ScriptLoader;
 use super::Config;
 
 /// Loads files into one configuration.
@@ -20,6 +21,8 @@ pub(super) struct Loader {
     /// The files being loaded, outermost first: canonical paths to find cycles, and the
     /// paths as written to report them.
     stack: Vec<(PathBuf, PathBuf)>,
+    /// Runs `*.rhai` files; made at the first one.
+    scripts: Option<ScriptLoader>,
 }
 
 /// Whether a file named by an include must exist.
@@ -38,7 +41,7 @@ struct Found {
 
 impl Loader {
     pub fn new(config_dir: &Path) -> Loader {
-        Loader { config_dir: config_dir.to_path_buf(), stack: Vec::new() }
+        Loader { config_dir: config_dir.to_path_buf(), stack: Vec::new(), scripts: None }
     }
 
     /// Loads the top file and everything it includes into `config`.
@@ -54,6 +57,9 @@ impl Loader {
         path: &Path,
         canonical: PathBuf,
     ) -> Result<(), ConfigError> {
+        if path.extension().is_some_and(|e| e == "rhai") {
+            return self.scripts.get_or_insert_with(ScriptLoader::new).load(config, path);
+        }
         let text = fs::read_to_string(path)
             .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
         let source = Source::new(path, &text);
@@ -112,21 +118,6 @@ impl Loader {
                     continue;
                 }
                 return Err(error(format!("{} does not exist", found.path.display())));
-            }
-            if found.path.extension().is_some_and(|e| e == "rhai") {
-                if found.by_glob {
-                    log::warn!(
-                        "{}:{}: skipping {}: Rhai configuration files are not supported yet",
-                        source.path.display(),
-                        pattern.line,
-                        found.path.display()
-                    );
-                    continue;
-                }
-                return Err(error(format!(
-                    "{}: Rhai configuration files are not supported yet",
-                    found.path.display()
-                )));
             }
             self.load_named(config, source, key, pattern.line, &found.path)?;
         }
@@ -420,22 +411,23 @@ mod tests {
     }
 
     #[test]
-    fn rhai_files_are_refused_by_name_and_skipped_by_glob() {
+    fn rhai_files_load_by_name_and_by_glob_in_order() {
         let dir = TestDir::new("rhai");
-        dir.write(MAIN_FILE, "include = [\"conditions/*\"]\n");
-        dir.write("conditions/s25r.rhai", "define_applicable_condition(\"S25R\")");
-        dir.write("conditions/x.toml", "[manager]\nn_workers = 5\n");
-        assert_eq!(load(&dir).unwrap().manager.n_workers, 5);
-        let main = dir.write(MAIN_FILE, "include = [\"conditions/s25r.rhai\"]\n");
-        let error = load(&dir).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "{}:1: include: {}: Rhai configuration files are not supported yet",
-                main.display(),
-                dir.path().join("conditions/s25r.rhai").display()
-            )
+        dir.write(MAIN_FILE, "include = [\"conditions/*\"]\n[manager]\nn_workers = 2\n");
+        dir.write(
+            "conditions/a.rhai",
+            "define_milter(\"a\", |m| { m.connection_spec = \"inet:1@[127.0.0.1]\"; });",
         );
+        dir.write("conditions/b.toml", "[milter.a]\nenabled = false\n");
+        dir.write("conditions/c.rhai", "if defined_milters() == [\"a\"] { remove_milter(\"a\"); }");
+        let config = load(&dir).unwrap();
+        assert!(config.milters.is_empty(), "{:?}", config.milters);
+        dir.write("conditions/c.rhai", "let m = define_milter(\"b\");\nm.enabled = false;\n");
+        let config = load(&dir).unwrap();
+        let names: Vec<&str> = config.milters.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(!config.milters[0].enabled);
+        assert_eq!(file_name(&config, "milter.b.enabled"), "c.rhai:2");
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod model;
 mod origin;
 mod overrides;
 mod schema;
+mod script;
 mod show;
 mod values;
 
@@ -32,10 +33,11 @@ mod testdir;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::conditions::ScriptCondition;
 pub use error::ConfigError;
 pub use model::{
-    CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
-    PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, Log, Manager, Milter, Package, RemoteNetworkSettings, S25rSettings,
+    Security, StressSettings, TrustSettings, EVENT_LOOP_BACKENDS, PLATFORMS, SYSLOG_FACILITIES,
 };
 pub use origin::Origin;
 pub use overrides::Overrides;
@@ -53,6 +55,12 @@ pub struct Config {
     pub manager: Manager,
     pub controller: Controller,
     pub log: Log,
+    pub s25r: S25rSettings,
+    pub remote_network: RemoteNetworkSettings,
+    pub trust: TrustSettings,
+    pub stress: StressSettings,
+    /// Applicable conditions defined by Rhai files, in the order they were defined.
+    pub conditions: Vec<ScriptCondition>,
     /// The child milters in the order they were first defined.
     pub milters: Vec<Milter>,
     origins: origin::Origins,
@@ -63,8 +71,26 @@ pub struct Config {
 impl PartialEq for Config {
     fn eq(&self, other: &Config) -> bool {
         // Destructured so that a new field cannot be forgotten here.
-        let Config { package, security, manager, controller, log, milters, origins: _ } = self;
+        let Config {
+            package,
+            security,
+            manager,
+            controller,
+            log,
+            s25r,
+            remote_network,
+            trust,
+            stress,
+            conditions,
+            milters,
+            origins: _,
+        } = self;
         *package == other.package
+            && *s25r == other.s25r
+            && *remote_network == other.remote_network
+            && *trust == other.trust
+            && *stress == other.stress
+            && *conditions == other.conditions
             && *security == other.security
             && *manager == other.manager
             && *controller == other.controller
@@ -328,6 +354,20 @@ level = "all"
 path = "/var/log/m.log"
 use_syslog = false
 syslog_facility = "local0"
+[s25r]
+whitelist = ["mx.example.com", "/\\.example\\.org$/"]
+blacklist = ["/^dyn-/i"]
+default_whitelist = false
+check_only_ipv4 = false
+[remote_network]
+local_addresses = ["160.29.167.0/24", "2001:2f8:c2:201::fff0"]
+remote_addresses = ["192.168.1.1"]
+[trust]
+envelope_from_domains = ["example.com"]
+default_envelope_from_domains = false
+envelope_from_domain_files = ["/etc/milter-manager/trusted-domains"]
+[stress]
+threshold_n_connections = 20
 [milter."test-milter"]
 connection_spec = "inet:10026@localhost"
 description = "test milter"

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::conditions::ScriptFn;
 use crate::spec::Spec;
 use crate::status::FallbackStatus;
 
@@ -215,4 +216,69 @@ impl Milter {
             end_of_message_timeout: 297.0,
         }
     }
+}
+
+/// `[s25r]`: the S25R condition's lists (entries are host names or `/regex/`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct S25rSettings {
+    /// Hosts never treated as dynamic, besides the default whitelist.
+    pub whitelist: Vec<String>,
+    /// Hosts always treated as dynamic unless whitelisted.
+    pub blacklist: Vec<String>,
+    /// Whether the big senders of the default whitelist are whitelisted.
+    pub default_whitelist: bool,
+    /// Only IPv4 clients are judged; others count as whitelisted.
+    pub check_only_ipv4: bool,
+    /// Matchers given as Rhai functions (`s25r.add_whitelist(|host| ...)`).
+    pub whitelist_functions: Vec<ScriptFn>,
+    pub blacklist_functions: Vec<ScriptFn>,
+}
+
+impl Default for S25rSettings {
+    fn default() -> Self {
+        S25rSettings {
+            whitelist: Vec::new(),
+            blacklist: Vec::new(),
+            default_whitelist: true,
+            check_only_ipv4: true,
+            whitelist_functions: Vec::new(),
+            blacklist_functions: Vec::new(),
+        }
+    }
+}
+
+/// `[remote_network]`: addresses or networks (CIDR) to count as local or remote besides
+/// the private ranges.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RemoteNetworkSettings {
+    pub local_addresses: Vec<String>,
+    pub remote_addresses: Vec<String>,
+}
+
+/// `[trust]`: envelope-from domains that get `{trusted_domain}=yes` (names or `/regex/`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustSettings {
+    pub envelope_from_domains: Vec<String>,
+    /// Whether the default list of big mail providers is trusted.
+    pub default_envelope_from_domains: bool,
+    /// Files with one domain per line; read when the configuration loads.
+    pub envelope_from_domain_files: Vec<String>,
+}
+
+impl Default for TrustSettings {
+    fn default() -> Self {
+        TrustSettings {
+            envelope_from_domains: Vec::new(),
+            default_envelope_from_domains: true,
+            envelope_from_domain_files: Vec::new(),
+        }
+    }
+}
+
+/// `[stress]`: when the manager counts as stressed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StressSettings {
+    /// Sessions at once from which the manager is stressed; 0: never. `None`: 3/4 of
+    /// Postfix's smtpd process limit, when Postfix is found.
+    pub threshold_n_connections: Option<u32>,
 }

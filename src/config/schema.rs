@@ -3,8 +3,9 @@
 //! walk these tables, so an item added here is known everywhere.
 
 use super::model::{
-    CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
-    MAX_CHUNK_SIZE, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, Log, Manager, Milter, Package, RemoteNetworkSettings, S25rSettings,
+    Security, StressSettings, TrustSettings, EVENT_LOOP_BACKENDS, MAX_CHUNK_SIZE, MAX_WORKERS,
+    PLATFORMS, SYSLOG_FACILITIES,
 };
 use super::values::{self, Shown};
 use crate::logging::Levels;
@@ -64,6 +65,9 @@ fn show_spec(value: &Spec) -> Shown {
 }
 fn show_optional_spec(value: &Option<Spec>) -> Shown {
     Shown::optional(value.as_ref(), Spec::to_string)
+}
+fn show_optional_u32(value: &Option<u32>) -> Shown {
+    value.map_or(Shown::Unset, |n| Shown::Int(u64::from(n)))
 }
 fn show_status(value: &FallbackStatus) -> Shown {
     Shown::string(value.name())
@@ -137,6 +141,27 @@ pub(super) const LOG: &[Item<Log>] = &[
     item!(syslog_facility, |v| values::choice(v, &SYSLOG_FACILITIES), show_string),
 ];
 
+pub(super) const S25R: &[Item<S25rSettings>] = &[
+    item!(whitelist, values::names_or_patterns, show_names),
+    item!(blacklist, values::names_or_patterns, show_names),
+    item!(default_whitelist, values::boolean, show_bool),
+    item!(check_only_ipv4, values::boolean, show_bool),
+];
+
+pub(super) const REMOTE_NETWORK: &[Item<RemoteNetworkSettings>] = &[
+    item!(local_addresses, values::addresses_or_networks, show_names),
+    item!(remote_addresses, values::addresses_or_networks, show_names),
+];
+
+pub(super) const TRUST: &[Item<TrustSettings>] = &[
+    item!(envelope_from_domains, values::names_or_patterns, show_names),
+    item!(default_envelope_from_domains, values::boolean, show_bool),
+    item!(envelope_from_domain_files, values::paths, show_names),
+];
+
+pub(super) const STRESS: &[Item<StressSettings>] =
+    &[item!(threshold_n_connections, values::optional_u32, show_optional_u32)];
+
 /// The items of `[milter.NAME]`; the name is the table's.
 pub(super) const MILTER: &[Item<Milter>] = &[
     item!(connection_spec, values::optional_spec, show_optional_spec),
@@ -155,7 +180,17 @@ pub(super) const MILTER: &[Item<Milter>] = &[
 ];
 
 /// The sections with a fixed set of items, in the order `--show-config` prints them.
-pub(super) const SECTIONS: [&str; 5] = ["package", "security", "manager", "controller", "log"];
+pub(super) const SECTIONS: [&str; 9] = [
+    "package",
+    "security",
+    "manager",
+    "controller",
+    "log",
+    "s25r",
+    "remote_network",
+    "trust",
+    "stress",
+];
 /// The table of child milters.
 pub(super) const MILTER_TABLE: &str = "milter";
 /// Top-level keys that steer loading rather than set an item.
@@ -176,6 +211,10 @@ pub(super) fn keys_of(section: &str) -> Vec<&'static str> {
         "manager" => keys(MANAGER),
         "controller" => keys(CONTROLLER),
         "log" => keys(LOG),
+        "s25r" => keys(S25R),
+        "remote_network" => keys(REMOTE_NETWORK),
+        "trust" => keys(TRUST),
+        "stress" => keys(STRESS),
         MILTER_TABLE => keys(MILTER),
         _ => Vec::new(),
     }

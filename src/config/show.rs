@@ -7,6 +7,7 @@ use super::origin::Origin;
 use super::schema::{self, Item};
 use super::values::quote;
 use super::Config;
+use crate::conditions::BUILT_IN_CONDITIONS;
 
 const HEADER: &str = "\
 # The effective milter-manager configuration (milter-manager --show-config).
@@ -25,6 +26,17 @@ pub(super) fn show(config: &Config) -> String {
     fixed_section(&mut out, config, "manager", &config.manager, schema::MANAGER);
     fixed_section(&mut out, config, "controller", &config.controller, schema::CONTROLLER);
     fixed_section(&mut out, config, "log", &config.log, schema::LOG);
+    fixed_section(&mut out, config, "s25r", &config.s25r, schema::S25R);
+    fixed_section(
+        &mut out,
+        config,
+        "remote_network",
+        &config.remote_network,
+        schema::REMOTE_NETWORK,
+    );
+    fixed_section(&mut out, config, "trust", &config.trust, schema::TRUST);
+    fixed_section(&mut out, config, "stress", &config.stress, schema::STRESS);
+    conditions(&mut out, config);
     for milter in &config.milters {
         let header = format!("{}.{}", schema::MILTER_TABLE, quote(&milter.name));
         section(&mut out, &header, milter, schema::MILTER, |k| {
@@ -32,6 +44,19 @@ pub(super) fn show(config: &Config) -> String {
         });
     }
     out
+}
+
+/// The applicable conditions, as comments: a Rhai file's code cannot be shown, so where
+/// each one is defined is.
+fn conditions(out: &mut String, config: &Config) {
+    out.push_str("\n# Applicable conditions:\n");
+    for (name, description) in BUILT_IN_CONDITIONS {
+        let _ = writeln!(out, "# {}: {description} (built in)", quote(name));
+    }
+    for condition in &config.conditions {
+        let description = condition.description.as_deref().unwrap_or("no description");
+        let _ = writeln!(out, "# {}: {description} ({})", quote(&condition.name), condition.origin);
+    }
 }
 
 fn fixed_section<T>(out: &mut String, config: &Config, name: &str, target: &T, items: &[Item<T>]) {

@@ -241,6 +241,75 @@ pub(super) fn package_options(value: &DeValue<'_>) -> Result<Option<String>, Str
     Ok(Some(text))
 }
 
+/// `/regex/` or `/regex/i` as a pattern; anything else is a plain name.
+pub(crate) fn pattern_of(text: &str) -> Option<(&str, bool)> {
+    let rest = text.strip_prefix('/')?;
+    if let Some(pattern) = rest.strip_suffix("/i") {
+        return Some((pattern, true));
+    }
+    rest.strip_suffix('/').map(|pattern| (pattern, false))
+}
+
+/// One entry of a host or domain list: a name, or `/regex/` that must compile.
+pub(crate) fn name_or_pattern(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("an empty entry".into());
+    }
+    if let Some((pattern, _)) = pattern_of(text) {
+        regex::Regex::new(pattern)
+            .map_err(|e| format!("{text:?} is not a valid regular expression: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A list of names or `/regex/` patterns.
+pub(super) fn names_or_patterns(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+    let entries = strings(value)?;
+    for entry in &entries {
+        name_or_pattern(entry)?;
+    }
+    Ok(entries)
+}
+
+/// An IP address or a network in CIDR notation.
+pub(crate) fn address_or_network(text: &str) -> Result<(), String> {
+    if text.parse::<std::net::IpAddr>().is_ok() || text.parse::<ipnet::IpNet>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{text:?} is neither an IP address nor a network (write 192.0.2.1, 192.0.2.0/24, \
+             2001:db8::1 or 2001:db8::/32)"
+        ))
+    }
+}
+
+pub(super) fn addresses_or_networks(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+    let entries = strings(value)?;
+    for entry in &entries {
+        address_or_network(entry)?;
+    }
+    Ok(entries)
+}
+
+/// A list of file names.
+pub(super) fn paths(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+    let entries = strings(value)?;
+    if entries.iter().any(|e| e.is_empty() || e.contains('\0')) {
+        return Err("a file name in the list is empty or contains a NUL character".into());
+    }
+    Ok(entries)
+}
+
+/// A whole number, or `""` for "not set".
+pub(super) fn optional_u32(value: &DeValue<'_>) -> Result<Option<u32>, String> {
+    if value.as_str() == Some("") {
+        return Ok(None);
+    }
+    integer_u32(value, 0, u32::MAX)
+        .map(Some)
+        .map_err(|e| format!("{e}, or \"\" for the automatic value"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

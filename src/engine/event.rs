@@ -93,6 +93,13 @@ impl Context<'_> {
         })
     }
 
+    /// Every macro the MTA sent so far, oldest first, with names as sent (braces kept).
+    pub fn macros(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.macros
+            .iter()
+            .flat_map(|(_, list)| list.iter().map(|(n, v)| (n.as_slice(), v.as_slice())))
+    }
+
     /// Whether the MTA is Postfix (its `v` macro says so).
     pub fn is_postfix(&self) -> bool {
         self.macro_value("v").is_some_and(|v| v.windows(7).any(|w| w == b"Postfix"))

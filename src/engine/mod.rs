@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use body::{Body, MemorySpill, NoSpill, SpillFactory, SpillFile};
-pub use event::{ChildView, Conditions, Context, Event, NoConditions};
+pub use event::{ChildView, Conditions, Context, Event, MacroList, NoConditions};
 pub use negotiate::{check_child_answer, merge_answers, offer_for_children};
 pub use session::{Output, Session};
 pub use stage::Stage;

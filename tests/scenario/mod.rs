@@ -32,9 +32,12 @@ pub mod text;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use milter_manager::conditions::{ConditionSet, SessionCount};
+use milter_manager::config::Config;
 use milter_manager::engine::{
     ChildConfig, Conditions, Context, EngineConfig, Event, MemorySpill, Output, Session, Stage,
     Status,
@@ -53,6 +56,12 @@ pub struct Scenario {
     injections: Vec<(usize, Stage, Vec<u8>, Vec<u8>)>,
     show_macros: bool,
     steps: Vec<(usize, Step)>,
+    /// Conditions from a real configuration: TOML and Rhai text, and each child's
+    /// applicable conditions. Used instead of the scripted stops when given.
+    toml: String,
+    rhai: String,
+    applied: Vec<(usize, Vec<String>)>,
+    n_sessions: usize,
 }
 
 enum Step {
@@ -105,9 +114,29 @@ fn describe_reply(reply: &Reply) -> String {
 /// Parses every scenario of a file.
 pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
     let mut scenarios: Vec<Scenario> = Vec::new();
+    // A `rhai` or `toml` block being read: its kind and its text so far.
+    let mut block: Option<(&str, String)> = None;
     for (index, raw) in source.lines().enumerate() {
         let line = index + 1;
         let at = |e: String| format!("{file}:{line}: {e}");
+        if block.is_some() {
+            if let Some((kind, text)) = &mut block {
+                if raw.trim() == "end" {
+                    let scenario =
+                        scenarios.last_mut().ok_or_else(|| at("a block outside".into()))?;
+                    let target =
+                        if *kind == "rhai" { &mut scenario.rhai } else { &mut scenario.toml };
+                    // The text keeps the file's lines: earlier lines are blank.
+                    let skip = target.lines().count();
+                    target.push_str(&text.split_inclusive('\n').skip(skip).collect::<String>());
+                    block = None;
+                } else {
+                    text.push_str(raw);
+                    text.push('\n');
+                }
+            }
+            continue;
+        }
         let tokens = text::tokens(raw).map_err(at)?;
         let Some(first) = tokens.first() else { continue };
         let keyword = String::from_utf8_lossy(first).into_owned();
@@ -124,7 +153,18 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
                 injections: Vec::new(),
                 show_macros: false,
                 steps: Vec::new(),
+                toml: String::new(),
+                rhai: String::new(),
+                applied: Vec::new(),
+                n_sessions: 1,
             });
+            continue;
+        }
+        if keyword == "rhai" || keyword == "toml" {
+            let kind = if keyword == "rhai" { "rhai" } else { "toml" };
+            // Blank lines keep the block's line numbers equal to the file's, so a script
+            // error's line can be found in the scenario file.
+            block = Some((kind, "\n".repeat(line)));
             continue;
         }
         let scenario =
@@ -208,6 +248,17 @@ impl Scenario {
                 self.show_macros = true;
                 return Ok(());
             }
+            "apply" => {
+                let child = self.child(&word(args.first().ok_or("apply to whom?")?))?;
+                let names = args[1..].iter().map(|a| word(a)).collect();
+                self.applied.push((child, names));
+                return Ok(());
+            }
+            "sessions" => {
+                let count = word(args.first().ok_or("how many sessions?")?);
+                self.n_sessions = count.parse().map_err(|_| "bad number of sessions")?;
+                return Ok(());
+            }
             "wait" => Step::Wait(Duration::from_secs_f64(
                 word(args.first().ok_or("wait how long?")?).parse().map_err(|_| "bad seconds")?,
             )),
@@ -283,6 +334,36 @@ impl Scenario {
         Ok(())
     }
 
+    /// The conditions of the scenario's configuration (`toml`, `rhai`, `apply`), if it has
+    /// one. A configuration that does not load fails the scenario.
+    fn configured_conditions(&self) -> Option<Box<dyn Conditions>> {
+        if self.toml.is_empty() && self.rhai.is_empty() && self.applied.is_empty() {
+            return None;
+        }
+        let dir = scratch_dir(&self.name);
+        let mut main = String::new();
+        if !self.rhai.is_empty() {
+            std::fs::write(dir.join("conditions.rhai"), &self.rhai).expect("write the script");
+            main.push_str("include = [\"conditions.rhai\"]\n");
+        }
+        main.push_str(&self.toml);
+        for (index, name) in self.names.iter().enumerate() {
+            main.push_str(&format!(
+                "\n[milter.{name:?}]\nconnection_spec = \"inet:1@127.0.0.1\"\n"
+            ));
+            if let Some((_, names)) = self.applied.iter().find(|(child, _)| *child == index) {
+                main.push_str(&format!("applicable_conditions = {names:?}\n"));
+            }
+        }
+        std::fs::write(dir.join("milter-manager.toml"), main).expect("write the configuration");
+        let config = Config::load(&dir)
+            .unwrap_or_else(|e| panic!("{}:{}: the configuration: {e}", self.file, self.line));
+        let set = ConditionSet::new(&config, Rc::new(FixedCount(self.n_sessions)))
+            .unwrap_or_else(|e| panic!("{}:{}: the conditions: {e}", self.file, self.line));
+        let _ = std::fs::remove_dir_all(&dir);
+        Some(Box::new(Rc::new(set).session()))
+    }
+
     /// Runs the scenario; the error names the line that failed and why.
     pub fn run(&self) -> Result<(), String> {
         let mut run = Run::new(self);
@@ -291,6 +372,27 @@ impl Scenario {
         }
         run.check_nothing_pending().map_err(|e| format!("{}: at the end: {e}", self.file))
     }
+}
+
+/// A fixed number of sessions, for the stress conditions.
+struct FixedCount(usize);
+
+impl SessionCount for FixedCount {
+    fn n_sessions(&self) -> usize {
+        self.0
+    }
+}
+
+/// A fresh directory for one scenario's configuration files.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let slug: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
+    let dir = std::env::temp_dir().join(format!("scenario-{}-{number}-{slug}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
 }
 
 fn stage_named(name: &str) -> Result<Stage, String> {
@@ -393,10 +495,13 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     fn new(scenario: &'a Scenario) -> Run<'a> {
         let now = Instant::now();
-        let conditions = Box::new(ScriptedConditions {
-            stops: scenario.stops.clone(),
-            injections: scenario.injections.clone(),
-        });
+        let conditions: Box<dyn Conditions> = match scenario.configured_conditions() {
+            Some(conditions) => conditions,
+            None => Box::new(ScriptedConditions {
+                stops: scenario.stops.clone(),
+                injections: scenario.injections.clone(),
+            }),
+        };
         let session = Session::new(Arc::new(scenario.config.clone()), conditions, 1, now);
         let peers = scenario.names.len() + 1;
         Run {

@@ -1,0 +1,1 @@
+//! Built-in applicable conditions (placeholder until merged).

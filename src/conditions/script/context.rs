@@ -1,0 +1,271 @@
+//! What a stopper script sees: the context object (macros, verdicts of the children) and
+//! socket addresses. Scripts need owned values, so each call gets a snapshot of the
+//! engine's context; macros the script sets are collected for the caller.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use rhai::{Dynamic, Engine, ImmutableString};
+
+use crate::engine::{ChildView, Context, Status};
+use crate::protocol::ConnectAddress;
+
+/// The session as one stopper call sees it.
+struct Snapshot {
+    /// Macro names without braces and their values, oldest first.
+    macros: Vec<(String, String)>,
+    children: Vec<(String, ChildView)>,
+    postfix: bool,
+    authenticated: bool,
+    /// The child the stopper runs for.
+    own: usize,
+    /// Macros the script set for its child, in order.
+    set: RefCell<Vec<(String, String)>>,
+}
+
+/// `context`: one child of the session. The stopper's own child, or another one reached
+/// through `context.children["name"]`.
+#[derive(Clone)]
+pub struct ScriptContext {
+    snapshot: Rc<Snapshot>,
+    child: usize,
+}
+
+/// `context.children`: the children by name.
+#[derive(Clone)]
+pub struct ScriptChildren {
+    snapshot: Rc<Snapshot>,
+}
+
+fn bare(name: &str) -> &str {
+    name.strip_prefix('{').and_then(|n| n.strip_suffix('}')).unwrap_or(name)
+}
+
+impl ScriptContext {
+    /// A snapshot of `context` for a stopper of child `own`.
+    pub fn new(context: &Context<'_>, own: usize) -> ScriptContext {
+        let macros = context
+            .macros()
+            .map(|(name, value)| {
+                let name = String::from_utf8_lossy(name);
+                (bare(&name).to_string(), String::from_utf8_lossy(value).into_owned())
+            })
+            .collect();
+        let children = context
+            .child_names()
+            .map(|name| {
+                let view = context.child(name).expect("a name the context listed");
+                (name.to_string(), view)
+            })
+            .collect();
+        let snapshot = Snapshot {
+            macros,
+            children,
+            postfix: context.is_postfix(),
+            authenticated: context.is_authenticated(),
+            own,
+            set: RefCell::new(Vec::new()),
+        };
+        ScriptContext { snapshot: Rc::new(snapshot), child: own }
+    }
+
+    /// The macros the script set, braces added to long names as the protocol wants.
+    pub fn take_set_macros(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.snapshot
+            .set
+            .take()
+            .into_iter()
+            .map(|(name, value)| {
+                let name = if name.chars().count() > 1 { format!("{{{name}}}") } else { name };
+                (name.into_bytes(), value.into_bytes())
+            })
+            .collect()
+    }
+
+    fn view(&self) -> ChildView {
+        self.snapshot.children[self.child].1
+    }
+
+    fn status_is(&self, status: Status) -> bool {
+        self.view().last_status == Some(status)
+    }
+
+    /// A macro's value; one the script set wins over the MTA's.
+    fn macro_value(&self, name: &str) -> Option<String> {
+        let name = bare(name);
+        let set = self.snapshot.set.borrow();
+        if self.child == self.snapshot.own {
+            if let Some((_, value)) = set.iter().rev().find(|(n, _)| n == name) {
+                return Some(value.clone());
+            }
+        }
+        self.snapshot.macros.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+
+    fn set_macro(&mut self, name: &str, value: String) -> Result<(), Box<rhai::EvalAltResult>> {
+        if self.child != self.snapshot.own {
+            return Err(format!(
+                "cannot set macro {name:?} on {:?}: a stopper sets macros of its own child only",
+                self.snapshot.children[self.child].0
+            )
+            .into());
+        }
+        let name = bare(name);
+        if name.is_empty() {
+            return Err("a macro needs a name".into());
+        }
+        self.snapshot.set.borrow_mut().push((name.to_string(), value));
+        Ok(())
+    }
+}
+
+/// A socket address as the manual describes it: IPv4, IPv6 or a unix socket.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptAddress {
+    Inet {
+        ip: IpAddr,
+        port: u16,
+    },
+    Unix {
+        path: String,
+    },
+    /// The MTA did not know the client's address.
+    Unknown,
+}
+
+impl ScriptAddress {
+    pub fn from_connect(address: &ConnectAddress) -> ScriptAddress {
+        match address {
+            ConnectAddress::Unknown => ScriptAddress::Unknown,
+            ConnectAddress::Unix { path, .. } => {
+                ScriptAddress::Unix { path: String::from_utf8_lossy(path).into_owned() }
+            }
+            ConnectAddress::Inet { port, address } | ConnectAddress::Inet6 { port, address } => {
+                let text = String::from_utf8_lossy(address);
+                // Postfix writes IPv6 addresses as `IPv6:...`.
+                let text = text.strip_prefix("IPv6:").unwrap_or(&text);
+                match text.parse::<IpAddr>() {
+                    Ok(ip) => ScriptAddress::Inet { ip, port: *port },
+                    Err(_) => ScriptAddress::Unknown,
+                }
+            }
+        }
+    }
+
+    /// The connection-spec form: `inet:25@[192.0.2.1]`, `inet6:25@[::1]`, `unix:/path`.
+    pub fn to_spec(&self) -> String {
+        match self {
+            ScriptAddress::Inet { ip: IpAddr::V4(ip), port } => format!("inet:{port}@[{ip}]"),
+            ScriptAddress::Inet { ip: IpAddr::V6(ip), port } => format!("inet6:{port}@[{ip}]"),
+            ScriptAddress::Unix { path } => format!("unix:{path}"),
+            ScriptAddress::Unknown => "unknown".to_string(),
+        }
+    }
+
+    /// Loopback, private, link-local and unique-local addresses; unix sockets.
+    pub fn is_local(&self) -> bool {
+        match self {
+            ScriptAddress::Inet { ip, .. } => is_private(*ip),
+            ScriptAddress::Unix { .. } => true,
+            ScriptAddress::Unknown => false,
+        }
+    }
+}
+
+/// The ranges the manual calls private: loopback, RFC 1918, link-local, and for IPv6
+/// loopback, link-local and unique-local (and IPv4-mapped private addresses).
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xffc0) == 0xfe80 || (first & 0xfe00) == 0xfc00
+        }
+    }
+}
+
+fn verdict_getter(status: Status) -> impl Fn(&mut ScriptContext) -> bool + Clone + 'static {
+    move |context: &mut ScriptContext| context.status_is(status)
+}
+
+/// Makes the types of this module known to `engine`.
+pub fn register(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<ScriptContext>("Context")
+        .register_get("name", |c: &mut ScriptContext| c.snapshot.children[c.child].0.clone())
+        .register_get("reject", verdict_getter(Status::Reject))
+        .register_get("temporary_failure", verdict_getter(Status::TemporaryFailure))
+        .register_get("accept", verdict_getter(Status::Accept))
+        .register_get("discard", verdict_getter(Status::Discard))
+        .register_get("quitted", |c: &mut ScriptContext| c.view().quitted)
+        .register_get("evaluation_mode", |c: &mut ScriptContext| c.view().evaluation_mode)
+        .register_get("postfix", |c: &mut ScriptContext| c.snapshot.postfix)
+        .register_get("authenticated", |c: &mut ScriptContext| c.snapshot.authenticated)
+        .register_get("children", |c: &mut ScriptContext| ScriptChildren {
+            snapshot: Rc::clone(&c.snapshot),
+        })
+        .register_indexer_get(|c: &mut ScriptContext, name: &str| -> Dynamic {
+            c.macro_value(name).map_or(Dynamic::UNIT, Dynamic::from)
+        })
+        .register_indexer_set(
+            |c: &mut ScriptContext,
+             name: &str,
+             value: ImmutableString|
+             -> Result<(), Box<rhai::EvalAltResult>> {
+                c.set_macro(name, value.to_string())
+            },
+        );
+    engine.register_type_with_name::<ScriptChildren>("Children").register_indexer_get(
+        |children: &mut ScriptChildren, name: &str| -> Dynamic {
+            let snapshot = &children.snapshot;
+            match snapshot.children.iter().position(|(n, _)| n == name) {
+                Some(child) => {
+                    Dynamic::from(ScriptContext { snapshot: Rc::clone(snapshot), child })
+                }
+                None => Dynamic::UNIT,
+            }
+        },
+    );
+    engine
+        .register_type_with_name::<ScriptAddress>("SocketAddress")
+        .register_get("address", |a: &mut ScriptAddress| -> Dynamic {
+            match a {
+                ScriptAddress::Inet { ip, .. } => Dynamic::from(ip.to_string()),
+                _ => Dynamic::UNIT,
+            }
+        })
+        .register_get("port", |a: &mut ScriptAddress| -> Dynamic {
+            match a {
+                ScriptAddress::Inet { port, .. } => Dynamic::from(*port as i64),
+                _ => Dynamic::UNIT,
+            }
+        })
+        .register_get("path", |a: &mut ScriptAddress| -> Dynamic {
+            match a {
+                ScriptAddress::Unix { path } => Dynamic::from(path.clone()),
+                _ => Dynamic::UNIT,
+            }
+        })
+        .register_get("family", |a: &mut ScriptAddress| -> String {
+            match a {
+                ScriptAddress::Inet { ip: IpAddr::V4(_), .. } => "inet".into(),
+                ScriptAddress::Inet { ip: IpAddr::V6(_), .. } => "inet6".into(),
+                ScriptAddress::Unix { .. } => "unix".into(),
+                ScriptAddress::Unknown => "unknown".into(),
+            }
+        })
+        .register_get("local", |a: &mut ScriptAddress| a.is_local())
+        .register_get("to_ip_address", |a: &mut ScriptAddress| -> Dynamic {
+            match a {
+                ScriptAddress::Inet { ip, .. } => Dynamic::from(ip.to_string()),
+                _ => Dynamic::UNIT,
+            }
+        })
+        .register_get("to_s", |a: &mut ScriptAddress| a.to_spec())
+        .register_fn("to_s", |a: &mut ScriptAddress| a.to_spec())
+        .register_fn("to_string", |a: &mut ScriptAddress| a.to_spec());
+}

@@ -1,0 +1,532 @@
+//! Rhai configuration files (`*.rhai` in an include list): the programmable part of the
+//! configuration. A file runs once, when the configuration loads, and may
+//!
+//! - define and change child milters: `define_milter("name", |milter| { ... })`,
+//!   `defined_milters()`, `remove_milter("name")`;
+//! - define applicable conditions with their stoppers:
+//!   `define_applicable_condition("name", |condition| { condition.define_connect_stopper(
+//!   |context, host, address| host == "unknown") })`;
+//! - change the built-in conditions' settings: `s25r.add_whitelist(...)`,
+//!   `remote_network.add_local_address(...)`, `trust.add_envelope_from_domain(...)`,
+//!   `stress.threshold_n_connections = 75`.
+//!
+//! Every value goes through the same checks as in TOML, and records the file and line it
+//! was set at. Stoppers are kept compiled and run later, in the workers.
+
+use std::cell::RefCell;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, Scope, AST};
+use toml::de::DeTable;
+
+use super::error::ConfigError;
+use super::model::Milter;
+use super::origin::Origin;
+use super::schema::{self, Item};
+use super::values::{self, Shown};
+use super::Config;
+use crate::conditions::script::{line_and_message, new_engine, ScriptFn};
+use crate::conditions::{ScriptCondition, STOPPERS};
+
+type Fallible<T> = Result<T, Box<EvalAltResult>>;
+
+/// What the script functions work on while a file runs.
+struct LoadState {
+    config: Config,
+    path: PathBuf,
+    ast: Rc<AST>,
+    engine: Rc<Engine>,
+}
+
+type SharedState = Rc<RefCell<Option<LoadState>>>;
+
+/// Runs Rhai configuration files; one per configuration load, so every file of it shares
+/// one engine.
+pub(super) struct ScriptLoader {
+    engine: Rc<Engine>,
+    state: SharedState,
+}
+
+/// `milter` in `define_milter("name", |milter| ...)`.
+#[derive(Clone)]
+struct MilterHandle {
+    name: String,
+}
+
+/// `condition` in `define_applicable_condition("name", |condition| ...)`.
+#[derive(Clone)]
+struct ConditionHandle {
+    name: String,
+}
+
+/// `s25r`, `remote_network`, `trust`, `stress`.
+#[derive(Clone, Copy)]
+struct S25rHandle;
+#[derive(Clone, Copy)]
+struct RemoteNetworkHandle;
+#[derive(Clone, Copy)]
+struct TrustHandle;
+#[derive(Clone, Copy)]
+struct StressHandle;
+
+impl ScriptLoader {
+    pub fn new() -> ScriptLoader {
+        let state: SharedState = Rc::default();
+        let mut engine = new_engine();
+        register_milters(&mut engine, &state);
+        register_conditions(&mut engine, &state);
+        register_settings(&mut engine, &state);
+        ScriptLoader { engine: Rc::new(engine), state }
+    }
+
+    /// Runs the file at `path` on `config`.
+    pub fn load(&self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
+        let text = fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
+        let ast = self.engine.compile(&text).map_err(|e| {
+            let (line, message) = line_and_message(&e.into());
+            ConfigError::at(path, line, None, format!("invalid Rhai: {message}"))
+        })?;
+        let ast = Rc::new(ast);
+        *self.state.borrow_mut() = Some(LoadState {
+            config: std::mem::take(config),
+            path: path.to_path_buf(),
+            ast: Rc::clone(&ast),
+            engine: Rc::clone(&self.engine),
+        });
+        let mut scope = Scope::new();
+        scope
+            .push_constant("s25r", S25rHandle)
+            .push_constant("remote_network", RemoteNetworkHandle)
+            .push_constant("trust", TrustHandle)
+            .push_constant("stress", StressHandle);
+        let result = self.engine.run_ast_with_scope(&mut scope, &ast);
+        let state = self.state.borrow_mut().take().expect("the state set above");
+        *config = state.config;
+        result.map_err(|e| {
+            let (line, message) = line_and_message(&e);
+            ConfigError::at(path, line, None, message)
+        })
+    }
+}
+
+/// Runs `work` on the state of the file being loaded; outside loading (a stopper calling
+/// `define_milter`) it is an error.
+fn with_state<T>(
+    state: &SharedState,
+    work: impl FnOnce(&mut LoadState) -> Result<T, String>,
+) -> Fallible<T> {
+    let mut guard = state.borrow_mut();
+    let Some(state) = guard.as_mut() else {
+        return Err("this function works only while the configuration loads".into());
+    };
+    work(state).map_err(Into::into)
+}
+
+impl LoadState {
+    fn origin(&self, context: &NativeCallContext) -> Origin {
+        Origin::File { path: self.path.clone(), line: context.call_position().line().unwrap_or(0) }
+    }
+
+    fn script_fn(&self, context: &NativeCallContext, function: FnPtr) -> ScriptFn {
+        ScriptFn::new(
+            Rc::clone(&self.engine),
+            Rc::clone(&self.ast),
+            function,
+            self.origin(context).to_string(),
+        )
+    }
+
+    fn milter(&mut self, name: &str) -> Result<&mut Milter, String> {
+        self.config
+            .milters
+            .iter_mut()
+            .find(|m| m.name == name)
+            .ok_or_else(|| format!("milter {name:?} was removed"))
+    }
+
+    fn condition(&mut self, name: &str) -> Result<&mut ScriptCondition, String> {
+        self.config
+            .conditions
+            .iter_mut()
+            .find(|c| c.name == name)
+            .ok_or_else(|| format!("applicable condition {name:?} is not defined"))
+    }
+}
+
+/// A script value as the TOML text of the same value, so that it goes through the very
+/// checks a TOML file's value does. Unit (`()`) is `""`: "not set".
+fn toml_literal(value: &Dynamic) -> Result<String, String> {
+    if value.is_unit() {
+        return Ok("\"\"".into());
+    }
+    if let Ok(flag) = value.as_bool() {
+        return Ok(flag.to_string());
+    }
+    if let Ok(number) = value.as_int() {
+        return Ok(number.to_string());
+    }
+    if let Ok(number) = value.as_float() {
+        return Ok(format!("{number:?}"));
+    }
+    if value.is_string() {
+        return Ok(values::quote(&value.clone().into_string().unwrap_or_default()));
+    }
+    if value.is_array() {
+        let items = value.clone().into_array().unwrap_or_default();
+        let items: Result<Vec<String>, String> = items.iter().map(toml_literal).collect();
+        return Ok(format!("[{}]", items?.join(", ")));
+    }
+    Err(format!(
+        "expected a string, a number, true or false, or an array, found {}",
+        value.type_name()
+    ))
+}
+
+/// Sets one item of `target` from a script value.
+fn set_item<T>(target: &mut T, item: &Item<T>, value: &Dynamic) -> Result<(), String> {
+    let text = format!("value = {}", toml_literal(value)?);
+    let document = DeTable::parse(&text).map_err(|e| e.message().to_string())?;
+    let parsed = document.get_ref().get("value").ok_or("no value")?;
+    (item.set)(target, parsed.get_ref())
+}
+
+/// An item's value for a script.
+fn shown_value(shown: Shown) -> Dynamic {
+    match shown {
+        Shown::Bool(flag) => flag.into(),
+        Shown::Int(number) => Dynamic::from(number as i64),
+        Shown::Mode(mode) => Dynamic::from(i64::from(mode)),
+        Shown::Float(number) => Dynamic::from(number),
+        Shown::Str(text) => text.into(),
+        Shown::List(items) => {
+            Dynamic::from(items.into_iter().map(Dynamic::from).collect::<Array>())
+        }
+        Shown::Unset => Dynamic::UNIT,
+    }
+}
+
+fn check_milter_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a milter needs a name".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a milter name cannot contain control characters".into());
+    }
+    Ok(())
+}
+
+fn register_milters(engine: &mut Engine, state: &SharedState) {
+    fn define(
+        state: &SharedState,
+        context: &NativeCallContext,
+        name: &str,
+    ) -> Fallible<MilterHandle> {
+        with_state(state, |s| {
+            check_milter_name(name)?;
+            if !s.config.milters.iter().any(|m| m.name == name) {
+                s.config.milters.push(Milter::new(name));
+                let origin = s.origin(context);
+                s.config.origins.milter_defined(name, origin);
+            }
+            Ok(MilterHandle { name: name.to_string() })
+        })
+    }
+    let plain = Rc::clone(state);
+    let define_plain = move |context: NativeCallContext, name: &str| define(&plain, &context, name);
+    let with_body = Rc::clone(state);
+    let define_with =
+        move |context: NativeCallContext, name: &str, body: FnPtr| -> Fallible<MilterHandle> {
+            let handle = define(&with_body, &context, name)?;
+            let _ = body.call_within_context::<Dynamic>(&context, (handle.clone(),))?;
+            Ok(handle)
+        };
+    engine
+        .register_type_with_name::<MilterHandle>("Milter")
+        .register_fn("define_milter", define_plain)
+        .register_fn("define_milter", define_with)
+        .register_get("name", |m: &mut MilterHandle| m.name.clone());
+    let listed = Rc::clone(state);
+    engine.register_fn("defined_milters", move || -> Fallible<Array> {
+        with_state(&listed, |s| {
+            Ok(s.config.milters.iter().map(|m| Dynamic::from(m.name.clone())).collect())
+        })
+    });
+    let removing = Rc::clone(state);
+    engine.register_fn("remove_milter", move |name: &str| -> Fallible<()> {
+        with_state(&removing, |s| {
+            let Some(index) = s.config.milters.iter().position(|m| m.name == name) else {
+                return Err(format!("no milter named {name:?} to remove"));
+            };
+            s.config.milters.remove(index);
+            s.config.origins.remove_milter(name);
+            Ok(())
+        })
+    });
+    for item in schema::MILTER {
+        let setting = Rc::clone(state);
+        engine.register_fn(
+            format!("set${}", item.key),
+            move |context: NativeCallContext, handle: &mut MilterHandle, value: Dynamic| {
+                with_state(&setting, |s| {
+                    let origin = s.origin(&context);
+                    let milter = s.milter(&handle.name)?;
+                    set_item(milter, item, &value)
+                        .map_err(|e| format!("milter.{}.{}: {e}", handle.name, item.key))?;
+                    s.config.origins.set_milter(&handle.name, item.key, origin);
+                    Ok(())
+                })
+            },
+        );
+        let getting = Rc::clone(state);
+        engine.register_fn(format!("get${}", item.key), move |handle: &mut MilterHandle| {
+            with_state(&getting, |s| Ok(shown_value((item.show)(s.milter(&handle.name)?))))
+        });
+    }
+    let adding = Rc::clone(state);
+    engine.register_fn(
+        "add_applicable_condition",
+        move |context: NativeCallContext, handle: &mut MilterHandle, name: &str| {
+            with_state(&adding, |s| {
+                if name.is_empty() {
+                    return Err("an applicable condition needs a name".into());
+                }
+                let origin = s.origin(&context);
+                s.milter(&handle.name)?.applicable_conditions.push(name.to_string());
+                s.config.origins.set_milter(&handle.name, "applicable_conditions", origin);
+                Ok(())
+            })
+        },
+    );
+}
+
+fn register_conditions(engine: &mut Engine, state: &SharedState) {
+    fn define(
+        state: &SharedState,
+        context: &NativeCallContext,
+        name: &str,
+    ) -> Fallible<ConditionHandle> {
+        with_state(state, |s| {
+            if name.is_empty() {
+                return Err("an applicable condition needs a name".into());
+            }
+            if !s.config.conditions.iter().any(|c| c.name == name) {
+                let origin = s.origin(context);
+                s.config.conditions.push(ScriptCondition::new(name, origin));
+            }
+            Ok(ConditionHandle { name: name.to_string() })
+        })
+    }
+    let plain = Rc::clone(state);
+    let define_plain = move |context: NativeCallContext, name: &str| define(&plain, &context, name);
+    let with_body = Rc::clone(state);
+    let define_with =
+        move |context: NativeCallContext, name: &str, body: FnPtr| -> Fallible<ConditionHandle> {
+            let handle = define(&with_body, &context, name)?;
+            let _ = body.call_within_context::<Dynamic>(&context, (handle.clone(),))?;
+            Ok(handle)
+        };
+    engine
+        .register_type_with_name::<ConditionHandle>("Condition")
+        .register_fn("define_applicable_condition", define_plain)
+        .register_fn("define_applicable_condition", define_with)
+        .register_get("name", |c: &mut ConditionHandle| c.name.clone());
+    let describing = Rc::clone(state);
+    engine.register_fn(
+        "set$description",
+        move |handle: &mut ConditionHandle, description: Dynamic| -> Fallible<()> {
+            with_state(&describing, |s| {
+                let description = if description.is_unit() {
+                    None
+                } else {
+                    Some(
+                        description
+                            .into_string()
+                            .map_err(|kind| format!("a description is a string, found {kind}"))?,
+                    )
+                };
+                s.condition(&handle.name)?.description = description;
+                Ok(())
+            })
+        },
+    );
+    let reading = Rc::clone(state);
+    engine.register_fn("get$description", move |handle: &mut ConditionHandle| {
+        with_state(&reading, |s| {
+            Ok(s.condition(&handle.name)?.description.clone().map_or(Dynamic::UNIT, Dynamic::from))
+        })
+    });
+    for (index, stopper) in STOPPERS.iter().enumerate() {
+        let defining = Rc::clone(state);
+        engine.register_fn(
+            format!("define_{stopper}_stopper"),
+            move |context: NativeCallContext, handle: &mut ConditionHandle, function: FnPtr| {
+                with_state(&defining, |s| {
+                    let function = s.script_fn(&context, function);
+                    s.condition(&handle.name)?.stoppers[index] = Some(function);
+                    Ok(())
+                })
+            },
+        );
+    }
+}
+
+/// A list entry of a built-in's settings: checked, then added, with its origin.
+fn add_entry(
+    state: &SharedState,
+    context: &NativeCallContext,
+    section: &'static str,
+    key: &'static str,
+    check: fn(&str) -> Result<(), String>,
+    list: fn(&mut Config) -> &mut Vec<String>,
+    entry: &str,
+) -> Fallible<()> {
+    with_state(state, |s| {
+        check(entry).map_err(|e| format!("{section}.{key}: {e}"))?;
+        let origin = s.origin(context);
+        list(&mut s.config).push(entry.to_string());
+        s.config.origins.set(section, key, origin);
+        Ok(())
+    })
+}
+
+fn register_settings(engine: &mut Engine, state: &SharedState) {
+    engine.register_type_with_name::<S25rHandle>("S25R");
+    for (method, key) in [("add_whitelist", "whitelist"), ("add_blacklist", "blacklist")] {
+        let adding = Rc::clone(state);
+        engine.register_fn(
+            method,
+            move |context: NativeCallContext, _: &mut S25rHandle, matcher: Dynamic| {
+                if let Some(function) = matcher.clone().try_cast::<FnPtr>() {
+                    return with_state(&adding, |s| {
+                        let function = s.script_fn(&context, function);
+                        let origin = s.origin(&context);
+                        let s25r = &mut s.config.s25r;
+                        match key {
+                            "whitelist" => s25r.whitelist_functions.push(function),
+                            _ => s25r.blacklist_functions.push(function),
+                        }
+                        s.config.origins.set("s25r", key, origin);
+                        Ok(())
+                    });
+                }
+                let text = matcher.into_string().map_err(|kind| {
+                    format!("s25r.{method}: expected a host name, \"/regex/\" or a function, found {kind}")
+                })?;
+                let list: fn(&mut Config) -> &mut Vec<String> = match key {
+                    "whitelist" => |c| &mut c.s25r.whitelist,
+                    _ => |c| &mut c.s25r.blacklist,
+                };
+                add_entry(&adding, &context, "s25r", key, values::name_or_pattern, list, &text)
+            },
+        );
+    }
+    let flag = Rc::clone(state);
+    engine.register_fn(
+        "set$check_only_ipv4",
+        move |context: NativeCallContext, _: &mut S25rHandle, value: bool| {
+            with_state(&flag, |s| {
+                s.config.s25r.check_only_ipv4 = value;
+                let origin = s.origin(&context);
+                s.config.origins.set("s25r", "check_only_ipv4", origin);
+                Ok(())
+            })
+        },
+    );
+    let flag = Rc::clone(state);
+    engine.register_fn("get$check_only_ipv4", move |_: &mut S25rHandle| {
+        with_state(&flag, |s| Ok(s.config.s25r.check_only_ipv4))
+    });
+
+    engine.register_type_with_name::<RemoteNetworkHandle>("RemoteNetwork");
+    for (method, key) in
+        [("add_local_address", "local_addresses"), ("add_remote_address", "remote_addresses")]
+    {
+        let adding = Rc::clone(state);
+        engine.register_fn(
+            method,
+            move |context: NativeCallContext, _: &mut RemoteNetworkHandle, address: &str| {
+                let list: fn(&mut Config) -> &mut Vec<String> = match key {
+                    "local_addresses" => |c| &mut c.remote_network.local_addresses,
+                    _ => |c| &mut c.remote_network.remote_addresses,
+                };
+                let check = values::address_or_network;
+                add_entry(&adding, &context, "remote_network", key, check, list, address)
+            },
+        );
+    }
+
+    engine.register_type_with_name::<TrustHandle>("Trust");
+    let adding = Rc::clone(state);
+    engine.register_fn(
+        "add_envelope_from_domain",
+        move |context: NativeCallContext, _: &mut TrustHandle, domain: &str| {
+            let list: fn(&mut Config) -> &mut Vec<String> = |c| &mut c.trust.envelope_from_domains;
+            let key = "envelope_from_domains";
+            add_entry(&adding, &context, "trust", key, values::name_or_pattern, list, domain)
+        },
+    );
+    let clearing = Rc::clone(state);
+    engine.register_fn("clear", move |context: NativeCallContext, _: &mut TrustHandle| {
+        with_state(&clearing, |s| {
+            let origin = s.origin(&context);
+            let trust = &mut s.config.trust;
+            trust.envelope_from_domains.clear();
+            trust.envelope_from_domain_files.clear();
+            trust.default_envelope_from_domains = false;
+            for key in [
+                "envelope_from_domains",
+                "envelope_from_domain_files",
+                "default_envelope_from_domains",
+            ] {
+                s.config.origins.set("trust", key, origin.clone());
+            }
+            Ok(())
+        })
+    });
+    let loading = Rc::clone(state);
+    engine.register_fn(
+        "load_envelope_from_domains",
+        move |context: NativeCallContext, _: &mut TrustHandle, file: &str| {
+            with_state(&loading, |s| {
+                if file.is_empty() {
+                    return Err("trust.load_envelope_from_domains: an empty file name".into());
+                }
+                // Relative to the script, as include patterns are.
+                let base = s.path.parent().unwrap_or(Path::new(""));
+                let path = base.join(file).display().to_string();
+                let origin = s.origin(&context);
+                s.config.trust.envelope_from_domain_files.push(path);
+                s.config.origins.set("trust", "envelope_from_domain_files", origin);
+                Ok(())
+            })
+        },
+    );
+
+    engine.register_type_with_name::<StressHandle>("Stress");
+    let setting = Rc::clone(state);
+    engine.register_fn(
+        "set$threshold_n_connections",
+        move |context: NativeCallContext, _: &mut StressHandle, value: Dynamic| {
+            with_state(&setting, |s| {
+                let item = &schema::STRESS[0];
+                set_item(&mut s.config.stress, item, &value)
+                    .map_err(|e| format!("stress.threshold_n_connections: {e}"))?;
+                let origin = s.origin(&context);
+                s.config.origins.set("stress", "threshold_n_connections", origin);
+                Ok(())
+            })
+        },
+    );
+    let getting = Rc::clone(state);
+    engine.register_fn("get$threshold_n_connections", move |_: &mut StressHandle| {
+        with_state(&getting, |s| {
+            Ok(s.config
+                .stress
+                .threshold_n_connections
+                .map_or(Dynamic::UNIT, |n| Dynamic::from(i64::from(n))))
+        })
+    });
+}
