@@ -380,3 +380,69 @@ fn a_body_that_cannot_be_stored_gets_the_manager_fallback_status() {
     );
     assert!(manager.log().contains("cannot store the message body"), "{}", manager.log());
 }
+
+#[test]
+fn a_rhai_condition_keeps_one_child_out_of_a_session() {
+    let dir = TempDir::new("manager-rhai-condition");
+    let first_dir = TempDir::new("manager-rhai-condition-a");
+    let second_dir = TempDir::new("manager-rhai-condition-b");
+    let first = TestClient::start_unix(&first_dir, &[]);
+    let second = TestClient::start_unix(&second_dir, &[]);
+    let mut config = String::from("include = [\"conditions.rhai\"]\n");
+    config.push_str(&milter_config(&[("first", &first.spec), ("second", &second.spec)], ""));
+    config.push_str("applicable_conditions = [\"Not for example.org\"]\n");
+    write(
+        &dir.join("manager-conf/conditions.rhai"),
+        "define_applicable_condition(\"Not for example.org\", |condition| {\n\
+         \x20   condition.description = \"keeps the milter away from example.org senders\";\n\
+         \x20   condition.define_envelope_from_stopper(|context, from| from.ends_with(\"@example.org>\"));\n\
+         });\n",
+    );
+    let manager = Manager::start(&dir, &config, &[]);
+    let out = test_server(&dir, "server", &manager.spec(), &[]);
+    assert!(out.status.success(), "{}\n--- manager log:\n{}", out.describe(), manager.log());
+    assert!(out.stdout.contains("status: pass"), "{}", out.describe());
+    let first_report = first.report();
+    assert!(first_report.contains("<sender@example.org>"), "{first_report}");
+    // The second child was stopped at MAIL: it never saw the sender or the message.
+    let second_report = second.report();
+    assert!(!second_report.contains("<sender@example.org>"), "{second_report}");
+    assert!(!second_report.contains("through the manager"), "{second_report}");
+    drop(manager);
+}
+
+#[test]
+fn an_unknown_condition_and_a_bad_script_are_reported_with_file_and_line() {
+    let dir = TempDir::new("manager-check-conditions");
+    let conf = dir.join("conf");
+    write(
+        &conf.join("milter-manager.toml"),
+        "[milter.\"spam\"]\nconnection_spec = \"inet:10026@[127.0.0.1]\"\n\
+         applicable_conditions = [\"S25R\", \"Nope\"]\n",
+    );
+    let out = manager(&dir, "unknown", &["-c", conf.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    let expected = format!(
+        "{}:3: milter.spam.applicable_conditions: milter \"spam\": unknown applicable \
+         condition \"Nope\" (known: \"S25R\"",
+        conf.join("milter-manager.toml").display()
+    );
+    assert!(out.stderr.contains(&expected), "{}", out.describe());
+
+    write(&conf.join("milter-manager.toml"), "include = [\"bad.rhai\"]\n");
+    write(
+        &conf.join("bad.rhai"),
+        "let x = 1;\ndefine_milter(\"a\", |m| {\n  m.enabled = \"yes\";\n});\n",
+    );
+    let out = manager(&dir, "bad", &["-c", conf.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    let expected =
+        format!("{}:3: milter.a.enabled: expected true or false", conf.join("bad.rhai").display());
+    assert!(out.stderr.contains(&expected), "{}", out.describe());
+
+    write(&conf.join("bad.rhai"), "define_applicable_condition(\"x\", |c| {\n  c.define_helo_stopper(|context, fqdn| fqdn ==);\n});\n");
+    let out = manager(&dir, "syntax", &["-c", conf.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    let expected = format!("{}:2: invalid Rhai: ", conf.join("bad.rhai").display());
+    assert!(out.stderr.contains(&expected), "{}", out.describe());
+}

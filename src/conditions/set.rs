@@ -62,11 +62,19 @@ impl ConditionSet {
         config: &Config,
         sessions: Rc<dyn SessionCount>,
     ) -> Result<ConditionSet, ConditionError> {
-        let mut conditions: Vec<Condition> =
-            Shipped::all(config)?.into_iter().map(Condition::Shipped).collect();
+        let mut conditions = Vec::new();
+        // Every name a milter may use; built-ins no milter uses are not set up.
+        let mut known: Vec<String> = Vec::new();
+        for (name, shipped) in Shipped::used(config)? {
+            known.push(name.to_string());
+            conditions.extend(shipped.map(Condition::Shipped));
+        }
         for script in &config.conditions {
             // A script may redefine a built-in condition, as in the original.
             conditions.retain(|c| c.name() != script.name);
+            if !known.contains(&script.name) {
+                known.push(script.name.clone());
+            }
             conditions.push(Condition::Script(Box::new(script.clone())));
         }
         let mut per_child = Vec::new();
@@ -75,8 +83,7 @@ impl ConditionSet {
             for name in &milter.applicable_conditions {
                 let Some(index) = conditions.iter().position(|c| c.name() == name) else {
                     let key = format!("milter.{}.applicable_conditions", milter.name);
-                    let known: Vec<String> =
-                        conditions.iter().map(|c| format!("{:?}", c.name())).collect();
+                    let known: Vec<String> = known.iter().map(|n| format!("{n:?}")).collect();
                     return Err(ConditionError {
                         origin: config.origin(&key),
                         key,
@@ -92,11 +99,6 @@ impl ConditionSet {
             per_child.push(indexes);
         }
         Ok(ConditionSet { conditions, per_child, sessions })
-    }
-
-    /// The names of every condition, for messages and `--show-config`.
-    pub fn names(&self) -> Vec<&str> {
-        self.conditions.iter().map(Condition::name).collect()
     }
 
     /// The conditions' state for one new session.

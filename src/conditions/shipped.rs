@@ -1,12 +1,22 @@
 //! The built-in conditions by name, made from the configuration's settings, and what each
 //! does at each event.
 
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::builtin::remote_network::RemoteNetwork;
+use super::builtin::restrict_accounts::{RestrictAccounts, RestrictState};
+use super::builtin::s25r::{HostMatcher, S25r};
+use super::builtin::trust::{Trust, TRUSTED_DOMAIN_MACRO, TRUSTED_VALUE};
+use super::builtin::{sendmail_compatible, stress};
+use super::script::ScriptFn;
 use super::set::{ConditionError, SessionCount};
 use crate::config::Config;
+use crate::detect::PackageOptions;
 use crate::engine::{Context, Event, MacroList};
 
 /// Every built-in condition: its name and what it does.
-pub const CATALOG: [(&str, &str); 8] = [
+pub const CATALOG: [(&str, &str); 9] = [
     ("S25R", "Selective SMTP Rejection: only clients whose host name looks dynamic"),
     ("Remote Network", "Only clients outside the local network"),
     ("Authentication", "Only senders who authenticated (SMTP AUTH)"),
@@ -15,46 +25,246 @@ pub const CATALOG: [(&str, &str); 8] = [
     ("Stress Notify", "Sets {stress}=yes when the manager is stressed"),
     ("No Stress", "Only when the manager is not stressed"),
     ("Trust", "Sets {trusted_domain}=yes for senders of trusted domains"),
+    ("Restrict Accounts", "Only mail whose recipients are all in restrict_accounts.accounts"),
 ];
 
 /// A built-in condition with its settings.
 pub enum Shipped {
-    /// Applies only when the client authenticated (`{auth_type}` or `{auth_authen}`).
+    S25r(S25r),
+    RemoteNetwork(RemoteNetwork),
     Authentication,
-    /// Applies only when the client did not authenticate.
     Unauthentication,
+    SendmailCompatible,
+    /// With the number of sessions from which the manager is stressed (0: never).
+    StressNotify(u32),
+    NoStress(u32),
+    Trust(Trust),
+    RestrictAccounts(RestrictAccounts),
 }
 
 /// Per child and session: what a built-in must remember between events.
 #[derive(Debug, Clone, Default)]
-pub struct ShippedState {}
+pub struct ShippedState {
+    restrict: RestrictState,
+}
+
+fn error(config: &Config, key: &str, message: String) -> ConditionError {
+    ConditionError { origin: config.origin(key), key: key.to_string(), message }
+}
+
+/// The root directory the platform files are read under: `/`, or `root=DIR` of
+/// `package.options` (for tests and chroots).
+pub fn system_root(config: &Config) -> PathBuf {
+    config
+        .package
+        .options
+        .as_deref()
+        .and_then(|text| PackageOptions::parse(text).ok())
+        .and_then(|options| options.other.get("root").cloned())
+        .map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+/// A Rhai host matcher: an error counts as "no match", and is logged.
+fn script_matcher(function: &ScriptFn, list: &'static str) -> HostMatcher {
+    let function = function.clone();
+    HostMatcher::Custom(Rc::new(move |host: &str| {
+        function.call_bool((host.to_string(),)).unwrap_or_else(|e| {
+            log::warn!("[condition][error] S25R {list} function ({}): {e}", function.origin());
+            false
+        })
+    }))
+}
+
+fn s25r(config: &Config) -> Result<S25r, ConditionError> {
+    let settings = &config.s25r;
+    let mut s25r = S25r::new();
+    if !settings.default_whitelist {
+        s25r.clear_whitelist();
+    }
+    s25r.set_check_only_ipv4(settings.check_only_ipv4);
+    for entry in &settings.whitelist {
+        s25r.add_whitelist(
+            HostMatcher::parse(entry).map_err(|e| error(config, "s25r.whitelist", e))?,
+        );
+    }
+    for entry in &settings.blacklist {
+        s25r.add_blacklist(
+            HostMatcher::parse(entry).map_err(|e| error(config, "s25r.blacklist", e))?,
+        );
+    }
+    for function in &settings.whitelist_functions {
+        s25r.add_whitelist(script_matcher(function, "whitelist"));
+    }
+    for function in &settings.blacklist_functions {
+        s25r.add_blacklist(script_matcher(function, "blacklist"));
+    }
+    Ok(s25r)
+}
+
+fn remote_network(config: &Config) -> Result<RemoteNetwork, ConditionError> {
+    let settings = &config.remote_network;
+    let mut network = RemoteNetwork::new();
+    for address in &settings.local_addresses {
+        network
+            .add_local_address(address)
+            .map_err(|e| error(config, "remote_network.local_addresses", e))?;
+    }
+    for address in &settings.remote_addresses {
+        network
+            .add_remote_address(address)
+            .map_err(|e| error(config, "remote_network.remote_addresses", e))?;
+    }
+    Ok(network)
+}
+
+fn trust(config: &Config) -> Result<Trust, ConditionError> {
+    let settings = &config.trust;
+    let mut trust = Trust::new();
+    if !settings.default_envelope_from_domains {
+        trust.clear();
+    }
+    for domain in &settings.envelope_from_domains {
+        trust
+            .add_envelope_from_domain(domain)
+            .map_err(|e| error(config, "trust.envelope_from_domains", e))?;
+    }
+    for file in &settings.envelope_from_domain_files {
+        trust
+            .load_envelope_from_domains_file(Path::new(file))
+            .map_err(|e| error(config, "trust.envelope_from_domain_files", e))?;
+    }
+    Ok(trust)
+}
+
+/// The configured threshold, or 3/4 of Postfix's smtpd limit, or 0 (never stressed).
+fn stress_threshold(config: &Config) -> u32 {
+    if let Some(threshold) = config.stress.threshold_n_connections {
+        return threshold;
+    }
+    let root = system_root(config);
+    match stress::detect_threshold(&root) {
+        Some(threshold) => {
+            log::debug!("stress threshold {threshold}: 3/4 of Postfix's smtpd process limit");
+            threshold
+        }
+        None => {
+            log::debug!(
+                "no Postfix configuration under {}: the stress conditions need \
+                 stress.threshold_n_connections and count as never stressed",
+                root.display()
+            );
+            0
+        }
+    }
+}
+
+fn restrict_accounts(config: &Config) -> Result<RestrictAccounts, ConditionError> {
+    let accounts = config.restrict_accounts.accounts.iter().map(String::as_str);
+    RestrictAccounts::parse(accounts).map_err(|e| error(config, "restrict_accounts.accounts", e))
+}
 
 impl Shipped {
-    /// Every built-in condition, set up from `config`.
-    pub fn all(config: &Config) -> Result<Vec<Shipped>, ConditionError> {
-        let _ = config;
-        Ok(vec![Shipped::Authentication, Shipped::Unauthentication])
+    /// Every built-in condition that some enabled milter uses, set up from `config` (the
+    /// others are named, so a milter may name them, but not built).
+    pub fn used(config: &Config) -> Result<Vec<(&'static str, Option<Shipped>)>, ConditionError> {
+        let used = |name: &str| {
+            config
+                .milters
+                .iter()
+                .any(|m| m.enabled && m.applicable_conditions.iter().any(|c| c == name))
+                && !config.conditions.iter().any(|c| c.name == name)
+        };
+        let mut all = Vec::new();
+        for (name, _) in CATALOG {
+            let shipped = if used(name) {
+                Some(match name {
+                    "S25R" => Shipped::S25r(s25r(config)?),
+                    "Remote Network" => Shipped::RemoteNetwork(remote_network(config)?),
+                    "Authentication" => Shipped::Authentication,
+                    "Unauthentication" => Shipped::Unauthentication,
+                    "Sendmail Compatible" => Shipped::SendmailCompatible,
+                    "Stress Notify" => Shipped::StressNotify(stress_threshold(config)),
+                    "No Stress" => Shipped::NoStress(stress_threshold(config)),
+                    "Trust" => Shipped::Trust(trust(config)?),
+                    _ => Shipped::RestrictAccounts(restrict_accounts(config)?),
+                })
+            } else {
+                None
+            };
+            all.push((name, shipped));
+        }
+        Ok(all)
     }
 
     pub fn name(&self) -> &'static str {
         match self {
+            Shipped::S25r(_) => "S25R",
+            Shipped::RemoteNetwork(_) => "Remote Network",
             Shipped::Authentication => "Authentication",
             Shipped::Unauthentication => "Unauthentication",
+            Shipped::SendmailCompatible => "Sendmail Compatible",
+            Shipped::StressNotify(_) => "Stress Notify",
+            Shipped::NoStress(_) => "No Stress",
+            Shipped::Trust(_) => "Trust",
+            Shipped::RestrictAccounts(_) => "Restrict Accounts",
         }
     }
 
     /// Whether the child stops applying at `event`; macros to give it go to `macros`.
     pub fn stop(
         &self,
-        _state: &mut ShippedState,
+        state: &mut ShippedState,
         event: &Event<'_>,
         context: &Context<'_>,
-        _sessions: &dyn SessionCount,
-        _macros: &mut MacroList,
+        sessions: &dyn SessionCount,
+        macros: &mut MacroList,
     ) -> bool {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let lookup = |name: &str| context.macro_value(name).map(<[u8]>::to_vec);
         match (self, event) {
+            (Shipped::S25r(s25r), Event::Connect { host, address }) => {
+                !s25r.applies(&text(host), address)
+            }
+            (Shipped::RemoteNetwork(network), Event::Connect { address, .. }) => {
+                !network.applies(address)
+            }
             (Shipped::Authentication, Event::EnvelopeFrom { .. }) => !context.is_authenticated(),
             (Shipped::Unauthentication, Event::EnvelopeFrom { .. }) => context.is_authenticated(),
+            (Shipped::SendmailCompatible, Event::Connect { address, .. }) => {
+                if context.is_postfix() {
+                    macros.extend(sendmail_compatible::connect_macros(&lookup, address));
+                }
+                false
+            }
+            (Shipped::SendmailCompatible, Event::EnvelopeFrom { .. }) => {
+                if context.is_postfix() {
+                    macros.extend(sendmail_compatible::envelope_from_macros(&lookup));
+                }
+                false
+            }
+            (Shipped::StressNotify(threshold), Event::Connect { .. }) => {
+                if stress::is_stressed(sessions.n_sessions(), *threshold) {
+                    macros.push((stress::STRESS_MACRO.into(), stress::STRESS_VALUE.into()));
+                }
+                false
+            }
+            (Shipped::NoStress(threshold), Event::Connect { .. }) => {
+                stress::is_stressed(sessions.n_sessions(), *threshold)
+            }
+            (Shipped::Trust(trust), Event::EnvelopeFrom { address }) => {
+                if trust.is_trusted(&text(address)) {
+                    macros.push((TRUSTED_DOMAIN_MACRO.into(), TRUSTED_VALUE.into()));
+                }
+                false
+            }
+            (Shipped::RestrictAccounts(_), Event::EnvelopeFrom { .. }) => {
+                state.restrict.reset();
+                false
+            }
+            (Shipped::RestrictAccounts(accounts), Event::EnvelopeRecipient { address }) => {
+                state.restrict.on_recipient(accounts, &text(address))
+            }
+            (Shipped::RestrictAccounts(_), Event::Data) => state.restrict.on_data(),
             _ => false,
         }
     }

@@ -130,6 +130,7 @@ pub(super) fn apply(
             "remote_network" => section!(remote_network, schema::REMOTE_NETWORK),
             "trust" => section!(trust, schema::TRUST),
             "stress" => section!(stress, schema::STRESS),
+            "restrict_accounts" => section!(restrict_accounts, schema::RESTRICT_ACCOUNTS),
             _ => apply_milters(config, table, source)?,
         }
     }

@@ -36,8 +36,9 @@ use std::path::{Path, PathBuf};
 pub use crate::conditions::ScriptCondition;
 pub use error::ConfigError;
 pub use model::{
-    CommandOptions, Controller, Log, Manager, Milter, Package, RemoteNetworkSettings, S25rSettings,
-    Security, StressSettings, TrustSettings, EVENT_LOOP_BACKENDS, PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, Log, Manager, Milter, Package, RemoteNetworkSettings,
+    RestrictAccountsSettings, S25rSettings, Security, StressSettings, TrustSettings,
+    EVENT_LOOP_BACKENDS, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
 };
 pub use origin::Origin;
 pub use overrides::Overrides;
@@ -59,6 +60,7 @@ pub struct Config {
     pub remote_network: RemoteNetworkSettings,
     pub trust: TrustSettings,
     pub stress: StressSettings,
+    pub restrict_accounts: RestrictAccountsSettings,
     /// Applicable conditions defined by Rhai files, in the order they were defined.
     pub conditions: Vec<ScriptCondition>,
     /// The child milters in the order they were first defined.
@@ -81,6 +83,7 @@ impl PartialEq for Config {
             remote_network,
             trust,
             stress,
+            restrict_accounts,
             conditions,
             milters,
             origins: _,
@@ -90,6 +93,7 @@ impl PartialEq for Config {
             && *remote_network == other.remote_network
             && *trust == other.trust
             && *stress == other.stress
+            && *restrict_accounts == other.restrict_accounts
             && *conditions == other.conditions
             && *security == other.security
             && *manager == other.manager
@@ -155,32 +159,6 @@ impl Config {
     /// Keys never set (or unknown) are `Origin::Default`.
     pub fn origin(&self, key: &str) -> Origin {
         self.origins.lookup(key)
-    }
-
-    /// Checks that every milter's applicable conditions are among `known`.
-    pub fn check_conditions(&self, known: &[&str]) -> Result<(), ConfigError> {
-        for milter in &self.milters {
-            if let Some(unknown) =
-                milter.applicable_conditions.iter().find(|c| !known.contains(&c.as_str()))
-            {
-                let key = format!("milter.{}.applicable_conditions", milter.name);
-                let known_list = if known.is_empty() {
-                    "none is defined".to_string()
-                } else {
-                    let names: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
-                    format!("known: {}", names.join(", "))
-                };
-                return Err(ConfigError::from_origin(
-                    &self.origin(&key),
-                    key,
-                    format!(
-                        "milter {:?}: unknown applicable condition {unknown:?} ({known_list})",
-                        milter.name
-                    ),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The configuration as TOML, each item preceded by its origin (`--show-config`).
@@ -368,6 +346,8 @@ default_envelope_from_domains = false
 envelope_from_domain_files = ["/etc/milter-manager/trusted-domains"]
 [stress]
 threshold_n_connections = 20
+[restrict_accounts]
+accounts = ["alice@example.com", "@example.org"]
 [milter."test-milter"]
 connection_spec = "inet:10026@localhost"
 description = "test milter"
@@ -435,25 +415,5 @@ end_of_message_timeout = 60
         );
         assert_eq!(config.origin("milter.test-milter.nonsense"), Origin::Default);
         assert_eq!(config.origin("manager"), Origin::Default);
-    }
-
-    #[test]
-    fn conditions_must_be_known() {
-        let dir = TestDir::new("conditions");
-        let path = dir.write(
-            MAIN_FILE,
-            "[milter.a]\nconnection_spec = \"inet:1\"\napplicable_conditions = [\"S25R\", \"Nope\"]\n",
-        );
-        let config = Config::load(dir.path()).unwrap();
-        config.check_conditions(&["S25R", "Nope"]).unwrap();
-        let error = config.check_conditions(&["S25R", "Remote Network"]).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "{}:3: milter.a.applicable_conditions: milter \"a\": unknown applicable \
-                 condition \"Nope\" (known: \"S25R\", \"Remote Network\")",
-                path.display()
-            )
-        );
     }
 }

@@ -282,3 +282,10 @@ pub struct StressSettings {
     /// Postfix's smtpd process limit, when Postfix is found.
     pub threshold_n_connections: Option<u32>,
 }
+
+/// `[restrict_accounts]`: the recipients the "Restrict Accounts" condition lets through
+/// (addresses, `@domain` or `/regex/`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RestrictAccountsSettings {
+    pub accounts: Vec<String>,
+}

@@ -3,9 +3,9 @@
 //! walk these tables, so an item added here is known everywhere.
 
 use super::model::{
-    CommandOptions, Controller, Log, Manager, Milter, Package, RemoteNetworkSettings, S25rSettings,
-    Security, StressSettings, TrustSettings, EVENT_LOOP_BACKENDS, MAX_CHUNK_SIZE, MAX_WORKERS,
-    PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, Log, Manager, Milter, Package, RemoteNetworkSettings,
+    RestrictAccountsSettings, S25rSettings, Security, StressSettings, TrustSettings,
+    EVENT_LOOP_BACKENDS, MAX_CHUNK_SIZE, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
 };
 use super::values::{self, Shown};
 use crate::logging::Levels;
@@ -162,6 +162,9 @@ pub(super) const TRUST: &[Item<TrustSettings>] = &[
 pub(super) const STRESS: &[Item<StressSettings>] =
     &[item!(threshold_n_connections, values::optional_u32, show_optional_u32)];
 
+pub(super) const RESTRICT_ACCOUNTS: &[Item<RestrictAccountsSettings>] =
+    &[item!(accounts, values::accounts, show_names)];
+
 /// The items of `[milter.NAME]`; the name is the table's.
 pub(super) const MILTER: &[Item<Milter>] = &[
     item!(connection_spec, values::optional_spec, show_optional_spec),
@@ -180,7 +183,7 @@ pub(super) const MILTER: &[Item<Milter>] = &[
 ];
 
 /// The sections with a fixed set of items, in the order `--show-config` prints them.
-pub(super) const SECTIONS: [&str; 9] = [
+pub(super) const SECTIONS: [&str; 10] = [
     "package",
     "security",
     "manager",
@@ -190,6 +193,7 @@ pub(super) const SECTIONS: [&str; 9] = [
     "remote_network",
     "trust",
     "stress",
+    "restrict_accounts",
 ];
 /// The table of child milters.
 pub(super) const MILTER_TABLE: &str = "milter";
@@ -215,6 +219,7 @@ pub(super) fn keys_of(section: &str) -> Vec<&'static str> {
         "remote_network" => keys(REMOTE_NETWORK),
         "trust" => keys(TRUST),
         "stress" => keys(STRESS),
+        "restrict_accounts" => keys(RESTRICT_ACCOUNTS),
         MILTER_TABLE => keys(MILTER),
         _ => Vec::new(),
     }

@@ -36,6 +36,8 @@ pub(super) fn show(config: &Config) -> String {
     );
     fixed_section(&mut out, config, "trust", &config.trust, schema::TRUST);
     fixed_section(&mut out, config, "stress", &config.stress, schema::STRESS);
+    let accounts = &config.restrict_accounts;
+    fixed_section(&mut out, config, "restrict_accounts", accounts, schema::RESTRICT_ACCOUNTS);
     conditions(&mut out, config);
     for milter in &config.milters {
         let header = format!("{}.{}", schema::MILTER_TABLE, quote(&milter.name));

@@ -310,6 +310,15 @@ pub(super) fn optional_u32(value: &DeValue<'_>) -> Result<Option<u32>, String> {
         .map_err(|e| format!("{e}, or \"\" for the automatic value"))
 }
 
+/// Recipients: addresses, `@domain` or `/regex/`.
+pub(super) fn accounts(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+    let entries = strings(value)?;
+    for entry in &entries {
+        crate::conditions::builtin::restrict_accounts::AccountMatcher::parse(entry)?;
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

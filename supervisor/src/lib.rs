@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
+pub use board::SessionBoard;
 pub use workers::Listener;
 
 /// What to listen on (a resolved connection spec).
@@ -66,6 +67,7 @@ pub struct ProcessOptions {
 }
 
 mod bind;
+mod board;
 mod daemon;
 mod error;
 mod fork;

@@ -1,22 +1,39 @@
 //! Runs engine sessions on the workers runtime: connection keys to child numbers and back.
 
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use milter_manager::engine::{EngineConfig, NoConditions, Output, Session};
+use milter_manager::conditions::{ConditionSet, SessionCount};
+use milter_manager::engine::{EngineConfig, Output, Session};
+use supervisor::SessionBoard;
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
-/// One configuration generation: the engine's view plus where each child listens.
+/// One configuration generation: the engine's view, where each child listens, and the
+/// applicable conditions.
 pub struct Generation {
     pub engine: Arc<EngineConfig>,
     pub endpoints: Vec<Endpoint>,
+    pub conditions: Rc<ConditionSet>,
+}
+
+/// The sessions of every worker, as the stress conditions count them.
+pub struct BoardCount(pub Rc<SessionBoard>);
+
+impl SessionCount for BoardCount {
+    fn n_sessions(&self) -> usize {
+        self.0.total()
+    }
 }
 
 pub struct Factory {
-    pub generation: Arc<Generation>,
+    pub generation: Rc<Generation>,
     /// Log tags: sessions and their children get consecutive numbers.
     pub next_tag: u64,
+    pub board: Rc<SessionBoard>,
+    /// This worker's slot on the board.
+    pub worker: usize,
 }
 
 impl workers::SessionFactory for Factory {
@@ -26,15 +43,29 @@ impl workers::SessionFactory for Factory {
         let tag = self.next_tag;
         self.next_tag += 1 + self.generation.endpoints.len() as u64;
         log::debug!("[{tag}] session from {peer:?}");
-        let engine =
-            Session::new(Arc::clone(&self.generation.engine), Box::new(NoConditions), tag, now);
-        ManagerSession { engine, generation: Arc::clone(&self.generation) }
+        let conditions = Box::new(self.generation.conditions.session());
+        let engine = Session::new(Arc::clone(&self.generation.engine), conditions, tag, now);
+        self.board.begin(self.worker);
+        ManagerSession {
+            engine,
+            generation: Rc::clone(&self.generation),
+            board: Rc::clone(&self.board),
+            worker: self.worker,
+        }
     }
 }
 
 pub struct ManagerSession {
     engine: Session,
-    generation: Arc<Generation>,
+    generation: Rc<Generation>,
+    board: Rc<SessionBoard>,
+    worker: usize,
+}
+
+impl Drop for ManagerSession {
+    fn drop(&mut self) {
+        self.board.end(self.worker);
+    }
 }
 
 /// Child `i` uses connection key `i + 1`; key 0 is the MTA.

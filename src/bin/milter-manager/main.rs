@@ -9,16 +9,19 @@ mod spill;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use milter_manager::config::{Config, Overrides, DEFAULT_CONFIG_DIR};
+use milter_manager::conditions::ConditionSet;
+use milter_manager::config::{Config, Overrides, DEFAULT_CONFIG_DIR, MAX_WORKERS};
 use milter_manager::engine::{ChildConfig, ChildTimeouts, EngineConfig, MTA_IDLE_TIMEOUT};
 use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
 
 use adapter::{Factory, Generation};
+use supervisor::SessionBoard;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -120,18 +123,18 @@ fn flag(on: bool, off: bool) -> Option<bool> {
 }
 
 /// Loads and checks everything a start needs, without side effects.
-fn load(options: &Options) -> Result<(Config, Generation), String> {
+fn load(options: &Options, board: &Rc<SessionBoard>) -> Result<(Config, Generation), String> {
     let mut config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
     config.apply_overrides(&overrides(options)?).map_err(|e| e.to_string())?;
-    // Applicable conditions arrive with their own issue; until then none is known.
-    config.check_conditions(&[]).map_err(|e| e.to_string())?;
-    let generation = generation(&config)?;
+    let generation = generation(&config, board)?;
     Ok((config, generation))
 }
 
 /// The engine's configuration and where each enabled child listens. Host names are
 /// looked up here, once, not on every session.
-fn generation(config: &Config) -> Result<Generation, String> {
+fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, String> {
+    let sessions = Rc::new(adapter::BoardCount(Rc::clone(board)));
+    let conditions = ConditionSet::new(config, sessions).map_err(|e| e.to_string())?;
     let mut children = Vec::new();
     let mut endpoints = Vec::new();
     for milter in config.milters.iter().filter(|m| m.enabled) {
@@ -163,11 +166,17 @@ fn generation(config: &Config) -> Result<Generation, String> {
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
         spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.clone())),
     };
-    Ok(Generation { engine: Arc::new(engine), endpoints })
+    Ok(Generation { engine: Arc::new(engine), endpoints, conditions: Rc::new(conditions) })
 }
 
 fn run(options: &Options) -> Result<i32, String> {
-    let (config, generation) = load(options)?;
+    // Mapped before any fork so that every worker shares it; sized for the most workers
+    // a configuration may ask for, so a reload with more workers needs no new board.
+    let board = Rc::new(
+        SessionBoard::new(MAX_WORKERS as usize + 1)
+            .map_err(|e| format!("cannot map the shared session counters: {e}"))?,
+    );
+    let (config, generation) = load(options, &board)?;
     if options.show_config {
         print!("{}", config.show());
         return Ok(0);
@@ -215,11 +224,18 @@ fn run(options: &Options) -> Result<i32, String> {
         pid_file: manager.pid_file.clone(),
         n_workers: manager.n_workers,
     };
-    let generation = Arc::new(generation);
+    let generation = Rc::new(generation);
     let max_sessions = (manager.max_connections > 0).then_some(manager.max_connections as usize);
     let accept_pause = Duration::from_secs(manager.suspend_time_on_unacceptable.max(1) as u64);
     supervisor::run(bound, &process, |listener, context| {
-        let factory = Factory { generation: Arc::clone(&generation), next_tag: 1 };
+        let worker = context.worker_index as usize;
+        board.reset(worker);
+        let factory = Factory {
+            generation: Rc::clone(&generation),
+            next_tag: 1,
+            board: Rc::clone(&board),
+            worker,
+        };
         let worker = workers::WorkerConfig {
             max_sessions,
             accept_pause,

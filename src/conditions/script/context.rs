@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use rhai::{Dynamic, Engine, ImmutableString};
 
+use crate::conditions::builtin::remote_network::RemoteNetwork;
 use crate::engine::{ChildView, Context, Status};
 use crate::protocol::ConnectAddress;
 
@@ -163,27 +164,12 @@ impl ScriptAddress {
         }
     }
 
-    /// Loopback, private, link-local and unique-local addresses; unix sockets.
+    /// The private ranges of Remote Network; a unix socket is local too.
     pub fn is_local(&self) -> bool {
         match self {
-            ScriptAddress::Inet { ip, .. } => is_private(*ip),
+            ScriptAddress::Inet { ip, .. } => RemoteNetwork::is_local(*ip),
             ScriptAddress::Unix { .. } => true,
             ScriptAddress::Unknown => false,
-        }
-    }
-}
-
-/// The ranges the manual calls private: loopback, RFC 1918, link-local, and for IPv6
-/// loopback, link-local and unique-local (and IPv4-mapped private addresses).
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback() || (first & 0xffc0) == 0xfe80 || (first & 0xfe00) == 0xfc00
         }
     }
 }

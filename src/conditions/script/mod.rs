@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, FuncArgs, Position, AST};
 
-pub use context::{is_private, ScriptAddress, ScriptContext};
+pub use context::{ScriptAddress, ScriptContext};
 
 /// Operations a single call may take before it is cut off: plenty for any sensible
 /// stopper, and a few milliseconds of a runaway loop at most.
@@ -130,13 +130,25 @@ impl ScriptFn {
     }
 }
 
+/// The error inside calls of functions and closures: the one that says what went wrong,
+/// at the line where it did.
+fn innermost(error: &EvalAltResult) -> &EvalAltResult {
+    match error {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => innermost(inner),
+        other => other,
+    }
+}
+
 /// One line for a script error, with the line of the script where it happened.
 pub fn describe_error(error: &EvalAltResult) -> String {
+    let error = innermost(error);
     let position = error.position();
     let message = match error {
         EvalAltResult::ErrorTooManyOperations(_) => {
             format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)")
         }
+        // Errors raised by our own functions: their text is the message.
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
         other => {
             // The error's own text ends with its position; it is given separately.
             let text = other.to_string();
@@ -154,7 +166,7 @@ pub fn describe_error(error: &EvalAltResult) -> String {
 
 /// A script file's compile or run error: its line (0 when unknown) and message.
 pub fn line_and_message(error: &EvalAltResult) -> (usize, String) {
-    let line = error.position().line().unwrap_or(0);
+    let line = innermost(error).position().line().unwrap_or(0);
     let text = describe_error(error);
     let text = text.strip_prefix(&format!("line {line}: ")).unwrap_or(&text).to_string();
     (line, text)

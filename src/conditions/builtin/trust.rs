@@ -1,0 +1,250 @@
+//! Trust: mark a transaction whose envelope sender's domain is trusted, so that a child
+//! milter can relax (e.g. milter-greylist: `sm_macro "trusted_domain" "{trusted_domain}"
+//! "yes"`). The condition never stops a milter; at MAIL it sets
+//! [`TRUSTED_DOMAIN_MACRO`] to [`TRUSTED_VALUE`] when [`Trust::is_trusted`] holds.
+
+use std::path::Path;
+
+use regex::Regex;
+
+use super::pattern;
+
+/// The macro the condition sets for the child milters.
+pub const TRUSTED_DOMAIN_MACRO: &str = "{trusted_domain}";
+/// Its value when the domain is trusted (it stays unset otherwise).
+pub const TRUSTED_VALUE: &str = "yes";
+
+/// The original's default list: big freemail and Japanese mobile carriers, whose senders'
+/// domains are hard to forge past SPF.
+pub const DEFAULT_DOMAINS: [&str; 8] = [
+    "gmail.com",
+    "hotmail.com",
+    "msn.com",
+    "yahoo.co.jp",
+    "softbank.ne.jp",
+    "ezweb.ne.jp",
+    "docomo.ne.jp",
+    "clear-code.com",
+];
+
+/// One trusted domain: a whole domain (stored in lower case) or a pattern, which is always
+/// case-insensitive.
+#[derive(Debug, Clone)]
+pub enum DomainMatcher {
+    Exact(String),
+    Pattern(Regex),
+}
+
+impl DomainMatcher {
+    /// `/regex/` is a pattern; anything else is a whole domain name.
+    pub fn parse(text: &str) -> Result<DomainMatcher, String> {
+        if let Some(compiled) = pattern::parse_slashed(text, true) {
+            return compiled.map(DomainMatcher::Pattern);
+        }
+        let domain = normalize_domain(text.trim());
+        if domain.is_empty() {
+            return Err("empty trusted domain: give a domain name or a /regex/".to_string());
+        }
+        if domain.contains(|c: char| c.is_whitespace() || c == '@' || c == '<' || c == '>') {
+            return Err(format!(
+                "trusted domain {:?} is not a domain name (no spaces, '@' or brackets)",
+                text.trim()
+            ));
+        }
+        Ok(DomainMatcher::Exact(domain))
+    }
+
+    /// `domain` is already in lower case.
+    fn matches(&self, domain: &str) -> bool {
+        match self {
+            DomainMatcher::Exact(name) => name == domain,
+            DomainMatcher::Pattern(regex) => regex.is_match(domain),
+        }
+    }
+}
+
+/// The Trust condition's settings.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    domains: Vec<DomainMatcher>,
+}
+
+impl Default for Trust {
+    fn default() -> Self {
+        Trust::new()
+    }
+}
+
+impl Trust {
+    /// With the original's default domains.
+    pub fn new() -> Trust {
+        Trust {
+            domains: DEFAULT_DOMAINS.iter().map(|d| DomainMatcher::Exact(d.to_string())).collect(),
+        }
+    }
+
+    pub fn domains(&self) -> &[DomainMatcher] {
+        &self.domains
+    }
+
+    /// Adds a domain name or `/regex/`.
+    pub fn add_envelope_from_domain(&mut self, domain: &str) -> Result<(), String> {
+        self.domains.push(DomainMatcher::parse(domain)?);
+        Ok(())
+    }
+
+    /// Drops every domain, defaults included.
+    pub fn clear(&mut self) {
+        self.domains.clear();
+    }
+
+    /// Adds the domains of a list: one domain or `/regex/` per line, blank lines and lines
+    /// starting with `#` ignored. Nothing is added when a line is wrong; the error names
+    /// its number.
+    pub fn load_envelope_from_domains(&mut self, text: &str) -> Result<(), String> {
+        let mut parsed = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            parsed
+                .push(DomainMatcher::parse(line).map_err(|e| format!("line {}: {e}", index + 1))?);
+        }
+        self.domains.extend(parsed);
+        Ok(())
+    }
+
+    /// [`Trust::load_envelope_from_domains`] on the contents of `path`; errors name the path.
+    pub fn load_envelope_from_domains_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read trusted domain list {}: {e}", path.display()))?;
+        self.load_envelope_from_domains(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Whether the domain of `envelope_from` (as the MTA sends it at MAIL: `<user@Gmail.com>`,
+    /// also accepted bare) is trusted. The null sender `<>` and addresses without a domain
+    /// never are.
+    pub fn is_trusted(&self, envelope_from: &str) -> bool {
+        match domain_of(envelope_from) {
+            Some(domain) => self.domains.iter().any(|m| m.matches(&domain)),
+            None => false,
+        }
+    }
+}
+
+/// The domain after the last `@` (a quoted local part may hold `@` too), lower-cased,
+/// without a final dot.
+fn domain_of(envelope_from: &str) -> Option<String> {
+    let address = envelope_from.trim();
+    let address =
+        address.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(address).trim();
+    let (_, domain) = address.rsplit_once('@')?;
+    let domain = normalize_domain(domain);
+    (!domain.is_empty()).then_some(domain)
+}
+
+fn normalize_domain(domain: &str) -> String {
+    domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_domains() {
+        let trust = Trust::new();
+        for from in [
+            "<user@gmail.com>",
+            "<User@Gmail.COM>",
+            "<user@hotmail.com>",
+            "<user@msn.com>",
+            "<user@yahoo.co.jp>",
+            "<user@softbank.ne.jp>",
+            "<user@ezweb.ne.jp>",
+            "<user@docomo.ne.jp>",
+            "<user@clear-code.com>",
+            "user@gmail.com",
+            " <user@gmail.com> ",
+            "<user@gmail.com.>",
+            "<\"a@b\"@gmail.com>",
+            "<@relay.example:user@gmail.com>",
+        ] {
+            assert!(trust.is_trusted(from), "{from}");
+        }
+        for from in [
+            "<>",
+            "",
+            "<user>",
+            "<user@>",
+            "<user@example.com>",
+            "<user@mail.gmail.com>",
+            "<user@gmail.com.evil.example>",
+            "<user@notgmail.com>",
+            "<gmail.com@example.com>",
+        ] {
+            assert!(!trust.is_trusted(from), "{from}");
+        }
+    }
+
+    #[test]
+    fn adding_and_clearing() {
+        let mut trust = Trust::new();
+        trust.add_envelope_from_domain("Example.COM").unwrap();
+        assert!(trust.is_trusted("<info@example.com>"));
+        trust.add_envelope_from_domain(r"/(\A|\.)example\.org\z/").unwrap();
+        assert!(trust.is_trusted("<info@example.org>"));
+        assert!(trust.is_trusted("<info@lists.EXAMPLE.org>"));
+        assert!(!trust.is_trusted("<info@badexample.org>"));
+        trust.clear();
+        assert!(!trust.is_trusted("<user@gmail.com>"));
+        assert!(trust.domains().is_empty());
+        assert!(trust.add_envelope_from_domain("").is_err());
+        assert!(trust.add_envelope_from_domain("user@example.com").unwrap_err().contains("user@"));
+        assert!(trust.add_envelope_from_domain("/[/").unwrap_err().contains("/[/"));
+    }
+
+    #[test]
+    fn loading_a_list() {
+        let mut trust = Trust::new();
+        trust.clear();
+        let text = "# trusted senders\n\nexample.com\n  Example.NET  \n   # indented comment\n\
+                    /\\.example\\.org\\z/\n";
+        trust.load_envelope_from_domains(text).unwrap();
+        assert_eq!(trust.domains().len(), 3);
+        assert!(trust.is_trusted("<a@example.com>"));
+        assert!(trust.is_trusted("<a@example.net>"));
+        assert!(trust.is_trusted("<a@mail.EXAMPLE.org>"));
+        assert!(!trust.is_trusted("<a@example.org>"));
+    }
+
+    #[test]
+    fn list_errors_name_the_line_and_add_nothing() {
+        let mut trust = Trust::new();
+        let error = trust.load_envelope_from_domains("ok.example\n\n/(/\n").unwrap_err();
+        assert!(error.starts_with("line 3: "), "{error}");
+        assert!(!error.contains('\n'));
+        let error = trust.load_envelope_from_domains("a.example\nb.example # x\n").unwrap_err();
+        assert!(error.starts_with("line 2: "), "{error}");
+        assert_eq!(trust.domains().len(), DEFAULT_DOMAINS.len());
+    }
+
+    #[test]
+    fn loading_a_file() {
+        let dir = std::env::temp_dir().join(format!("mm-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trusted-domains.list");
+        std::fs::write(&path, "example.jp\n/bad(/\n").unwrap();
+        let mut trust = Trust::new();
+        let error = trust.load_envelope_from_domains_file(&path).unwrap_err();
+        assert!(error.contains("trusted-domains.list: line 2: "), "{error}");
+        std::fs::write(&path, "example.jp\n").unwrap();
+        trust.load_envelope_from_domains_file(&path).unwrap();
+        assert!(trust.is_trusted("<a@example.jp>"));
+        let missing = dir.join("missing.list");
+        let error = trust.load_envelope_from_domains_file(&missing).unwrap_err();
+        assert!(error.contains("missing.list"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
