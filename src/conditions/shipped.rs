@@ -1,7 +1,7 @@
 //! The built-in conditions by name, made from the configuration's settings, and what each
 //! does at each event.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use super::builtin::remote_network::RemoteNetwork;
@@ -12,7 +12,6 @@ use super::builtin::{sendmail_compatible, stress};
 use super::script::ScriptFn;
 use super::set::{ConditionError, SessionCount};
 use crate::config::Config;
-use crate::detect::PackageOptions;
 use crate::engine::{Context, Event, MacroList};
 
 /// Every built-in condition: its name and what it does.
@@ -50,18 +49,6 @@ pub struct ShippedState {
 
 fn error(config: &Config, key: &str, message: String) -> ConditionError {
     ConditionError { origin: config.origin(key), key: key.to_string(), message }
-}
-
-/// The root directory the platform files are read under: `/`, or `root=DIR` of
-/// `package.options` (for tests and chroots).
-pub fn system_root(config: &Config) -> PathBuf {
-    config
-        .package
-        .options
-        .as_deref()
-        .and_then(|text| PackageOptions::parse(text).ok())
-        .and_then(|options| options.other.get("root").cloned())
-        .map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 
 /// A Rhai host matcher: an error counts as "no match", and is logged.
@@ -141,7 +128,7 @@ fn stress_threshold(config: &Config) -> u32 {
     if let Some(threshold) = config.stress.threshold_n_connections {
         return threshold;
     }
-    let root = system_root(config);
+    let root = config.system_root();
     match stress::detect_threshold(&root) {
         Some(threshold) => {
             log::debug!("stress threshold {threshold}: 3/4 of Postfix's smtpd process limit");

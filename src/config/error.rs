@@ -48,6 +48,7 @@ impl ConfigError {
     pub(super) fn from_origin(origin: &Origin, key: String, message: impl Into<String>) -> Self {
         let (path, line) = match origin {
             Origin::File { path, line } => (Some(path.clone()), Some(*line)),
+            Origin::Detected { source } => (Some(source.into()), None),
             Origin::Default | Origin::CommandLine => (None, None),
         };
         ConfigError { path, line, key: Some(key), message: message.into() }

@@ -10,9 +10,12 @@ use toml::de::DeTable;
 use super::document::{self, Directives, Pattern, Source};
 use super::error::ConfigError;
 use super::glob;
+use super::model::{CommandOptions, Milter};
+use super::origin::Origin;
 use super::schema;
 use super::script::ScriptLoader;
 use super::Config;
+use crate::detect::{self, PackageOptions};
 
 /// Loads files into one configuration.
 pub(super) struct Loader {
@@ -93,6 +96,7 @@ impl Loader {
             } else {
                 log::debug!("no platform default {}: nothing to load", path.display());
             }
+            define_detected(config);
         }
         for pattern in &directives.include_optional {
             self.include(config, source, schema::INCLUDE_OPTIONAL, pattern, Need::Optional)?;
@@ -145,6 +149,47 @@ impl Loader {
             return Err(error(format!("include cycle: {}", chain.join(" -> "))));
         }
         self.load_canonical(config, path, canonical)
+    }
+}
+
+/// Defines the child milters the platform's detection finds installed, after the platform
+/// default file. A milter defined already is left as it is; the later files may change or
+/// remove what is defined here.
+fn define_detected(config: &mut Config) {
+    let options = config.package.options.as_deref().unwrap_or("");
+    // `package.options` was checked when it was read.
+    let options = PackageOptions::parse(options).unwrap_or_default();
+    let root = config.system_root();
+    let detection = detect::detect(&config.package.platform, &root, &options);
+    config.notes.extend(detection.notes);
+    for found in detection.milters {
+        if config.milter(&found.name).is_some() {
+            config.notes.push(format!(
+                "{}: {} is defined already; the detected one is not used",
+                found.source, found.name
+            ));
+            continue;
+        }
+        let origin = Origin::Detected { source: found.source.clone() };
+        let mut milter = Milter::new(&found.name);
+        milter.description = found.description;
+        milter.enabled = found.enabled;
+        milter.connection_spec = Some(found.connection_spec);
+        milter.command = found.command;
+        milter.command_options = Some(CommandOptions::Arguments(found.command_options));
+        milter.applicable_conditions = found.applicable_conditions;
+        config.origins.milter_defined(&found.name, origin.clone());
+        for key in [
+            "description",
+            "enabled",
+            "connection_spec",
+            "command",
+            "command_options",
+            "applicable_conditions",
+        ] {
+            config.origins.set_milter(&found.name, key, origin.clone());
+        }
+        config.milters.push(milter);
     }
 }
 
@@ -238,7 +283,7 @@ mod tests {
             "include = [\"conf.d/*.toml\", \"none/*.toml\"]\nload_default = true\n\
              include_optional = [\"milter-manager.local.toml\", \"local.d/*.toml\"]\n",
         );
-        assert_eq!(load(&dir).unwrap(), Config::default());
+        assert_eq!(load(&dir).unwrap().without_detected(), Config::default());
     }
 
     #[test]
@@ -408,6 +453,54 @@ mod tests {
         dir.write(MAIN_FILE, "include = [\"a.toml\", \"a.toml\"]\n");
         dir.write("a.toml", "[manager]\nn_workers = 1\n");
         assert_eq!(load(&dir).unwrap().manager.n_workers, 1);
+    }
+
+    #[test]
+    fn load_default_defines_the_detected_milters_and_later_files_change_them() {
+        let dir = TestDir::new("detected");
+        let root = dir.path().join("root");
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "lib/systemd/system/opendkim.service",
+            "[Unit]\nDescription=OpenDKIM Milter\n[Service]\n\
+             ExecStart=/usr/sbin/opendkim -x /etc/opendkim.conf\n",
+        );
+        write("etc/opendkim.conf", "Socket inet:8891@localhost\n");
+        write("etc/systemd/system/multi-user.target.wants/opendkim.service", "");
+        write(
+            "lib/systemd/system/spamass-milter.service",
+            "[Service]\nExecStart=/usr/sbin/spamass-milter\n",
+        );
+        dir.write(
+            MAIN_FILE,
+            &format!(
+                "load_default = true\ninclude_optional = [\"local.toml\"]\n\
+                 [package]\nplatform = \"debian\"\noptions = \"root={}\"\n",
+                root.display()
+            ),
+        );
+        dir.write("local.toml", "[milter.opendkim]\nfallback_status = \"temporary-failure\"\n");
+        let config = load(&dir).unwrap();
+        let names: Vec<&str> = config.milters.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["opendkim"], "notes: {:?}", config.notes);
+        let milter = &config.milters[0];
+        assert_eq!(milter.connection_spec.as_ref().unwrap().to_string(), "inet:8891@localhost");
+        assert!(milter.enabled);
+        assert_eq!(milter.fallback_status, crate::status::FallbackStatus::TemporaryFailure);
+        assert_eq!(
+            config.origin("milter.opendkim.connection_spec"),
+            Origin::Detected { source: "/lib/systemd/system/opendkim.service".into() }
+        );
+        assert_eq!(file_name(&config, "milter.opendkim.fallback_status"), "local.toml:2");
+        assert!(
+            config.notes.iter().any(|n| n.contains("spamass-milter")),
+            "spamass-milter without a socket is explained: {:?}",
+            config.notes
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub enum Origin {
     File { path: PathBuf, line: usize },
     /// Set by a command-line option.
     CommandLine,
+    /// Found by the platform's milter detection (`load_default`), in this file.
+    Detected { source: String },
 }
 
 impl fmt::Display for Origin {
@@ -23,6 +25,7 @@ impl fmt::Display for Origin {
             Origin::Default => f.write_str("default"),
             Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
             Origin::CommandLine => f.write_str("command line"),
+            Origin::Detected { source } => write!(f, "detected: {source}"),
         }
     }
 }

@@ -182,6 +182,9 @@ fn run(options: &Options) -> Result<i32, String> {
         return Ok(0);
     }
     if options.check_config {
+        for note in &config.notes {
+            println!("note: {note}");
+        }
         let enabled = config.milters.iter().filter(|m| m.enabled).count();
         println!(
             "{}: configuration is valid ({} child milters, {enabled} enabled)",
@@ -199,6 +202,9 @@ fn run(options: &Options) -> Result<i32, String> {
         ident: "milter-manager",
         facility: Some(config.log.syslog_facility.clone()),
     })?;
+    for note in &config.notes {
+        log::info!("[configuration] {note}");
+    }
     let manager = &config.manager;
     if manager.max_file_descriptors > 0 {
         raise_file_limit(manager.max_file_descriptors)?;
