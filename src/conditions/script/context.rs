@@ -255,3 +255,50 @@ pub fn register(engine: &mut Engine) {
         .register_fn("to_s", |a: &mut ScriptAddress| a.to_spec())
         .register_fn("to_string", |a: &mut ScriptAddress| a.to_spec());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(address: ScriptAddress, expression: &str) -> String {
+        let mut engine = Engine::new();
+        register(&mut engine);
+        let mut scope = rhai::Scope::new();
+        scope.push("address", address);
+        let value: Dynamic = engine.eval_with_scope(&mut scope, expression).unwrap();
+        value.to_string()
+    }
+
+    #[test]
+    fn socket_addresses_as_the_manual_shows_them() {
+        let v4 = ScriptAddress::from_connect(&ConnectAddress::Inet {
+            port: 12345,
+            address: b"192.168.1.1".to_vec(),
+        });
+        assert_eq!(eval(v4.clone(), "address.address"), "192.168.1.1");
+        assert_eq!(eval(v4.clone(), "address.port"), "12345");
+        assert_eq!(eval(v4.clone(), "address.to_s"), "inet:12345@[192.168.1.1]");
+        assert_eq!(eval(v4.clone(), "address.local"), "true");
+        assert_eq!(eval(v4, "address.to_ip_address"), "192.168.1.1");
+        let v6 = ScriptAddress::from_connect(&ConnectAddress::Inet6 {
+            port: 12345,
+            address: b"IPv6:2001:db8::5".to_vec(),
+        });
+        assert_eq!(eval(v6.clone(), "address.to_s()"), "inet6:12345@[2001:db8::5]");
+        assert_eq!(eval(v6.clone(), "address.local"), "false");
+        assert_eq!(eval(v6, "address.family"), "inet6");
+        let loopback = ScriptAddress::from_connect(&ConnectAddress::Inet6 {
+            port: 1,
+            address: b"::1".to_vec(),
+        });
+        assert_eq!(eval(loopback, "address.local"), "true");
+        let unix = ScriptAddress::from_connect(&ConnectAddress::Unix {
+            port: 0,
+            path: b"/tmp/local.sock".to_vec(),
+        });
+        assert_eq!(eval(unix.clone(), "address.path"), "/tmp/local.sock");
+        assert_eq!(eval(unix.clone(), "address.to_s"), "unix:/tmp/local.sock");
+        assert_eq!(eval(unix.clone(), "address.local"), "true");
+        assert_eq!(eval(unix, "address.to_ip_address == ()"), "true");
+    }
+}
