@@ -8,6 +8,7 @@ pub mod detect;
 pub mod engine;
 pub mod logging;
 pub mod message;
+pub mod performance;
 pub mod protocol;
 pub mod spec;
 pub mod status;

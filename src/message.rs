@@ -282,6 +282,17 @@ pub fn parse_mail(bytes: &[u8]) -> Result<(HeaderFields, Vec<u8>), String> {
     Ok((headers, body))
 }
 
+/// The first address of a From:/To: header value (`Name <a@b>, ...` or `a@b`), in
+/// angle brackets as an envelope address.
+pub fn header_address(value: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(value);
+    let first = text.split(',').next().unwrap_or_default();
+    match (first.find('<'), first.rfind('>')) {
+        (Some(start), Some(end)) if start < end => first.as_bytes()[start..=end].to_vec(),
+        _ => format!("<{}>", first.trim()).into_bytes(),
+    }
+}
+
 /// One line without its end (LF or CRLF), and what follows.
 fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
     match bytes.iter().position(|&b| b == b'\n') {
@@ -404,5 +415,12 @@ mod tests {
         assert_eq!(body, b"no final newline\r\n");
         assert!(parse_mail(b" leading\n").unwrap_err().contains("line 1"));
         assert!(parse_mail(b"no colon\n").unwrap_err().contains("without ':'"));
+    }
+
+    #[test]
+    fn header_addresses() {
+        assert_eq!(header_address(b"Alice <alice@test>, bob@test"), b"<alice@test>");
+        assert_eq!(header_address(b" bob@test "), b"<bob@test>");
+        assert_eq!(header_address(b"bob@test, carol@test"), b"<bob@test>");
     }
 }

@@ -3,14 +3,12 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::milter_connection::{drive, Connection};
 use milter_manager::message::{Change, Message};
 use milter_manager::protocol::{Actions, ConnectAddress, Negotiation, Steps, SUPPORTED_VERSIONS};
 use milter_manager::spec::Spec;
@@ -132,45 +130,8 @@ fn run(options: &Options) -> Result<(), String> {
     let mut connection = Connection::open(&spec, timeouts.connection)?;
     connection.set_write_timeout(timeouts.writing)?;
     let mut session = TestServerSession::new(script, started);
-    let mut buffer = vec![0; 64 * 1024];
-    loop {
-        let output = session.take_output();
-        if !output.is_empty() {
-            if let Err(error) = connection.write_all(&output) {
-                // A milter may close right after its final verdict; that is not an error.
-                if !session.is_done() {
-                    return Err(format!("cannot write to the milter at {spec}: {error}"));
-                }
-            }
-        }
-        print_log(&mut session, options.verbose);
-        if session.is_done() {
-            break;
-        }
-        let Some(deadline) = session.deadline() else {
-            return Err("internal error: the session waits without a deadline".into());
-        };
-        let now = Instant::now();
-        if now >= deadline {
-            session.handle_timeout(now);
-            continue;
-        }
-        connection.set_read_timeout(deadline - now)?;
-        match connection.read(&mut buffer) {
-            Ok(0) => session.handle_closed(),
-            Ok(n) => session.handle_bytes(&buffer[..n], Instant::now()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                session.handle_timeout(Instant::now())
-            }
-            Err(e) => return Err(format!("cannot read from the milter at {spec}: {e}")),
-        }
-    }
-    print_log(&mut session, options.verbose);
+    drive(&mut session, &mut connection, |session| print_log(session, options.verbose))
+        .map_err(|e| e.message_at(&spec))?;
     let elapsed = started.elapsed();
     if let Some(error) = session.error() {
         return Err(error.to_string());
@@ -323,7 +284,7 @@ fn build_script(options: &Options) -> Result<Script, String> {
             Steps::ALL.intersection(Steps::for_version(options.negotiate_version)),
         ),
         daemon_name: options.name.clone(),
-        mta_hostname: hostname(),
+        mta_hostname: common::hostname(),
         connect_host: options.connect_host.clone().into_bytes(),
         connect_address: connect_address(&options.connect_address)?,
         helo_fqdn: Some(options.helo_fqdn.clone().into_bytes()),
@@ -344,7 +305,7 @@ fn build_script(options: &Options) -> Result<Script, String> {
             headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-                .map(|(_, v)| address_in(v))
+                .map(|(_, v)| milter_manager::message::header_address(v))
         };
         if let Some(from) = find("From") {
             script.envelope_from = from;
@@ -401,16 +362,6 @@ fn build_script(options: &Options) -> Result<Script, String> {
     Ok(script)
 }
 
-/// The address inside a From:/To: header value (`Name <a@b>` or `a@b`).
-fn address_in(value: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(value);
-    let first = text.split(',').next().unwrap_or_default();
-    match (first.find('<'), first.rfind('>')) {
-        (Some(start), Some(end)) if start < end => first.as_bytes()[start..=end].to_vec(),
-        _ => format!("<{}>", first.trim()).into_bytes(),
-    }
-}
-
 fn connect_address(text: &str) -> Result<ConnectAddress, String> {
     if text == "unknown" {
         return Ok(ConnectAddress::Unknown);
@@ -442,82 +393,4 @@ fn connect_address(text: &str) -> Result<ConnectAddress, String> {
             }
         }
     })
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// A connected milter socket of either kind.
-enum Connection {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
-impl Connection {
-    fn open(spec: &Spec, timeout: Duration) -> Result<Connection, String> {
-        let mut last_error = None;
-        for endpoint in
-            common::endpoints(spec).map_err(|e| format!("cannot connect to {spec}: {e}"))?
-        {
-            let attempt = match endpoint {
-                workers::Endpoint::Unix(path) => UnixStream::connect(path).map(Connection::Unix),
-                workers::Endpoint::Tcp(address) => TcpStream::connect_timeout(&address, timeout)
-                    .and_then(|stream| {
-                        stream.set_nodelay(true)?;
-                        Ok(Connection::Tcp(stream))
-                    }),
-            };
-            match attempt {
-                Ok(connection) => return Ok(connection),
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(format!(
-            "cannot connect to the milter at {spec}: {}",
-            last_error.map_or("no address".to_string(), |e| e.to_string())
-        ))
-    }
-
-    fn set_read_timeout(&self, timeout: Duration) -> Result<(), String> {
-        let timeout = Some(timeout.max(Duration::from_millis(1)));
-        match self {
-            Connection::Unix(s) => s.set_read_timeout(timeout),
-            Connection::Tcp(s) => s.set_read_timeout(timeout),
-        }
-        .map_err(|e| format!("cannot set the reading timeout: {e}"))
-    }
-
-    fn set_write_timeout(&self, timeout: Duration) -> Result<(), String> {
-        match self {
-            Connection::Unix(s) => s.set_write_timeout(Some(timeout)),
-            Connection::Tcp(s) => s.set_write_timeout(Some(timeout)),
-        }
-        .map_err(|e| format!("cannot set the writing timeout: {e}"))
-    }
-}
-
-impl Read for Connection {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Connection::Unix(s) => s.read(buffer),
-            Connection::Tcp(s) => s.read(buffer),
-        }
-    }
-}
-
-impl Write for Connection {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Connection::Unix(s) => s.write(bytes),
-            Connection::Tcp(s) => s.write(bytes),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each binary uses a different part.
 
 pub mod logger;
+pub mod milter_connection;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -49,6 +50,14 @@ pub fn bind_target(spec: &Spec) -> Result<supervisor::BindTarget, String> {
         Spec::Unix { path, .. } => Ok(supervisor::BindTarget::Unix(path.clone())),
         Spec::Inet { .. } => Ok(supervisor::BindTarget::Tcp(resolve_inet(spec, true)?)),
     }
+}
+
+/// This machine's host name (the MTA's `j` macro), or `localhost`.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Parses a number with an optional K/M suffix (`--packet-buffer-size=64K`).

@@ -1,0 +1,235 @@
+//! SMTP mode: each session is one SMTP connection to an MTA (EHLO, MAIL, RCPT..., DATA,
+//! the message, QUIT), as the original tool does. The MTA's reply decides the status:
+//! 2xx pass, 4xx temporary failure, 5xx reject, at the stage it was given.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use milter_manager::performance::{
+    dot_stuffed_data, status_of_code, ErrorKind, Failure, Mail, Outcome, ReplyAssembler, SmtpReply,
+    Status,
+};
+
+use crate::failure::io_failure;
+
+/// The longest reply line taken (RFC 5321 allows 512 bytes; be generous).
+const MAX_REPLY_LINE: u64 = 64 * 1024;
+
+/// One mail ready to send: its envelope commands and its DATA bytes.
+struct PreparedMail {
+    mail_from: Vec<u8>,
+    rcpt_to: Vec<Vec<u8>>,
+    data: Vec<u8>,
+}
+
+/// An SMTP server and the mails to send it.
+pub struct SmtpTarget {
+    description: String,
+    addresses: Vec<SocketAddr>,
+    helo: String,
+    mails: Vec<PreparedMail>,
+    timeout: Duration,
+}
+
+impl SmtpTarget {
+    /// Looks up `host`; an error says why it cannot be found.
+    pub fn new(
+        host: &str,
+        port: u16,
+        helo: String,
+        mails: &[Mail],
+        timeout: Duration,
+    ) -> Result<SmtpTarget, String> {
+        let description =
+            if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let addresses: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve the SMTP server {host:?}: {e}"))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(format!("the SMTP server {host:?} has no address"));
+        }
+        let mails = mails
+            .iter()
+            .map(|mail| PreparedMail {
+                mail_from: [b"MAIL FROM:", &mail.envelope.from[..], b"\r\n"].concat(),
+                rcpt_to: mail
+                    .envelope
+                    .recipients
+                    .iter()
+                    .map(|r| [b"RCPT TO:", &r[..], b"\r\n"].concat())
+                    .collect(),
+                data: dot_stuffed_data(mail),
+            })
+            .collect();
+        Ok(SmtpTarget { description, addresses, helo, mails, timeout })
+    }
+
+    pub fn description(&self) -> String {
+        self.description.clone()
+    }
+
+    /// Session number `index`: one mail over one connection.
+    pub fn run_session(&self, index: usize) -> Result<Outcome, Failure> {
+        let mail = &self.mails[index % self.mails.len()];
+        let mut connection = SmtpConnection::open(self)?;
+        let outcome = connection.send(mail, &self.helo);
+        // Say goodbye whatever happened, as a client would; the answer does not matter.
+        connection.quit();
+        outcome
+    }
+}
+
+/// An open SMTP connection.
+struct SmtpConnection<'a> {
+    target: &'a str,
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    assembler: ReplyAssembler,
+}
+
+impl<'a> SmtpConnection<'a> {
+    fn open(target: &'a SmtpTarget) -> Result<SmtpConnection<'a>, Failure> {
+        let mut last_error = None;
+        for address in &target.addresses {
+            match TcpStream::connect_timeout(address, target.timeout) {
+                Ok(stream) => {
+                    let setup = |stream: &TcpStream| -> std::io::Result<TcpStream> {
+                        stream.set_nodelay(true)?;
+                        stream.set_read_timeout(Some(target.timeout))?;
+                        stream.set_write_timeout(Some(target.timeout))?;
+                        stream.try_clone()
+                    };
+                    let what = format!("cannot set up the connection to {}", target.description);
+                    let reading = setup(&stream).map_err(|e| io_failure(&e, &what))?;
+                    return Ok(SmtpConnection {
+                        target: &target.description,
+                        stream,
+                        reader: BufReader::new(reading),
+                        assembler: ReplyAssembler::default(),
+                    });
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let reason = last_error.map_or("no address".to_string(), |e| e.to_string());
+        Err(Failure::new(
+            ErrorKind::Connect,
+            format!("cannot connect to the SMTP server at {}: {reason}", target.description),
+        ))
+    }
+
+    /// The SMTP dialogue up to the end of the message.
+    fn send(&mut self, mail: &PreparedMail, helo: &str) -> Result<Outcome, Failure> {
+        let greeting = self.read_reply("connect")?;
+        if let Some(refused) = refusal(&greeting, "connect", 2)? {
+            return Ok(refused);
+        }
+        let mut reply = self.command(format!("EHLO {helo}\r\n").as_bytes(), "helo")?;
+        if reply.code / 100 == 5 {
+            // A server that does not know EHLO may still know HELO.
+            reply = self.command(format!("HELO {helo}\r\n").as_bytes(), "helo")?;
+        }
+        if let Some(refused) = refusal(&reply, "helo", 2)? {
+            return Ok(refused);
+        }
+        let reply = self.command(&mail.mail_from, "envelope-from")?;
+        if let Some(refused) = refusal(&reply, "envelope-from", 2)? {
+            return Ok(refused);
+        }
+        let mut last_refusal = None;
+        let mut accepted = 0;
+        for rcpt_to in &mail.rcpt_to {
+            let reply = self.command(rcpt_to, "envelope-recipient")?;
+            match refusal(&reply, "envelope-recipient", 2)? {
+                None => accepted += 1,
+                // 421: the server is closing the connection, not just refusing this one.
+                Some(refused) if reply.code == 421 => return Ok(refused),
+                Some(refused) => last_refusal = Some(refused),
+            }
+        }
+        if accepted == 0 {
+            let no_recipient = Outcome { status: Status::Reject, stage: "envelope-recipient" };
+            return Ok(last_refusal.unwrap_or(no_recipient));
+        }
+        let reply = self.command(b"DATA\r\n", "data")?;
+        if let Some(refused) = refusal(&reply, "data", 3)? {
+            return Ok(refused);
+        }
+        let reply = self.command(&mail.data, "end-of-message")?;
+        match refusal(&reply, "end-of-message", 2)? {
+            Some(refused) => Ok(refused),
+            None => Ok(Outcome { status: Status::Pass, stage: "end-of-message" }),
+        }
+    }
+
+    /// Writes `bytes` (one write) and reads the reply.
+    fn command(&mut self, bytes: &[u8], stage: &'static str) -> Result<SmtpReply, Failure> {
+        self.stream.write_all(bytes).map_err(|e| {
+            io_failure(
+                &e,
+                &format!("cannot write to the SMTP server at {} at {stage}", self.target),
+            )
+        })?;
+        self.read_reply(stage)
+    }
+
+    fn read_reply(&mut self, stage: &'static str) -> Result<SmtpReply, Failure> {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = (&mut self.reader).take(MAX_REPLY_LINE).read_until(b'\n', &mut line);
+            let what = || format!("the SMTP server at {} did not answer {stage}", self.target);
+            match read {
+                Ok(0) => {
+                    return Err(Failure::new(
+                        ErrorKind::Closed,
+                        format!("the SMTP server at {} closed the connection at {stage}", self.target),
+                    ))
+                }
+                Ok(_) if !line.ends_with(b"\n") && line.len() as u64 >= MAX_REPLY_LINE => {
+                    return Err(Failure::new(
+                        ErrorKind::Protocol,
+                        format!("the SMTP server at {} sent a reply line over {MAX_REPLY_LINE} bytes at {stage}", self.target),
+                    ))
+                }
+                Ok(_) => {}
+                Err(error) => return Err(io_failure(&error, &what())),
+            }
+            match self.assembler.push_line(&line) {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(message) => {
+                    return Err(Failure::new(ErrorKind::Protocol, format!("{message} at {stage}")))
+                }
+            }
+        }
+    }
+
+    /// QUIT and its reply, errors ignored: the session's result is known already.
+    fn quit(&mut self) {
+        if self.stream.write_all(b"QUIT\r\n").is_ok() {
+            let _ = self.read_reply("quit");
+        }
+    }
+}
+
+/// `None` when `reply` lets the session go on (its code starts with `positive`), the
+/// final outcome when it refuses (4xx, 5xx), an error for anything else.
+fn refusal(
+    reply: &SmtpReply,
+    stage: &'static str,
+    positive: u16,
+) -> Result<Option<Outcome>, Failure> {
+    if reply.code / 100 == positive {
+        return Ok(None);
+    }
+    match status_of_code(reply.code) {
+        Some(status) if reply.code >= 400 => Ok(Some(Outcome { status, stage })),
+        _ => Err(Failure::new(
+            ErrorKind::Protocol,
+            format!("unexpected SMTP reply \"{}\" at {stage}", reply.one_line()),
+        )),
+    }
+}

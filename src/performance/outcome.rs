@@ -1,0 +1,91 @@
+//! What one session came to: a final status at some stage, or an error.
+
+use std::time::Duration;
+
+/// The final status of a session, as the MTA (milter mode) or the SMTP client (SMTP
+/// mode) saw it. Ordered from "mail went through" to "mail refused".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// SMTP mode: the server answered 2xx to the end of the message.
+    Pass,
+    /// Milter mode: accept, or continue up to the end of the message.
+    Accept,
+    /// Milter mode: accepted, but the milter asked to quarantine the message.
+    Quarantine,
+    Discard,
+    TemporaryFailure,
+    Reject,
+    /// Milter mode: the milter asked the MTA to drop the connection (421).
+    Shutdown,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Accept => "accept",
+            Status::Quarantine => "quarantine",
+            Status::Discard => "discard",
+            Status::TemporaryFailure => "temporary-failure",
+            Status::Reject => "reject",
+            Status::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A final status and the stage that decided it (`envelope-recipient`, `end-of-message`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    pub stage: &'static str,
+}
+
+/// Why a session did not complete. Ordered as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorKind {
+    /// The connection could not be made (refused, unreachable, connect timeout).
+    Connect,
+    /// The peer did not answer in time.
+    Timeout,
+    /// The peer closed the connection while an answer was due.
+    Closed,
+    /// The peer answered something the protocol does not allow.
+    Protocol,
+    /// Reading or writing failed otherwise (connection reset...).
+    Io,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+/// An error with its one-line explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure { kind, message: message.into() }
+    }
+}
+
+/// One session: its number (0-based, in the order sessions were started), how long it
+/// took from connecting to its end (the QUIT sent, or its answer over SMTP), and how it
+/// ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub index: usize,
+    pub latency: Duration,
+    pub result: Result<Outcome, Failure>,
+}

@@ -1,0 +1,164 @@
+//! The SMTP client's pure parts: assembling (multi-line) replies, reading a reply code
+//! as a status, and the DATA bytes of a mail.
+
+use super::mail::Mail;
+use super::outcome::Status;
+
+/// A complete SMTP reply: its code and the text of each line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpReply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl SmtpReply {
+    /// The reply as one line (`550 5.1.1 no such user`), for error messages.
+    pub fn one_line(&self) -> String {
+        format!("{} {}", self.code, self.lines.join(" / "))
+    }
+}
+
+/// Collects reply lines (`250-first`, `250-second`, `250 last`) into replies.
+#[derive(Debug, Default)]
+pub struct ReplyAssembler {
+    code: Option<u16>,
+    lines: Vec<String>,
+}
+
+impl ReplyAssembler {
+    /// Takes one line (with or without its line end); gives the reply once its last line
+    /// arrived. A line that is not `DDD[ -]text` or changes the code is an error.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<SmtpReply>, String> {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let shown = || String::from_utf8_lossy(line).into_owned();
+        let digits = line.get(..3).filter(|d| d.iter().all(u8::is_ascii_digit));
+        let (Some(digits), separator) = (digits, line.get(3).copied()) else {
+            return Err(format!("the SMTP server sent {:?}, not a reply line", shown()));
+        };
+        let code: u16 = std::str::from_utf8(digits).expect("digits").parse().expect("three digits");
+        let last = match separator {
+            None | Some(b' ') => true,
+            Some(b'-') => false,
+            Some(_) => return Err(format!("the SMTP server sent {:?}, not a reply line", shown())),
+        };
+        if self.code.is_some_and(|c| c != code) {
+            return Err(format!("the SMTP server changed the code within a reply: {:?}", shown()));
+        }
+        self.code = Some(code);
+        self.lines.push(String::from_utf8_lossy(line.get(4..).unwrap_or_default()).into_owned());
+        if !last {
+            return Ok(None);
+        }
+        self.code = None;
+        Ok(Some(SmtpReply { code, lines: std::mem::take(&mut self.lines) }))
+    }
+}
+
+/// What a reply code means for the mail: 2xx pass, 4xx temporary failure, 5xx reject;
+/// `None` for anything else (1xx, 3xx where a final answer was due).
+pub fn status_of_code(code: u16) -> Option<Status> {
+    match code / 100 {
+        2 => Some(Status::Pass),
+        4 => Some(Status::TemporaryFailure),
+        5 => Some(Status::Reject),
+        _ => None,
+    }
+}
+
+/// What follows a 354: the header fields, an empty line and the body, every line ending
+/// in CRLF and dot-stuffed, then the lone `.` line that ends the data.
+pub fn dot_stuffed_data(mail: &Mail) -> Vec<u8> {
+    let mut text = Vec::with_capacity(mail.body.len() + 64 * mail.headers.len() + 16);
+    for (name, value) in &mail.headers {
+        text.extend_from_slice(name);
+        text.push(b':');
+        // Milters get the value without the space after the colon; put it back.
+        if !value.is_empty() && !value.starts_with(b" ") && !value.starts_with(b"\t") {
+            text.push(b' ');
+        }
+        for (i, line) in value.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                text.extend_from_slice(b"\r\n");
+            }
+            text.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        }
+        text.extend_from_slice(b"\r\n");
+    }
+    text.extend_from_slice(b"\r\n");
+    text.extend_from_slice(&mail.body);
+    if !mail.body.is_empty() && !mail.body.ends_with(b"\r\n") {
+        text.extend_from_slice(b"\r\n");
+    }
+    let mut data = Vec::with_capacity(text.len() + text.len() / 64 + 3);
+    let mut at_line_start = true;
+    for &byte in &text {
+        if at_line_start && byte == b'.' {
+            data.push(b'.');
+        }
+        data.push(byte);
+        at_line_start = byte == b'\n';
+    }
+    data.extend_from_slice(b".\r\n");
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::performance::mail::Envelope;
+
+    #[test]
+    fn multi_line_replies() {
+        let mut assembler = ReplyAssembler::default();
+        assert_eq!(assembler.push_line(b"250-mx.example.org\r\n"), Ok(None));
+        assert_eq!(assembler.push_line(b"250-PIPELINING\r\n"), Ok(None));
+        let reply = assembler.push_line(b"250 8BITMIME\r\n").unwrap().unwrap();
+        assert_eq!(reply.code, 250);
+        assert_eq!(reply.lines, ["mx.example.org", "PIPELINING", "8BITMIME"]);
+        let reply = assembler.push_line(b"354\r\n").unwrap().unwrap();
+        assert_eq!((reply.code, reply.lines.len()), (354, 1));
+        assert_eq!(
+            assembler
+                .push_line(b"550 5.1.1 <x@example.org>: no such user\n")
+                .unwrap()
+                .unwrap()
+                .one_line(),
+            "550 5.1.1 <x@example.org>: no such user"
+        );
+        for bad in [&b"hello\r\n"[..], b"25\r\n", b"250x\r\n"] {
+            assert!(assembler.push_line(bad).is_err(), "{bad:?}");
+        }
+        let mut assembler = ReplyAssembler::default();
+        assembler.push_line(b"250-a").unwrap();
+        assert!(assembler.push_line(b"251 b").unwrap_err().contains("changed the code"));
+    }
+
+    #[test]
+    fn codes_as_statuses() {
+        assert_eq!(status_of_code(250), Some(Status::Pass));
+        assert_eq!(status_of_code(421), Some(Status::TemporaryFailure));
+        assert_eq!(status_of_code(554), Some(Status::Reject));
+        assert_eq!(status_of_code(354), None);
+    }
+
+    #[test]
+    fn data_is_dot_stuffed_with_crlf() {
+        let mail = Mail {
+            envelope: Envelope { from: b"<a@b>".to_vec(), recipients: vec![b"<c@d>".to_vec()] },
+            headers: vec![
+                (b"Subject".to_vec(), b"folded\n line two".to_vec()),
+                (b"X-Tab".to_vec(), b"\tvalue".to_vec()),
+                (b"X-Empty".to_vec(), Vec::new()),
+            ],
+            body: b".leading dot\r\nmiddle\r\n..two\r\nno end".to_vec(),
+        };
+        assert_eq!(
+            String::from_utf8(dot_stuffed_data(&mail)).unwrap(),
+            "Subject: folded\r\n line two\r\nX-Tab:\tvalue\r\nX-Empty:\r\n\r\n\
+             ..leading dot\r\nmiddle\r\n...two\r\nno end\r\n.\r\n"
+        );
+        let empty = Mail { headers: Vec::new(), body: Vec::new(), ..mail };
+        assert_eq!(dot_stuffed_data(&empty), b"\r\n.\r\n");
+    }
+}

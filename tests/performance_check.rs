@@ -1,0 +1,535 @@
+//! milter-performance-check through the real binary: against milter-test-client, against
+//! small milters and SMTP servers written here (one that rejects some sessions, one that
+//! never answers), against nothing at all, and with bad arguments. Every test checks the
+//! counts the tool prints and its exit status.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use milter_manager::protocol::{
+    Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
+};
+use support::{Finished, TempDir, TestClient};
+
+const CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
+
+fn check(dir: &TempDir, args: &[&str]) -> Finished {
+    support::run(dir, "milter-performance-check", Command::new(CHECK).args(args), support::TIMEOUT)
+}
+
+fn exit_code(finished: &Finished) -> i32 {
+    finished.status.code().unwrap_or_else(|| panic!("killed by a signal\n{}", finished.describe()))
+}
+
+/// Starts `serve` on a thread for every connection to a fresh port of 127.0.0.1; the
+/// connection's number (0, 1, ...) is passed along. The listener lives as long as the
+/// test process, which is fine for a test.
+fn serve_tcp(serve: impl Fn(TcpStream, usize) + Send + Sync + 'static) -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        let counter = AtomicUsize::new(0);
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let number = counter.fetch_add(1, Ordering::SeqCst);
+            let serve = Arc::clone(&serve);
+            std::thread::spawn(move || serve(stream, number));
+        }
+    });
+    port
+}
+
+/// A milter session: `answer` gives the replies to each command (macros, abort and quit
+/// get none); it ends at QUIT or when the MTA closes.
+fn milter_session(mut stream: TcpStream, answer: impl Fn(&MilterCommand) -> Vec<Reply>) {
+    let mut deframer = Deframer::default();
+    let mut buffer = [0; 65536];
+    loop {
+        let n = match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        deframer.push(&buffer[..n]);
+        let mut out = Vec::new();
+        let mut quit = false;
+        while let Some(frame) = deframer.next_frame() {
+            let frame = frame.expect("a valid frame");
+            let command = MilterCommand::decode(frame.code, frame.data).expect("a valid command");
+            quit |= command == MilterCommand::Quit;
+            let replies = match command {
+                MilterCommand::DefineMacros { .. } | MilterCommand::Abort | MilterCommand::Quit => {
+                    vec![]
+                }
+                MilterCommand::Negotiate(_) => {
+                    vec![Reply::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty()))]
+                }
+                ref other => answer(other),
+            };
+            for reply in replies {
+                reply.encode(&mut out);
+            }
+        }
+        if stream.write_all(&out).is_err() || quit {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A small JSON reader, enough to check that the report parses and to read its numbers.
+
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(String),
+    List(Vec<Json>),
+    Object(BTreeMap<String, Json>),
+}
+
+impl Json {
+    fn parse(text: &str) -> Result<Json, String> {
+        let mut parser = JsonParser { bytes: text.trim().as_bytes(), at: 0 };
+        let value = parser.value()?;
+        if parser.at != parser.bytes.len() {
+            return Err(format!("trailing bytes at {}", parser.at));
+        }
+        Ok(value)
+    }
+
+    fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Object(fields) => {
+                fields.get(key).unwrap_or_else(|| panic!("no {key:?} in {self:?}"))
+            }
+            other => panic!("{other:?} is not an object (looking for {key:?})"),
+        }
+    }
+
+    fn number(&self) -> f64 {
+        match self {
+            Json::Number(n) => *n,
+            other => panic!("{other:?} is not a number"),
+        }
+    }
+
+    fn count(&self) -> usize {
+        let n = self.number();
+        assert!(n >= 0.0 && n.fract() == 0.0, "{n} is not a count");
+        n as usize
+    }
+
+    fn fields(&self) -> &BTreeMap<String, Json> {
+        match self {
+            Json::Object(fields) => fields,
+            other => panic!("{other:?} is not an object"),
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl JsonParser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), String> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(format!("expected {:?} at {}", byte as char, self.at))
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
+        if self.bytes[self.at..].starts_with(word.as_bytes()) {
+            self.at += word.len();
+            Ok(value)
+        } else {
+            Err(format!("unexpected input at {}", self.at))
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        match self.peek().ok_or("unexpected end")? {
+            b'{' => {
+                self.at += 1;
+                let mut fields = BTreeMap::new();
+                if self.peek() == Some(b'}') {
+                    self.at += 1;
+                    return Ok(Json::Object(fields));
+                }
+                loop {
+                    let key = self.string()?;
+                    self.expect(b':')?;
+                    fields.insert(key, self.value()?);
+                    match self.peek() {
+                        Some(b',') => self.at += 1,
+                        _ => break,
+                    }
+                }
+                self.expect(b'}')?;
+                Ok(Json::Object(fields))
+            }
+            b'[' => {
+                self.at += 1;
+                let mut items = Vec::new();
+                if self.peek() == Some(b']') {
+                    self.at += 1;
+                    return Ok(Json::List(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    match self.peek() {
+                        Some(b',') => self.at += 1,
+                        _ => break,
+                    }
+                }
+                self.expect(b']')?;
+                Ok(Json::List(items))
+            }
+            b'"' => Ok(Json::Text(self.string()?)),
+            b't' => self.literal("true", Json::Bool(true)),
+            b'f' => self.literal("false", Json::Bool(false)),
+            b'n' => self.literal("null", Json::Null),
+            _ => {
+                let start = self.at;
+                while self.peek().is_some_and(|b| b"+-.eE0123456789".contains(&b)) {
+                    self.at += 1;
+                }
+                let text = std::str::from_utf8(&self.bytes[start..self.at]).unwrap();
+                text.parse().map(Json::Number).map_err(|_| format!("bad number {text:?}"))
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.expect(b'"')?;
+        let mut out = String::new();
+        loop {
+            let byte = self.peek().ok_or("unterminated string")?;
+            self.at += 1;
+            match byte {
+                b'"' => return Ok(out),
+                b'\\' => {
+                    let escaped = self.peek().ok_or("unterminated escape")?;
+                    self.at += 1;
+                    match escaped {
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hex =
+                                std::str::from_utf8(&self.bytes[self.at..self.at + 4]).unwrap();
+                            self.at += 4;
+                            let code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                            out.push(char::from_u32(code).ok_or("bad \\u escape")?);
+                        }
+                        other => out.push(other as char),
+                    }
+                }
+                byte if byte < 0x20 => return Err("control character in a string".into()),
+                _ => {
+                    // Copy the whole UTF-8 sequence.
+                    let start = self.at - 1;
+                    while self.peek().is_some_and(|b| b & 0xC0 == 0x80) {
+                        self.at += 1;
+                    }
+                    out.push_str(std::str::from_utf8(&self.bytes[start..self.at]).unwrap());
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn milter_mode_against_the_test_client_reports_json_that_adds_up() {
+    let dir = TempDir::new("perf-client");
+    let client = TestClient::start_tcp(&dir, &[]);
+    let spec = client.spec.clone();
+    let finished = check(
+        &dir,
+        &["--milter", &spec, "--n-mails", "20", "--n-concurrent-connections", "4", "--json"],
+    );
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    assert_eq!(finished.stdout.lines().count(), 1, "one JSON line\n{}", finished.describe());
+    let report = Json::parse(&finished.stdout)
+        .unwrap_or_else(|e| panic!("the report is not JSON: {e}\n{}", finished.describe()));
+    assert_eq!(report.get("mode"), &Json::Text("milter".into()));
+    assert_eq!(report.get("target"), &Json::Text(spec));
+    assert_eq!(report.get("concurrency").count(), 4);
+    assert_eq!(report.get("sessions").count(), 20);
+    assert_eq!(report.get("completed").count(), 20);
+    let statuses = report.get("statuses").fields();
+    assert_eq!(statuses.keys().collect::<Vec<_>>(), ["accept"], "{statuses:?}");
+    let accept = &statuses["accept"];
+    assert_eq!(accept.get("count").count(), 20);
+    assert_eq!(accept.get("stages").get("end-of-message").count(), 20);
+    assert_eq!(report.get("errors").get("count").count(), 0);
+    assert!(report.get("errors").get("kinds").fields().is_empty());
+    // The numbers fit together: percentiles in order, throughput = completed / elapsed.
+    let latency = report.get("latency_ms");
+    let [p50, p90, p99, max] = ["p50", "p90", "p99", "max"].map(|k| latency.get(k).number());
+    assert!(0.0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= max, "{latency:?}");
+    let elapsed = report.get("elapsed_seconds").number();
+    assert!(elapsed > 0.0 && max / 1000.0 <= elapsed + 0.001, "{elapsed} s, max {max} ms");
+    let throughput = report.get("throughput").number();
+    assert!((throughput - 20.0 / elapsed).abs() <= 0.01 * throughput + 0.01, "{throughput}");
+
+    // The client saw 20 complete sessions, each with its message.
+    let (status, report) = client.stop();
+    assert!(status.success());
+    assert_eq!(report.lines().filter(|l| l.ends_with("] quit")).count(), 20, "{report}");
+    assert_eq!(report.lines().filter(|l| l.contains("] end-of-message")).count(), 20);
+}
+
+#[test]
+fn rejects_and_temporary_failures_are_counted_not_errors() {
+    // Connection k: k % 4 == 0 rejected at RCPT, == 1 answered 451 at end of message,
+    // otherwise accepted at the end of message with a header added on the way.
+    let port = serve_tcp(|stream, number| {
+        milter_session(stream, |command| match command {
+            MilterCommand::EnvelopeRecipient { .. } if number % 4 == 0 => vec![Reply::Reject],
+            MilterCommand::EndOfMessage { .. } if number % 4 == 1 => {
+                vec![Reply::ReplyCode { text: b"451 4.7.1 try again later".to_vec() }]
+            }
+            MilterCommand::EndOfMessage { .. } => vec![
+                Reply::AddHeader { name: b"X-Checked".to_vec(), value: b"yes".to_vec() },
+                Reply::Accept,
+            ],
+            _ => vec![Reply::Continue],
+        })
+    });
+    let dir = TempDir::new("perf-reject");
+    let spec = format!("inet:{port}@[127.0.0.1]");
+    let finished =
+        check(&dir, &["--milter", &spec, "--n-mails", "20", "--n-concurrent-connections", "3"]);
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    let out = &finished.stdout;
+    assert!(out.contains("sessions: 20 (completed: 20, errors: 0, concurrency: 3)\n"), "{out}");
+    assert!(out.contains("\n  accept: 10 (end-of-message: 10)\n"), "{out}");
+    assert!(out.contains("\n  temporary-failure: 5 (end-of-message: 5)\n"), "{out}");
+    assert!(out.contains("\n  reject: 5 (envelope-recipient: 5)\n"), "{out}");
+    assert!(out.ends_with("errors: 0\n"), "{out}");
+}
+
+#[test]
+fn an_unreachable_milter_makes_every_session_an_error() {
+    let dir = TempDir::new("perf-unreachable");
+    let port = support::free_tcp_port();
+    let spec = format!("inet:{port}@[127.0.0.1]");
+    let finished = check(&dir, &["--milter", &spec, "--n-mails", "7"]);
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    let out = &finished.stdout;
+    assert!(out.contains("sessions: 7 (completed: 0, errors: 7, concurrency: 7)\n"), "{out}");
+    assert!(out.contains("latency: none (no session completed)\nstatuses: none\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "errors: 7\n  connect: 7 (first: cannot connect to the milter at {spec}: \
+             Connection refused"
+        )),
+        "{out}"
+    );
+
+    let socket = dir.join("nobody.sock");
+    let spec = format!("unix:{}", socket.display());
+    let finished = check(&dir, &["--milter", &spec, "--n-mails", "3", "--json"]);
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    let report = Json::parse(&finished.stdout).expect("JSON");
+    assert_eq!(report.get("completed").count(), 0);
+    assert_eq!(report.get("latency_ms"), &Json::Null);
+    let connect = report.get("errors").get("kinds").get("connect");
+    assert_eq!(connect.get("count").count(), 3);
+    let Json::Text(first) = connect.get("first") else { panic!("{connect:?}") };
+    assert!(first.contains("No such file or directory"), "{first}");
+}
+
+#[test]
+fn a_silent_milter_times_out() {
+    // Reads everything, answers nothing.
+    let port = serve_tcp(|mut stream, _| {
+        let mut buffer = [0; 4096];
+        while matches!(stream.read(&mut buffer), Ok(n) if n > 0) {}
+    });
+    let dir = TempDir::new("perf-timeout");
+    let spec = format!("inet:{port}@[127.0.0.1]");
+    let finished = check(&dir, &["--milter", &spec, "--n-mails", "4", "--timeout", "0.3"]);
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains(
+            "errors: 4\n  timeout: 4 (first: the milter did not answer negotiate within 0.3 seconds)\n"
+        ),
+        "{}",
+        finished.describe()
+    );
+}
+
+/// What the test SMTP server received in the DATA of each session.
+type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// An SMTP session: connection k % 4 == 0 gets 550 at RCPT, == 1 gets 451 after the
+/// data, the others 250.
+fn smtp_session(stream: TcpStream, number: usize, received: &Received) -> std::io::Result<()> {
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    writer.write_all(b"220 smtp.test ESMTP\r\n")?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let command = String::from_utf8_lossy(&line).to_ascii_uppercase();
+        let reply: &[u8] = if command.starts_with("EHLO") {
+            b"250-smtp.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        } else if command.starts_with("MAIL FROM:<") {
+            b"250 2.1.0 Ok\r\n"
+        } else if command.starts_with("RCPT TO:<") {
+            if number % 4 == 0 {
+                b"550 5.1.1 no such user\r\n"
+            } else {
+                b"250 2.1.5 Ok\r\n"
+            }
+        } else if command.starts_with("DATA") {
+            writer.write_all(b"354 go ahead\r\n")?;
+            let mut data = Vec::new();
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    return Ok(());
+                }
+                if line == b".\r\n" {
+                    break;
+                }
+                data.extend_from_slice(&line);
+            }
+            received.lock().unwrap().push(data);
+            if number % 4 == 1 {
+                b"451 4.3.0 try later\r\n"
+            } else {
+                b"250 2.0.0 queued\r\n"
+            }
+        } else if command.starts_with("QUIT") {
+            writer.write_all(b"221 2.0.0 bye\r\n")?;
+            return Ok(());
+        } else {
+            b"502 5.5.2 what?\r\n"
+        };
+        writer.write_all(reply)?;
+    }
+}
+
+#[test]
+fn smtp_mode_counts_each_reply_at_its_stage() {
+    let received: Received = Arc::default();
+    let server_received = Arc::clone(&received);
+    let port = serve_tcp(move |stream, number| {
+        smtp_session(stream, number, &server_received).expect("SMTP session");
+    });
+    let dir = TempDir::new("perf-smtp");
+    // Two mail files used in turn; one has a line that needs dot-stuffing.
+    let first = dir.join("first.eml");
+    let second = dir.join("second.eml");
+    std::fs::write(
+        &first,
+        "From: a@example.net\nTo: b@example.org\nSubject: one\n\n.hidden\nend\n",
+    )
+    .unwrap();
+    std::fs::write(&second, "From: a@example.net\nSubject: two\n\nsecond body\n").unwrap();
+    let port_text = port.to_string();
+    let args = [
+        "--smtp-server",
+        "127.0.0.1",
+        "--smtp-port",
+        &port_text,
+        "--n-mails",
+        "12",
+        "--n-concurrent-connections",
+        "2",
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+    ];
+    let finished = check(&dir, &args);
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    let out = &finished.stdout;
+    assert!(out.starts_with(&format!("target: smtp 127.0.0.1:{port}\n")), "{out}");
+    assert!(out.contains("sessions: 12 (completed: 12, errors: 0, concurrency: 2)\n"), "{out}");
+    assert!(out.contains("\n  pass: 6 (end-of-message: 6)\n"), "{out}");
+    assert!(out.contains("\n  temporary-failure: 3 (end-of-message: 3)\n"), "{out}");
+    assert!(out.contains("\n  reject: 3 (envelope-recipient: 3)\n"), "{out}");
+    assert!(out.ends_with("errors: 0\n"), "{out}");
+
+    // 9 sessions got past RCPT; what they sent is each file, CRLF and dot-stuffed.
+    let received = received.lock().unwrap();
+    assert_eq!(received.len(), 9);
+    let one = "From: a@example.net\r\nTo: b@example.org\r\nSubject: one\r\n\r\n..hidden\r\nend\r\n";
+    let two = "From: a@example.net\r\nSubject: two\r\n\r\nsecond body\r\n";
+    for data in received.iter() {
+        let data = String::from_utf8_lossy(data);
+        assert!(data == one || data == two, "{data:?}");
+    }
+    assert!(received.iter().any(|d| d == one.as_bytes()));
+    assert!(received.iter().any(|d| d == two.as_bytes()));
+}
+
+#[test]
+fn an_smtp_server_that_closes_is_an_error() {
+    // Greets, reads EHLO, closes (after reading it, so the close is a FIN, not a reset).
+    let port = serve_tcp(|mut stream, _| {
+        let _ = stream.write_all(b"220 going away\r\n");
+        let mut ehlo = Vec::new();
+        let _ = BufReader::new(&mut stream).read_until(b'\n', &mut ehlo);
+    });
+    let dir = TempDir::new("perf-smtp-closed");
+    let port_text = port.to_string();
+    let finished = check(&dir, &["--smtp-port", &port_text, "--n-mails", "3"]);
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains(&format!(
+            "errors: 3\n  closed: 3 (first: the SMTP server at 127.0.0.1:{port} closed the \
+             connection at helo)\n"
+        )),
+        "{}",
+        finished.describe()
+    );
+}
+
+#[test]
+fn bad_usage_exits_2_with_one_line() {
+    let dir = TempDir::new("perf-usage");
+    for (args, expected) in [
+        (&["--bogus"][..], "unexpected argument '--bogus'"),
+        (&["--n-mails", "0"], "--n-mails"),
+        (&["--n-concurrent-connections", "x"], "--n-concurrent-connections"),
+        (&["--timeout=-1"], "positive number of seconds"),
+        (&["--milter", "tcp:10025"], "unknown type \"tcp\""),
+        (&["--milter", "inet:10025", "--smtp-port", "25"], "cannot be used with"),
+        (&["/nonexistent/mail.eml"], "cannot read the mail file /nonexistent/mail.eml"),
+    ] {
+        let finished = check(&dir, args);
+        assert_eq!(exit_code(&finished), 2, "{args:?}\n{}", finished.describe());
+        assert_eq!(finished.stdout, "", "{args:?}");
+        assert_eq!(finished.stderr.lines().count(), 1, "{args:?}\n{}", finished.stderr);
+        assert!(
+            finished.stderr.starts_with("milter-performance-check: ")
+                && finished.stderr.contains(expected),
+            "{args:?}: {}",
+            finished.stderr
+        );
+    }
+}
