@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use rhai::{Dynamic, Engine, ImmutableString};
 
+use crate::conditions::builtin::ip_of;
 use crate::conditions::builtin::remote_network::RemoteNetwork;
 use crate::engine::{ChildView, Context, Status};
 use crate::protocol::ConnectAddress;
@@ -142,13 +143,10 @@ impl ScriptAddress {
             ConnectAddress::Unix { path, .. } => {
                 ScriptAddress::Unix { path: String::from_utf8_lossy(path).into_owned() }
             }
-            ConnectAddress::Inet { port, address } | ConnectAddress::Inet6 { port, address } => {
-                let text = String::from_utf8_lossy(address);
-                // Postfix writes IPv6 addresses as `IPv6:...`.
-                let text = text.strip_prefix("IPv6:").unwrap_or(&text);
-                match text.parse::<IpAddr>() {
-                    Ok(ip) => ScriptAddress::Inet { ip, port: *port },
-                    Err(_) => ScriptAddress::Unknown,
+            ConnectAddress::Inet { port, .. } | ConnectAddress::Inet6 { port, .. } => {
+                match ip_of(address) {
+                    Some(ip) => ScriptAddress::Inet { ip, port: *port },
+                    None => ScriptAddress::Unknown,
                 }
             }
         }
