@@ -2,6 +2,29 @@
 
 use std::fmt::Write;
 
+/// `text` in double quotes with `"`, `\\` and control characters (DEL included) escaped:
+/// both a TOML basic string and a JSON string.
+pub fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            '\r' => quoted.push_str("\\r"),
+            // TOML forbids every other control character, DEL included, in basic strings.
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(quoted, "\\u{:04X}", c as u32);
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 /// Writes `bytes` with backslash escapes for everything that is not printable ASCII or
 /// would break the line: `\r`, `\n`, `\t`, `\0`, `\\`, `\xNN`. Escaping is reversible
 /// with [`unescape`].

@@ -51,27 +51,8 @@ impl Shown {
     }
 }
 
-/// A TOML basic string: `"` and `\` escaped, control characters as escapes.
-pub(super) fn quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            '\r' => quoted.push_str("\\r"),
-            // TOML forbids every other control character, DEL included, in basic strings.
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                quoted.push_str(&format!("\\u{:04X}", c as u32))
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
+/// A TOML basic string (the same text is a JSON string).
+pub(super) use crate::text::quote;
 
 /// `found a string`, `found an integer`: for messages about a value of the wrong type.
 pub(super) fn found(value: &DeValue<'_>) -> String {

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::statistics::Summary;
+use crate::text::quote;
 
 /// What was run, for the report's header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +82,8 @@ pub fn json_report(summary: &Summary, info: &RunInfo) -> String {
         out,
         "\"mode\":{},\"target\":{},\"concurrency\":{},\"sessions\":{},\"completed\":{},\
          \"elapsed_seconds\":{:.6},\"throughput\":{:.3},\"latency_ms\":",
-        json_string(info.mode),
-        json_string(&info.target),
+        quote(info.mode),
+        quote(&info.target),
         info.concurrency,
         summary.sessions,
         summary.completed(),
@@ -101,14 +102,11 @@ pub fn json_report(summary: &Summary, info: &RunInfo) -> String {
         .statuses
         .iter()
         .map(|(status, count)| {
-            let stages: Vec<String> = count
-                .stages
-                .iter()
-                .map(|(stage, n)| format!("{}:{n}", json_string(stage)))
-                .collect();
+            let stages: Vec<String> =
+                count.stages.iter().map(|(stage, n)| format!("{}:{n}", quote(stage))).collect();
             format!(
                 "{}:{{\"count\":{},\"stages\":{{{}}}}}",
-                json_string(status.name()),
+                quote(status.name()),
                 count.count,
                 stages.join(",")
             )
@@ -120,9 +118,9 @@ pub fn json_report(summary: &Summary, info: &RunInfo) -> String {
         .map(|(kind, error)| {
             format!(
                 "{}:{{\"count\":{},\"first\":{}}}",
-                json_string(kind.name()),
+                quote(kind.name()),
                 error.count,
-                json_string(&error.first)
+                quote(&error.first)
             )
         })
         .collect();
@@ -137,26 +135,6 @@ pub fn json_report(summary: &Summary, info: &RunInfo) -> String {
 }
 
 /// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +194,6 @@ mod tests {
         let text = text_report(&summary, &info());
         assert!(text.contains("latency: none (no session completed)\nstatuses: none\nerrors: 0\n"));
         assert!(json_report(&summary, &info()).contains("\"latency_ms\":null"));
-        assert_eq!(json_string("a\u{1}b"), "\"a\\u0001b\"");
+        assert_eq!(quote("a\u{1}b"), "\"a\\u0001b\"");
     }
 }
