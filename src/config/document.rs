@@ -8,7 +8,6 @@ use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::ConfigError;
-use super::model::Milter;
 use super::origin::{Origin, Origins};
 use super::schema::{self, Item};
 use super::values;
@@ -186,23 +185,9 @@ fn remove_milters(
     value: &Spanned<DeValue<'_>>,
 ) -> Result<(), ConfigError> {
     for (name, line) in spanned_strings(source, schema::REMOVE_MILTERS, value)? {
-        let Some(index) = config.milters.iter().position(|m| m.name == name) else {
-            let defined: Vec<&str> = config.milters.iter().map(|m| m.name.as_str()).collect();
-            let known = if defined.is_empty() {
-                "no milter is defined at this point".to_string()
-            } else {
-                format!("defined so far: {}", defined.join(", "))
-            };
-            let message = format!("no milter named {name:?} to remove ({known})");
-            return Err(ConfigError::at(
-                source.path,
-                line,
-                Some(schema::REMOVE_MILTERS.into()),
-                message,
-            ));
-        };
-        config.milters.remove(index);
-        config.origins.remove_milter(&name);
+        config.remove_milter(&name).map_err(|message| {
+            ConfigError::at(source.path, line, Some(schema::REMOVE_MILTERS.into()), message)
+        })?;
     }
     Ok(())
 }
@@ -238,27 +223,15 @@ fn apply_milters(
     for (key, value) in in_file_order(table) {
         let name: &str = key.get_ref();
         let label = format!("milter.{name}");
-        if name.is_empty() {
-            return Err(source.error(key, Some(label), "a milter needs a name".into()));
-        }
-        if name.chars().any(char::is_control) {
-            let message = "a milter name cannot contain control characters".into();
-            return Err(source.error(key, Some(label), message));
-        }
+        let index = config
+            .define_milter(name, source.origin(key))
+            .map_err(|message| source.error(key, Some(label.clone()), message))?;
         let Some(items) = value.get_ref().as_table() else {
             let message = format!(
                 "expected a table ([milter.{name}] with its items), {}",
                 values::found(value.get_ref())
             );
             return Err(source.error(value, Some(label), message));
-        };
-        let index = match config.milters.iter().position(|m| m.name == name) {
-            Some(index) => index,
-            None => {
-                config.milters.push(Milter::new(name));
-                config.origins.milter_defined(name, source.origin(key));
-                config.milters.len() - 1
-            }
         };
         let milter = &mut config.milters[index];
         for (item_key, item_value) in in_file_order(items) {

@@ -10,7 +10,7 @@ use toml::de::DeTable;
 use super::document::{self, Directives, Pattern, Source};
 use super::error::ConfigError;
 use super::glob;
-use super::model::{CommandOptions, Milter};
+use super::model::CommandOptions;
 use super::origin::Origin;
 use super::schema;
 use super::script::ScriptLoader;
@@ -171,14 +171,20 @@ fn define_detected(config: &mut Config) {
             continue;
         }
         let origin = Origin::Detected { source: found.source.clone() };
-        let mut milter = Milter::new(&found.name);
+        let index = match config.define_milter(&found.name, origin.clone()) {
+            Ok(index) => index,
+            Err(reason) => {
+                config.notes.push(format!("{}: {reason}", found.source));
+                continue;
+            }
+        };
+        let milter = &mut config.milters[index];
         milter.description = found.description;
         milter.enabled = found.enabled;
         milter.connection_spec = Some(found.connection_spec);
         milter.command = found.command;
         milter.command_options = Some(CommandOptions::Arguments(found.command_options));
         milter.applicable_conditions = found.applicable_conditions;
-        config.origins.milter_defined(&found.name, origin.clone());
         for key in [
             "description",
             "enabled",
@@ -189,7 +195,6 @@ fn define_detected(config: &mut Config) {
         ] {
             config.origins.set_milter(&found.name, key, origin.clone());
         }
-        config.milters.push(milter);
     }
 }
 

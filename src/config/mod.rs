@@ -178,6 +178,42 @@ impl Config {
         self
     }
 
+    /// The index of the child milter named `name`; a new name is defined at the end of the
+    /// list, with every item at its default, as coming from `origin`.
+    fn define_milter(&mut self, name: &str, origin: Origin) -> Result<usize, String> {
+        if name.is_empty() {
+            return Err("a milter needs a name".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("a milter name cannot contain control characters".into());
+        }
+        let index = match self.milters.iter().position(|m| m.name == name) {
+            Some(index) => index,
+            None => {
+                self.milters.push(Milter::new(name));
+                self.origins.milter_defined(name, origin);
+                self.milters.len() - 1
+            }
+        };
+        Ok(index)
+    }
+
+    /// Forgets the child milter named `name` (`remove_milters`, `remove_milter()`).
+    fn remove_milter(&mut self, name: &str) -> Result<(), String> {
+        let Some(index) = self.milters.iter().position(|m| m.name == name) else {
+            let defined: Vec<&str> = self.milters.iter().map(|m| m.name.as_str()).collect();
+            let known = if defined.is_empty() {
+                "no milter is defined at this point".to_string()
+            } else {
+                format!("defined so far: {}", defined.join(", "))
+            };
+            return Err(format!("no milter named {name:?} to remove ({known})"));
+        };
+        self.milters.remove(index);
+        self.origins.remove_milter(name);
+        Ok(())
+    }
+
     /// The child milter named `name`.
     pub fn milter(&self, name: &str) -> Option<&Milter> {
         self.milters.iter().find(|m| m.name == name)

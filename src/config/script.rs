@@ -210,16 +210,6 @@ fn shown_value(shown: Shown) -> Dynamic {
     }
 }
 
-fn check_milter_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("a milter needs a name".into());
-    }
-    if name.chars().any(char::is_control) {
-        return Err("a milter name cannot contain control characters".into());
-    }
-    Ok(())
-}
-
 fn register_milters(engine: &mut Engine, state: &SharedState) {
     fn define(
         state: &SharedState,
@@ -227,12 +217,8 @@ fn register_milters(engine: &mut Engine, state: &SharedState) {
         name: &str,
     ) -> Fallible<MilterHandle> {
         with_state(state, |s| {
-            check_milter_name(name)?;
-            if !s.config.milters.iter().any(|m| m.name == name) {
-                s.config.milters.push(Milter::new(name));
-                let origin = s.origin(context);
-                s.config.origins.milter_defined(name, origin);
-            }
+            let origin = s.origin(context);
+            s.config.define_milter(name, origin)?;
             Ok(MilterHandle { name: name.to_string() })
         })
     }
@@ -258,14 +244,7 @@ fn register_milters(engine: &mut Engine, state: &SharedState) {
     });
     let removing = Rc::clone(state);
     engine.register_fn("remove_milter", move |name: &str| -> Fallible<()> {
-        with_state(&removing, |s| {
-            let Some(index) = s.config.milters.iter().position(|m| m.name == name) else {
-                return Err(format!("no milter named {name:?} to remove"));
-            };
-            s.config.milters.remove(index);
-            s.config.origins.remove_milter(name);
-            Ok(())
-        })
+        with_state(&removing, |s| s.config.remove_milter(name))
     });
     for item in schema::MILTER {
         let setting = Rc::clone(state);
