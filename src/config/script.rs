@@ -210,31 +210,36 @@ fn shown_value(shown: Shown) -> Dynamic {
     }
 }
 
-fn register_milters(engine: &mut Engine, state: &SharedState) {
-    fn define(
-        state: &SharedState,
-        context: &NativeCallContext,
-        name: &str,
-    ) -> Fallible<MilterHandle> {
-        with_state(state, |s| {
-            let origin = s.origin(context);
-            s.config.define_milter(name, origin)?;
-            Ok(MilterHandle { name: name.to_string() })
-        })
-    }
+/// Registers `function(name)` and `function(name, |handle| ...)`: both find or make what
+/// `name` names with `define`; the second then runs the closure on it.
+fn register_definer<H: Clone + 'static>(
+    engine: &mut Engine,
+    function: &str,
+    state: &SharedState,
+    define: fn(&mut LoadState, Origin, &str) -> Result<H, String>,
+) {
     let plain = Rc::clone(state);
-    let define_plain = move |context: NativeCallContext, name: &str| define(&plain, &context, name);
+    engine.register_fn(function, move |context: NativeCallContext, name: &str| -> Fallible<H> {
+        with_state(&plain, |s| define(s, s.origin(&context), name))
+    });
     let with_body = Rc::clone(state);
-    let define_with =
-        move |context: NativeCallContext, name: &str, body: FnPtr| -> Fallible<MilterHandle> {
-            let handle = define(&with_body, &context, name)?;
+    engine.register_fn(
+        function,
+        move |context: NativeCallContext, name: &str, body: FnPtr| -> Fallible<H> {
+            let handle = with_state(&with_body, |s| define(s, s.origin(&context), name))?;
             let _ = body.call_within_context::<Dynamic>(&context, (handle.clone(),))?;
             Ok(handle)
-        };
+        },
+    );
+}
+
+fn register_milters(engine: &mut Engine, state: &SharedState) {
+    register_definer(engine, "define_milter", state, |s, origin, name| {
+        s.config.define_milter(name, origin)?;
+        Ok(MilterHandle { name: name.to_string() })
+    });
     engine
         .register_type_with_name::<MilterHandle>("Milter")
-        .register_fn("define_milter", define_plain)
-        .register_fn("define_milter", define_with)
         .register_get("name", |m: &mut MilterHandle| m.name.clone());
     let listed = Rc::clone(state);
     engine.register_fn("defined_milters", move || -> Fallible<Array> {
@@ -284,35 +289,17 @@ fn register_milters(engine: &mut Engine, state: &SharedState) {
 }
 
 fn register_conditions(engine: &mut Engine, state: &SharedState) {
-    fn define(
-        state: &SharedState,
-        context: &NativeCallContext,
-        name: &str,
-    ) -> Fallible<ConditionHandle> {
-        with_state(state, |s| {
-            if name.is_empty() {
-                return Err("an applicable condition needs a name".into());
-            }
-            if !s.config.conditions.iter().any(|c| c.name == name) {
-                let origin = s.origin(context);
-                s.config.conditions.push(ScriptCondition::new(name, origin));
-            }
-            Ok(ConditionHandle { name: name.to_string() })
-        })
-    }
-    let plain = Rc::clone(state);
-    let define_plain = move |context: NativeCallContext, name: &str| define(&plain, &context, name);
-    let with_body = Rc::clone(state);
-    let define_with =
-        move |context: NativeCallContext, name: &str, body: FnPtr| -> Fallible<ConditionHandle> {
-            let handle = define(&with_body, &context, name)?;
-            let _ = body.call_within_context::<Dynamic>(&context, (handle.clone(),))?;
-            Ok(handle)
-        };
+    register_definer(engine, "define_applicable_condition", state, |s, origin, name| {
+        if name.is_empty() {
+            return Err("an applicable condition needs a name".into());
+        }
+        if !s.config.conditions.iter().any(|c| c.name == name) {
+            s.config.conditions.push(ScriptCondition::new(name, origin));
+        }
+        Ok(ConditionHandle { name: name.to_string() })
+    });
     engine
         .register_type_with_name::<ConditionHandle>("Condition")
-        .register_fn("define_applicable_condition", define_plain)
-        .register_fn("define_applicable_condition", define_with)
         .register_get("name", |c: &mut ConditionHandle| c.name.clone());
     let describing = Rc::clone(state);
     engine.register_fn(

@@ -139,35 +139,34 @@ fn innermost(error: &EvalAltResult) -> &EvalAltResult {
     }
 }
 
-/// One line for a script error, with the line of the script where it happened.
-pub fn describe_error(error: &EvalAltResult) -> String {
-    let error = innermost(error);
-    let position = error.position();
-    let message = match error {
+/// What went wrong, without where.
+fn message_of(error: &EvalAltResult) -> String {
+    match innermost(error) {
         EvalAltResult::ErrorTooManyOperations(_) => {
             format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)")
         }
         // Errors raised by our own functions: their text is the message.
         EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
         other => {
-            // The error's own text ends with its position; it is given separately.
+            // The error's own text ends with its position, which is given separately.
             let text = other.to_string();
             match text.rfind(" (line ") {
                 Some(at) => text[..at].to_string(),
                 None => text,
             }
         }
-    };
-    match position.line() {
-        Some(line) => format!("line {line}: {message}"),
-        None => message,
     }
 }
 
-/// A script file's compile or run error: its line (0 when unknown) and message.
+/// A script error's line (0 when unknown) and message.
 pub fn line_and_message(error: &EvalAltResult) -> (usize, String) {
-    let line = innermost(error).position().line().unwrap_or(0);
-    let text = describe_error(error);
-    let text = text.strip_prefix(&format!("line {line}: ")).unwrap_or(&text).to_string();
-    (line, text)
+    (innermost(error).position().line().unwrap_or(0), message_of(error))
+}
+
+/// One line for a script error, with the line of the script where it happened.
+pub fn describe_error(error: &EvalAltResult) -> String {
+    match line_and_message(error) {
+        (0, message) => message,
+        (line, message) => format!("line {line}: {message}"),
+    }
 }
