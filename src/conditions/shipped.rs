@@ -161,24 +161,28 @@ impl Shipped {
                 .any(|m| m.enabled && m.applicable_conditions.iter().any(|c| c == name))
                 && !config.conditions.iter().any(|c| c.name == name)
         };
+        // Read from Postfix's files once, for both stress conditions.
+        let mut threshold = None;
         let mut all = Vec::new();
         for (name, _) in CATALOG {
-            let shipped = if used(name) {
-                Some(match name {
-                    "S25R" => Shipped::S25r(s25r(config)?),
-                    "Remote Network" => Shipped::RemoteNetwork(remote_network(config)?),
-                    "Authentication" => Shipped::Authentication,
-                    "Unauthentication" => Shipped::Unauthentication,
-                    "Sendmail Compatible" => Shipped::SendmailCompatible,
-                    "Stress Notify" => Shipped::StressNotify(stress_threshold(config)),
-                    "No Stress" => Shipped::NoStress(stress_threshold(config)),
-                    "Trust" => Shipped::Trust(trust(config)?),
-                    _ => Shipped::RestrictAccounts(restrict_accounts(config)?),
-                })
-            } else {
-                None
+            if !used(name) {
+                all.push((name, None));
+                continue;
+            }
+            let mut stress = || *threshold.get_or_insert_with(|| stress_threshold(config));
+            let shipped = match name {
+                "S25R" => Shipped::S25r(s25r(config)?),
+                "Remote Network" => Shipped::RemoteNetwork(remote_network(config)?),
+                "Authentication" => Shipped::Authentication,
+                "Unauthentication" => Shipped::Unauthentication,
+                "Sendmail Compatible" => Shipped::SendmailCompatible,
+                "Stress Notify" => Shipped::StressNotify(stress()),
+                "No Stress" => Shipped::NoStress(stress()),
+                "Trust" => Shipped::Trust(trust(config)?),
+                "Restrict Accounts" => Shipped::RestrictAccounts(restrict_accounts(config)?),
+                other => unreachable!("{other:?} is in CATALOG but not built"),
             };
-            all.push((name, shipped));
+            all.push((name, Some(shipped)));
         }
         Ok(all)
     }

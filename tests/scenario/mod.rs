@@ -114,27 +114,25 @@ fn describe_reply(reply: &Reply) -> String {
 /// Parses every scenario of a file.
 pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
     let mut scenarios: Vec<Scenario> = Vec::new();
-    // A `rhai` or `toml` block being read: its kind and its text so far.
-    let mut block: Option<(&str, String)> = None;
+    // A `rhai` or `toml` block being read: its kind, the line it starts on, its text.
+    let mut block: Option<(String, usize, String)> = None;
     for (index, raw) in source.lines().enumerate() {
         let line = index + 1;
         let at = |e: String| format!("{file}:{line}: {e}");
-        if block.is_some() {
-            if let Some((kind, text)) = &mut block {
-                if raw.trim() == "end" {
-                    let scenario =
-                        scenarios.last_mut().ok_or_else(|| at("a block outside".into()))?;
-                    let target =
-                        if *kind == "rhai" { &mut scenario.rhai } else { &mut scenario.toml };
-                    // The text keeps the file's lines: earlier lines are blank.
-                    let skip = target.lines().count();
-                    target.push_str(&text.split_inclusive('\n').skip(skip).collect::<String>());
-                    block = None;
-                } else {
-                    text.push_str(raw);
-                    text.push('\n');
-                }
+        if let Some((kind, start, text)) = &mut block {
+            if raw.trim() != "end" {
+                text.push_str(raw);
+                text.push('\n');
+                continue;
             }
+            let scenario = scenarios.last_mut().ok_or_else(|| at("a block outside".into()))?;
+            let target = if kind == "rhai" { &mut scenario.rhai } else { &mut scenario.toml };
+            // Blank lines up to the block keep its lines the file's, so that an error's
+            // line can be found in the scenario file.
+            let missing = start.saturating_sub(target.lines().count());
+            target.push_str(&"\n".repeat(missing));
+            target.push_str(text);
+            block = None;
             continue;
         }
         let tokens = text::tokens(raw).map_err(at)?;
@@ -161,10 +159,7 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
             continue;
         }
         if keyword == "rhai" || keyword == "toml" {
-            let kind = if keyword == "rhai" { "rhai" } else { "toml" };
-            // Blank lines keep the block's line numbers equal to the file's, so a script
-            // error's line can be found in the scenario file.
-            block = Some((kind, "\n".repeat(line)));
+            block = Some((keyword, line, String::new()));
             continue;
         }
         let scenario =
