@@ -12,7 +12,7 @@ use super::stage::Stage;
 use super::statistics;
 use super::status::{Fold, Status, Verdict};
 use super::EngineConfig;
-use crate::message::Message;
+use crate::message::{Change, Message};
 use crate::protocol::{Command, Deframer, Negotiation, Reply, Steps};
 
 /// What the runtime must do for a session.
@@ -113,6 +113,8 @@ struct Chain {
 /// What the chain's head has been fed of the stored message.
 #[derive(Debug, Default, Clone, Copy)]
 struct Cursor {
+    /// Index in the message's header list (deleted ones included) of the next header to
+    /// consider: headers are only appended while a chain runs, so it never moves back.
     headers: usize,
     end_of_header: bool,
     body_offset: u64,
@@ -122,6 +124,7 @@ struct Cursor {
 
 #[derive(Debug, Clone, Copy)]
 enum Item {
+    /// The header at this index of the message's header list.
     Header(usize),
     EndOfHeader,
     Body,
@@ -778,7 +781,7 @@ impl Session {
         };
         let cursor = &mut self.chain_mut().cursor;
         match (item, &command) {
-            (Item::Header(_), _) => cursor.headers += 1,
+            (Item::Header(index), _) => cursor.headers = index + 1,
             (Item::EndOfHeader, _) => cursor.end_of_header = true,
             (Item::Body, Command::Body { chunk }) => cursor.body_offset += chunk.len() as u64,
             (Item::EndOfMessage, _) => cursor.end_of_message = true,
@@ -832,7 +835,7 @@ impl Session {
         let message = self.message.as_mut().expect("the chain lives in a message");
         Ok(match item {
             Item::Header(index) => {
-                let header = message.headers.live_headers().nth(index).expect("counted before");
+                let header = &message.headers.headers[index];
                 Command::Header { name: header.name.clone(), value: header.value.clone() }
             }
             Item::EndOfHeader => Command::EndOfHeader,
@@ -1217,16 +1220,18 @@ impl Session {
 
     fn send_with_macros(&mut self, i: usize, stage: Stage, command: &Command) {
         let Some(code) = stage.command_code() else { return };
-        let mut macros = self.macros.iter().find(|(s, _)| *s == code).map(|(_, m)| m.clone());
         let context =
             Context { macros: &self.macros, children: &self.children, config: &self.config };
         let extra = self.conditions.extra_macros(i, stage, &context);
-        if !extra.is_empty() {
-            macros.get_or_insert_with(Vec::new).extend(extra);
-        }
+        let from_mta = self.macros.iter().find(|(s, _)| *s == code).map(|(_, m)| m);
         let child = &mut self.children[i];
-        if let Some(macros) = macros {
-            child.send(&Command::DefineMacros { stage: code, macros });
+        if from_mta.is_some() || !extra.is_empty() {
+            let pairs = from_mta
+                .into_iter()
+                .flatten()
+                .chain(&extra)
+                .map(|(name, value)| (name.as_slice(), value.as_slice()));
+            Command::encode_define_macros(&mut child.out, code, pairs);
         }
         child.send(command);
     }
@@ -1424,8 +1429,12 @@ impl Item {
 
 /// What the head of the chain needs next to catch up with what the MTA has sent.
 fn next_item(message: &MessageState, cursor: &Cursor) -> Option<Item> {
-    if cursor.headers < message.headers.live_headers().count() {
-        Some(Item::Header(cursor.headers))
+    let next_header = message.headers.headers[cursor.headers.min(message.headers.headers.len())..]
+        .iter()
+        .position(|header| header.change != Change::Deleted)
+        .map(|offset| cursor.headers + offset);
+    if let Some(index) = next_header {
+        Some(Item::Header(index))
     } else if message.end_of_header && !cursor.end_of_header {
         Some(Item::EndOfHeader)
     } else if !cursor.body_done && cursor.body_offset < message.body.len() {

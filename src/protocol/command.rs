@@ -166,6 +166,16 @@ impl Command {
         encode_frame(out, self.code(), |out| self.encode_data(out));
     }
 
+    /// Appends a `D` frame straight from borrowed name/value pairs: a proxy sends the same
+    /// macros to every child, and building a `Command` for each would copy them each time.
+    pub fn encode_define_macros<'a>(
+        out: &mut Vec<u8>,
+        stage: u8,
+        macros: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) {
+        encode_frame(out, b'D', |out| put_macros(out, stage, macros));
+    }
+
     /// The frame as a new buffer.
     pub fn to_frame(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -178,11 +188,8 @@ impl Command {
             // The MTA's offer has no symbol lists.
             Command::Negotiate(negotiation) => negotiation.encode_numbers(out),
             Command::DefineMacros { stage, macros } => {
-                out.push(*stage);
-                for (name, value) in macros {
-                    put_cstr(out, name);
-                    put_cstr(out, value);
-                }
+                let pairs = macros.iter().map(|(name, value)| (name.as_slice(), value.as_slice()));
+                put_macros(out, *stage, pairs)
             }
             Command::Connect { hostname, address } => {
                 put_cstr(out, hostname);
@@ -242,4 +249,17 @@ pub fn command_name(code: u8) -> Option<&'static str> {
         b'K' => "quit-new-connection",
         _ => return None,
     })
+}
+
+/// The data of a `D` frame: the stage's command letter, then NUL-terminated names and values.
+fn put_macros<'a>(
+    out: &mut Vec<u8>,
+    stage: u8,
+    macros: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) {
+    out.push(stage);
+    for (name, value) in macros {
+        put_cstr(out, name);
+        put_cstr(out, value);
+    }
 }
