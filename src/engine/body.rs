@@ -82,6 +82,17 @@ impl Body {
     }
 
     /// Up to `max` bytes starting at `offset`.
+    /// Up to `max` bytes from `offset` of a body kept in memory, borrowed; empty past the
+    /// end or when the body was spilled to a file (read it with [`Body::chunk_at`]).
+    pub fn memory_chunk(&self, offset: u64, max: usize) -> &[u8] {
+        if self.spill.is_some() {
+            return &[];
+        }
+        let start = (offset as usize).min(self.memory.len());
+        let end = self.memory.len().min(start.saturating_add(max));
+        &self.memory[start..end]
+    }
+
     pub fn chunk_at(&mut self, offset: u64, max: usize) -> io::Result<Vec<u8>> {
         let end = self.len.min(offset + max as u64);
         if offset >= end {

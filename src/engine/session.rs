@@ -770,30 +770,58 @@ impl Session {
     /// Sends the head of the chain the next part of the message, or answers for it.
     fn feed_head(&mut self, head: usize, item: Item, now: Instant) {
         let stage = item.stage();
-        let command = match self.item_command(item) {
-            Ok(command) => command,
-            Err(error) => {
-                log::error!("[{}] cannot read the stored message body: {error}", self.tag);
-                let verdict = self.manager_fallback();
-                self.chain_mut().outcome = Some(verdict);
-                return;
+        let chunk_size = self.config.chunk_size;
+        let message = self.message.as_mut().expect("the chain lives in a message");
+        let offset = message.chain.as_ref().map_or(0, |c| c.cursor.body_offset);
+        // A body chunk kept in memory is borrowed where it is sent; only a chunk of a
+        // spilled body is read into a buffer of its own.
+        let spilled_chunk = match item {
+            Item::Body if message.body.is_spilled() => {
+                match message.body.chunk_at(offset, chunk_size) {
+                    Ok(chunk) => Some(chunk),
+                    Err(error) => {
+                        log::error!("[{}] cannot read the stored message body: {error}", self.tag);
+                        let verdict = self.manager_fallback();
+                        self.chain_mut().outcome = Some(verdict);
+                        return;
+                    }
+                }
             }
+            _ => None,
         };
+        let command = match item {
+            Item::Header(index) => {
+                let header = &message.headers.headers[index];
+                Some(Command::Header { name: header.name.clone(), value: header.value.clone() })
+            }
+            Item::EndOfHeader => Some(Command::EndOfHeader),
+            Item::Body => None,
+            Item::EndOfMessage => Some(Command::EndOfMessage { chunk: Vec::new() }),
+        };
+        let body_left = message.body.len().saturating_sub(offset);
         let cursor = &mut self.chain_mut().cursor;
-        match (item, &command) {
-            (Item::Header(index), _) => cursor.headers = index + 1,
-            (Item::EndOfHeader, _) => cursor.end_of_header = true,
-            (Item::Body, Command::Body { chunk }) => cursor.body_offset += chunk.len() as u64,
-            (Item::EndOfMessage, _) => cursor.end_of_message = true,
-            _ => {}
+        match item {
+            Item::Header(index) => cursor.headers = index + 1,
+            Item::EndOfHeader => cursor.end_of_header = true,
+            Item::Body => cursor.body_offset += body_left.min(chunk_size as u64),
+            Item::EndOfMessage => cursor.end_of_message = true,
         }
         if self.children[head].phase == Phase::Failed {
             let verdict = self.fallback_verdict(head);
             return self.message_verdict(head, stage, verdict);
         }
+        let message = self.message.as_ref().expect("the chain lives in a message");
+        let chunk = match &spilled_chunk {
+            Some(chunk) => chunk.as_slice(),
+            None => message.body.memory_chunk(offset, chunk_size),
+        };
+        let event = match &command {
+            Some(command) => message_event(command),
+            None => Event::Body { chunk },
+        };
         let context =
             Context { macros: &self.macros, children: &self.children, config: &self.config };
-        if self.conditions.stop(head, &message_event(&command), &context) {
+        if self.conditions.stop(head, &event, &context) {
             log::debug!(
                 "[{}] {} stopped at {}",
                 self.tag,
@@ -809,13 +837,24 @@ impl Session {
         }
         let no_reply = stage != Stage::EndOfMessage && child.does_not_reply(stage);
         let command = match command {
-            Command::Header { name, value } if child.leadspace_conversion => {
+            Some(Command::Header { name, value }) if child.leadspace_conversion => {
                 let value = value.strip_prefix(b" ").map(<[u8]>::to_vec).unwrap_or(value);
-                Command::Header { name, value }
+                Some(Command::Header { name, value })
             }
             other => other,
         };
-        self.send_with_macros(head, stage, &command);
+        let out = stage_macros_to(
+            self.conditions.as_mut(),
+            &self.macros,
+            &mut self.children,
+            &self.config,
+            head,
+            stage,
+        );
+        match &command {
+            Some(command) => command.encode(out),
+            None => Command::encode_body(out, chunk),
+        }
         self.children[head].last_stage = stage;
         if no_reply {
             self.chain_mut().last = Verdict::of(Status::Continue);
@@ -828,23 +867,6 @@ impl Session {
             };
             self.children[head].waiting = Some(Waiting { stage, deadline: now + timeout });
         }
-    }
-
-    fn item_command(&mut self, item: Item) -> std::io::Result<Command> {
-        let chunk_size = self.config.chunk_size;
-        let message = self.message.as_mut().expect("the chain lives in a message");
-        Ok(match item {
-            Item::Header(index) => {
-                let header = &message.headers.headers[index];
-                Command::Header { name: header.name.clone(), value: header.value.clone() }
-            }
-            Item::EndOfHeader => Command::EndOfHeader,
-            Item::Body => {
-                let offset = message.chain.as_ref().map_or(0, |c| c.cursor.body_offset);
-                Command::Body { chunk: message.body.chunk_at(offset, chunk_size)? }
-            }
-            Item::EndOfMessage => Command::EndOfMessage { chunk: Vec::new() },
-        })
     }
 
     fn on_message_reply(&mut self, i: usize, reply: Reply, now: Instant) {
@@ -1219,21 +1241,15 @@ impl Session {
     }
 
     fn send_with_macros(&mut self, i: usize, stage: Stage, command: &Command) {
-        let Some(code) = stage.command_code() else { return };
-        let context =
-            Context { macros: &self.macros, children: &self.children, config: &self.config };
-        let extra = self.conditions.extra_macros(i, stage, &context);
-        let from_mta = self.macros.iter().find(|(s, _)| *s == code).map(|(_, m)| m);
-        let child = &mut self.children[i];
-        if from_mta.is_some() || !extra.is_empty() {
-            let pairs = from_mta
-                .into_iter()
-                .flatten()
-                .chain(&extra)
-                .map(|(name, value)| (name.as_slice(), value.as_slice()));
-            Command::encode_define_macros(&mut child.out, code, pairs);
-        }
-        child.send(command);
+        let out = stage_macros_to(
+            self.conditions.as_mut(),
+            &self.macros,
+            &mut self.children,
+            &self.config,
+            i,
+            stage,
+        );
+        command.encode(out);
     }
 
     fn recipient_rejected_by_mta(&self) -> bool {
@@ -1517,6 +1533,33 @@ fn envelope_event(command: &Command) -> Event<'_> {
         Command::EnvelopeRecipient { address, .. } => Event::EnvelopeRecipient { address },
         _ => Event::Data,
     }
+}
+
+/// Appends to child `i`'s output the macros of `stage` (the MTA's, and any a condition
+/// adds for this child) as one `D` frame, and returns that output for the command that
+/// follows them. It takes the session's parts, not the session, so that a body chunk
+/// borrowed from the stored message can be written after it.
+fn stage_macros_to<'a>(
+    conditions: &mut dyn Conditions,
+    macros: &[(u8, MacroList)],
+    children: &'a mut [Child],
+    config: &EngineConfig,
+    i: usize,
+    stage: Stage,
+) -> &'a mut Vec<u8> {
+    let extra = conditions.extra_macros(i, stage, &Context { macros, children, config });
+    let out = &mut children[i].out;
+    let Some(code) = stage.command_code() else { return out };
+    let from_mta = macros.iter().find(|(s, _)| *s == code).map(|(_, m)| m);
+    if from_mta.is_some() || !extra.is_empty() {
+        let pairs = from_mta
+            .into_iter()
+            .flatten()
+            .chain(&extra)
+            .map(|(name, value)| (name.as_slice(), value.as_slice()));
+        Command::encode_define_macros(out, code, pairs);
+    }
+    out
 }
 
 fn message_event(command: &Command) -> Event<'_> {

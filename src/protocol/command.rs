@@ -176,6 +176,12 @@ impl Command {
         encode_frame(out, b'D', |out| put_macros(out, stage, macros));
     }
 
+    /// Appends a `B` frame with `chunk`, borrowed: the proxy sends each stored chunk to
+    /// every child in turn.
+    pub fn encode_body(out: &mut Vec<u8>, chunk: &[u8]) {
+        encode_frame(out, b'B', |out| out.extend_from_slice(chunk));
+    }
+
     /// The frame as a new buffer.
     pub fn to_frame(&self) -> Vec<u8> {
         let mut out = Vec::new();
