@@ -2,6 +2,7 @@
 //! session logic. Nothing in this library opens a socket; only `config` and `detect` read
 //! files.
 
+pub mod client_link;
 pub mod conditions;
 pub mod config;
 pub mod detect;

@@ -48,6 +48,9 @@ pub struct EngineConfig {
     pub children: Vec<ChildConfig>,
     /// The answer when the manager itself cannot filter (no child, no spill file, ...).
     pub fallback_status: FallbackStatus,
+    /// The answer to the MTA when the SMTP client left while children were deciding
+    /// (`manager.fallback_status_at_disconnect`).
+    pub fallback_status_at_disconnect: FallbackStatus,
     /// Largest body chunk sent to a child (1..=65535).
     pub chunk_size: usize,
     pub max_body_memory: usize,
@@ -60,6 +63,7 @@ impl Default for EngineConfig {
         EngineConfig {
             children: Vec::new(),
             fallback_status: FallbackStatus::Accept,
+            fallback_status_at_disconnect: FallbackStatus::TemporaryFailure,
             chunk_size: crate::protocol::MAX_DATA_SIZE,
             max_body_memory: DEFAULT_MAX_BODY_MEMORY,
             mta_idle_timeout: MTA_IDLE_TIMEOUT,

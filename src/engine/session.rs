@@ -1,6 +1,7 @@
 //! One MTA session and its children: the state machine of the proxy.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use super::statistics;
 use super::status::{Fold, Status, Verdict};
 use super::EngineConfig;
 use crate::message::{Change, Message};
-use crate::protocol::{Command, Deframer, Negotiation, Reply, Steps};
+use crate::protocol::{Command, ConnectAddress, Deframer, Negotiation, Reply, Steps};
 
 /// What the runtime must do for a session.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,6 +59,11 @@ pub struct Session {
     last_status: Option<Status>,
     close_mta: bool,
     finished: bool,
+    /// The SMTP client's address and port, from the MTA's connect command.
+    client: Option<SocketAddr>,
+    /// The SMTP client left while children were deciding: the children are gone and
+    /// every further command gets `fallback_status_at_disconnect`.
+    client_gone: bool,
     /// The time of the event being handled.
     now: Instant,
 }
@@ -174,6 +180,8 @@ impl Session {
             last_status: None,
             close_mta: false,
             finished: false,
+            client: None,
+            client_gone: false,
             now,
         }
     }
@@ -305,6 +313,55 @@ impl Session {
             self.finish(now);
             return;
         }
+        self.drive(now);
+    }
+
+    /// The SMTP client's address and port as the MTA gave them at connect (none for a unix
+    /// or unknown client).
+    pub fn client_address(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// Whether an MTA command waits for children's answers: the time when a client that
+    /// leaves keeps the MTA (and the children) busy for nothing.
+    pub fn is_waiting_on_children(&self) -> bool {
+        !self.finished
+            && matches!(self.op, Some(Op::Envelope(_)) | Some(Op::Message { .. }))
+            && self.children.iter().any(|c| c.waiting.is_some())
+    }
+
+    /// The SMTP client is no longer connected to the MTA. While children are deciding,
+    /// the MTA is answered `fallback_status_at_disconnect` at once and the children are
+    /// told to quit; later commands get the same answer. Otherwise nothing happens: the
+    /// MTA will end the session itself.
+    pub fn handle_client_disconnected(&mut self, now: Instant) {
+        self.now = now;
+        if self.client_gone || !self.is_waiting_on_children() {
+            return;
+        }
+        let stage = match &self.op {
+            Some(Op::Envelope(op)) => op.stage,
+            Some(Op::Message { stage }) => *stage,
+            _ => return,
+        };
+        let status = Status::from_fallback(self.config.fallback_status_at_disconnect);
+        log::info!(
+            "[{}] the SMTP client disconnected while the children decided {}; answering {}",
+            self.tag,
+            stage.name(),
+            status.name()
+        );
+        statistics::session_disconnected(self.tag, now - self.started);
+        self.client_gone = true;
+        self.op = None;
+        for i in 0..self.children.len() {
+            if self.children[i].is_connected() {
+                self.quit_child(i);
+            }
+            self.children[i].waiting = None;
+        }
+        self.any_negotiated = false;
+        self.end_message_with(stage, &Verdict::of(status));
         self.drive(now);
     }
 
@@ -510,6 +567,11 @@ impl Session {
     fn start_envelope(&mut self, command: Command, parked: Option<Command>, now: Instant) {
         let stage = envelope_stage(&command);
         self.last_stage = stage;
+        if let Command::Connect { address, .. } = &command {
+            self.client = crate::conditions::builtin::ip_of(address)
+                .zip(connect_port(address))
+                .map(|(ip, port)| SocketAddr::new(ip, port));
+        }
         if stage == Stage::EnvelopeFrom {
             self.end_message();
             self.untold = None;
@@ -1301,6 +1363,11 @@ impl Session {
     /// (fallback reject or temporary-failure) never lets mail through unfiltered.
     fn answer_unfiltered(&mut self, stage: Stage) {
         self.last_stage = stage;
+        if self.client_gone {
+            let status = Status::from_fallback(self.config.fallback_status_at_disconnect);
+            self.reply_to_mta(stage, &Verdict::of(status));
+            return;
+        }
         let mut fold = Fold::default();
         fold.add(&self.manager_fallback());
         for i in 0..self.children.len() {
@@ -1532,6 +1599,13 @@ fn envelope_event(command: &Command) -> Event<'_> {
         Command::EnvelopeFrom { address, .. } => Event::EnvelopeFrom { address },
         Command::EnvelopeRecipient { address, .. } => Event::EnvelopeRecipient { address },
         _ => Event::Data,
+    }
+}
+
+fn connect_port(address: &ConnectAddress) -> Option<u16> {
+    match address {
+        ConnectAddress::Inet { port, .. } | ConnectAddress::Inet6 { port, .. } => Some(*port),
+        ConnectAddress::Unix { .. } | ConnectAddress::Unknown => None,
     }
 }
 

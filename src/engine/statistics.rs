@@ -36,6 +36,11 @@ pub fn session_end(tag: u64, last_state: &str, status: &str, duration: Duration)
     log::info!(target: "statistics", "[session][end][{last_state}][{status}][{}]({tag})", elapsed(duration));
 }
 
+/// The SMTP client left while the children were deciding (the original's line).
+pub fn session_disconnected(tag: u64, duration: Duration) {
+    log::info!(target: "statistics", "[session][disconnected][{}]({tag})", elapsed(duration));
+}
+
 pub fn milter_end(tag: u64, last_state: &str, status: &str, duration: Duration, name: &str) {
     log::info!(
         target: "statistics",

@@ -1,14 +1,17 @@
 //! Runs engine sessions on the workers runtime: connection keys to child numbers and back.
 
+use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use milter_manager::conditions::{ConditionSet, SessionCount};
 use milter_manager::engine::{EngineConfig, Output, Session};
 use supervisor::SessionBoard;
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
+
+use crate::client_watch::{ClientWatch, TableCache};
 
 /// One configuration generation: the engine's view, where each child listens, and the
 /// applicable conditions.
@@ -16,6 +19,8 @@ pub struct Generation {
     pub engine: Arc<EngineConfig>,
     pub endpoints: Vec<Endpoint>,
     pub conditions: Rc<ConditionSet>,
+    /// `manager.connection_check_interval` (zero: no checks).
+    pub connection_check_interval: Duration,
 }
 
 /// The sessions of every worker, as the stress conditions count them.
@@ -34,6 +39,8 @@ pub struct Factory {
     pub board: Rc<SessionBoard>,
     /// This worker's slot on the board.
     pub worker: usize,
+    /// The socket tables read for client checks, shared by the worker's sessions.
+    pub tables: Rc<RefCell<TableCache>>,
 }
 
 impl workers::SessionFactory for Factory {
@@ -51,6 +58,7 @@ impl workers::SessionFactory for Factory {
             generation: Rc::clone(&self.generation),
             board: Rc::clone(&self.board),
             worker: self.worker,
+            client_watch: ClientWatch::new(self.generation.connection_check_interval, &self.tables),
         }
     }
 }
@@ -60,6 +68,16 @@ pub struct ManagerSession {
     generation: Rc<Generation>,
     board: Rc<SessionBoard>,
     worker: usize,
+    client_watch: Option<ClientWatch>,
+}
+
+impl ManagerSession {
+    /// Keeps the client checks in step with the engine after each event.
+    fn follow(&mut self, now: Instant) {
+        if let Some(watch) = &mut self.client_watch {
+            watch.follow(&self.engine, now);
+        }
+    }
 }
 
 impl Drop for ManagerSession {
@@ -83,6 +101,7 @@ impl workers::Session for ManagerSession {
             None => self.engine.handle_mta_data(bytes, now),
             Some(child) => self.engine.handle_child_data(child, bytes, now),
         }
+        self.follow(now);
     }
 
     fn handle_connected(&mut self, conn: ConnKey, result: io::Result<()>, now: Instant) {
@@ -91,6 +110,7 @@ impl workers::Session for ManagerSession {
                 .map_err(|e| format!("{e} ({})", describe(&self.generation.endpoints[child])));
             self.engine.handle_child_connected(child, result, now);
         }
+        self.follow(now);
     }
 
     fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, now: Instant) {
@@ -100,10 +120,15 @@ impl workers::Session for ManagerSession {
                 self.engine.handle_child_closed(child, error.map(|e| e.to_string()), now)
             }
         }
+        self.follow(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.engine.handle_timeout(now);
+        if let Some(watch) = &mut self.client_watch {
+            watch.check_if_due(&mut self.engine, now);
+        }
+        self.follow(now);
     }
 
     fn poll_action(&mut self) -> Option<Action> {
@@ -121,7 +146,8 @@ impl workers::Session for ManagerSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.engine.poll_timeout()
+        let check = self.client_watch.as_ref().and_then(ClientWatch::deadline);
+        [self.engine.poll_timeout(), check].into_iter().flatten().min()
     }
 
     fn is_finished(&self) -> bool {

@@ -5,6 +5,7 @@
 mod common;
 
 mod adapter;
+mod client_watch;
 mod spill;
 
 use std::path::PathBuf;
@@ -161,12 +162,18 @@ fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, S
     let engine = EngineConfig {
         children,
         fallback_status: manager.fallback_status,
+        fallback_status_at_disconnect: manager.fallback_status_at_disconnect,
         chunk_size: manager.chunk_size as usize,
         max_body_memory: manager.max_body_memory as usize,
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
         spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.clone())),
     };
-    Ok(Generation { engine: Arc::new(engine), endpoints, conditions: Rc::new(conditions) })
+    Ok(Generation {
+        engine: Arc::new(engine),
+        endpoints,
+        conditions: Rc::new(conditions),
+        connection_check_interval: Duration::from_secs(manager.connection_check_interval.into()),
+    })
 }
 
 fn run(options: &Options) -> Result<i32, String> {
@@ -241,6 +248,7 @@ fn run(options: &Options) -> Result<i32, String> {
             next_tag: 1,
             board: Rc::clone(&board),
             worker,
+            tables: client_watch::TableCache::shared(),
         };
         let worker = workers::WorkerConfig {
             max_sessions,
