@@ -4,12 +4,16 @@
 //! child extra macros.
 
 pub mod builtin;
+mod connect_gate;
 mod definition;
+mod dnsbl_lookup;
 pub mod script;
 mod set;
 mod shipped;
 
+pub use connect_gate::{ConnectGate, DnsblVerdict};
 pub use definition::{stopper_index, ScriptCondition, STOPPERS};
+pub use dnsbl_lookup::{DnsblSetup, Lookup, LookupAction};
 pub use script::ScriptFn;
 pub use set::{ConditionError, ConditionSet, SessionCount};
 pub use shipped::CATALOG as BUILT_IN_CONDITIONS;

@@ -5,9 +5,11 @@ use std::rc::Rc;
 
 use rhai::Dynamic;
 
+use super::connect_gate::DnsblVerdict;
 use super::definition::{stopper_index, ScriptCondition, STOPPERS};
+use super::dnsbl_lookup::DnsblSetup;
 use super::script::{ScriptAddress, ScriptContext};
-use super::shipped::{Shipped, ShippedState};
+use super::shipped::{dnsbl_setup, Shipped, ShippedState};
 use crate::config::{Config, Origin};
 use crate::engine::{Conditions, Context, Event, MacroList, Stage};
 
@@ -53,6 +55,8 @@ pub struct ConditionSet {
     /// Per child of the engine (the enabled milters in order): indexes into `conditions`.
     per_child: Vec<Vec<usize>>,
     sessions: Rc<dyn SessionCount>,
+    /// Set when an enabled milter uses a DNSBL condition: what to look up at connect.
+    dnsbl: Option<Rc<DnsblSetup>>,
 }
 
 impl ConditionSet {
@@ -98,16 +102,33 @@ impl ConditionSet {
             }
             per_child.push(indexes);
         }
-        Ok(ConditionSet { conditions, per_child, sessions })
+        let uses_dnsbl = conditions.iter().any(|c| {
+            matches!(c, Condition::Shipped(Shipped::DnsblListed | Shipped::NotDnsblListed))
+        });
+        let dnsbl = if uses_dnsbl { Some(Rc::new(dnsbl_setup(config)?)) } else { None };
+        Ok(ConditionSet { conditions, per_child, sessions, dnsbl })
     }
 
-    /// The conditions' state for one new session.
+    /// What the DNSBL conditions need looked up at connect, if some milter uses them.
+    pub fn dnsbl(&self) -> Option<&Rc<DnsblSetup>> {
+        self.dnsbl.as_ref()
+    }
+
+    /// The conditions' state for one new session, without DNSBL lookups: no client is
+    /// listed.
     pub fn session(self: &Rc<ConditionSet>) -> SessionConditions {
+        self.session_with(DnsblVerdict::default())
+    }
+
+    /// The conditions' state for one new session whose DNSBL verdict `dnsbl` is set by
+    /// the session's connect gate.
+    pub fn session_with(self: &Rc<ConditionSet>, dnsbl: DnsblVerdict) -> SessionConditions {
         let children = self.per_child.len();
         SessionConditions {
             set: Rc::clone(self),
             pending: vec![Vec::new(); children],
             state: vec![ShippedState::default(); children],
+            dnsbl,
         }
     }
 }
@@ -118,6 +139,7 @@ pub struct SessionConditions {
     /// Macros a condition set for a child, sent with the command it decided on.
     pending: Vec<MacroList>,
     state: Vec<ShippedState>,
+    dnsbl: DnsblVerdict,
 }
 
 impl SessionConditions {
@@ -177,6 +199,7 @@ impl Conditions for SessionConditions {
                     event,
                     context,
                     set.sessions.as_ref(),
+                    &self.dnsbl,
                     &mut self.pending[child],
                 ),
                 Condition::Script(script) => self.run_script(script, child, event, context),

@@ -3,19 +3,22 @@
 
 use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
 
 use super::builtin::remote_network::RemoteNetwork;
 use super::builtin::restrict_accounts::{RestrictAccounts, RestrictState};
 use super::builtin::s25r::{HostMatcher, S25r};
 use super::builtin::trust::{Trust, TRUSTED_DOMAIN_MACRO, TRUSTED_VALUE};
-use super::builtin::{sendmail_compatible, stress};
+use super::builtin::{dnsbl, sendmail_compatible, stress};
+use super::connect_gate::DnsblVerdict;
+use super::dnsbl_lookup::DnsblSetup;
 use super::script::ScriptFn;
 use super::set::{ConditionError, SessionCount};
 use crate::config::Config;
 use crate::engine::{Context, Event, MacroList};
 
 /// Every built-in condition: its name and what it does.
-pub const CATALOG: [(&str, &str); 9] = [
+pub const CATALOG: [(&str, &str); 11] = [
     ("S25R", "Selective SMTP Rejection: only clients whose host name looks dynamic"),
     ("Remote Network", "Only clients outside the local network"),
     ("Authentication", "Only senders who authenticated (SMTP AUTH)"),
@@ -24,6 +27,8 @@ pub const CATALOG: [(&str, &str); 9] = [
     ("Stress Notify", "Sets {stress}=yes when the manager is stressed"),
     ("No Stress", "Only when the manager is not stressed"),
     ("Trust", "Sets {trusted_domain}=yes for senders of trusted domains"),
+    ("DNSBL Listed", "Only clients that a DNS blocklist of [dnsbl] lists"),
+    ("Not DNSBL Listed", "Only clients that no DNS blocklist of [dnsbl] lists"),
     ("Restrict Accounts", "Only mail whose recipients are all in restrict_accounts.accounts"),
 ];
 
@@ -38,6 +43,9 @@ pub enum Shipped {
     StressNotify(u32),
     NoStress(u32),
     Trust(Trust),
+    /// The lookups are made by the connect gate, which sets the session's verdict.
+    DnsblListed,
+    NotDnsblListed,
     RestrictAccounts(RestrictAccounts),
 }
 
@@ -145,6 +153,45 @@ fn stress_threshold(config: &Config) -> u32 {
     }
 }
 
+/// The services, name servers and timeout of `[dnsbl]`; the name servers of
+/// `/etc/resolv.conf` (under the package root) when none are configured.
+pub fn dnsbl_setup(config: &Config) -> Result<DnsblSetup, ConditionError> {
+    let settings = &config.dnsbl;
+    let mut services = if settings.default_services { dnsbl::default_services() } else { vec![] };
+    for entry in &settings.services {
+        let service =
+            dnsbl::parse_service_entry(entry).map_err(|e| error(config, "dnsbl.services", e))?;
+        services.retain(|s| s.zone != service.zone);
+        services.push(service);
+    }
+    let mut name_servers = Vec::new();
+    for entry in &settings.name_servers {
+        name_servers.push(
+            dnsbl::parse_name_server(entry).map_err(|e| error(config, "dnsbl.name_servers", e))?,
+        );
+    }
+    if name_servers.is_empty() {
+        let path = config.system_root().join("etc/resolv.conf");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                name_servers = dnsbl::parse_resolv_conf(&text)
+                    .into_iter()
+                    .map(|ip| std::net::SocketAddr::new(ip, dnsbl::DNS_PORT))
+                    .collect();
+            }
+            Err(e) => log::warn!("[dnsbl] cannot read {}: {e}", path.display()),
+        }
+    }
+    if name_servers.is_empty() && !services.is_empty() {
+        log::warn!(
+            "[dnsbl] no name server in dnsbl.name_servers or resolv.conf: no client is \
+             looked up, every client counts as not listed"
+        );
+    }
+    let timeout = Duration::from_secs_f64(settings.timeout);
+    Ok(DnsblSetup { services, name_servers, timeout })
+}
+
 fn restrict_accounts(config: &Config) -> Result<RestrictAccounts, ConditionError> {
     let accounts = config.restrict_accounts.accounts.iter().map(String::as_str);
     RestrictAccounts::parse(accounts).map_err(|e| error(config, "restrict_accounts.accounts", e))
@@ -179,6 +226,8 @@ impl Shipped {
                 "Stress Notify" => Shipped::StressNotify(stress()),
                 "No Stress" => Shipped::NoStress(stress()),
                 "Trust" => Shipped::Trust(trust(config)?),
+                "DNSBL Listed" => Shipped::DnsblListed,
+                "Not DNSBL Listed" => Shipped::NotDnsblListed,
                 "Restrict Accounts" => Shipped::RestrictAccounts(restrict_accounts(config)?),
                 other => unreachable!("{other:?} is in CATALOG but not built"),
             };
@@ -197,6 +246,8 @@ impl Shipped {
             Shipped::StressNotify(_) => "Stress Notify",
             Shipped::NoStress(_) => "No Stress",
             Shipped::Trust(_) => "Trust",
+            Shipped::DnsblListed => "DNSBL Listed",
+            Shipped::NotDnsblListed => "Not DNSBL Listed",
             Shipped::RestrictAccounts(_) => "Restrict Accounts",
         }
     }
@@ -208,6 +259,7 @@ impl Shipped {
         event: &Event<'_>,
         context: &Context<'_>,
         sessions: &dyn SessionCount,
+        dnsbl: &DnsblVerdict,
         macros: &mut MacroList,
     ) -> bool {
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
@@ -248,6 +300,8 @@ impl Shipped {
                 }
                 false
             }
+            (Shipped::DnsblListed, Event::Connect { .. }) => !dnsbl.is_listed(),
+            (Shipped::NotDnsblListed, Event::Connect { .. }) => dnsbl.is_listed(),
             (Shipped::RestrictAccounts(_), Event::EnvelopeFrom { .. }) => {
                 state.restrict.reset();
                 false
@@ -258,5 +312,73 @@ impl Shipped {
             (Shipped::RestrictAccounts(_), Event::Data) => state.restrict.on_data(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A configuration whose package root is a fresh directory with this resolv.conf.
+    fn config_with_resolv_conf(label: &str, resolv_conf: Option<&str>) -> (Config, PathBuf) {
+        let root = std::env::temp_dir()
+            .join(format!("milter-manager-dnsbl-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        if let Some(text) = resolv_conf {
+            std::fs::write(root.join("etc/resolv.conf"), text).unwrap();
+        }
+        let mut config = Config::default();
+        config.package.options = Some(format!("root={}", root.display()));
+        (config, root)
+    }
+
+    #[test]
+    fn dnsbl_setup_from_the_defaults_and_resolv_conf() {
+        let text = "nameserver 192.0.2.53\nnameserver 2001:db8::53\n";
+        let (config, root) = config_with_resolv_conf("defaults", Some(text));
+        let setup = dnsbl_setup(&config).unwrap();
+        let zones: Vec<&str> = setup.services.iter().map(|s| s.zone.as_str()).collect();
+        assert_eq!(
+            zones,
+            ["zen.spamhaus.org", "dnsbl.sorbs.net", "bl.spamcop.net", "b.barracudacentral.org"]
+        );
+        let servers: Vec<String> = setup.name_servers.iter().map(|s| s.to_string()).collect();
+        assert_eq!(servers, ["192.0.2.53:53", "[2001:db8::53]:53"]);
+        assert_eq!(setup.timeout, Duration::from_secs(5));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn dnsbl_setup_from_the_settings() {
+        let (mut config, root) = config_with_resolv_conf("settings", None);
+        config.dnsbl.services = vec!["bl.example=127.0.0.2".into(), "zen.spamhaus.org".into()];
+        config.dnsbl.name_servers = vec!["127.0.0.1:5353".into()];
+        config.dnsbl.timeout = 1.5;
+        let setup = dnsbl_setup(&config).unwrap();
+        let zones: Vec<&str> = setup.services.iter().map(|s| s.zone.as_str()).collect();
+        // A configured zone replaces the default one of the same name.
+        assert_eq!(
+            zones,
+            [
+                "dnsbl.sorbs.net",
+                "bl.spamcop.net",
+                "b.barracudacentral.org",
+                "bl.example",
+                "zen.spamhaus.org"
+            ]
+        );
+        assert_eq!(setup.services[4].expected, None);
+        assert_eq!(setup.name_servers, ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(setup.timeout, Duration::from_millis(1500));
+
+        config.dnsbl.default_services = false;
+        config.dnsbl.name_servers.clear();
+        let setup = dnsbl_setup(&config).unwrap();
+        assert_eq!(setup.services.len(), 2);
+        assert!(setup.name_servers.is_empty(), "no resolv.conf under the root");
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

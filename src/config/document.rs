@@ -129,6 +129,7 @@ pub(super) fn apply(
             "remote_network" => section!(remote_network, schema::REMOTE_NETWORK),
             "trust" => section!(trust, schema::TRUST),
             "stress" => section!(stress, schema::STRESS),
+            "dnsbl" => section!(dnsbl, schema::DNSBL),
             "restrict_accounts" => section!(restrict_accounts, schema::RESTRICT_ACCOUNTS),
             _ => apply_milters(config, table, source)?,
         }

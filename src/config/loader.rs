@@ -629,6 +629,23 @@ mod tests {
             ),
             ("[log]\nlevel = \"loud\"\n", "2: log.level: ", "unknown log level \"loud\""),
             (
+                "[dnsbl]\nservices = [\"bl.example=yes\"]\n",
+                "2: dnsbl.services: ",
+                "invalid expected DNSBL answer \"yes\" for bl.example",
+            ),
+            (
+                "[dnsbl]\n\nservices = [\"bl example\"]\n",
+                "3: dnsbl.services: ",
+                "invalid DNSBL zone \"bl example\"",
+            ),
+            (
+                "[dnsbl]\nname_servers = [\"ns.example\"]\n",
+                "2: dnsbl.name_servers: ",
+                "invalid name server \"ns.example\"",
+            ),
+            ("[dnsbl]\ntimeout = 61\n", "2: dnsbl.timeout: ", "at most 60"),
+            ("[dnsbl]\ntimeout = 0\n", "2: dnsbl.timeout: ", "above 0"),
+            (
                 "[log]\nsyslog_facility = \"email\"\n",
                 "2: log.syslog_facility: ",
                 "unknown value \"email\"",

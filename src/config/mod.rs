@@ -36,9 +36,9 @@ use std::path::{Path, PathBuf};
 pub use crate::conditions::ScriptCondition;
 pub use error::ConfigError;
 pub use model::{
-    CommandOptions, Controller, Log, Manager, Milter, Package, RemoteNetworkSettings,
-    RestrictAccountsSettings, S25rSettings, Security, StressSettings, TrustSettings,
-    EVENT_LOOP_BACKENDS, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, DnsblSettings, Log, Manager, Milter, Package,
+    RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, Security, StressSettings,
+    TrustSettings, EVENT_LOOP_BACKENDS, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
 };
 pub use origin::Origin;
 pub use overrides::Overrides;
@@ -60,6 +60,7 @@ pub struct Config {
     pub remote_network: RemoteNetworkSettings,
     pub trust: TrustSettings,
     pub stress: StressSettings,
+    pub dnsbl: DnsblSettings,
     pub restrict_accounts: RestrictAccountsSettings,
     /// Applicable conditions defined by Rhai files, in the order they were defined.
     pub conditions: Vec<ScriptCondition>,
@@ -86,6 +87,7 @@ impl PartialEq for Config {
             remote_network,
             trust,
             stress,
+            dnsbl,
             restrict_accounts,
             conditions,
             milters,
@@ -97,6 +99,7 @@ impl PartialEq for Config {
             && *remote_network == other.remote_network
             && *trust == other.trust
             && *stress == other.stress
+            && *dnsbl == other.dnsbl
             && *restrict_accounts == other.restrict_accounts
             && *conditions == other.conditions
             && *security == other.security
@@ -411,6 +414,11 @@ default_envelope_from_domains = false
 envelope_from_domain_files = ["/etc/milter-manager/trusted-domains"]
 [stress]
 threshold_n_connections = 20
+[dnsbl]
+services = ["bl.example=127.0.0.2", "any.example"]
+default_services = false
+name_servers = ["192.0.2.53", "127.0.0.1:5353"]
+timeout = 2.5
 [restrict_accounts]
 accounts = ["alice@example.com", "@example.org"]
 [milter."test-milter"]

@@ -283,6 +283,38 @@ pub struct StressSettings {
     pub threshold_n_connections: Option<u32>,
 }
 
+/// `[dnsbl]`: the DNS blocklists "DNSBL Listed" and "Not DNSBL Listed" ask about IPv4
+/// clients, and the name servers asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsblSettings {
+    /// Zones, each alone (any answer lists) or with the answer that lists:
+    /// `"bl.example"`, `"bl.example=127.0.0.2"`, `"zen.spamhaus.org=127.0.0.10/31"`.
+    pub services: Vec<String>,
+    /// Whether the original's four zones are asked too.
+    pub default_services: bool,
+    /// IP addresses, optionally with a port (`"127.0.0.1:5353"`, `"[::1]:53"`); empty:
+    /// the `nameserver` lines of `/etc/resolv.conf`.
+    pub name_servers: Vec<String>,
+    /// Seconds to wait for the answers before the client counts as not listed.
+    pub timeout: f64,
+}
+
+/// The original's lookup timeout.
+pub const DEFAULT_DNSBL_TIMEOUT: f64 = 5.0;
+/// A longer wait would outlast the MTAs' own milter timeouts (Sendmail's is 10 s).
+pub const MAX_DNSBL_TIMEOUT: f64 = 60.0;
+
+impl Default for DnsblSettings {
+    fn default() -> Self {
+        DnsblSettings {
+            services: Vec::new(),
+            default_services: true,
+            name_servers: Vec::new(),
+            timeout: DEFAULT_DNSBL_TIMEOUT,
+        }
+    }
+}
+
 /// `[restrict_accounts]`: the recipients the "Restrict Accounts" condition lets through
 /// (addresses, `@domain` or `/regex/`).
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -3,9 +3,9 @@
 //! walk these tables, so an item added here is known everywhere.
 
 use super::model::{
-    CommandOptions, Controller, Log, Manager, Milter, Package, RemoteNetworkSettings,
-    RestrictAccountsSettings, S25rSettings, Security, StressSettings, TrustSettings,
-    EVENT_LOOP_BACKENDS, MAX_CHUNK_SIZE, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, DnsblSettings, Log, Manager, Milter, Package,
+    RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, Security, StressSettings,
+    TrustSettings, EVENT_LOOP_BACKENDS, MAX_CHUNK_SIZE, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
 };
 use super::values::{self, Shown};
 use crate::logging::Levels;
@@ -162,6 +162,13 @@ pub(super) const TRUST: &[Item<TrustSettings>] = &[
 pub(super) const STRESS: &[Item<StressSettings>] =
     &[item!(threshold_n_connections, values::optional_u32, show_optional_u32)];
 
+pub(super) const DNSBL: &[Item<DnsblSettings>] = &[
+    item!(services, values::dnsbl_services, show_names),
+    item!(default_services, values::boolean, show_bool),
+    item!(name_servers, values::name_servers, show_names),
+    item!(timeout, values::dnsbl_timeout, show_seconds),
+];
+
 pub(super) const RESTRICT_ACCOUNTS: &[Item<RestrictAccountsSettings>] =
     &[item!(accounts, values::accounts, show_names)];
 
@@ -183,7 +190,7 @@ pub(super) const MILTER: &[Item<Milter>] = &[
 ];
 
 /// The sections with a fixed set of items, in the order `--show-config` prints them.
-pub(super) const SECTIONS: [&str; 10] = [
+pub(super) const SECTIONS: [&str; 11] = [
     "package",
     "security",
     "manager",
@@ -193,6 +200,7 @@ pub(super) const SECTIONS: [&str; 10] = [
     "remote_network",
     "trust",
     "stress",
+    "dnsbl",
     "restrict_accounts",
 ];
 /// The table of child milters.
@@ -219,6 +227,7 @@ pub(super) fn keys_of(section: &str) -> Vec<&'static str> {
         "remote_network" => keys(REMOTE_NETWORK),
         "trust" => keys(TRUST),
         "stress" => keys(STRESS),
+        "dnsbl" => keys(DNSBL),
         "restrict_accounts" => keys(RESTRICT_ACCOUNTS),
         MILTER_TABLE => keys(MILTER),
         _ => Vec::new(),

@@ -8,7 +8,8 @@
 //!   |context, host, address| host == "unknown") })`;
 //! - change the built-in conditions' settings: `s25r.add_whitelist(...)`,
 //!   `remote_network.add_local_address(...)`, `trust.add_envelope_from_domain(...)`,
-//!   `stress.threshold_n_connections = 75`.
+//!   `stress.threshold_n_connections = 75`, `dnsbl.add_service("bl.example", "127.0.0.2")`,
+//!   `dnsbl.name_servers = ["192.0.2.53"]`.
 //!
 //! Every value goes through the same checks as in TOML, and records the file and line it
 //! was set at. Stoppers are kept compiled and run later, in the workers.
@@ -27,6 +28,7 @@ use super::origin::Origin;
 use super::schema::{self, Item};
 use super::values::{self, Shown};
 use super::Config;
+use crate::conditions::builtin::dnsbl;
 use crate::conditions::script::{line_and_message, new_engine, ScriptFn};
 use crate::conditions::{ScriptCondition, STOPPERS};
 
@@ -61,7 +63,7 @@ struct ConditionHandle {
     name: String,
 }
 
-/// `s25r`, `remote_network`, `trust`, `stress`.
+/// `s25r`, `remote_network`, `trust`, `stress`, `dnsbl`.
 #[derive(Clone, Copy)]
 struct S25rHandle;
 #[derive(Clone, Copy)]
@@ -70,6 +72,8 @@ struct RemoteNetworkHandle;
 struct TrustHandle;
 #[derive(Clone, Copy)]
 struct StressHandle;
+#[derive(Clone, Copy)]
+struct DnsblHandle;
 
 impl ScriptLoader {
     pub fn new() -> ScriptLoader {
@@ -78,6 +82,7 @@ impl ScriptLoader {
         register_milters(&mut engine, &state);
         register_conditions(&mut engine, &state);
         register_settings(&mut engine, &state);
+        register_dnsbl(&mut engine, &state);
         ScriptLoader { engine: Rc::new(engine), state }
     }
 
@@ -103,7 +108,8 @@ impl ScriptLoader {
             .push("s25r", S25rHandle)
             .push("remote_network", RemoteNetworkHandle)
             .push("trust", TrustHandle)
-            .push("stress", StressHandle);
+            .push("stress", StressHandle)
+            .push("dnsbl", DnsblHandle);
         let result = self.engine.run_ast_with_scope(&mut scope, &ast);
         let state = self.state.borrow_mut().take().expect("the state set above");
         *config = state.config;
@@ -499,6 +505,67 @@ fn register_settings(engine: &mut Engine, state: &SharedState) {
     });
 }
 
+/// `dnsbl.add_service(zone)`, `dnsbl.add_service(zone, answer)`, `dnsbl.clear()` and the
+/// items as properties (`dnsbl.name_servers = [...]`, `dnsbl.timeout = 3`).
+fn register_dnsbl(engine: &mut Engine, state: &SharedState) {
+    engine.register_type_with_name::<DnsblHandle>("Dnsbl");
+    let add = |state: &SharedState, context: &NativeCallContext, entry: String| {
+        let list: fn(&mut Config) -> &mut Vec<String> = |c| &mut c.dnsbl.services;
+        let check = |entry: &str| dnsbl::parse_service_entry(entry).map(|_| ());
+        add_entry(state, context, "dnsbl", "services", check, list, &entry)
+    };
+    let adding = Rc::clone(state);
+    engine.register_fn(
+        "add_service",
+        move |context: NativeCallContext, _: &mut DnsblHandle, zone: &str| {
+            add(&adding, &context, zone.to_string())
+        },
+    );
+    let adding = Rc::clone(state);
+    engine.register_fn(
+        "add_service",
+        move |context: NativeCallContext, _: &mut DnsblHandle, zone: &str, answer: &str| {
+            add(&adding, &context, format!("{zone}={answer}"))
+        },
+    );
+    let clearing = Rc::clone(state);
+    engine.register_fn("clear", move |context: NativeCallContext, _: &mut DnsblHandle| {
+        with_state(&clearing, |s| {
+            let origin = s.origin(&context);
+            s.config.dnsbl.services.clear();
+            s.config.dnsbl.default_services = false;
+            for key in ["services", "default_services"] {
+                s.config.origins.set("dnsbl", key, origin.clone());
+            }
+            Ok(())
+        })
+    });
+    for item in schema::DNSBL.iter().filter(|item| item.key != "services") {
+        let key = item.key;
+        let setting = Rc::clone(state);
+        engine.register_fn(
+            format!("set${key}"),
+            move |context: NativeCallContext, _: &mut DnsblHandle, value: Dynamic| {
+                with_state(&setting, |s| {
+                    let item = schema::DNSBL.iter().find(|i| i.key == key).expect("listed");
+                    set_item(&mut s.config.dnsbl, item, &value)
+                        .map_err(|e| format!("dnsbl.{key}: {e}"))?;
+                    let origin = s.origin(&context);
+                    s.config.origins.set("dnsbl", key, origin);
+                    Ok(())
+                })
+            },
+        );
+        let getting = Rc::clone(state);
+        engine.register_fn(format!("get${key}"), move |_: &mut DnsblHandle| {
+            with_state(&getting, |s| {
+                let item = schema::DNSBL.iter().find(|i| i.key == key).expect("listed");
+                Ok(shown_value((item.show)(&s.config.dnsbl)))
+            })
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testdir::TestDir;
@@ -526,7 +593,14 @@ mod tests {
              trust.add_envelope_from_domain(\"example.com\");\n\
              trust.load_envelope_from_domains(\"trusted.txt\");\n\
              stress.threshold_n_connections = 40;\n\
-             if stress.threshold_n_connections != 40 { throw \"not read back\"; }\n",
+             if stress.threshold_n_connections != 40 { throw \"not read back\"; }\n\
+             dnsbl.clear();\n\
+             dnsbl.add_service(\"bl.example\");\n\
+             dnsbl.add_service(\"zen.example\", \"127.0.0.10/31\");\n\
+             dnsbl.name_servers = [\"192.0.2.53\", \"127.0.0.1:5353\"];\n\
+             dnsbl.timeout = 2;\n\
+             let servers = dnsbl.name_servers;\n\
+             if dnsbl.timeout != 2.0 || servers.len() != 2 { throw \"dnsbl\"; }\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.s25r.whitelist, ["mx.example.com"]);
@@ -540,7 +614,15 @@ mod tests {
         let file = dir.path().join("trusted.txt").display().to_string();
         assert_eq!(config.trust.envelope_from_domain_files, [file]);
         assert_eq!(config.stress.threshold_n_connections, Some(40));
+        assert!(!config.dnsbl.default_services);
+        assert_eq!(config.dnsbl.services, ["bl.example", "zen.example=127.0.0.10/31"]);
+        assert_eq!(config.dnsbl.name_servers, ["192.0.2.53", "127.0.0.1:5353"]);
+        assert_eq!(config.dnsbl.timeout, 2.0);
         let script = dir.path().join("x.rhai");
+        assert_eq!(
+            config.origin("dnsbl.name_servers"),
+            Origin::File { path: script.clone(), line: 15 }
+        );
         assert_eq!(
             config.origin("stress.threshold_n_connections"),
             Origin::File { path: script.clone(), line: 10 }
@@ -562,6 +644,13 @@ mod tests {
             ("s25r.add_whitelist(\"/[/\");", "1: s25r.whitelist: "),
             ("s25r.add_whitelist(42);", "1: s25r.add_whitelist: expected a host name"),
             ("stress.threshold_n_connections = -1;", "1: stress.threshold_n_connections: "),
+            ("\ndnsbl.add_service(\"bl..example\");", "2: dnsbl.services: invalid DNSBL zone"),
+            ("dnsbl.add_service(\"bl.example\", \"yes\");", "1: dnsbl.services: invalid expected"),
+            (
+                "dnsbl.name_servers = [\"ns.example\"];",
+                "1: dnsbl.name_servers: invalid name server",
+            ),
+            ("dnsbl.timeout = 600;", "1: dnsbl.timeout: must be a number of seconds"),
             ("define_milter(\"\");", "1: a milter needs a name"),
             ("remove_milter(\"nope\");", "1: no milter named \"nope\" to remove"),
             (

@@ -36,6 +36,7 @@ pub(super) fn show(config: &Config) -> String {
     );
     fixed_section(&mut out, config, "trust", &config.trust, schema::TRUST);
     fixed_section(&mut out, config, "stress", &config.stress, schema::STRESS);
+    fixed_section(&mut out, config, "dnsbl", &config.dnsbl, schema::DNSBL);
     let accounts = &config.restrict_accounts;
     fixed_section(&mut out, config, "restrict_accounts", accounts, schema::RESTRICT_ACCOUNTS);
     conditions(&mut out, config);
@@ -148,6 +149,12 @@ level = "error|warning|statistics"
 path = "/var/log/milter-manager.log"
 use_syslog = false
 syslog_facility = "local3"
+
+[dnsbl]
+services = ["bl.example=127.0.0.2", "zen.example=127.0.0.10/31", "any.example"]
+default_services = false
+name_servers = ["192.0.2.53", "[::1]:5353"]
+timeout = 2.5
 
 [milter."spamass-milter"]
 connection_spec = "unix:/run/spamass.sock"

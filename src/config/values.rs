@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use toml::de::DeValue;
 
-use super::model::{CommandOptions, MAX_SOCKET_MODE, MAX_TIMEOUT};
+use super::model::{CommandOptions, MAX_DNSBL_TIMEOUT, MAX_SOCKET_MODE, MAX_TIMEOUT};
 use crate::spec::Spec;
 use crate::status::FallbackStatus;
 
@@ -289,6 +289,35 @@ pub(super) fn optional_u32(value: &DeValue<'_>) -> Result<Option<u32>, String> {
     integer_u32(value, 0, u32::MAX)
         .map(Some)
         .map_err(|e| format!("{e}, or \"\" for the automatic value"))
+}
+
+/// DNSBL services: `zone` or `zone=answer`.
+pub(super) fn dnsbl_services(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+    let entries = strings(value)?;
+    for entry in &entries {
+        crate::conditions::builtin::dnsbl::parse_service_entry(entry)?;
+    }
+    Ok(entries)
+}
+
+/// Name servers: IP addresses, optionally with a port.
+pub(super) fn name_servers(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+    let entries = strings(value)?;
+    for entry in &entries {
+        crate::conditions::builtin::dnsbl::parse_name_server(entry)?;
+    }
+    Ok(entries)
+}
+
+/// The DNSBL lookups' timeout: seconds above 0, at most [`MAX_DNSBL_TIMEOUT`].
+pub(super) fn dnsbl_timeout(value: &DeValue<'_>) -> Result<f64, String> {
+    match seconds(value) {
+        Ok(seconds) if seconds <= MAX_DNSBL_TIMEOUT => Ok(seconds),
+        _ => Err(format!(
+            "must be a number of seconds above 0 and at most {MAX_DNSBL_TIMEOUT} (the MTA \
+             waits for the answer to CONNECT meanwhile)"
+        )),
+    }
 }
 
 /// Recipients: addresses, `@domain` or `/regex/`.

@@ -36,7 +36,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use milter_manager::conditions::{ConditionSet, SessionCount};
+use milter_manager::conditions::{ConditionSet, DnsblVerdict, SessionCount};
 use milter_manager::config::Config;
 use milter_manager::engine::{
     ChildConfig, Conditions, Context, EngineConfig, Event, MemorySpill, Output, Session, Stage,
@@ -62,6 +62,9 @@ pub struct Scenario {
     rhai: String,
     applied: Vec<(usize, Vec<String>)>,
     n_sessions: usize,
+    /// What the DNSBL lookups said about the client (`dnsbl listed`); the scenarios
+    /// drive the engine, which sees CONNECT only after the lookups.
+    dnsbl_listed: bool,
 }
 
 enum Step {
@@ -155,6 +158,7 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
                 rhai: String::new(),
                 applied: Vec::new(),
                 n_sessions: 1,
+                dnsbl_listed: false,
             });
             continue;
         }
@@ -247,6 +251,14 @@ impl Scenario {
                 let child = self.child(&word(args.first().ok_or("apply to whom?")?))?;
                 let names = args[1..].iter().map(|a| word(a)).collect();
                 self.applied.push((child, names));
+                return Ok(());
+            }
+            "dnsbl" => {
+                self.dnsbl_listed = match word(args.first().ok_or("dnsbl listed or unlisted?")?) {
+                    ref w if w == "listed" => true,
+                    ref w if w == "unlisted" => false,
+                    other => return Err(format!("dnsbl {other}? (listed or unlisted)")),
+                };
                 return Ok(());
             }
             "sessions" => {
@@ -356,7 +368,9 @@ impl Scenario {
         let set = ConditionSet::new(&config, Rc::new(FixedCount(self.n_sessions)))
             .unwrap_or_else(|e| panic!("{}:{}: the conditions: {e}", self.file, self.line));
         let _ = std::fs::remove_dir_all(&dir);
-        Some(Box::new(Rc::new(set).session()))
+        let verdict = DnsblVerdict::default();
+        verdict.set(self.dnsbl_listed);
+        Some(Box::new(Rc::new(set).session_with(verdict)))
     }
 
     /// Runs the scenario; the error names the line that failed and why.

@@ -1,4 +1,5 @@
-//! Runs engine sessions on the workers runtime: connection keys to child numbers and back.
+//! Runs engine sessions on the workers runtime: connection keys to child numbers and back,
+//! and the DNSBL lookups' connection to a name server beside them.
 
 use std::cell::RefCell;
 use std::io;
@@ -6,7 +7,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use milter_manager::conditions::{ConditionSet, SessionCount};
+use milter_manager::conditions::{
+    ConditionSet, ConnectGate, DnsblVerdict, LookupAction, SessionCount,
+};
 use milter_manager::engine::{EngineConfig, Output, Session};
 use supervisor::SessionBoard;
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
@@ -50,11 +53,18 @@ impl workers::SessionFactory for Factory {
         let tag = self.next_tag;
         self.next_tag += 1 + self.generation.endpoints.len() as u64;
         log::debug!("[{tag}] session from {peer:?}");
-        let conditions = Box::new(self.generation.conditions.session());
+        let verdict = DnsblVerdict::default();
+        // Only when a milter uses a DNSBL condition is CONNECT held for the lookups. The
+        // query ids only have to tell this session's own queries apart.
+        let gate = self.generation.conditions.dnsbl().map(|setup| {
+            ConnectGate::new(Rc::clone(setup), verdict.clone(), tag, (tag as u16) << 4)
+        });
+        let conditions = Box::new(self.generation.conditions.session_with(verdict));
         let engine = Session::new(Arc::clone(&self.generation.engine), conditions, tag, now);
         self.board.begin(self.worker);
         ManagerSession {
             engine,
+            gate,
             generation: Rc::clone(&self.generation),
             board: Rc::clone(&self.board),
             worker: self.worker,
@@ -65,19 +75,12 @@ impl workers::SessionFactory for Factory {
 
 pub struct ManagerSession {
     engine: Session,
+    /// Holds the MTA's CONNECT back while its client is looked up in the DNSBLs.
+    gate: Option<ConnectGate>,
     generation: Rc<Generation>,
     board: Rc<SessionBoard>,
     worker: usize,
     client_watch: Option<ClientWatch>,
-}
-
-impl ManagerSession {
-    /// Keeps the client checks in step with the engine after each event.
-    fn follow(&mut self, now: Instant) {
-        if let Some(watch) = &mut self.client_watch {
-            watch.follow(&self.engine, now);
-        }
-    }
 }
 
 impl Drop for ManagerSession {
@@ -86,9 +89,32 @@ impl Drop for ManagerSession {
     }
 }
 
+/// The connection to the name server of the DNSBL lookups.
+const DNS: ConnKey = ConnKey(u32::MAX);
+
 /// Child `i` uses connection key `i + 1`; key 0 is the MTA.
 fn child_of(conn: ConnKey) -> Option<usize> {
     (conn != ConnKey::PEER).then(|| conn.0 as usize - 1)
+}
+
+impl ManagerSession {
+    /// Gives the engine what the gate let through.
+    fn feed_engine(&mut self, now: Instant) {
+        if let Some(gate) = &mut self.gate {
+            let bytes = gate.take_for_engine();
+            if !bytes.is_empty() {
+                self.engine.handle_mta_data(&bytes, now);
+            }
+        }
+        self.follow(now);
+    }
+
+    /// Keeps the client checks in step with the engine after each event.
+    fn follow(&mut self, now: Instant) {
+        if let Some(watch) = &mut self.client_watch {
+            watch.follow(&self.engine, now);
+        }
+    }
 }
 
 fn key_of(child: usize) -> ConnKey {
@@ -97,14 +123,26 @@ fn key_of(child: usize) -> ConnKey {
 
 impl workers::Session for ManagerSession {
     fn handle_read(&mut self, conn: ConnKey, bytes: &[u8], now: Instant) {
-        match child_of(conn) {
-            None => self.engine.handle_mta_data(bytes, now),
-            Some(child) => self.engine.handle_child_data(child, bytes, now),
+        match (child_of(conn), &mut self.gate) {
+            (None, Some(gate)) => {
+                gate.push_mta(bytes, now);
+                self.feed_engine(now);
+            }
+            (Some(_), Some(gate)) if conn == DNS => {
+                gate.handle_dns_data(bytes, now);
+                self.feed_engine(now);
+            }
+            (None, None) => self.engine.handle_mta_data(bytes, now),
+            (Some(child), _) => self.engine.handle_child_data(child, bytes, now),
         }
         self.follow(now);
     }
 
     fn handle_connected(&mut self, conn: ConnKey, result: io::Result<()>, now: Instant) {
+        if let (DNS, Some(gate)) = (conn, &mut self.gate) {
+            gate.handle_dns_connected(result.map_err(|e| e.to_string()), now);
+            return self.feed_engine(now);
+        }
         if let Some(child) = child_of(conn) {
             let result = result
                 .map_err(|e| format!("{e} ({})", describe(&self.generation.endpoints[child])));
@@ -114,6 +152,16 @@ impl workers::Session for ManagerSession {
     }
 
     fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, now: Instant) {
+        if let Some(gate) = &mut self.gate {
+            match conn {
+                ConnKey::PEER => gate.handle_mta_closed(),
+                DNS => {
+                    gate.handle_dns_closed(error.map(|e| e.to_string()), now);
+                    return self.feed_engine(now);
+                }
+                _ => {}
+            }
+        }
         match child_of(conn) {
             None => self.engine.handle_mta_closed(now),
             Some(child) => {
@@ -124,6 +172,10 @@ impl workers::Session for ManagerSession {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if let Some(gate) = &mut self.gate {
+            gate.handle_timeout(now);
+            self.feed_engine(now);
+        }
         self.engine.handle_timeout(now);
         if let Some(watch) = &mut self.client_watch {
             watch.check_if_due(&mut self.engine, now);
@@ -132,6 +184,18 @@ impl workers::Session for ManagerSession {
     }
 
     fn poll_action(&mut self) -> Option<Action> {
+        if let Some(action) = self.gate.as_mut().and_then(ConnectGate::poll_action) {
+            let timeout = self.generation.conditions.dnsbl().map(|setup| setup.timeout);
+            return Some(match action {
+                LookupAction::Connect(server) => Action::Connect {
+                    conn: DNS,
+                    endpoint: Endpoint::Tcp(server),
+                    write_timeout: timeout,
+                },
+                LookupAction::Send(bytes) => Action::Send { conn: DNS, bytes },
+                LookupAction::Close => Action::Close { conn: DNS },
+            });
+        }
         Some(match self.engine.poll_output()? {
             Output::ToMta(bytes) => Action::Send { conn: ConnKey::PEER, bytes },
             Output::ToChild { child, bytes } => Action::Send { conn: key_of(child), bytes },
@@ -146,8 +210,9 @@ impl workers::Session for ManagerSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        let gate = self.gate.as_ref().and_then(ConnectGate::deadline);
         let check = self.client_watch.as_ref().and_then(ClientWatch::deadline);
-        [self.engine.poll_timeout(), check].into_iter().flatten().min()
+        [self.engine.poll_timeout(), gate, check].into_iter().flatten().min()
     }
 
     fn is_finished(&self) -> bool {

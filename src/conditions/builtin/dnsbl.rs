@@ -1,10 +1,11 @@
-//! DNSBL Listed / Not DNSBL Listed: the DNS part without the network. The caller sends
-//! [`encode_query`] over UDP to a name server (from [`parse_resolv_conf`] or the
-//! configuration), reads the answer with [`parse_response`] and asks
-//! [`Listing::is_listed_for`] with the service's expected answers. A client is listed when
-//! any service lists it. Errors and timeouts count as not listed, as in the original.
+//! DNSBL Listed / Not DNSBL Listed: the DNS part without the network. The lookup
+//! (`conditions::dnsbl_lookup`) sends [`encode_query`] to a name server (from
+//! [`parse_resolv_conf`] or the configuration), reads the answer with [`parse_response`]
+//! and asks [`Listing::is_listed_for`] with the service's expected answers. A client is
+//! listed when any service lists it. Errors and timeouts count as not listed, as in the
+//! original.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 
@@ -51,6 +52,32 @@ fn parse_expected(text: &str) -> Option<Ipv4Net> {
         return Some(Ipv4Net::from(ip));
     }
     text.parse::<Ipv4Net>().ok().map(|net| net.trunc())
+}
+
+/// A service as the configuration writes it: `zone` (any answer lists) or `zone=answer`.
+pub fn parse_service_entry(text: &str) -> Result<DnsblService, String> {
+    match text.split_once('=') {
+        Some((zone, expected)) => DnsblService::parse(zone, Some(expected)),
+        None => DnsblService::parse(text, None),
+    }
+}
+
+/// The port of DNS.
+pub const DNS_PORT: u16 = 53;
+
+/// A name server as the configuration writes it: an IP address (port 53), or one with a
+/// port (`127.0.0.1:5353`, `[::1]:5353`).
+pub fn parse_name_server(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DNS_PORT));
+    }
+    text.parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "invalid name server {text:?}: write an IP address such as 192.0.2.53 or \
+             2001:db8::53, optionally with a port (127.0.0.1:5353, [::1]:5353)"
+        )
+    })
 }
 
 /// [`DEFAULT_SERVICES`] parsed.
@@ -275,7 +302,7 @@ impl<'a> Reader<'a> {
 }
 
 /// The name servers of a `resolv.conf` text, at most three as the C resolver uses. Scoped
-/// IPv6 addresses (`fe80::1%eth0`) are left out: a UDP socket cannot reach them from the
+/// IPv6 addresses (`fe80::1%eth0`) are left out: a socket cannot reach them from the
 /// address alone.
 pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
     text.lines()
@@ -449,6 +476,25 @@ mod tests {
         let error = DnsblService::parse("bl.example", Some("yes")).unwrap_err();
         assert!(error.contains("\"yes\""), "{error}");
         assert!(validate_zone(&"a.".repeat(130)).is_err());
+    }
+
+    #[test]
+    fn service_entries_and_name_servers() {
+        let service = parse_service_entry("bl.example=127.0.0.2").unwrap();
+        assert_eq!(service.zone, "bl.example");
+        assert_eq!(service.expected, Some("127.0.0.2/32".parse().unwrap()));
+        assert_eq!(parse_service_entry("Any.Example").unwrap().expected, None);
+        let network = parse_service_entry("zen.spamhaus.org = 127.0.0.10/31").unwrap();
+        assert_eq!(network.expected, Some("127.0.0.10/31".parse().unwrap()));
+        assert!(parse_service_entry("bl.example=").unwrap_err().contains("expected"));
+        assert!(parse_service_entry("=127.0.0.2").unwrap_err().contains("empty"));
+        assert_eq!(parse_name_server("192.0.2.53"), Ok("192.0.2.53:53".parse().unwrap()));
+        assert_eq!(parse_name_server("2001:db8::53"), Ok("[2001:db8::53]:53".parse().unwrap()));
+        assert_eq!(parse_name_server("127.0.0.1:5353"), Ok("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(parse_name_server("[::1]:5353"), Ok("[::1]:5353".parse().unwrap()));
+        let error = parse_name_server("ns.example").unwrap_err();
+        assert!(error.contains("\"ns.example\""), "{error}");
+        assert!(parse_name_server("127.0.0.1:99999").is_err());
     }
 
     #[test]
