@@ -89,20 +89,43 @@ pub use prefork::MAX_WORKERS;
 pub struct WorkerContext {
     /// 0..n_workers; 0 when the process serves alone (`n_workers == 0`).
     pub worker_index: u32,
+    /// A number no other live worker holds, old generations' draining workers included:
+    /// the lowest free one, so it stays below `2 * MAX_WORKERS` unless draining workers of
+    /// several reloads pile up. Meant for per-worker slots in shared memory.
+    pub worker_id: u32,
+    /// The configuration generation this worker serves: 1 at start, +1 per reload.
+    pub generation: u64,
     /// Read end of a pipe whose write end only the supervisor holds: EOF (readable with 0
     /// bytes) means the supervisor is gone or wants the worker to stop, so stop accepting and
     /// drain. `None` when the process serves alone.
     pub parent_watch: Option<OwnedFd>,
 }
 
+/// A worker's serving function: gets the shared listener, returns the exit code.
+pub type Serve<'a> = Box<dyn FnMut(Listener, WorkerContext) -> i32 + 'a>;
+
+/// What a successful reload hands the supervisor: the next generation's workers.
+pub struct Reloaded {
+    /// Serves the listener with the new configuration.
+    pub serve: Serve<'static>,
+    /// How many workers the new generation gets (0 is refused: a running supervisor cannot
+    /// become a single serving process; the old count is kept).
+    pub n_workers: u32,
+}
+
 /// Extension points called by the supervisor (prefork mode only; with `n_workers == 0` the
 /// serving process handles its own signals).
 #[derive(Default)]
 pub struct Hooks {
-    /// Called on SIGHUP. Without it, SIGHUP is logged and ignored.
-    pub on_reload: Option<Box<dyn FnMut()>>,
+    /// Called on SIGHUP: loads the configuration again. `None` keeps the running generation
+    /// (the hook logs why); `Some` starts the new generation's workers and lets the old ones
+    /// finish their sessions and exit. Without the hook, SIGHUP is logged and ignored.
+    pub on_reload: Option<Box<dyn FnMut() -> Option<Reloaded>>>,
     /// Called on SIGUSR1 before it is forwarded to the workers (e.g. reopen log files).
     pub on_reopen_logs: Option<Box<dyn FnMut()>>,
+    /// Called with a worker's `worker_id` once it has exited and been reaped, whatever the
+    /// reason (e.g. to clear what it left in shared memory).
+    pub on_worker_exit: Option<Box<dyn FnMut(u32)>>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -110,6 +133,7 @@ impl std::fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("on_reload", &self.on_reload.is_some())
             .field("on_reopen_logs", &self.on_reopen_logs.is_some())
+            .field("on_worker_exit", &self.on_worker_exit.is_some())
             .finish()
     }
 }
@@ -212,11 +236,13 @@ where
         let _reload_and_reopen_are_harmless =
             signals::catch_and_ignore(&[libc::SIGHUP, libc::SIGUSR1])?;
         report.ready();
-        let context = WorkerContext { worker_index: 0, parent_watch: None };
+        let context =
+            WorkerContext { worker_index: 0, worker_id: 0, generation: 1, parent_watch: None };
         return Ok(serve(listener, context));
     }
     let close_in_child =
         [pid_file.and_then(PidFile::raw_fd), report.raw_fd()].into_iter().flatten().collect();
+    let serve: Serve<'_> = Box::new(serve);
     prefork::Prefork::new(listener, n_workers, serve, hooks, close_in_child)?.run(report)
 }
 

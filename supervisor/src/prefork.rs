@@ -1,6 +1,10 @@
 //! The prefork supervisor: forks N workers that share the listener, replaces the ones that
 //! die (with crash throttling), forwards signals and stops them all on SIGTERM/SIGINT. It
 //! serves no mail and runs no threads: one poll on a signal self-pipe drives everything.
+//!
+//! SIGHUP reloads by generation: when the reload hook returns a new serving function, the
+//! supervisor forks the new generation's workers and closes the old workers' pipes, so they
+//! stop accepting, finish their sessions and exit. Old workers are reaped, never replaced.
 
 use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -18,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fork;
 use crate::signals::SignalPipe;
 use crate::throttle::RespawnThrottle;
-use crate::{Hooks, Listener, WorkerContext};
+use crate::{Hooks, Listener, Reloaded, Serve, WorkerContext};
 
 /// The most workers one supervisor forks.
 pub const MAX_WORKERS: u32 = 1000;
@@ -30,31 +34,49 @@ const STOP_DEADLINE: Duration = Duration::from_secs(65);
 /// Exit code of a worker whose `serve` panicked (the code Rust uses for a panicking main).
 const PANIC_EXIT_CODE: i32 = 101;
 
-/// Everything the supervisor knows about one worker position.
+/// Everything the supervisor knows about one worker position of the current generation.
 struct Slot {
     index: u32,
     state: SlotState,
     throttle: RespawnThrottle,
 }
 
+/// A forked worker process.
+struct Worker {
+    pid: Pid,
+    /// Its `WorkerContext::worker_id`.
+    id: u32,
+    started: Instant,
+    /// Write end of the worker's `parent_watch` pipe; closing it tells the worker to stop.
+    to_worker: Option<OwnedFd>,
+}
+
 enum SlotState {
-    Running {
-        pid: Pid,
-        started: Instant,
-        /// Write end of the worker's `parent_watch` pipe; closing it tells the worker to stop.
-        to_worker: Option<OwnedFd>,
-    },
+    Running(Worker),
     /// Dead, to be replaced at `at`.
-    Waiting { at: Instant },
+    Waiting {
+        at: Instant,
+    },
     /// Dead, not to be replaced (shutting down).
     Stopped,
 }
 
-pub(crate) struct Prefork<'a, S> {
+/// A worker of an older generation, told to stop, finishing its sessions.
+struct Draining {
+    index: u32,
+    generation: u64,
+    worker: Worker,
+}
+
+pub(crate) struct Prefork<'a> {
     /// `None` only inside a worker, which takes it.
     listener: Option<Listener>,
-    serve: S,
+    /// The current generation's serving function.
+    serve: Serve<'a>,
+    /// 1 at start, +1 per successful reload.
+    generation: u64,
     slots: Vec<Slot>,
+    draining: Vec<Draining>,
     /// `None` only inside a worker, which drops it.
     signals: Option<SignalPipe>,
     /// Descriptors of the supervisor (pid file lock, start-up report) a worker must not keep.
@@ -62,28 +84,20 @@ pub(crate) struct Prefork<'a, S> {
     hooks: &'a mut Hooks,
 }
 
-impl<'a, S> Prefork<'a, S>
-where
-    S: FnMut(Listener, WorkerContext) -> i32,
-{
+impl<'a> Prefork<'a> {
     pub fn new(
         listener: Listener,
         n_workers: u32,
-        serve: S,
+        serve: Serve<'a>,
         hooks: &'a mut Hooks,
         close_in_child: Vec<RawFd>,
     ) -> Result<Self> {
-        let now = Instant::now();
         Ok(Prefork {
             listener: Some(listener),
             serve,
-            slots: (0..n_workers)
-                .map(|index| Slot {
-                    index,
-                    state: SlotState::Waiting { at: now },
-                    throttle: RespawnThrottle::default(),
-                })
-                .collect(),
+            generation: 1,
+            slots: fresh_slots(n_workers, Instant::now()),
+            draining: Vec::new(),
             // Installed before the first fork so that no SIGCHLD can be missed.
             signals: Some(SignalPipe::install()?),
             close_in_child,
@@ -114,10 +128,7 @@ where
                 return Ok(0);
             }
             if pending.hangup {
-                match self.hooks.on_reload.as_mut() {
-                    Some(reload) => reload(),
-                    None => log::info!("SIGHUP received: reloading is not supported; ignored"),
-                }
+                self.reload();
             }
             if pending.user1 {
                 if let Some(reopen_logs) = self.hooks.on_reopen_logs.as_mut() {
@@ -127,6 +138,59 @@ where
             }
             self.respawn_due(Instant::now());
         }
+    }
+
+    /// SIGHUP: asks the hook for the next generation; on success starts its workers, then
+    /// tells the current ones to finish their sessions and exit.
+    fn reload(&mut self) {
+        let Some(hook) = self.hooks.on_reload.as_mut() else {
+            log::info!("SIGHUP received: reloading is not supported; ignored");
+            return;
+        };
+        log::info!("SIGHUP received: reloading the configuration");
+        let Some(Reloaded { serve, n_workers }) = hook() else {
+            return;
+        };
+        let running = self.slots.len() as u32;
+        let n_workers = if n_workers == 0 {
+            log::warn!(
+                "n_workers = 0 (serving in one process) needs a restart; keeping {running} workers"
+            );
+            running
+        } else if n_workers > MAX_WORKERS {
+            log::warn!(
+                "{n_workers} workers requested; at most {MAX_WORKERS} are allowed; keeping {running}"
+            );
+            running
+        } else {
+            n_workers
+        };
+        let now = Instant::now();
+        let old_generation = self.generation;
+        self.generation += 1;
+        self.serve = serve;
+        let old_slots = std::mem::replace(&mut self.slots, fresh_slots(n_workers, now));
+        // Old workers move to the draining list with their pipes still open: a new worker
+        // forked now must not inherit a write end (it drops the list), or the old worker's
+        // EOF would never come.
+        for slot in old_slots {
+            if let SlotState::Running(worker) = slot.state {
+                let draining = Draining { index: slot.index, generation: old_generation, worker };
+                self.draining.push(draining);
+            }
+        }
+        // The new workers first, so that someone accepts all along.
+        self.respawn_due(now);
+        for old in &mut self.draining {
+            // EOF on its pipe: stop accepting, finish the sessions, exit.
+            old.worker.to_worker.take();
+        }
+        log::info!(
+            "reloaded configuration (generation {}): {n_workers} workers; {} older workers \
+             finishing their sessions",
+            self.generation,
+            self.draining.len()
+        );
     }
 
     fn signals(&mut self) -> &mut SignalPipe {
@@ -184,27 +248,33 @@ where
     fn spawn(&mut self, position: usize) -> Result<()> {
         let (watch_read, watch_write) = unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|errno| Error::ForkWorker { source: errno.into() })?;
+        let id = self.free_worker_id();
         match fork::fork().map_err(|source| Error::ForkWorker { source })? {
             ForkResult::Child => {
                 // Only the supervisor may hold the write end, or EOF never comes.
                 drop(watch_write);
-                self.become_worker(position, watch_read)
+                self.become_worker(position, id, watch_read)
             }
             ForkResult::Parent { child } => {
                 let slot = &mut self.slots[position];
-                log::info!("started worker {} (pid {child})", slot.index);
-                slot.state = SlotState::Running {
+                log::info!(
+                    "started worker {} (pid {child}, generation {})",
+                    slot.index,
+                    self.generation
+                );
+                slot.state = SlotState::Running(Worker {
                     pid: child,
+                    id,
                     started: Instant::now(),
                     to_worker: Some(watch_write),
-                };
+                });
                 Ok(())
             }
         }
     }
 
     /// In the child: shed everything that belongs to the supervisor, then serve and exit.
-    fn become_worker(&mut self, position: usize, parent_watch: OwnedFd) -> ! {
+    fn become_worker(&mut self, position: usize, worker_id: u32, parent_watch: OwnedFd) -> ! {
         // The supervisor's signal actions would write into its pipe; dropping them leaves the
         // signals caught-and-ignored until the worker installs its own handlers.
         if let Some(signals) = self.signals.take() {
@@ -215,12 +285,15 @@ where
         for slot in &mut self.slots {
             slot.state = SlotState::Stopped;
         }
+        self.draining.clear();
         for fd in self.close_in_child.drain(..) {
             let _ = unistd::close(fd);
         }
         let listener = self.listener.take().expect("the supervisor owns the listener");
         let context = WorkerContext {
             worker_index: self.slots[position].index,
+            worker_id,
+            generation: self.generation,
             parent_watch: Some(parent_watch),
         };
         let serve = &mut self.serve;
@@ -251,18 +324,29 @@ where
     }
 
     fn worker_ended(&mut self, pid: Pid, status: WaitStatus, shutting_down: bool) {
-        let Some(slot) = self.slots.iter_mut().find(
-            |slot| matches!(slot.state, SlotState::Running { pid: running, .. } if running == pid),
+        let now = Instant::now();
+        if let Some(at) = self.draining.iter().position(|old| old.worker.pid == pid) {
+            let old = self.draining.swap_remove(at);
+            let lifetime = now.duration_since(old.worker.started);
+            let who = format!("worker {} of generation {} (pid {pid})", old.index, old.generation);
+            log_worker_end(&who, &status, lifetime, shutting_down);
+            self.worker_exited(old.worker.id);
+            return;
+        }
+        let Some(position) = self.slots.iter().position(
+            |slot| matches!(&slot.state, SlotState::Running(worker) if worker.pid == pid),
         ) else {
             log::debug!("reaped process {pid}, which is not a worker");
             return;
         };
-        let SlotState::Running { started, .. } = slot.state else {
+        let SlotState::Running(Worker { started, id, .. }) = self.slots[position].state else {
             unreachable!("found by its running state")
         };
-        let now = Instant::now();
         let lifetime = now.duration_since(started);
-        log_worker_end(slot.index, pid, &status, lifetime, shutting_down);
+        let who = format!("worker {} (pid {pid})", self.slots[position].index);
+        log_worker_end(&who, &status, lifetime, shutting_down);
+        self.worker_exited(id);
+        let slot = &mut self.slots[position];
         if shutting_down {
             slot.state = SlotState::Stopped;
             return;
@@ -279,11 +363,42 @@ where
         slot.state = SlotState::Waiting { at: now + delay };
     }
 
+    fn worker_exited(&mut self, id: u32) {
+        if let Some(hook) = self.hooks.on_worker_exit.as_mut() {
+            hook(id);
+        }
+    }
+
+    /// The lowest worker id no running or draining worker holds.
+    fn free_worker_id(&self) -> u32 {
+        let mut taken: Vec<u32> = self
+            .slots
+            .iter()
+            .filter_map(|slot| match &slot.state {
+                SlotState::Running(worker) => Some(worker.id),
+                _ => None,
+            })
+            .chain(self.draining.iter().map(|old| old.worker.id))
+            .collect();
+        taken.sort_unstable();
+        let mut id = 0;
+        for taken in taken {
+            if taken == id {
+                id += 1;
+            } else if taken > id {
+                break;
+            }
+        }
+        id
+    }
+
+    /// Every live worker, the draining ones of older generations included.
     fn running_pids(&self) -> impl Iterator<Item = (u32, Pid)> + '_ {
-        self.slots.iter().filter_map(|slot| match slot.state {
-            SlotState::Running { pid, .. } => Some((slot.index, pid)),
+        let current = self.slots.iter().filter_map(|slot| match &slot.state {
+            SlotState::Running(worker) => Some((slot.index, worker.pid)),
             _ => None,
-        })
+        });
+        current.chain(self.draining.iter().map(|old| (old.index, old.worker.pid)))
     }
 
     fn signal_running(&self, signal: Signal) {
@@ -305,10 +420,10 @@ where
     fn stop_all(&mut self) -> Result<()> {
         for slot in &mut self.slots {
             match &mut slot.state {
-                SlotState::Running { to_worker, .. } => {
+                SlotState::Running(worker) => {
                     // EOF cannot be lost, unlike a SIGTERM that arrives before the worker has
                     // installed its handler.
-                    to_worker.take();
+                    worker.to_worker.take();
                 }
                 state => *state = SlotState::Stopped,
             }
@@ -349,24 +464,33 @@ where
     }
 }
 
-fn log_worker_end(index: u32, pid: Pid, status: &WaitStatus, lifetime: Duration, expected: bool) {
+/// A fresh set of `n` positions, each to be started at `now`.
+fn fresh_slots(n: u32, now: Instant) -> Vec<Slot> {
+    (0..n)
+        .map(|index| Slot {
+            index,
+            state: SlotState::Waiting { at: now },
+            throttle: RespawnThrottle::default(),
+        })
+        .collect()
+}
+
+/// `who`: "worker 0 (pid 123)" or "worker 0 of generation 2 (pid 123)".
+fn log_worker_end(who: &str, status: &WaitStatus, lifetime: Duration, expected: bool) {
     let lived = format!("after {:.1}s", lifetime.as_secs_f64());
     match *status {
-        WaitStatus::Exited(_, 0) => log::info!("worker {index} (pid {pid}) exited {lived}"),
+        WaitStatus::Exited(_, 0) => log::info!("{who} exited {lived}"),
         WaitStatus::Exited(_, code) => {
-            log::warn!("worker {index} (pid {pid}) exited with code {code} {lived}")
+            log::warn!("{who} exited with code {code} {lived}")
         }
         WaitStatus::Signaled(_, signal, core_dumped) => {
             let core = if core_dumped { " (core dumped)" } else { "" };
             if expected && signal == Signal::SIGKILL {
-                log::warn!("worker {index} (pid {pid}) killed {lived}");
+                log::warn!("{who} killed {lived}");
             } else {
-                log::error!(
-                    "worker {index} (pid {pid}) was killed by {}{core} {lived}",
-                    signal.as_str()
-                );
+                log::error!("{who} was killed by {}{core} {lived}", signal.as_str());
             }
         }
-        ref other => log::warn!("worker {index} (pid {pid}) ended: {other:?} {lived}"),
+        ref other => log::warn!("{who} ended: {other:?} {lived}"),
     }
 }

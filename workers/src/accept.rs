@@ -21,10 +21,17 @@ impl<F: SessionFactory> EventLoop<F> {
                 self.sync_listener(now);
                 return;
             }
+            if self.listener.is_none() || !self.reserve_place(now) {
+                return;
+            }
             let Some(listener) = &self.listener else {
                 return;
             };
-            match listener.accept() {
+            let accepted = listener.accept();
+            if accepted.is_err() {
+                self.release_place();
+            }
+            match accepted {
                 Ok((stream, peer)) => self.start_session(stream, peer, now),
                 Err(e) => match classify_accept_error(&e) {
                     AcceptFailure::Drained => return,
@@ -54,6 +61,7 @@ impl<F: SessionFactory> EventLoop<F> {
             {
                 log::warn!("registering the connection from {peer:?} failed: {e}; dropping it");
                 self.conns.remove(conn_index);
+                self.release_place();
                 return;
             }
         }
@@ -76,7 +84,7 @@ impl<F: SessionFactory> EventLoop<F> {
         self.limits.max_sessions.is_some_and(|max| self.sessions.len() >= max)
     }
 
-    fn pause_accepting(&mut self, now: Instant) {
+    pub(crate) fn pause_accepting(&mut self, now: Instant) {
         self.accept_paused_until = now.checked_add(self.limits.accept_pause);
         if self.accept_paused_until.is_none() {
             log::warn!(

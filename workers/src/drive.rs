@@ -236,6 +236,7 @@ impl<F: SessionFactory> EventLoop<F> {
         }
         log::debug!("a session finished; {} sessions in flight", self.sessions.len());
         self.factory.session_finished(slot.session, now);
+        self.place_freed(now);
         self.sync_listener(now);
     }
 }

@@ -13,7 +13,7 @@ use crate::session_slot::SessionSlot;
 use crate::slab::Slab;
 use crate::stop::{StopEvent, StopSources};
 use crate::timers::{TimerKind, Timers};
-use crate::{Exit, Listener, SessionFactory, WorkerConfig};
+use crate::{Admission, Exit, Listener, SessionFactory, WorkerConfig};
 
 pub(crate) const LISTENER_TOKEN: Token = Token(0);
 const SIGNALS_TOKEN: Token = Token(1);
@@ -55,6 +55,13 @@ pub(crate) struct EventLoop<F: SessionFactory> {
     pub(crate) listener: Option<AcceptListener>,
     pub(crate) listener_registered: bool,
     pub(crate) accept_paused_until: Option<Instant>,
+    /// Asked before each accept; see [`crate::Admission`].
+    pub(crate) admission: Option<Box<dyn Admission>>,
+    /// The accept pause comes from a refused admission (not a resource error), so a session
+    /// finishing here ends it early.
+    pub(crate) paused_for_admission: bool,
+    /// Called on SIGHUP (see [`WorkerConfig::on_hangup`]).
+    on_hangup: Option<Box<dyn FnMut()>>,
     pub(crate) stop_sources: StopSources,
     pub(crate) stop: StopState,
     pub(crate) sessions: Slab<SessionSlot<F::Session>>,
@@ -69,7 +76,11 @@ impl<F: SessionFactory> EventLoop<F> {
         let poll = Poll::new()?;
         let mut listener = AcceptListener::from_std(listener)?;
         poll.registry().register(&mut listener, LISTENER_TOKEN, Interest::READABLE)?;
-        let mut stop_sources = StopSources::new(config.handle_signals, config.parent_watch)?;
+        let mut stop_sources = StopSources::new(
+            config.handle_signals,
+            config.on_hangup.is_some(),
+            config.parent_watch,
+        )?;
         stop_sources.register(poll.registry(), SIGNALS_TOKEN, PARENT_TOKEN)?;
         Ok(EventLoop {
             poll,
@@ -82,6 +93,9 @@ impl<F: SessionFactory> EventLoop<F> {
             listener: Some(listener),
             listener_registered: true,
             accept_paused_until: None,
+            admission: config.admission,
+            on_hangup: config.on_hangup,
+            paused_for_admission: false,
             stop_sources,
             stop: StopState::default(),
             sessions: Slab::new(),
@@ -123,8 +137,15 @@ impl<F: SessionFactory> EventLoop<F> {
         match event.token() {
             LISTENER_TOKEN => self.accept_ready(now),
             SIGNALS_TOKEN => {
-                if let StopEvent::Signals(count) = self.stop_sources.on_signals_ready() {
-                    self.on_stop_signals(count, now);
+                if let StopEvent::Signals { stops, hangup } = self.stop_sources.on_signals_ready() {
+                    if hangup {
+                        if let Some(hook) = self.on_hangup.as_mut() {
+                            hook();
+                        }
+                    }
+                    if stops > 0 {
+                        self.on_stop_signals(stops, now);
+                    }
                 }
             }
             PARENT_TOKEN => {
@@ -147,6 +168,7 @@ impl<F: SessionFactory> EventLoop<F> {
     fn fire_due_timers(&mut self, now: Instant) {
         if self.accept_paused_until.is_some_and(|until| until <= now) {
             self.accept_paused_until = None;
+            self.paused_for_admission = false;
             self.sync_listener(now);
         }
         while let Some((deadline, kind)) = self.timers.pop_due(now) {

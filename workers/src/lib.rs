@@ -31,6 +31,7 @@
 //!   passed to `session_finished`.
 
 mod accept;
+mod admission;
 mod conn;
 mod conn_io;
 mod drive;
@@ -48,6 +49,8 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+pub use admission::Admission;
 
 /// A listening socket created (and set up) by the supervisor before any fork. Every worker
 /// process shares the same listener; the loop sets it non-blocking itself.
@@ -125,12 +128,15 @@ pub trait SessionFactory {
 }
 
 /// How one worker loop runs.
-#[derive(Debug)]
 pub struct WorkerConfig {
-    /// Stop accepting while this many sessions are in flight (None: no cap).
+    /// Stop accepting while this many sessions of this process are in flight (None: no cap).
     pub max_sessions: Option<usize>,
-    /// How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM before trying again. (At
-    /// the `max_sessions` cap, accepting resumes as soon as a session finishes.)
+    /// Asked for a place before each accept (e.g. a limit over every worker); a session
+    /// holds its place until it finishes. None: no such limit.
+    pub admission: Option<Box<dyn Admission>>,
+    /// How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM, or after the admission
+    /// refused, before trying again. (At the `max_sessions` cap, accepting resumes as soon as
+    /// a session finishes; after a refused admission, too, if one of this process's does.)
     pub accept_pause: Duration,
     /// After a stop request, how long in-flight sessions may still run.
     pub shutdown_deadline: Duration,
@@ -138,16 +144,35 @@ pub struct WorkerConfig {
     pub handle_signals: bool,
     /// A pipe read end held for the parent: EOF on it means "stop accepting and drain".
     pub parent_watch: Option<OwnedFd>,
+    /// With `handle_signals`: called in the loop on SIGHUP (e.g. a process serving alone
+    /// reloads its configuration for the sessions that start afterwards).
+    pub on_hangup: Option<Box<dyn FnMut()>>,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("max_sessions", &self.max_sessions)
+            .field("admission", &self.admission.is_some())
+            .field("accept_pause", &self.accept_pause)
+            .field("shutdown_deadline", &self.shutdown_deadline)
+            .field("handle_signals", &self.handle_signals)
+            .field("parent_watch", &self.parent_watch)
+            .field("on_hangup", &self.on_hangup.is_some())
+            .finish()
+    }
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             max_sessions: None,
+            admission: None,
             accept_pause: Duration::from_millis(100),
             shutdown_deadline: Duration::from_secs(60),
             handle_signals: true,
             parent_watch: None,
+            on_hangup: None,
         }
     }
 }

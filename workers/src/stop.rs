@@ -1,11 +1,12 @@
-//! Where stop requests come from: SIGTERM/SIGINT and EOF on the parent's pipe.
+//! Where stop requests come from: SIGTERM/SIGINT and EOF on the parent's pipe. SIGHUP
+//! comes the same way when the loop has a reload hook.
 
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 
 use mio::unix::pipe::Receiver;
 use mio::{Interest, Registry, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 /// What readiness on a stop source amounted to.
@@ -14,8 +15,12 @@ pub(crate) enum StopEvent {
     Nothing,
     /// The parent's pipe hit EOF or failed: the parent is gone or wants us to stop.
     ParentGone,
-    /// This many stop signals arrived (each distinct signal counts once per wake-up).
-    Signals(usize),
+    /// This many stop signals arrived (each distinct signal counts once per wake-up), and
+    /// whether SIGHUP did.
+    Signals {
+        stops: usize,
+        hangup: bool,
+    },
 }
 
 pub(crate) struct StopSources {
@@ -24,8 +29,16 @@ pub(crate) struct StopSources {
 }
 
 impl StopSources {
-    pub(crate) fn new(handle_signals: bool, parent_watch: Option<OwnedFd>) -> io::Result<Self> {
-        let signals = if handle_signals { Some(Signals::new([SIGTERM, SIGINT])?) } else { None };
+    pub(crate) fn new(
+        handle_signals: bool,
+        handle_hangup: bool,
+        parent_watch: Option<OwnedFd>,
+    ) -> io::Result<Self> {
+        let signals = match (handle_signals, handle_hangup) {
+            (false, _) => None,
+            (true, false) => Some(Signals::new([SIGTERM, SIGINT])?),
+            (true, true) => Some(Signals::new([SIGTERM, SIGINT, SIGHUP])?),
+        };
         let parent = match parent_watch {
             Some(fd) => {
                 let receiver = Receiver::from(fd);
@@ -54,10 +67,20 @@ impl StopSources {
 
     pub(crate) fn on_signals_ready(&mut self) -> StopEvent {
         match &mut self.signals {
-            Some(signals) => match signals.pending().count() {
-                0 => StopEvent::Nothing,
-                n => StopEvent::Signals(n),
-            },
+            Some(signals) => {
+                let (mut stops, mut hangup) = (0, false);
+                for signal in signals.pending() {
+                    match signal {
+                        SIGHUP => hangup = true,
+                        _ => stops += 1,
+                    }
+                }
+                if stops == 0 && !hangup {
+                    StopEvent::Nothing
+                } else {
+                    StopEvent::Signals { stops, hangup }
+                }
+            }
             None => StopEvent::Nothing,
         }
     }

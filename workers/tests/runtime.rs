@@ -14,7 +14,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use workers::{
-    run, Action, ConnKey, Endpoint, Exit, Listener, PeerAddr, Session, SessionFactory, WorkerConfig,
+    run, Action, Admission, ConnKey, Endpoint, Exit, Listener, PeerAddr, Session, SessionFactory,
+    WorkerConfig,
 };
 
 const CHILD: ConnKey = ConnKey(1);
@@ -40,17 +41,22 @@ struct Worker {
 }
 
 impl Worker {
-    fn start<F>(listener: Listener, factory: F, config: WorkerConfig) -> Worker
+    /// `config` is called in the worker's thread: a `WorkerConfig` may hold hooks that
+    /// cannot cross threads.
+    fn start<F, C>(listener: Listener, factory: F, config: C) -> Worker
     where
         F: SessionFactory + Send + 'static,
+        C: FnOnce() -> WorkerConfig + Send + 'static,
     {
         let (parent, watch) = mio::unix::pipe::new().expect("pipe");
-        let config = WorkerConfig {
-            handle_signals: false,
-            parent_watch: Some(OwnedFd::from(watch)),
-            ..config
-        };
-        let thread = thread::spawn(move || run(listener, factory, config));
+        let thread = thread::spawn(move || {
+            let config = WorkerConfig {
+                handle_signals: false,
+                parent_watch: Some(OwnedFd::from(watch)),
+                ..config()
+            };
+            run(listener, factory, config)
+        });
         Worker { parent: Some(parent), thread }
     }
 
@@ -218,7 +224,7 @@ fn echoes_a_megabyte_to_many_concurrent_clients_byte_exact() {
     const PAYLOAD: usize = 1024 * 1024;
     let (listener, path) = unix_listener("echo");
     let (factory, counts) = CountingFactory::new(|_: &PeerAddr, _| Echo::default());
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     let clients: Vec<_> = (0..CLIENTS)
         .map(|seed| {
@@ -323,7 +329,7 @@ fn proxy_round_trip(upstream: Endpoint) {
     let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, _| {
         Proxy::new(upstream.clone(), Arc::clone(&session_log))
     });
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     let mut client = unix_client(&path);
     client.write_all(b"hello, child").unwrap();
@@ -373,7 +379,7 @@ fn reports_a_failed_connect_to_the_session() {
     let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, _| {
         Proxy::new(nowhere.clone(), Arc::clone(&session_log))
     });
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     let client = unix_client(&path);
     assert_eq!(read_to_eof(client), b"upstream unavailable");
@@ -394,7 +400,7 @@ fn reports_a_refused_tcp_connect_to_the_session() {
     let (factory, _counts) = CountingFactory::new(move |_: &PeerAddr, _| {
         Proxy::new(Endpoint::Tcp(closed_port), Arc::clone(&session_log))
     });
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     assert_eq!(read_to_eof(unix_client(&path)), b"upstream unavailable");
     assert_eq!(worker.stop(), Exit::Drained);
@@ -443,7 +449,7 @@ fn fires_the_deadline_the_session_currently_wants() {
             Outbox { deadline: Some(now + Duration::from_secs(3600)), ..Outbox::default() };
         Alarm { outbox, timeouts: Arc::clone(&session_timeouts) }
     });
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     let mut client = unix_client(&path);
     client.write_all(b"soon").unwrap();
@@ -485,7 +491,7 @@ fn never_runs_more_sessions_than_the_cap_and_serves_everyone() {
     const CLIENTS: usize = 5;
     let (listener, path) = unix_listener("cap");
     let (factory, counts) = CountingFactory::new(|_: &PeerAddr, _| SlowReply::default());
-    let config = WorkerConfig { max_sessions: Some(2), ..WorkerConfig::default() };
+    let config = || WorkerConfig { max_sessions: Some(2), ..WorkerConfig::default() };
     let worker = Worker::start(listener, factory, config);
 
     let clients: Vec<_> = (0..CLIENTS)
@@ -506,6 +512,74 @@ fn never_runs_more_sessions_than_the_cap_and_serves_everyone() {
     assert_eq!(worker.stop(), Exit::Drained);
     assert_eq!(counts.started(), CLIENTS);
     assert!(counts.max_in_flight.load(Ordering::SeqCst) <= 2);
+    let _ = std::fs::remove_file(path);
+}
+
+/// A limit shared by several loops, as a count of places in one atomic.
+struct SharedLimit {
+    taken: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Admission for SharedLimit {
+    fn try_reserve(&mut self) -> bool {
+        let max = self.max;
+        self.taken
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+    fn release(&mut self) {
+        self.taken.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn two_loops_sharing_an_admission_limit_never_exceed_it_and_serve_everyone() {
+    const CLIENTS: usize = 6;
+    let (listener, path) = unix_listener("admission");
+    let Listener::Unix(first) = listener else { unreachable!() };
+    let second = Listener::Unix(first.try_clone().unwrap());
+    let (factory, counts) = CountingFactory::new(|_: &PeerAddr, _| SlowReply::default());
+    let other_factory = CountingFactory {
+        counts: Arc::clone(&counts),
+        make: |_: &PeerAddr, _| SlowReply::default(),
+        _session: std::marker::PhantomData,
+    };
+    let taken = Arc::new(AtomicUsize::new(0));
+    let config = |taken: &Arc<AtomicUsize>| {
+        let taken = Arc::clone(taken);
+        move || WorkerConfig {
+            admission: Some(Box::new(SharedLimit { taken, max: 2 })),
+            accept_pause: Duration::from_millis(20),
+            ..WorkerConfig::default()
+        }
+    };
+    let workers = [
+        Worker::start(Listener::Unix(first), factory, config(&taken)),
+        Worker::start(second, other_factory, config(&taken)),
+    ];
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let path = path.clone();
+            thread::spawn(move || {
+                let mut client = unix_client(&path);
+                client.write_all(b"hi").unwrap();
+                read_to_eof(client)
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), b"ok");
+    }
+
+    wait_until("every session finished", || counts.finished() == CLIENTS);
+    for worker in workers {
+        assert_eq!(worker.stop(), Exit::Drained);
+    }
+    assert_eq!(counts.started(), CLIENTS);
+    assert!(counts.max_in_flight.load(Ordering::SeqCst) <= 2);
+    assert_eq!(taken.load(Ordering::SeqCst), 0, "every place was given back");
     let _ = std::fs::remove_file(path);
 }
 
@@ -550,7 +624,7 @@ fn a_stop_request_lets_the_session_in_flight_finish() {
         outbox: Outbox::default(),
         gate: Arc::clone(&session_gate),
     });
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     let mut client = unix_client(&path);
     client.write_all(b"request").unwrap();
@@ -581,8 +655,10 @@ fn the_shutdown_deadline_drops_a_session_that_never_finishes() {
         outbox: Outbox::default(),
         gate: Arc::clone(&session_gate),
     });
-    let config =
-        WorkerConfig { shutdown_deadline: Duration::from_millis(100), ..WorkerConfig::default() };
+    let config = || WorkerConfig {
+        shutdown_deadline: Duration::from_millis(100),
+        ..WorkerConfig::default()
+    };
     let worker = Worker::start(listener, factory, config);
 
     let mut client = unix_client(&path);
@@ -600,7 +676,7 @@ fn the_shutdown_deadline_drops_a_session_that_never_finishes() {
 fn stops_at_once_when_idle() {
     let (listener, path) = unix_listener("idle");
     let (factory, counts) = CountingFactory::new(|_: &PeerAddr, _| Echo::default());
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
     assert_eq!(worker.stop(), Exit::Drained);
     assert_eq!(counts.started(), 0);
     let _ = std::fs::remove_file(path);
@@ -646,7 +722,7 @@ fn delivers_every_byte_before_the_peer_close() {
         outbox: Outbox::default(),
         seen: Arc::clone(&session_seen),
     });
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     let mut client = unix_client(&path);
     for seed in 0..CHUNKS {
@@ -698,7 +774,7 @@ impl Session for Farewell {
 fn a_finished_session_flushes_its_output_before_closing() {
     let (listener, path) = unix_listener("farewell");
     let (factory, counts) = CountingFactory::new(|_: &PeerAddr, _| Farewell::default());
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     let mut client = unix_client(&path);
     client.write_all(b"bye").unwrap();
@@ -721,7 +797,7 @@ fn accepts_tcp_clients() {
         session_peers.lock().unwrap().push(peer.clone());
         Echo::default()
     });
-    let worker = Worker::start(Listener::Tcp(listener), factory, WorkerConfig::default());
+    let worker = Worker::start(Listener::Tcp(listener), factory, WorkerConfig::default);
 
     let mut client = TcpStream::connect(addr).unwrap();
     client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -785,7 +861,7 @@ fn a_peer_that_stops_reading_fails_the_write_timeout() {
         outbox.send(CHILD, &vec![0x55; 16 * 1024 * 1024]);
         Stuffer { outbox, closed_with: Arc::clone(&seen) }
     });
-    let worker = Worker::start(listener, factory, WorkerConfig::default());
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
     let client = unix_client(&path);
     let started = Instant::now();
     wait_until("the child connection was closed", || closed_with.lock().unwrap().is_some());

@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use milter_manager::logging::{Level, Levels};
@@ -22,34 +22,43 @@ pub struct LogOptions {
     pub facility: Option<String>,
 }
 
-struct Logger {
+/// What the logger does now; replaced as a whole by [`reconfigure`].
+struct Outputs {
     levels: Levels,
-    file: Option<Mutex<File>>,
+    file: Option<File>,
     syslog: bool,
 }
 
+struct Logger {
+    outputs: RwLock<Outputs>,
+}
+
+/// The installed logger, kept here so that [`reconfigure`] can reach it.
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.levels.contains(Level::of_record(metadata.level(), metadata.target()))
+        let Ok(outputs) = self.outputs.read() else { return false };
+        outputs.levels.contains(Level::of_record(metadata.level(), metadata.target()))
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
+        let Ok(outputs) = self.outputs.read() else { return };
+        let level = Level::of_record(record.level(), record.target());
+        if !outputs.levels.contains(level) {
             return;
         }
-        let level = Level::of_record(record.level(), record.target());
         let line = format!("[{}]: [{}] {}\n", timestamp(), level.name(), record.args());
-        match &self.file {
+        match &outputs.file {
+            // One write per line on an O_APPEND file: lines of several processes do not mix.
             Some(file) => {
-                if let Ok(mut file) = file.lock() {
-                    let _ = file.write_all(line.as_bytes());
-                }
+                let _ = (&*file).write_all(line.as_bytes());
             }
             None => {
                 let _ = std::io::stdout().lock().write_all(line.as_bytes());
             }
         }
-        if self.syslog {
+        if outputs.syslog {
             let priority = match level {
                 Level::Critical => libc::LOG_CRIT,
                 Level::Error => libc::LOG_ERR,
@@ -71,28 +80,48 @@ impl log::Log for Logger {
 
 /// Installs the logger; fails with a message naming the log file if it cannot be opened.
 pub fn init(options: &LogOptions) -> Result<(), String> {
+    let outputs = open_outputs(options)?;
+    let logger = LOGGER.get_or_init(|| Logger { outputs: RwLock::new(outputs) });
+    log::set_max_level(options.levels.max_log_filter());
+    log::set_logger(logger).map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// Switches the installed logger to `options` (a reloaded configuration). On error (the new
+/// log file cannot be opened) the logger keeps logging as before.
+#[allow(dead_code)] // Only milter-manager reloads.
+pub fn reconfigure(options: &LogOptions) -> Result<(), String> {
+    let outputs = open_outputs(options)?;
+    let Some(logger) = LOGGER.get() else {
+        return init(options);
+    };
+    if let Ok(mut current) = logger.outputs.write() {
+        *current = outputs;
+    }
+    log::set_max_level(options.levels.max_log_filter());
+    Ok(())
+}
+
+fn open_outputs(options: &LogOptions) -> Result<Outputs, String> {
     let file = match options.path.as_deref() {
         None => None,
         Some(path) if path == Path::new("-") => None,
-        Some(path) => Some(Mutex::new(
+        Some(path) => Some(
             OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
-        )),
+        ),
     };
     if options.syslog {
+        let facility = facility_code(options.facility.as_deref().unwrap_or("mail"))?;
         let ident = std::ffi::CString::new(options.ident).expect("no NUL in program names");
         // openlog keeps the pointer: leak the ident so it lives as long as the process.
         let ident: &'static std::ffi::CStr = Box::leak(ident.into_boxed_c_str());
         // SAFETY: the ident is 'static and NUL-terminated.
-        let facility = facility_code(options.facility.as_deref().unwrap_or("mail"))?;
         unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, facility) };
     }
-    let logger = Logger { levels: options.levels, file, syslog: options.syslog };
-    log::set_max_level(options.levels.max_log_filter());
-    log::set_boxed_logger(Box::new(logger)).map_err(|e| format!("cannot install the logger: {e}"))
+    Ok(Outputs { levels: options.levels, file, syslog: options.syslog })
 }
 
 /// The syslog facility called `name`.

@@ -35,13 +35,14 @@ impl SessionCount for BoardCount {
     }
 }
 
+/// Starts engine sessions. Sessions are counted on the board by the worker's admission
+/// (`worker::BoardAdmission`), not here.
 pub struct Factory {
-    pub generation: Rc<Generation>,
+    /// The generation new sessions get; replaced by an in-process reload, while sessions
+    /// already running keep theirs.
+    pub current: Rc<RefCell<Rc<Generation>>>,
     /// Log tags: sessions and their children get consecutive numbers.
     pub next_tag: u64,
-    pub board: Rc<SessionBoard>,
-    /// This worker's slot on the board.
-    pub worker: usize,
     /// The socket tables read for client checks, shared by the worker's sessions.
     pub tables: Rc<RefCell<TableCache>>,
 }
@@ -50,26 +51,20 @@ impl workers::SessionFactory for Factory {
     type Session = ManagerSession;
 
     fn new_session(&mut self, peer: &PeerAddr, now: Instant) -> ManagerSession {
+        let generation = Rc::clone(&self.current.borrow());
         let tag = self.next_tag;
-        self.next_tag += 1 + self.generation.endpoints.len() as u64;
+        self.next_tag += 1 + generation.endpoints.len() as u64;
         log::debug!("[{tag}] session from {peer:?}");
         let verdict = DnsblVerdict::default();
         // Only when a milter uses a DNSBL condition is CONNECT held for the lookups. The
         // query ids only have to tell this session's own queries apart.
-        let gate = self.generation.conditions.dnsbl().map(|setup| {
+        let gate = generation.conditions.dnsbl().map(|setup| {
             ConnectGate::new(Rc::clone(setup), verdict.clone(), tag, (tag as u16) << 4)
         });
-        let conditions = Box::new(self.generation.conditions.session_with(verdict));
-        let engine = Session::new(Arc::clone(&self.generation.engine), conditions, tag, now);
-        self.board.begin(self.worker);
-        ManagerSession {
-            engine,
-            gate,
-            generation: Rc::clone(&self.generation),
-            board: Rc::clone(&self.board),
-            worker: self.worker,
-            client_watch: ClientWatch::new(self.generation.connection_check_interval, &self.tables),
-        }
+        let conditions = Box::new(generation.conditions.session_with(verdict));
+        let engine = Session::new(Arc::clone(&generation.engine), conditions, tag, now);
+        let client_watch = ClientWatch::new(generation.connection_check_interval, &self.tables);
+        ManagerSession { engine, gate, generation, client_watch }
     }
 }
 
@@ -78,15 +73,7 @@ pub struct ManagerSession {
     /// Holds the MTA's CONNECT back while its client is looked up in the DNSBLs.
     gate: Option<ConnectGate>,
     generation: Rc<Generation>,
-    board: Rc<SessionBoard>,
-    worker: usize,
     client_watch: Option<ClientWatch>,
-}
-
-impl Drop for ManagerSession {
-    fn drop(&mut self) {
-        self.board.end(self.worker);
-    }
 }
 
 /// The connection to the name server of the DNSBL lookups.

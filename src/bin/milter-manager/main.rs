@@ -6,7 +6,9 @@ mod common;
 
 mod adapter;
 mod client_watch;
+mod reload;
 mod spill;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,10 +23,12 @@ use milter_manager::engine::{ChildConfig, ChildTimeouts, EngineConfig, MTA_IDLE_
 use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
 
-use adapter::{Factory, Generation};
+use adapter::Generation;
+use reload::Reloader;
 use supervisor::SessionBoard;
+use worker::Plan;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "milter-manager",
     version,
@@ -123,7 +127,7 @@ fn flag(on: bool, off: bool) -> Option<bool> {
     }
 }
 
-/// Loads and checks everything a start needs, without side effects.
+/// Loads and checks everything a start (or a reload) needs, without side effects.
 fn load(options: &Options, board: &Rc<SessionBoard>) -> Result<(Config, Generation), String> {
     let mut config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
     config.apply_overrides(&overrides(options)?).map_err(|e| e.to_string())?;
@@ -178,9 +182,10 @@ fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, S
 
 fn run(options: &Options) -> Result<i32, String> {
     // Mapped before any fork so that every worker shares it; sized for the most workers
-    // a configuration may ask for, so a reload with more workers needs no new board.
+    // a configuration may ask for twice over (a reload's new workers beside the old ones
+    // finishing their sessions), so a reload needs no new board.
     let board = Rc::new(
-        SessionBoard::new(MAX_WORKERS as usize + 1)
+        SessionBoard::new(2 * MAX_WORKERS as usize + 1)
             .map_err(|e| format!("cannot map the shared session counters: {e}"))?,
     );
     let (config, generation) = load(options, &board)?;
@@ -200,15 +205,7 @@ fn run(options: &Options) -> Result<i32, String> {
         );
         return Ok(0);
     }
-    let levels = Levels::parse(&config.log.level)?;
-    let log_path = config.log.path.clone().filter(|p| p.as_os_str() != "-");
-    common::logger::init(&common::logger::LogOptions {
-        levels,
-        path: log_path,
-        syslog: config.log.use_syslog,
-        ident: "milter-manager",
-        facility: Some(config.log.syslog_facility.clone()),
-    })?;
+    set_up_logging(&config, false)?;
     for note in &config.notes {
         log::info!("[configuration] {note}");
     }
@@ -237,37 +234,81 @@ fn run(options: &Options) -> Result<i32, String> {
         pid_file: manager.pid_file.clone(),
         n_workers: manager.n_workers,
     };
-    let generation = Rc::new(generation);
-    let max_sessions = (manager.max_connections > 0).then_some(manager.max_connections as usize);
-    let accept_pause = Duration::from_secs(manager.suspend_time_on_unacceptable.max(1) as u64);
-    supervisor::run(bound, &process, |listener, context| {
-        let worker = context.worker_index as usize;
-        board.reset(worker);
-        let factory = Factory {
-            generation: Rc::clone(&generation),
-            next_tag: 1,
-            board: Rc::clone(&board),
-            worker,
-            tables: client_watch::TableCache::shared(),
-        };
-        let worker = workers::WorkerConfig {
-            max_sessions,
-            accept_pause,
-            parent_watch: context.parent_watch,
-            ..workers::WorkerConfig::default()
-        };
-        match workers::run(listener, factory, worker) {
-            Ok(exit) => {
-                log::info!("stopped: {exit:?}");
-                0
-            }
-            Err(error) => {
-                log::error!("the event loop failed: {error}");
-                1
-            }
-        }
+    let plan = Rc::new(Plan::new(&config, generation));
+    let reloader = Reloader::new(options, &board, &config);
+    let hooks = supervisor::Hooks {
+        on_reload: Some(prefork_reload(reloader, Rc::clone(&board))),
+        on_worker_exit: Some({
+            let board = Rc::clone(&board);
+            // A worker killed with sessions in flight leaves them counted.
+            Box::new(move |worker_id| board.reset(worker_id as usize))
+        }),
+        ..supervisor::Hooks::default()
+    };
+    // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the
+    // event loop instead of the supervisor.
+    let mut alone_reloader =
+        (manager.n_workers == 0).then(|| Reloader::new(options, &board, &config));
+    supervisor::run_with_hooks(bound, &process, hooks, move |listener, context| {
+        let on_hangup = alone_reloader.take().map(|r| in_process_reload(r, Rc::clone(&plan)));
+        worker::serve(Rc::clone(&plan), Rc::clone(&board), listener, context, on_hangup)
     })
     .map_err(|e| e.to_string())
+}
+
+/// Installs the logger (at start) or switches it to `config`'s settings (at a reload).
+fn set_up_logging(config: &Config, reload: bool) -> Result<(), String> {
+    let options = common::logger::LogOptions {
+        levels: Levels::parse(&config.log.level)?,
+        path: config.log.path.clone().filter(|p| p.as_os_str() != "-"),
+        syslog: config.log.use_syslog,
+        ident: "milter-manager",
+        facility: Some(config.log.syslog_facility.clone()),
+    };
+    if reload {
+        common::logger::reconfigure(&options)
+    } else {
+        common::logger::init(&options)
+    }
+}
+
+/// SIGHUP in the supervisor: a new generation of workers with the configuration loaded
+/// again, or nothing (the running one stays) if it fails.
+fn prefork_reload(
+    mut reloader: Reloader,
+    board: Rc<SessionBoard>,
+) -> Box<dyn FnMut() -> Option<supervisor::Reloaded>> {
+    Box::new(move || {
+        let (config, generation) = reloader.load()?;
+        let plan = Rc::new(Plan::new(&config, generation));
+        let board = Rc::clone(&board);
+        Some(supervisor::Reloaded {
+            serve: Box::new(move |listener, context| {
+                worker::serve(Rc::clone(&plan), Rc::clone(&board), listener, context, None)
+            }),
+            n_workers: config.manager.n_workers,
+        })
+    })
+}
+
+/// SIGHUP in a process serving alone: sessions that start afterwards get the configuration
+/// loaded again (children, conditions, timeouts, max_connections); sessions in flight keep
+/// theirs.
+fn in_process_reload(mut reloader: Reloader, plan: Rc<Plan>) -> Box<dyn FnMut()> {
+    let mut generation_number = 1;
+    Box::new(move || {
+        log::info!("SIGHUP received: reloading the configuration");
+        let Some((config, generation)) = reloader.load() else {
+            return;
+        };
+        *plan.generation.borrow_mut() = Rc::new(generation);
+        plan.max_connections.set(worker::max_connections(&config));
+        generation_number += 1;
+        log::info!(
+            "reloaded configuration (generation {generation_number}); sessions in flight \
+             finish with the previous one"
+        );
+    })
 }
 
 /// `manager.max_file_descriptors`: soft and hard limit of open files.

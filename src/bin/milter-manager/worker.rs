@@ -1,0 +1,113 @@
+//! One serving process: the event loop with the manager's sessions, sessions counted on
+//! the shared board, and `manager.max_connections` checked over every worker.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use milter_manager::config::Config;
+use supervisor::{Listener, SessionBoard, WorkerContext};
+
+use crate::adapter::{Factory, Generation};
+
+/// Test only: a worker started with this variable set to 1 exits at once with code 1, so
+/// the tests can watch the supervisor's crash back-off. Read in the worker start path only.
+const TEST_CRASH_WORKER: &str = "MILTER_MANAGER_TEST_CRASH_WORKER";
+
+/// What a serving process takes from one configuration. Shared with the in-process reload
+/// (`n_workers = 0`), which replaces the parts in place; a worker of a prefork generation
+/// keeps its own for life.
+pub struct Plan {
+    /// Shared with the session factory: the generation new sessions get.
+    pub generation: Rc<RefCell<Rc<Generation>>>,
+    /// `manager.max_connections` (None: no limit), counted over every worker.
+    pub max_connections: Cell<Option<usize>>,
+    /// `manager.suspend_time_on_unacceptable`: how long accepting pauses at the limit.
+    pub accept_pause: Duration,
+}
+
+impl Plan {
+    pub fn new(config: &Config, generation: Generation) -> Plan {
+        let manager = &config.manager;
+        Plan {
+            generation: Rc::new(RefCell::new(Rc::new(generation))),
+            max_connections: Cell::new(max_connections(config)),
+            accept_pause: Duration::from_secs(manager.suspend_time_on_unacceptable.max(1) as u64),
+        }
+    }
+}
+
+pub fn max_connections(config: &Config) -> Option<usize> {
+    let max = config.manager.max_connections;
+    (max > 0).then_some(max as usize)
+}
+
+/// Takes a place on the board before each accept, so that `max_connections` holds over
+/// all workers even when two of them accept at the same moment (see `SessionBoard`).
+struct BoardAdmission {
+    board: Rc<SessionBoard>,
+    worker: usize,
+    plan: Rc<Plan>,
+    /// Whether the last try was refused, so the limit is logged once per episode.
+    refused: bool,
+}
+
+impl workers::Admission for BoardAdmission {
+    fn try_reserve(&mut self) -> bool {
+        let max = self.plan.max_connections.get();
+        let admitted = self.board.try_begin(self.worker, max);
+        if !admitted && !self.refused {
+            log::info!(
+                "{} sessions in all workers, the maximum (manager.max_connections); \
+                 accepting again in at most {}s",
+                self.board.total(),
+                self.plan.accept_pause.as_secs()
+            );
+        }
+        self.refused = !admitted;
+        admitted
+    }
+
+    fn release(&mut self) {
+        self.board.end(self.worker);
+    }
+}
+
+/// Serves `listener` until told to stop; returns the process's exit code.
+pub fn serve(
+    plan: Rc<Plan>,
+    board: Rc<SessionBoard>,
+    listener: Listener,
+    context: WorkerContext,
+    on_hangup: Option<Box<dyn FnMut()>>,
+) -> i32 {
+    if std::env::var_os(TEST_CRASH_WORKER).is_some_and(|value| value == "1") {
+        log::error!("{TEST_CRASH_WORKER}=1 (test only): this worker exits at start");
+        return 1;
+    }
+    let worker = context.worker_id as usize;
+    board.reset(worker);
+    let factory = Factory {
+        current: Rc::clone(&plan.generation),
+        next_tag: 1,
+        tables: crate::client_watch::TableCache::shared(),
+    };
+    let admission = BoardAdmission { board, worker, plan: Rc::clone(&plan), refused: false };
+    let config = workers::WorkerConfig {
+        admission: Some(Box::new(admission)),
+        accept_pause: plan.accept_pause,
+        parent_watch: context.parent_watch,
+        on_hangup,
+        ..workers::WorkerConfig::default()
+    };
+    match workers::run(listener, factory, config) {
+        Ok(exit) => {
+            log::info!("stopped: {exit:?}");
+            0
+        }
+        Err(error) => {
+            log::error!("the event loop failed: {error}");
+            1
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! milter-manager's process model through the real binaries: workers replaced after a
+//! crash, SIGHUP reloads by generation under load, a failing reload, privileges, socket and
+//! pid file as root, the crash back-off, and `max_connections` over every worker. The load
+//! comes from milter-performance-check; the child milters are milter-test-client or a small
+//! milter written here. Processes are found through /proc.
+
+mod support;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use milter_manager::protocol::{
+    Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
+};
+use support::{deadline, read_lossy, wait_for, ChildGuard, TempDir, TestClient, TEST_SERVER};
+
+const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
+const CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
+
+/// A running milter-manager (in the foreground, so its pid is the supervisor's), with its
+/// configuration directory and log file.
+struct Manager {
+    process: ChildGuard,
+    conf: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Manager {
+    /// Starts it on `unix:<socket_dir>/manager.sock` with `config` as milter-manager.toml
+    /// and waits until the socket exists.
+    fn start(dir: &TempDir, socket_dir: &Path, config: &str, env: &[(&str, &str)]) -> Manager {
+        let conf = dir.join("conf");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("milter-manager.toml"), config).unwrap();
+        let socket = socket_dir.join("manager.sock");
+        let log = dir.join("manager.log");
+        let mut command = Command::new(MANAGER);
+        command
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--log-path")
+            .arg(&log)
+            .args(["--log-level", "all", "--no-syslog"])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.join("manager.stdout")).unwrap())
+            .stderr(File::create(dir.join("manager.stderr")).unwrap());
+        let mut process = ChildGuard::spawn("milter-manager", &mut command);
+        let up = wait_for(deadline(), || socket.exists() || process.exited().is_some());
+        assert!(
+            up && socket.exists(),
+            "milter-manager did not start\n--- stderr:\n{}--- log:\n{}",
+            read_lossy(&dir.join("manager.stderr")),
+            read_lossy(&log)
+        );
+        Manager { process, conf, socket, log }
+    }
+
+    fn spec(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    fn log(&self) -> String {
+        read_lossy(&self.log)
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// The supervisor's live children (zombies included: they are still its children).
+    fn workers(&self) -> Vec<u32> {
+        children_of(self.pid())
+    }
+
+    /// Waits until exactly `n` workers run and returns them.
+    fn wait_for_workers(&self, n: usize) -> Vec<u32> {
+        let mut workers = Vec::new();
+        let ready = wait_for(deadline(), || {
+            workers = self.workers();
+            workers.len() == n
+        });
+        assert!(ready, "expected {n} workers, have {workers:?}\n--- log:\n{}", self.log());
+        workers
+    }
+
+    fn signal(&mut self, signal: &str) {
+        self.process.signal(signal);
+    }
+
+    /// Replaces milter-manager.toml.
+    fn write_config(&self, config: &str) {
+        std::fs::write(self.conf.join("milter-manager.toml"), config).unwrap();
+    }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// A field of /proc/PID/status ("State", "Uid", ...), or "" once the process is gone.
+fn status_field(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let prefix = format!("{field}:");
+    status.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or("").trim().to_string()
+}
+
+fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+    assert!(status.unwrap().success(), "kill -{signal} {pid}");
+}
+
+fn child_config(spec: &str, manager_items: &str) -> String {
+    format!("[manager]\n{manager_items}\n\n[milter.\"child\"]\nconnection_spec = \"{spec}\"\n")
+}
+
+/// milter-performance-check's counts: (sessions, completed, errors), read from its JSON.
+struct Load {
+    completed: usize,
+    errors: usize,
+    report: String,
+}
+
+fn json_count(report: &str, key: &str) -> usize {
+    let (_, rest) = report
+        .split_once(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in the report:\n{report}"));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("{key} is not a count in:\n{report}"))
+}
+
+/// Starts milter-performance-check against `spec`; its report goes to a file of `dir`.
+fn start_load(
+    dir: &TempDir,
+    name: &str,
+    spec: &str,
+    mails: usize,
+    concurrency: usize,
+) -> ChildGuard {
+    let mut command = Command::new(CHECK);
+    command
+        .args(["--milter", spec, "--json", "--timeout", "30"])
+        .args(["--n-mails", &mails.to_string()])
+        .args(["--n-concurrent-connections", &concurrency.to_string()])
+        .stdin(Stdio::null())
+        .stdout(File::create(dir.join(&format!("{name}.json"))).unwrap())
+        .stderr(File::create(dir.join(&format!("{name}.stderr"))).unwrap());
+    ChildGuard::spawn("milter-performance-check", &mut command)
+}
+
+/// Waits for a load started with [`start_load`] and reads its counts.
+fn finish_load(dir: &TempDir, name: &str, mut load: ChildGuard) -> Load {
+    load.wait_until(Instant::now() + Duration::from_secs(180));
+    let report = read_lossy(&dir.join(&format!("{name}.json")));
+    let errors = report.split_once("\"errors\":").map_or("", |(_, rest)| rest).to_string();
+    Load {
+        completed: json_count(&report, "completed"),
+        errors: json_count(&errors, "count"),
+        report: format!(
+            "{report}\n--- stderr:\n{}",
+            read_lossy(&dir.join(&format!("{name}.stderr")))
+        ),
+    }
+}
+
+fn run_load(dir: &TempDir, name: &str, spec: &str, mails: usize, concurrency: usize) -> Load {
+    let load = start_load(dir, name, spec, mails, concurrency);
+    finish_load(dir, name, load)
+}
+
+fn session_passes(dir: &TempDir, name: &str, spec: &str) -> bool {
+    let out =
+        support::run(dir, name, Command::new(TEST_SERVER).args(["-s", spec]), support::TIMEOUT);
+    out.status.success() && out.stdout.contains("status: pass")
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_killed_worker_is_replaced_and_the_other_finishes_its_sessions() {
+    let dir = TempDir::new("pm-kill");
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let manager =
+        Manager::start(&dir, dir.path(), &child_config(&client.spec, "n_workers = 2"), &[]);
+    let workers = manager.wait_for_workers(2);
+
+    let load = start_load(&dir, "load", &manager.spec(), 1000, 20);
+    let busy = wait_for(deadline(), || manager.log().matches("[session][end]").count() >= 50);
+    assert!(busy, "sessions run\n{}", manager.log());
+    let victim = workers[0];
+    let mut load = load;
+    assert!(load.exited().is_none(), "the load still runs when the worker is killed");
+    kill(victim, "KILL");
+    let load = finish_load(&dir, "load", load);
+    // Only the sessions in flight on the killed worker may fail (at most the concurrency).
+    assert!(load.errors <= 20, "{}", load.report);
+    assert_eq!(load.completed + load.errors, 1000, "{}", load.report);
+
+    let mut replaced = Vec::new();
+    let ok = wait_for(deadline(), || {
+        replaced = manager.workers();
+        replaced.len() == 2 && !replaced.contains(&victim) && replaced.contains(&workers[1])
+    });
+    assert!(ok, "a new worker replaces {victim}: {replaced:?}\n{}", manager.log());
+    assert!(manager.log().contains(&format!("(pid {victim}) was killed by SIGKILL")));
+    let after = run_load(&dir, "after", &manager.spec(), 40, 20);
+    assert_eq!((after.completed, after.errors), (40, 0), "{}", after.report);
+}
+
+#[test]
+fn twenty_reloads_under_load_lose_no_session_and_leave_only_the_last_generation() {
+    let dir = TempDir::new("pm-reload");
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let mut manager =
+        Manager::start(&dir, dir.path(), &child_config(&client.spec, "n_workers = 2"), &[]);
+    manager.wait_for_workers(2);
+
+    // Every SIGHUP lands while a load runs: a load that ended is followed by another.
+    let mut loads = vec![start_load(&dir, "load0", &manager.spec(), 2000, 10)];
+    for i in 0..20 {
+        std::thread::sleep(Duration::from_millis(100 + (i % 3) * 50));
+        if loads.last_mut().unwrap().exited().is_some() {
+            let name = format!("load{}", loads.len());
+            loads.push(start_load(&dir, &name, &manager.spec(), 2000, 10));
+        }
+        manager.signal("HUP");
+    }
+    for (i, load) in loads.into_iter().enumerate() {
+        let load = finish_load(&dir, &format!("load{i}"), load);
+        assert_eq!((load.completed, load.errors), (2000, 0), "{}", load.report);
+    }
+
+    // The last generation's workers, as the supervisor logged them, and nothing else.
+    let reloaded =
+        wait_for(deadline(), || manager.log().contains("reloaded configuration (generation 21)"));
+    assert!(reloaded, "{}", manager.log());
+    let last: Vec<u32> = manager
+        .log()
+        .lines()
+        .filter(|line| line.contains("started worker") && line.ends_with("generation 21)"))
+        .map(|line| {
+            let pid = line.split("(pid ").nth(1).unwrap().split(',').next().unwrap();
+            pid.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(last.len(), 2, "{}", manager.log());
+    let mut workers = Vec::new();
+    let settled = wait_for(deadline(), || {
+        workers = manager.workers();
+        workers.len() == 2 && last.iter().all(|pid| workers.contains(pid))
+    });
+    assert!(settled, "children {workers:?}, last generation {last:?}\n{}", manager.log());
+    for pid in workers {
+        let state = status_field(pid, "State");
+        assert!(!state.starts_with('Z'), "worker {pid} is a zombie: {state}");
+    }
+    assert!(session_passes(&dir, "after", &manager.spec()), "{}", manager.log());
+}
+
+#[test]
+fn a_reload_with_an_error_keeps_the_running_configuration_and_says_where() {
+    let dir = TempDir::new("pm-bad-reload");
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let config = child_config(&client.spec, "n_workers = 1");
+    let mut manager = Manager::start(&dir, dir.path(), &config, &[]);
+    let workers = manager.wait_for_workers(1);
+
+    manager.write_config(&format!("{config}fallback_status = \"maybe\"\n"));
+    manager.signal("HUP");
+    let path = manager.conf.join("milter-manager.toml");
+    let wanted = format!("reload failed; keeping the running configuration: {}:6:", path.display());
+    assert!(wait_for(deadline(), || manager.log().contains(&wanted)), "{}", manager.log());
+    let line = manager.log().lines().find(|l| l.contains(&wanted)).unwrap().to_string();
+    assert!(line.contains("fallback_status"), "{line}");
+
+    assert!(session_passes(&dir, "after", &manager.spec()), "{}", manager.log());
+    assert_eq!(manager.workers(), workers, "the running workers stay");
+    assert!(!manager.log().contains("generation 2"), "{}", manager.log());
+}
+
+#[test]
+fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_file() {
+    let uid_line = status_field(std::process::id(), "Uid");
+    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    let dir = TempDir::new("pm-root");
+    // The unprivileged supervisor removes the socket and the pid file here at the end.
+    let run_dir = dir.join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pid_file = run_dir.join("milter-manager.pid");
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let config = format!(
+        "[security]\neffective_user = \"nobody\"\n\n{}",
+        child_config(
+            &client.spec,
+            &format!(
+                "n_workers = 2\nunix_socket_mode = 0o660\nunix_socket_group = \"nogroup\"\n\
+                 pid_file = \"{}\"",
+                pid_file.display()
+            )
+        )
+    );
+    let mut manager = Manager::start(&dir, &run_dir, &config, &[]);
+    let workers = manager.wait_for_workers(2);
+
+    let nobody = id("-u", "nobody");
+    for pid in &workers {
+        let uid = status_field(*pid, "Uid");
+        let uids: Vec<&str> = uid.split_whitespace().collect();
+        assert!(uids.iter().all(|u| *u == nobody), "worker {pid}: Uid {uid}");
+    }
+    let socket = std::fs::metadata(&manager.socket).unwrap();
+    assert_eq!(socket.mode() & 0o7777, 0o660);
+    assert_eq!(socket.gid().to_string(), group_id("nogroup"));
+    let written = wait_for(deadline(), || !read_lossy(&pid_file).is_empty());
+    assert!(written, "{}", manager.log());
+    assert_eq!(read_lossy(&pid_file).trim(), manager.pid().to_string());
+    assert!(session_passes(&dir, "session", &manager.spec()), "{}", manager.log());
+
+    let status = manager.process.terminate();
+    assert_eq!(status.code(), Some(0), "{}", manager.log());
+    assert!(!pid_file.exists(), "the pid file is removed on SIGTERM");
+    assert!(!manager.socket.exists(), "the socket is removed on SIGTERM");
+}
+
+fn id(flag: &str, user: &str) -> String {
+    let out = Command::new("id").args([flag, user]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn group_id(group: &str) -> String {
+    let out = Command::new("getent").args(["group", group]).output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    line.split(':').nth(2).unwrap_or_else(|| panic!("no group {group}")).to_string()
+}
+
+#[test]
+fn a_worker_crashing_at_start_is_restarted_with_growing_delays() {
+    let dir = TempDir::new("pm-crash");
+    let manager = Manager::start(
+        &dir,
+        dir.path(),
+        "[manager]\nn_workers = 1\n",
+        &[("MILTER_MANAGER_TEST_CRASH_WORKER", "1")],
+    );
+    // 1 s, 2 s, then 4 s: about 3 s after the start.
+    let backed_off = wait_for(Instant::now() + Duration::from_secs(30), || {
+        manager.log().contains("restarting it in 4s")
+    });
+    let log = manager.log();
+    assert!(backed_off, "{log}");
+    let delays: Vec<&str> =
+        log.lines().filter_map(|line| line.split("restarting it in ").nth(1)).collect();
+    assert_eq!(delays[..3], ["1s", "2s", "4s"], "{log}");
+    assert!(log.contains("MILTER_MANAGER_TEST_CRASH_WORKER=1 (test only)"), "{log}");
+    // No tight loop: by the third back-off the worker was started three times.
+    let starts = log.lines().filter(|line| line.contains("started worker 0")).count();
+    assert_eq!(starts, 3, "{log}");
+}
+
+/// A milter that holds each session ~100 ms at connect and records how many sessions it
+/// held at once; the hold lies inside the manager's session, so this is a lower bound of
+/// the manager's concurrency that cannot overcount.
+fn start_counting_milter() -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    let holding = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (holding_in, most_in) = (Arc::clone(&holding), Arc::clone(&most));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (holding, most) = (Arc::clone(&holding_in), Arc::clone(&most_in));
+            std::thread::spawn(move || counting_session(stream, &holding, &most));
+        }
+    });
+    (port, holding, most)
+}
+
+fn counting_session(mut stream: TcpStream, holding: &AtomicUsize, most: &AtomicUsize) {
+    let mut deframer = Deframer::default();
+    let mut buffer = [0; 65536];
+    loop {
+        let n = match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        deframer.push(&buffer[..n]);
+        let mut out = Vec::new();
+        while let Some(frame) = deframer.next_frame() {
+            let Ok(frame) = frame else { return };
+            let Ok(command) = MilterCommand::decode(frame.code, frame.data) else { return };
+            let reply = match command {
+                MilterCommand::DefineMacros { .. } | MilterCommand::Abort => None,
+                MilterCommand::Quit => return,
+                MilterCommand::Negotiate(_) => {
+                    Some(Reply::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty())))
+                }
+                MilterCommand::Connect { .. } => {
+                    let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
+                    holding.fetch_sub(1, Ordering::SeqCst);
+                    Some(Reply::Continue)
+                }
+                MilterCommand::EndOfMessage { .. } => Some(Reply::Accept),
+                _ => Some(Reply::Continue),
+            };
+            if let Some(reply) = reply {
+                reply.encode(&mut out);
+            }
+        }
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn max_connections_holds_over_all_workers_and_everyone_is_served() {
+    let dir = TempDir::new("pm-max");
+    let (port, _, most) = start_counting_milter();
+    let spec = format!("inet:{port}@[127.0.0.1]");
+    let items = "n_workers = 2\nmax_connections = 5\nsuspend_time_on_unacceptable = 1";
+    let manager = Manager::start(&dir, dir.path(), &child_config(&spec, items), &[]);
+    manager.wait_for_workers(2);
+
+    let load = run_load(&dir, "load", &manager.spec(), 20, 20);
+    assert_eq!((load.completed, load.errors), (20, 0), "{}\n{}", load.report, manager.log());
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 5, "{most} sessions at once with max_connections = 5\n{}", manager.log());
+    assert!(most >= 2, "the sessions overlapped ({most} at most)");
+    assert!(manager.log().contains("the maximum (manager.max_connections)"), "{}", manager.log());
+}
+
+fn session_status(dir: &TempDir, name: &str, spec: &str) -> String {
+    let out =
+        support::run(dir, name, Command::new(TEST_SERVER).args(["-s", spec]), support::TIMEOUT);
+    // "status: reject at connect": the status without the stage.
+    let line = out.stdout.lines().find_map(|l| l.strip_prefix("status: ")).unwrap_or("");
+    line.split_whitespace().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn sessions_after_a_reload_use_the_new_configuration_with_and_without_workers() {
+    for n_workers in [0, 2] {
+        let dir = TempDir::new(&format!("pm-apply-{n_workers}"));
+        let config = |status: &str| {
+            format!("[manager]\nn_workers = {n_workers}\nfallback_status = \"{status}\"\n")
+        };
+        let mut manager = Manager::start(&dir, dir.path(), &config("reject"), &[]);
+        assert_eq!(session_status(&dir, "before", &manager.spec()), "reject", "{}", manager.log());
+        manager.write_config(&config("temporary-failure"));
+        manager.signal("HUP");
+        let reloaded = wait_for(deadline(), || {
+            manager.log().contains("reloaded configuration (generation 2)")
+        });
+        assert!(reloaded, "n_workers = {n_workers}\n{}", manager.log());
+        let status = session_status(&dir, "after", &manager.spec());
+        assert_eq!(status, "temporary-failure", "n_workers = {n_workers}\n{}", manager.log());
+    }
+}
