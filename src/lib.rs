@@ -5,8 +5,10 @@
 pub mod client_link;
 pub mod conditions;
 pub mod config;
+pub mod control;
 pub mod detect;
 pub mod engine;
+pub mod launch;
 pub mod logging;
 pub mod message;
 pub mod performance;

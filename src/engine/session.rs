@@ -399,6 +399,13 @@ impl Session {
         self.finished
     }
 
+    /// Child `i`'s final status as its statistics line names it ("pass", "accept", ...),
+    /// once that line was written; `None` before, or for a child the session never used.
+    pub fn child_final_status(&self, i: usize) -> Option<&'static str> {
+        let child = self.children.get(i).filter(|child| child.reported)?;
+        Some(child.last_status.map_or("pass", Status::statistics_name))
+    }
+
     // ----- the command loop ----------------------------------------------------------------
 
     fn drive(&mut self, now: Instant) {

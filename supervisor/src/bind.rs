@@ -70,7 +70,7 @@ impl SocketFileGuard {
     }
 
     /// Keeps the file after all.
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.0 = None;
     }
 }

@@ -116,6 +116,15 @@ pub enum Error {
     Poll {
         source: io::Error,
     },
+    /// Setting up the privilege-mode launcher failed at `step`.
+    Launcher {
+        step: String,
+        source: io::Error,
+    },
+    /// The control socket's own process (when no worker is forked) could not be started.
+    ControlProcess {
+        source: io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -244,6 +253,12 @@ impl fmt::Display for Error {
                 write!(f, "cannot set up signal handling: {}", os_words(source))
             }
             Poll { source } => write!(f, "cannot wait for signals: {}", os_words(source)),
+            Launcher { step, source } => {
+                write!(f, "cannot start the launcher: {step}: {}", os_words(source))
+            }
+            ControlProcess { source } => {
+                write!(f, "cannot fork the controller process: {}", os_words(source))
+            }
         }
     }
 }
@@ -264,6 +279,7 @@ impl std::error::Error for Error {
             | ForkWorker { source }
             | Signals { source }
             | Poll { source } => Some(source),
+            Launcher { source, .. } | ControlProcess { source } => Some(source),
             BindAll { attempts } => {
                 attempts.first().map(|(_, source)| source as &(dyn std::error::Error + 'static))
             }

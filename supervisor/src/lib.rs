@@ -9,13 +9,18 @@
 //!
 //! Modules: `bind` (the socket), `privileges`, `daemon` (detaching and the start-up report),
 //! `pidfile`, `prefork` (the supervisor loop), `signals` (its self-pipe), `throttle` (respawn
-//! back-off), `fork` (the one fork call), `error`.
+//! back-off), `fork` (the one fork call), `board` and `counters` (memory shared with the
+//! workers), `launcher` (the privilege-mode root helper, forked before the drop), `control`
+//! (the control socket in the supervisor's loop), `error`.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub use board::SessionBoard;
+pub use control::{ControlContext, ControlHandler, ControlSocket};
+pub use counters::SharedCounters;
+pub use launcher::{Launcher, Programs, Started};
 pub use workers::Listener;
 
 /// What to listen on (a resolved connection spec).
@@ -68,9 +73,12 @@ pub struct ProcessOptions {
 
 mod bind;
 mod board;
+mod control;
+mod counters;
 mod daemon;
 mod error;
 mod fork;
+pub mod launcher;
 mod pidfile;
 mod prefork;
 mod privileges;
@@ -126,6 +134,9 @@ pub struct Hooks {
     /// Called with a worker's `worker_id` once it has exited and been reaped, whatever the
     /// reason (e.g. to clear what it left in shared memory).
     pub on_worker_exit: Option<Box<dyn FnMut(u32)>>,
+    /// The control socket: served by the supervisor's loop, or with `n_workers == 0` by a
+    /// small process of its own.
+    pub control: Option<ControlSocket>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -134,6 +145,7 @@ impl std::fmt::Debug for Hooks {
             .field("on_reload", &self.on_reload.is_some())
             .field("on_reopen_logs", &self.on_reopen_logs.is_some())
             .field("on_worker_exit", &self.on_worker_exit.is_some())
+            .field("control", &self.control.is_some())
             .finish()
     }
 }
@@ -203,6 +215,7 @@ where
         Ok((code, pid_file)) => {
             // The pid file goes last, so that its absence means "fully stopped".
             drop(socket_file);
+            drop(hooks.control.take());
             drop(pid_file);
             Ok(code)
         }
@@ -221,6 +234,23 @@ fn acquire_pid_file(path: Option<&std::path::Path>) -> Result<Option<PidFile>, E
     Ok(Some(pid_file))
 }
 
+/// The descriptors of the serving process that a helper process it forks must not keep.
+fn serving_fds(
+    listener: &Listener,
+    pid_file: Option<&PidFile>,
+    report: &daemon::StartupReport,
+) -> Vec<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    let listener = match listener {
+        Listener::Unix(listener) => listener.as_raw_fd(),
+        Listener::Tcp(listener) => listener.as_raw_fd(),
+    };
+    [Some(listener), pid_file.and_then(PidFile::raw_fd), report.raw_fd()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 fn serve_or_supervise<S>(
     listener: Listener,
     n_workers: u32,
@@ -235,6 +265,12 @@ where
     if n_workers == 0 {
         let _reload_and_reopen_are_harmless =
             signals::catch_and_ignore(&[libc::SIGHUP, libc::SIGUSR1])?;
+        let _control_process_lives_while_this_is_held = match hooks.control.as_mut() {
+            Some(control) => {
+                Some(control::fork_server(control, &serving_fds(&listener, pid_file, report))?)
+            }
+            None => None,
+        };
         report.ready();
         let context =
             WorkerContext { worker_index: 0, worker_id: 0, generation: 1, parent_watch: None };

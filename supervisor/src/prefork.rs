@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fork;
 use crate::signals::SignalPipe;
 use crate::throttle::RespawnThrottle;
-use crate::{Hooks, Listener, Reloaded, Serve, WorkerContext};
+use crate::{ControlContext, ControlSocket, Hooks, Listener, Reloaded, Serve, WorkerContext};
 
 /// The most workers one supervisor forks.
 pub const MAX_WORKERS: u32 = 1000;
@@ -118,7 +118,8 @@ impl<'a> Prefork<'a> {
         report.ready();
 
         loop {
-            self.wait_for_signal(self.next_respawn())?;
+            self.wait_for_signal_or_control(self.next_respawn())?;
+            self.serve_control();
             let pending = self.signals().take_pending();
             self.reap(false);
             if pending.terminate || pending.interrupt {
@@ -199,6 +200,17 @@ impl<'a> Prefork<'a> {
 
     /// Sleeps until a signal arrives or `until` passes.
     fn wait_for_signal(&mut self, until: Option<Instant>) -> Result<()> {
+        self.wait(until, false)
+    }
+
+    /// Sleeps until a signal arrives, `until` passes or the control socket has work.
+    fn wait_for_signal_or_control(&mut self, until: Option<Instant>) -> Result<()> {
+        let control = self.hooks.control.as_ref().and_then(ControlSocket::next_deadline);
+        let until = until.into_iter().chain(control).min();
+        self.wait(until, true)
+    }
+
+    fn wait(&mut self, until: Option<Instant>, with_control: bool) -> Result<()> {
         let timeout = match until {
             None => PollTimeout::NONE,
             Some(at) => {
@@ -208,10 +220,23 @@ impl<'a> Prefork<'a> {
             }
         };
         let signals = self.signals.as_ref().expect("signal pipe");
-        let mut fds = [PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
+        if let Some(control) = self.hooks.control.as_ref().filter(|_| with_control) {
+            fds.extend(control.poll_fds());
+        }
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => Ok(()),
             Err(errno) => Err(Error::Poll { source: errno.into() }),
+        }
+    }
+
+    /// Lets the control socket do what it can without blocking.
+    fn serve_control(&mut self) {
+        let workers =
+            self.running_pids().map(|(index, pid)| (index, pid.as_raw() as u32)).collect();
+        let context = ControlContext { supervisor_pid: std::process::id(), workers };
+        if let Some(control) = self.hooks.control.as_mut() {
+            control.service(&context);
         }
     }
 
@@ -286,6 +311,9 @@ impl<'a> Prefork<'a> {
             slot.state = SlotState::Stopped;
         }
         self.draining.clear();
+        if let Some(control) = self.hooks.control.take() {
+            control.forget_in_child();
+        }
         for fd in self.close_in_child.drain(..) {
             let _ = unistd::close(fd);
         }

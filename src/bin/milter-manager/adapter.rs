@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use milter_manager::conditions::{
     ConditionSet, ConnectGate, DnsblVerdict, LookupAction, SessionCount,
 };
+use milter_manager::control::Counters;
 use milter_manager::engine::{EngineConfig, Output, Session};
-use supervisor::SessionBoard;
+use supervisor::{SessionBoard, SharedCounters};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
 use crate::client_watch::{ClientWatch, TableCache};
@@ -24,6 +25,8 @@ pub struct Generation {
     pub conditions: Rc<ConditionSet>,
     /// `manager.connection_check_interval` (zero: no checks).
     pub connection_check_interval: Duration,
+    /// Per child: privilege mode may start it (it has a `command`).
+    pub launchable: Vec<bool>,
 }
 
 /// The sessions of every worker, as the stress conditions count them.
@@ -45,6 +48,8 @@ pub struct Factory {
     pub next_tag: u64,
     /// The socket tables read for client checks, shared by the worker's sessions.
     pub tables: Rc<RefCell<TableCache>>,
+    /// Sessions done and the children's final statuses, for the controller's status.
+    pub counters: Rc<SharedCounters>,
 }
 
 impl workers::SessionFactory for Factory {
@@ -64,7 +69,8 @@ impl workers::SessionFactory for Factory {
         let conditions = Box::new(generation.conditions.session_with(verdict));
         let engine = Session::new(Arc::clone(&generation.engine), conditions, tag, now);
         let client_watch = ClientWatch::new(generation.connection_check_interval, &self.tables);
-        ManagerSession { engine, gate, generation, client_watch }
+        let counters = Rc::clone(&self.counters);
+        ManagerSession { engine, gate, generation, client_watch, counters }
     }
 }
 
@@ -74,17 +80,39 @@ pub struct ManagerSession {
     gate: Option<ConnectGate>,
     generation: Rc<Generation>,
     client_watch: Option<ClientWatch>,
+    counters: Rc<SharedCounters>,
 }
 
-/// The connection to the name server of the DNSBL lookups.
-const DNS: ConnKey = ConnKey(u32::MAX);
+impl Drop for ManagerSession {
+    fn drop(&mut self) {
+        self.counters.increment(Counters::SESSIONS_DONE);
+        for child in 0..self.generation.endpoints.len() {
+            let status = self.engine.child_final_status(child);
+            if let Some(index) = status.and_then(|status| Counters::child_status(child, status)) {
+                self.counters.increment(index);
+            }
+        }
+    }
+}
+
+/// The connection to the name server of the DNSBL lookups. Keys from here up are not
+/// children's (the privilege-mode launcher's start at `0x8000_0000`).
+const DNS: ConnKey = ConnKey(0x4000_0000);
 
 /// Child `i` uses connection key `i + 1`; key 0 is the MTA.
-fn child_of(conn: ConnKey) -> Option<usize> {
-    (conn != ConnKey::PEER).then(|| conn.0 as usize - 1)
+pub fn child_of(conn: ConnKey) -> Option<usize> {
+    (conn != ConnKey::PEER && conn.0 < DNS.0).then(|| conn.0 as usize - 1)
 }
 
 impl ManagerSession {
+    pub fn generation(&self) -> &Rc<Generation> {
+        &self.generation
+    }
+
+    pub fn tag(&self) -> u64 {
+        self.engine.tag()
+    }
+
     /// Gives the engine what the gate let through.
     fn feed_engine(&mut self, now: Instant) {
         if let Some(gate) = &mut self.gate {
@@ -104,23 +132,24 @@ impl ManagerSession {
     }
 }
 
-fn key_of(child: usize) -> ConnKey {
+pub fn key_of(child: usize) -> ConnKey {
     ConnKey(child as u32 + 1)
 }
 
 impl workers::Session for ManagerSession {
     fn handle_read(&mut self, conn: ConnKey, bytes: &[u8], now: Instant) {
-        match (child_of(conn), &mut self.gate) {
-            (None, Some(gate)) => {
-                gate.push_mta(bytes, now);
-                self.feed_engine(now);
-            }
-            (Some(_), Some(gate)) if conn == DNS => {
+        match (conn, child_of(conn), &mut self.gate) {
+            (DNS, _, Some(gate)) => {
                 gate.handle_dns_data(bytes, now);
                 self.feed_engine(now);
             }
-            (None, None) => self.engine.handle_mta_data(bytes, now),
-            (Some(child), _) => self.engine.handle_child_data(child, bytes, now),
+            (ConnKey::PEER, _, Some(gate)) => {
+                gate.push_mta(bytes, now);
+                self.feed_engine(now);
+            }
+            (ConnKey::PEER, _, None) => self.engine.handle_mta_data(bytes, now),
+            (_, Some(child), _) => self.engine.handle_child_data(child, bytes, now),
+            _ => {}
         }
         self.follow(now);
     }
@@ -149,11 +178,12 @@ impl workers::Session for ManagerSession {
                 _ => {}
             }
         }
-        match child_of(conn) {
-            None => self.engine.handle_mta_closed(now),
-            Some(child) => {
+        match (conn, child_of(conn)) {
+            (ConnKey::PEER, _) => self.engine.handle_mta_closed(now),
+            (_, Some(child)) => {
                 self.engine.handle_child_closed(child, error.map(|e| e.to_string()), now)
             }
+            _ => {}
         }
         self.follow(now);
     }

@@ -6,10 +6,14 @@ mod common;
 
 mod adapter;
 mod client_watch;
+mod control;
+mod launching;
+mod privilege;
 mod reload;
 mod spill;
 mod worker;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -24,8 +28,9 @@ use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
 
 use adapter::Generation;
+use milter_manager::control::Counters;
 use reload::Reloader;
-use supervisor::SessionBoard;
+use supervisor::{SessionBoard, SharedCounters};
 use worker::Plan;
 
 #[derive(Parser, Debug, Clone)]
@@ -142,6 +147,7 @@ fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, S
     let conditions = ConditionSet::new(config, sessions).map_err(|e| e.to_string())?;
     let mut children = Vec::new();
     let mut endpoints = Vec::new();
+    let mut launchable = Vec::new();
     for milter in config.milters.iter().filter(|m| m.enabled) {
         let spec = milter.connection_spec.as_ref().expect("checked when loading");
         let endpoint = common::endpoints(spec)
@@ -150,6 +156,7 @@ fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, S
             .next()
             .ok_or_else(|| format!("milter {:?}: {spec} has no address", milter.name))?;
         endpoints.push(endpoint);
+        launchable.push(milter.command.is_some());
         children.push(ChildConfig {
             name: milter.name.clone(),
             fallback_status: milter.fallback_status,
@@ -177,6 +184,7 @@ fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, S
         endpoints,
         conditions: Rc::new(conditions),
         connection_check_interval: Duration::from_secs(manager.connection_check_interval.into()),
+        launchable,
     })
 }
 
@@ -187,6 +195,10 @@ fn run(options: &Options) -> Result<i32, String> {
     let board = Rc::new(
         SessionBoard::new(2 * MAX_WORKERS as usize + 1)
             .map_err(|e| format!("cannot map the shared session counters: {e}"))?,
+    );
+    let counters = Rc::new(
+        SharedCounters::new(Counters::LEN)
+            .map_err(|e| format!("cannot map the shared status counters: {e}"))?,
     );
     let (config, generation) = load(options, &board)?;
     if options.show_config {
@@ -213,6 +225,9 @@ fn run(options: &Options) -> Result<i32, String> {
     if manager.max_file_descriptors > 0 {
         raise_file_limit(manager.max_file_descriptors)?;
     }
+    // Forked while still root and before any socket is bound, so it holds none of them.
+    let launcher = privilege::start_launcher(&config)?;
+    let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
     let target = common::bind_target(&manager.connection_spec)?;
     let listen = supervisor::ListenOptions {
         unix_socket_mode: Some(manager.unix_socket_mode),
@@ -234,15 +249,29 @@ fn run(options: &Options) -> Result<i32, String> {
         pid_file: manager.pid_file.clone(),
         n_workers: manager.n_workers,
     };
+    // What the controller shows of the configuration; a reload replaces it.
+    let running_config = Rc::new(RefCell::new(control::RunningConfig::of(&config)));
+    let controller = control::Controller {
+        board: Rc::clone(&board),
+        counters: Rc::clone(&counters),
+        config: Rc::clone(&running_config),
+        launcher: launcher_path.clone(),
+    };
+    let shared = worker::Shared {
+        board: Rc::clone(&board),
+        counters: Rc::clone(&counters),
+        launcher: launcher_path.map(|path| Rc::new(workers::Endpoint::Unix(path))),
+    };
     let plan = Rc::new(Plan::new(&config, generation));
     let reloader = Reloader::new(options, &board, &config);
     let hooks = supervisor::Hooks {
-        on_reload: Some(prefork_reload(reloader, Rc::clone(&board))),
+        on_reload: Some(prefork_reload(reloader, shared.clone(), Rc::clone(&running_config))),
         on_worker_exit: Some({
             let board = Rc::clone(&board);
             // A worker killed with sessions in flight leaves them counted.
             Box::new(move |worker_id| board.reset(worker_id as usize))
         }),
+        control: control::bind(&config, controller)?,
         ..supervisor::Hooks::default()
     };
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the
@@ -250,8 +279,10 @@ fn run(options: &Options) -> Result<i32, String> {
     let mut alone_reloader =
         (manager.n_workers == 0).then(|| Reloader::new(options, &board, &config));
     supervisor::run_with_hooks(bound, &process, hooks, move |listener, context| {
-        let on_hangup = alone_reloader.take().map(|r| in_process_reload(r, Rc::clone(&plan)));
-        worker::serve(Rc::clone(&plan), Rc::clone(&board), listener, context, on_hangup)
+        let on_hangup = alone_reloader
+            .take()
+            .map(|r| in_process_reload(r, Rc::clone(&plan), Rc::clone(&running_config)));
+        worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
     })
     .map_err(|e| e.to_string())
 }
@@ -276,15 +307,17 @@ fn set_up_logging(config: &Config, reload: bool) -> Result<(), String> {
 /// again, or nothing (the running one stays) if it fails.
 fn prefork_reload(
     mut reloader: Reloader,
-    board: Rc<SessionBoard>,
+    shared: worker::Shared,
+    running_config: Rc<RefCell<control::RunningConfig>>,
 ) -> Box<dyn FnMut() -> Option<supervisor::Reloaded>> {
     Box::new(move || {
         let (config, generation) = reloader.load()?;
+        *running_config.borrow_mut() = control::RunningConfig::of(&config);
         let plan = Rc::new(Plan::new(&config, generation));
-        let board = Rc::clone(&board);
+        let shared = shared.clone();
         Some(supervisor::Reloaded {
             serve: Box::new(move |listener, context| {
-                worker::serve(Rc::clone(&plan), Rc::clone(&board), listener, context, None)
+                worker::serve(Rc::clone(&plan), &shared, listener, context, None)
             }),
             n_workers: config.manager.n_workers,
         })
@@ -294,7 +327,11 @@ fn prefork_reload(
 /// SIGHUP in a process serving alone: sessions that start afterwards get the configuration
 /// loaded again (children, conditions, timeouts, max_connections); sessions in flight keep
 /// theirs.
-fn in_process_reload(mut reloader: Reloader, plan: Rc<Plan>) -> Box<dyn FnMut()> {
+fn in_process_reload(
+    mut reloader: Reloader,
+    plan: Rc<Plan>,
+    running_config: Rc<RefCell<control::RunningConfig>>,
+) -> Box<dyn FnMut()> {
     let mut generation_number = 1;
     Box::new(move || {
         log::info!("SIGHUP received: reloading the configuration");
@@ -302,6 +339,7 @@ fn in_process_reload(mut reloader: Reloader, plan: Rc<Plan>) -> Box<dyn FnMut()>
             return;
         };
         *plan.generation.borrow_mut() = Rc::new(generation);
+        *running_config.borrow_mut() = control::RunningConfig::of(&config);
         plan.max_connections.set(worker::max_connections(&config));
         generation_number += 1;
         log::info!(

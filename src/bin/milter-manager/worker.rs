@@ -6,9 +6,20 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use milter_manager::config::Config;
-use supervisor::{Listener, SessionBoard, WorkerContext};
+use supervisor::{Listener, SessionBoard, SharedCounters, WorkerContext};
 
 use crate::adapter::{Factory, Generation};
+use crate::launching::LaunchingFactory;
+
+/// What every generation's workers share: the session board, the status counters and the
+/// privilege-mode launcher's socket.
+#[derive(Clone)]
+pub struct Shared {
+    pub board: Rc<SessionBoard>,
+    pub counters: Rc<SharedCounters>,
+    /// `None`: privilege mode is off.
+    pub launcher: Option<Rc<workers::Endpoint>>,
+}
 
 /// Test only: a worker started with this variable set to 1 exits at once with code 1, so
 /// the tests can watch the supervisor's crash back-off. Read in the worker start path only.
@@ -76,7 +87,7 @@ impl workers::Admission for BoardAdmission {
 /// Serves `listener` until told to stop; returns the process's exit code.
 pub fn serve(
     plan: Rc<Plan>,
-    board: Rc<SessionBoard>,
+    shared: &Shared,
     listener: Listener,
     context: WorkerContext,
     on_hangup: Option<Box<dyn FnMut()>>,
@@ -86,12 +97,15 @@ pub fn serve(
         return 1;
     }
     let worker = context.worker_id as usize;
+    let board = Rc::clone(&shared.board);
     board.reset(worker);
     let factory = Factory {
         current: Rc::clone(&plan.generation),
         next_tag: 1,
         tables: crate::client_watch::TableCache::shared(),
+        counters: Rc::clone(&shared.counters),
     };
+    let factory = LaunchingFactory { inner: factory, launcher: shared.launcher.clone() };
     let admission = BoardAdmission { board, worker, plan: Rc::clone(&plan), refused: false };
     let config = workers::WorkerConfig {
         admission: Some(Box::new(admission)),

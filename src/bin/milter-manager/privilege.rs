@@ -1,0 +1,86 @@
+//! Privilege mode: the launcher's allow-list. Only milters of the configuration that have a
+//! `command` are started, with their `command_options`, as their `user_name` (root when
+//! unset, as in the original); anything else is refused with the reason, and logged.
+
+use std::collections::BTreeMap;
+
+use milter_manager::config::Config;
+use milter_manager::launch::{command_line, LaunchAnswer, LaunchRequest};
+use supervisor::{Launcher, Programs, Started};
+
+/// What the launcher may run for one milter.
+enum Allowed {
+    Command {
+        argv: Vec<String>,
+        user: Option<String>,
+    },
+    /// In the configuration but not startable, and why.
+    Not(String),
+}
+
+/// Starts the launcher when `security.privilege_mode` is on and the manager runs as root.
+pub fn start_launcher(config: &Config) -> Result<Option<Launcher>, String> {
+    if !config.security.privilege_mode {
+        return Ok(None);
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        log::warn!(
+            "security.privilege_mode needs root (running as uid {}): child milters will not be started",
+            nix::unistd::Uid::effective()
+        );
+        return Ok(None);
+    }
+    let allowed: BTreeMap<String, Allowed> = config
+        .milters
+        .iter()
+        .map(|milter| {
+            let name = &milter.name;
+            let allowed = match &milter.command {
+                None => Allowed::Not(format!("milter {name:?} has no command")),
+                Some(command) => match command_line(command, milter.command_options.as_ref()) {
+                    Ok(argv) => Allowed::Command { argv, user: milter.user_name.clone() },
+                    Err(e) => Allowed::Not(format!("milter {name:?}: {e}")),
+                },
+            };
+            (name.clone(), allowed)
+        })
+        .collect();
+    let security = &config.security;
+    let launcher = Launcher::start(
+        security.effective_user.as_deref(),
+        security.effective_group.as_deref(),
+        config.manager.daemon,
+        move |line, programs| answer(&allowed, line, programs).encode(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Some(launcher))
+}
+
+fn answer(
+    allowed: &BTreeMap<String, Allowed>,
+    line: &str,
+    programs: &mut Programs,
+) -> LaunchAnswer {
+    let answer = match LaunchRequest::parse(line) {
+        Err(reason) => LaunchAnswer::Refused(reason),
+        Ok(LaunchRequest::Start(name)) => match allowed.get(&name) {
+            None => LaunchAnswer::Refused(format!("no milter named {name:?} in the configuration")),
+            Some(Allowed::Not(reason)) => LaunchAnswer::Refused(reason.clone()),
+            Some(Allowed::Command { argv, user }) => {
+                match programs.start(&name, argv, user.as_deref()) {
+                    Ok(Started::New(pid)) => LaunchAnswer::Started(pid),
+                    Ok(Started::AlreadyRunning(pid)) => LaunchAnswer::Running(pid),
+                    Err(reason) => LaunchAnswer::Refused(reason),
+                }
+            }
+        },
+        Ok(LaunchRequest::Stop(name)) => match programs.stop(&name) {
+            Ok(pid) => LaunchAnswer::Stopped(pid),
+            Err(reason) => LaunchAnswer::Refused(reason),
+        },
+    };
+    if let LaunchAnswer::Refused(reason) = &answer {
+        log::warn!("launcher: refused {line:?}: {reason}");
+    }
+    answer
+}

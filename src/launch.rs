@@ -1,0 +1,246 @@
+//! Privilege mode, without I/O: the line protocol spoken with the launcher (the small root
+//! process that starts child milters) and how a milter's `command` becomes an argument
+//! vector.
+//!
+//! The protocol is one request line per connection and one answer line back:
+//!
+//! ```text
+//! start NAME        ->  started PID | running PID | error REASON
+//! stop NAME         ->  stopped PID | error REASON
+//! ```
+//!
+//! NAME is the rest of the line, so names with spaces work; a name cannot hold a line break.
+
+use std::fmt;
+
+use crate::config::CommandOptions;
+
+/// The longest request or answer line the launcher reads; longer lines are refused.
+pub const MAX_LINE: usize = 4096;
+
+/// What a worker or the controller asks the launcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchRequest {
+    /// Start the child milter NAME unless it is still running.
+    Start(String),
+    /// Stop the child milter NAME that the launcher started.
+    Stop(String),
+}
+
+/// The launcher's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchAnswer {
+    Started(u32),
+    /// Started earlier and still running: not started again.
+    Running(u32),
+    Stopped(u32),
+    Refused(String),
+}
+
+impl LaunchRequest {
+    /// The request line, newline included.
+    pub fn encode(&self) -> String {
+        match self {
+            LaunchRequest::Start(name) => format!("start {}\n", one_line(name)),
+            LaunchRequest::Stop(name) => format!("stop {}\n", one_line(name)),
+        }
+    }
+
+    /// Reads a request line (with or without its newline).
+    pub fn parse(line: &str) -> Result<LaunchRequest, String> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        let (verb, name) = line.split_once(' ').unwrap_or((line, ""));
+        if name.is_empty() && matches!(verb, "start" | "stop") {
+            return Err(format!("{verb}: a milter name is missing"));
+        }
+        match verb {
+            "start" => Ok(LaunchRequest::Start(name.to_string())),
+            "stop" => Ok(LaunchRequest::Stop(name.to_string())),
+            _ => Err(format!("unknown request {:?} (expected start NAME or stop NAME)", verb)),
+        }
+    }
+}
+
+impl LaunchAnswer {
+    /// The answer line, newline included.
+    pub fn encode(&self) -> String {
+        match self {
+            LaunchAnswer::Started(pid) => format!("started {pid}\n"),
+            LaunchAnswer::Running(pid) => format!("running {pid}\n"),
+            LaunchAnswer::Stopped(pid) => format!("stopped {pid}\n"),
+            LaunchAnswer::Refused(reason) => format!("error {}\n", one_line(reason)),
+        }
+    }
+
+    /// Reads an answer line (with or without its newline).
+    pub fn parse(line: &str) -> Result<LaunchAnswer, String> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let pid = || rest.parse::<u32>().map_err(|_| format!("bad launcher answer {line:?}"));
+        match word {
+            "started" => Ok(LaunchAnswer::Started(pid()?)),
+            "running" => Ok(LaunchAnswer::Running(pid()?)),
+            "stopped" => Ok(LaunchAnswer::Stopped(pid()?)),
+            "error" => Ok(LaunchAnswer::Refused(rest.to_string())),
+            _ => Err(format!("bad launcher answer {line:?}")),
+        }
+    }
+}
+
+impl fmt::Display for LaunchAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchAnswer::Started(pid) => write!(f, "started (pid {pid})"),
+            LaunchAnswer::Running(pid) => write!(f, "already running (pid {pid})"),
+            LaunchAnswer::Stopped(pid) => write!(f, "stopped (pid {pid})"),
+            LaunchAnswer::Refused(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Line breaks would split one message into two lines of the protocol.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+/// The argument vector of a milter's `command` with its `command_options`. No shell runs
+/// it: a string of options is split into words with the shell's quoting rules only ('...',
+/// "..." and backslash); variables, globs and redirections are not expanded. A milter that
+/// needs a shell says so: `command = "/bin/sh"`, `command_options = ["-c", "..."]`.
+pub fn command_line(
+    command: &str,
+    options: Option<&CommandOptions>,
+) -> Result<Vec<String>, String> {
+    if command.trim().is_empty() {
+        return Err("command is empty".to_string());
+    }
+    let mut argv = vec![command.to_string()];
+    match options {
+        None => {}
+        Some(CommandOptions::Arguments(arguments)) => argv.extend(arguments.iter().cloned()),
+        Some(CommandOptions::Line(line)) => {
+            argv.extend(split_words(line).map_err(|e| format!("command_options: {e}"))?)
+        }
+    }
+    Ok(argv)
+}
+
+/// Splits `line` into words as a POSIX shell would for quoting and backslashes alone.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if let Some(done) = word.take() {
+                    words.push(done);
+                }
+            }
+            '\'' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => current.push(c),
+                        None => return Err(format!("unterminated ' in {line:?}")),
+                    }
+                }
+            }
+            '"' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        // Inside double quotes a backslash escapes only these.
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => current.push(c),
+                            Some('\n') => {}
+                            Some(c) => {
+                                current.push('\\');
+                                current.push(c);
+                            }
+                            None => return Err(format!("unterminated \" in {line:?}")),
+                        },
+                        Some(c) => current.push(c),
+                        None => return Err(format!("unterminated \" in {line:?}")),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some('\n') => {}
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err(format!("a lone \\ ends {line:?}")),
+            },
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_names_keep_their_spaces() {
+        for request in
+            [LaunchRequest::Start("opendkim".into()), LaunchRequest::Stop("milter greylist".into())]
+        {
+            assert_eq!(LaunchRequest::parse(&request.encode()), Ok(request));
+        }
+        assert_eq!(LaunchRequest::Start("a\nb".into()).encode(), "start a b\n");
+    }
+
+    #[test]
+    fn bad_requests_say_why() {
+        assert_eq!(LaunchRequest::parse("start"), Err("start: a milter name is missing".into()));
+        assert_eq!(
+            LaunchRequest::parse("exec /bin/sh"),
+            Err("unknown request \"exec\" (expected start NAME or stop NAME)".into())
+        );
+    }
+
+    #[test]
+    fn answers_round_trip() {
+        for answer in [
+            LaunchAnswer::Started(12),
+            LaunchAnswer::Running(13),
+            LaunchAnswer::Stopped(14),
+            LaunchAnswer::Refused("milter \"x\" has no command".into()),
+        ] {
+            assert_eq!(LaunchAnswer::parse(&answer.encode()), Ok(answer));
+        }
+        assert!(LaunchAnswer::parse("started soon").is_err());
+        assert!(LaunchAnswer::parse("hello").is_err());
+    }
+
+    #[test]
+    fn options_are_split_by_the_shell_quoting_rules() {
+        let words = split_words(r#"-p inet:8891@[127.0.0.1]  'a b' "c \"d\" \$e" f\ g h'i'j"#);
+        assert_eq!(
+            words.unwrap(),
+            ["-p", "inet:8891@[127.0.0.1]", "a b", "c \"d\" $e", "f g", "hij"]
+        );
+        assert_eq!(split_words("''").unwrap(), [""]);
+        assert_eq!(split_words("   ").unwrap(), Vec::<String>::new());
+        assert!(split_words("'open").unwrap_err().contains("unterminated '"));
+        assert!(split_words("\"open").unwrap_err().contains("unterminated \""));
+    }
+
+    #[test]
+    fn a_command_line_is_the_command_and_its_options() {
+        let line = CommandOptions::Line("start --now".into());
+        assert_eq!(
+            command_line("/etc/init.d/x", Some(&line)).unwrap(),
+            ["/etc/init.d/x", "start", "--now"]
+        );
+        let list = CommandOptions::Arguments(vec!["a b".into(), "c".into()]);
+        assert_eq!(command_line("/bin/x", Some(&list)).unwrap(), ["/bin/x", "a b", "c"]);
+        assert_eq!(command_line("/bin/x", None).unwrap(), ["/bin/x"]);
+        assert_eq!(command_line(" ", None), Err("command is empty".into()));
+        let bad = CommandOptions::Line("'x".into());
+        assert!(command_line("/bin/x", Some(&bad)).unwrap_err().starts_with("command_options: "));
+    }
+}

@@ -1,0 +1,95 @@
+//! Counters shared by every process forked after they are made: memory mapped before the
+//! fork, so the workers add to them and the supervisor reads them without any message. What
+//! each counter means is the caller's business.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A fixed array of shared 64-bit counters, all 0 at first.
+#[derive(Debug)]
+pub struct SharedCounters {
+    counters: NonNull<AtomicU64>,
+    len: usize,
+}
+
+impl SharedCounters {
+    pub fn new(len: usize) -> io::Result<SharedCounters> {
+        let len = len.max(1);
+        let bytes = len * std::mem::size_of::<AtomicU64>();
+        // SAFETY: an anonymous shared mapping of fresh zeroed memory; no file, no alias.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let counters =
+            NonNull::new(address.cast::<AtomicU64>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(SharedCounters { counters, len })
+    }
+
+    fn counters(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping holds `len` zero-initialised `AtomicU64`s (all-zero bytes are a
+        // valid value; mmap aligns to a page) and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.counters.as_ptr(), self.len) }
+    }
+
+    /// Adds 1 to counter `index`; an index out of range is ignored.
+    pub fn increment(&self, index: usize) {
+        if let Some(counter) = self.counters().get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counter `index` (0 out of range).
+    pub fn get(&self, index: usize) -> u64 {
+        self.counters().get(index).map_or(0, |counter| counter.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for SharedCounters {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`.
+        unsafe {
+            libc::munmap(
+                self.counters.as_ptr().cast(),
+                self.len * std::mem::size_of::<AtomicU64>(),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_made_in_a_forked_child_are_seen_by_the_parent() {
+        let counters = SharedCounters::new(4).unwrap();
+        counters.increment(1);
+        // SAFETY: the child only touches the mapping and exits without unwinding.
+        match unsafe { libc::fork() } {
+            0 => {
+                counters.increment(1);
+                counters.increment(3);
+                counters.increment(99);
+                unsafe { libc::_exit(0) };
+            }
+            pid => {
+                assert!(pid > 0);
+                let mut status = 0;
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            }
+        }
+        assert_eq!([0, 1, 2, 3].map(|i| counters.get(i)), [0, 2, 0, 1]);
+        assert_eq!(counters.get(99), 0, "out of range reads 0");
+    }
+}

@@ -1,0 +1,416 @@
+//! The privilege-mode launcher: a small process forked while the supervisor is still root,
+//! before the privilege drop, that stays root to start programs (child milters) as their
+//! configured users. It never sees mail: it answers one request line per connection on a
+//! unix socket that only the effective user can reach (a private 0700 directory and a 0600
+//! socket, both owned by that user), so the unprivileged workers and the supervisor can ask
+//! it with an ordinary non-blocking connection.
+//!
+//! What a request means is the caller's business: the launcher hands each line to a
+//! handler, which decides with [`Programs`] what to start or stop. Programs are tracked by
+//! name: one that is still running is not started again; exited ones are reaped.
+//!
+//! The launcher lives as long as someone holds the write end of its watch pipe (the
+//! supervisor and every worker inherit it): when the last holder is gone it stops the
+//! programs it started (SIGTERM to their process groups), removes its socket and exits.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{self, ForkResult, Gid, Pid, Uid};
+
+use crate::error::{Error, Result};
+use crate::{fork, privileges};
+
+/// The longest request line read; a longer one is refused.
+const MAX_REQUEST: usize = 4096;
+/// How long one client may take to send its request or read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often exited programs are reaped when nothing else happens.
+const REAP_INTERVAL_MS: u16 = 200;
+
+/// The running launcher, as the supervisor holds it.
+#[derive(Debug)]
+pub struct Launcher {
+    pid: Pid,
+    socket: PathBuf,
+    /// The write end of the launcher's watch pipe: its EOF stops the launcher.
+    _alive: OwnedFd,
+}
+
+impl Launcher {
+    /// Forks the launcher. Its socket is owned by `owner_user`/`owner_group` (the identity
+    /// the supervisor is about to switch to; `None`: stays root's). `handler` answers each
+    /// request line (without its line break) in the launcher process. With `detach`
+    /// (the manager becomes a daemon), its output and its programs' go to /dev/null.
+    pub fn start<H>(
+        owner_user: Option<&str>,
+        owner_group: Option<&str>,
+        detach: bool,
+        handler: H,
+    ) -> Result<Self>
+    where
+        H: FnMut(&str, &mut Programs) -> String,
+    {
+        let (uid, gid) = owner_ids(owner_user, owner_group)?;
+        let step = |step: &str| {
+            let step = step.to_string();
+            move |source: io::Error| Error::Launcher { step, source }
+        };
+        let template = std::env::temp_dir().join("milter-manager-launcher.XXXXXX");
+        let directory = unistd::mkdtemp(&template)
+            .map_err(|errno| step(&format!("mkdtemp {}", template.display()))(errno.into()))?;
+        let socket = directory.join("launcher.sock");
+        let set_up = || -> Result<(UnixListener, OwnedFd, OwnedFd)> {
+            let listener =
+                UnixListener::bind(&socket).map_err(step(&format!("bind {}", socket.display())))?;
+            fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
+                .map_err(step(&format!("chmod {}", socket.display())))?;
+            for path in [&directory, &socket] {
+                unistd::chown(path.as_path(), uid, gid).map_err(|errno| {
+                    step(&format!("chown {}", path.display()))(io::Error::from(errno))
+                })?;
+            }
+            listener.set_nonblocking(true).map_err(step("set the socket non-blocking"))?;
+            let (watch_read, watch_write) = unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(|errno| step("pipe")(io::Error::from(errno)))?;
+            Ok((listener, watch_read, watch_write))
+        };
+        let (listener, watch_read, watch_write) = match set_up() {
+            Ok(parts) => parts,
+            Err(error) => {
+                remove_socket(&socket);
+                return Err(error);
+            }
+        };
+        match fork::fork().map_err(step("fork"))? {
+            ForkResult::Child => {
+                drop(watch_write);
+                let code = panic::catch_unwind(AssertUnwindSafe(|| {
+                    serve(listener, watch_read, &socket, detach, handler)
+                }))
+                .unwrap_or(101);
+                std::process::exit(code)
+            }
+            ForkResult::Parent { child } => {
+                // Only the launcher may hold the listener: once it is gone, requests fail
+                // at once instead of waiting in a backlog nobody reads.
+                drop(listener);
+                drop(watch_read);
+                log::info!(
+                    "privilege mode: launcher started (pid {child}) on {}",
+                    socket.display()
+                );
+                Ok(Launcher { pid: child, socket, _alive: watch_write })
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    /// Where requests go.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+}
+
+/// Sends one request line to the launcher at `socket` and returns its answer line (blocking,
+/// with a timeout): for the supervisor, which asks rarely.
+pub fn ask(socket: &Path, request: &str) -> io::Result<String> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.write_all(request.as_bytes())?;
+    let mut answer = String::new();
+    stream.take(MAX_REQUEST as u64).read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// The programs the launcher started and that have not exited yet.
+#[derive(Debug, Default)]
+pub struct Programs {
+    running: BTreeMap<String, Pid>,
+}
+
+/// What [`Programs::start`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    New(u32),
+    /// Started earlier and still running: left alone.
+    AlreadyRunning(u32),
+}
+
+impl Programs {
+    /// Starts `argv` under `name` as `user` (name or uid; `None`: root), in a process group
+    /// of its own, with standard input from /dev/null, unless `name` is still running.
+    pub fn start(
+        &mut self,
+        name: &str,
+        argv: &[String],
+        user: Option<&str>,
+    ) -> std::result::Result<Started, String> {
+        self.reap();
+        if let Some(pid) = self.running.get(name) {
+            return Ok(Started::AlreadyRunning(pid.as_raw() as u32));
+        }
+        let (program, arguments) =
+            argv.split_first().ok_or_else(|| format!("milter {name:?}: the command is empty"))?;
+        let identity = match user {
+            Some(user) => {
+                Some(ChildIdentity::resolve(user).map_err(|e| format!("milter {name:?}: {e}"))?)
+            }
+            None => None,
+        };
+        let mut command = Command::new(program);
+        command.args(arguments).stdin(Stdio::null());
+        // SAFETY: the closure runs between fork and exec in a single-threaded process and
+        // only makes system calls (no allocation: the group list was built before).
+        unsafe {
+            command.pre_exec(move || {
+                // Its own group: a stop reaches the helpers a start script leaves behind.
+                unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+                if let Some(identity) = &identity {
+                    unistd::setgroups(&identity.groups)?;
+                    unistd::setgid(identity.gid)?;
+                    unistd::setuid(identity.uid)?;
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| {
+            format!("milter {name:?}: cannot run {program}: {}", crate::error::os_words(&e))
+        })?;
+        let pid = Pid::from_raw(child.id() as i32);
+        log::info!(
+            "launcher: started milter {name:?} (pid {pid}) as {}: {}",
+            user.unwrap_or("root"),
+            argv.join(" ")
+        );
+        self.running.insert(name.to_string(), pid);
+        Ok(Started::New(pid.as_raw() as u32))
+    }
+
+    /// Sends SIGTERM to the process group of `name`, if the launcher started it and it runs.
+    pub fn stop(&mut self, name: &str) -> std::result::Result<u32, String> {
+        self.reap();
+        let pid = self.running.remove(name).ok_or_else(|| {
+            format!("milter {name:?} is not running as a program of the launcher")
+        })?;
+        terminate(pid);
+        log::info!("launcher: stopped milter {name:?} (pid {pid})");
+        Ok(pid.as_raw() as u32)
+    }
+
+    /// Collects every exited program (no zombies).
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(status) => {
+                    let Some(pid) = status.pid() else { continue };
+                    let name =
+                        self.running.iter().find(|(_, p)| **p == pid).map(|(n, _)| n.clone());
+                    match name {
+                        Some(name) => {
+                            self.running.remove(&name);
+                            log::info!(
+                                "launcher: milter {name:?} (pid {pid}) ended: {}",
+                                describe(&status)
+                            );
+                        }
+                        None => log::debug!("launcher: reaped pid {pid}: {}", describe(&status)),
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(errno) => {
+                    log::warn!("launcher: waitpid failed: {}", errno.desc());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for (name, pid) in std::mem::take(&mut self.running) {
+            log::info!("launcher: stopping milter {name:?} (pid {pid})");
+            terminate(pid);
+        }
+    }
+}
+
+fn terminate(pid: Pid) {
+    if signal::killpg(pid, Signal::SIGTERM).is_err() {
+        let _ = signal::kill(pid, Signal::SIGTERM);
+    }
+}
+
+fn describe(status: &WaitStatus) -> String {
+    match *status {
+        WaitStatus::Exited(_, code) => format!("exit code {code}"),
+        WaitStatus::Signaled(_, signal, _) => format!("killed by {}", signal.as_str()),
+        ref other => format!("{other:?}"),
+    }
+}
+
+/// A program's user, resolved before the fork.
+struct ChildIdentity {
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+}
+
+impl ChildIdentity {
+    fn resolve(user: &str) -> Result<ChildIdentity> {
+        let account = privileges::lookup_user(user)?;
+        let name = CString::new(account.name.clone())
+            .map_err(|_| Error::UnknownUser { name: user.to_string() })?;
+        let groups =
+            unistd::getgrouplist(&name, account.gid).map_err(|errno| Error::AccountLookup {
+                what: format!("the groups of user \"{}\"", account.name),
+                source: io::Error::from(errno),
+            })?;
+        Ok(ChildIdentity { uid: account.uid, gid: account.gid, groups })
+    }
+}
+
+/// The ids the launcher's socket gets: those the supervisor will switch to.
+fn owner_ids(user: Option<&str>, group: Option<&str>) -> Result<(Option<Uid>, Option<Gid>)> {
+    let user = user.map(privileges::lookup_user).transpose()?;
+    let gid = match group {
+        Some(group) => Some(privileges::lookup_group(group)?),
+        None => user.as_ref().map(|user| user.gid),
+    };
+    Ok((user.map(|user| user.uid), gid))
+}
+
+fn remove_socket(socket: &Path) {
+    let _ = fs::remove_file(socket);
+    if let Some(directory) = socket.parent() {
+        let _ = fs::remove_dir(directory);
+    }
+}
+
+/// The launcher process: answers requests until the watch pipe reports EOF.
+fn serve<H>(
+    listener: UnixListener,
+    watch: OwnedFd,
+    socket: &Path,
+    detach: bool,
+    mut handler: H,
+) -> i32
+where
+    H: FnMut(&str, &mut Programs) -> String,
+{
+    // Out of the terminal's process group: a ^C to the manager must not kill the launcher
+    // before the manager has stopped using it; the watch pipe ends it.
+    let _ = unistd::setsid();
+    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let outputs: &[i32] = if detach { &[1, 2] } else { &[] };
+        for fd in [0].iter().chain(outputs) {
+            let _ = unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), *fd);
+        }
+    }
+    let mut programs = Programs::default();
+    loop {
+        programs.reap();
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(watch.as_fd(), PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, PollTimeout::from(REAP_INTERVAL_MS)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => {
+                log::error!("launcher: poll failed: {}; stopping", errno.desc());
+                break;
+            }
+        }
+        if fds[1].revents().is_some_and(|events| !events.is_empty()) {
+            log::info!("launcher: the manager is gone; stopping");
+            break;
+        }
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => answer(stream, &mut handler, &mut programs),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("launcher: accept failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+    programs.stop_all();
+    remove_socket(socket);
+    0
+}
+
+/// Reads one request line from `stream`, answers it and closes.
+fn answer<H>(mut stream: UnixStream, handler: &mut H, programs: &mut Programs)
+where
+    H: FnMut(&str, &mut Programs) -> String,
+{
+    let line = read_line(&mut stream);
+    let answer = match line {
+        Ok(line) => handler(&line, programs),
+        Err(reason) => {
+            log::warn!("launcher: refused a request: {reason}");
+            format!("error {reason}\n")
+        }
+    };
+    if let Err(e) = stream.write_all(answer.as_bytes()) {
+        log::warn!("launcher: cannot send the answer: {e}");
+    }
+}
+
+fn read_line(stream: &mut UnixStream) -> std::result::Result<String, String> {
+    let set_up = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(CLIENT_TIMEOUT)))
+        .and_then(|()| stream.set_write_timeout(Some(CLIENT_TIMEOUT)));
+    set_up.map_err(|e| format!("cannot set up the connection: {e}"))?;
+    let mut line = Vec::new();
+    let mut buffer = [0u8; 512];
+    loop {
+        let n = match stream.read(&mut buffer) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read the request: {e}")),
+        };
+        if n == 0 {
+            break;
+        }
+        line.extend_from_slice(&buffer[..n]);
+        if line.contains(&b'\n') || line.len() > MAX_REQUEST {
+            break;
+        }
+    }
+    let end = match line.iter().position(|b| *b == b'\n') {
+        Some(end) if end <= MAX_REQUEST => end,
+        _ if line.len() > MAX_REQUEST => {
+            return Err(format!("the request is longer than {MAX_REQUEST} bytes"))
+        }
+        _ => return Err("the request has no line end".into()),
+    };
+    line.truncate(end);
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| "the request is not UTF-8".to_string())
+}

@@ -1,0 +1,360 @@
+//! Privilege mode and the controller, through the real binaries: the launcher starts a child
+//! milter that is not running (as its user) on the first session and refuses what the
+//! configuration does not allow; milter-manager-ctl asks the controller for the status,
+//! the configuration, a reload and a child's stop.
+
+mod support;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{
+    deadline, free_tcp_port, read_lossy, run, wait_for, ChildGuard, TempDir, TestClient,
+    TEST_CLIENT, TEST_SERVER,
+};
+
+const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
+const CTL: &str = env!("CARGO_BIN_EXE_milter-manager-ctl");
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A running milter-manager with its configuration directory and log in files.
+struct Manager {
+    process: ChildGuard,
+    conf: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Manager {
+    /// Starts it and waits for its workers.
+    fn start(dir: &TempDir, config: &str) -> Manager {
+        Manager::start_with(dir, config, "supervising")
+    }
+
+    /// Starts it with `n_workers = 0` and waits until it listens.
+    fn start_alone(dir: &TempDir, config: &str) -> Manager {
+        Manager::start_with(dir, config, "listening on")
+    }
+
+    fn start_with(dir: &TempDir, config: &str, ready_line: &str) -> Manager {
+        let conf = dir.join("manager-conf");
+        write(&conf.join("milter-manager.toml"), config);
+        let socket = dir.join("manager.sock");
+        let log = dir.join("manager.log");
+        let mut command = Command::new(MANAGER);
+        command
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--log-path")
+            .arg(&log)
+            .args(["--log-level", "all", "--no-syslog"])
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.join("manager.stdout")).unwrap())
+            .stderr(File::create(dir.join("manager.stderr")).unwrap());
+        let mut process = ChildGuard::spawn("milter-manager", &mut command);
+        let up = wait_for(deadline(), || {
+            read_lossy(&log).contains(ready_line) || process.exited().is_some()
+        });
+        assert!(
+            up && socket.exists(),
+            "milter-manager did not start\n--- stderr:\n{}--- log:\n{}",
+            read_lossy(&dir.join("manager.stderr")),
+            read_lossy(&log)
+        );
+        Manager { process, conf, socket, log }
+    }
+
+    fn spec(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    fn log(&self) -> String {
+        read_lossy(&self.log)
+    }
+
+    /// The launcher's socket, from its start-up log line.
+    fn launcher_socket(&self) -> PathBuf {
+        let log = self.log();
+        let line = log.lines().find(|line| line.contains("launcher started (pid"));
+        let path = line.and_then(|line| line.split(" on ").last());
+        PathBuf::from(path.unwrap_or_else(|| panic!("no launcher in the log:\n{log}")).trim())
+    }
+}
+
+/// One session through the manager, Postfix-style.
+fn session(dir: &TempDir, name: &str, manager: &Manager) -> support::Finished {
+    let mut command = Command::new(TEST_SERVER);
+    command.args(["-s", &manager.spec(), "--from", "<sender@example.org>"]).args([
+        "--recipient",
+        "<rcpt@example.com>",
+        "--body",
+        "Hello.\r\n",
+    ]);
+    run(dir, name, &mut command, Duration::from_secs(60))
+}
+
+/// milter-manager-ctl with `args`.
+fn ctl(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
+    run(dir, name, Command::new(CTL).args(args), Duration::from_secs(30))
+}
+
+/// One request line straight to the launcher; its answer line.
+fn ask_launcher(socket: &Path, request: &str) -> String {
+    let mut stream = UnixStream::connect(socket).expect("connect to the launcher");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && is_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Running (a zombie counts as gone).
+fn is_alive(pid: u32) -> bool {
+    let status = read_lossy(Path::new(&format!("/proc/{pid}/status")));
+    !status.is_empty() && !status.lines().any(|line| line.starts_with("State:\tZ"))
+}
+
+/// The real uid of process `pid`.
+fn uid_of(pid: u32) -> u32 {
+    let status = read_lossy(Path::new(&format!("/proc/{pid}/status")));
+    let line = status.lines().find(|line| line.starts_with("Uid:")).expect("a Uid line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn nobody_uid() -> u32 {
+    let out = Command::new("id").args(["-u", "nobody"]).output().expect("run id");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("user nobody exists")
+}
+
+fn running_as_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+#[test]
+fn privilege_mode_starts_a_missing_child_as_its_user_once() {
+    if !running_as_root() {
+        eprintln!("skipped: privilege mode needs root");
+        return;
+    }
+    let dir = TempDir::new("launcher");
+    // The child runs as nobody: its log and report go where nobody may write.
+    let work = dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_tcp_port();
+    let child_spec = format!("inet:{port}@[127.0.0.1]");
+    let script = dir.join("start-client.sh");
+    write(
+        &script,
+        &format!(
+            "#!/bin/sh\nexec {TEST_CLIENT} -s '{child_spec}' --log-path {log} >{report} 2>&1\n",
+            log = work.join("client.log").display(),
+            report = work.join("report.txt").display(),
+        ),
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let controller = dir.join("controller.sock");
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [controller]\nconnection_spec = \"unix:{controller}\"\n\n\
+         [milter.\"client\"]\nconnection_spec = \"{child_spec}\"\ncommand = \"{script}\"\n\
+         user_name = \"nobody\"\nfallback_status = \"reject\"\nconnection_timeout = 60\n\n\
+         [milter.\"plain\"]\nconnection_spec = \"unix:{plain}\"\nenabled = false\n",
+        controller = controller.display(),
+        script = script.display(),
+        plain = dir.join("plain.sock").display(),
+    );
+    let mut manager = Manager::start(&dir, &config);
+
+    // Nothing listens on the child's port: the first session has the launcher start it and
+    // gets the child's answer (continue: pass), not its fallback (reject).
+    let first = session(&dir, "first", &manager);
+    assert!(first.stdout.contains("status: pass"), "{}\n{}", first.describe(), manager.log());
+    let report = read_lossy(&work.join("report.txt"));
+    assert!(report.contains("<sender@example.org>"), "the child saw the session:\n{report}");
+    let clients = processes_with(&child_spec);
+    assert_eq!(clients.len(), 1, "one child milter runs: {clients:?}");
+    let pid = clients[0];
+    assert_eq!(uid_of(pid), nobody_uid(), "the child runs as user_name");
+
+    // It runs, so the second session reaches it and nothing is started again.
+    let second = session(&dir, "second", &manager);
+    assert!(second.stdout.contains("status: pass"), "{}", second.describe());
+    assert_eq!(processes_with(&child_spec), [pid]);
+    let socket = manager.launcher_socket();
+    assert_eq!(ask_launcher(&socket, "start client\n"), format!("running {pid}\n"));
+    let log = manager.log();
+    assert_eq!(log.matches("launcher: started milter \"client\"").count(), 1, "{log}");
+
+    // Only configured milters with a command may be started.
+    assert_eq!(ask_launcher(&socket, "start plain\n"), "error milter \"plain\" has no command\n");
+    assert_eq!(
+        ask_launcher(&socket, "start nope\n"),
+        "error no milter named \"nope\" in the configuration\n"
+    );
+    assert!(
+        wait_for(deadline(), || manager.log().contains("launcher: refused \"start nope\"")),
+        "{}",
+        manager.log()
+    );
+
+    // The controller stops it through the launcher; it refuses what the launcher did not start.
+    let conf = manager.conf.to_str().unwrap().to_string();
+    let refused = ctl(&dir, "stop-plain", &["-c", &conf, "stop-child", "plain"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.describe());
+    assert!(refused.stderr.contains("milter \"plain\" has no command"), "{}", refused.describe());
+    let stopped = ctl(&dir, "stop-client", &["-c", &conf, "stop-child", "client"]);
+    assert!(stopped.status.success(), "{}", stopped.describe());
+    assert_eq!(stopped.stdout, format!("milter \"client\": stopped (pid {pid})\n"));
+    assert!(wait_for(deadline(), || !is_alive(pid)), "the child milter stopped");
+
+    // The next session starts it again; stopping the manager stops it too.
+    let third = session(&dir, "third", &manager);
+    assert!(third.stdout.contains("status: pass"), "{}\n{}", third.describe(), manager.log());
+    let again = processes_with(&child_spec);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(manager.process.terminate().success());
+    assert!(wait_for(deadline(), || !is_alive(again[0])), "the launcher stops its milters");
+    assert!(wait_for(deadline(), || !socket.exists()), "the launcher removes its socket");
+}
+
+#[test]
+fn the_controller_reports_status_configuration_and_reloads() {
+    let dir = TempDir::new("controller");
+    let client_dir = TempDir::new("controller-client");
+    let client = TestClient::start_unix(&client_dir, &[]);
+    let control_port = free_tcp_port();
+    let control_spec = format!("inet:{control_port}@[127.0.0.1]");
+    // "first" answers (continue: pass); nobody listens for "second", which counts as its
+    // fallback status (accept).
+    let config = format!(
+        "[manager]\nn_workers = 2\n\n[controller]\nconnection_spec = \"{control_spec}\"\n\n\
+         [milter.\"first\"]\nconnection_spec = \"{}\"\n\n\
+         [milter.\"second\"]\nconnection_spec = \"unix:{}\"\nfallback_status = \"accept\"\n",
+        client.spec,
+        dir.join("nobody-listens.sock").display()
+    );
+    let manager = Manager::start(&dir, &config);
+    const K: usize = 5;
+    for i in 0..K {
+        let out = session(&dir, &format!("session{i}"), &manager);
+        assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    }
+
+    // Sessions are counted when the worker drops them, just after the MTA's last answer.
+    let mut status = String::new();
+    let counted = wait_for(deadline(), || {
+        let out = ctl(&dir, "status", &["-s", &control_spec, "status"]);
+        assert!(out.status.success(), "{}", out.describe());
+        status = out.stdout;
+        status.contains(&format!("sessions-done: {K}\n"))
+    });
+    assert!(counted, "status:\n{status}\nlog:\n{}", manager.log());
+    assert!(status.contains("sessions-in-flight: 0\n"), "{status}");
+    assert!(status.contains("workers: 2\n"), "{status}");
+    assert!(
+        status.contains(&format!(
+            "\"first\": pass={K} accept=0 skip=0 temporary-failure=0 reject=0 discard=0\n"
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "\"second\": pass=0 accept={K} skip=0 temporary-failure=0 reject=0 discard=0\n"
+        )),
+        "{status}"
+    );
+
+    // The configuration it runs loads back.
+    let shown = ctl(&dir, "configuration", &["-s", &control_spec, "configuration"]);
+    assert!(shown.status.success(), "{}", shown.describe());
+    assert!(shown.stdout.contains("[milter.\"second\"]"), "{}", shown.stdout);
+    let again = dir.join("again");
+    write(&again.join("milter-manager.toml"), &shown.stdout);
+    let mut check = Command::new(MANAGER);
+    check.arg("-c").arg(&again).arg("--check-config");
+    let checked = run(&dir, "check", &mut check, Duration::from_secs(20));
+    assert!(checked.status.success(), "{}", checked.describe());
+    assert!(
+        checked.stdout.contains("configuration is valid (2 child milters"),
+        "{}",
+        checked.stdout
+    );
+
+    // Reload takes the SIGHUP path; the configuration directory finds the controller too.
+    let conf = manager.conf.to_str().unwrap().to_string();
+    let reload = ctl(&dir, "reload", &["-c", &conf, "reload"]);
+    assert!(reload.status.success(), "{}", reload.describe());
+    assert!(reload.stdout.contains("reload requested"), "{}", reload.stdout);
+    assert!(
+        wait_for(deadline(), || manager.log().contains("SIGHUP received")),
+        "{}",
+        manager.log()
+    );
+
+    // Errors are one line and exit 1.
+    let unknown = ctl(&dir, "stop-unknown", &["-s", &control_spec, "stop-child", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", unknown.describe());
+    assert_eq!(
+        unknown.stderr,
+        "milter-manager-ctl: no milter named \"nope\" in the configuration\n"
+    );
+    let off = ctl(&dir, "stop-first", &["-s", &control_spec, "stop-child", "first"]);
+    assert_eq!(off.status.code(), Some(1), "{}", off.describe());
+    assert!(off.stderr.contains("milter \"first\" has no command"), "{}", off.describe());
+}
+
+#[test]
+fn without_workers_the_controller_has_a_process_of_its_own() {
+    let dir = TempDir::new("controller-alone");
+    let client_dir = TempDir::new("controller-alone-client");
+    let client = TestClient::start_unix(&client_dir, &[]);
+    let controller = dir.join("controller.sock");
+    let config = format!(
+        "[manager]\nn_workers = 0\n\n[controller]\nconnection_spec = \"unix:{}\"\n\n\
+         [milter.\"only\"]\nconnection_spec = \"{}\"\n",
+        controller.display(),
+        client.spec
+    );
+    let mut manager = Manager::start_alone(&dir, &config);
+    let out = session(&dir, "session", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    let spec = format!("unix:{}", controller.display());
+    let mut status = String::new();
+    let counted = wait_for(deadline(), || {
+        let out = ctl(&dir, "status", &["-s", &spec, "status"]);
+        assert!(out.status.success(), "{}", out.describe());
+        status = out.stdout;
+        status.contains("sessions-done: 1\n")
+    });
+    assert!(counted, "{status}");
+    assert!(status.contains("workers: 0\n"), "{status}");
+    assert!(status.contains("\"only\": pass=1 accept=0"), "{status}");
+    assert!(manager.process.terminate().success());
+    assert!(!controller.exists(), "the control socket is removed on exit");
+}
