@@ -474,3 +474,36 @@ fn sessions_after_a_reload_use_the_new_configuration_with_and_without_workers() 
         assert_eq!(status, "temporary-failure", "n_workers = {n_workers}\n{}", manager.log());
     }
 }
+
+#[test]
+fn sigusr1_reopens_the_log_file_in_the_supervisor_and_every_worker() {
+    let dir = TempDir::new("pm-reopen-logs");
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let config = child_config(&client.spec, "n_workers = 2");
+    let mut manager = Manager::start(&dir, dir.path(), &config, &[]);
+    let workers = manager.wait_for_workers(2);
+
+    // A log rotation: the file is moved away, then the manager is told.
+    let rotated = dir.join("manager.log.1");
+    std::fs::rename(&manager.log, &rotated).unwrap();
+    // A worker that has only just started may not handle SIGUSR1 yet (it ignores it until
+    // then), so the signal is sent again until every process has reopened.
+    let mut pids = workers.clone();
+    pids.push(manager.pid());
+    let mut next_signal = Instant::now();
+    let everyone = wait_for(deadline(), || {
+        if Instant::now() >= next_signal {
+            manager.signal("USR1");
+            next_signal = Instant::now() + Duration::from_secs(1);
+        }
+        let log = manager.log();
+        pids.iter().all(|pid| log.contains(&format!("log file reopened (pid {pid})")))
+    });
+    assert!(everyone, "the supervisor and both workers reopen:\n{}", manager.log());
+
+    assert!(session_passes(&dir, "after", &manager.spec()), "{}", manager.log());
+    let session_logged = wait_for(deadline(), || manager.log().contains("[session][end]"));
+    assert!(session_logged, "sessions log to the new file:\n{}", manager.log());
+    assert!(!read_lossy(&rotated).contains("[session][end]"), "nothing more in the old one");
+    assert_eq!(manager.workers(), workers, "the workers stay");
+}

@@ -62,6 +62,8 @@ pub(crate) struct EventLoop<F: SessionFactory> {
     pub(crate) paused_for_admission: bool,
     /// Called on SIGHUP (see [`WorkerConfig::on_hangup`]).
     on_hangup: Option<Box<dyn FnMut()>>,
+    /// Called on SIGUSR1 (see [`WorkerConfig::on_reopen_logs`]).
+    on_reopen_logs: Option<Box<dyn FnMut()>>,
     pub(crate) stop_sources: StopSources,
     pub(crate) stop: StopState,
     pub(crate) sessions: Slab<SessionSlot<F::Session>>,
@@ -79,6 +81,7 @@ impl<F: SessionFactory> EventLoop<F> {
         let mut stop_sources = StopSources::new(
             config.handle_signals,
             config.on_hangup.is_some(),
+            config.on_reopen_logs.is_some(),
             config.parent_watch,
         )?;
         stop_sources.register(poll.registry(), SIGNALS_TOKEN, PARENT_TOKEN)?;
@@ -95,6 +98,7 @@ impl<F: SessionFactory> EventLoop<F> {
             accept_paused_until: None,
             admission: config.admission,
             on_hangup: config.on_hangup,
+            on_reopen_logs: config.on_reopen_logs,
             paused_for_admission: false,
             stop_sources,
             stop: StopState::default(),
@@ -137,7 +141,13 @@ impl<F: SessionFactory> EventLoop<F> {
         match event.token() {
             LISTENER_TOKEN => self.accept_ready(now),
             SIGNALS_TOKEN => {
-                if let StopEvent::Signals { stops, hangup } = self.stop_sources.on_signals_ready() {
+                let event = self.stop_sources.on_signals_ready();
+                if let StopEvent::Signals { stops, hangup, user1 } = event {
+                    if user1 {
+                        if let Some(hook) = self.on_reopen_logs.as_mut() {
+                            hook();
+                        }
+                    }
                     if hangup {
                         if let Some(hook) = self.on_hangup.as_mut() {
                             hook();

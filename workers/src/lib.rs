@@ -147,6 +147,9 @@ pub struct WorkerConfig {
     /// With `handle_signals`: called in the loop on SIGHUP (e.g. a process serving alone
     /// reloads its configuration for the sessions that start afterwards).
     pub on_hangup: Option<Box<dyn FnMut()>>,
+    /// With `handle_signals`: called in the loop on SIGUSR1 (reopen log files, so that
+    /// rotated logs are let go).
+    pub on_reopen_logs: Option<Box<dyn FnMut()>>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -159,6 +162,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("handle_signals", &self.handle_signals)
             .field("parent_watch", &self.parent_watch)
             .field("on_hangup", &self.on_hangup.is_some())
+            .field("on_reopen_logs", &self.on_reopen_logs.is_some())
             .finish()
     }
 }
@@ -173,6 +177,7 @@ impl Default for WorkerConfig {
             handle_signals: true,
             parent_watch: None,
             on_hangup: None,
+            on_reopen_logs: None,
         }
     }
 }

@@ -1,12 +1,12 @@
-//! Where stop requests come from: SIGTERM/SIGINT and EOF on the parent's pipe. SIGHUP
-//! comes the same way when the loop has a reload hook.
+//! Where stop requests come from: SIGTERM/SIGINT and EOF on the parent's pipe. SIGHUP and
+//! SIGUSR1 come the same way when the loop has a reload or a log-reopening hook.
 
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 
 use mio::unix::pipe::Receiver;
 use mio::{Interest, Registry, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 /// What readiness on a stop source amounted to.
@@ -16,10 +16,11 @@ pub(crate) enum StopEvent {
     /// The parent's pipe hit EOF or failed: the parent is gone or wants us to stop.
     ParentGone,
     /// This many stop signals arrived (each distinct signal counts once per wake-up), and
-    /// whether SIGHUP did.
+    /// whether SIGHUP and SIGUSR1 did.
     Signals {
         stops: usize,
         hangup: bool,
+        user1: bool,
     },
 }
 
@@ -32,12 +33,15 @@ impl StopSources {
     pub(crate) fn new(
         handle_signals: bool,
         handle_hangup: bool,
+        handle_user1: bool,
         parent_watch: Option<OwnedFd>,
     ) -> io::Result<Self> {
-        let signals = match (handle_signals, handle_hangup) {
-            (false, _) => None,
-            (true, false) => Some(Signals::new([SIGTERM, SIGINT])?),
-            (true, true) => Some(Signals::new([SIGTERM, SIGINT, SIGHUP])?),
+        let signals = if handle_signals {
+            let optional = [(handle_hangup, SIGHUP), (handle_user1, SIGUSR1)];
+            let extra = optional.iter().filter(|(wanted, _)| *wanted).map(|(_, signal)| *signal);
+            Some(Signals::new([SIGTERM, SIGINT].into_iter().chain(extra))?)
+        } else {
+            None
         };
         let parent = match parent_watch {
             Some(fd) => {
@@ -68,17 +72,18 @@ impl StopSources {
     pub(crate) fn on_signals_ready(&mut self) -> StopEvent {
         match &mut self.signals {
             Some(signals) => {
-                let (mut stops, mut hangup) = (0, false);
+                let (mut stops, mut hangup, mut user1) = (0, false, false);
                 for signal in signals.pending() {
                     match signal {
                         SIGHUP => hangup = true,
+                        SIGUSR1 => user1 = true,
                         _ => stops += 1,
                     }
                 }
-                if stops == 0 && !hangup {
+                if stops == 0 && !hangup && !user1 {
                     StopEvent::Nothing
                 } else {
-                    StopEvent::Signals { stops, hangup }
+                    StopEvent::Signals { stops, hangup, user1 }
                 }
             }
             None => StopEvent::Nothing,

@@ -26,6 +26,8 @@ pub struct LogOptions {
 struct Outputs {
     levels: Levels,
     file: Option<File>,
+    /// Where `file` was opened, for [`reopen`].
+    path: Option<std::path::PathBuf>,
     syslog: bool,
 }
 
@@ -101,18 +103,34 @@ pub fn reconfigure(options: &LogOptions) -> Result<(), String> {
     Ok(())
 }
 
-fn open_outputs(options: &LogOptions) -> Result<Outputs, String> {
-    let file = match options.path.as_deref() {
-        None => None,
-        Some(path) if path == Path::new("-") => None,
-        Some(path) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
-        ),
+/// Opens the log file again at its path (SIGUSR1 after a log rotation): the old file is
+/// let go. On error the logger keeps writing to the file it has.
+#[allow(dead_code)] // Only milter-manager rotates.
+pub fn reopen() -> Result<(), String> {
+    let Some(logger) = LOGGER.get() else { return Ok(()) };
+    let path = match logger.outputs.read() {
+        Ok(outputs) => outputs.path.clone(),
+        Err(_) => None,
     };
+    let Some(path) = path else { return Ok(()) };
+    let file = open_log_file(&path)?;
+    if let Ok(mut outputs) = logger.outputs.write() {
+        outputs.file = Some(file);
+    }
+    Ok(())
+}
+
+fn open_log_file(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
+}
+
+fn open_outputs(options: &LogOptions) -> Result<Outputs, String> {
+    let path = options.path.clone().filter(|path| path != Path::new("-"));
+    let file = path.as_deref().map(open_log_file).transpose()?;
     if options.syslog {
         let facility = facility_code(options.facility.as_deref().unwrap_or("mail"))?;
         let ident = std::ffi::CString::new(options.ident).expect("no NUL in program names");
@@ -121,7 +139,7 @@ fn open_outputs(options: &LogOptions) -> Result<Outputs, String> {
         // SAFETY: the ident is 'static and NUL-terminated.
         unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, facility) };
     }
-    Ok(Outputs { levels: options.levels, file, syslog: options.syslog })
+    Ok(Outputs { levels: options.levels, file, path, syslog: options.syslog })
 }
 
 /// The syslog facility called `name`.

@@ -271,8 +271,8 @@ fn run(options: &Options) -> Result<i32, String> {
             // A worker killed with sessions in flight leaves them counted.
             Box::new(move |worker_id| board.reset(worker_id as usize))
         }),
+        on_reopen_logs: Some(Box::new(worker::reopen_logs)),
         control: control::bind(&config, controller)?,
-        ..supervisor::Hooks::default()
     };
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the
     // event loop instead of the supervisor.

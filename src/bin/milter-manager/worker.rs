@@ -112,6 +112,7 @@ pub fn serve(
         accept_pause: plan.accept_pause,
         parent_watch: context.parent_watch,
         on_hangup,
+        on_reopen_logs: Some(Box::new(reopen_logs)),
         ..workers::WorkerConfig::default()
     };
     match workers::run(listener, factory, config) {
@@ -123,5 +124,13 @@ pub fn serve(
             log::error!("the event loop failed: {error}");
             1
         }
+    }
+}
+
+/// SIGUSR1: the log file is opened again (after a rotation).
+pub fn reopen_logs() {
+    match crate::common::logger::reopen() {
+        Ok(()) => log::info!("SIGUSR1 received: log file reopened (pid {})", std::process::id()),
+        Err(error) => log::error!("SIGUSR1 received: {error}; still logging to the old file"),
     }
 }
