@@ -13,6 +13,7 @@ pub mod logging;
 pub mod message;
 pub mod performance;
 pub mod protocol;
+pub mod shell_words;
 pub mod spec;
 pub mod status;
 pub mod test_client;

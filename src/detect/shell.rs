@@ -501,45 +501,10 @@ pub(crate) fn parse(text: &str) -> Vec<Command> {
 }
 
 /// Splits an option string (a value such as `OPTIONS`, or a systemd command line) into
-/// words, honouring quotes and backslashes; no expansion.
+/// words, honouring quotes and backslashes; no expansion. A string the shell itself would
+/// refuse (an unterminated quote) gives no words: nothing is read from it.
 pub(crate) fn split_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' | '"' => {
-                in_word = true;
-                for inner in chars.by_ref() {
-                    if inner == c {
-                        break;
-                    }
-                    word.push(inner);
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(next) = chars.next() {
-                    word.push(next);
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    words
+    crate::shell_words::split(text).unwrap_or_default()
 }
 
 /// The argument of one of `options` on a command line: `-p ARG`, `-pARG`, `--name ARG`,
