@@ -5,14 +5,15 @@
 //! when it starts and when it has exited, so the sessions of a killed worker do not linger.
 
 use std::io;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::shared_memory::SharedArray;
 
 /// Shared session counters, one per worker slot, and their sum.
 #[derive(Debug)]
 pub struct SessionBoard {
     /// `len` worker slots, then the total.
-    slots: NonNull<AtomicU32>,
+    counters: SharedArray<AtomicU32>,
     len: usize,
 }
 
@@ -20,30 +21,11 @@ impl SessionBoard {
     /// A board for `workers` slots (at least one, for a manager serving alone).
     pub fn new(workers: usize) -> io::Result<SessionBoard> {
         let len = workers.max(1);
-        let bytes = (len + 1) * std::mem::size_of::<AtomicU32>();
-        // SAFETY: an anonymous shared mapping of fresh zeroed memory; no file, no alias.
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if address == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let slots =
-            NonNull::new(address.cast::<AtomicU32>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(SessionBoard { slots, len })
+        Ok(SessionBoard { counters: SharedArray::new(len + 1)?, len })
     }
 
     fn counters(&self) -> &[AtomicU32] {
-        // SAFETY: the mapping holds `len + 1` zero-initialised `AtomicU32`s (all-zero bytes
-        // are a valid value) and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.slots.as_ptr(), self.len + 1) }
+        self.counters.as_slice()
     }
 
     fn slot(&self, index: usize) -> Option<&AtomicU32> {
@@ -96,18 +78,6 @@ impl SessionBoard {
         if slot.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             let _ =
                 self.sum().fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        }
-    }
-}
-
-impl Drop for SessionBoard {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`.
-        unsafe {
-            libc::munmap(
-                self.slots.as_ptr().cast(),
-                (self.len + 1) * std::mem::size_of::<AtomicU32>(),
-            );
         }
     }
 }

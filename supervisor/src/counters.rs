@@ -3,43 +3,23 @@
 //! each counter means is the caller's business.
 
 use std::io;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::shared_memory::SharedArray;
 
 /// A fixed array of shared 64-bit counters, all 0 at first.
 #[derive(Debug)]
 pub struct SharedCounters {
-    counters: NonNull<AtomicU64>,
-    len: usize,
+    counters: SharedArray<AtomicU64>,
 }
 
 impl SharedCounters {
     pub fn new(len: usize) -> io::Result<SharedCounters> {
-        let len = len.max(1);
-        let bytes = len * std::mem::size_of::<AtomicU64>();
-        // SAFETY: an anonymous shared mapping of fresh zeroed memory; no file, no alias.
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if address == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let counters =
-            NonNull::new(address.cast::<AtomicU64>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(SharedCounters { counters, len })
+        Ok(SharedCounters { counters: SharedArray::new(len)? })
     }
 
     fn counters(&self) -> &[AtomicU64] {
-        // SAFETY: the mapping holds `len` zero-initialised `AtomicU64`s (all-zero bytes are a
-        // valid value; mmap aligns to a page) and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.counters.as_ptr(), self.len) }
+        self.counters.as_slice()
     }
 
     /// Adds 1 to counter `index`; an index out of range is ignored.
@@ -52,18 +32,6 @@ impl SharedCounters {
     /// Counter `index` (0 out of range).
     pub fn get(&self, index: usize) -> u64 {
         self.counters().get(index).map_or(0, |counter| counter.load(Ordering::Relaxed))
-    }
-}
-
-impl Drop for SharedCounters {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`.
-        unsafe {
-            libc::munmap(
-                self.counters.as_ptr().cast(),
-                self.len * std::mem::size_of::<AtomicU64>(),
-            );
-        }
     }
 }
 

@@ -82,6 +82,7 @@ pub mod launcher;
 mod pidfile;
 mod prefork;
 mod privileges;
+mod shared_memory;
 mod signals;
 #[cfg(test)]
 mod test_dir;
