@@ -5,20 +5,17 @@
 
 mod support;
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    deadline, free_tcp_port, read_lossy, run, wait_for, ChildGuard, TempDir, TestClient,
-    TEST_CLIENT, TEST_SERVER,
+    deadline, free_tcp_port, read_lossy, run, wait_for, ManagerOptions, ManagerProcess, TempDir,
+    TestClient, MANAGER, TEST_CLIENT, TEST_SERVER,
 };
-
-const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
 const CTL: &str = env!("CARGO_BIN_EXE_milter-manager-ctl");
 
 fn write(path: &Path, text: &str) {
@@ -26,12 +23,21 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// A running milter-manager with its configuration directory and log in files.
-struct Manager {
-    process: ChildGuard,
-    conf: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
+/// A running milter-manager, with what these tests ask of it.
+struct Manager(ManagerProcess);
+
+impl std::ops::Deref for Manager {
+    type Target = ManagerProcess;
+
+    fn deref(&self) -> &ManagerProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Manager {
+    fn deref_mut(&mut self) -> &mut ManagerProcess {
+        &mut self.0
+    }
 }
 
 impl Manager {
@@ -46,41 +52,8 @@ impl Manager {
     }
 
     fn start_with(dir: &TempDir, config: &str, ready_line: &str) -> Manager {
-        let conf = dir.join("manager-conf");
-        write(&conf.join("milter-manager.toml"), config);
-        let socket = dir.join("manager.sock");
-        let log = dir.join("manager.log");
-        let mut command = Command::new(MANAGER);
-        command
-            .arg("-c")
-            .arg(&conf)
-            .arg("-s")
-            .arg(format!("unix:{}", socket.display()))
-            .arg("--log-path")
-            .arg(&log)
-            .args(["--log-level", "all", "--no-syslog"])
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("manager.stdout")).unwrap())
-            .stderr(File::create(dir.join("manager.stderr")).unwrap());
-        let mut process = ChildGuard::spawn("milter-manager", &mut command);
-        let up = wait_for(deadline(), || {
-            read_lossy(&log).contains(ready_line) || process.exited().is_some()
-        });
-        assert!(
-            up && socket.exists(),
-            "milter-manager did not start\n--- stderr:\n{}--- log:\n{}",
-            read_lossy(&dir.join("manager.stderr")),
-            read_lossy(&log)
-        );
-        Manager { process, conf, socket, log }
-    }
-
-    fn spec(&self) -> String {
-        format!("unix:{}", self.socket.display())
-    }
-
-    fn log(&self) -> String {
-        read_lossy(&self.log)
+        let options = ManagerOptions { ready_line: Some(ready_line), ..Default::default() };
+        Manager(ManagerProcess::start_with(dir, config, &options))
     }
 
     /// The launcher's socket, from its start-up log line.

@@ -4,14 +4,11 @@
 
 mod support;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use support::{deadline, read_lossy, run, wait_for, ChildGuard, TempDir, TestClient, TEST_SERVER};
-
-const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
+use support::{deadline, run, wait_for, ManagerProcess, TempDir, TestClient, MANAGER, TEST_SERVER};
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -148,52 +145,6 @@ fn show_config_round_trips_and_names_origins() {
     assert_eq!(without_comments(&second.stdout), without_comments(shown));
 }
 
-/// A running milter-manager with its log in a file.
-struct Manager {
-    process: ChildGuard,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Manager {
-    fn start(dir: &TempDir, config: &str, extra: &[&str]) -> Manager {
-        let conf = dir.join("manager-conf");
-        write(&conf.join("milter-manager.toml"), config);
-        let socket = dir.join("manager.sock");
-        let log = dir.join("manager.log");
-        let mut command = Command::new(MANAGER);
-        command
-            .arg("-c")
-            .arg(&conf)
-            .arg("-s")
-            .arg(format!("unix:{}", socket.display()))
-            .arg("--log-path")
-            .arg(&log)
-            .args(["--log-level", "all", "--no-syslog"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("manager.stdout")).unwrap())
-            .stderr(File::create(dir.join("manager.stderr")).unwrap());
-        let mut process = ChildGuard::spawn("milter-manager", &mut command);
-        let up = wait_for(deadline(), || socket.exists() || process.exited().is_some());
-        assert!(
-            up && socket.exists(),
-            "milter-manager did not start\n--- stderr:\n{}--- log:\n{}",
-            read_lossy(&dir.join("manager.stderr")),
-            read_lossy(&log)
-        );
-        Manager { process, socket, log }
-    }
-
-    fn spec(&self) -> String {
-        format!("unix:{}", self.socket.display())
-    }
-
-    fn log(&self) -> String {
-        read_lossy(&self.log)
-    }
-}
-
 fn test_server(dir: &TempDir, name: &str, spec: &str, extra: &[&str]) -> support::Finished {
     let mut command = Command::new(TEST_SERVER);
     command
@@ -219,7 +170,7 @@ fn a_session_goes_through_two_children() {
     let first = TestClient::start_unix(&first_dir, &[]);
     let second = TestClient::start_tcp(&second_dir, &[]);
     let config = milter_config(&[("first", &first.spec), ("second", &second.spec)], "");
-    let manager = Manager::start(&dir, &config, &[]);
+    let manager = ManagerProcess::start(&dir, &config);
     let out = test_server(&dir, "server", &manager.spec(), &[]);
     assert!(out.status.success(), "{}\n--- manager log:\n{}", out.describe(), manager.log());
     assert!(out.stdout.contains("status: pass"), "{}", out.describe());
@@ -250,7 +201,7 @@ fn a_session_goes_through_two_children() {
 #[test]
 fn zero_children_answer_the_manager_fallback_status() {
     let dir = TempDir::new("manager-no-children");
-    let manager = Manager::start(&dir, "[manager]\nfallback_status = \"reject\"\n", &[]);
+    let manager = ManagerProcess::start(&dir, "[manager]\nfallback_status = \"reject\"\n");
     let out = test_server(&dir, "server", &manager.spec(), &[]);
     assert!(out.stdout.contains("status: reject"), "{}\n{}", out.describe(), manager.log());
 }
@@ -261,7 +212,7 @@ fn an_unreachable_child_counts_as_its_fallback_status() {
     let missing = format!("unix:{}", dir.join("nobody-listens.sock").display());
     let mut config = milter_config(&[("gone", &missing)], "");
     config.push_str("fallback_status = \"temporary-failure\"\n");
-    let manager = Manager::start(&dir, &config, &[]);
+    let manager = ManagerProcess::start(&dir, &config);
     let out = test_server(&dir, "server", &manager.spec(), &[]);
     assert!(
         out.stdout.contains("status: temporary-failure"),
@@ -279,7 +230,7 @@ fn workers_serve_sessions() {
     let client_dir = TempDir::new("manager-workers-client");
     let client = TestClient::start_unix(&client_dir, &[]);
     let config = milter_config(&[("client", &client.spec)], "n_workers = 2");
-    let manager = Manager::start(&dir, &config, &[]);
+    let manager = ManagerProcess::start(&dir, &config);
     for i in 0..4 {
         let out = test_server(&dir, &format!("server{i}"), &manager.spec(), &[]);
         assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
@@ -333,7 +284,7 @@ fn a_large_binary_body_spills_to_a_file_and_reaches_every_child_intact() {
     let settings =
         format!("max_body_memory = 1000\ntemporary_directory = \"{}\"", spill_dir.display());
     let config = milter_config(&[("first", &first.spec), ("second", &second.spec)], &settings);
-    let manager = Manager::start(&dir, &config, &[]);
+    let manager = ManagerProcess::start(&dir, &config);
     let body = binary_body();
     let mail = dir.join("mail.eml");
     std::fs::write(&mail, [b"Subject: binary\n\n".as_slice(), &body].concat()).unwrap();
@@ -370,7 +321,7 @@ fn a_body_that_cannot_be_stored_gets_the_manager_fallback_status() {
         dir.join("no-such-directory").display()
     );
     let config = milter_config(&[("client", &client.spec)], &settings);
-    let manager = Manager::start(&dir, &config, &[]);
+    let manager = ManagerProcess::start(&dir, &config);
     let out = test_server(&dir, "server", &manager.spec(), &["--body", &"x".repeat(100)]);
     assert!(
         out.stdout.contains("status: temporary-failure"),
@@ -392,13 +343,13 @@ fn a_rhai_condition_keeps_one_child_out_of_a_session() {
     config.push_str(&milter_config(&[("first", &first.spec), ("second", &second.spec)], ""));
     config.push_str("applicable_conditions = [\"Not for example.org\"]\n");
     write(
-        &dir.join("manager-conf/conditions.rhai"),
+        &dir.join("conf/conditions.rhai"),
         "define_applicable_condition(\"Not for example.org\", |condition| {\n\
          \x20   condition.description = \"keeps the milter away from example.org senders\";\n\
          \x20   condition.define_envelope_from_stopper(|context, from| from.ends_with(\"@example.org>\"));\n\
          });\n",
     );
-    let manager = Manager::start(&dir, &config, &[]);
+    let manager = ManagerProcess::start(&dir, &config);
     let out = test_server(&dir, "server", &manager.spec(), &[]);
     assert!(out.status.success(), "{}\n--- manager log:\n{}", out.describe(), manager.log());
     assert!(out.stdout.contains("status: pass"), "{}", out.describe());

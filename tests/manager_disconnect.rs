@@ -12,9 +12,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{deadline, read_lossy, wait_for, ChildGuard, TempDir, TEST_SERVER};
-
-const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
+use support::{deadline, read_lossy, wait_for, ChildGuard, ManagerProcess, TempDir, TEST_SERVER};
 
 /// A milter that negotiates, answers "continue" to everything but MAIL FROM, which it
 /// never answers. Serves connections until the test ends.
@@ -57,37 +55,14 @@ fn serve(mut stream: TcpStream) {
 fn a_client_that_leaves_while_a_child_decides_gets_the_status_at_disconnect() {
     let dir = TempDir::new("disconnect");
     let milter_port = start_silent_at_mail();
-    let conf = dir.join("conf");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(
-        conf.join("milter-manager.toml"),
-        format!(
+    let manager = ManagerProcess::start(
+        &dir,
+        &format!(
             "[manager]\nconnection_check_interval = 1\n\
              fallback_status_at_disconnect = \"reject\"\n\n\
              [milter.\"silent\"]\nconnection_spec = \"inet:{milter_port}@[127.0.0.1]\"\n\
              fallback_status = \"accept\"\nreading_timeout = 120\n"
         ),
-    )
-    .unwrap();
-    let socket = dir.join("manager.sock");
-    let log = dir.join("manager.log");
-    let mut command = Command::new(MANAGER);
-    command
-        .arg("-c")
-        .arg(&conf)
-        .arg("-s")
-        .arg(format!("unix:{}", socket.display()))
-        .arg("--log-path")
-        .arg(&log)
-        .args(["--log-level", "all", "--no-syslog"])
-        .stdin(Stdio::null())
-        .stdout(File::create(dir.join("manager.stdout")).unwrap())
-        .stderr(File::create(dir.join("manager.stderr")).unwrap());
-    let mut manager = ChildGuard::spawn("milter-manager", &mut command);
-    assert!(
-        wait_for(deadline(), || socket.exists() || manager.exited().is_some()) && socket.exists(),
-        "milter-manager did not start: {}",
-        read_lossy(&dir.join("manager.stderr"))
     );
 
     // The SMTP connection: the test's listener plays the MTA's smtpd socket.
@@ -99,8 +74,7 @@ fn a_client_that_leaves_while_a_child_decides_gets_the_status_at_disconnect() {
     let stdout_path = dir.join("session.stdout");
     let mut session = Command::new(TEST_SERVER);
     session
-        .arg("-s")
-        .arg(format!("unix:{}", socket.display()))
+        .args(["-s", &manager.spec()])
         .arg("--connect-address")
         .arg(format!("inet:{}@[127.0.0.1]", client_address.port()))
         .args(["--reading-timeout", "120"])
@@ -115,14 +89,14 @@ fn a_client_that_leaves_while_a_child_decides_gets_the_status_at_disconnect() {
         !wait_for(waited, || session.exited().is_some()),
         "the session ended while its client was connected: {}\n--- log:\n{}",
         read_lossy(&stdout_path),
-        read_lossy(&log)
+        manager.log()
     );
-    assert!(!read_lossy(&log).contains("[session][disconnected]"));
+    assert!(!manager.log().contains("[session][disconnected]"));
 
     drop(client);
     let ended = wait_for(deadline(), || session.exited().is_some());
     let report = read_lossy(&stdout_path);
-    let manager_log = read_lossy(&log);
+    let manager_log = manager.log();
     assert!(ended, "the session still waits after its client left\n--- log:\n{manager_log}");
     assert!(
         report.contains("status: reject"),

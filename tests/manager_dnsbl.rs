@@ -7,16 +7,16 @@ mod support;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{deadline, read_lossy, run, wait_for, ChildGuard, TempDir, TestClient, TEST_SERVER};
-
-const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
+use support::{
+    deadline, read_lossy, run, wait_for, ChildGuard, ManagerProcess, TempDir, TestClient,
+    TEST_SERVER,
+};
 
 /// The zone the test's DNS server serves, and the one client address it lists.
 const ZONE: &str = "bl.test";
@@ -151,9 +151,7 @@ struct Setup {
     dir: TempDir,
     listed_only: TestClient,
     unlisted_only: TestClient,
-    _manager: ChildGuard,
-    socket: PathBuf,
-    log: PathBuf,
+    manager: ManagerProcess,
 }
 
 impl Setup {
@@ -171,43 +169,18 @@ impl Setup {
              applicable_conditions = [\"Not DNSBL Listed\"]\n",
             dns.port, listed_only.spec, unlisted_only.spec
         );
-        let conf = dir.join("conf");
-        std::fs::create_dir_all(&conf).unwrap();
-        std::fs::write(conf.join("milter-manager.toml"), config).unwrap();
-        let socket = dir.join("manager.sock");
-        let log = dir.join("manager.log");
-        let mut command = Command::new(MANAGER);
-        command
-            .arg("-c")
-            .arg(&conf)
-            .arg("-s")
-            .arg(format!("unix:{}", socket.display()))
-            .arg("--log-path")
-            .arg(&log)
-            .args(["--log-level", "all", "--no-syslog"])
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("manager.stdout")).unwrap())
-            .stderr(File::create(dir.join("manager.stderr")).unwrap());
-        let mut manager = ChildGuard::spawn("milter-manager", &mut command);
-        let up = wait_for(deadline(), || socket.exists() || manager.exited().is_some());
-        assert!(
-            up && socket.exists(),
-            "milter-manager did not start\n--- stderr:\n{}--- log:\n{}",
-            read_lossy(&dir.join("manager.stderr")),
-            read_lossy(&log)
-        );
-        Setup { _dirs: dirs, dir, listed_only, unlisted_only, _manager: manager, socket, log }
+        let manager = ManagerProcess::start(&dir, &config);
+        Setup { _dirs: dirs, dir, listed_only, unlisted_only, manager }
     }
 
     fn log(&self) -> String {
-        read_lossy(&self.log)
+        self.manager.log()
     }
 
     fn test_server(&self, name: &str, client: &str) -> Command {
         let mut command = Command::new(TEST_SERVER);
         command
-            .arg("-s")
-            .arg(format!("unix:{}", self.socket.display()))
+            .args(["-s", &self.manager.spec()])
             .args(["--connect-address", client])
             // Longer than any lookup here may hold the answer to CONNECT.
             .args(["--reading-timeout", "120"])

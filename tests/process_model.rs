@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,59 +19,37 @@ use std::time::{Duration, Instant};
 use milter_manager::protocol::{
     Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
 };
-use support::{deadline, read_lossy, wait_for, ChildGuard, TempDir, TestClient, TEST_SERVER};
+use support::{
+    deadline, read_lossy, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir,
+    TestClient, TEST_SERVER,
+};
 
-const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
 const CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
 
-/// A running milter-manager (in the foreground, so its pid is the supervisor's), with its
-/// configuration directory and log file.
-struct Manager {
-    process: ChildGuard,
-    conf: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
+/// A running milter-manager (in the foreground, so its pid is the supervisor's), with what
+/// these tests ask of its processes.
+struct Manager(ManagerProcess);
+
+impl std::ops::Deref for Manager {
+    type Target = ManagerProcess;
+
+    fn deref(&self) -> &ManagerProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Manager {
+    fn deref_mut(&mut self) -> &mut ManagerProcess {
+        &mut self.0
+    }
 }
 
 impl Manager {
     /// Starts it on `unix:<socket_dir>/manager.sock` with `config` as milter-manager.toml
     /// and waits until the socket exists.
     fn start(dir: &TempDir, socket_dir: &Path, config: &str, env: &[(&str, &str)]) -> Manager {
-        let conf = dir.join("conf");
-        std::fs::create_dir_all(&conf).unwrap();
-        std::fs::write(conf.join("milter-manager.toml"), config).unwrap();
-        let socket = socket_dir.join("manager.sock");
-        let log = dir.join("manager.log");
-        let mut command = Command::new(MANAGER);
-        command
-            .arg("-c")
-            .arg(&conf)
-            .arg("-s")
-            .arg(format!("unix:{}", socket.display()))
-            .arg("--log-path")
-            .arg(&log)
-            .args(["--log-level", "all", "--no-syslog"])
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("manager.stdout")).unwrap())
-            .stderr(File::create(dir.join("manager.stderr")).unwrap());
-        let mut process = ChildGuard::spawn("milter-manager", &mut command);
-        let up = wait_for(deadline(), || socket.exists() || process.exited().is_some());
-        assert!(
-            up && socket.exists(),
-            "milter-manager did not start\n--- stderr:\n{}--- log:\n{}",
-            read_lossy(&dir.join("manager.stderr")),
-            read_lossy(&log)
-        );
-        Manager { process, conf, socket, log }
-    }
-
-    fn spec(&self) -> String {
-        format!("unix:{}", self.socket.display())
-    }
-
-    fn log(&self) -> String {
-        read_lossy(&self.log)
+        let options = ManagerOptions { socket_dir: Some(socket_dir), env, ..Default::default() };
+        Manager(ManagerProcess::start_with(dir, config, &options))
     }
 
     fn pid(&self) -> u32 {

@@ -21,6 +21,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 /// The binaries under test.
 pub const TEST_CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
 pub const TEST_SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
+pub const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
 
 /// `TIMEOUT` from now.
 pub fn deadline() -> Instant {
@@ -307,4 +308,75 @@ pub fn require_program(path: &str, package: &str) {
         Path::new(path).exists(),
         "{path} is missing: install the Debian package {package} (scripts/install-test-deps.sh)"
     );
+}
+
+/// How [`ManagerProcess::start_with`] starts milter-manager.
+#[derive(Default)]
+pub struct ManagerOptions<'a> {
+    /// Where `manager.sock` goes (default: the test's directory).
+    pub socket_dir: Option<&'a Path>,
+    /// More command-line arguments.
+    pub args: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+    /// A log line that says it is ready (default: the socket file exists).
+    pub ready_line: Option<&'a str>,
+}
+
+/// A running milter-manager on `unix:<dir>/manager.sock`, with `config` as
+/// `<dir>/conf/milter-manager.toml` and everything logged to `<dir>/manager.log`.
+pub struct ManagerProcess {
+    pub process: ChildGuard,
+    pub conf: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl ManagerProcess {
+    pub fn start(dir: &TempDir, config: &str) -> ManagerProcess {
+        ManagerProcess::start_with(dir, config, &ManagerOptions::default())
+    }
+
+    /// Starts it and waits until it is ready; panics with its stderr and log if it is not.
+    pub fn start_with(dir: &TempDir, config: &str, options: &ManagerOptions) -> ManagerProcess {
+        let conf = dir.join("conf");
+        std::fs::create_dir_all(&conf).expect("create the configuration directory");
+        std::fs::write(conf.join("milter-manager.toml"), config).expect("write the configuration");
+        let socket = options.socket_dir.unwrap_or(dir.path()).join("manager.sock");
+        let log = dir.join("manager.log");
+        let mut command = Command::new(MANAGER);
+        command
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--log-path")
+            .arg(&log)
+            .args(["--log-level", "all", "--no-syslog"])
+            .args(options.args)
+            .envs(options.env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.join("manager.stdout")).expect("create stdout file"))
+            .stderr(File::create(dir.join("manager.stderr")).expect("create stderr file"));
+        let mut process = ChildGuard::spawn("milter-manager", &mut command);
+        let ready = || match options.ready_line {
+            Some(line) => read_lossy(&log).contains(line),
+            None => socket.exists(),
+        };
+        let up = wait_for(deadline(), || ready() || process.exited().is_some());
+        assert!(
+            up && ready() && socket.exists(),
+            "milter-manager did not start\n--- stderr:\n{}--- log:\n{}",
+            read_lossy(&dir.join("manager.stderr")),
+            read_lossy(&log)
+        );
+        ManagerProcess { process, conf, socket, log }
+    }
+
+    pub fn spec(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    pub fn log(&self) -> String {
+        read_lossy(&self.log)
+    }
 }
