@@ -295,15 +295,8 @@ fn serve_alone(
     watch: &std::os::fd::OwnedFd,
     context: &ControlContext,
 ) -> i32 {
-    use nix::poll::PollTimeout;
     loop {
-        let timeout = match control.next_deadline() {
-            None => PollTimeout::NONE,
-            Some(at) => {
-                let millis = at.saturating_duration_since(Instant::now()).as_millis() + 1;
-                PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
-            }
-        };
+        let timeout = crate::poll_timeout(control.next_deadline());
         let mut fds = vec![PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
         fds.extend(control.poll_fds());
         match nix::poll::poll(&mut fds, timeout) {

@@ -283,6 +283,19 @@ where
     prefork::Prefork::new(listener, n_workers, serve, hooks, close_in_child)?.run(report)
 }
 
+/// The poll(2) timeout that wakes at `until` (never without it), rounded up so that a
+/// loop does not spin on sub-millisecond remainders.
+pub(crate) fn poll_timeout(until: Option<std::time::Instant>) -> nix::poll::PollTimeout {
+    use nix::poll::PollTimeout;
+    match until {
+        None => PollTimeout::NONE,
+        Some(at) => {
+            let remaining = at.saturating_duration_since(std::time::Instant::now());
+            PollTimeout::try_from(remaining.as_micros() / 1000 + 1).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{self, ForkResult, Pid};
@@ -211,14 +211,7 @@ impl<'a> Prefork<'a> {
     }
 
     fn wait(&mut self, until: Option<Instant>, with_control: bool) -> Result<()> {
-        let timeout = match until {
-            None => PollTimeout::NONE,
-            Some(at) => {
-                // Round up so that the loop does not spin on sub-millisecond remainders.
-                let millis = at.saturating_duration_since(Instant::now()).as_micros() / 1000 + 1;
-                PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
-            }
-        };
+        let timeout = crate::poll_timeout(until);
         let signals = self.signals.as_ref().expect("signal pipe");
         let mut fds = vec![PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
         if let Some(control) = self.hooks.control.as_ref().filter(|_| with_control) {
