@@ -35,9 +35,8 @@ pub(crate) struct Connection {
     pub(crate) stream: Option<Stream>,
     pub(crate) state: ConnState,
     pub(crate) output: Output,
-    /// Whether the socket is registered for writability (only while output waits or a connect
-    /// is in flight: unix sockets would otherwise wake the loop for every packet the peer
-    /// consumes).
+    /// Whether the socket is registered for writability: always for TCP, otherwise only
+    /// while output waits or a connect is in flight (see [`Stream::keeps_writable_interest`]).
     pub(crate) wants_writable: bool,
     /// Opened for the session (to a child milter) rather than accepted.
     pub(crate) outbound: bool,
@@ -54,10 +53,10 @@ impl Connection {
         Connection {
             serial,
             owner,
+            wants_writable: stream.keeps_writable_interest(),
             stream: Some(stream),
             state: ConnState::Open,
             output: Output::default(),
-            wants_writable: false,
             outbound: false,
             write_timeout: None,
             write_progress: Instant::now(),
@@ -71,13 +70,16 @@ impl Connection {
         stream: Option<Stream>,
         state: ConnState,
     ) -> Self {
+        // A connect in flight is watched for writability, which is how it ends.
+        let wants_writable = !matches!(state, ConnState::Open)
+            || stream.as_ref().is_some_and(Stream::keeps_writable_interest);
         Connection {
             serial,
             owner,
             stream,
             state,
             output: Output::default(),
-            wants_writable: true,
+            wants_writable,
             outbound: true,
             write_timeout: None,
             write_progress: Instant::now(),

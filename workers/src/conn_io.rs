@@ -54,7 +54,6 @@ impl<F: SessionFactory> EventLoop<F> {
         match stream.connect_status() {
             Ok(false) => false,
             Ok(true) => {
-                stream.set_nodelay();
                 conn.state = ConnState::Open;
                 let owner = conn.owner;
                 if let Owner::Session { index, key } = owner {
@@ -390,6 +389,9 @@ impl<F: SessionFactory> EventLoop<F> {
         let Some(stream) = conn.stream.as_mut() else {
             return;
         };
+        if stream.keeps_writable_interest() {
+            return;
+        }
         let interest =
             if writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
         match self.poll.registry().reregister(stream, conn_token(conn_index), interest) {
@@ -398,13 +400,14 @@ impl<F: SessionFactory> EventLoop<F> {
         }
     }
 
-    /// Removes a connection: deregisters and (when the caller drops the result) closes its
-    /// socket, and unlinks it from its session.
+    /// Removes a connection and unlinks it from its session; its socket closes when the
+    /// caller drops the result. Closing the socket is what takes it out of the poll set: no
+    /// other process holds it (sockets are opened or accepted after any fork, close-on-exec),
+    /// so an explicit deregistration would only cost a syscall. Events for it already in the
+    /// current batch find its slot empty, or a newer connection whose handlers tolerate a
+    /// spurious wakeup.
     pub(crate) fn close_conn(&mut self, conn_index: usize) -> Option<Connection> {
-        let mut conn = self.conns.remove(conn_index)?;
-        if let Some(stream) = conn.stream.as_mut() {
-            let _ = self.poll.registry().deregister(stream);
-        }
+        let conn = self.conns.remove(conn_index)?;
         if let Owner::Session { index, key } = conn.owner {
             if let Some(slot) = self.sessions.get_mut(index) {
                 slot.forget_conn(key);

@@ -155,13 +155,18 @@ impl<F: SessionFactory> EventLoop<F> {
         }
         let serial = self.next_serial();
         let owner = Owner::Session { index, key };
-        let result = match Stream::connect(&endpoint) {
-            Ok(stream) => self.add_outbound(Connection::outbound(
-                serial,
-                owner,
-                Some(stream),
-                ConnState::Connecting,
-            )),
+        let mut connected_now = false;
+        let result = match Stream::connect(&endpoint).and_then(|stream| {
+            // Checked at once: a connect that already completed (loopback, unix sockets) is
+            // reported now, so the session's first bytes go out in this turn of the loop
+            // instead of after a writability event.
+            connected_now = stream.connect_status()?;
+            Ok(stream)
+        }) {
+            Ok(stream) => {
+                let state = if connected_now { ConnState::Open } else { ConnState::Connecting };
+                self.add_outbound(Connection::outbound(serial, owner, Some(stream), state))
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let state = ConnState::RetryingConnect {
                     endpoint: endpoint.clone(),
@@ -185,6 +190,9 @@ impl<F: SessionFactory> EventLoop<F> {
                 if let Some(slot) = self.sessions.get_mut(index) {
                     slot.conns.push((key, conn_index));
                 }
+                if connected_now {
+                    self.defer(index, Deferred::Connected { conn: key, result: Ok(()) });
+                }
             }
             Err(e) => {
                 log::debug!("connecting to {endpoint:?} failed: {e}");
@@ -197,13 +205,16 @@ impl<F: SessionFactory> EventLoop<F> {
     /// for readability and for writability, which signals the end of the connect.
     pub(crate) fn add_outbound(&mut self, conn: Connection) -> io::Result<usize> {
         let conn_index = self.conns.insert(conn);
-        let registered = match self.conns.get_mut(conn_index).and_then(|c| c.stream.as_mut()) {
-            Some(stream) => self.poll.registry().register(
-                stream,
-                conn_token(conn_index),
-                Interest::READABLE | Interest::WRITABLE,
-            ),
-            None => Ok(()),
+        let registered = match self.conns.get_mut(conn_index) {
+            Some(Connection { stream: Some(stream), wants_writable, .. }) => {
+                let interest = if *wants_writable {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                self.poll.registry().register(stream, conn_token(conn_index), interest)
+            }
+            _ => Ok(()),
         };
         match registered {
             Ok(()) => Ok(conn_index),

@@ -90,6 +90,22 @@ pub(crate) fn classify_accept_error(error: &io::Error) -> AcceptFailure {
     }
 }
 
+impl AcceptListener {
+    #[cfg(target_os = "linux")]
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            AcceptListener::Tcp(l) => l.as_raw_fd(),
+            AcceptListener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
+/// Every worker watches the same listening socket. On Linux it is registered with
+/// `EPOLLEXCLUSIVE`, so a new client wakes one idle worker instead of all of them (the
+/// others would only lose the race for `accept`). The flags otherwise match mio's own
+/// (edge-triggered), and registration and removal both go through `epoll_ctl` here, since
+/// mio cannot express the flag. Elsewhere mio's registration is used.
 impl Source for AcceptListener {
     fn register(
         &mut self,
@@ -97,25 +113,68 @@ impl Source for AcceptListener {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            debug_assert!(interests == Interest::READABLE);
+            let add = |flags: libc::c_int| {
+                let mut event = libc::epoll_event {
+                    events: (libc::EPOLLIN | libc::EPOLLET | flags) as u32,
+                    u64: usize::from(token) as u64,
+                };
+                // SAFETY: both descriptors are open for the duration of the call (the
+                // registry and the listener are borrowed), and `event` is a valid epoll_event.
+                let rc = unsafe {
+                    libc::epoll_ctl(
+                        registry.as_raw_fd(),
+                        libc::EPOLL_CTL_ADD,
+                        self.raw_fd(),
+                        &mut event,
+                    )
+                };
+                if rc == -1 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            match add(libc::EPOLLEXCLUSIVE) {
+                // Kernels before 4.5 do not know the flag.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => add(0),
+                result => result,
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
         match self {
             AcceptListener::Tcp(l) => l.register(registry, token, interests),
             AcceptListener::Unix(l) => l.register(registry, token, interests),
         }
     }
 
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            AcceptListener::Tcp(l) => l.reregister(registry, token, interests),
-            AcceptListener::Unix(l) => l.reregister(registry, token, interests),
-        }
+    /// Never needed: the listener's interest does not change, it is only added and removed.
+    fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "the listener is never re-registered"))
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as in `register`; EPOLL_CTL_DEL ignores the event argument.
+            let rc = unsafe {
+                libc::epoll_ctl(
+                    registry.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    self.raw_fd(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+        #[cfg(not(target_os = "linux"))]
         match self {
             AcceptListener::Tcp(l) => l.deregister(registry),
             AcceptListener::Unix(l) => l.deregister(registry),
