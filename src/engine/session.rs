@@ -27,6 +27,9 @@ pub enum Output {
     Connect { child: usize },
     /// Close the connection to a child once what was sent to it is written.
     CloseChild { child: usize },
+    /// Acknowledge at once what the child sent: it owes more of the answer awaited, and a
+    /// child writing with Nagle on holds its next packet until that ACK (up to 40 ms).
+    AcknowledgeChild { child: usize },
     /// Close the MTA's connection once what was sent to it is written.
     CloseMta,
 }
@@ -277,6 +280,13 @@ impl Session {
             }
         }
         self.drive(now);
+        let state = &self.children[child];
+        // Still waiting on it with nothing new to send it: its answer is not complete yet (a
+        // modification or progress packet, or part of a packet, came first). After a
+        // complete answer no early ACK is needed: the next request carries it.
+        if state.is_connected() && state.waiting.is_some() && state.out.is_empty() {
+            self.actions.push_back(Output::AcknowledgeChild { child });
+        }
     }
 
     pub fn handle_child_closed(&mut self, child: usize, error: Option<String>, now: Instant) {

@@ -14,6 +14,7 @@
 //! stop-if-child b data a reject                # ... when child a's last verdict is reject
 //! inject a envelope-from "{trusted}=yes"       # a condition adds a macro for a at that stage
 //! macros                         # assert D packets too (otherwise they are not shown)
+//! acks                           # assert early ACKs to children too (`a< ack`)
 //! mta> M <a@example.com>         # the MTA sends a command
 //! mta> raw 00 00 00 01 51        # the MTA sends raw bytes (hex, or text:...)
 //! a< M <a@example.com>           # child a receives it
@@ -55,6 +56,8 @@ pub struct Scenario {
     stops: Vec<Stop>,
     injections: Vec<(usize, Stage, Vec<u8>, Vec<u8>)>,
     show_macros: bool,
+    /// Early ACKs to children are asserted (`a< ack`) rather than ignored.
+    show_acks: bool,
     steps: Vec<(usize, Step)>,
     /// Conditions from a real configuration: TOML and Rhai text, and each child's
     /// applicable conditions. Used instead of the scripted stops when given.
@@ -79,6 +82,7 @@ enum Step {
     ExpectMtaClose,
     ExpectChild(usize, Command),
     ExpectChildClose(usize),
+    ExpectChildAck(usize),
     ExpectFinished(bool),
 }
 
@@ -87,6 +91,8 @@ enum Seen {
     Command(Command),
     Reply(Reply),
     Close,
+    /// The manager acknowledged the child's bytes at once.
+    Ack,
 }
 
 impl fmt::Display for Seen {
@@ -95,6 +101,7 @@ impl fmt::Display for Seen {
             Seen::Command(c) => write!(f, "{}", describe_command(c)),
             Seen::Reply(r) => write!(f, "{}", describe_reply(r)),
             Seen::Close => f.write_str("close"),
+            Seen::Ack => f.write_str("ack"),
         }
     }
 }
@@ -153,6 +160,7 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
                 stops: Vec::new(),
                 injections: Vec::new(),
                 show_macros: false,
+                show_acks: false,
                 steps: Vec::new(),
                 toml: String::new(),
                 rhai: String::new(),
@@ -247,6 +255,10 @@ impl Scenario {
                 self.show_macros = true;
                 return Ok(());
             }
+            "acks" => {
+                self.show_acks = true;
+                return Ok(());
+            }
             "apply" => {
                 let child = self.child(&word(args.first().ok_or("apply to whom?")?))?;
                 let names = args[1..].iter().map(|a| word(a)).collect();
@@ -292,6 +304,7 @@ impl Scenario {
                     let child = self.child(name)?;
                     match args.first().map(|a| word(a)).as_deref() {
                         Some("close") => Step::ExpectChildClose(child),
+                        Some("ack") => Step::ExpectChildAck(child),
                         _ => Step::ExpectChild(child, packets::command(args)?),
                     }
                 } else {
@@ -582,6 +595,7 @@ impl<'a> Run<'a> {
                 return self.expect(child + 1, Seen::Command(command.clone()))
             }
             Step::ExpectChildClose(child) => return self.expect(child + 1, Seen::Close),
+            Step::ExpectChildAck(child) => return self.expect(child + 1, Seen::Ack),
             Step::ExpectFinished(wanted) => {
                 self.pump()?;
                 if self.session.is_finished() != *wanted {
@@ -625,6 +639,10 @@ impl<'a> Run<'a> {
                 }
                 Output::CloseChild { child } => self.pending[child + 1].push_back(Seen::Close),
                 Output::CloseMta => self.pending[0].push_back(Seen::Close),
+                Output::AcknowledgeChild { child } if self.scenario.show_acks => {
+                    self.pending[child + 1].push_back(Seen::Ack)
+                }
+                Output::AcknowledgeChild { .. } => {}
                 Output::ToMta(bytes) => self.take_bytes(0, &bytes)?,
                 Output::ToChild { child, bytes } => self.take_bytes(child + 1, &bytes)?,
             }

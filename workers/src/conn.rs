@@ -38,8 +38,6 @@ pub(crate) struct Connection {
     /// Whether the socket is registered for writability: always for TCP, otherwise only
     /// while output waits or a connect is in flight (see [`Stream::keeps_writable_interest`]).
     pub(crate) wants_writable: bool,
-    /// Opened for the session (to a child milter) rather than accepted.
-    pub(crate) outbound: bool,
     /// How long queued output may make no progress before the connection fails.
     pub(crate) write_timeout: Option<Duration>,
     /// When queued output last made progress (or was queued on an idle connection).
@@ -57,7 +55,6 @@ impl Connection {
             stream: Some(stream),
             state: ConnState::Open,
             output: Output::default(),
-            outbound: false,
             write_timeout: None,
             write_progress: Instant::now(),
             stall_timer_armed: false,
@@ -80,17 +77,10 @@ impl Connection {
             state,
             output: Output::default(),
             wants_writable,
-            outbound: true,
             write_timeout: None,
             write_progress: Instant::now(),
             stall_timer_armed: false,
         }
-    }
-
-    /// Outbound TCP connections re-arm TCP_QUICKACK before each read (see
-    /// [`Stream::rearm_quickack`]).
-    pub(crate) fn needs_quickack(&self) -> bool {
-        self.outbound && self.stream.as_ref().is_some_and(Stream::is_tcp)
     }
 
     pub(crate) fn is_open(&self) -> bool {

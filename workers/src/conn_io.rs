@@ -252,14 +252,10 @@ impl<F: SessionFactory> EventLoop<F> {
             else {
                 return;
             };
-            let quickack = conn.needs_quickack();
             let owner = conn.owner;
             let Some(stream) = conn.stream.as_mut() else {
                 return;
             };
-            if quickack {
-                stream.rearm_quickack();
-            }
             match stream.read(&mut self.read_buf) {
                 Ok(0) => return self.peer_closed(conn_index, None, now),
                 Ok(n) => {

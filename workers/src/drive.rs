@@ -106,6 +106,17 @@ impl<F: SessionFactory> EventLoop<F> {
                 self.connect(index, conn, endpoint, write_timeout, now)
             }
             Action::Close { conn } => self.close_on_request(index, conn, now),
+            Action::Acknowledge { conn } => self.acknowledge(index, conn),
+        }
+    }
+
+    fn acknowledge(&mut self, index: usize, key: ConnKey) {
+        let Some(conn) = self.conn_of(index, key).and_then(|conn_index| self.conns.get(conn_index))
+        else {
+            return;
+        };
+        if let (true, Some(stream)) = (conn.is_open(), conn.stream.as_ref()) {
+            stream.acknowledge_now();
         }
     }
 

@@ -97,6 +97,12 @@ pub enum Action {
     Connect { conn: ConnKey, endpoint: Endpoint, write_timeout: Option<Duration> },
     /// Close a connection once the bytes already queued on it are written.
     Close { conn: ConnKey },
+    /// Acknowledge at once what arrived on a TCP connection (TCP_QUICKACK, Linux; nothing
+    /// elsewhere or on unix sockets). For a peer that owes more of an answer: if it sends
+    /// with Nagle on, its next small write waits for this ACK, which would otherwise be
+    /// delayed by up to 40 ms. Asked only then, because each early ACK is one more packet:
+    /// after a complete answer the ACK rides on the next request instead.
+    Acknowledge { conn: ConnKey },
 }
 
 /// A sans-IO session: one accepted connection plus the outbound connections it opened.

@@ -87,10 +87,10 @@ impl Stream {
         }
     }
 
-    /// Linux clears TCP_QUICKACK after use, so the caller re-arms it before every read on
-    /// connections to child milters; without it each request/response turn waits ~40 ms for a
-    /// delayed ACK.
-    pub(crate) fn rearm_quickack(&self) {
+    /// Sends the ACK for what arrived now rather than after the delayed-ACK timer, and
+    /// acknowledges promptly for a while after (see [`crate::Action::Acknowledge`]). Setting
+    /// TCP_QUICKACK does both on Linux; the kernel clears it again by itself.
+    pub(crate) fn acknowledge_now(&self) {
         #[cfg(target_os = "linux")]
         if let Stream::Tcp(s) = self {
             set_tcp_quickack(s.as_raw_fd());

@@ -222,6 +222,7 @@ impl workers::Session for ManagerSession {
                 write_timeout: Some(self.generation.engine.children[child].timeouts.writing),
             },
             Output::CloseChild { child } => Action::Close { conn: key_of(child) },
+            Output::AcknowledgeChild { child } => Action::Acknowledge { conn: key_of(child) },
             Output::CloseMta => Action::Close { conn: ConnKey::PEER },
         })
     }
