@@ -56,7 +56,7 @@ impl<F: SessionFactory> EventLoop<F> {
         let serial = self.next_serial();
         let conn_index = self.conns.insert(Connection::accepted(serial, Owner::Closing, stream));
         if let Some(stream) = self.conns.get_mut(conn_index).and_then(|conn| conn.stream.as_mut()) {
-            let interest = stream.initial_interest(false);
+            let interest = stream.accepted_interest();
             if let Err(e) = self.poll.registry().register(stream, conn_token(conn_index), interest)
             {
                 log::warn!("registering the connection from {peer:?} failed: {e}; dropping it");

@@ -18,8 +18,8 @@ pub(crate) enum Stream {
 impl Stream {
     /// Starts a non-blocking connect; completion is signalled by writability (see
     /// [`Stream::connect_status`]). A unix connect usually completes or fails right here.
-    /// TCP_NODELAY is set here, while the handshake is still in flight, so the first write
-    /// (often right after, see `EventLoop::write_while_connecting`) already goes out unheld.
+    /// TCP_NODELAY is set here, while the handshake may still be in flight, so the first
+    /// write (often in the same turn of the loop, see `EventLoop::connect`) goes out unheld.
     pub(crate) fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
         let stream = match endpoint {
             Endpoint::Tcp(addr) => TcpStream::connect(*addr).map(Stream::Tcp)?,
@@ -41,9 +41,9 @@ impl Stream {
         self.is_tcp()
     }
 
-    /// The interest a newly registered socket starts with.
-    pub(crate) fn initial_interest(&self, connecting: bool) -> Interest {
-        if connecting || self.keeps_writable_interest() {
+    /// The interest an accepted socket is registered with.
+    pub(crate) fn accepted_interest(&self) -> Interest {
+        if self.keeps_writable_interest() {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
