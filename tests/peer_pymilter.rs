@@ -12,9 +12,8 @@ mod support;
 use std::process::Command;
 
 use postfix::Pymilter;
-use support::{
-    free_tcp_port, read_lossy, run, Finished, ManagerProcess, TempDir, TEST_SERVER, TIMEOUT,
-};
+use support::json::Json;
+use support::{free_tcp_port, run, Finished, ManagerProcess, TempDir, TEST_SERVER, TIMEOUT};
 
 const PERFORMANCE_CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
 
@@ -77,11 +76,7 @@ fn recipient_rejected_header_added_and_body_replaced() {
             "--output-message",
         ],
     );
-    let details = format!(
-        "{}\n--- pymilter log:\n{}",
-        output.describe(),
-        read_lossy(&dir.join("pymilter.log"))
-    );
+    let details = format!("{}\n--- pymilter log:\n{}", output.describe(), milter.log());
     assert!(output.status.success(), "milter-test-server failed\n{details}");
     assert_eq!(output.stderr, "", "nothing on stderr\n{details}");
     assert!(
@@ -139,11 +134,7 @@ fn sender_rejected_at_mail_from() {
             "Hi.\r\n",
         ],
     );
-    let details = format!(
-        "{}\n--- pymilter log:\n{}",
-        output.describe(),
-        read_lossy(&dir.join("pymilter.log"))
-    );
+    let details = format!("{}\n--- pymilter log:\n{}", output.describe(), milter.log());
     // A verdict from the milter is a result, not an error: exit status 0.
     assert!(output.status.success(), "milter-test-server failed\n{details}");
     assert_eq!(output.stderr, "", "nothing on stderr\n{details}");
@@ -215,22 +206,17 @@ fn through_the_manager_a_nagle_child_answer_does_not_wait_for_delayed_acks() {
         finished.describe(),
         manager.log()
     );
-    let number_after = |key: &str| -> f64 {
-        let rest = finished
-            .stdout
-            .split(&format!("\"{key}\":"))
-            .nth(1)
-            .unwrap_or_else(|| panic!("no {key} in the report\n{}", finished.describe()));
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        rest[..end].trim().parse().unwrap_or_else(|e| panic!("{key}: {e}\n{}", finished.describe()))
-    };
-    assert_eq!(number_after("completed"), 20.0, "{}", finished.describe());
-    assert!(
-        finished.stdout.contains("\"accept\":{\"count\":20"),
+    let report = Json::parse(&finished.stdout)
+        .unwrap_or_else(|e| panic!("the report is not JSON: {e}\n{}", finished.describe()));
+    assert_eq!(report.get("completed").count(), 20, "{}", finished.describe());
+    let accepted = report.get("statuses").get("accept");
+    assert_eq!(
+        accepted.get("stages").get("end-of-message").count(),
+        20,
         "every session ends accepted at end-of-message\n{}",
         finished.describe()
     );
-    let p50 = number_after("p50");
+    let p50 = report.get("latency_ms").get("p50").number();
     assert!(
         p50 < 30.0,
         "median session {p50} ms: the child's packets waited for delayed ACKs\n{}",

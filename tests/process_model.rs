@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use milter_manager::protocol::{
     Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
 };
+use support::json::Json;
 use support::{
     deadline, read_lossy, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir,
     TestClient, TEST_SERVER,
@@ -113,14 +114,6 @@ struct Load {
     report: String,
 }
 
-fn json_count(report: &str, key: &str) -> usize {
-    let (_, rest) = report
-        .split_once(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("no {key} in the report:\n{report}"));
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().unwrap_or_else(|_| panic!("{key} is not a count in:\n{report}"))
-}
-
 /// Starts milter-performance-check against `spec`; its report goes to a file of `dir`.
 fn start_load(
     dir: &TempDir,
@@ -144,10 +137,11 @@ fn start_load(
 fn finish_load(dir: &TempDir, name: &str, mut load: ChildGuard) -> Load {
     load.wait_until(Instant::now() + Duration::from_secs(180));
     let report = read_lossy(&dir.join(&format!("{name}.json")));
-    let errors = report.split_once("\"errors\":").map_or("", |(_, rest)| rest).to_string();
+    let parsed =
+        Json::parse(&report).unwrap_or_else(|e| panic!("the report is not JSON: {e}:\n{report}"));
     Load {
-        completed: json_count(&report, "completed"),
-        errors: json_count(&errors, "count"),
+        completed: parsed.get("completed").count(),
+        errors: parsed.get("errors").get("count").count(),
         report: format!(
             "{report}\n--- stderr:\n{}",
             read_lossy(&dir.join(&format!("{name}.stderr")))
