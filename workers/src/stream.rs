@@ -29,16 +29,12 @@ impl Stream {
         Ok(stream)
     }
 
-    pub(crate) fn is_tcp(&self) -> bool {
-        matches!(self, Stream::Tcp(_))
-    }
-
     /// Whether the socket stays registered for writability for its whole life. TCP only
     /// signals writability again after a write found the send buffer full, so keeping the
     /// interest costs no wakeups and saves an `epoll_ctl` per change. A unix socket signals
     /// it each time the peer consumes a packet, so it is watched only while output waits.
     pub(crate) fn keeps_writable_interest(&self) -> bool {
-        self.is_tcp()
+        matches!(self, Stream::Tcp(_))
     }
 
     /// The interest an accepted socket is registered with.
