@@ -172,7 +172,7 @@ fn precedence_scenario(stage: &EnvelopeStage, a: usize, b: usize) -> String {
     for l in ["mta> O 6 all all", "a< O 6 all all", "b< O 6 all all"] {
         line(l);
     }
-    for l in ["a> O 6 all none", "b> O 6 all none", "mta< O 6 all none"] {
+    for l in ["a> O 6 all none", "b> O 6 all none", "mta< O 6 all no-reply-header"] {
         line(l);
     }
     for command in stage.before {

@@ -186,6 +186,49 @@ fn postfix_through_manager_rejects_a_recipient() {
     );
 }
 
+/// The manager takes Postfix's no-reply-header offer, so Postfix streams the headers and a
+/// child's refusal at a header is told at end-of-header. The SMTP client must see just
+/// what it sees with the child alone: the refusal as the reply to the final `.`.
+#[test]
+fn postfix_through_manager_refuses_a_message_for_a_header() {
+    let dir = TempDir::new("postfix-manager-header-reject");
+    let pymilter = Pymilter::start(&dir);
+    let manager = Manager::start(
+        &dir,
+        &[ManagedMilter { name: "pymilter", port: pymilter.port(), fallback_status: None }],
+    );
+    let postfix = Postfix::start(&dir, manager.port());
+    let message = simple_message(SENDER, &[RECIPIENT], "refused for a header", BODY).replacen(
+        "Subject:",
+        "X-Reject-Me: yes\r\nSubject:",
+        1,
+    );
+    let transcript = postfix.send(SENDER, &[RECIPIENT], &message);
+
+    let refused = transcript.end_of_data.as_ref().expect("the message was sent");
+    assert_eq!(refused.code, 550, "the reply to the final dot\n{}", transcript.describe());
+    assert!(
+        refused.lines[0].starts_with("550 5.7.1 header refused"),
+        "pymilter's reply reaches the client: {:?}\n{}",
+        refused.lines,
+        transcript.describe()
+    );
+    let log = pymilter.log();
+    let headers: Vec<&str> = log.lines().filter_map(|line| line.split(" header ").nth(1)).collect();
+    assert_eq!(
+        headers.last(),
+        Some(&"X-Reject-Me"),
+        "the headers after the refused one reach the child no more\n{log}"
+    );
+    assert!(headers.contains(&"From"), "the headers before it do\n{log}");
+    assert!(!log.contains(" eom"), "the message never reaches end-of-message\n{log}");
+    assert!(
+        postfix.maillog().contains("milter-reject: END-OF-MESSAGE"),
+        "Postfix logs the milter's reject\n{}",
+        postfix.maillog_tail(20)
+    );
+}
+
 #[test]
 fn postfix_through_manager_survives_a_killed_child() {
     let mut chain = Chain::start("postfix-manager-killed-child");

@@ -34,11 +34,20 @@ pub fn check_child_answer(offer: &Negotiation, answer: &Negotiation) -> Result<(
     Ok(())
 }
 
+/// Headers go unanswered to the MTA even when children answer them. The MTA then streams
+/// a message's headers instead of waiting one round trip per header (two through the
+/// manager), and the manager still waits for each child's answer before it hands that
+/// child the next header. A child's refusal at a header is told at end-of-header, the next
+/// command with a reply (`Session::end_message_with`). No SMTP client can tell the
+/// difference: SMTP answers a message only after its final `.`.
+const HEADERS_UNANSWERED: Steps = Steps::NR_HEADER;
+
 /// The manager's answer to the MTA, from the answers of the children that negotiated.
 ///
 /// - No "do not send" step: the manager wants every event, conditions may need any of them.
 /// - SKIP, RCPT_REJ and HDR_LEADSPC: when the MTA offered them and some child asked.
-/// - A "no reply" step only when the MTA offered it and every child asked for it.
+/// - A "no reply" step only when the MTA offered it and every child asked for it, except
+///   for headers: the manager takes NR_HDR whenever the MTA offers it (`HEADERS_UNANSWERED`).
 /// - Actions: what any child asked for (the MTA offered them all, see the check above).
 /// - Symbol lists: per stage, the union of the names children asked for.
 pub fn merge_answers(mta: &Negotiation, answers: &[&Negotiation]) -> Negotiation {
@@ -52,7 +61,7 @@ pub fn merge_answers(mta: &Negotiation, answers: &[&Negotiation]) -> Negotiation
     for answer in answers {
         merged.actions = merged.actions.union(answer.actions);
         extras = extras.union(answer.steps.intersection(Steps::EXTRAS));
-        no_replies = no_replies.intersection(answer.steps);
+        no_replies = no_replies.intersection(answer.steps.union(HEADERS_UNANSWERED));
     }
     merged.actions = merged.actions.intersection(mta.actions);
     merged.steps = extras.intersection(mta.steps).union(no_replies);
@@ -103,7 +112,7 @@ mod tests {
         let merged = merge_answers(&mta, &[&child]);
         assert_eq!(merged.version, 6);
         assert_eq!(merged.actions, Actions::ALL);
-        assert_eq!(merged.steps, Steps::SKIP);
+        assert_eq!(merged.steps, Steps::SKIP | Steps::NR_HEADER);
     }
 
     #[test]
@@ -111,9 +120,19 @@ mod tests {
         let mta = Negotiation::new(6, Actions::ALL, Steps::ALL);
         let a = answer(Actions::empty(), Steps::NR_CONNECT | Steps::NR_HELO);
         let b = answer(Actions::empty(), Steps::NR_CONNECT);
-        assert_eq!(merge_answers(&mta, &[&a, &b]).steps, Steps::NR_CONNECT);
+        let steps = Steps::NR_CONNECT | Steps::NR_HEADER;
+        assert_eq!(merge_answers(&mta, &[&a, &b]).steps, steps);
         let mta_without = Negotiation::new(6, Actions::ALL, Steps::ALL.without(Steps::NR_CONNECT));
-        assert_eq!(merge_answers(&mta_without, &[&a, &b]).steps, Steps::empty());
+        assert_eq!(merge_answers(&mta_without, &[&a, &b]).steps, Steps::NR_HEADER);
+    }
+
+    #[test]
+    fn headers_go_unanswered_whenever_the_mta_offers_it() {
+        let child = answer(Actions::empty(), Steps::empty());
+        let mta = Negotiation::new(6, Actions::ALL, Steps::ALL);
+        assert_eq!(merge_answers(&mta, &[&child]).steps, Steps::NR_HEADER);
+        let mta_without = Negotiation::new(6, Actions::ALL, Steps::ALL.without(Steps::NR_HEADER));
+        assert_eq!(merge_answers(&mta_without, &[&child]).steps, Steps::empty());
     }
 
     #[test]
@@ -122,7 +141,7 @@ mod tests {
         let a = answer(Actions::ADD_HEADERS, Steps::HDR_LEADSPC);
         let b = answer(Actions::CHANGE_BODY, Steps::RCPT_REJ);
         let merged = merge_answers(&mta, &[&a, &b]);
-        assert_eq!(merged.steps, Steps::RCPT_REJ);
+        assert_eq!(merged.steps, Steps::RCPT_REJ | Steps::NR_HEADER);
         assert_eq!(merged.actions, Actions::ADD_HEADERS | Actions::CHANGE_BODY);
     }
 

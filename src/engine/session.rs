@@ -1415,7 +1415,9 @@ impl Session {
         self.last_status = Some(verdict.status);
         let no_reply = stage.no_reply_step();
         if !no_reply.is_empty() && self.mta_granted.steps.contains(no_reply) {
-            if verdict.status.is_refusal() {
+            // Headers are unanswered by the manager's own choice (engine::negotiate);
+            // at any other stage the MTA hears of the refusal later than it asked to.
+            if verdict.status.is_refusal() && stage != Stage::Header {
                 log::warn!(
                     "[{}] {} at {} cannot be told now: the MTA asked for no reply there",
                     self.tag,

@@ -11,6 +11,7 @@ It listens on inet:PORT@127.0.0.1 and, for every session:
   MAIL FROM <blocked@example.org>  -> 550 5.7.1 sender blocked (REJECT)
   RCPT TO   <reject@example.org>   -> 550 5.7.1 no thanks (REJECT); other
                                       recipients CONTINUE
+  header    X-Reject-Me            -> 550 5.7.1 header refused (REJECT)
   end of message                   -> add the header "X-Pymilter: seen",
                                       replace the body with BODY, ACCEPT
 
@@ -25,6 +26,7 @@ import Milter
 BODY = b"Replaced by pymilter.\r\nSecond replaced line.\r\n"
 BLOCKED_SENDER = "blocked@example.org"
 REJECTED_RECIPIENT = "reject@example.org"
+REJECTED_HEADER = "x-reject-me"
 
 
 def log(*parts):
@@ -51,6 +53,13 @@ class Modifier(Milter.Base):
         log(self.id, "envrcpt", to, *esmtp_params)
         if bare(to) == REJECTED_RECIPIENT:
             self.setreply("550", "5.7.1", "no thanks")
+            return Milter.REJECT
+        return Milter.CONTINUE
+
+    def header(self, name, value):
+        log(self.id, "header", name)
+        if name.lower() == REJECTED_HEADER:
+            self.setreply("550", "5.7.1", "header refused")
             return Milter.REJECT
         return Milter.CONTINUE
 

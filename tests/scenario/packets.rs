@@ -25,7 +25,10 @@ fn negotiation(args: &[Vec<u8>]) -> Result<Negotiation, String> {
     };
     let steps = match text(&arg(args, 3, "steps")?).as_str() {
         "all" => Steps::ALL,
-        other => Steps::parse(other)?,
+        other => match other.strip_prefix("all-but:") {
+            Some(left_out) => Steps::ALL.without(Steps::parse(left_out)?),
+            None => Steps::parse(other)?,
+        },
     };
     let mut negotiation = Negotiation::new(version, actions, steps);
     for extra in &args[4.min(args.len())..] {
