@@ -42,6 +42,8 @@ pub struct Session {
     started: Instant,
     mta_deframer: Deframer,
     mta_out: Vec<u8>,
+    /// Output buffers given back by the runtime (`reclaim`), reused for the next batches.
+    spare_buffers: Vec<Vec<u8>>,
     mta_queue: VecDeque<Command>,
     mta_deadline: Option<Instant>,
     /// The MTA's offer, once received.
@@ -168,6 +170,7 @@ impl Session {
             started: now,
             mta_deframer: Deframer::default(),
             mta_out: Vec::new(),
+            spare_buffers: Vec::new(),
             mta_queue: VecDeque::new(),
             mta_deadline,
             mta_offer: None,
@@ -383,17 +386,32 @@ impl Session {
         }
         for (i, child) in self.children.iter_mut().enumerate() {
             if !child.out.is_empty() {
-                return Some(Output::ToChild { child: i, bytes: std::mem::take(&mut child.out) });
+                let spare = self.spare_buffers.pop().unwrap_or_default();
+                return Some(Output::ToChild {
+                    child: i,
+                    bytes: std::mem::replace(&mut child.out, spare),
+                });
             }
         }
         if !self.mta_out.is_empty() {
-            return Some(Output::ToMta(std::mem::take(&mut self.mta_out)));
+            let spare = self.spare_buffers.pop().unwrap_or_default();
+            return Some(Output::ToMta(std::mem::replace(&mut self.mta_out, spare)));
         }
         if self.close_mta {
             self.close_mta = false;
             return Some(Output::CloseMta);
         }
         None
+    }
+
+    /// A buffer of an earlier `ToMta` or `ToChild`, written and given back empty: the next
+    /// batches are encoded into it instead of a new allocation. A few are kept, one per
+    /// peer at most; more are dropped.
+    pub fn reclaim(&mut self, mut spent: Vec<u8>) {
+        if self.spare_buffers.len() <= self.children.len() {
+            spent.clear();
+            self.spare_buffers.push(spent);
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

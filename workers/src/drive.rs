@@ -139,7 +139,13 @@ impl<F: SessionFactory> EventLoop<F> {
             // The stall clock starts when output starts waiting, not at the last write.
             conn.write_progress = now;
         }
-        conn.output.push(bytes);
+        let spent = conn.output.push(bytes);
+        if let (Some(spent), Some(slot)) = (spent, self.sessions.get_mut(index)) {
+            slot.session.reclaim(spent);
+        }
+        let Some(conn) = self.conns.get_mut(conn_index) else {
+            return;
+        };
         // Until the connect completes the bytes only queue up.
         if conn.is_open() {
             self.write_once(conn_index, now);

@@ -118,6 +118,11 @@ pub trait Session {
     fn handle_timeout(&mut self, now: Instant);
     /// The next thing to do, until `None`. Called after every `handle_*`.
     fn poll_action(&mut self) -> Option<Action>;
+    /// The buffer of an [`Action::Send`] whose bytes were copied into the connection's own,
+    /// given back empty with its capacity: encoding the next packets into it allocates
+    /// nothing. Dropping it is fine too (the default); a session wrapping another passes
+    /// it on.
+    fn reclaim(&mut self, _spent: Vec<u8>) {}
     /// The next time the session wants [`Session::handle_timeout`], if any.
     fn poll_timeout(&self) -> Option<Instant>;
     /// Once true, the runtime flushes what is queued, closes every connection of the

@@ -28,13 +28,15 @@ impl Output {
         self.bytes.len() - self.written
     }
 
-    /// Queues `bytes` behind whatever is already pending.
-    pub(crate) fn push(&mut self, bytes: Vec<u8>) {
+    /// Queues `bytes` behind whatever is already pending. Gives the caller's buffer back,
+    /// emptied with its capacity, when its bytes were copied; keeps it when it was taken
+    /// over whole.
+    pub(crate) fn push(&mut self, mut bytes: Vec<u8>) -> Option<Vec<u8>> {
         if self.is_empty() && self.bytes.capacity() < bytes.len() {
             // Taking over the caller's buffer saves a copy of a large payload.
             self.bytes = bytes;
             self.written = 0;
-            return;
+            return None;
         }
         if self.is_empty() {
             self.bytes.clear();
@@ -45,6 +47,8 @@ impl Output {
             self.written = 0;
         }
         self.bytes.extend_from_slice(&bytes);
+        bytes.clear();
+        Some(bytes)
     }
 
     /// One `write` call (retried only when interrupted), as the session batches its packets
@@ -143,6 +147,23 @@ mod tests {
         assert_eq!(out.write_all_available(&mut sink).unwrap(), WriteOutcome::Drained);
         assert_eq!(sink.got, b"hello world");
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_copied_buffer_is_given_back_empty_and_a_large_one_is_kept() {
+        let mut out = Output::default();
+        let mut sink = Trickle { got: Vec::new(), chunk: 1 << 20, budget: 1 << 20 };
+        assert_eq!(out.push(vec![1; 64]), None, "the first buffer is taken over");
+        out.write_once(&mut sink).unwrap();
+        let mut small = Vec::with_capacity(32);
+        small.extend_from_slice(b"next");
+        let given_back = out.push(small).expect("copied behind the drained buffer");
+        assert!(given_back.is_empty());
+        assert_eq!(given_back.capacity(), 32, "with its capacity, for the next batch");
+        out.write_once(&mut sink).unwrap();
+        assert_eq!(out.push(vec![2; 1000]), None, "too big for the buffer: taken over");
+        out.write_once(&mut sink).unwrap();
+        assert_eq!(sink.got.len(), 64 + 4 + 1000);
     }
 
     #[test]

@@ -200,6 +200,10 @@ impl workers::Session for ManagerSession {
         self.follow(now);
     }
 
+    fn reclaim(&mut self, spent: Vec<u8>) {
+        self.engine.reclaim(spent);
+    }
+
     fn poll_action(&mut self) -> Option<Action> {
         if let Some(action) = self.gate.as_mut().and_then(ConnectGate::poll_action) {
             let timeout = self.generation.conditions.dnsbl().map(|setup| setup.timeout);

@@ -226,6 +226,10 @@ impl workers::Session for LaunchingSession {
         }
     }
 
+    fn reclaim(&mut self, spent: Vec<u8>) {
+        self.inner.reclaim(spent);
+    }
+
     fn poll_action(&mut self) -> Option<Action> {
         // The engine's first: its closing a child (a connection timeout) cancels a retry
         // queued in the same turn.
