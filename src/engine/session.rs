@@ -34,6 +34,10 @@ pub enum Output {
     CloseMta,
 }
 
+/// The largest output buffer kept for reuse (see `Session::reclaim`): room for any batch
+/// but body chunks.
+const SPARE_BUFFER_MAX: usize = 4096;
+
 /// One MTA connection and the connections to its children.
 pub struct Session {
     config: Arc<EngineConfig>,
@@ -406,9 +410,10 @@ impl Session {
 
     /// A buffer of an earlier `ToMta` or `ToChild`, written and given back empty: the next
     /// batches are encoded into it instead of a new allocation. A few are kept, one per
-    /// peer at most; more are dropped.
+    /// peer at most, and only small ones: a buffer that carried body chunks would hold
+    /// their size for the rest of the session.
     pub fn reclaim(&mut self, mut spent: Vec<u8>) {
-        if self.spare_buffers.len() <= self.children.len() {
+        if self.spare_buffers.len() <= self.children.len() && spent.capacity() <= SPARE_BUFFER_MAX {
             spent.clear();
             self.spare_buffers.push(spent);
         }
