@@ -19,7 +19,7 @@ mod postfix;
 mod support;
 
 use postfix::{simple_message, ManagedMilter, Manager, OpenDkim, Postfix, Pymilter, PYMILTER_BODY};
-use support::{TempDir, TestClient};
+use support::{deadline, wait_for, TempDir, TestClient};
 
 const SENDER: &str = "sender@example.com";
 const RECIPIENT: &str = "ok@example.org";
@@ -222,11 +222,10 @@ fn postfix_through_manager_refuses_a_message_for_a_header() {
     );
     assert!(headers.contains(&"From"), "the headers before it do\n{log}");
     assert!(!log.contains(" eom"), "the message never reaches end-of-message\n{log}");
-    assert!(
-        postfix.maillog().contains("milter-reject: END-OF-MESSAGE"),
-        "Postfix logs the milter's reject\n{}",
-        postfix.maillog_tail(20)
-    );
+    // Postfix logs through syslog, after its reply: wait for the line.
+    let logged =
+        wait_for(deadline(), || postfix.maillog().contains("milter-reject: END-OF-MESSAGE"));
+    assert!(logged, "Postfix logs the milter's reject\n{}", postfix.maillog_tail(20));
 }
 
 #[test]
