@@ -279,11 +279,18 @@ fn the_controller_reports_status_configuration_and_reloads() {
         checked.stdout
     );
 
-    // Reload takes the SIGHUP path; the configuration directory finds the controller too.
+    // Reload checks the files, then takes the SIGHUP path; the configuration directory finds
+    // the controller too.
     let conf = manager.conf.to_str().unwrap().to_string();
     let reload = ctl(&dir, "reload", &["-c", &conf, "reload"]);
     assert!(reload.status.success(), "{}", reload.describe());
-    assert!(reload.stdout.contains("reload requested"), "{}", reload.stdout);
+    assert_eq!(
+        reload.stdout,
+        "configuration loaded (2 child milters); reloading (as SIGHUP): sessions that start \
+         from now on get it\n",
+        "{}",
+        reload.describe()
+    );
     assert!(
         wait_for(deadline(), || manager.log().contains("SIGHUP received")),
         "{}",
@@ -300,6 +307,26 @@ fn the_controller_reports_status_configuration_and_reloads() {
     let off = ctl(&dir, "stop-first", &["-s", &control_spec, "stop-child", "first"]);
     assert_eq!(off.status.code(), Some(1), "{}", off.describe());
     assert!(off.stderr.contains("milter \"first\" has no command"), "{}", off.describe());
+
+    // A configuration that does not load is refused in the answer, naming the place; the
+    // running one stays and goes on serving.
+    let file = manager.conf.join("milter-manager.toml");
+    write(&file, &config.replace("n_workers = 2", "n_workers = \"two\""));
+    let refused = ctl(&dir, "reload-broken", &["-s", &control_spec, "reload"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.describe());
+    assert!(
+        refused.stderr.starts_with(
+            "milter-manager-ctl: the configuration does not load, the running one stays: "
+        ) && refused.stderr.contains("milter-manager.toml")
+            && refused.stderr.contains("n_workers")
+            && refused.stderr.lines().count() == 1,
+        "{}",
+        refused.describe()
+    );
+    let shown = ctl(&dir, "configuration-after", &["-s", &control_spec, "configuration"]);
+    assert!(shown.stdout.contains("n_workers = 2"), "{}", shown.stdout);
+    let out = session(&dir, "after-broken-reload", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
 }
 
 #[test]

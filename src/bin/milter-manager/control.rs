@@ -1,6 +1,6 @@
 //! The controller's answers, in the supervisor process: status from the counters the
-//! workers share, the configuration as `--show-config` prints it, reload through the same
-//! path as SIGHUP, and stop-child through the launcher.
+//! workers share, the configuration as `--show-config` prints it, reload (the files checked
+//! first, then the same path as SIGHUP), and stop-child through the launcher.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -40,6 +40,8 @@ impl RunningConfig {
 }
 
 pub struct Controller {
+    /// The command line, to load the configuration the way a reload will.
+    pub options: crate::Options,
     pub board: Rc<SessionBoard>,
     pub counters: Rc<SharedCounters>,
     pub config: Rc<RefCell<RunningConfig>>,
@@ -61,7 +63,7 @@ impl Controller {
         let answer = match request {
             ControlRequest::Status => Ok(self.status(context).to_string()),
             ControlRequest::Configuration => Ok(self.config.borrow().shown.clone()),
-            ControlRequest::Reload => reload(context),
+            ControlRequest::Reload => self.reload(context),
             ControlRequest::StopChild(name) => self.stop_child(&name),
         };
         match answer {
@@ -99,6 +101,23 @@ impl Controller {
         }
     }
 
+    /// Loads the configuration as the reload will, so that a broken one is refused in the
+    /// answer (the running one stays) instead of only in the log; then takes the same path
+    /// as SIGHUP, whose signal pipe wakes the supervisor's loop.
+    fn reload(&self, context: &ControlContext) -> Result<String, String> {
+        let (config, _) = crate::load(&self.options, &self.board).map_err(|error| {
+            format!("the configuration does not load, the running one stays: {error}")
+        })?;
+        let supervisor = nix::unistd::Pid::from_raw(context.supervisor_pid as i32);
+        nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGHUP)
+            .map_err(|errno| format!("cannot signal the supervisor: {}", errno.desc()))?;
+        let children = config.milters.iter().filter(|m| m.enabled).count();
+        Ok(format!(
+            "configuration loaded ({children} child milters); reloading (as SIGHUP): sessions \
+             that start from now on get it"
+        ))
+    }
+
     fn stop_child(&self, name: &str) -> Result<String, String> {
         let has_command =
             self.config.borrow().commands.iter().find(|(n, _)| n == name).map(|c| c.1);
@@ -119,14 +138,6 @@ impl Controller {
             answer => Ok(format!("milter {name:?}: {answer}")),
         }
     }
-}
-
-/// The same path as SIGHUP: the supervisor's signal pipe wakes its loop, which reloads.
-fn reload(context: &ControlContext) -> Result<String, String> {
-    let supervisor = nix::unistd::Pid::from_raw(context.supervisor_pid as i32);
-    nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGHUP)
-        .map_err(|errno| format!("cannot signal the supervisor: {}", errno.desc()))?;
-    Ok("reload requested (as SIGHUP); the log tells how it went".to_string())
 }
 
 /// Binds `controller.connection_spec` (as root, before the privilege drop) with its socket

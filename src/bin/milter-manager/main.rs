@@ -252,6 +252,7 @@ fn run(options: &Options) -> Result<i32, String> {
     // What the controller shows of the configuration; a reload replaces it.
     let running_config = Rc::new(RefCell::new(control::RunningConfig::of(&config)));
     let controller = control::Controller {
+        options: options.clone(),
         board: Rc::clone(&board),
         counters: Rc::clone(&counters),
         config: Rc::clone(&running_config),
