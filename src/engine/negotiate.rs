@@ -40,7 +40,7 @@ pub fn check_child_answer(offer: &Negotiation, answer: &Negotiation) -> Result<(
 /// child the next header. A child's refusal at a header is told at end-of-header, the next
 /// command with a reply (`Session::end_message_with`). No SMTP client can tell the
 /// difference: SMTP answers a message only after its final `.`.
-const HEADERS_UNANSWERED: Steps = Steps::NR_HEADER;
+pub const HEADERS_UNANSWERED: Steps = Steps::NR_HEADER;
 
 /// The manager's answer to the MTA, from the answers of the children that negotiated.
 ///

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::body::Body;
 use super::child::{Child, Phase, Waiting};
 use super::event::{Conditions, Context, Event, MacroList};
-use super::negotiate::{check_child_answer, merge_answers, offer_for_children};
+use super::negotiate::{check_child_answer, merge_answers, offer_for_children, HEADERS_UNANSWERED};
 use super::stage::Stage;
 use super::statistics;
 use super::status::{Fold, Status, Verdict};
@@ -1438,9 +1438,9 @@ impl Session {
         self.last_status = Some(verdict.status);
         let no_reply = stage.no_reply_step();
         if !no_reply.is_empty() && self.mta_granted.steps.contains(no_reply) {
-            // Headers are unanswered by the manager's own choice (engine::negotiate);
-            // at any other stage the MTA hears of the refusal later than it asked to.
-            if verdict.status.is_refusal() && stage != Stage::Header {
+            // Where the manager chose to go unanswered (engine::negotiate), a refusal told
+            // at the next reply is the plan; elsewhere the MTA hears it later than it asked.
+            if verdict.status.is_refusal() && !HEADERS_UNANSWERED.contains(no_reply) {
                 log::warn!(
                     "[{}] {} at {} cannot be told now: the MTA asked for no reply there",
                     self.tag,
