@@ -16,4 +16,4 @@ pub use definition::{stopper_index, ScriptCondition, STOPPERS};
 pub use dnsbl_lookup::{DnsblSetup, Lookup, LookupAction};
 pub use script::ScriptFn;
 pub use set::{ConditionError, ConditionSet, SessionCount};
-pub use shipped::CATALOG as BUILT_IN_CONDITIONS;
+pub use shipped::{builtin_name, ALIASES as BUILT_IN_ALIASES, CATALOG as BUILT_IN_CONDITIONS};

@@ -9,7 +9,7 @@ use super::connect_gate::DnsblVerdict;
 use super::definition::{stopper_index, ScriptCondition, STOPPERS};
 use super::dnsbl_lookup::DnsblSetup;
 use super::script::{ScriptAddress, ScriptContext};
-use super::shipped::{dnsbl_setup, Shipped, ShippedState};
+use super::shipped::{builtin_name, dnsbl_setup, Shipped, ShippedState};
 use crate::config::{Config, Origin};
 use crate::engine::{Conditions, Context, Event, MacroList, Stage};
 
@@ -85,7 +85,12 @@ impl ConditionSet {
         for milter in config.milters.iter().filter(|m| m.enabled) {
             let mut indexes = Vec::new();
             for name in &milter.applicable_conditions {
-                let Some(index) = conditions.iter().position(|c| c.name() == name) else {
+                // A script's own name first, then the built-in an alias stands for.
+                let index = conditions.iter().position(|c| c.name() == name).or_else(|| {
+                    let builtin = builtin_name(name)?;
+                    conditions.iter().position(|c| c.name() == builtin)
+                });
+                let Some(index) = index else {
                     let key = format!("milter.{}.applicable_conditions", milter.name);
                     let known: Vec<String> = known.iter().map(|n| format!("{n:?}")).collect();
                     return Err(ConditionError {

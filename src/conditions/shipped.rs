@@ -21,8 +21,8 @@ use crate::engine::{Context, Event, MacroList};
 pub const CATALOG: [(&str, &str); 11] = [
     ("S25R", "Selective SMTP Rejection: only clients whose host name looks dynamic"),
     ("Remote Network", "Only clients outside the local network"),
-    ("Authentication", "Only senders who authenticated (SMTP AUTH)"),
-    ("Unauthentication", "Only senders who did not authenticate"),
+    ("Authenticated", "Only senders who authenticated (SMTP AUTH)"),
+    ("Unauthenticated", "Only senders who did not authenticate"),
     ("Sendmail Compatible", "Gives Postfix sessions the macros Sendmail-only milters need"),
     ("Stress Notify", "Sets {stress}=yes when the manager is stressed"),
     ("No Stress", "Only when the manager is not stressed"),
@@ -31,6 +31,21 @@ pub const CATALOG: [(&str, &str); 11] = [
     ("Not DNSBL Listed", "Only clients that no DNS blocklist of [dnsbl] lists"),
     ("Restrict Accounts", "Only mail whose recipients are all in restrict_accounts.accounts"),
 ];
+
+/// Other names of built-in conditions: the manual writes "Authentication" and
+/// "Unauthentication" where the original's code defines "Authenticated" and
+/// "Unauthenticated"; configurations written after either must work.
+pub const ALIASES: [(&str, &str); 2] =
+    [("Authentication", "Authenticated"), ("Unauthentication", "Unauthenticated")];
+
+/// The built-in condition `name` stands for, by its name or an alias.
+pub fn builtin_name(name: &str) -> Option<&'static str> {
+    CATALOG
+        .iter()
+        .map(|(builtin, _)| *builtin)
+        .find(|builtin| *builtin == name)
+        .or_else(|| ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, builtin)| *builtin))
+}
 
 /// A built-in condition with its settings.
 pub enum Shipped {
@@ -201,12 +216,14 @@ impl Shipped {
     /// Every built-in condition that some enabled milter uses, set up from `config` (the
     /// others are named, so a milter may name them, but not built).
     pub fn used(config: &Config) -> Result<Vec<(&'static str, Option<Shipped>)>, ConditionError> {
+        // Used by a name no script redefines: its own or an alias.
         let used = |name: &str| {
-            config
-                .milters
-                .iter()
-                .any(|m| m.enabled && m.applicable_conditions.iter().any(|c| c == name))
-                && !config.conditions.iter().any(|c| c.name == name)
+            config.milters.iter().filter(|m| m.enabled).any(|m| {
+                m.applicable_conditions.iter().any(|used| {
+                    builtin_name(used) == Some(name)
+                        && !config.conditions.iter().any(|c| c.name == *used)
+                })
+            })
         };
         // Read from Postfix's files once, for both stress conditions.
         let mut threshold = None;
@@ -220,8 +237,8 @@ impl Shipped {
             let shipped = match name {
                 "S25R" => Shipped::S25r(s25r(config)?),
                 "Remote Network" => Shipped::RemoteNetwork(remote_network(config)?),
-                "Authentication" => Shipped::Authentication,
-                "Unauthentication" => Shipped::Unauthentication,
+                "Authenticated" => Shipped::Authentication,
+                "Unauthenticated" => Shipped::Unauthentication,
                 "Sendmail Compatible" => Shipped::SendmailCompatible,
                 "Stress Notify" => Shipped::StressNotify(stress()),
                 "No Stress" => Shipped::NoStress(stress()),
@@ -240,8 +257,8 @@ impl Shipped {
         match self {
             Shipped::S25r(_) => "S25R",
             Shipped::RemoteNetwork(_) => "Remote Network",
-            Shipped::Authentication => "Authentication",
-            Shipped::Unauthentication => "Unauthentication",
+            Shipped::Authentication => "Authenticated",
+            Shipped::Unauthentication => "Unauthenticated",
             Shipped::SendmailCompatible => "Sendmail Compatible",
             Shipped::StressNotify(_) => "Stress Notify",
             Shipped::NoStress(_) => "No Stress",

@@ -53,8 +53,8 @@ pub(super) struct Pattern {
 pub(super) struct Directives {
     pub include: Vec<Pattern>,
     pub include_optional: Vec<Pattern>,
-    /// The line of `load_default = true`, when the file says so.
-    pub load_default: Option<usize>,
+    /// `load_default` when the file sets it, and its line.
+    pub load_default: Option<(bool, usize)>,
 }
 
 type Entry<'t, 'i> = (&'t Spanned<DeString<'i>>, &'t Spanned<DeValue<'i>>);
@@ -87,7 +87,7 @@ pub(super) fn apply(
             schema::LOAD_DEFAULT => {
                 let load = values::boolean(value.get_ref())
                     .map_err(|message| source.error(value, Some(name.into()), message))?;
-                directives.load_default = load.then(|| source.line(key.span().start));
+                directives.load_default = Some((load, source.line(key.span().start)));
             }
             schema::REMOVE_MILTERS => removals = Some(value),
             _ if name == schema::MILTER_TABLE || schema::SECTIONS.contains(&name) => {

@@ -26,6 +26,12 @@ pub(super) struct Loader {
     stack: Vec<(PathBuf, PathBuf)>,
     /// Runs `*.rhai` files; made at the first one.
     scripts: Option<ScriptLoader>,
+    /// The last `load_default` a file set, in the order files are read, and where.
+    load_default: Option<(bool, Origin)>,
+    /// Whether the platform default and detection ran (once at most).
+    default_loaded: bool,
+    /// False when loading again after a later file turned `load_default` off.
+    default_allowed: bool,
 }
 
 /// Whether a file named by an include must exist.
@@ -44,7 +50,33 @@ struct Found {
 
 impl Loader {
     pub fn new(config_dir: &Path) -> Loader {
-        Loader { config_dir: config_dir.to_path_buf(), stack: Vec::new(), scripts: None }
+        Loader {
+            config_dir: config_dir.to_path_buf(),
+            stack: Vec::new(),
+            scripts: None,
+            load_default: None,
+            default_loaded: false,
+            default_allowed: true,
+        }
+    }
+
+    /// A loader that never loads the platform default: for loading again when a file read
+    /// after the default turned `load_default` off.
+    pub fn without_default(config_dir: &Path) -> Loader {
+        Loader { default_allowed: false, ..Loader::new(config_dir) }
+    }
+
+    /// Where `load_default = false` was set last, when that is the final word.
+    pub fn default_turned_off(&self) -> Option<&Origin> {
+        match &self.load_default {
+            Some((false, origin)) => Some(origin),
+            _ => None,
+        }
+    }
+
+    /// Whether the platform default (and detection) was loaded.
+    pub fn default_loaded(&self) -> bool {
+        self.default_loaded
     }
 
     /// Loads the top file and everything it includes into `config`.
@@ -71,6 +103,9 @@ impl Loader {
             ConfigError::at(path, line, None, format!("invalid TOML: {}", e.message()))
         })?;
         let directives = document::apply(config, &source, document.get_ref())?;
+        if let Some((value, line)) = directives.load_default {
+            self.load_default = Some((value, Origin::File { path: path.to_path_buf(), line }));
+        }
         self.stack.push((canonical, path.to_path_buf()));
         let result = self.follow(config, &source, directives);
         self.stack.pop();
@@ -87,16 +122,23 @@ impl Loader {
         for pattern in &directives.include {
             self.include(config, source, schema::INCLUDE, pattern, Need::Required)?;
         }
-        if let Some(line) = directives.load_default {
-            // The platform in effect now: set before this point, as the manual asks.
-            let path =
-                self.config_dir.join("defaults").join(format!("{}.toml", config.package.platform));
-            if path.is_file() {
-                self.load_named(config, source, schema::LOAD_DEFAULT, line, &path)?;
-            } else {
-                log::debug!("no platform default {}: nothing to load", path.display());
+        // The default is loaded where a file asks for it, unless a file read since (an
+        // include) turned it off again; a file read later still can, see `Config::load`.
+        let wanted = matches!(self.load_default, Some((true, _)));
+        if let Some((true, line)) = directives.load_default {
+            if wanted && self.default_allowed && !self.default_loaded {
+                self.default_loaded = true;
+                // The platform in effect now: set before this point, as the manual asks.
+                config.settle_platform();
+                let platform = &config.package.platform;
+                let path = self.config_dir.join("defaults").join(format!("{platform}.toml"));
+                if path.is_file() {
+                    self.load_named(config, source, schema::LOAD_DEFAULT, line, &path)?;
+                } else {
+                    log::debug!("no platform default {}: nothing to load", path.display());
+                }
+                define_detected(config);
             }
-            define_detected(config);
         }
         for pattern in &directives.include_optional {
             self.include(config, source, schema::INCLUDE_OPTIONAL, pattern, Need::Optional)?;
@@ -246,7 +288,7 @@ mod tests {
     use super::*;
 
     fn load(dir: &TestDir) -> Result<Config, ConfigError> {
-        Config::load(dir.path())
+        dir.load()
     }
 
     fn origin_line(config: &Config, key: &str) -> (String, usize) {
@@ -288,7 +330,7 @@ mod tests {
             "include = [\"conf.d/*.toml\", \"none/*.toml\"]\nload_default = true\n\
              include_optional = [\"milter-manager.local.toml\", \"local.d/*.toml\"]\n",
         );
-        assert_eq!(load(&dir).unwrap().without_detected(), Config::default());
+        assert_eq!(load(&dir).unwrap(), Config::default());
     }
 
     #[test]
@@ -506,6 +548,164 @@ mod tests {
             "spamass-milter without a socket is explained: {:?}",
             config.notes
         );
+    }
+
+    /// A machine (under the test directory's `machine/`) with opendkim and spamass-milter
+    /// installed and enabled, and the shipped layout of files reading it.
+    fn machine_with_two_milters(dir: &TestDir) {
+        let root = dir.machine();
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "lib/systemd/system/opendkim.service",
+            "[Service]\nExecStart=/usr/sbin/opendkim -x /etc/opendkim.conf\n",
+        );
+        write("etc/opendkim.conf", "Socket inet:8891@localhost\n");
+        write(
+            "lib/systemd/system/spamass-milter.service",
+            "[Service]\nExecStart=/usr/sbin/spamass-milter -p /run/spamass.sock\n",
+        );
+        dir.write(
+            MAIN_FILE,
+            "include = [\"conf.d/*.toml\"]\nload_default = true\n\
+             include_optional = [\"milter-manager.local.toml\"]\n",
+        );
+        dir.write("defaults/debian.toml", "[manager]\nmax_connections = 7\n");
+    }
+
+    fn milter_names(config: &Config) -> Vec<&str> {
+        config.milters.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    #[test]
+    fn load_default_false_in_a_later_file_wins() {
+        let dir = TestDir::new("load-default-off");
+        machine_with_two_milters(&dir);
+        let config = load(&dir).unwrap();
+        assert_eq!(milter_names(&config), ["opendkim", "spamass-milter"]);
+        assert_eq!(config.manager.max_connections, 7);
+        assert_eq!(
+            config.milter("spamass-milter").unwrap().applicable_conditions,
+            ["Remote Network", "Unauthenticated", "No Stress"]
+        );
+
+        // conf.d is read before the default's place in milter-manager.toml.
+        let conf_d = dir.write("conf.d/10-no-default.toml", "\nload_default = false\n");
+        let config = load(&dir).unwrap();
+        assert_eq!(milter_names(&config), Vec::<&str>::new());
+        assert_eq!(config.manager.max_connections, 0, "the default file is not read either");
+        let note = format!(
+            "{}:2: load_default = false: no platform default, no detected milter",
+            conf_d.display()
+        );
+        assert!(config.notes.contains(&note), "{:?}", config.notes);
+        std::fs::remove_file(conf_d).unwrap();
+
+        // milter-manager.local.toml is read after it: loading starts again without it,
+        // and the local file's own settings still count.
+        dir.write(
+            "milter-manager.local.toml",
+            "load_default = false\n[milter.mine]\nconnection_spec = \"inet:1\"\n",
+        );
+        let config = load(&dir).unwrap();
+        assert_eq!(milter_names(&config), ["mine"]);
+        assert_eq!(config.manager.max_connections, 0);
+        assert!(config.notes.iter().any(|n| n.contains("load_default = false")));
+    }
+
+    #[test]
+    fn later_files_remove_and_change_the_detected_milters() {
+        let dir = TestDir::new("detected-later");
+        machine_with_two_milters(&dir);
+        dir.write(
+            "milter-manager.local.toml",
+            "remove_milters = [\"opendkim\"]\n\
+             [milter.spamass-milter]\napplicable_conditions = [\"Authentication\"]\n",
+        );
+        let config = load(&dir).unwrap();
+        assert_eq!(milter_names(&config), ["spamass-milter"]);
+        let spamass = config.milter("spamass-milter").unwrap();
+        assert_eq!(spamass.applicable_conditions, ["Authentication"]);
+        assert_eq!(
+            file_name(&config, "milter.spamass-milter.applicable_conditions"),
+            "milter-manager.local.toml:3"
+        );
+        assert_eq!(
+            config.origin("milter.spamass-milter.connection_spec"),
+            Origin::Detected { source: "/lib/systemd/system/spamass-milter.service".into() }
+        );
+    }
+
+    #[test]
+    fn the_platform_is_detected_when_no_file_sets_it() {
+        let dir = TestDir::new("platform");
+        machine_with_two_milters(&dir);
+        dir.write("defaults/redhat.toml", "[manager]\nmax_connections = 9\n");
+        let root = dir.machine();
+        std::fs::write(root.join("etc/os-release"), "ID=\"rocky\"\nID_LIKE=\"rhel fedora\"\n")
+            .unwrap();
+        let config = load(&dir).unwrap();
+        assert_eq!(config.package.platform, "redhat");
+        assert_eq!(config.manager.max_connections, 9, "defaults/redhat.toml is read");
+        assert_eq!(milter_names(&config), ["spamass-milter", "opendkim"], "Red Hat's order");
+        let source = "/etc/os-release: ID=rocky".to_string();
+        assert_eq!(config.origin("package.platform"), Origin::Detected { source });
+        assert!(config
+            .show()
+            .contains("# detected: /etc/os-release: ID=rocky\nplatform = \"redhat\"\n"));
+
+        // A file's platform wins over the machine's.
+        dir.write("conf.d/platform.toml", "[package]\nplatform = \"debian\"\n");
+        let config = load(&dir).unwrap();
+        assert_eq!(config.package.platform, "debian");
+        assert_eq!(config.manager.max_connections, 7);
+    }
+
+    #[test]
+    fn a_detected_condition_that_does_not_exist_is_left_out_with_a_note() {
+        let dir = TestDir::new("detected-unknown-condition");
+        machine_with_two_milters(&dir);
+        let mut config = load(&dir).unwrap();
+        let spamass = config.milters.iter_mut().find(|m| m.name == "spamass-milter").unwrap();
+        spamass.applicable_conditions.push("Gone Away".into());
+        config.settle_detected_conditions();
+        let spamass = config.milter("spamass-milter").unwrap();
+        assert_eq!(
+            spamass.applicable_conditions,
+            ["Remote Network", "Unauthenticated", "No Stress"]
+        );
+        let note = "/lib/systemd/system/spamass-milter.service: spamass-milter: no applicable \
+                    condition \"Gone Away\"; the milter is kept without it";
+        assert!(config.notes.iter().any(|n| n == note), "{:?}", config.notes);
+
+        // The same name in a file of the admin's is an error naming the file and line.
+        dir.write(
+            "milter-manager.local.toml",
+            "[milter.spamass-milter]\nenabled = true\napplicable_conditions = [\"Gone Away\"]\n",
+        );
+        let config = load(&dir).unwrap();
+        let sessions = std::rc::Rc::new(NoSessions);
+        let error = crate::conditions::ConditionSet::new(&config, sessions).err().unwrap();
+        let local = dir.path().join("milter-manager.local.toml");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "{}:3: milter.spamass-milter.applicable_conditions: milter \"spamass-milter\": \
+                 unknown applicable condition \"Gone Away\"",
+                local.display()
+            )),
+            "{error}"
+        );
+    }
+
+    struct NoSessions;
+
+    impl crate::conditions::SessionCount for NoSessions {
+        fn n_sessions(&self) -> usize {
+            0
+        }
     }
 
     #[test]

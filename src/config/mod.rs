@@ -16,6 +16,7 @@
 //!
 //! This module reads files and nothing else: no socket, no process.
 
+mod check;
 mod document;
 mod error;
 mod glob;
@@ -70,6 +71,9 @@ pub struct Config {
     /// could not define, and why. One line each, for the log.
     pub notes: Vec<String>,
     origins: origin::Origins,
+    /// The directory platform files are read under when `package.options` names none
+    /// (`/` when unset): tests load over a fake machine.
+    root: Option<PathBuf>,
 }
 
 /// Equal when every value is equal; where the values came from does not count, so a
@@ -93,6 +97,7 @@ impl PartialEq for Config {
             milters,
             notes: _,
             origins: _,
+            root: _,
         } = self;
         *package == other.package
             && *s25r == other.s25r
@@ -126,11 +131,87 @@ impl Config {
         Config::load_with_dir(&dir, path)
     }
 
+    /// Loads `milter-manager.toml` of `config_dir` as on the machine whose `/` is `root`
+    /// (platform detection, installed milters, Postfix's files), unless `package.options`
+    /// names another root.
+    pub fn load_under(config_dir: &Path, root: &Path) -> Result<Config, ConfigError> {
+        let path = config_dir.join(MAIN_FILE);
+        Config::load_from(config_dir, &path, Some(root.to_path_buf()))
+    }
+
+    /// [`Config::load_file`] over the machine whose `/` is `root`.
+    #[cfg(test)]
+    fn load_file_under(path: &Path, root: &Path) -> Result<Config, ConfigError> {
+        let dir = path.parent().expect("a file in a directory");
+        Config::load_from(dir, path, Some(root.to_path_buf()))
+    }
+
     fn load_with_dir(config_dir: &Path, path: &Path) -> Result<Config, ConfigError> {
-        let mut config = Config::default();
-        loader::Loader::new(config_dir).load(&mut config, path)?;
+        Config::load_from(config_dir, path, None)
+    }
+
+    fn load_from(
+        config_dir: &Path,
+        path: &Path,
+        root: Option<PathBuf>,
+    ) -> Result<Config, ConfigError> {
+        let fresh = || Config { root: root.clone(), ..Config::default() };
+        let mut config = fresh();
+        let mut loader = loader::Loader::new(config_dir);
+        loader.load(&mut config, path)?;
+        if let Some(off) = loader.default_turned_off().cloned() {
+            if loader.default_loaded() {
+                // A file read after the default turned it off: the last word wins, so
+                // everything is read again without it.
+                config = fresh();
+                loader = loader::Loader::without_default(config_dir);
+                loader.load(&mut config, path)?;
+            }
+            config.notes.push(format!(
+                "{off}: load_default = false: no platform default, no detected milter"
+            ));
+        }
+        config.settle_platform();
+        config.settle_detected_conditions();
         config.check_complete()?;
         Ok(config)
+    }
+
+    /// Sets `package.platform` from the machine when no file set it.
+    fn settle_platform(&mut self) {
+        if self.origins.get("package", "platform") != Origin::Default {
+            return;
+        }
+        let sysname = nix::sys::utsname::uname()
+            .map(|uts| uts.sysname().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let found = crate::detect::detect_platform(&self.system_root(), &sysname);
+        self.package.platform = found.name.to_string();
+        self.origins.set("package", "platform", Origin::Detected { source: found.source });
+    }
+
+    /// A detected milter keeps only the conditions that exist: what was found on the
+    /// machine must never stop the manager from starting (a file's own names still must
+    /// exist, see `ConditionSet`).
+    fn settle_detected_conditions(&mut self) {
+        for milter in &mut self.milters {
+            let key = format!("milter.{}.applicable_conditions", milter.name);
+            let Origin::Detected { source } = self.origins.lookup(&key) else { continue };
+            let conditions = &self.conditions;
+            let notes = &mut self.notes;
+            milter.applicable_conditions.retain(|name| {
+                let known = crate::conditions::builtin_name(name).is_some()
+                    || conditions.iter().any(|c| c.name == *name);
+                if !known {
+                    notes.push(format!(
+                        "{source}: {}: no applicable condition {name:?}; \
+                         the milter is kept without it",
+                        milter.name
+                    ));
+                }
+                known
+            });
+        }
     }
 
     /// Checks what no single file can: an enabled milter must have a connection spec by
@@ -165,20 +246,9 @@ impl Config {
             .as_deref()
             .and_then(|text| crate::detect::PackageOptions::parse(text).ok())
             .and_then(|options| options.other.get("root").cloned())
-            .map_or_else(|| PathBuf::from("/"), PathBuf::from)
-    }
-
-    /// The configuration without the milters detected on the machine running the tests,
-    /// for tests that must not depend on what that machine has installed.
-    #[cfg(test)]
-    fn without_detected(mut self) -> Config {
-        let origins = &self.origins;
-        self.milters.retain(|milter| {
-            let key = format!("milter.{}.connection_spec", milter.name);
-            !matches!(origins.lookup(&key), Origin::Detected { .. })
-        });
-        self.notes.clear();
-        self
+            .map(PathBuf::from)
+            .or_else(|| self.root.clone())
+            .unwrap_or_else(|| PathBuf::from("/"))
     }
 
     /// The index of the child milter named `name`; a new name is defined at the end of the
@@ -307,14 +377,28 @@ mod tests {
         assert_eq!(config.origin("manager.n_workers"), Origin::Default);
     }
 
+    /// A copy of the shipped files (not what a developer keeps beside them, such as a
+    /// milter-manager.local.toml).
+    fn shipped_copy(label: &str) -> TestDir {
+        let dir = TestDir::new(label);
+        dir.write(MAIN_FILE, &std::fs::read_to_string(repo_conf().join(MAIN_FILE)).unwrap());
+        for platform in PLATFORMS {
+            let name = format!("defaults/{platform}.toml");
+            dir.write(&name, &std::fs::read_to_string(repo_conf().join(&name)).unwrap());
+        }
+        dir
+    }
+
     #[test]
     fn shipped_configuration_gives_the_defaults() {
-        let config = Config::load(&repo_conf()).unwrap_or_else(|e| panic!("{e}"));
-        // The milters this machine has installed are detected; they alone may differ.
-        assert_eq!(config.without_detected(), Config::default());
+        let dir = shipped_copy("shipped");
+        let config = dir.load().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config, Config::default());
         for platform in PLATFORMS {
-            let path = repo_conf().join("defaults").join(format!("{platform}.toml"));
-            let config = Config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            let text =
+                std::fs::read_to_string(dir.path().join(format!("defaults/{platform}.toml")));
+            dir.write(MAIN_FILE, &text.unwrap());
+            let config = dir.load().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(config, Config::default(), "{platform}");
         }
     }
@@ -352,9 +436,9 @@ mod tests {
         }
         let dir = TestDir::new("shipped-uncommented");
         let uncommented = uncommented.replace("include = [\"conf.d/*.toml\"]", "");
-        let config = Config::load_file(&dir.write("all.toml", &uncommented))
-            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
-        assert_eq!(config.without_detected(), Config::default());
+        dir.write(MAIN_FILE, &uncommented);
+        let config = dir.load().unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(config, Config::default());
     }
 
     /// Every item set in a file, with the line each one is on.
@@ -441,7 +525,7 @@ end_of_message_timeout = 60
     fn every_item_is_read_with_its_line() {
         let dir = TestDir::new("every-item");
         let path = dir.write(MAIN_FILE, EVERY_ITEM);
-        let config = Config::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let config = dir.load().unwrap_or_else(|e| panic!("{e}"));
         let mut table = String::new();
         let mut seen = 0;
         for (index, line) in EVERY_ITEM.lines().enumerate() {

@@ -575,7 +575,7 @@ mod tests {
     fn load(dir: &TestDir, script: &str) -> Result<Config, ConfigError> {
         dir.write(MAIN_FILE, "include = [\"x.rhai\"]\n");
         dir.write("x.rhai", script);
-        Config::load(dir.path())
+        dir.load()
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::origin::Origin;
 use super::schema::{self, Item};
 use super::values::quote;
 use super::Config;
-use crate::conditions::BUILT_IN_CONDITIONS;
+use crate::conditions::{BUILT_IN_ALIASES, BUILT_IN_CONDITIONS};
 
 const HEADER: &str = "\
 # The effective milter-manager configuration (milter-manager --show-config).
@@ -54,7 +54,17 @@ pub(super) fn show(config: &Config) -> String {
 fn conditions(out: &mut String, config: &Config) {
     out.push_str("\n# Applicable conditions:\n");
     for (name, description) in BUILT_IN_CONDITIONS {
-        let _ = writeln!(out, "# {}: {description} (built in)", quote(name));
+        let aliases: Vec<String> = BUILT_IN_ALIASES
+            .iter()
+            .filter(|(_, builtin)| *builtin == name)
+            .map(|(alias, _)| quote(alias))
+            .collect();
+        let also = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!("; also {}", aliases.join(", "))
+        };
+        let _ = writeln!(out, "# {}: {description} (built in{also})", quote(name));
     }
     for condition in &config.conditions {
         let description = condition.description.as_deref().unwrap_or("no description");
@@ -182,12 +192,15 @@ connection_spec = "inet6:8891@[::1]"
     #[test]
     fn shown_text_loads_back_to_the_same_configuration() {
         let dir = TestDir::new("show-round-trip");
-        let original = Config::load_file(&dir.write("milter-manager.toml", RICH)).unwrap();
+        let original =
+            Config::load_file_under(&dir.write("milter-manager.toml", RICH), &dir.machine())
+                .unwrap();
         let shown = original.show();
         assert!(shown.starts_with("# The effective"), "{shown}");
         assert!(shown.contains("\nload_default = false\n"));
         let printed = dir.write("printed.toml", &shown);
-        let reloaded = Config::load_file(&printed).unwrap_or_else(|e| panic!("{e}\n{shown}"));
+        let reloaded = Config::load_file_under(&printed, &dir.machine())
+            .unwrap_or_else(|e| panic!("{e}\n{shown}"));
         assert_eq!(reloaded, original);
         let shown_again = reloaded.show();
         assert_ne!(shown_again, shown, "the origins name another file");
@@ -203,7 +216,8 @@ connection_spec = "inet6:8891@[::1]"
         assert!(shown.contains("# default\n# pid_file = (not set)\n"), "{shown}");
         assert!(shown.contains("# default\nunix_socket_mode = 0o660\n"), "{shown}");
         assert!(shown.contains("# default\nconnection_spec = \"inet:10025@[127.0.0.1]\"\n"));
-        let reloaded = Config::load_file(&dir.write("printed.toml", &shown)).unwrap();
+        let reloaded =
+            Config::load_file_under(&dir.write("printed.toml", &shown), &dir.machine()).unwrap();
         assert_eq!(reloaded, Config::default());
         assert_eq!(without_origins(&reloaded.show()), without_origins(&shown));
     }
@@ -215,7 +229,7 @@ connection_spec = "inet6:8891@[::1]"
             "milter-manager.toml",
             "[manager]\nn_workers = 3\n\n[milter.a]\nconnection_spec = \"inet:1\"\n",
         );
-        let mut config = Config::load_file(&path).unwrap();
+        let mut config = Config::load_file_under(&path, &dir.machine()).unwrap();
         config
             .apply_overrides(&super::super::Overrides { daemon: Some(true), ..Default::default() })
             .unwrap();
@@ -234,6 +248,7 @@ connection_spec = "inet6:8891@[::1]"
                 assert!(
                     comment == "# default"
                         || comment == "# command line"
+                        || comment.starts_with("# detected: ")
                         || comment.starts_with(&format!("# {here}:")),
                     "{line} follows {comment}"
                 );

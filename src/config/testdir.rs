@@ -22,6 +22,18 @@ impl TestDir {
         &self.0
     }
 
+    /// An empty machine to load over (its `/`), so that no test reads this host's files.
+    pub fn machine(&self) -> PathBuf {
+        let root = self.0.join("machine");
+        fs::create_dir_all(root.join("etc")).expect("create a test machine");
+        root
+    }
+
+    /// Loads `milter-manager.toml` of this directory over [`TestDir::machine`].
+    pub fn load(&self) -> Result<super::Config, super::ConfigError> {
+        super::Config::load_under(&self.0, &self.machine())
+    }
+
     /// Writes `text` to `relative` (creating directories) and returns the file's path.
     pub fn write(&self, relative: &str, text: &str) -> PathBuf {
         let path = self.0.join(relative);

@@ -6,6 +6,8 @@ use super::{rspamd, shell, Ctx, Platform};
 pub(crate) enum App {
     Greylist,
     Opendkim,
+    /// OpenDMARC: opendkim's options and configuration format.
+    Opendmarc,
     ClamavMilter,
     SpamassMilter,
     Rspamd,
@@ -35,6 +37,7 @@ impl App {
         match service {
             "milter-greylist" => App::Greylist,
             "opendkim" | "milter-opendkim" => App::Opendkim,
+            "opendmarc" => App::Opendmarc,
             "clamav-milter" => App::ClamavMilter,
             "spamass-milter" => App::SpamassMilter,
             "rspamd" => App::Rspamd,
@@ -50,7 +53,9 @@ impl App {
         match self {
             App::ClamavMilter | App::Rspamd | App::Enma => None,
             App::AmavisdMilter => Some("-s"),
-            App::Greylist | App::Opendkim | App::SpamassMilter | App::Generic => Some("-p"),
+            App::Greylist | App::Opendkim | App::Opendmarc | App::SpamassMilter | App::Generic => {
+                Some("-p")
+            }
         }
     }
 
@@ -59,6 +64,7 @@ impl App {
         match self {
             App::Greylist => &["-f"],
             App::Opendkim => &["-x"],
+            App::Opendmarc => &["-c"],
             App::ClamavMilter => &["-c", "--config-file"],
             App::Rspamd => &["-c", "--config"],
             App::Enma => &["-c"],
@@ -91,6 +97,12 @@ impl App {
                 "/etc/opendkim.conf",
                 "/usr/local/etc/mail/opendkim.conf",
                 "opendkim.conf",
+            ),
+            App::Opendmarc => (
+                "/etc/opendmarc.conf",
+                "/etc/opendmarc.conf",
+                "/usr/local/etc/mail/opendmarc.conf",
+                "opendmarc.conf",
             ),
             App::ClamavMilter => (
                 "/etc/clamav/clamav-milter.conf",
@@ -144,7 +156,7 @@ impl App {
 /// The socket named in the milter's configuration file at `path`.
 pub(crate) fn config_socket(ctx: &Ctx, app: App, path: &str) -> ConfigSocket {
     let (key, case_sensitive) = match app {
-        App::Opendkim => ("Socket", false),
+        App::Opendkim | App::Opendmarc => ("Socket", false),
         App::ClamavMilter => ("MilterSocket", false),
         App::Greylist => ("socket", true),
         App::Enma => ("milter.socket", true),
@@ -159,7 +171,7 @@ pub(crate) fn config_socket(ctx: &Ctx, app: App, path: &str) -> ConfigSocket {
     let settings = match app {
         App::Greylist => greylist_settings(&text),
         App::Enma => enma_settings(&text),
-        _ => keyword_settings(&text, app == App::Opendkim),
+        _ => keyword_settings(&text, matches!(app, App::Opendkim | App::Opendmarc)),
     };
     if app == App::ClamavMilter && settings.iter().any(|(name, _)| name == "Example") {
         return ConfigSocket::Refused(format!(

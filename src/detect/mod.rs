@@ -16,6 +16,7 @@ mod init;
 mod normalize;
 mod options;
 mod pkgsrc;
+mod platform;
 mod rcng;
 mod redhat;
 mod root;
@@ -30,6 +31,7 @@ use std::path::Path;
 use crate::spec::Spec;
 use apps::{App, ConfigSocket};
 pub use options::{PackageOptions, PackageOptionsError};
+pub use platform::{detect_platform, FoundPlatform};
 pub(crate) use root::Root;
 use shell::Unknown;
 
@@ -81,14 +83,15 @@ const fn candidate(name: &'static str, conditions: &'static [&'static str]) -> C
     Candidate { name, conditions }
 }
 
-/// The original's candidates per platform, plus opendkim, clamav-milter, rspamd and
-/// amavisd-milter where the platform packages them.
+/// The original's candidates per platform, plus opendkim, opendmarc, clamav-milter, rspamd
+/// and amavisd-milter where the platform packages them.
 const DEBIAN: &[Candidate] = &[
     candidate("milter-greylist", GREYLIST),
     candidate("spfmilter", SPAM),
     candidate("clamav-milter", &[]),
     candidate("dkim-filter", &[]),
     candidate("opendkim", &[]),
+    candidate("opendmarc", &[]),
     candidate("spamass-milter", SPAM),
     candidate("amavisd-new-milter", &[]),
     candidate("amavisd-milter", &[]),
@@ -102,6 +105,7 @@ const REDHAT: &[Candidate] = &[
     candidate("amavisd", &[]),
     candidate("amavisd-milter", &[]),
     candidate("opendkim", &[]),
+    candidate("opendmarc", &[]),
     candidate("rspamd", SPAM),
 ];
 const FREEBSD: &[Candidate] = &[
@@ -111,6 +115,7 @@ const FREEBSD: &[Candidate] = &[
     candidate("clamav-milter", &[]),
     candidate("milter-dkim", &[]),
     candidate("milter-opendkim", &[]),
+    candidate("opendmarc", &[]),
     candidate("spamass-milter", SPAM),
     candidate("amavis-milter", &[]),
     candidate("amavisd-milter", &[]),
@@ -123,6 +128,7 @@ const PKGSRC: &[Candidate] = &[
     candidate("dk-milter", &[]),
     candidate("dkim-filter", &[]),
     candidate("opendkim", &[]),
+    candidate("opendmarc", &[]),
     candidate("clamav-milter", &[]),
     candidate("spamass-milter", SPAM),
     candidate("amavismilter", &[]),

@@ -1184,3 +1184,161 @@ fn garbage_never_panics() {
         }
     }
 }
+
+/// What detection gives a milter must load: every condition name of every platform's
+/// candidates is a built-in one (the blocker of a host with spamass-milter installed).
+#[test]
+fn every_condition_detection_gives_is_built_in() {
+    for candidates in [DEBIAN, REDHAT, FREEBSD, PKGSRC] {
+        for candidate in candidates {
+            for condition in candidate.conditions {
+                assert!(
+                    crate::conditions::builtin_name(condition) == Some(*condition),
+                    "{}: {condition:?} is not the name of a built-in condition",
+                    candidate.name
+                );
+            }
+        }
+    }
+}
+
+/// Adds every candidate of `platform` that `root` lacks, as a service that listens on its
+/// own loopback port: a systemd unit with its environment file, or an rc.d script.
+fn install_every_candidate(root: &FakeRoot, platform: &str) {
+    let (candidates, rc_d) = match platform {
+        "debian" => (DEBIAN, None),
+        "redhat" => (REDHAT, None),
+        "freebsd" => (FREEBSD, Some("/usr/local/etc/rc.d")),
+        _ => (PKGSRC, Some("/usr/pkg/etc/rc.d")),
+    };
+    let mut rc_conf = std::fs::read_to_string(root.path("/etc/rc.conf")).unwrap_or_default();
+    for (index, candidate) in candidates.iter().enumerate() {
+        let name = candidate.name;
+        let spec = format!("inet:{}@localhost", 20000 + index);
+        match rc_d {
+            None => {
+                let (units, env) = match platform {
+                    "debian" => ("/lib/systemd/system", "/etc/default"),
+                    _ => ("/usr/lib/systemd/system", "/etc/sysconfig"),
+                };
+                if root.path(&format!("{units}/{name}.service")).exists() {
+                    continue;
+                }
+                root.write(
+                    &format!("{units}/{name}.service"),
+                    &format!(
+                        "[Unit]\nDescription={name}\n[Service]\n\
+                         EnvironmentFile=-{env}/{name}\nExecStart=/usr/sbin/{name} -p $SOCKET\n"
+                    ),
+                )
+                .write(&format!("{env}/{name}"), &format!("SOCKET={spec}\n"))
+                .link(
+                    &format!("/etc/systemd/system/multi-user.target.wants/{name}.service"),
+                    &format!("{units}/{name}.service"),
+                );
+            }
+            Some(rc_d) => {
+                if root.path(&format!("{rc_d}/{name}")).exists() {
+                    continue;
+                }
+                let var = name.replace('-', "_");
+                root.write(&format!("{rc_d}/{name}"), &pkgsrc_script(name, &var, ""));
+                let enable =
+                    if platform == "freebsd" { format!("{var}_enable") } else { var.clone() };
+                rc_conf.push_str(&format!("{enable}=YES\n{var}_socket=\"{spec}\"\n"));
+            }
+        }
+    }
+    root.write("/etc/rc.conf", &rc_conf);
+}
+
+/// The shipped configuration loads, with its conditions, on a machine of each platform
+/// that has every milter detection knows installed and enabled.
+#[test]
+fn the_shipped_configuration_loads_with_every_known_milter_installed() {
+    use crate::config::Config;
+    let trees = [
+        ("debian", debian_systemd_tree(true)),
+        ("redhat", redhat_systemd_tree(true)),
+        ("freebsd", freebsd_tree(true)),
+        ("pkgsrc", pkgsrc_tree(true, "/usr/pkg/etc", "/usr/pkg/etc/rc.d")),
+    ];
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    for (platform, root) in trees {
+        install_every_candidate(&root, platform);
+        // The shipped files only, not what a developer keeps beside them.
+        let conf = root.path("/etc/milter-manager");
+        std::fs::create_dir_all(conf.join("defaults")).unwrap();
+        std::fs::create_dir_all(conf.join("conf.d")).unwrap();
+        std::fs::copy(shipped.join("milter-manager.toml"), conf.join("milter-manager.toml"))
+            .unwrap();
+        let default = format!("defaults/{platform}.toml");
+        std::fs::copy(shipped.join(&default), conf.join(&default)).unwrap();
+        std::fs::write(
+            conf.join("conf.d/platform.toml"),
+            format!("[package]\nplatform = \"{platform}\"\n"),
+        )
+        .unwrap();
+        let config =
+            Config::load_under(&conf, &root.dir).unwrap_or_else(|e| panic!("{platform}: {e}"));
+        let candidates = match platform {
+            "debian" => DEBIAN,
+            "redhat" => REDHAT,
+            "freebsd" => FREEBSD,
+            _ => PKGSRC,
+        };
+        let defined: Vec<&str> = config.milters.iter().map(|m| m.name.as_str()).collect();
+        for candidate in candidates {
+            // FreeBSD's opendkim script is milter-opendkim; each is defined by its service.
+            assert!(
+                defined.contains(&candidate.name),
+                "{platform}: {} is not defined: {defined:?}\nnotes: {:#?}",
+                candidate.name,
+                config.notes
+            );
+        }
+        let sessions = std::rc::Rc::new(NoSessions);
+        crate::conditions::ConditionSet::new(&config, sessions)
+            .unwrap_or_else(|e| panic!("{platform}: {e}"));
+    }
+}
+
+struct NoSessions;
+
+impl crate::conditions::SessionCount for NoSessions {
+    fn n_sessions(&self) -> usize {
+        0
+    }
+}
+
+/// Debian's opendmarc package: a unit without options, its socket in opendmarc.conf.
+#[test]
+fn debian_opendmarc_from_its_configuration() {
+    let root = FakeRoot::new();
+    root.write(
+        "/lib/systemd/system/opendmarc.service",
+        "[Unit]\nDescription=OpenDMARC Milter\n\n[Service]\nType=forking\n\
+         PIDFile=/run/opendmarc/opendmarc.pid\nExecStart=/usr/sbin/opendmarc\nUser=opendmarc\n",
+    )
+    .write(
+        "/etc/opendmarc.conf",
+        "# This is a basic configuration\nPidFile /run/opendmarc/opendmarc.pid\n\
+         Socket local:/run/opendmarc/opendmarc.sock # the milter socket\n",
+    )
+    .link(
+        "/etc/systemd/system/multi-user.target.wants/opendmarc.service",
+        "/lib/systemd/system/opendmarc.service",
+    );
+    assert_milters(
+        &root.detect("debian", ""),
+        &[milter(
+            "opendmarc",
+            "local:/run/opendmarc/opendmarc.sock",
+            true,
+            &["/usr/bin/systemctl", "start", "opendmarc"],
+            &[],
+            "/lib/systemd/system/opendmarc.service",
+            Some("OpenDMARC Milter"),
+        )],
+    );
+}
