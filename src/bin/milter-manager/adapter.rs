@@ -16,6 +16,7 @@ use supervisor::{SessionBoard, SharedCounters};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
 use crate::client_watch::{ClientWatch, TableCache};
+use crate::maintenance::Maintenance;
 
 /// One configuration generation: the engine's view, where each child listens, and the
 /// applicable conditions.
@@ -27,6 +28,7 @@ pub struct Generation {
     pub connection_check_interval: Duration,
     /// Per child: privilege mode may start it (it has a `command`).
     pub launchable: Vec<bool>,
+    pub maintenance: Maintenance,
 }
 
 /// The sessions of every worker, as the stress conditions count them.
@@ -50,6 +52,8 @@ pub struct Factory {
     pub tables: Rc<RefCell<TableCache>>,
     /// Sessions done and the children's final statuses, for the controller's status.
     pub counters: Rc<SharedCounters>,
+    /// Sessions this worker started, for `manager.maintenance_interval`.
+    pub sessions: u64,
 }
 
 impl workers::SessionFactory for Factory {
@@ -57,6 +61,8 @@ impl workers::SessionFactory for Factory {
 
     fn new_session(&mut self, peer: &PeerAddr, now: Instant) -> ManagerSession {
         let generation = Rc::clone(&self.current.borrow());
+        self.sessions += 1;
+        generation.maintenance.after_session(self.sessions);
         let tag = self.next_tag;
         self.next_tag += 1 + generation.endpoints.len() as u64;
         log::debug!("[{tag}] session from {peer:?}");

@@ -288,12 +288,14 @@ mod tests {
             conditions: Rc::new(ConditionSet::new(&config, sessions).unwrap()),
             connection_check_interval: Duration::ZERO,
             launchable: vec![true],
+            maintenance: crate::maintenance::Maintenance::of(&config),
         };
         let inner = Factory {
             current: Rc::new(RefCell::new(Rc::new(generation))),
             next_tag: 1,
             tables: TableCache::shared(),
             counters: Rc::new(SharedCounters::new(Counters::LEN).unwrap()),
+            sessions: 0,
         };
         let launcher = Some(Rc::new(Endpoint::Unix("/run/launcher.sock".into())));
         let mut factory = LaunchingFactory { inner, launcher };

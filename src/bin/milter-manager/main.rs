@@ -8,6 +8,7 @@ mod adapter;
 mod client_watch;
 mod control;
 mod launching;
+mod maintenance;
 mod privilege;
 mod reload;
 mod spill;
@@ -185,6 +186,7 @@ fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, S
         conditions: Rc::new(conditions),
         connection_check_interval: Duration::from_secs(manager.connection_check_interval.into()),
         launchable,
+        maintenance: maintenance::Maintenance::of(config),
     })
 }
 
@@ -206,9 +208,7 @@ fn run(options: &Options) -> Result<i32, String> {
         return Ok(0);
     }
     if options.check_config {
-        for note in &config.notes {
-            println!("note: {note}");
-        }
+        print!("{}", config.check_report());
         let enabled = config.milters.iter().filter(|m| m.enabled).count();
         println!(
             "{}: configuration is valid ({} child milters, {enabled} enabled)",
@@ -220,6 +220,9 @@ fn run(options: &Options) -> Result<i32, String> {
     set_up_logging(&config, false)?;
     for note in &config.notes {
         log::info!("[configuration] {note}");
+    }
+    for warning in config.compatibility_warnings() {
+        log::warn!("[configuration] {warning}");
     }
     let manager = &config.manager;
     if manager.max_file_descriptors > 0 {

@@ -104,6 +104,7 @@ pub fn serve(
         next_tag: 1,
         tables: crate::client_watch::TableCache::shared(),
         counters: Rc::clone(&shared.counters),
+        sessions: 0,
     };
     let factory = LaunchingFactory { inner: factory, launcher: shared.launcher.clone() };
     let admission = BoardAdmission { board, worker, plan: Rc::clone(&plan), refused: false };

@@ -1,0 +1,66 @@
+//! `manager.maintenance_interval`: every so many sessions a worker gives freed memory back
+//! to the system and, with `manager.report_memory_statistics`, logs how much it uses.
+
+use milter_manager::config::Config;
+
+/// The settings of one configuration generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Sessions between maintenances; 0: never.
+    pub interval: u32,
+    pub report_memory: bool,
+}
+
+impl Maintenance {
+    pub fn of(config: &Config) -> Maintenance {
+        Maintenance {
+            interval: config.manager.maintenance_interval,
+            report_memory: config.manager.report_memory_statistics,
+        }
+    }
+
+    /// Called with the worker's session count after each new session.
+    pub fn after_session(&self, sessions: u64) {
+        if self.interval == 0 || sessions % u64::from(self.interval) != 0 {
+            return;
+        }
+        give_back_free_memory();
+        if self.report_memory {
+            log::info!("[maintain][memory] {} after {sessions} sessions", memory_report());
+        }
+    }
+}
+
+/// Freed heap pages go back to the system: one large session must not keep a worker big.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_back_free_memory() {
+    // SAFETY: malloc_trim has no preconditions; it only walks glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_free_memory() {}
+
+/// The process's resident memory now and at its peak, from /proc/self/status.
+fn memory_report() -> String {
+    let status = match std::fs::read_to_string("/proc/self/status") {
+        Ok(status) => status,
+        Err(error) => return format!("memory unknown (/proc/self/status: {error})"),
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(|value| value.trim().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    format!(
+        "pid {}: resident {}, peak resident {}, virtual {}",
+        std::process::id(),
+        field("VmRSS"),
+        field("VmHWM"),
+        field("VmSize")
+    )
+}
