@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what the test suite needs on a fresh Debian (bookworm) machine, as root:
-# the real peers the integration tests talk to. Services stay stopped: tests start
-# throwaway instances on loopback themselves.
+# the real peers the integration tests talk to. The packages it installs start no
+# service; services the machine already runs are left alone: the tests start throwaway
+# instances of their own, on loopback, with their own configuration.
 set -eu
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,19 +34,4 @@ if [ -n "$need" ]; then
         rm -f "$policy"
         trap - EXIT
     fi
-fi
-
-# Should a system opendkim have been started all the same (e.g. installed earlier by
-# other means), stop it and keep it from starting at boot: the tests run their own.
-if [ -f /run/opendkim/opendkim.pid ] && kill -0 "$(cat /run/opendkim/opendkim.pid)" 2>/dev/null; then
-    if [ -d /run/systemd/system ]; then
-        systemctl stop opendkim || true
-    else
-        /etc/init.d/opendkim stop || kill "$(cat /run/opendkim/opendkim.pid)" || true
-    fi
-fi
-if [ -d /run/systemd/system ]; then
-    systemctl disable opendkim >/dev/null 2>&1 || true
-elif [ -x /usr/sbin/update-rc.d ] && [ -e /etc/init.d/opendkim ]; then
-    update-rc.d opendkim disable >/dev/null 2>&1 || true
 fi

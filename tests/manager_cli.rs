@@ -19,13 +19,126 @@ fn manager(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
     run(dir, name, Command::new(MANAGER).args(args), Duration::from_secs(20))
 }
 
+/// A Debian machine under `root` as the packages of the usual milters leave it (their
+/// service files and configurations, trimmed), with their sockets under `sockets`; rspamd's
+/// proxy on a loopback port where nothing listens.
+fn debian_mail_host(root: &Path, sockets: &Path) {
+    let file = |path: &str, text: String| write(&root.join(path.trim_start_matches('/')), &text);
+    let s = sockets.display();
+    file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n".into());
+    file(
+        "/etc/init.d/spamass-milter",
+        "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: spamass-milter\n\
+         # Short-Description: milter for spamassassin\n### END INIT INFO\n\
+         NAME=spamass-milter\nDAEMON=/usr/sbin/spamass-milter\n\
+         SOCKET=/var/run/spamass/spamass.sock\nDEFAULT=/etc/default/spamass-milter\n\
+         if [ -r $DEFAULT ]; then\n    . $DEFAULT\nfi\n"
+            .into(),
+    );
+    file(
+        "/etc/default/spamass-milter",
+        format!("OPTIONS=\"-u spamass-milter -i 127.0.0.1\"\nSOCKET=\"{s}/spamass.sock\"\n"),
+    );
+    file(
+        "/etc/init.d/clamav-milter",
+        "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: clamav-milter\n\
+         # Description: ClamAV virus milter\n### END INIT INFO\n\
+         DAEMON=/usr/sbin/clamav-milter\nCLAMAVMILTERCONF=/etc/clamav/clamav-milter.conf\n"
+            .into(),
+    );
+    file(
+        "/etc/clamav/clamav-milter.conf",
+        format!("MilterSocket {s}/clamav-milter.ctl\nMilterSocketMode 666\nUser clamav\n"),
+    );
+    let port = support::free_tcp_port();
+    file(
+        "/lib/systemd/system/rspamd.service",
+        "[Unit]\nDescription=rapid spam filtering system\n[Service]\n\
+         ExecStart=/usr/bin/rspamd -c /etc/rspamd/rspamd.conf -f\n"
+            .into(),
+    );
+    file(
+        "/etc/rspamd/rspamd.conf",
+        format!("worker \"rspamd_proxy\" {{\n  bind_socket = \"127.0.0.1:{port}\";\n  milter = yes;\n}}\n"),
+    );
+    for (name, description) in [("opendkim", "OpenDKIM Milter"), ("opendmarc", "OpenDMARC Milter")]
+    {
+        file(
+            &format!("/lib/systemd/system/{name}.service"),
+            format!("[Unit]\nDescription={description}\n[Service]\nType=forking\nExecStart=/usr/sbin/{name}\n"),
+        );
+        file(&format!("/etc/{name}.conf"), format!("Syslog yes\nSocket local:{s}/{name}.sock\n"));
+        file(&format!("/etc/systemd/system/multi-user.target.wants/{name}.service"), String::new());
+    }
+}
+
+/// The shipped configuration directory (its tracked files only) set to read `root` as the
+/// machine; returns its path.
+fn shipped_conf(dir: &TempDir, root: &Path) -> std::path::PathBuf {
+    let conf = dir.join("conf");
+    let shipped = support::source_path("conf");
+    for name in ["milter-manager.toml", "defaults/debian.toml"] {
+        write(&conf.join(name), &std::fs::read_to_string(shipped.join(name)).unwrap());
+    }
+    write(
+        &conf.join("conf.d/00-machine.toml"),
+        &format!("[package]\noptions = \"root={}\"\n", root.display()),
+    );
+    conf
+}
+
+/// The README's main command on a Debian host with the usual milters installed: the
+/// shipped configuration finds them, says where each came from, starts, and serves mail
+/// through the one that runs (opendkim, played by milter-test-client).
 #[test]
-fn check_config_accepts_the_shipped_configuration() {
-    let dir = TempDir::new("manager-check-shipped");
-    let conf = support::source_path("conf");
+fn the_shipped_configuration_starts_on_a_host_with_the_usual_milters() {
+    let dir = TempDir::new("manager-real-host");
+    let root = dir.join("machine");
+    let sockets = dir.join("sockets");
+    std::fs::create_dir_all(&sockets).unwrap();
+    debian_mail_host(&root, &sockets);
+    let conf = shipped_conf(&dir, &root);
+
     let out = manager(&dir, "check", &["-c", conf.to_str().unwrap(), "--check-config"]);
     assert!(out.status.success(), "{}", out.describe());
-    assert!(out.stdout.contains("configuration is valid"), "{}", out.describe());
+    let s = sockets.display();
+    for line in [
+        format!(
+            "milter \"clamav-milter\": enabled, unix:{s}/clamav-milter.ctl, applies to: every \
+             mail (detected: /etc/init.d/clamav-milter)"
+        ),
+        format!(
+            "milter \"opendkim\": enabled, local:{s}/opendkim.sock, applies to: every mail \
+             (detected: /lib/systemd/system/opendkim.service)"
+        ),
+        format!(
+            "milter \"spamass-milter\": enabled, unix:{s}/spamass.sock, applies to: Remote \
+             Network, Unauthenticated, No Stress (detected: /etc/init.d/spamass-milter)"
+        ),
+        "milter \"rspamd\": disabled, inet:".to_string(),
+        format!("{}: configuration is valid (5 child milters, 4 enabled)", conf.display()),
+    ] {
+        assert!(out.stdout.contains(&line), "{line:?} is not in:\n{}", out.describe());
+    }
+    let shown = manager(&dir, "show", &["-c", conf.to_str().unwrap(), "--show-config"]);
+    assert!(
+        shown.stdout.contains("# detected: /etc/os-release: ID=debian\nplatform = \"debian\"\n"),
+        "{}",
+        shown.describe()
+    );
+
+    let opendkim_dir = TempDir::new("manager-real-host-opendkim");
+    let opendkim = TestClient::start(&opendkim_dir, &format!("unix:{s}/opendkim.sock"), &[]);
+    let main = std::fs::read_to_string(conf.join("milter-manager.toml")).unwrap();
+    let manager = ManagerProcess::start(&dir, &main);
+    let out = test_server(&dir, "server", &manager.spec(), &[]);
+    assert!(out.status.success(), "{}\n--- manager log:\n{}", out.describe(), manager.log());
+    assert!(
+        opendkim.report().contains("<sender@example.org>"),
+        "{}\n--- manager log:\n{}",
+        opendkim.report(),
+        manager.log()
+    );
 }
 
 #[test]

@@ -376,7 +376,10 @@ impl Scenario {
             }
         }
         std::fs::write(dir.join("milter-manager.toml"), main).expect("write the configuration");
-        let config = Config::load(&dir)
+        // Over an empty machine: no scenario depends on the host's files.
+        let machine = dir.join("machine");
+        std::fs::create_dir_all(&machine).expect("create the scenario's machine");
+        let config = Config::load_under(&dir, &machine)
             .unwrap_or_else(|e| panic!("{}:{}: the configuration: {e}", self.file, self.line));
         let set = ConditionSet::new(&config, Rc::new(FixedCount(self.n_sessions)))
             .unwrap_or_else(|e| panic!("{}:{}: the conditions: {e}", self.file, self.line));
