@@ -319,6 +319,37 @@ fn zero_children_answer_the_manager_fallback_status() {
     assert!(out.stdout.contains("status: reject"), "{}\n{}", out.describe(), manager.log());
 }
 
+/// Every maintenance_interval sessions, report_memory_statistics logs the memory; and an
+/// item kept only for compatibility is warned about.
+#[test]
+fn maintenance_reports_memory_every_n_sessions() {
+    let dir = TempDir::new("manager-maintenance");
+    let manager = ManagerProcess::start(
+        &dir,
+        "[manager]\nmaintenance_interval = 2\nreport_memory_statistics = true\n\
+         packet_buffer_size = 4096\n",
+    );
+    let report = "[maintain][memory] pid ";
+    for session in 1..=4 {
+        let out = test_server(&dir, &format!("server{session}"), &manager.spec(), &[]);
+        assert!(out.status.success(), "{}", out.describe());
+        if session == 1 {
+            assert!(!manager.log().contains(report), "{}", manager.log());
+        }
+    }
+    let after = |n: usize| format!(" after {n} sessions");
+    assert!(wait_for(deadline(), || manager.log().contains(&after(4))), "{}", manager.log());
+    let log = manager.log();
+    let reports: Vec<&str> = log.lines().filter(|line| line.contains(report)).collect();
+    assert_eq!(reports.len(), 2, "{log}");
+    assert!(reports[0].contains(&after(2)) && reports[0].contains("resident "), "{log}");
+    assert!(
+        log.contains("manager.packet_buffer_size (")
+            && log.contains("): accepted for compatibility; no effect"),
+        "{log}"
+    );
+}
+
 #[test]
 fn an_unreachable_child_counts_as_its_fallback_status() {
     let dir = TempDir::new("manager-unreachable");
