@@ -170,17 +170,26 @@ impl Message {
             .map_or(self.headers.len(), |(i, _)| i)
     }
 
-    fn change_header(&mut self, index: u32, name: &[u8], value: &[u8]) {
-        // The index counts headers of that name from 1; MTAs treat 0 as 1.
+    /// Whether a change-header with this index and name finds a header: one that does not
+    /// adds the header, or deletes nothing when its value is empty.
+    pub fn has_header(&self, index: u32, name: &[u8]) -> bool {
+        self.find_header(index, name).is_some()
+    }
+
+    /// The position in `headers` of the `index`-th live header called `name`. The index
+    /// counts headers of that name from 1; MTAs treat 0 as 1.
+    fn find_header(&self, index: u32, name: &[u8]) -> Option<usize> {
         let nth = index.max(1) as usize;
-        let found = self
-            .headers
+        self.headers
             .iter()
             .enumerate()
             .filter(|(_, h)| h.change != Change::Deleted && h.name.eq_ignore_ascii_case(name))
             .nth(nth - 1)
-            .map(|(i, _)| i);
-        match found {
+            .map(|(i, _)| i)
+    }
+
+    fn change_header(&mut self, index: u32, name: &[u8], value: &[u8]) {
+        match self.find_header(index, name) {
             Some(i) if value.is_empty() => {
                 if self.headers[i].change == Change::Added {
                     self.headers.remove(i);
@@ -317,6 +326,18 @@ mod tests {
         message.add_original_header(b"Received", b"second");
         message.body = b"old body\r\n".to_vec();
         message
+    }
+
+    #[test]
+    fn has_header_counts_live_headers_of_the_name_from_one() {
+        let mut message = message();
+        assert!(message.has_header(2, b"received"));
+        assert!(message.has_header(0, b"Subject"), "index 0 is taken as 1");
+        assert!(!message.has_header(3, b"Received"));
+        assert!(!message.has_header(1, b"X-Missing"));
+        let delete = Reply::ChangeHeader { index: 1, name: b"Subject".to_vec(), value: vec![] };
+        message.apply(&delete).unwrap();
+        assert!(!message.has_header(1, b"Subject"), "a deleted header is gone");
     }
 
     fn names_and_values(message: &Message) -> Vec<String> {

@@ -1,10 +1,11 @@
 //! One child milter's connection within a session.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::stage::Stage;
 use super::status::Status;
-use crate::protocol::{Command, Deframer, Negotiation, MAX_DATA_SIZE};
+use crate::protocol::{Command, Deframer, Negotiation, Steps, MAX_DATA_SIZE};
 
 /// Where a child's connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,14 @@ pub(super) struct Child {
     pub last_status: Option<Status>,
     /// The MTA keeps the leading space of header values but this child did not ask to.
     pub leadspace_conversion: bool,
+    /// Commands it was sent at stages it negotiated no reply for, oldest first, that it
+    /// might still answer anyway (see `take_stray`).
+    pub unreplied: VecDeque<Stage>,
+    /// The no-reply steps it was seen answering anyway: from then on those answers are
+    /// expected, in order, and dropped.
+    pub answers_anyway: Steps,
+    /// Its first stray answer was logged (once per session).
+    pub stray_logged: bool,
     /// Its statistics line was written.
     pub reported: bool,
 }
@@ -76,6 +85,9 @@ impl Child {
             last_stage: Stage::Start,
             last_status: None,
             leadspace_conversion: false,
+            unreplied: VecDeque::new(),
+            answers_anyway: Steps::empty(),
+            stray_logged: false,
             reported: false,
         }
     }
@@ -101,6 +113,25 @@ impl Child {
         !step.is_empty() && self.answer.steps.contains(step)
     }
 
+    /// A verdict that arrived answers one of the `unreplied` commands rather than the
+    /// command awaited: returns that command's stage, or `None` for a regular answer.
+    ///
+    /// Replies come in order, and a command is only sent when no answer is awaited, so
+    /// unreplied commands all precede the awaited one. With nothing awaited the verdict can
+    /// only be a stray one. While a later command is awaited, an unreplied command of a
+    /// step it was already seen answering owes its stray first; any other is taken as
+    /// unanswered, as agreed (the well-behaved case, which nothing else tells apart).
+    pub fn take_stray(&mut self) -> Option<Stage> {
+        while let Some(stage) = self.unreplied.pop_front() {
+            let step = stage.no_reply_step();
+            if self.waiting.is_none() || self.answers_anyway.contains(step) {
+                self.answers_anyway = self.answers_anyway.union(step);
+                return Some(stage);
+            }
+        }
+        None
+    }
+
     pub fn send(&mut self, command: &Command) {
         command.encode(&mut self.out);
     }
@@ -110,5 +141,43 @@ impl Child {
         self.message_open = false;
         self.accepted_recipients = 0;
         self.rejected_recipients = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child_with_no_reply_headers() -> Child {
+        let mut child = Child::new(1, Instant::now());
+        child.phase = Phase::Ready;
+        child.answer = Negotiation::new(6, Default::default(), Steps::NR_HEADER);
+        child
+    }
+
+    fn awaiting(child: &mut Child, stage: Stage) {
+        child.waiting = Some(Waiting { stage, deadline: Instant::now() });
+    }
+
+    #[test]
+    fn a_verdict_with_nothing_awaited_is_a_stray_and_teaches_the_step() {
+        let mut child = child_with_no_reply_headers();
+        child.unreplied.extend([Stage::Header, Stage::Header]);
+        assert_eq!(child.take_stray(), Some(Stage::Header));
+        assert_eq!(child.answers_anyway, Steps::NR_HEADER);
+        // Known now: the second header's answer comes before end-of-header's.
+        awaiting(&mut child, Stage::EndOfHeader);
+        assert_eq!(child.take_stray(), Some(Stage::Header));
+        assert_eq!(child.take_stray(), None, "then the awaited answer");
+    }
+
+    #[test]
+    fn a_child_not_seen_answering_keeps_its_word_while_an_answer_is_awaited() {
+        let mut child = child_with_no_reply_headers();
+        child.unreplied.extend([Stage::Header, Stage::Header]);
+        awaiting(&mut child, Stage::EndOfHeader);
+        assert_eq!(child.take_stray(), None);
+        assert!(child.unreplied.is_empty());
+        assert_eq!(child.answers_anyway, Steps::empty());
     }
 }

@@ -680,6 +680,7 @@ impl Session {
                 child.message_open = true;
             }
             if child.does_not_reply(stage) {
+                child.unreplied.push_back(stage);
                 self.record_envelope_verdict(&mut op, i, Verdict::of(Status::Continue));
             } else {
                 let reading = self.config.children[i].timeouts.reading;
@@ -959,6 +960,7 @@ impl Session {
         }
         self.children[head].last_stage = stage;
         if no_reply {
+            self.children[head].unreplied.push_back(stage);
             self.chain_mut().last = Verdict::of(Status::Continue);
         } else {
             let timeouts = self.config.children[head].timeouts;
@@ -987,7 +989,7 @@ impl Session {
                     now,
                 );
             }
-            return self.take_modification(i, reply, now);
+            return self.take_modification(i, reply);
         }
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
@@ -1017,14 +1019,19 @@ impl Session {
         }
     }
 
-    fn take_modification(&mut self, i: usize, reply: Reply, now: Instant) {
+    fn take_modification(&mut self, i: usize, reply: Reply) {
         let needed = reply.required_action();
         if !self.children[i].answer.actions.contains(needed) {
-            return self.fail_child(
-                i,
-                &format!("sent {} without having negotiated the {needed} action", reply.name()),
-                now,
+            // Only this edit goes: the MTA may not have granted its action (it would then
+            // fail the session), and the child's other edits and verdict are sound.
+            log::warn!(
+                "[{}] {} sent {} without having negotiated the {needed} action; that \
+                 modification is dropped, its others and its verdict stand",
+                self.tag,
+                self.config.children[i].name,
+                reply.name()
             );
+            return;
         }
         let reply =
             if self.children[i].leadspace_conversion { with_leading_space(reply) } else { reply };
@@ -1109,6 +1116,18 @@ impl Session {
             match edit {
                 Reply::ChangeFrom { .. } => chain.change_from = Some(edit),
                 Reply::Quarantine { .. } => chain.quarantine = Some(edit),
+                // Deleting a header the message does not have is no change: the MTA is
+                // not told (Sendmail would log a no-op delete for it).
+                Reply::ChangeHeader { index, ref name, ref value }
+                    if value.is_empty() && !message.headers.has_header(index, name) =>
+                {
+                    log::debug!(
+                        "[{}] {} deleted {}[{index}], which the message does not have",
+                        self.tag,
+                        self.config.children[i].name,
+                        String::from_utf8_lossy(name)
+                    );
+                }
                 _ => {
                     if matches!(
                         edit,
@@ -1241,12 +1260,38 @@ impl Session {
         if self.children[i].phase == Phase::Negotiating {
             return self.on_negotiation_answer(i, reply, now);
         }
+        if matches!(reply_verdict(&reply), Ok(Some(_))) {
+            if let Some(stage) = self.children[i].take_stray() {
+                return self.drop_stray_answer(i, stage, &reply);
+            }
+        }
         let waiting_stage = self.children[i].waiting.map(|w| w.stage);
         match (&self.op, waiting_stage) {
             (Some(Op::Envelope(_)), Some(_)) => self.on_envelope_reply(i, reply, now),
             (Some(Op::Message { .. }), _) => self.on_message_reply(i, reply, now),
             _ => self.fail_child(i, &format!("sent {} without being asked", reply.name()), now),
         }
+    }
+
+    /// Child `i` answered a command it negotiated no reply for. libmilter drops such an
+    /// answer on the milter's side; other implementations send it. It is read and dropped:
+    /// the step counts as continue, as negotiated. Said once per session and child.
+    fn drop_stray_answer(&mut self, i: usize, stage: Stage, reply: &Reply) {
+        let name = &self.config.children[i].name;
+        let child = &mut self.children[i];
+        if child.stray_logged {
+            log::debug!("[{}] {name} answered {} anyway; dropped", self.tag, stage.name());
+            return;
+        }
+        child.stray_logged = true;
+        log::warn!(
+            "[{}] {name} answered {} ({}) although it negotiated {}; such answers are \
+             dropped",
+            self.tag,
+            stage.name(),
+            reply.name(),
+            stage.no_reply_step()
+        );
     }
 
     /// Child `i` cannot go on: from now on it answers its fallback status.

@@ -24,6 +24,7 @@
 //! a> close | a> raw 00 00 ...    # child a closes / sends raw bytes
 //! wait 8                         # time passes (seconds)
 //! finished | running             # the session is over / still running
+//! log warn "answered" [COUNT]    # COUNT (default 1) warnings containing it since the last `log`
 //! ```
 //!
 //! Before every input, everything the session sent must have been asserted.
@@ -84,6 +85,8 @@ enum Step {
     ExpectChildClose(usize),
     ExpectChildAck(usize),
     ExpectFinished(bool),
+    /// So many log lines of this level containing this text since the previous check.
+    ExpectLog(log::Level, String, usize),
 }
 
 #[derive(Debug, PartialEq)]
@@ -281,6 +284,21 @@ impl Scenario {
             "wait" => Step::Wait(Duration::from_secs_f64(
                 word(args.first().ok_or("wait how long?")?).parse().map_err(|_| "bad seconds")?,
             )),
+            "log" => {
+                let level = match word(args.first().ok_or("log which level?")?).as_str() {
+                    "error" => log::Level::Error,
+                    "warn" => log::Level::Warn,
+                    "info" => log::Level::Info,
+                    "debug" => log::Level::Debug,
+                    other => return Err(format!("unknown log level {other:?}")),
+                };
+                let text = word(args.get(1).ok_or("log containing what?")?);
+                let count = match args.get(2) {
+                    Some(count) => word(count).parse().map_err(|_| "bad count of log lines")?,
+                    None => 1,
+                };
+                Step::ExpectLog(level, text, count)
+            }
             "finished" => Step::ExpectFinished(true),
             "running" => Step::ExpectFinished(false),
             "mta>" => match args.first().map(|a| word(a)).as_deref() {
@@ -519,6 +537,8 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(scenario: &'a Scenario) -> Run<'a> {
+        captured_log::install();
+        captured_log::take();
         let now = Instant::now();
         let conditions: Box<dyn Conditions> = match scenario.configured_conditions() {
             Some(conditions) => conditions,
@@ -599,6 +619,23 @@ impl<'a> Run<'a> {
             }
             Step::ExpectChildClose(child) => return self.expect(child + 1, Seen::Close),
             Step::ExpectChildAck(child) => return self.expect(child + 1, Seen::Ack),
+            Step::ExpectLog(level, text, wanted) => {
+                self.pump()?;
+                let lines = captured_log::take();
+                let matching = lines.iter().filter(|(l, line)| l == level && line.contains(text));
+                let count = matching.count();
+                if count != *wanted {
+                    let logged: Vec<String> =
+                        lines.iter().map(|(l, line)| format!("\n      {l} {line}")).collect();
+                    return Err(format!(
+                        "{count} {level} log lines contain {text:?}, the scenario expects \
+                         {wanted}; \
+                         logged since the previous check:{}",
+                        logged.concat()
+                    ));
+                }
+                return Ok(());
+            }
             Step::ExpectFinished(wanted) => {
                 self.pump()?;
                 if self.session.is_finished() != *wanted {
@@ -674,5 +711,43 @@ impl<'a> Run<'a> {
             self.pending[peer].push_back(seen);
         }
         Ok(())
+    }
+}
+
+/// The log lines the session writes, kept per thread (scenarios run on the test's thread)
+/// for the `log` statements.
+mod captured_log {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LINES: RefCell<Vec<(log::Level, String)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+
+        fn log(&self, record: &log::Record<'_>) {
+            let line = record.args().to_string();
+            LINES.with(|lines| lines.borrow_mut().push((record.level(), line)));
+        }
+
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    pub fn install() {
+        if log::set_logger(&CAPTURE).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+        }
+    }
+
+    /// The lines logged on this thread since the last call.
+    pub fn take() -> Vec<(log::Level, String)> {
+        LINES.with(|lines| std::mem::take(&mut *lines.borrow_mut()))
     }
 }
