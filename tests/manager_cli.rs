@@ -397,3 +397,71 @@ fn an_unknown_condition_and_a_bad_script_are_reported_with_file_and_line() {
     let expected = format!("{}:2: invalid Rhai: ", conf.join("bad.rhai").display());
     assert!(out.stderr.contains(&expected), "{}", out.describe());
 }
+
+/// A second milter-manager on `socket` with the first one's configuration directory (and so
+/// its controller socket), as root serving as the test's own user; its log goes to
+/// `<dir>/<name>.log`.
+fn second_manager(dir: &TempDir, name: &str, conf: &Path, socket: &Path) -> support::Finished {
+    let log = dir.join(&format!("{name}.log"));
+    let mut command = Command::new(MANAGER);
+    command
+        .arg("-c")
+        .arg(conf)
+        .arg("-s")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--log-path")
+        .arg(&log)
+        .args(["--log-level", "all", "--no-syslog", "--user-name", &support::own_user_name()]);
+    run(dir, name, &mut command, Duration::from_secs(20))
+}
+
+#[test]
+fn a_second_instance_on_the_same_manager_socket_is_refused_and_the_first_serves_on() {
+    let dir = TempDir::new("manager-second-same");
+    let first = ManagerProcess::start(&dir, "[manager]\nfallback_status = \"reject\"\n");
+    let second = second_manager(&dir, "second", &first.conf, &first.socket);
+    assert_eq!(second.status.code(), Some(1), "{}", second.describe());
+    assert_eq!(
+        second.stderr,
+        format!(
+            "milter-manager: cannot bind unix:{}: another process is listening on it\n",
+            first.socket.display()
+        )
+    );
+    let out = test_server(&dir, "server", &first.spec(), &[]);
+    assert!(out.stdout.contains("status: reject"), "{}\n{}", out.describe(), first.log());
+}
+
+#[test]
+fn a_second_instance_refused_on_the_controller_socket_leaves_nothing_behind() {
+    let dir = TempDir::new("manager-second-controller");
+    let controller = dir.join("controller.sock");
+    let config = format!("[controller]\nconnection_spec = \"unix:{}\"\n", controller.display());
+    let first = ManagerProcess::start(&dir, &config);
+    assert!(wait_for(deadline(), || controller.exists()), "{}", first.log());
+
+    let other_socket = dir.join("mm2.sock");
+    let second = second_manager(&dir, "second", &first.conf, &other_socket);
+    assert_eq!(second.status.code(), Some(1), "{}", second.describe());
+    assert_eq!(
+        second.stderr,
+        format!(
+            "milter-manager: controller: cannot bind unix:{}: another process is listening on it\n",
+            controller.display()
+        )
+    );
+    assert!(!other_socket.exists(), "its own manager socket is not left behind");
+    let second_log = support::read_lossy(&dir.join("second.log"));
+    assert!(!second_log.contains("listening on"), "{second_log}");
+
+    // The first instance took the probe for what it is, not for a bad request: by the time
+    // it answers a later request, it has seen the probe (accepted before it).
+    let ctl = env!("CARGO_BIN_EXE_milter-manager-ctl");
+    let spec = format!("unix:{}", controller.display());
+    let status =
+        run(&dir, "ctl", Command::new(ctl).args(["-s", &spec, "status"]), Duration::from_secs(20));
+    assert!(status.status.success(), "{}", status.describe());
+    let log = first.log();
+    assert!(log.contains("control client closed without a request"), "{log}");
+    assert!(!log.contains("controller: refused"), "{log}");
+}

@@ -217,17 +217,25 @@ fn run(options: &Options) -> Result<i32, String> {
         );
         return Ok(0);
     }
+    let (serving_user, why_this_user) = privilege::serving_user(&config);
+    let identity = check_files_for(&config, serving_user.as_deref())?;
+    let new_log_file =
+        config.log.path.as_ref().filter(|path| path.as_os_str() != "-" && !path.exists());
     set_up_logging(&config, false)?;
+    if let (Some(identity), Some(path)) = (&identity, new_log_file) {
+        // Created as root a moment ago: reopening it on SIGUSR1 after the switch needs it.
+        identity.give_file(path).map_err(|e| e.to_string())?;
+    }
     for note in &config.notes {
         log::info!("[configuration] {note}");
+    }
+    if let Some(why) = why_this_user {
+        log::info!("{why}");
     }
     let manager = &config.manager;
     if manager.max_file_descriptors > 0 {
         raise_file_limit(manager.max_file_descriptors)?;
     }
-    // Forked while still root and before any socket is bound, so it holds none of them.
-    let launcher = privilege::start_launcher(&config)?;
-    let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
     let target = common::bind_target(&manager.connection_spec)?;
     let listen = supervisor::ListenOptions {
         unix_socket_mode: Some(manager.unix_socket_mode),
@@ -236,15 +244,22 @@ fn run(options: &Options) -> Result<i32, String> {
         remove_unix_socket_on_close: manager.remove_unix_socket_on_close,
         ..supervisor::ListenOptions::default()
     };
+    // Every socket is checked before any is bound: a second instance refused on one of them
+    // must not leave the other behind.
+    supervisor::check_bindable(&target, &listen).map_err(|e| e.to_string())?;
+    control::check_bindable(&config)?;
+    // Forked while still root and before any socket is bound, so it holds none of them.
+    let launcher = privilege::start_launcher(&config, serving_user.as_deref())?;
+    let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
     let bound = supervisor::bind(&target, &listen).map_err(|e| e.to_string())?;
-    log::info!(
+    let listening = format!(
         "listening on {} with {} child milters",
         bound.local_description(),
         generation.endpoints.len()
     );
     let process = supervisor::ProcessOptions {
         daemon: manager.daemon,
-        user: config.security.effective_user.clone(),
+        user: serving_user,
         group: config.security.effective_group.clone(),
         pid_file: manager.pid_file.clone(),
         n_workers: manager.n_workers,
@@ -275,6 +290,7 @@ fn run(options: &Options) -> Result<i32, String> {
         on_reopen_logs: Some(Box::new(worker::reopen_logs)),
         control: control::bind(&config, controller)?,
     };
+    log::info!("{listening}");
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the
     // event loop instead of the supervisor.
     let mut alone_reloader =
@@ -286,6 +302,31 @@ fn run(options: &Options) -> Result<i32, String> {
         worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
     })
     .map_err(|e| e.to_string())
+}
+
+/// Started as root, fails unless the user the processes will serve as can write the pid file
+/// (and remove it at the end) and an existing log file (reopened on SIGUSR1): before
+/// anything is bound or written. The identity, when there is one to switch to.
+fn check_files_for(
+    config: &Config,
+    user: Option<&str>,
+) -> Result<Option<supervisor::Identity>, String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let group = config.security.effective_group.as_deref();
+    let Some(identity) = supervisor::Identity::resolve(user, group).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    if let Some(path) = &config.manager.pid_file {
+        identity.check_writable("pid file", path, true).map_err(|e| e.to_string())?;
+    }
+    // A log file that does not exist yet is created as root and given to the user.
+    if let Some(path) = config.log.path.as_ref().filter(|p| p.as_os_str() != "-" && p.exists()) {
+        identity.check_writable("log file", path, false).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(identity))
 }
 
 /// Installs the logger (at start) or switches it to `config`'s settings (at a reload).
