@@ -465,3 +465,83 @@ fn a_second_instance_refused_on_the_controller_socket_leaves_nothing_behind() {
     assert!(log.contains("control client closed without a request"), "{log}");
     assert!(!log.contains("controller: refused"), "{log}");
 }
+
+/// The name `getent DATABASE ID` gives for a numeric id.
+fn name_of(database: &str, id: &str) -> String {
+    let out = Command::new("getent").args([database, id]).output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    line.split(':').next().unwrap_or_else(|| panic!("no {database} entry {id}")).to_string()
+}
+
+#[test]
+fn the_originals_options_map_to_their_configuration_items() {
+    let dir = TempDir::new("manager-original-options");
+    let conf = dir.join("conf");
+    write(&conf.join("milter-manager.toml"), "[manager]\nn_workers = 1\n");
+    let args = [
+        "-c",
+        conf.to_str().unwrap(),
+        "--show-config",
+        "-q",
+        "--syslog-facility",
+        "local4",
+        "--user-id",
+        "65534",
+        "--group-id",
+        "65534",
+        "--unix-socket-mode",
+        "0600",
+        "--event-loop-backend",
+        "libev",
+        "--packet-buffer-size",
+        "4096",
+        "--max-pending-finished-sessions",
+        "10",
+        "--spec",
+        "inet:10026@[127.0.0.1]",
+    ];
+    let out = manager(&dir, "show", &args);
+    assert!(out.status.success(), "{}", out.describe());
+    for item in [
+        format!("effective_user = \"{}\"", name_of("passwd", "65534")),
+        format!("effective_group = \"{}\"", name_of("group", "65534")),
+        "connection_spec = \"inet:10026@[127.0.0.1]\"".to_string(),
+        "unix_socket_mode = 0o600".to_string(),
+        "event_loop_backend = \"libev\"".to_string(),
+        "packet_buffer_size = 4096".to_string(),
+        "max_pending_finished_sessions = 10".to_string(),
+        "level = \"none\"".to_string(),
+        "syslog_facility = \"local4\"".to_string(),
+    ] {
+        assert!(
+            out.stdout.contains(&format!("# command line\n{item}\n")),
+            "{item}:\n{}",
+            out.stdout
+        );
+    }
+
+    let unknown =
+        manager(&dir, "unknown-uid", &["-c", conf.to_str().unwrap(), "--user-id", "4242424"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", unknown.describe());
+    assert_eq!(unknown.stderr, "milter-manager: --user-id 4242424: no user has this id\n");
+    let facility =
+        manager(&dir, "facility", &["-c", conf.to_str().unwrap(), "--syslog-facility", "email"]);
+    assert_eq!(facility.status.code(), Some(1), "{}", facility.describe());
+    assert!(
+        facility.stderr.starts_with(
+            "milter-manager: command line: log.syslog_facility: unknown value \"email\""
+        ),
+        "{}",
+        facility.describe()
+    );
+    let help = manager(&dir, "help", &["--help"]);
+    for option in
+        ["--event-loop-backend", "--packet-buffer-size", "--max-pending-finished-sessions"]
+    {
+        let mut lines = help.stdout.lines().skip_while(|l| !l.trim_start().starts_with(option));
+        assert!(lines.next().is_some(), "{option} is in --help:\n{}", help.stdout);
+        let description: Vec<&str> =
+            lines.take_while(|l| !l.trim_start().starts_with('-')).collect();
+        assert!(description.concat().contains("No effect"), "{option}: {description:?}");
+    }
+}

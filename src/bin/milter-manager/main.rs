@@ -50,12 +50,16 @@ struct Options {
     #[arg(long = "check-config")]
     check_config: bool,
     /// Socket to listen on (overrides manager.connection_spec): unix:PATH, inet:PORT,
-    /// inet:PORT@HOST, inet:PORT@[ADDRESS], inet6:...
-    #[arg(short = 's', long = "connection-spec")]
+    /// inet:PORT@HOST, inet:PORT@[ADDRESS], inet6:... (--spec: the spelling of the original's
+    /// FreeBSD rc.d script).
+    #[arg(short = 's', long = "connection-spec", alias = "spec")]
     connection_spec: Option<String>,
     /// Log everything (the same as --log-level=all).
-    #[arg(short = 'v', long)]
+    #[arg(short = 'v', long, overrides_with = "quiet")]
     verbose: bool,
+    /// Log nothing (the same as --log-level=none).
+    #[arg(short = 'q', long, overrides_with = "verbose")]
+    quiet: bool,
     /// Log levels joined with '|' (overrides log.level): all, default, none, critical,
     /// error, warning, message, info, debug, statistics, profile.
     #[arg(long = "log-level")]
@@ -69,6 +73,9 @@ struct Options {
     /// Do not log to syslog.
     #[arg(long = "no-syslog")]
     no_syslog: bool,
+    /// Syslog facility (overrides log.syslog_facility): mail, daemon, local0..local7, ...
+    #[arg(long = "syslog-facility", value_name = "FACILITY")]
+    syslog_facility: Option<String>,
     /// Run in the background (overrides manager.daemon).
     #[arg(long, overrides_with = "no_daemon")]
     daemon: bool,
@@ -78,18 +85,42 @@ struct Options {
     /// Write the process id here (overrides manager.pid_file).
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Run as this user (overrides security.effective_user; needs root).
-    #[arg(short = 'u', long = "user-name", alias = "user")]
+    /// Run as this user, a name or a numeric id (overrides security.effective_user; needs
+    /// root). Started as root without one, it runs as milter-manager, else nobody.
+    #[arg(short = 'u', long = "user-name", alias = "user", value_name = "USER")]
     user_name: Option<String>,
-    /// Run as this group (overrides security.effective_group; needs root).
-    #[arg(short = 'g', long = "group-name", alias = "group")]
+    /// Run as the user with this numeric id (overrides security.effective_user; needs root).
+    #[arg(long = "user-id", value_name = "UID", conflicts_with = "user_name")]
+    user_id: Option<u32>,
+    /// Run as this group, a name or a numeric id (overrides security.effective_group; needs
+    /// root).
+    #[arg(short = 'g', long = "group-name", alias = "group", value_name = "GROUP")]
     group_name: Option<String>,
+    /// Run as the group with this numeric id (overrides security.effective_group; needs root).
+    #[arg(long = "group-id", value_name = "GID", conflicts_with = "group_name")]
+    group_id: Option<u32>,
     /// Group of the unix socket (overrides manager.unix_socket_group).
     #[arg(long = "unix-socket-group", alias = "socket-group-name")]
     unix_socket_group: Option<String>,
+    /// Mode of the unix socket in octal, e.g. 0660 (overrides manager.unix_socket_mode).
+    #[arg(long = "unix-socket-mode", value_name = "MODE", value_parser = parse_mode)]
+    unix_socket_mode: Option<u32>,
     /// Worker processes (0-1000; overrides manager.n_workers; 0: this process serves).
     #[arg(long = "n-workers", value_parser = clap::value_parser!(u32).range(0..=1000))]
     n_workers: Option<u32>,
+    /// glib or libev (overrides manager.event_loop_backend). No effect: accepted for the
+    /// original's command lines; there is one event loop.
+    #[arg(long = "event-loop-backend", value_name = "BACKEND",
+          value_parser = ["glib", "libev"])]
+    event_loop_backend: Option<String>,
+    /// Bytes (overrides manager.packet_buffer_size). No effect: accepted for the original's
+    /// command lines.
+    #[arg(long = "packet-buffer-size", value_name = "SIZE")]
+    packet_buffer_size: Option<u64>,
+    /// A number (overrides manager.max_pending_finished_sessions). No effect: accepted for
+    /// the original's command lines; finished sessions are freed at once.
+    #[arg(long = "max-pending-finished-sessions", value_name = "N")]
+    max_pending_finished_sessions: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -108,20 +139,58 @@ fn overrides(options: &Options) -> Result<Overrides, String> {
         Some(text) => Some(Spec::parse(text).map_err(|e| format!("--connection-spec: {e}"))?),
         None => None,
     };
-    let log_level =
-        if options.verbose { Some("all".to_string()) } else { options.log_level.clone() };
+    let log_level = match (options.verbose, options.quiet) {
+        (true, _) => Some("all".to_string()),
+        (_, true) => Some("none".to_string()),
+        _ => options.log_level.clone(),
+    };
+    let effective_user = match options.user_id {
+        Some(uid) => Some(user_named_by_id(uid)?),
+        None => options.user_name.clone(),
+    };
+    let effective_group = match options.group_id {
+        Some(gid) => Some(group_named_by_id(gid)?),
+        None => options.group_name.clone(),
+    };
     Ok(Overrides {
         connection_spec,
         daemon: flag(options.daemon, options.no_daemon),
         pid_file: options.pid_file.clone(),
-        effective_user: options.user_name.clone(),
-        effective_group: options.group_name.clone(),
+        effective_user,
+        effective_group,
         unix_socket_group: options.unix_socket_group.clone(),
+        unix_socket_mode: options.unix_socket_mode,
         n_workers: options.n_workers,
         log_level,
         log_path: options.log_path.clone(),
         use_syslog: flag(options.syslog, options.no_syslog),
+        syslog_facility: options.syslog_facility.clone(),
+        event_loop_backend: options.event_loop_backend.clone(),
+        packet_buffer_size: options.packet_buffer_size,
+        max_pending_finished_sessions: options.max_pending_finished_sessions,
     })
+}
+
+/// `--user-id`: the user's name, as the original takes only an id the system knows.
+fn user_named_by_id(uid: u32) -> Result<String, String> {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => Ok(user.name),
+        Ok(None) => Err(format!("--user-id {uid}: no user has this id")),
+        Err(errno) => Err(format!("--user-id {uid}: cannot look the user up: {}", errno.desc())),
+    }
+}
+
+/// `--group-id`: the group's name, as the original takes only an id the system knows.
+fn group_named_by_id(gid: u32) -> Result<String, String> {
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(group)) => Ok(group.name),
+        Ok(None) => Err(format!("--group-id {gid}: no group has this id")),
+        Err(errno) => Err(format!("--group-id {gid}: cannot look the group up: {}", errno.desc())),
+    }
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    milter_manager::config::mode_text(text)
 }
 
 fn flag(on: bool, off: bool) -> Option<bool> {
