@@ -502,7 +502,12 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
     let options = ManagerOptions { user_from_config: true, ..Default::default() };
-    let config = child_config(&client.spec, "n_workers = 1");
+    let controller = dir.join("controller.sock");
+    let config = format!(
+        "[controller]\nconnection_spec = \"unix:{}\"\n\n{}",
+        controller.display(),
+        child_config(&client.spec, "n_workers = 1")
+    );
     let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
     let workers = manager.wait_for_workers(1);
 
@@ -520,8 +525,12 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
         "{log}"
     );
     assert!(session_passes(&dir, "session", &manager.spec()), "{}", manager.log());
-    // Created as root, the log file was given to the user: SIGUSR1 reopens it.
-    assert_eq!(std::fs::metadata(&manager.log).unwrap().uid().to_string(), uid);
+    // Bound as root, both sockets belong to the user, like the log file created as root,
+    // which SIGUSR1 reopens.
+    for path in [&manager.socket, &controller, &manager.log] {
+        let owner = std::fs::metadata(path).unwrap().uid().to_string();
+        assert_eq!(owner, uid, "{}", path.display());
+    }
     manager.signal("USR1");
     let reopened = |log: &str| log.matches("SIGUSR1 received: log file reopened").count() >= 2;
     assert!(wait_for(deadline(), || reopened(&manager.log())), "{}", manager.log());
@@ -530,6 +539,7 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
     let status = manager.process.terminate();
     assert_eq!(status.code(), Some(0), "{}", manager.log());
     assert!(!manager.socket.exists(), "the socket is removed on SIGTERM");
+    assert!(!controller.exists(), "the controller's socket too");
 }
 
 #[test]

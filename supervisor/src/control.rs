@@ -38,6 +38,9 @@ pub struct ControlSocket {
     /// supervisor ends only if asked to ([`ControlSocket::start_serving`]).
     file: Option<SocketFileGuard>,
     remove_on_close: bool,
+    /// The unix socket's path and whether `unix_socket_group` was applied, to give it to the
+    /// user the supervisor switches to, as the MTA's socket is.
+    unix_path: Option<(std::path::PathBuf, bool)>,
     clients: Vec<Client>,
     handler: ControlHandler,
 }
@@ -65,12 +68,25 @@ impl ControlSocket {
     pub fn new(mut bound: BoundSocket, handler: ControlHandler) -> io::Result<ControlSocket> {
         let file = Some(std::mem::replace(&mut bound.unserved, SocketFileGuard::none()));
         let remove_on_close = bound.remove_on_close;
+        let unix_path = bound.unix_path.clone().map(|path| (path, bound.group_applied));
         let listener = bound.listener;
         match &listener {
             Listener::Unix(listener) => listener.set_nonblocking(true)?,
             Listener::Tcp(listener) => listener.set_nonblocking(true)?,
         }
-        Ok(ControlSocket { listener, file, remove_on_close, clients: Vec::new(), handler })
+        Ok(ControlSocket {
+            listener,
+            file,
+            remove_on_close,
+            unix_path,
+            clients: Vec::new(),
+            handler,
+        })
+    }
+
+    /// The unix socket's path and whether its group was set by `unix_socket_group`.
+    pub(crate) fn unix_path(&self) -> Option<(&std::path::Path, bool)> {
+        self.unix_path.as_ref().map(|(path, group_applied)| (path.as_path(), *group_applied))
     }
 
     /// The start went through: from now on the socket file is removed at the end only when

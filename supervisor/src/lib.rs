@@ -197,6 +197,9 @@ where
         if let Some(path) = &bound.unix_path {
             identity.chown_socket(path, bound.group_applied)?;
         }
+        if let Some((path, group_applied)) = hooks.control.as_ref().and_then(|c| c.unix_path()) {
+            identity.chown_socket(path, group_applied)?;
+        }
         identity.switch()?;
     }
     privileges::log_serving_user();
