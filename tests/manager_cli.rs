@@ -541,3 +541,151 @@ fn an_unknown_condition_and_a_bad_script_are_reported_with_file_and_line() {
     let expected = format!("{}:2: invalid Rhai: ", conf.join("bad.rhai").display());
     assert!(out.stderr.contains(&expected), "{}", out.describe());
 }
+
+/// A second milter-manager on `socket` with the first one's configuration directory (and so
+/// its controller socket), as root serving as the test's own user; its log goes to
+/// `<dir>/<name>.log`.
+fn second_manager(dir: &TempDir, name: &str, conf: &Path, socket: &Path) -> support::Finished {
+    let log = dir.join(&format!("{name}.log"));
+    let mut command = Command::new(MANAGER);
+    command
+        .arg("-c")
+        .arg(conf)
+        .arg("-s")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--log-path")
+        .arg(&log)
+        .args(["--log-level", "all", "--no-syslog", "--user-name", &support::own_user_name()]);
+    run(dir, name, &mut command, Duration::from_secs(20))
+}
+
+#[test]
+fn a_second_instance_on_the_same_manager_socket_is_refused_and_the_first_serves_on() {
+    let dir = TempDir::new("manager-second-same");
+    let first = ManagerProcess::start(&dir, "[manager]\nfallback_status = \"reject\"\n");
+    let second = second_manager(&dir, "second", &first.conf, &first.socket);
+    assert_eq!(second.status.code(), Some(1), "{}", second.describe());
+    assert_eq!(
+        second.stderr,
+        format!(
+            "milter-manager: cannot bind unix:{}: another process is listening on it\n",
+            first.socket.display()
+        )
+    );
+    let out = test_server(&dir, "server", &first.spec(), &[]);
+    assert!(out.stdout.contains("status: reject"), "{}\n{}", out.describe(), first.log());
+}
+
+#[test]
+fn a_second_instance_refused_on_the_controller_socket_leaves_nothing_behind() {
+    let dir = TempDir::new("manager-second-controller");
+    let controller = dir.join("controller.sock");
+    let config = format!("[controller]\nconnection_spec = \"unix:{}\"\n", controller.display());
+    let first = ManagerProcess::start(&dir, &config);
+    assert!(wait_for(deadline(), || controller.exists()), "{}", first.log());
+
+    let other_socket = dir.join("mm2.sock");
+    let second = second_manager(&dir, "second", &first.conf, &other_socket);
+    assert_eq!(second.status.code(), Some(1), "{}", second.describe());
+    assert_eq!(
+        second.stderr,
+        format!(
+            "milter-manager: controller: cannot bind unix:{}: another process is listening on it\n",
+            controller.display()
+        )
+    );
+    assert!(!other_socket.exists(), "its own manager socket is not left behind");
+    let second_log = support::read_lossy(&dir.join("second.log"));
+    assert!(!second_log.contains("listening on"), "{second_log}");
+
+    // The first instance took the probe for what it is, not for a bad request: by the time
+    // it answers a later request, it has seen the probe (accepted before it).
+    let ctl = env!("CARGO_BIN_EXE_milter-manager-ctl");
+    let spec = format!("unix:{}", controller.display());
+    let status =
+        run(&dir, "ctl", Command::new(ctl).args(["-s", &spec, "status"]), Duration::from_secs(20));
+    assert!(status.status.success(), "{}", status.describe());
+    let log = first.log();
+    assert!(log.contains("control client closed without a request"), "{log}");
+    assert!(!log.contains("controller: refused"), "{log}");
+}
+
+/// The name `getent DATABASE ID` gives for a numeric id.
+fn name_of(database: &str, id: &str) -> String {
+    let out = Command::new("getent").args([database, id]).output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    line.split(':').next().unwrap_or_else(|| panic!("no {database} entry {id}")).to_string()
+}
+
+#[test]
+fn the_originals_options_map_to_their_configuration_items() {
+    let dir = TempDir::new("manager-original-options");
+    let conf = dir.join("conf");
+    write(&conf.join("milter-manager.toml"), "[manager]\nn_workers = 1\n");
+    let args = [
+        "-c",
+        conf.to_str().unwrap(),
+        "--show-config",
+        "-q",
+        "--syslog-facility",
+        "local4",
+        "--user-id",
+        "65534",
+        "--group-id",
+        "65534",
+        "--unix-socket-mode",
+        "0600",
+        "--event-loop-backend",
+        "libev",
+        "--packet-buffer-size",
+        "4096",
+        "--max-pending-finished-sessions",
+        "10",
+        "--spec",
+        "inet:10026@[127.0.0.1]",
+    ];
+    let out = manager(&dir, "show", &args);
+    assert!(out.status.success(), "{}", out.describe());
+    for item in [
+        format!("effective_user = \"{}\"", name_of("passwd", "65534")),
+        format!("effective_group = \"{}\"", name_of("group", "65534")),
+        "connection_spec = \"inet:10026@[127.0.0.1]\"".to_string(),
+        "unix_socket_mode = 0o600".to_string(),
+        "event_loop_backend = \"libev\"".to_string(),
+        "packet_buffer_size = 4096".to_string(),
+        "max_pending_finished_sessions = 10".to_string(),
+        "level = \"none\"".to_string(),
+        "syslog_facility = \"local4\"".to_string(),
+    ] {
+        assert!(
+            out.stdout.contains(&format!("# command line\n{item}\n")),
+            "{item}:\n{}",
+            out.stdout
+        );
+    }
+
+    let unknown =
+        manager(&dir, "unknown-uid", &["-c", conf.to_str().unwrap(), "--user-id", "4242424"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", unknown.describe());
+    assert_eq!(unknown.stderr, "milter-manager: --user-id 4242424: no user has this id\n");
+    let facility =
+        manager(&dir, "facility", &["-c", conf.to_str().unwrap(), "--syslog-facility", "email"]);
+    assert_eq!(facility.status.code(), Some(1), "{}", facility.describe());
+    assert!(
+        facility.stderr.starts_with(
+            "milter-manager: command line: log.syslog_facility: unknown value \"email\""
+        ),
+        "{}",
+        facility.describe()
+    );
+    let help = manager(&dir, "help", &["--help"]);
+    for option in
+        ["--event-loop-backend", "--packet-buffer-size", "--max-pending-finished-sessions"]
+    {
+        let mut lines = help.stdout.lines().skip_while(|l| !l.trim_start().starts_with(option));
+        assert!(lines.next().is_some(), "{option} is in --help:\n{}", help.stdout);
+        let description: Vec<&str> =
+            lines.take_while(|l| !l.trim_start().starts_with('-')).collect();
+        assert!(description.concat().contains("No effect"), "{option}: {description:?}");
+    }
+}

@@ -286,7 +286,9 @@ fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_
             )
         )
     );
-    let mut manager = Manager::start(&dir, &run_dir, &config, &[]);
+    let options =
+        ManagerOptions { socket_dir: Some(&run_dir), user_from_config: true, ..Default::default() };
+    let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
     let workers = manager.wait_for_workers(2);
 
     let nobody = id("-u", "nobody");
@@ -478,4 +480,99 @@ fn sigusr1_reopens_the_log_file_in_the_supervisor_and_every_worker() {
     assert!(session_logged, "sessions log to the new file:\n{}", manager.log());
     assert!(!read_lossy(&rotated).contains("[session][end]"), "nothing more in the old one");
     assert_eq!(manager.workers(), workers, "the workers stay");
+}
+
+/// The user a manager started as root without `security.effective_user` serves as.
+fn default_user() -> &'static str {
+    let package_user = Command::new("id").arg("milter-manager").output().unwrap();
+    if package_user.status.success() {
+        "milter-manager"
+    } else {
+        "nobody"
+    }
+}
+
+#[test]
+fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_the_log() {
+    let uid_line = status_field(std::process::id(), "Uid");
+    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    let user = default_user();
+    let dir = TempDir::new("pm-default-user");
+    // The unprivileged supervisor removes its socket here at the end.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let options = ManagerOptions { user_from_config: true, ..Default::default() };
+    let controller = dir.join("controller.sock");
+    let config = format!(
+        "[controller]\nconnection_spec = \"unix:{}\"\n\n{}",
+        controller.display(),
+        child_config(&client.spec, "n_workers = 1")
+    );
+    let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
+    let workers = manager.wait_for_workers(1);
+
+    let uid = id("-u", user);
+    for pid in workers.iter().chain([&manager.pid()]) {
+        let line = status_field(*pid, "Uid");
+        assert!(line.split_whitespace().all(|u| u == uid), "process {pid}: Uid {line}");
+    }
+    let log = manager.log();
+    assert!(log.contains(&format!("serving as user \"{user}\" (uid {uid})")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "started as root without security.effective_user: serving as user \"{user}\""
+        )),
+        "{log}"
+    );
+    assert!(session_passes(&dir, "session", &manager.spec()), "{}", manager.log());
+    // Bound as root, both sockets belong to the user, like the log file created as root,
+    // which SIGUSR1 reopens.
+    for path in [&manager.socket, &controller, &manager.log] {
+        let owner = std::fs::metadata(path).unwrap().uid().to_string();
+        assert_eq!(owner, uid, "{}", path.display());
+    }
+    manager.signal("USR1");
+    let reopened = |log: &str| log.matches("SIGUSR1 received: log file reopened").count() >= 2;
+    assert!(wait_for(deadline(), || reopened(&manager.log())), "{}", manager.log());
+    assert!(!manager.log().contains("still logging to the old file"), "{}", manager.log());
+
+    let status = manager.process.terminate();
+    assert_eq!(status.code(), Some(0), "{}", manager.log());
+    assert!(!manager.socket.exists(), "the socket is removed on SIGTERM");
+    assert!(!controller.exists(), "the controller's socket too");
+}
+
+#[test]
+fn as_root_a_pid_file_the_user_cannot_write_fails_at_once_and_leaves_no_socket() {
+    let uid_line = status_field(std::process::id(), "Uid");
+    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    let user = default_user();
+    let dir = TempDir::new("pm-pid-root-only");
+    let root_only = dir.join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pid_file = root_only.join("milter-manager.pid");
+    let socket = dir.join("manager.sock");
+    let conf = dir.join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(
+        conf.join("milter-manager.toml"),
+        format!("[manager]\npid_file = \"{}\"\n", pid_file.display()),
+    )
+    .unwrap();
+    let mut command = Command::new(support::MANAGER);
+    command.arg("-c").arg(&conf).arg("-s").arg(format!("unix:{}", socket.display()));
+    let out = support::run(&dir, "manager", &mut command, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert_eq!(
+        out.stderr,
+        format!(
+            "milter-manager: pid file {}: directory {} is not writable by user \"{user}\", whom \
+             the processes run as (owned by root:root, mode 0700)\n",
+            pid_file.display(),
+            root_only.display()
+        )
+    );
+    assert!(!socket.exists(), "nothing was bound");
+    assert!(!pid_file.exists());
 }

@@ -93,6 +93,22 @@ fn a_port_in_use_is_refused() {
 }
 
 #[test]
+fn a_socket_another_client_listens_on_is_refused_and_kept() {
+    let dir = support::TempDir::new("client-live-socket");
+    let first = support::TestClient::start_unix(&dir, &[]);
+    let stderr = failing_start(&["-s", &first.spec]);
+    let path = first.spec.strip_prefix("unix:").unwrap();
+    assert_eq!(
+        stderr,
+        format!(
+            "milter-test-client: cannot bind {}: another process is listening on it\n",
+            first.spec
+        )
+    );
+    assert!(session_passes(Path::new(path)), "the first client still serves");
+}
+
+#[test]
 fn help_and_version() {
     let help = Command::new(CLIENT).arg("--help").output().unwrap();
     assert!(help.status.success());

@@ -242,3 +242,52 @@ line two
 fn nix_hostname() -> String {
     String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap().trim().to_string()
 }
+
+#[test]
+fn version_8_is_offered_as_the_original_does_and_gets_a_version_6_session() {
+    let dir = support::TempDir::new("negotiate-8");
+    let client = TestClient::start(dir.path(), &[]);
+    let mut lines = Vec::new();
+    for version in ["6", "8"] {
+        let out = run_server(dir.path(), &["--negotiate-version".into(), version.into()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains("status: pass"), "{version}: {out:?}");
+    }
+    let report = client.stop();
+    for line in report.lines().filter(|l| l.contains("] negotiate: ")) {
+        lines.push(line.split_once("] ").unwrap().1.to_string());
+    }
+    assert_eq!(lines.len(), 2, "{report}");
+    // The version field is all that differs on the wire.
+    assert!(lines[0].starts_with("negotiate: version=6 "), "{}", lines[0]);
+    assert_eq!(lines[1], lines[0].replace("version=6 ", "version=8 "));
+
+    let out = run_server(dir.path(), &["--negotiate-version".into(), "5".into()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "milter-test-server: --negotiate-version 5: protocol versions are 2, 3, 4 and 6 (7 and 8 \
+         offer what 6 does)\n"
+    );
+}
+
+#[test]
+fn output_cut_short_by_the_reader_ends_quietly() {
+    let dir = support::TempDir::new("broken-pipe");
+    let client = TestClient::start(dir.path(), &[]);
+    // The reader is gone before the server prints anything, as `| head` is after its lines.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(SERVER)
+        .arg("-s")
+        .arg(format!("unix:{}", dir.path().join("client.sock").display()))
+        .args(["--output-message", "--body", "Hello.\r\n"])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+    drop(client);
+}

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let options = Options::parse();
     match run(&options) {
         Ok(body) => {
-            print!("{body}");
+            out!("{body}");
             ExitCode::SUCCESS
         }
         Err(error) => {

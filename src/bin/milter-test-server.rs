@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use common::milter_connection::{drive, Connection};
 use milter_manager::message::{Change, Message};
-use milter_manager::protocol::{Actions, ConnectAddress, Negotiation, Steps, SUPPORTED_VERSIONS};
+use milter_manager::protocol::{Actions, ConnectAddress, Negotiation, Steps};
 use milter_manager::spec::Spec;
 use milter_manager::test_server::{Script, TestServerSession, Timeouts};
 use milter_manager::text::escape;
@@ -28,7 +28,9 @@ struct Options {
     /// The MTA's name, sent as {daemon_name}.
     #[arg(long, default_value = "milter-test-server")]
     name: String,
-    /// Protocol version to offer (2, 3, 4 or 6).
+    /// Protocol version to offer: 2, 3, 4 or 6 (Postfix's), or 7 or 8 (the original tool's
+    /// default), which offer what 6 does: only the version field of the negotiate packet
+    /// differs, and milters answer 6 at most.
     #[arg(long = "negotiate-version", default_value_t = 6)]
     negotiate_version: u32,
     /// Client host name sent at connect.
@@ -137,31 +139,31 @@ fn run(options: &Options) -> Result<(), String> {
         return Err(error.to_string());
     }
     report(&session, options.output_message);
-    println!("elapsed-time: {:.6} seconds", elapsed.as_secs_f64());
+    outln!("elapsed-time: {:.6} seconds", elapsed.as_secs_f64());
     Ok(())
 }
 
 fn print_log(session: &mut TestServerSession, verbose: bool) {
     for line in session.take_log() {
         if verbose {
-            println!("reply: {line}");
+            outln!("reply: {line}");
         }
     }
 }
 
 fn report(session: &TestServerSession, output_message: bool) {
     if let Some(verdict) = session.session_verdict() {
-        println!("status: {verdict}");
+        outln!("status: {verdict}");
         return;
     }
     for (i, result) in session.messages().iter().enumerate() {
         if session.messages().len() > 1 {
-            println!("message: {}", i + 1);
+            outln!("message: {}", i + 1);
         }
         for (recipient, verdict) in &result.rejected_recipients {
-            println!("recipient: <{}> {verdict}", escape(&recipient[..]).trim_matches(['<', '>']));
+            outln!("recipient: <{}> {verdict}", escape(&recipient[..]).trim_matches(['<', '>']));
         }
-        println!("status: {}", result.verdict);
+        outln!("status: {}", result.verdict);
         if output_message {
             print_message(&result.message);
         }
@@ -173,11 +175,11 @@ fn report(session: &TestServerSession, output_message: bool) {
 fn print_message(message: &Message) {
     let line = |marker: &str, text: String| {
         for part in text.split('\n') {
-            println!("{marker} {part}");
+            outln!("{marker} {part}");
         }
     };
     let show = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    println!("------------------------------");
+    outln!("------------------------------");
     if let Some(old) = &message.original_sender {
         line("-", format!("envelope-from: {}", show(old)));
         line(
@@ -202,7 +204,7 @@ fn print_message(message: &Message) {
             ),
         );
     }
-    println!("------------------------------");
+    outln!("------------------------------");
     for header in &message.headers {
         let separator = if header.value.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
             ":"
@@ -219,12 +221,12 @@ fn print_message(message: &Message) {
             );
         }
     }
-    println!();
+    outln!();
     let body_lines = |marker: &str, body: &[u8]| {
         let text = show(body);
         let text = text.strip_suffix("\r\n").unwrap_or(&text);
         for part in text.split("\r\n") {
-            println!("{marker}{part}");
+            outln!("{marker}{part}");
         }
     };
     match &message.original_body {
@@ -235,8 +237,8 @@ fn print_message(message: &Message) {
         None => body_lines("", &message.body),
     }
     if let Some(reason) = &message.quarantine_reason {
-        println!("------------------------------");
-        println!("quarantine: {}", show(reason));
+        outln!("------------------------------");
+        outln!("quarantine: {}", show(reason));
     }
 }
 
@@ -252,10 +254,16 @@ fn parameters(parameters: &[Vec<u8>]) -> String {
     parameters.iter().map(|p| format!(" {}", String::from_utf8_lossy(p))).collect()
 }
 
+/// The versions a negotiation may offer: those that exist (there is no 5), and 7 and 8 as
+/// the original tool offers (8 by default); a milter answers the lower of its own and the
+/// offer, so a newer offer gets a version 6 session.
+const OFFERABLE_VERSIONS: [u32; 6] = [2, 3, 4, 6, 7, 8];
+
 fn build_script(options: &Options) -> Result<Script, String> {
-    if !SUPPORTED_VERSIONS.contains(&options.negotiate_version) {
+    if !OFFERABLE_VERSIONS.contains(&options.negotiate_version) {
         return Err(format!(
-            "--negotiate-version {}: protocol versions are 2, 3, 4 and 6",
+            "--negotiate-version {}: protocol versions are 2, 3, 4 and 6 (7 and 8 offer what 6 \
+             does)",
             options.negotiate_version
         ));
     }

@@ -43,6 +43,7 @@ pub use model::{
 };
 pub use origin::Origin;
 pub use overrides::Overrides;
+pub use values::mode_text;
 
 /// The name of the main file in the configuration directory.
 pub const MAIN_FILE: &str = "milter-manager.toml";

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::error::ConfigError;
-use super::model::MAX_WORKERS;
+use super::model::{EVENT_LOOP_BACKENDS, MAX_SOCKET_MODE, MAX_WORKERS, SYSLOG_FACILITIES};
 use super::origin::Origin;
 use super::Config;
 use crate::logging::Levels;
@@ -18,10 +18,25 @@ pub struct Overrides {
     pub effective_user: Option<String>,
     pub effective_group: Option<String>,
     pub unix_socket_group: Option<String>,
+    pub unix_socket_mode: Option<u32>,
     pub n_workers: Option<u32>,
     pub log_level: Option<String>,
     pub log_path: Option<PathBuf>,
     pub use_syslog: Option<bool>,
+    pub syslog_facility: Option<String>,
+    /// Kept and shown like the file's items of the same names, which change nothing here.
+    pub event_loop_backend: Option<String>,
+    pub packet_buffer_size: Option<u64>,
+    pub max_pending_finished_sessions: Option<u32>,
+}
+
+fn one_of(key: &str, text: &str, choices: &[&str]) -> Result<(), ConfigError> {
+    if choices.contains(&text) {
+        return Ok(());
+    }
+    let names: Vec<String> = choices.iter().map(|c| format!("{c:?}")).collect();
+    let message = format!("unknown value {text:?} (use one of {})", names.join(", "));
+    Err(ConfigError::command_line(key, message))
 }
 
 fn not_empty(key: &str, text: &str) -> Result<(), ConfigError> {
@@ -42,10 +57,15 @@ impl Config {
             effective_user,
             effective_group,
             unix_socket_group,
+            unix_socket_mode,
             n_workers,
             log_level,
             log_path,
             use_syslog,
+            syslog_facility,
+            event_loop_backend,
+            packet_buffer_size,
+            max_pending_finished_sessions,
         } = overrides;
         // Check everything first, so that an error leaves the configuration as it was.
         if let Some(path) = pid_file {
@@ -71,6 +91,18 @@ impl Config {
         }
         if let Some(path) = log_path {
             not_empty("log.path", &path.to_string_lossy())?;
+        }
+        if let Some(mode) = unix_socket_mode {
+            if *mode > MAX_SOCKET_MODE {
+                let message = format!("a file mode is at most 0o{MAX_SOCKET_MODE:o}");
+                return Err(ConfigError::command_line("manager.unix_socket_mode", message));
+            }
+        }
+        if let Some(facility) = syslog_facility {
+            one_of("log.syslog_facility", facility, &SYSLOG_FACILITIES)?;
+        }
+        if let Some(backend) = event_loop_backend {
+            one_of("manager.event_loop_backend", backend, &EVENT_LOOP_BACKENDS)?;
         }
 
         let origins = &mut self.origins;
@@ -115,6 +147,26 @@ impl Config {
             self.log.use_syslog = *syslog;
             mark("log", "use_syslog");
         }
+        if let Some(mode) = unix_socket_mode {
+            self.manager.unix_socket_mode = *mode;
+            mark("manager", "unix_socket_mode");
+        }
+        if let Some(facility) = syslog_facility {
+            self.log.syslog_facility = facility.clone();
+            mark("log", "syslog_facility");
+        }
+        if let Some(backend) = event_loop_backend {
+            self.manager.event_loop_backend = backend.clone();
+            mark("manager", "event_loop_backend");
+        }
+        if let Some(size) = packet_buffer_size {
+            self.manager.packet_buffer_size = *size;
+            mark("manager", "packet_buffer_size");
+        }
+        if let Some(n) = max_pending_finished_sessions {
+            self.manager.max_pending_finished_sessions = *n;
+            mark("manager", "max_pending_finished_sessions");
+        }
         Ok(())
     }
 }
@@ -137,6 +189,11 @@ mod tests {
             log_level: Some("all".into()),
             log_path: Some("-".into()),
             use_syslog: Some(false),
+            unix_socket_mode: Some(0o600),
+            syslog_facility: Some("local3".into()),
+            event_loop_backend: Some("libev".into()),
+            packet_buffer_size: Some(8192),
+            max_pending_finished_sessions: Some(5),
         };
         config.apply_overrides(&overrides).unwrap();
         assert_eq!(config.manager.connection_spec.to_string(), "unix:/run/milter-manager.sock");
@@ -149,6 +206,11 @@ mod tests {
         assert_eq!(config.log.level, "all");
         assert_eq!(config.log.path, Some("-".into()));
         assert!(!config.log.use_syslog);
+        assert_eq!(config.manager.unix_socket_mode, 0o600);
+        assert_eq!(config.log.syslog_facility, "local3");
+        assert_eq!(config.manager.event_loop_backend, "libev");
+        assert_eq!(config.manager.packet_buffer_size, 8192);
+        assert_eq!(config.manager.max_pending_finished_sessions, 5);
         for key in [
             "manager.connection_spec",
             "manager.daemon",
@@ -160,6 +222,11 @@ mod tests {
             "log.level",
             "log.path",
             "log.use_syslog",
+            "manager.unix_socket_mode",
+            "log.syslog_facility",
+            "manager.event_loop_backend",
+            "manager.packet_buffer_size",
+            "manager.max_pending_finished_sessions",
         ] {
             assert_eq!(config.origin(key), Origin::CommandLine, "{key}");
         }
@@ -184,5 +251,15 @@ mod tests {
         assert!(error.to_string().starts_with("command line: log.level: unknown log level"));
         let overrides = Overrides { effective_user: Some(String::new()), ..Default::default() };
         assert!(config.apply_overrides(&overrides).is_err());
+        let overrides = Overrides { syslog_facility: Some("email".into()), ..Default::default() };
+        assert!(config.apply_overrides(&overrides).unwrap_err().to_string().starts_with(
+            "command line: log.syslog_facility: unknown value \"email\" (use one of \"kern\""
+        ));
+        let overrides =
+            Overrides { event_loop_backend: Some("epoll".into()), ..Default::default() };
+        assert!(config.apply_overrides(&overrides).unwrap_err().to_string().starts_with(
+            "command line: manager.event_loop_backend: unknown value \"epoll\" (use one of \"glib\""
+        ));
+        assert_eq!(config, Config::default());
     }
 }

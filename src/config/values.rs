@@ -123,17 +123,23 @@ pub(super) fn mode(value: &DeValue<'_>) -> Result<u32, String> {
             }
             u32::from_str_radix(number.as_str(), 8).ok()
         }
-        DeValue::String(text) => {
-            let digits = text.strip_prefix("0o").unwrap_or(text);
-            if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-                return Err(format!("{text:?} is not an octal number; {HOW}"));
-            }
-            u32::from_str_radix(digits, 8).ok()
-        }
+        DeValue::String(text) => return mode_text(text).map_err(|e| format!("{e}; {HOW}")),
         _ => return Err(format!("expected a file mode, {}; {HOW}", found(value))),
     };
     match mode {
         Some(mode) if mode <= MAX_SOCKET_MODE => Ok(mode),
+        _ => Err(format!("a file mode is at most 0o{MAX_SOCKET_MODE:o}")),
+    }
+}
+
+/// A file mode written as octal digits, with or without `0o` (`0660`, `660`, `0o660`).
+pub fn mode_text(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!("{text:?} is not an octal number"));
+    }
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= MAX_SOCKET_MODE => Ok(mode),
         _ => Err(format!("a file mode is at most 0o{MAX_SOCKET_MODE:o}")),
     }
 }

@@ -25,6 +25,9 @@ pub struct BoundSocket {
     pub(crate) remove_on_close: bool,
     /// `unix_socket_group` was applied; a later chown must keep it.
     pub(crate) group_applied: bool,
+    /// Removes the socket file if the socket is dropped before it is served, whatever
+    /// `remove_unix_socket_on_close` says: a start that fails later leaves nothing behind.
+    pub(crate) unserved: SocketFileGuard,
 }
 
 impl BoundSocket {
@@ -57,16 +60,29 @@ impl BoundSocket {
     pub fn unix_path(&self) -> Option<&Path> {
         self.unix_path.as_deref()
     }
+
+    /// Hands the socket file over to the one that serves it: from now on it is removed
+    /// on close only when `remove_unix_socket_on_close` asked for it.
+    pub(crate) fn serve_file(&mut self) -> SocketFileGuard {
+        std::mem::replace(&mut self.unserved, SocketFileGuard::none()).served(self.remove_on_close)
+    }
 }
 
 /// Removes the socket file on drop when `remove_unix_socket_on_close` asked for it. Only the
 /// supervisor (or the single serving process) holds one: forked processes leave with
 /// `exit`, which runs no destructors.
+#[derive(Debug)]
 pub(crate) struct SocketFileGuard(Option<PathBuf>);
 
 impl SocketFileGuard {
-    pub fn for_socket(bound: &BoundSocket) -> SocketFileGuard {
-        SocketFileGuard(bound.unix_path.clone().filter(|_| bound.remove_on_close))
+    pub(crate) fn none() -> SocketFileGuard {
+        SocketFileGuard(None)
+    }
+
+    /// The guard of a socket being served: it removes the file on close only when
+    /// `remove_on_close`.
+    pub(crate) fn served(mut self, remove_on_close: bool) -> SocketFileGuard {
+        SocketFileGuard(self.0.take().filter(|_| remove_on_close))
     }
 
     /// Keeps the file after all.
@@ -148,8 +164,9 @@ fn bind_unix(path: &Path, opts: &ListenOptions) -> Result<BoundSocket> {
     let fd = socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
         .map_err(bind_error)?;
     socket::bind(fd.as_raw_fd(), &address).map_err(bind_error)?;
-    // From here on the file is ours: remove it again if the set-up fails half-way.
-    let created = SocketFileGuard(Some(path.clone()));
+    // From here on the file is ours: removed again if the set-up fails half-way, or if the
+    // socket is dropped before it is served.
+    let unserved = SocketFileGuard(Some(path.clone()));
     socket::listen(&fd, backlog(opts)).map_err(bind_error)?;
 
     if let Some(mode) = opts.unix_socket_mode {
@@ -164,22 +181,32 @@ fn bind_unix(path: &Path, opts: &ListenOptions) -> Result<BoundSocket> {
             source: io::Error::from(errno),
         })?;
     }
-    created.disarm();
-
     Ok(BoundSocket {
         listener: Listener::Unix(UnixListener::from(fd)),
         unix_path: Some(path),
         remove_on_close: opts.remove_unix_socket_on_close,
         group_applied: opts.unix_socket_group.is_some(),
+        unserved,
     })
 }
 
-/// Makes room for the socket at `path`: removes a stale socket file (when allowed), refuses a
-/// live socket and anything that is not a socket.
-fn clear_socket_path(path: &Path, opts: &ListenOptions) -> Result<()> {
+/// Fails as [`bind`] would because of what is at a unix socket's path already (a live
+/// socket, a file that is not a socket, a socket it may not replace), without binding or
+/// removing anything: a program with several sockets checks them all before binding any.
+/// TCP targets pass: nothing is left behind when binding them fails.
+pub fn check_bindable(target: &BindTarget, opts: &ListenOptions) -> Result<()> {
+    let BindTarget::Unix(path) = target else { return Ok(()) };
+    let path = std::path::absolute(path)
+        .map_err(|source| Error::Bind { address: format!("unix:{}", path.display()), source })?;
+    stale_socket_at(&path, opts).map(|_| ())
+}
+
+/// Whether a socket file nobody listens on is at `path` (so binding may remove it); an error
+/// for a live socket, a socket that may not be replaced, and anything that is not a socket.
+fn stale_socket_at(path: &Path, opts: &ListenOptions) -> Result<bool> {
     let metadata = match fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(source) => {
             return Err(Error::Bind { address: format!("unix:{}", path.display()), source })
         }
@@ -191,14 +218,23 @@ fn clear_socket_path(path: &Path, opts: &ListenOptions) -> Result<()> {
         return Err(Error::SocketExists { path: path.to_path_buf() });
     }
     // A second instance must not steal the socket of a running one: only a socket nobody
-    // accepts on is stale.
+    // accepts on is stale. The probe sends nothing and closes, which the listener (ours
+    // included) takes for no request at all.
     match UnixStream::connect(path) {
-        Ok(_) => return Err(Error::SocketInUse { path: path.to_path_buf() }),
+        Ok(_) => Err(Error::SocketInUse { path: path.to_path_buf() }),
+        // The listen queue is full: someone is listening.
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-            // The listen queue is full: someone is listening.
-            return Err(Error::SocketInUse { path: path.to_path_buf() });
+            Err(Error::SocketInUse { path: path.to_path_buf() })
         }
-        Err(_) => {}
+        Err(_) => Ok(true),
+    }
+}
+
+/// Makes room for the socket at `path`: removes a stale socket file (when allowed), refuses a
+/// live socket and anything that is not a socket.
+fn clear_socket_path(path: &Path, opts: &ListenOptions) -> Result<()> {
+    if !stale_socket_at(path, opts)? {
+        return Ok(());
     }
     fs::remove_file(path)
         .map_err(|source| Error::RemoveStaleSocket { path: path.to_path_buf(), source })?;
@@ -231,6 +267,7 @@ fn bind_tcp(addresses: &[SocketAddr], opts: &ListenOptions) -> Result<BoundSocke
                     unix_path: None,
                     remove_on_close: false,
                     group_applied: false,
+                    unserved: SocketFileGuard::none(),
                 });
             }
             Err(errno) => attempts.push((describe_tcp(address), io::Error::from(errno))),
@@ -377,10 +414,37 @@ mod tests {
             let path = dir.path().join(format!("milter-{remove}.sock"));
             let opts =
                 ListenOptions { remove_unix_socket_on_close: remove, ..ListenOptions::default() };
-            let bound = bind(&unix(&path), &opts).unwrap();
-            drop(SocketFileGuard::for_socket(&bound));
+            let mut bound = bind(&unix(&path), &opts).unwrap();
+            drop(bound.serve_file());
             assert_eq!(path.exists(), !remove);
         }
+    }
+
+    #[test]
+    fn a_socket_dropped_before_it_is_served_is_removed_even_when_kept_on_close() {
+        let dir = TestDir::new("unserved");
+        let path = dir.path().join("milter.sock");
+        let opts = ListenOptions { remove_unix_socket_on_close: false, ..ListenOptions::default() };
+        drop(bind(&unix(&path), &opts).unwrap());
+        assert!(!path.exists(), "a start that fails leaves nothing behind");
+    }
+
+    #[test]
+    fn checking_refuses_what_binding_would_and_removes_nothing() {
+        let dir = TestDir::new("check");
+        let path = dir.path().join("milter.sock");
+        check_bindable(&unix(&path), &ListenOptions::default()).unwrap();
+        drop(UnixListener::bind(&path).unwrap());
+        check_bindable(&unix(&path), &ListenOptions::default()).unwrap();
+        assert!(path.exists(), "a stale socket is left for bind to remove");
+        let _running = UnixListener::bind(dir.path().join("live.sock")).unwrap();
+        let error = check_bindable(&unix(&dir.path().join("live.sock")), &ListenOptions::default())
+            .unwrap_err();
+        assert!(matches!(error, Error::SocketInUse { .. }), "{error}");
+        fs::write(dir.path().join("file"), "").unwrap();
+        let error =
+            check_bindable(&unix(&dir.path().join("file")), &ListenOptions::default()).unwrap_err();
+        assert!(matches!(error, Error::NotASocket { .. }), "{error}");
     }
 
     #[test]

@@ -34,8 +34,13 @@ pub type ControlHandler = Box<dyn FnMut(&str, &ControlContext) -> String>;
 /// A bound control socket and its handler.
 pub struct ControlSocket {
     listener: Listener,
-    /// Removes the socket file when the supervisor ends (if asked to).
+    /// Removes the socket file: always if the start fails before serving, when the
+    /// supervisor ends only if asked to ([`ControlSocket::start_serving`]).
     file: Option<SocketFileGuard>,
+    remove_on_close: bool,
+    /// The unix socket's path and whether `unix_socket_group` was applied, to give it to the
+    /// user the supervisor switches to, as the MTA's socket is.
+    unix_path: Option<(std::path::PathBuf, bool)>,
     clients: Vec<Client>,
     handler: ControlHandler,
 }
@@ -60,14 +65,34 @@ struct Client {
 }
 
 impl ControlSocket {
-    pub fn new(bound: BoundSocket, handler: ControlHandler) -> io::Result<ControlSocket> {
-        let file = Some(SocketFileGuard::for_socket(&bound));
+    pub fn new(mut bound: BoundSocket, handler: ControlHandler) -> io::Result<ControlSocket> {
+        let file = Some(std::mem::replace(&mut bound.unserved, SocketFileGuard::none()));
+        let remove_on_close = bound.remove_on_close;
+        let unix_path = bound.unix_path.clone().map(|path| (path, bound.group_applied));
         let listener = bound.listener;
         match &listener {
             Listener::Unix(listener) => listener.set_nonblocking(true)?,
             Listener::Tcp(listener) => listener.set_nonblocking(true)?,
         }
-        Ok(ControlSocket { listener, file, clients: Vec::new(), handler })
+        Ok(ControlSocket {
+            listener,
+            file,
+            remove_on_close,
+            unix_path,
+            clients: Vec::new(),
+            handler,
+        })
+    }
+
+    /// The unix socket's path and whether its group was set by `unix_socket_group`.
+    pub(crate) fn unix_path(&self) -> Option<(&std::path::Path, bool)> {
+        self.unix_path.as_ref().map(|(path, group_applied)| (path.as_path(), *group_applied))
+    }
+
+    /// The start went through: from now on the socket file is removed at the end only when
+    /// `remove_unix_socket_on_close` asked for it.
+    pub(crate) fn start_serving(&mut self) {
+        self.file = self.file.take().map(|file| file.served(self.remove_on_close));
     }
 
     /// The descriptors to poll: the listener (while there is room) and each client.
@@ -102,6 +127,12 @@ impl ControlSocket {
             if client.answer.is_none() {
                 match client.read_request() {
                     Progress::Pending => {}
+                    // Connected and closed without a byte: another instance checking
+                    // whether the socket is live, not a request.
+                    Progress::Done if client.request.is_empty() => {
+                        log::debug!("control client closed without a request");
+                        return false;
+                    }
                     Progress::Done => {
                         let line = client.request_line();
                         let answer = handler(&line, context);

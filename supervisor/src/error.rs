@@ -125,6 +125,21 @@ pub enum Error {
     ControlProcess {
         source: io::Error,
     },
+    /// `who` (the identity the process will serve as) cannot write `what` (`path`) because of
+    /// `place` (the file itself or its directory): `reason`.
+    NotWritable {
+        what: String,
+        path: PathBuf,
+        place: PathBuf,
+        who: String,
+        reason: String,
+    },
+    /// chown of a file this process created failed.
+    FileOwner {
+        path: PathBuf,
+        owner: String,
+        source: io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -259,6 +274,24 @@ impl fmt::Display for Error {
             ControlProcess { source } => {
                 write!(f, "cannot fork the controller process: {}", os_words(source))
             }
+            NotWritable { what, path, place, who, reason } if place == path => write!(
+                f,
+                "{what} {} is not writable by {who}, whom the processes run as ({reason})",
+                path.display()
+            ),
+            NotWritable { what, path, place, who, reason } => write!(
+                f,
+                "{what} {}: directory {} is not writable by {who}, whom the processes run as \
+                 ({reason})",
+                path.display(),
+                place.display()
+            ),
+            FileOwner { path, owner, source } => write!(
+                f,
+                "cannot change owner of {} to {owner}: {}",
+                path.display(),
+                os_words(source)
+            ),
         }
     }
 }
@@ -271,6 +304,7 @@ impl std::error::Error for Error {
             | RemoveStaleSocket { source, .. }
             | SocketMode { source, .. }
             | SocketOwner { source, .. }
+            | FileOwner { source, .. }
             | AccountLookup { source, .. }
             | DropPrivileges { source, .. }
             | Daemonize { source, .. }
@@ -294,6 +328,7 @@ impl std::error::Error for Error {
             | NeedsRoot { .. }
             | RootRegainable { .. }
             | PidFileLocked { .. }
+            | NotWritable { .. }
             | TooManyWorkers { .. } => None,
         }
     }

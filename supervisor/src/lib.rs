@@ -88,10 +88,11 @@ mod signals;
 mod test_dir;
 mod throttle;
 
-pub use bind::{bind, BoundSocket};
+pub use bind::{bind, check_bindable, BoundSocket};
 pub use error::Error;
 pub use pidfile::PidFile;
 pub use prefork::MAX_WORKERS;
+pub use privileges::Identity;
 
 /// What a worker's `serve` function gets besides the listener.
 #[derive(Debug)]
@@ -168,7 +169,7 @@ where
 
 /// [`run`] with extension points for SIGHUP and SIGUSR1.
 pub fn run_with_hooks<S>(
-    bound: BoundSocket,
+    mut bound: BoundSocket,
     opts: &ProcessOptions,
     mut hooks: Hooks,
     mut serve: S,
@@ -176,8 +177,8 @@ pub fn run_with_hooks<S>(
 where
     S: FnMut(Listener, WorkerContext) -> i32,
 {
-    // From here on, every way out removes the socket (if asked to), errors included.
-    let socket_file = bind::SocketFileGuard::for_socket(&bound);
+    // Until serving starts, every way out removes the sockets (a start that fails leaves
+    // nothing behind); afterwards only those asked to be removed on close.
     if opts.n_workers > MAX_WORKERS {
         return Err(Error::TooManyWorkers { requested: opts.n_workers, max: MAX_WORKERS });
     }
@@ -191,29 +192,41 @@ where
     };
 
     let identity = privileges::Identity::resolve(opts.user.as_deref(), opts.group.as_deref())?;
-    if let Some(identity) = identity {
+    if let Some(identity) = &identity {
         identity.check_allowed()?;
         if let Some(path) = &bound.unix_path {
             identity.chown_socket(path, bound.group_applied)?;
         }
+        if let Some((path, group_applied)) = hooks.control.as_ref().and_then(|c| c.unix_path()) {
+            identity.chown_socket(path, group_applied)?;
+        }
         identity.switch()?;
     }
+    privileges::log_serving_user();
 
     let mut report =
         if opts.daemon { daemon::daemonize()? } else { daemon::StartupReport::foreground() };
-    let result = acquire_pid_file(pid_path.as_deref()).and_then(|pid_file| {
-        let code = serve_or_supervise(
-            bound.listener,
-            opts.n_workers,
-            pid_file.as_ref(),
-            &mut hooks,
-            &mut serve,
-            &mut report,
-        )?;
-        Ok((code, pid_file))
-    });
+    let pid_file = match acquire_pid_file(pid_path.as_deref()) {
+        Ok(pid_file) => pid_file,
+        Err(error) => {
+            report.failed(&error);
+            return Err(error);
+        }
+    };
+    let socket_file = bound.serve_file();
+    if let Some(control) = hooks.control.as_mut() {
+        control.start_serving();
+    }
+    let result = serve_or_supervise(
+        bound.listener,
+        opts.n_workers,
+        pid_file.as_ref(),
+        &mut hooks,
+        &mut serve,
+        &mut report,
+    );
     match result {
-        Ok((code, pid_file)) => {
+        Ok(code) => {
             // The pid file goes last, so that its absence means "fully stopped".
             drop(socket_file);
             drop(hooks.control.take());

@@ -45,12 +45,12 @@ pub(crate) fn lookup_group(name: &str) -> Result<Gid> {
 
 /// The identity to switch to, fully resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Identity {
+pub struct Identity {
     /// `None` when only a group was asked for: the process keeps its uid.
-    pub user: Option<(String, Uid)>,
-    pub gid: Gid,
+    pub(crate) user: Option<(String, Uid)>,
+    pub(crate) gid: Gid,
     /// Supplementary groups, including `gid`.
-    pub groups: Vec<Gid>,
+    pub(crate) groups: Vec<Gid>,
 }
 
 impl Identity {
@@ -72,7 +72,7 @@ impl Identity {
     }
 
     /// What to call this identity in messages: `user "nobody"` or `group "nogroup"`.
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match &self.user {
             Some((name, _)) => format!("user \"{name}\""),
             None => format!("group {}", self.gid),
@@ -89,7 +89,7 @@ impl Identity {
     }
 
     /// Fails unless the process may switch to this identity.
-    pub fn check_allowed(&self) -> Result<()> {
+    pub(crate) fn check_allowed(&self) -> Result<()> {
         if Uid::effective().is_root() || self.is_current() {
             return Ok(());
         }
@@ -99,7 +99,7 @@ impl Identity {
     /// Gives a unix socket to the new identity, so that the unprivileged process can still
     /// manage it. The group is left alone when `keep_group` (it was set by
     /// `unix_socket_group`).
-    pub fn chown_socket(&self, path: &Path, keep_group: bool) -> Result<()> {
+    pub(crate) fn chown_socket(&self, path: &Path, keep_group: bool) -> Result<()> {
         let uid = self.user.as_ref().map(|(_, uid)| *uid);
         let gid = if keep_group { None } else { Some(self.gid) };
         if uid.is_none() && gid.is_none() {
@@ -113,7 +113,7 @@ impl Identity {
     }
 
     /// Switches the whole process (real, effective and saved ids) to this identity.
-    pub fn switch(&self) -> Result<()> {
+    pub(crate) fn switch(&self) -> Result<()> {
         if self.is_current() && !Uid::effective().is_root() {
             return Ok(());
         }
@@ -130,14 +130,107 @@ impl Identity {
                 return Err(Error::RootRegainable { user: name.clone() });
             }
         }
-        log::info!(
-            "running as uid {}, gid {} (groups {:?})",
+        log::debug!(
+            "switched to uid {}, gid {} (groups {:?})",
             Uid::effective(),
             Gid::effective(),
             self.groups.iter().map(|g| g.as_raw()).collect::<Vec<_>>()
         );
         Ok(())
     }
+
+    /// The uid this identity serves as (the current one when only a group is switched).
+    fn uid(&self) -> Uid {
+        self.user.as_ref().map_or_else(Uid::effective, |(_, uid)| *uid)
+    }
+
+    /// Fails unless this identity will be able to write `path` (`what` names it in the
+    /// error): the file when it exists, else its directory (where it will be created).
+    /// With `needs_directory`, the directory must be writable in any case (to remove the
+    /// file at the end). Decided from the mode bits and owners, as the kernel does without
+    /// ACLs, so that it is known before anything is created.
+    pub fn check_writable(&self, what: &str, path: &Path, needs_directory: bool) -> Result<()> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let directory = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let refused = |place: &Path, reason: String| Error::NotWritable {
+            what: what.to_string(),
+            path: path.clone(),
+            place: place.to_path_buf(),
+            who: self.describe(),
+            reason,
+        };
+        let file = match std::fs::metadata(&path) {
+            Ok(metadata) => Some(metadata),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(refused(&path, crate::error::os_words(&e))),
+        };
+        if let Some(file) = &file {
+            if !self.may_write(file) {
+                return Err(refused(&path, describe_metadata(file)));
+            }
+        }
+        if file.is_none() || needs_directory {
+            match std::fs::metadata(&directory) {
+                Ok(metadata) if self.may_write(&metadata) => {}
+                Ok(metadata) => return Err(refused(&directory, describe_metadata(&metadata))),
+                Err(e) => return Err(refused(&directory, crate::error::os_words(&e))),
+            }
+        }
+        Ok(())
+    }
+
+    fn may_write(&self, metadata: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let groups: Vec<u32> = self.groups.iter().map(|g| g.as_raw()).collect();
+        may_write(self.uid().as_raw(), &groups, metadata.uid(), metadata.gid(), metadata.mode())
+    }
+
+    /// Gives a file this process created (still as root) to this identity, so that it can
+    /// open it again after the switch (a log file reopened on SIGUSR1).
+    pub fn give_file(&self, path: &Path) -> Result<()> {
+        let uid = self.user.as_ref().map(|(_, uid)| *uid);
+        unistd::chown(path, uid, Some(self.gid)).map_err(|errno| Error::FileOwner {
+            path: path.to_path_buf(),
+            owner: describe_owner(uid, Some(self.gid)),
+            source: io::Error::from(errno),
+        })
+    }
+}
+
+/// Whether a process with `uid` and `groups` may write a file owned by `owner`:`group` with
+/// `mode`, by the permission bits alone (root always may).
+fn may_write(uid: u32, groups: &[u32], owner: u32, group: u32, mode: u32) -> bool {
+    if uid == 0 {
+        true
+    } else if uid == owner {
+        mode & 0o200 != 0
+    } else if groups.contains(&group) {
+        mode & 0o020 != 0
+    } else {
+        mode & 0o002 != 0
+    }
+}
+
+/// `owned by root:root, mode 0755` for a refusal.
+fn describe_metadata(metadata: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let owner =
+        describe_owner(Some(Uid::from_raw(metadata.uid())), Some(Gid::from_raw(metadata.gid())));
+    format!("owned by {owner}, mode {:04o}", metadata.mode() & 0o7777)
+}
+
+/// Logs the user and group this process serves as, switched or not.
+pub(crate) fn log_serving_user() {
+    let (uid, gid) = (Uid::effective(), Gid::effective());
+    let user = match User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => uid.to_string(),
+    };
+    let group = match Group::from_gid(gid) {
+        Ok(Some(group)) => group.name,
+        _ => gid.to_string(),
+    };
+    log::info!("serving as user \"{user}\" (uid {uid}), group \"{group}\" (gid {gid})");
 }
 
 /// The user's supplementary groups as the group database lists them, plus `gid`.
@@ -201,6 +294,17 @@ mod tests {
         assert_eq!(identity.gid, Gid::from_raw(0));
         assert!(identity.groups.contains(&Gid::from_raw(0)));
         assert_eq!(Identity::resolve(None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn writing_is_decided_by_owner_then_group_then_others() {
+        assert!(may_write(0, &[0], 1, 1, 0o000), "root writes anything");
+        assert!(may_write(7, &[7], 7, 0, 0o200));
+        assert!(!may_write(7, &[7], 7, 7, 0o077), "the owner's bits decide for the owner");
+        assert!(may_write(7, &[7, 9], 0, 9, 0o020));
+        assert!(!may_write(7, &[7, 9], 0, 9, 0o202), "the group's bits decide for members");
+        assert!(may_write(7, &[7], 0, 0, 0o002));
+        assert!(!may_write(7, &[7], 0, 0, 0o755));
     }
 
     #[test]

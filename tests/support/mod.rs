@@ -322,6 +322,16 @@ pub struct ManagerOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// A log line that says it is ready (default: the socket file exists).
     pub ready_line: Option<&'a str>,
+    /// Leave the user it serves as to the configuration and its defaults. Without it, it
+    /// serves as the test's own user (`--user-name`): started as root it would otherwise
+    /// switch to nobody, who may not write the files of the test's directory.
+    pub user_from_config: bool,
+}
+
+/// The name of the user running the tests.
+pub fn own_user_name() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8(out.stdout).expect("a user name").trim().to_string()
 }
 
 /// A running milter-manager on `unix:<dir>/manager.sock`, with `config` as
@@ -353,7 +363,11 @@ impl ManagerProcess {
             .arg(format!("unix:{}", socket.display()))
             .arg("--log-path")
             .arg(&log)
-            .args(["--log-level", "all", "--no-syslog"])
+            .args(["--log-level", "all", "--no-syslog"]);
+        if !options.user_from_config {
+            command.args(["--user-name", &own_user_name()]);
+        }
+        command
             .args(options.args)
             .envs(options.env.iter().copied())
             .stdin(Stdio::null())

@@ -5,6 +5,7 @@
 
 pub mod logger;
 pub mod milter_connection;
+pub mod stdout;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 

@@ -146,6 +146,27 @@ pub fn bind(
     config: &Config,
     controller: Controller,
 ) -> Result<Option<supervisor::ControlSocket>, String> {
+    let Some((target, listen)) = target(config)? else { return Ok(None) };
+    let bound = supervisor::bind(&target, &listen).map_err(|e| format!("controller: {e}"))?;
+    log::info!("controller listening on {}", bound.local_description());
+    let mut controller = controller;
+    let handler =
+        Box::new(move |line: &str, context: &ControlContext| controller.answer(line, context));
+    supervisor::ControlSocket::new(bound, handler)
+        .map(Some)
+        .map_err(|e| format!("controller: cannot set up the socket: {e}"))
+}
+
+/// Fails as [`bind`] would on what is at the controller's socket path already, without
+/// binding anything.
+pub fn check_bindable(config: &Config) -> Result<(), String> {
+    let Some((target, listen)) = target(config)? else { return Ok(()) };
+    supervisor::check_bindable(&target, &listen).map_err(|e| format!("controller: {e}"))
+}
+
+fn target(
+    config: &Config,
+) -> Result<Option<(supervisor::BindTarget, supervisor::ListenOptions)>, String> {
     let settings = &config.controller;
     let Some(spec) = &settings.connection_spec else { return Ok(None) };
     let target = crate::common::bind_target(spec).map_err(|e| format!("controller: {e}"))?;
@@ -156,12 +177,5 @@ pub fn bind(
         remove_unix_socket_on_close: settings.remove_unix_socket_on_close,
         ..supervisor::ListenOptions::default()
     };
-    let bound = supervisor::bind(&target, &listen).map_err(|e| format!("controller: {e}"))?;
-    log::info!("controller listening on {}", bound.local_description());
-    let mut controller = controller;
-    let handler =
-        Box::new(move |line: &str, context: &ControlContext| controller.answer(line, context));
-    supervisor::ControlSocket::new(bound, handler)
-        .map(Some)
-        .map_err(|e| format!("controller: cannot set up the socket: {e}"))
+    Ok(Some((target, listen)))
 }

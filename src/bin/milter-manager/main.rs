@@ -51,12 +51,16 @@ struct Options {
     #[arg(long = "check-config")]
     check_config: bool,
     /// Socket to listen on (overrides manager.connection_spec): unix:PATH, inet:PORT,
-    /// inet:PORT@HOST, inet:PORT@[ADDRESS], inet6:...
-    #[arg(short = 's', long = "connection-spec")]
+    /// inet:PORT@HOST, inet:PORT@[ADDRESS], inet6:... (--spec: the spelling of the original's
+    /// FreeBSD rc.d script).
+    #[arg(short = 's', long = "connection-spec", alias = "spec")]
     connection_spec: Option<String>,
     /// Log everything (the same as --log-level=all).
-    #[arg(short = 'v', long)]
+    #[arg(short = 'v', long, overrides_with = "quiet")]
     verbose: bool,
+    /// Log nothing (the same as --log-level=none).
+    #[arg(short = 'q', long, overrides_with = "verbose")]
+    quiet: bool,
     /// Log levels joined with '|' (overrides log.level): all, default, none, critical,
     /// error, warning, message, info, debug, statistics, profile.
     #[arg(long = "log-level")]
@@ -70,6 +74,9 @@ struct Options {
     /// Do not log to syslog.
     #[arg(long = "no-syslog")]
     no_syslog: bool,
+    /// Syslog facility (overrides log.syslog_facility): mail, daemon, local0..local7, ...
+    #[arg(long = "syslog-facility", value_name = "FACILITY")]
+    syslog_facility: Option<String>,
     /// Run in the background (overrides manager.daemon).
     #[arg(long, overrides_with = "no_daemon")]
     daemon: bool,
@@ -79,18 +86,42 @@ struct Options {
     /// Write the process id here (overrides manager.pid_file).
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Run as this user (overrides security.effective_user; needs root).
-    #[arg(short = 'u', long = "user-name", alias = "user")]
+    /// Run as this user, a name or a numeric id (overrides security.effective_user; needs
+    /// root). Started as root without one, it runs as milter-manager, else nobody.
+    #[arg(short = 'u', long = "user-name", alias = "user", value_name = "USER")]
     user_name: Option<String>,
-    /// Run as this group (overrides security.effective_group; needs root).
-    #[arg(short = 'g', long = "group-name", alias = "group")]
+    /// Run as the user with this numeric id (overrides security.effective_user; needs root).
+    #[arg(long = "user-id", value_name = "UID", conflicts_with = "user_name")]
+    user_id: Option<u32>,
+    /// Run as this group, a name or a numeric id (overrides security.effective_group; needs
+    /// root).
+    #[arg(short = 'g', long = "group-name", alias = "group", value_name = "GROUP")]
     group_name: Option<String>,
+    /// Run as the group with this numeric id (overrides security.effective_group; needs root).
+    #[arg(long = "group-id", value_name = "GID", conflicts_with = "group_name")]
+    group_id: Option<u32>,
     /// Group of the unix socket (overrides manager.unix_socket_group).
     #[arg(long = "unix-socket-group", alias = "socket-group-name")]
     unix_socket_group: Option<String>,
+    /// Mode of the unix socket in octal, e.g. 0660 (overrides manager.unix_socket_mode).
+    #[arg(long = "unix-socket-mode", value_name = "MODE", value_parser = parse_mode)]
+    unix_socket_mode: Option<u32>,
     /// Worker processes (0-1000; overrides manager.n_workers; 0: this process serves).
     #[arg(long = "n-workers", value_parser = clap::value_parser!(u32).range(0..=1000))]
     n_workers: Option<u32>,
+    /// glib or libev (overrides manager.event_loop_backend). No effect: accepted for the
+    /// original's command lines; there is one event loop.
+    #[arg(long = "event-loop-backend", value_name = "BACKEND",
+          value_parser = ["glib", "libev"])]
+    event_loop_backend: Option<String>,
+    /// Bytes (overrides manager.packet_buffer_size). No effect: accepted for the original's
+    /// command lines.
+    #[arg(long = "packet-buffer-size", value_name = "SIZE")]
+    packet_buffer_size: Option<u64>,
+    /// A number (overrides manager.max_pending_finished_sessions). No effect: accepted for
+    /// the original's command lines; finished sessions are freed at once.
+    #[arg(long = "max-pending-finished-sessions", value_name = "N")]
+    max_pending_finished_sessions: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -109,20 +140,58 @@ fn overrides(options: &Options) -> Result<Overrides, String> {
         Some(text) => Some(Spec::parse(text).map_err(|e| format!("--connection-spec: {e}"))?),
         None => None,
     };
-    let log_level =
-        if options.verbose { Some("all".to_string()) } else { options.log_level.clone() };
+    let log_level = match (options.verbose, options.quiet) {
+        (true, _) => Some("all".to_string()),
+        (_, true) => Some("none".to_string()),
+        _ => options.log_level.clone(),
+    };
+    let effective_user = match options.user_id {
+        Some(uid) => Some(user_named_by_id(uid)?),
+        None => options.user_name.clone(),
+    };
+    let effective_group = match options.group_id {
+        Some(gid) => Some(group_named_by_id(gid)?),
+        None => options.group_name.clone(),
+    };
     Ok(Overrides {
         connection_spec,
         daemon: flag(options.daemon, options.no_daemon),
         pid_file: options.pid_file.clone(),
-        effective_user: options.user_name.clone(),
-        effective_group: options.group_name.clone(),
+        effective_user,
+        effective_group,
         unix_socket_group: options.unix_socket_group.clone(),
+        unix_socket_mode: options.unix_socket_mode,
         n_workers: options.n_workers,
         log_level,
         log_path: options.log_path.clone(),
         use_syslog: flag(options.syslog, options.no_syslog),
+        syslog_facility: options.syslog_facility.clone(),
+        event_loop_backend: options.event_loop_backend.clone(),
+        packet_buffer_size: options.packet_buffer_size,
+        max_pending_finished_sessions: options.max_pending_finished_sessions,
     })
+}
+
+/// `--user-id`: the user's name, as the original takes only an id the system knows.
+fn user_named_by_id(uid: u32) -> Result<String, String> {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => Ok(user.name),
+        Ok(None) => Err(format!("--user-id {uid}: no user has this id")),
+        Err(errno) => Err(format!("--user-id {uid}: cannot look the user up: {}", errno.desc())),
+    }
+}
+
+/// `--group-id`: the group's name, as the original takes only an id the system knows.
+fn group_named_by_id(gid: u32) -> Result<String, String> {
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(group)) => Ok(group.name),
+        Ok(None) => Err(format!("--group-id {gid}: no group has this id")),
+        Err(errno) => Err(format!("--group-id {gid}: cannot look the group up: {}", errno.desc())),
+    }
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    milter_manager::config::mode_text(text)
 }
 
 fn flag(on: bool, off: bool) -> Option<bool> {
@@ -217,20 +286,28 @@ fn run(options: &Options) -> Result<i32, String> {
         );
         return Ok(0);
     }
+    let (serving_user, why_this_user) = privilege::serving_user(&config);
+    let identity = check_files_for(&config, serving_user.as_deref())?;
+    let new_log_file =
+        config.log.path.as_ref().filter(|path| path.as_os_str() != "-" && !path.exists());
     set_up_logging(&config, false)?;
+    if let (Some(identity), Some(path)) = (&identity, new_log_file) {
+        // Created as root a moment ago: reopening it on SIGUSR1 after the switch needs it.
+        identity.give_file(path).map_err(|e| e.to_string())?;
+    }
     for note in &config.notes {
         log::info!("[configuration] {note}");
     }
     for warning in config.compatibility_warnings() {
         log::warn!("[configuration] {warning}");
     }
+    if let Some(why) = why_this_user {
+        log::info!("{why}");
+    }
     let manager = &config.manager;
     if manager.max_file_descriptors > 0 {
         raise_file_limit(manager.max_file_descriptors)?;
     }
-    // Forked while still root and before any socket is bound, so it holds none of them.
-    let launcher = privilege::start_launcher(&config)?;
-    let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
     let target = common::bind_target(&manager.connection_spec)?;
     let listen = supervisor::ListenOptions {
         unix_socket_mode: Some(manager.unix_socket_mode),
@@ -239,15 +316,22 @@ fn run(options: &Options) -> Result<i32, String> {
         remove_unix_socket_on_close: manager.remove_unix_socket_on_close,
         ..supervisor::ListenOptions::default()
     };
+    // Every socket is checked before any is bound: a second instance refused on one of them
+    // must not leave the other behind.
+    supervisor::check_bindable(&target, &listen).map_err(|e| e.to_string())?;
+    control::check_bindable(&config)?;
+    // Forked while still root and before any socket is bound, so it holds none of them.
+    let launcher = privilege::start_launcher(&config, serving_user.as_deref())?;
+    let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
     let bound = supervisor::bind(&target, &listen).map_err(|e| e.to_string())?;
-    log::info!(
+    let listening = format!(
         "listening on {} with {} child milters",
         bound.local_description(),
         generation.endpoints.len()
     );
     let process = supervisor::ProcessOptions {
         daemon: manager.daemon,
-        user: config.security.effective_user.clone(),
+        user: serving_user,
         group: config.security.effective_group.clone(),
         pid_file: manager.pid_file.clone(),
         n_workers: manager.n_workers,
@@ -278,6 +362,7 @@ fn run(options: &Options) -> Result<i32, String> {
         on_reopen_logs: Some(Box::new(worker::reopen_logs)),
         control: control::bind(&config, controller)?,
     };
+    log::info!("{listening}");
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the
     // event loop instead of the supervisor.
     let mut alone_reloader =
@@ -289,6 +374,31 @@ fn run(options: &Options) -> Result<i32, String> {
         worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
     })
     .map_err(|e| e.to_string())
+}
+
+/// Started as root, fails unless the user the processes will serve as can write the pid file
+/// (and remove it at the end) and an existing log file (reopened on SIGUSR1): before
+/// anything is bound or written. The identity, when there is one to switch to.
+fn check_files_for(
+    config: &Config,
+    user: Option<&str>,
+) -> Result<Option<supervisor::Identity>, String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let group = config.security.effective_group.as_deref();
+    let Some(identity) = supervisor::Identity::resolve(user, group).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    if let Some(path) = &config.manager.pid_file {
+        identity.check_writable("pid file", path, true).map_err(|e| e.to_string())?;
+    }
+    // A log file that does not exist yet is created as root and given to the user.
+    if let Some(path) = config.log.path.as_ref().filter(|p| p.as_os_str() != "-" && p.exists()) {
+        identity.check_writable("log file", path, false).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(identity))
 }
 
 /// Installs the logger (at start) or switches it to `config`'s settings (at a reload).

@@ -1,4 +1,4 @@
-//! Privilege mode: the launcher's allow-list. Only milters of the configuration that have a
+//! Whom the manager serves as, and privilege mode: the launcher's allow-list. Only milters of the configuration that have a
 //! `command` are started, with their `command_options`, as their `user_name` (root when
 //! unset, as in the original); anything else is refused with the reason, and logged.
 
@@ -7,6 +7,43 @@ use std::collections::BTreeMap;
 use milter_manager::config::Config;
 use milter_manager::launch::{command_line, LaunchAnswer, LaunchRequest};
 use supervisor::{Launcher, Programs, Started};
+
+/// The user started as root without `security.effective_user` serves as, like the
+/// original: the package's own user when there is one, else nobody.
+const DEFAULT_USERS: [&str; 2] = ["milter-manager", "nobody"];
+
+/// The user the processes serve as: `security.effective_user`, or when started as root
+/// without one, [`DEFAULT_USERS`]' first that exists (root only when written out). `None`:
+/// the user that started it, unchanged. The second value says why, for the log.
+pub fn serving_user(config: &Config) -> (Option<String>, Option<String>) {
+    if let Some(user) = &config.security.effective_user {
+        return (Some(user.clone()), None);
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        return (None, None);
+    }
+    let found = DEFAULT_USERS
+        .into_iter()
+        .find(|name| matches!(nix::unistd::User::from_name(name), Ok(Some(_))));
+    match found {
+        Some(name) => (
+            Some(name.to_string()),
+            Some(format!(
+                "started as root without security.effective_user: serving as user \"{name}\" \
+                 (effective_user = \"root\" keeps root)"
+            )),
+        ),
+        // Nothing to switch to: say so instead of failing on a host without nobody.
+        None => (
+            None,
+            Some(
+                "started as root without security.effective_user and no user \"milter-manager\" \
+                 or \"nobody\" exists: serving as root"
+                    .to_string(),
+            ),
+        ),
+    }
+}
 
 /// What the launcher may run for one milter.
 enum Allowed {
@@ -18,8 +55,9 @@ enum Allowed {
     Not(String),
 }
 
-/// Starts the launcher when `security.privilege_mode` is on and the manager runs as root.
-pub fn start_launcher(config: &Config) -> Result<Option<Launcher>, String> {
+/// Starts the launcher when `security.privilege_mode` is on and the manager runs as root;
+/// its socket is for `user` (the one the manager serves as).
+pub fn start_launcher(config: &Config, user: Option<&str>) -> Result<Option<Launcher>, String> {
     if !config.security.privilege_mode {
         return Ok(None);
     }
@@ -47,7 +85,7 @@ pub fn start_launcher(config: &Config) -> Result<Option<Launcher>, String> {
         .collect();
     let security = &config.security;
     let launcher = Launcher::start(
-        security.effective_user.as_deref(),
+        user,
         security.effective_group.as_deref(),
         config.manager.daemon,
         move |line, programs| answer(&allowed, line, programs).encode(),

@@ -170,9 +170,9 @@ fn run(options: &Options) -> Result<bool, CheckError> {
     };
     let summary = Summary::new(records, elapsed);
     if options.json {
-        println!("{}", json_report(&summary, &info));
+        outln!("{}", json_report(&summary, &info));
     } else {
-        print!("{}", text_report(&summary, &info));
+        out!("{}", text_report(&summary, &info));
     }
     Ok(summary.error_count() > 0)
 }
