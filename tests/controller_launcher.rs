@@ -249,7 +249,16 @@ fn the_controller_reports_status_configuration_and_reloads() {
     });
     assert!(counted, "status:\n{status}\nlog:\n{}", manager.log());
     assert!(status.contains("sessions-in-flight: 0\n"), "{status}");
+    assert!(status.starts_with("generation: 1\n"), "{status}");
     assert!(status.contains("workers: 2\n"), "{status}");
+    assert_eq!(
+        status.matches(", generation 1\n").count(),
+        2,
+        "each worker's generation:\n{status}"
+    );
+    // Routine requests are logged at info, not at the default log's message level.
+    assert!(manager.log().contains("[info] controller: status\n"), "{}", manager.log());
+    assert!(!manager.log().contains("[message] controller:"), "{}", manager.log());
     assert!(
         status.contains(&format!(
             "\"first\": pass={K} accept=0 skip=0 temporary-failure=0 reject=0 discard=0\n"
@@ -279,23 +288,71 @@ fn the_controller_reports_status_configuration_and_reloads() {
         checked.stdout
     );
 
-    // Reload checks the files, then takes the SIGHUP path; the configuration directory finds
-    // the controller too.
+    // A reload that reorders the milters, adds one and changes an item that needs a
+    // restart is answered with its outcome: the new generation and its workers. The
+    // configuration directory finds the controller too.
     let conf = manager.conf.to_str().unwrap().to_string();
-    let reload = ctl(&dir, "reload", &["-c", &conf, "reload"]);
-    assert!(reload.status.success(), "{}", reload.describe());
-    assert_eq!(
-        reload.stdout,
-        "configuration loaded (2 child milters); reloading (as SIGHUP): sessions that start \
-         from now on get it\n",
-        "{}",
-        reload.describe()
+    let file = manager.conf.join("milter-manager.toml");
+    let reordered = format!(
+        "[manager]\nn_workers = 2\nunix_socket_mode = 0o600\n\n\
+         [controller]\nconnection_spec = \"{control_spec}\"\n\n\
+         [milter.\"added\"]\nconnection_spec = \"{spec}\"\n\n\
+         [milter.\"second\"]\nconnection_spec = \"unix:{nobody}\"\nfallback_status = \"accept\"\n\n\
+         [milter.\"first\"]\nconnection_spec = \"{spec}\"\n",
+        spec = client.spec,
+        nobody = dir.join("nobody-listens.sock").display()
     );
-    assert!(
-        wait_for(deadline(), || manager.log().contains("SIGHUP received")),
-        "{}",
-        manager.log()
-    );
+    write(&file, &reordered);
+    let restart_line = "restart needed: manager.unix_socket_mode changed; it takes effect when \
+                        milter-manager restarts\n";
+    let mut new_pids = Vec::new();
+    for (generation, name) in [(2, "reload"), (3, "reload-again")] {
+        let reload = ctl(&dir, name, &["-c", &conf, "reload"]);
+        assert!(reload.status.success(), "{}\n{}", reload.describe(), manager.log());
+        let first_line = reload.stdout.lines().next().unwrap_or("");
+        let wanted = format!(
+            "reloaded: generation {generation} serves new sessions; 2 of 2 workers started \
+             (worker 0: pid "
+        );
+        assert!(first_line.starts_with(&wanted), "{}", reload.describe());
+        // Every reload says what still needs a restart, not only the first after the change.
+        assert!(reload.stdout.ends_with(restart_line), "{}", reload.describe());
+        new_pids = first_line
+            .split("pid ")
+            .skip(1)
+            .map(|pid| {
+                pid.trim_end_matches([')', ',']).split([',', ')']).next().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(new_pids.len(), 2, "{first_line}");
+    }
+    let warnings = manager.log().matches("manager.unix_socket_mode changed").count();
+    assert_eq!(warnings, 2, "{}", manager.log());
+    status = ctl(&dir, "status-reloaded", &["-s", &control_spec, "status"]).stdout;
+    assert!(status.starts_with("generation: 3\n"), "{status}");
+    for pid in &new_pids {
+        assert!(status.contains(&format!(": pid {pid}, generation 3\n")), "{pid}:\n{status}");
+    }
+
+    // Counts stay with their milter's name across the reorder; the added one starts at 0.
+    const MORE: usize = 3;
+    for i in 0..MORE {
+        let out = session(&dir, &format!("reloaded{i}"), &manager);
+        assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    }
+    let all = K + MORE;
+    let counted = wait_for(deadline(), || {
+        status = ctl(&dir, "status-after", &["-s", &control_spec, "status"]).stdout;
+        status.contains(&format!("sessions-done: {all}\n"))
+    });
+    assert!(counted, "{status}");
+    for expected in [
+        format!("\"added\": pass={MORE} accept=0 "),
+        format!("\"second\": pass=0 accept={all} "),
+        format!("\"first\": pass={all} accept=0 "),
+    ] {
+        assert!(status.contains(&expected), "{expected}:\n{status}");
+    }
 
     // Errors are one line and exit 1.
     let unknown = ctl(&dir, "stop-unknown", &["-s", &control_spec, "stop-child", "nope"]);
@@ -310,14 +367,12 @@ fn the_controller_reports_status_configuration_and_reloads() {
 
     // A configuration that does not load is refused in the answer, naming the place; the
     // running one stays and goes on serving.
-    let file = manager.conf.join("milter-manager.toml");
-    write(&file, &config.replace("n_workers = 2", "n_workers = \"two\""));
+    write(&file, &reordered.replace("n_workers = 2", "n_workers = \"two\""));
     let refused = ctl(&dir, "reload-broken", &["-s", &control_spec, "reload"]);
     assert_eq!(refused.status.code(), Some(1), "{}", refused.describe());
     assert!(
-        refused.stderr.starts_with(
-            "milter-manager-ctl: the configuration does not load, the running one stays: "
-        ) && refused.stderr.contains("milter-manager.toml")
+        refused.stderr.starts_with("milter-manager-ctl: reload failed, generation 3 stays: ")
+            && refused.stderr.contains("milter-manager.toml")
             && refused.stderr.contains("n_workers")
             && refused.stderr.lines().count() == 1,
         "{}",
@@ -355,6 +410,59 @@ fn without_workers_the_controller_has_a_process_of_its_own() {
     assert!(counted, "{status}");
     assert!(status.contains("workers: 0\n"), "{status}");
     assert!(status.contains("\"only\": pass=1 accept=0"), "{status}");
+
+    // A reload happens in the serving process; the controller's process answers with its
+    // outcome and learns the new configuration (and, from a SIGHUP, its generation).
+    let file = manager.conf.join("milter-manager.toml");
+    let added = format!(
+        "{}\n[milter.\"added\"]\nconnection_spec = \"{}\"\n",
+        config.replacen(
+            "connection_spec = \"unix:",
+            "unix_socket_mode = 0o600\nconnection_spec = \"unix:",
+            1
+        ),
+        client.spec
+    );
+    write(&file, &added);
+    manager.process.signal("HUP");
+    let generation_2 = wait_for(deadline(), || {
+        ctl(&dir, "status-gen2", &["-s", &spec, "status"]).stdout.starts_with("generation: 2\n")
+    });
+    assert!(generation_2, "the SIGHUP's reload reaches the controller:\n{}", manager.log());
+    let restart_line = "restart needed: controller.unix_socket_mode changed; it takes effect \
+                        when milter-manager restarts\n";
+    let reload = ctl(&dir, "reload", &["-s", &spec, "reload"]);
+    assert!(reload.status.success(), "{}\n{}", reload.describe(), manager.log());
+    assert!(
+        reload.stdout.starts_with(
+            "reloaded: generation 3 serves new sessions in this one process (n_workers = 0)\n"
+        ) && reload.stdout.ends_with(restart_line),
+        "{}",
+        reload.describe()
+    );
+    let status_3 = ctl(&dir, "status-gen3", &["-s", &spec, "status"]).stdout;
+    assert!(status_3.starts_with("generation: 3\n"), "{status_3}");
+    let shown = ctl(&dir, "configuration", &["-s", &spec, "configuration"]);
+    assert!(shown.stdout.contains("[milter.\"added\"]"), "{}", shown.stdout);
+    let out = session(&dir, "session-added", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    let counted = wait_for(deadline(), || {
+        status = ctl(&dir, "status-added", &["-s", &spec, "status"]).stdout;
+        status.contains("sessions-done: 2\n")
+    });
+    assert!(counted, "{status}");
+    assert!(status.contains("\"only\": pass=2 accept=0"), "{status}");
+    assert!(status.contains("\"added\": pass=1 accept=0"), "{status}");
+
+    write(&file, &added.replace("n_workers = 0", "n_workers = 0\nfallback_status = \"maybe\""));
+    let refused = ctl(&dir, "reload-broken", &["-s", &spec, "reload"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.describe());
+    assert!(
+        refused.stderr.starts_with("milter-manager-ctl: reload failed, generation 3 stays: ")
+            && refused.stderr.contains("fallback_status"),
+        "{}",
+        refused.describe()
+    );
     assert!(manager.process.terminate().success());
     assert!(!controller.exists(), "the control socket is removed on exit");
 }

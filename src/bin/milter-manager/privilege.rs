@@ -1,6 +1,8 @@
 //! Privilege mode: the launcher's allow-list. Only milters of the configuration that have a
 //! `command` are started, with their `command_options`, as their `user_name` (root when
-//! unset, as in the original); anything else is refused with the reason, and logged.
+//! unset, as in the original); anything else is refused with the reason, and logged. At a
+//! reload the launcher reads the configuration files itself, so milters added by it can be
+//! started without a restart.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,11 @@ enum Allowed {
 }
 
 /// Starts the launcher when `security.privilege_mode` is on and the manager runs as root.
-pub fn start_launcher(config: &Config) -> Result<Option<Launcher>, String> {
+/// It reads the configuration again the way `options` say when asked to reload.
+pub fn start_launcher(
+    config: &Config,
+    options: &crate::Options,
+) -> Result<Option<Launcher>, String> {
     if !config.security.privilege_mode {
         return Ok(None);
     }
@@ -30,7 +36,27 @@ pub fn start_launcher(config: &Config) -> Result<Option<Launcher>, String> {
         );
         return Ok(None);
     }
-    let allowed: BTreeMap<String, Allowed> = config
+    let mut allowed = allowed_of(config);
+    let options = options.clone();
+    let reload = move || -> Result<Config, String> {
+        let mut config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
+        config.apply_overrides(&crate::overrides(&options)?).map_err(|e| e.to_string())?;
+        Ok(config)
+    };
+    let security = &config.security;
+    let launcher = Launcher::start(
+        security.effective_user.as_deref(),
+        security.effective_group.as_deref(),
+        config.manager.daemon,
+        move |line, programs| answer(&mut allowed, &reload, line, programs).encode(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Some(launcher))
+}
+
+/// What may be started, by milter name.
+fn allowed_of(config: &Config) -> BTreeMap<String, Allowed> {
+    config
         .milters
         .iter()
         .map(|milter| {
@@ -44,20 +70,12 @@ pub fn start_launcher(config: &Config) -> Result<Option<Launcher>, String> {
             };
             (name.clone(), allowed)
         })
-        .collect();
-    let security = &config.security;
-    let launcher = Launcher::start(
-        security.effective_user.as_deref(),
-        security.effective_group.as_deref(),
-        config.manager.daemon,
-        move |line, programs| answer(&allowed, line, programs).encode(),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Some(launcher))
+        .collect()
 }
 
 fn answer(
-    allowed: &BTreeMap<String, Allowed>,
+    allowed: &mut BTreeMap<String, Allowed>,
+    reload: &dyn Fn() -> Result<Config, String>,
     line: &str,
     programs: &mut Programs,
 ) -> LaunchAnswer {
@@ -70,6 +88,9 @@ fn answer(
                 match programs.start(&name, argv, user.as_deref()) {
                     Ok(Started::New(pid)) => LaunchAnswer::Started(pid),
                     Ok(Started::AlreadyRunning(pid)) => LaunchAnswer::Running(pid),
+                    Ok(Started::BackingOff(wait)) => {
+                        LaunchAnswer::Wait(wait.as_millis().max(1) as u64)
+                    }
                     Err(reason) => LaunchAnswer::Refused(reason),
                 }
             }
@@ -77,6 +98,20 @@ fn answer(
         Ok(LaunchRequest::Stop(name)) => match programs.stop(&name) {
             Ok(pid) => LaunchAnswer::Stopped(pid),
             Err(reason) => LaunchAnswer::Refused(reason),
+        },
+        Ok(LaunchRequest::Reload) => match reload() {
+            Ok(config) => {
+                *allowed = allowed_of(&config);
+                let startable =
+                    allowed.values().filter(|a| matches!(a, Allowed::Command { .. })).count();
+                log::info!(
+                    "launcher: configuration read again: {startable} milters can be started"
+                );
+                LaunchAnswer::Reloaded(startable)
+            }
+            Err(reason) => LaunchAnswer::Refused(format!(
+                "the configuration does not load, the launcher keeps its list: {reason}"
+            )),
         },
     };
     if let LaunchAnswer::Refused(reason) = &answer {
