@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{
     deadline, free_tcp_port, read_lossy, run, wait_for, ManagerOptions, ManagerProcess, TempDir,
@@ -465,4 +465,108 @@ fn without_workers_the_controller_has_a_process_of_its_own() {
     );
     assert!(manager.process.terminate().success());
     assert!(!controller.exists(), "the control socket is removed on exit");
+}
+
+/// A start script for milter-test-client on `spec`, run by the launcher.
+fn client_script(dir: &TempDir, name: &str, spec: &str) -> PathBuf {
+    let script = dir.join(&format!("start-{name}.sh"));
+    let log = dir.join(&format!("{name}.log"));
+    write(
+        &script,
+        &format!(
+            "#!/bin/sh\nexec {TEST_CLIENT} -s '{spec}' --log-path {} >/dev/null 2>&1\n",
+            log.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a_pause() {
+    if !running_as_root() {
+        eprintln!("skipped: privilege mode needs root");
+        return;
+    }
+    let dir = TempDir::new("launcher-reload");
+    let spec = |port: u16| format!("inet:{port}@[127.0.0.1]");
+    let (first_spec, added_spec) = (spec(free_tcp_port()), spec(free_tcp_port()));
+    let controller = dir.join("controller.sock");
+    let milter = |name: &str, spec: &str| {
+        format!(
+            "[milter.\"{name}\"]\nconnection_spec = \"{spec}\"\ncommand = \"{}\"\n\
+             fallback_status = \"reject\"\nconnection_timeout = 60\n\n",
+            client_script(&dir, name, spec).display()
+        )
+    };
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [controller]\nconnection_spec = \"unix:{}\"\n\n{}",
+        controller.display(),
+        milter("first", &first_spec)
+    );
+    let manager = Manager::start(&dir, &config);
+    let out = session(&dir, "first", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+
+    // A milter added by a reload is started by the launcher without a restart; one that
+    // keeps failing at once is there too.
+    let crash = dir.join("crash.sh");
+    write(&crash, "#!/bin/sh\nexit 3\n");
+    std::fs::set_permissions(&crash, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let reloaded = format!(
+        "{config}{}[milter.\"crash\"]\nenabled = false\ncommand = \"{}\"\n",
+        milter("added", &added_spec),
+        crash.display()
+    );
+    write(&manager.conf.join("milter-manager.toml"), &reloaded);
+    let conf = manager.conf.to_str().unwrap().to_string();
+    let reload = ctl(&dir, "reload", &["-c", &conf, "reload"]);
+    assert!(reload.status.success(), "{}", reload.describe());
+    assert!(
+        manager.log().contains("launcher: configuration read again: 3 milters can be started"),
+        "{}",
+        manager.log()
+    );
+    let out = session(&dir, "with-added", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    assert_eq!(processes_with(&added_spec).len(), 1, "{}", manager.log());
+
+    // A child that dies is started again by the next session that needs it (after a pause
+    // when it had only just started), and the session gets its answer.
+    let dead = processes_with(&first_spec);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    kill_process(dead[0]);
+    let ended = format!("launcher: milter \"first\" (pid {}) ended: killed by SIGKILL", dead[0]);
+    assert!(wait_for(deadline(), || manager.log().contains(&ended)), "{}", manager.log());
+    let out = session(&dir, "after-death", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    let again = processes_with(&first_spec);
+    assert!(again.len() == 1 && again[0] != dead[0], "{again:?}\n{}", manager.log());
+
+    // A milter that ends at once is started at most once per pause: 1 s, 2 s, 4 s.
+    let socket = manager.launcher_socket();
+    let mut answers = Vec::new();
+    let backed_off = wait_for(Instant::now() + Duration::from_secs(60), || {
+        answers.push(ask_launcher(&socket, "start crash\n"));
+        manager.log().contains("started again no sooner than in 4s")
+    });
+    let log = manager.log();
+    assert!(backed_off, "{log}");
+    let pauses: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            line.contains("launcher: milter \"crash\"") && line.contains("ended: exit code 3")
+        })
+        .filter_map(|line| line.split("no sooner than in ").nth(1))
+        .collect();
+    assert_eq!(pauses, ["1s", "2s", "4s"], "{log}");
+    let starts = answers.iter().filter(|a| a.starts_with("started ")).count();
+    assert_eq!(starts, 3, "{answers:?}");
+    assert!(answers.iter().any(|a| a.starts_with("wait ")), "{answers:?}");
+}
+
+fn kill_process(pid: u32) {
+    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    assert!(status.success(), "kill -KILL {pid}");
 }
