@@ -5,9 +5,15 @@
 //! The protocol is one request line per connection and one answer line back:
 //!
 //! ```text
-//! start NAME        ->  started PID | running PID | error REASON
+//! start NAME        ->  started PID | running PID | wait MS | error REASON
 //! stop NAME         ->  stopped PID | error REASON
+//! reload            ->  reloaded N | error REASON
 //! ```
+//!
+//! `wait MS`: the milter ended soon after its last start and is started again no sooner
+//! than in MS milliseconds (the launcher's back-off); ask again then. `reload`: the
+//! launcher reads the configuration files again (it takes no list of commands from the
+//! unprivileged processes); N milters of it can be started.
 //!
 //! NAME is the rest of the line, so names with spaces work; a name cannot hold a line break.
 
@@ -25,6 +31,8 @@ pub enum LaunchRequest {
     Start(String),
     /// Stop the child milter NAME that the launcher started.
     Stop(String),
+    /// Read the configuration files again.
+    Reload,
 }
 
 /// The launcher's answer.
@@ -34,6 +42,10 @@ pub enum LaunchAnswer {
     /// Started earlier and still running: not started again.
     Running(u32),
     Stopped(u32),
+    /// Back-off: ask again in this many milliseconds.
+    Wait(u64),
+    /// The configuration was read again: this many milters can be started.
+    Reloaded(usize),
     Refused(String),
 }
 
@@ -43,6 +55,7 @@ impl LaunchRequest {
         match self {
             LaunchRequest::Start(name) => format!("start {}\n", one_line(name)),
             LaunchRequest::Stop(name) => format!("stop {}\n", one_line(name)),
+            LaunchRequest::Reload => "reload\n".into(),
         }
     }
 
@@ -50,13 +63,19 @@ impl LaunchRequest {
     pub fn parse(line: &str) -> Result<LaunchRequest, String> {
         let line = line.trim_end_matches(['\n', '\r']);
         let (verb, name) = line.split_once(' ').unwrap_or((line, ""));
+        if line == "reload" {
+            return Ok(LaunchRequest::Reload);
+        }
         if name.is_empty() && matches!(verb, "start" | "stop") {
             return Err(format!("{verb}: a milter name is missing"));
         }
         match verb {
             "start" => Ok(LaunchRequest::Start(name.to_string())),
             "stop" => Ok(LaunchRequest::Stop(name.to_string())),
-            _ => Err(format!("unknown request {:?} (expected start NAME or stop NAME)", verb)),
+            _ => Err(format!(
+                "unknown request {:?} (expected start NAME, stop NAME or reload)",
+                verb
+            )),
         }
     }
 }
@@ -68,6 +87,8 @@ impl LaunchAnswer {
             LaunchAnswer::Started(pid) => format!("started {pid}\n"),
             LaunchAnswer::Running(pid) => format!("running {pid}\n"),
             LaunchAnswer::Stopped(pid) => format!("stopped {pid}\n"),
+            LaunchAnswer::Wait(ms) => format!("wait {ms}\n"),
+            LaunchAnswer::Reloaded(n) => format!("reloaded {n}\n"),
             LaunchAnswer::Refused(reason) => format!("error {}\n", one_line(reason)),
         }
     }
@@ -81,6 +102,14 @@ impl LaunchAnswer {
             "started" => Ok(LaunchAnswer::Started(pid()?)),
             "running" => Ok(LaunchAnswer::Running(pid()?)),
             "stopped" => Ok(LaunchAnswer::Stopped(pid()?)),
+            "wait" => rest
+                .parse()
+                .map(LaunchAnswer::Wait)
+                .map_err(|_| format!("bad launcher answer {line:?}")),
+            "reloaded" => rest
+                .parse()
+                .map(LaunchAnswer::Reloaded)
+                .map_err(|_| format!("bad launcher answer {line:?}")),
             "error" => Ok(LaunchAnswer::Refused(rest.to_string())),
             _ => Err(format!("bad launcher answer {line:?}")),
         }
@@ -93,6 +122,12 @@ impl fmt::Display for LaunchAnswer {
             LaunchAnswer::Started(pid) => write!(f, "started (pid {pid})"),
             LaunchAnswer::Running(pid) => write!(f, "already running (pid {pid})"),
             LaunchAnswer::Stopped(pid) => write!(f, "stopped (pid {pid})"),
+            LaunchAnswer::Wait(ms) => {
+                write!(f, "ended soon after its start; started again in {ms} ms at the earliest")
+            }
+            LaunchAnswer::Reloaded(n) => {
+                write!(f, "configuration read again: {n} milters can be started")
+            }
             LaunchAnswer::Refused(reason) => f.write_str(reason),
         }
     }
@@ -130,9 +165,11 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_names_keep_their_spaces() {
-        for request in
-            [LaunchRequest::Start("opendkim".into()), LaunchRequest::Stop("milter greylist".into())]
-        {
+        for request in [
+            LaunchRequest::Start("opendkim".into()),
+            LaunchRequest::Stop("milter greylist".into()),
+            LaunchRequest::Reload,
+        ] {
             assert_eq!(LaunchRequest::parse(&request.encode()), Ok(request));
         }
         assert_eq!(LaunchRequest::Start("a\nb".into()).encode(), "start a b\n");
@@ -143,7 +180,7 @@ mod tests {
         assert_eq!(LaunchRequest::parse("start"), Err("start: a milter name is missing".into()));
         assert_eq!(
             LaunchRequest::parse("exec /bin/sh"),
-            Err("unknown request \"exec\" (expected start NAME or stop NAME)".into())
+            Err("unknown request \"exec\" (expected start NAME, stop NAME or reload)".into())
         );
     }
 
@@ -153,6 +190,8 @@ mod tests {
             LaunchAnswer::Started(12),
             LaunchAnswer::Running(13),
             LaunchAnswer::Stopped(14),
+            LaunchAnswer::Wait(700),
+            LaunchAnswer::Reloaded(3),
             LaunchAnswer::Refused("milter \"x\" has no command".into()),
         ] {
             assert_eq!(LaunchAnswer::parse(&answer.encode()), Ok(answer));

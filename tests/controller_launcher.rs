@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{
     deadline, free_tcp_port, read_lossy, run, wait_for, ManagerOptions, ManagerProcess, TempDir,
@@ -249,7 +249,16 @@ fn the_controller_reports_status_configuration_and_reloads() {
     });
     assert!(counted, "status:\n{status}\nlog:\n{}", manager.log());
     assert!(status.contains("sessions-in-flight: 0\n"), "{status}");
+    assert!(status.starts_with("generation: 1\n"), "{status}");
     assert!(status.contains("workers: 2\n"), "{status}");
+    assert_eq!(
+        status.matches(", generation 1\n").count(),
+        2,
+        "each worker's generation:\n{status}"
+    );
+    // Routine requests are logged at info, not at the default log's message level.
+    assert!(manager.log().contains("[info] controller: status\n"), "{}", manager.log());
+    assert!(!manager.log().contains("[message] controller:"), "{}", manager.log());
     assert!(
         status.contains(&format!(
             "\"first\": pass={K} accept=0 skip=0 temporary-failure=0 reject=0 discard=0\n"
@@ -279,23 +288,71 @@ fn the_controller_reports_status_configuration_and_reloads() {
         checked.stdout
     );
 
-    // Reload checks the files, then takes the SIGHUP path; the configuration directory finds
-    // the controller too.
+    // A reload that reorders the milters, adds one and changes an item that needs a
+    // restart is answered with its outcome: the new generation and its workers. The
+    // configuration directory finds the controller too.
     let conf = manager.conf.to_str().unwrap().to_string();
-    let reload = ctl(&dir, "reload", &["-c", &conf, "reload"]);
-    assert!(reload.status.success(), "{}", reload.describe());
-    assert_eq!(
-        reload.stdout,
-        "configuration loaded (2 child milters); reloading (as SIGHUP): sessions that start \
-         from now on get it\n",
-        "{}",
-        reload.describe()
+    let file = manager.conf.join("milter-manager.toml");
+    let reordered = format!(
+        "[manager]\nn_workers = 2\nunix_socket_mode = 0o600\n\n\
+         [controller]\nconnection_spec = \"{control_spec}\"\n\n\
+         [milter.\"added\"]\nconnection_spec = \"{spec}\"\n\n\
+         [milter.\"second\"]\nconnection_spec = \"unix:{nobody}\"\nfallback_status = \"accept\"\n\n\
+         [milter.\"first\"]\nconnection_spec = \"{spec}\"\n",
+        spec = client.spec,
+        nobody = dir.join("nobody-listens.sock").display()
     );
-    assert!(
-        wait_for(deadline(), || manager.log().contains("SIGHUP received")),
-        "{}",
-        manager.log()
-    );
+    write(&file, &reordered);
+    let restart_line = "restart needed: manager.unix_socket_mode changed; it takes effect when \
+                        milter-manager restarts\n";
+    let mut new_pids = Vec::new();
+    for (generation, name) in [(2, "reload"), (3, "reload-again")] {
+        let reload = ctl(&dir, name, &["-c", &conf, "reload"]);
+        assert!(reload.status.success(), "{}\n{}", reload.describe(), manager.log());
+        let first_line = reload.stdout.lines().next().unwrap_or("");
+        let wanted = format!(
+            "reloaded: generation {generation} serves new sessions; 2 of 2 workers started \
+             (worker 0: pid "
+        );
+        assert!(first_line.starts_with(&wanted), "{}", reload.describe());
+        // Every reload says what still needs a restart, not only the first after the change.
+        assert!(reload.stdout.ends_with(restart_line), "{}", reload.describe());
+        new_pids = first_line
+            .split("pid ")
+            .skip(1)
+            .map(|pid| {
+                pid.trim_end_matches([')', ',']).split([',', ')']).next().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(new_pids.len(), 2, "{first_line}");
+    }
+    let warnings = manager.log().matches("manager.unix_socket_mode changed").count();
+    assert_eq!(warnings, 2, "{}", manager.log());
+    status = ctl(&dir, "status-reloaded", &["-s", &control_spec, "status"]).stdout;
+    assert!(status.starts_with("generation: 3\n"), "{status}");
+    for pid in &new_pids {
+        assert!(status.contains(&format!(": pid {pid}, generation 3\n")), "{pid}:\n{status}");
+    }
+
+    // Counts stay with their milter's name across the reorder; the added one starts at 0.
+    const MORE: usize = 3;
+    for i in 0..MORE {
+        let out = session(&dir, &format!("reloaded{i}"), &manager);
+        assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    }
+    let all = K + MORE;
+    let counted = wait_for(deadline(), || {
+        status = ctl(&dir, "status-after", &["-s", &control_spec, "status"]).stdout;
+        status.contains(&format!("sessions-done: {all}\n"))
+    });
+    assert!(counted, "{status}");
+    for expected in [
+        format!("\"added\": pass={MORE} accept=0 "),
+        format!("\"second\": pass=0 accept={all} "),
+        format!("\"first\": pass={all} accept=0 "),
+    ] {
+        assert!(status.contains(&expected), "{expected}:\n{status}");
+    }
 
     // Errors are one line and exit 1.
     let unknown = ctl(&dir, "stop-unknown", &["-s", &control_spec, "stop-child", "nope"]);
@@ -310,14 +367,12 @@ fn the_controller_reports_status_configuration_and_reloads() {
 
     // A configuration that does not load is refused in the answer, naming the place; the
     // running one stays and goes on serving.
-    let file = manager.conf.join("milter-manager.toml");
-    write(&file, &config.replace("n_workers = 2", "n_workers = \"two\""));
+    write(&file, &reordered.replace("n_workers = 2", "n_workers = \"two\""));
     let refused = ctl(&dir, "reload-broken", &["-s", &control_spec, "reload"]);
     assert_eq!(refused.status.code(), Some(1), "{}", refused.describe());
     assert!(
-        refused.stderr.starts_with(
-            "milter-manager-ctl: the configuration does not load, the running one stays: "
-        ) && refused.stderr.contains("milter-manager.toml")
+        refused.stderr.starts_with("milter-manager-ctl: reload failed, generation 3 stays: ")
+            && refused.stderr.contains("milter-manager.toml")
             && refused.stderr.contains("n_workers")
             && refused.stderr.lines().count() == 1,
         "{}",
@@ -355,6 +410,163 @@ fn without_workers_the_controller_has_a_process_of_its_own() {
     assert!(counted, "{status}");
     assert!(status.contains("workers: 0\n"), "{status}");
     assert!(status.contains("\"only\": pass=1 accept=0"), "{status}");
+
+    // A reload happens in the serving process; the controller's process answers with its
+    // outcome and learns the new configuration (and, from a SIGHUP, its generation).
+    let file = manager.conf.join("milter-manager.toml");
+    let added = format!(
+        "{}\n[milter.\"added\"]\nconnection_spec = \"{}\"\n",
+        config.replacen(
+            "connection_spec = \"unix:",
+            "unix_socket_mode = 0o600\nconnection_spec = \"unix:",
+            1
+        ),
+        client.spec
+    );
+    write(&file, &added);
+    manager.process.signal("HUP");
+    let generation_2 = wait_for(deadline(), || {
+        ctl(&dir, "status-gen2", &["-s", &spec, "status"]).stdout.starts_with("generation: 2\n")
+    });
+    assert!(generation_2, "the SIGHUP's reload reaches the controller:\n{}", manager.log());
+    let restart_line = "restart needed: controller.unix_socket_mode changed; it takes effect \
+                        when milter-manager restarts\n";
+    let reload = ctl(&dir, "reload", &["-s", &spec, "reload"]);
+    assert!(reload.status.success(), "{}\n{}", reload.describe(), manager.log());
+    assert!(
+        reload.stdout.starts_with(
+            "reloaded: generation 3 serves new sessions in this one process (n_workers = 0)\n"
+        ) && reload.stdout.ends_with(restart_line),
+        "{}",
+        reload.describe()
+    );
+    let status_3 = ctl(&dir, "status-gen3", &["-s", &spec, "status"]).stdout;
+    assert!(status_3.starts_with("generation: 3\n"), "{status_3}");
+    let shown = ctl(&dir, "configuration", &["-s", &spec, "configuration"]);
+    assert!(shown.stdout.contains("[milter.\"added\"]"), "{}", shown.stdout);
+    let out = session(&dir, "session-added", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    let counted = wait_for(deadline(), || {
+        status = ctl(&dir, "status-added", &["-s", &spec, "status"]).stdout;
+        status.contains("sessions-done: 2\n")
+    });
+    assert!(counted, "{status}");
+    assert!(status.contains("\"only\": pass=2 accept=0"), "{status}");
+    assert!(status.contains("\"added\": pass=1 accept=0"), "{status}");
+
+    write(&file, &added.replace("n_workers = 0", "n_workers = 0\nfallback_status = \"maybe\""));
+    let refused = ctl(&dir, "reload-broken", &["-s", &spec, "reload"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.describe());
+    assert!(
+        refused.stderr.starts_with("milter-manager-ctl: reload failed, generation 3 stays: ")
+            && refused.stderr.contains("fallback_status"),
+        "{}",
+        refused.describe()
+    );
     assert!(manager.process.terminate().success());
     assert!(!controller.exists(), "the control socket is removed on exit");
+}
+
+/// A start script for milter-test-client on `spec`, run by the launcher.
+fn client_script(dir: &TempDir, name: &str, spec: &str) -> PathBuf {
+    let script = dir.join(&format!("start-{name}.sh"));
+    let log = dir.join(&format!("{name}.log"));
+    write(
+        &script,
+        &format!(
+            "#!/bin/sh\nexec {TEST_CLIENT} -s '{spec}' --log-path {} >/dev/null 2>&1\n",
+            log.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a_pause() {
+    if !running_as_root() {
+        eprintln!("skipped: privilege mode needs root");
+        return;
+    }
+    let dir = TempDir::new("launcher-reload");
+    let spec = |port: u16| format!("inet:{port}@[127.0.0.1]");
+    let (first_spec, added_spec) = (spec(free_tcp_port()), spec(free_tcp_port()));
+    let controller = dir.join("controller.sock");
+    let milter = |name: &str, spec: &str| {
+        format!(
+            "[milter.\"{name}\"]\nconnection_spec = \"{spec}\"\ncommand = \"{}\"\n\
+             fallback_status = \"reject\"\nconnection_timeout = 60\n\n",
+            client_script(&dir, name, spec).display()
+        )
+    };
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [controller]\nconnection_spec = \"unix:{}\"\n\n{}",
+        controller.display(),
+        milter("first", &first_spec)
+    );
+    let manager = Manager::start(&dir, &config);
+    let out = session(&dir, "first", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+
+    // A milter added by a reload is started by the launcher without a restart; one that
+    // keeps failing at once is there too.
+    let crash = dir.join("crash.sh");
+    write(&crash, "#!/bin/sh\nexit 3\n");
+    std::fs::set_permissions(&crash, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let reloaded = format!(
+        "{config}{}[milter.\"crash\"]\nenabled = false\ncommand = \"{}\"\n",
+        milter("added", &added_spec),
+        crash.display()
+    );
+    write(&manager.conf.join("milter-manager.toml"), &reloaded);
+    let conf = manager.conf.to_str().unwrap().to_string();
+    let reload = ctl(&dir, "reload", &["-c", &conf, "reload"]);
+    assert!(reload.status.success(), "{}", reload.describe());
+    assert!(
+        manager.log().contains("launcher: configuration read again: 3 milters can be started"),
+        "{}",
+        manager.log()
+    );
+    let out = session(&dir, "with-added", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    assert_eq!(processes_with(&added_spec).len(), 1, "{}", manager.log());
+
+    // A child that dies is started again by the next session that needs it (after a pause
+    // when it had only just started), and the session gets its answer.
+    let dead = processes_with(&first_spec);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    kill_process(dead[0]);
+    let ended = format!("launcher: milter \"first\" (pid {}) ended: killed by SIGKILL", dead[0]);
+    assert!(wait_for(deadline(), || manager.log().contains(&ended)), "{}", manager.log());
+    let out = session(&dir, "after-death", &manager);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    let again = processes_with(&first_spec);
+    assert!(again.len() == 1 && again[0] != dead[0], "{again:?}\n{}", manager.log());
+
+    // A milter that ends at once is started at most once per pause: 1 s, 2 s, 4 s.
+    let socket = manager.launcher_socket();
+    let mut answers = Vec::new();
+    let backed_off = wait_for(Instant::now() + Duration::from_secs(60), || {
+        answers.push(ask_launcher(&socket, "start crash\n"));
+        manager.log().contains("started again no sooner than in 4s")
+    });
+    let log = manager.log();
+    assert!(backed_off, "{log}");
+    let pauses: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            line.contains("launcher: milter \"crash\"") && line.contains("ended: exit code 3")
+        })
+        .filter_map(|line| line.split("no sooner than in ").nth(1))
+        .collect();
+    assert_eq!(pauses, ["1s", "2s", "4s"], "{log}");
+    let starts = answers.iter().filter(|a| a.starts_with("started ")).count();
+    assert_eq!(starts, 3, "{answers:?}");
+    assert!(answers.iter().any(|a| a.starts_with("wait ")), "{answers:?}");
+}
+
+fn kill_process(pid: u32) {
+    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    assert!(status.success(), "kill -KILL {pid}");
 }

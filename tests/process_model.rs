@@ -433,8 +433,12 @@ fn session_status(dir: &TempDir, name: &str, spec: &str) -> String {
 fn sessions_after_a_reload_use_the_new_configuration_with_and_without_workers() {
     for n_workers in [0, 2] {
         let dir = TempDir::new(&format!("pm-apply-{n_workers}"));
+        let controller = format!("unix:{}", dir.join("control.sock").display());
         let config = |status: &str| {
-            format!("[manager]\nn_workers = {n_workers}\nfallback_status = \"{status}\"\n")
+            format!(
+                "[manager]\nn_workers = {n_workers}\nfallback_status = \"{status}\"\n\n\
+                 [controller]\nconnection_spec = \"{controller}\"\n"
+            )
         };
         let mut manager = Manager::start(&dir, dir.path(), &config("reject"), &[]);
         assert_eq!(session_status(&dir, "before", &manager.spec()), "reject", "{}", manager.log());
@@ -446,7 +450,35 @@ fn sessions_after_a_reload_use_the_new_configuration_with_and_without_workers() 
         assert!(reloaded, "n_workers = {n_workers}\n{}", manager.log());
         let status = session_status(&dir, "after", &manager.spec());
         assert_eq!(status, "temporary-failure", "n_workers = {n_workers}\n{}", manager.log());
+
+        // The controller's reload answers once it is done; switching between one process
+        // and workers is named as needing a restart, and the rest applies.
+        let flipped = if n_workers == 0 { "n_workers = 1" } else { "n_workers = 0" };
+        let items = config("accept").replace(&format!("n_workers = {n_workers}"), flipped);
+        manager.write_config(&items);
+        let reload = ctl(&dir, "reload", &["-s", &controller, "reload"]);
+        assert!(reload.status.success(), "{}\n{}", reload.describe(), manager.log());
+        let served_by = if n_workers == 0 { " in this one process" } else { "; 2 of 2 workers" };
+        assert!(
+            reload
+                .stdout
+                .starts_with(&format!("reloaded: generation 3 serves new sessions{served_by}"))
+                && reload.stdout.contains(
+                    "restart needed: manager.n_workers changed; it takes effect when \
+                     milter-manager restarts\n"
+                ),
+            "{}",
+            reload.describe()
+        );
+        let status = session_status(&dir, "after-ctl", &manager.spec());
+        assert_eq!(status, "accept", "n_workers = {n_workers}\n{}", manager.log());
     }
+}
+
+/// milter-manager-ctl with `args`.
+fn ctl(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_milter-manager-ctl"));
+    support::run(dir, name, command.args(args), support::TIMEOUT)
 }
 
 #[test]

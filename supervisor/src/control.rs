@@ -2,9 +2,14 @@
 //! every connection sends one request line and gets one answer, then is closed. Nothing
 //! blocks: accepting, reading and writing are non-blocking, and a client that takes longer
 //! than [`CLIENT_DEADLINE`] is dropped. What a request means is the caller's handler's job.
+//!
+//! A reload request is answered with the reload's outcome: the client waits (up to
+//! [`RELOAD_DEADLINE`]) until the supervisor has reloaded, or with `n_workers == 0` until
+//! the serving process reports its reload back over a datagram socket.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags};
@@ -14,6 +19,8 @@ use crate::Listener;
 
 /// How long one client may take for its request and for reading the answer.
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a client waits for the outcome of the reload it asked for.
+pub const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
 /// The longest request line read; a longer one is answered by the handler as it is cut.
 const MAX_REQUEST: usize = 4096;
 /// Clients served at once; more wait in the listen backlog.
@@ -22,14 +29,110 @@ const MAX_CLIENTS: usize = 16;
 /// What the handler is told besides the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlContext {
-    /// The supervisor's pid (signal it for the paths its signals take).
+    /// The supervisor's pid (the serving process's with `n_workers == 0`).
     pub supervisor_pid: u32,
-    /// The running workers: (index, pid).
-    pub workers: Vec<(u32, u32)>,
+    /// The generation serving new sessions: 1 at start, +1 per successful reload.
+    pub generation: u64,
+    /// The running workers, older generations' draining ones included.
+    pub workers: Vec<RunningWorker>,
 }
 
-/// Answers one request line (without its line break).
-pub type ControlHandler = Box<dyn FnMut(&str, &ControlContext) -> String>;
+/// One live worker process as the controller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningWorker {
+    pub index: u32,
+    pub pid: u32,
+    pub generation: u64,
+}
+
+/// What the handler makes of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlAnswer {
+    /// The answer, sent at once.
+    Now(String),
+    /// Reload; the answer is [`ControlHandler::reloaded`]'s for the outcome.
+    AfterReload,
+}
+
+/// The caller's side of the control socket.
+pub trait ControlHandler {
+    /// Answers one request line (without its line break).
+    fn answer(&mut self, line: &str, context: &ControlContext) -> ControlAnswer;
+    /// Told every reload's outcome, asked for or not; returns the answer for the clients
+    /// that asked for it.
+    fn reloaded(&mut self, outcome: &ReloadOutcome) -> String;
+}
+
+/// What became of a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// The generation serving new sessions afterwards (the running one when it failed).
+    pub generation: u64,
+    /// Ok: the new generation's workers that were started, as (index, pid) (none when one
+    /// process serves alone); Err: why the running configuration stays.
+    pub result: Result<Vec<(u32, u32)>, String>,
+    /// How many workers the new generation should have (0: one process serves alone).
+    pub workers_wanted: u32,
+    /// The reload hook's own report (opaque here), e.g. the items that need a restart.
+    pub report: String,
+}
+
+impl ReloadOutcome {
+    /// One datagram: the generation, then `ok WANTED INDEX:PID...` or `error REASON`, then
+    /// the report verbatim.
+    pub fn encode(&self) -> Vec<u8> {
+        let status = match &self.result {
+            Ok(workers) => {
+                let pids: Vec<String> = workers.iter().map(|(i, p)| format!(" {i}:{p}")).collect();
+                format!("ok {}{}", self.workers_wanted, pids.concat())
+            }
+            Err(reason) => format!("error {}", reason.replace('\n', " ")),
+        };
+        format!("{}\n{status}\n{}", self.generation, self.report).into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<ReloadOutcome> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut parts = text.splitn(3, '\n');
+        let generation = parts.next()?.parse().ok()?;
+        let status = parts.next()?;
+        let report = parts.next().unwrap_or("").to_string();
+        let (result, workers_wanted) = match status.split_once(' ') {
+            Some(("error", reason)) => (Err(reason.to_string()), 0),
+            _ => {
+                let mut words = status.split(' ');
+                if words.next()? != "ok" {
+                    return None;
+                }
+                let wanted = words.next()?.parse().ok()?;
+                let workers = words
+                    .map(|word| {
+                        let (index, pid) = word.split_once(':')?;
+                        Some((index.parse().ok()?, pid.parse().ok()?))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                (Ok(workers), wanted)
+            }
+        };
+        Some(ReloadOutcome { generation, result, workers_wanted, report })
+    }
+}
+
+/// The serving process's end of the socket that tells the control process (with
+/// `n_workers == 0`) about each reload.
+#[derive(Debug)]
+pub struct ReloadReporter {
+    socket: UnixDatagram,
+}
+
+impl ReloadReporter {
+    /// Sends `outcome` without blocking; a control process that is gone is not an error.
+    pub fn report(&self, outcome: &ReloadOutcome) {
+        if let Err(error) = self.socket.send(&outcome.encode()) {
+            log::warn!("cannot tell the controller process about the reload: {error}");
+        }
+    }
+}
 
 /// A bound control socket and its handler.
 pub struct ControlSocket {
@@ -42,7 +145,9 @@ pub struct ControlSocket {
     /// user the supervisor switches to, as the MTA's socket is.
     unix_path: Option<(std::path::PathBuf, bool)>,
     clients: Vec<Client>,
-    handler: ControlHandler,
+    handler: Box<dyn ControlHandler>,
+    /// A client asked for a reload that has not been started yet.
+    reload_asked: bool,
 }
 
 impl std::fmt::Debug for ControlSocket {
@@ -61,11 +166,16 @@ struct Client {
     request: Vec<u8>,
     /// The answer and how much of it was written; `None` while reading the request.
     answer: Option<(Vec<u8>, usize)>,
+    /// Waiting for the outcome of the reload it asked for.
+    awaits_reload: bool,
     deadline: Instant,
 }
 
 impl ControlSocket {
-    pub fn new(mut bound: BoundSocket, handler: ControlHandler) -> io::Result<ControlSocket> {
+    pub fn new(
+        mut bound: BoundSocket,
+        handler: Box<dyn ControlHandler>,
+    ) -> io::Result<ControlSocket> {
         let file = Some(std::mem::replace(&mut bound.unserved, SocketFileGuard::none()));
         let remove_on_close = bound.remove_on_close;
         let unix_path = bound.unix_path.clone().map(|path| (path, bound.group_applied));
@@ -81,6 +191,7 @@ impl ControlSocket {
             unix_path,
             clients: Vec::new(),
             handler,
+            reload_asked: false,
         })
     }
 
@@ -105,7 +216,7 @@ impl ControlSocket {
             };
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        for client in &self.clients {
+        for client in self.clients.iter().filter(|client| !client.awaits_reload) {
             let flags =
                 if client.answer.is_some() { PollFlags::POLLOUT } else { PollFlags::POLLIN };
             fds.push(PollFd::new(client.stream.as_fd(), flags));
@@ -123,8 +234,9 @@ impl ControlSocket {
         self.accept_clients();
         let now = Instant::now();
         let handler = &mut self.handler;
+        let reload_asked = &mut self.reload_asked;
         self.clients.retain_mut(|client| {
-            if client.answer.is_none() {
+            if client.answer.is_none() && !client.awaits_reload {
                 match client.read_request() {
                     Progress::Pending => {}
                     // Connected and closed without a byte: another instance checking
@@ -135,8 +247,16 @@ impl ControlSocket {
                     }
                     Progress::Done => {
                         let line = client.request_line();
-                        let answer = handler(&line, context);
-                        client.answer = Some((answer.into_bytes(), 0));
+                        match handler.answer(&line, context) {
+                            ControlAnswer::Now(answer) => {
+                                client.answer = Some((answer.into_bytes(), 0))
+                            }
+                            ControlAnswer::AfterReload => {
+                                client.awaits_reload = true;
+                                client.deadline = Instant::now() + RELOAD_DEADLINE;
+                                *reload_asked = true;
+                            }
+                        }
                     }
                     Progress::Failed(error) => {
                         log::debug!("control client dropped: {error}");
@@ -155,14 +275,27 @@ impl ControlSocket {
                 }
             }
             if now >= client.deadline {
-                log::warn!(
-                    "control client dropped after {}s without finishing",
-                    CLIENT_DEADLINE.as_secs()
-                );
+                log::warn!("control client dropped: it did not finish in time");
                 return false;
             }
             true
         });
+    }
+
+    /// Whether a client asked for a reload since the last call (the caller reloads, then
+    /// calls [`ControlSocket::reloaded`]).
+    pub(crate) fn take_reload_request(&mut self) -> bool {
+        std::mem::take(&mut self.reload_asked)
+    }
+
+    /// A reload finished: the handler hears of it and the clients waiting for it get its
+    /// answer (written by the next [`ControlSocket::service`]).
+    pub(crate) fn reloaded(&mut self, outcome: &ReloadOutcome) {
+        let answer = self.handler.reloaded(outcome);
+        for client in self.clients.iter_mut().filter(|client| client.awaits_reload) {
+            client.awaits_reload = false;
+            client.answer = Some((answer.clone().into_bytes(), 0));
+        }
     }
 
     fn accept_clients(&mut self) {
@@ -181,6 +314,7 @@ impl ControlSocket {
                         stream,
                         request: Vec::new(),
                         answer: None,
+                        awaits_reload: false,
                         deadline: Instant::now() + CLIENT_DEADLINE,
                     });
                 }
@@ -289,30 +423,38 @@ impl Write for Stream {
 
 /// With `n_workers == 0` the serving process runs the mail loop, which has no room for the
 /// control socket: a small process of its own serves it instead, until the serving process
-/// is gone (EOF on the returned pipe's other end). `close_in_child` are descriptors of the
-/// serving process the control process must not keep (the MTA listener among them).
+/// is gone (EOF on the returned pipe's other end). A reload request becomes SIGHUP to the
+/// serving process, which reports every reload's outcome through the returned reporter.
+/// `close_in_child` are descriptors of the serving process the control process must not
+/// keep (the MTA listener among them).
 pub(crate) fn fork_server(
     control: &mut ControlSocket,
     close_in_child: &[std::os::fd::RawFd],
-) -> crate::error::Result<std::os::fd::OwnedFd> {
+) -> crate::error::Result<(std::os::fd::OwnedFd, ReloadReporter)> {
     use nix::unistd::{self, ForkResult};
     let error = |source: io::Error| crate::error::Error::ControlProcess { source };
     let (watch_read, watch_write) =
         unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| error(errno.into()))?;
+    let (reports, reporter) = UnixDatagram::pair().map_err(error)?;
+    // The serving process's event loop must never wait for the control process.
+    reporter.set_nonblocking(true).map_err(error)?;
+    reports.set_nonblocking(true).map_err(error)?;
     let server = std::process::id();
     match crate::fork::fork().map_err(error)? {
         ForkResult::Parent { child } => {
             log::info!("controller process started (pid {child})");
-            Ok(watch_write)
+            Ok((watch_write, ReloadReporter { socket: reporter }))
         }
         ForkResult::Child => {
             drop(watch_write);
+            drop(reporter);
             for fd in close_in_child {
                 let _ = unistd::close(*fd);
             }
-            let context = ControlContext { supervisor_pid: server, workers: Vec::new() };
+            let mut context =
+                ControlContext { supervisor_pid: server, generation: 1, workers: Vec::new() };
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                serve_alone(control, &watch_read, &context)
+                serve_alone(control, &watch_read, &reports, &mut context)
             }))
             .unwrap_or(101);
             // No destructors: the socket file belongs to the serving process.
@@ -324,11 +466,15 @@ pub(crate) fn fork_server(
 fn serve_alone(
     control: &mut ControlSocket,
     watch: &std::os::fd::OwnedFd,
-    context: &ControlContext,
+    reports: &UnixDatagram,
+    context: &mut ControlContext,
 ) -> i32 {
     loop {
         let timeout = crate::poll_timeout(control.next_deadline());
-        let mut fds = vec![PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(watch.as_fd(), PollFlags::POLLIN),
+            PollFd::new(reports.as_fd(), PollFlags::POLLIN),
+        ];
         fds.extend(control.poll_fds());
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -342,7 +488,44 @@ fn serve_alone(
         if server_gone {
             return 0;
         }
+        receive_reports(control, reports, context);
         control.service(context);
+        if control.take_reload_request() {
+            let server = nix::unistd::Pid::from_raw(context.supervisor_pid as i32);
+            if let Err(errno) = nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGHUP) {
+                let result = Err(format!("cannot signal the serving process: {}", errno.desc()));
+                let generation = context.generation;
+                let failed =
+                    ReloadOutcome { generation, result, workers_wanted: 0, report: String::new() };
+                control.reloaded(&failed);
+            }
+        }
+    }
+}
+
+/// Takes every reload the serving process reported.
+fn receive_reports(
+    control: &mut ControlSocket,
+    reports: &UnixDatagram,
+    context: &mut ControlContext,
+) {
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        match reports.recv(&mut buffer) {
+            Ok(n) => match ReloadOutcome::decode(&buffer[..n]) {
+                Some(outcome) => {
+                    context.generation = outcome.generation;
+                    control.reloaded(&outcome);
+                }
+                None => log::warn!("controller: unreadable reload report ignored"),
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                log::warn!("controller: cannot read the reload reports: {e}");
+                return;
+            }
+        }
     }
 }
 
@@ -353,25 +536,48 @@ mod tests {
     use crate::{bind, BindTarget, ListenOptions};
     use std::os::unix::net::UnixStream;
 
+    /// Answers every line with itself and the context; `reload` waits for the reload.
+    struct Echo;
+
+    impl ControlHandler for Echo {
+        fn answer(&mut self, line: &str, context: &ControlContext) -> ControlAnswer {
+            if line == "reload" {
+                return ControlAnswer::AfterReload;
+            }
+            let workers: Vec<String> = context
+                .workers
+                .iter()
+                .map(|w| format!("worker {} pid {}", w.index, w.pid))
+                .collect();
+            ControlAnswer::Now(format!(
+                "{line} from {}: {}\n",
+                context.supervisor_pid,
+                workers.join(", ")
+            ))
+        }
+
+        fn reloaded(&mut self, outcome: &ReloadOutcome) -> String {
+            format!("generation {}: {:?}\n", outcome.generation, outcome.result)
+        }
+    }
+
     #[test]
     fn each_connection_gets_the_handlers_answer_to_its_line_then_eof() {
         let dir = TestDir::new("control");
         let path = dir.path().join("control.sock");
         let bound = bind(&BindTarget::Unix(path.clone()), &ListenOptions::default()).unwrap();
-        let handler: ControlHandler = Box::new(|line: &str, context: &ControlContext| {
-            format!("{line} from {} with {:?}\n", context.supervisor_pid, context.workers)
-        });
-        let mut control = ControlSocket::new(bound, handler).unwrap();
-        let context = ControlContext { supervisor_pid: 7, workers: vec![(0, 70)] };
+        let mut control = ControlSocket::new(bound, Box::new(Echo)).unwrap();
+        let worker = RunningWorker { index: 0, pid: 70, generation: 1 };
+        let context = ControlContext { supervisor_pid: 7, generation: 1, workers: vec![worker] };
         let mut first = UnixStream::connect(&path).unwrap();
         let mut second = UnixStream::connect(&path).unwrap();
         first.write_all(b"status\r\nignored\n").unwrap();
-        second.write_all(b"reload").unwrap();
+        second.write_all(b"configuration").unwrap();
         second.shutdown(std::net::Shutdown::Write).unwrap();
         control.service(&context);
         for (stream, expected) in [
-            (&mut first, "status from 7 with [(0, 70)]\n"),
-            (&mut second, "reload from 7 with [(0, 70)]\n"),
+            (&mut first, "status from 7: worker 0 pid 70\n"),
+            (&mut second, "configuration from 7: worker 0 pid 70\n"),
         ] {
             let mut answer = String::new();
             stream.read_to_string(&mut answer).unwrap();
@@ -384,5 +590,65 @@ mod tests {
         assert!(control.next_deadline().is_some());
         drop(control);
         assert!(!path.exists(), "the socket file goes with the control socket");
+    }
+
+    #[test]
+    fn a_reload_is_answered_with_its_outcome_once_it_is_done() {
+        let dir = TestDir::new("control-reload");
+        let path = dir.path().join("control.sock");
+        let bound = bind(&BindTarget::Unix(path.clone()), &ListenOptions::default()).unwrap();
+        let mut control = ControlSocket::new(bound, Box::new(Echo)).unwrap();
+        let context = ControlContext { supervisor_pid: 7, generation: 1, workers: Vec::new() };
+        let mut client = UnixStream::connect(&path).unwrap();
+        client.write_all(b"reload\n").unwrap();
+        control.service(&context);
+        assert!(control.take_reload_request(), "the caller is asked to reload");
+        assert!(!control.take_reload_request(), "once");
+        client.set_nonblocking(true).unwrap();
+        let mut early = [0u8; 16];
+        assert_eq!(
+            client.read(&mut early).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "no answer before the reload is done"
+        );
+        let outcome = ReloadOutcome {
+            generation: 2,
+            result: Ok(vec![(0, 71)]),
+            workers_wanted: 1,
+            report: String::new(),
+        };
+        control.reloaded(&outcome);
+        control.service(&context);
+        client.set_nonblocking(false).unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "generation 2: Ok([(0, 71)])\n");
+    }
+
+    #[test]
+    fn reload_outcomes_travel_as_one_datagram() {
+        for outcome in [
+            ReloadOutcome {
+                generation: 3,
+                result: Ok(vec![(0, 10), (1, 11)]),
+                workers_wanted: 2,
+                report: "note a\nnote b\n".into(),
+            },
+            ReloadOutcome {
+                generation: 1,
+                result: Ok(Vec::new()),
+                workers_wanted: 0,
+                report: String::new(),
+            },
+            ReloadOutcome {
+                generation: 1,
+                result: Err("conf/milter-manager.toml:3: bad".into()),
+                workers_wanted: 0,
+                report: "x".into(),
+            },
+        ] {
+            assert_eq!(ReloadOutcome::decode(&outcome.encode()), Some(outcome));
+        }
+        assert_eq!(ReloadOutcome::decode(b"x\nok 1\n"), None);
     }
 }

@@ -7,7 +7,10 @@
 //!
 //! What a request means is the caller's business: the launcher hands each line to a
 //! handler, which decides with [`Programs`] what to start or stop. Programs are tracked by
-//! name: one that is still running is not started again; exited ones are reaped.
+//! name: one that is still running is not started again; exited ones are reaped. One that
+//! ended on its own soon after its start is started again only after a pause that doubles
+//! with each such end (1 s, 2 s, 4 s … 60 s; [`RespawnThrottle`]), so a milter that cannot
+//! run is not started for every session.
 //!
 //! The launcher lives as long as someone holds the write end of its watch pipe (the
 //! supervisor and every worker inherit it): when the last holder is gone it stops the
@@ -24,7 +27,7 @@ use std::os::unix::process::CommandExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -34,6 +37,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{self, ForkResult, Gid, Pid, Uid};
 
 use crate::error::{Error, Result};
+use crate::throttle::RespawnThrottle;
 use crate::{fork, privileges};
 
 /// The longest request line read; a longer one is refused.
@@ -142,10 +146,18 @@ pub fn ask(socket: &Path, request: &str) -> io::Result<String> {
     Ok(answer)
 }
 
-/// The programs the launcher started and that have not exited yet.
+/// The programs the launcher started and that have not exited yet, and the back-off of
+/// those that ended on their own.
 #[derive(Debug, Default)]
 pub struct Programs {
-    running: BTreeMap<String, Pid>,
+    running: BTreeMap<String, Running>,
+    backoff: BTreeMap<String, LaunchBackoff>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    pid: Pid,
+    started: Instant,
 }
 
 /// What [`Programs::start`] did.
@@ -154,6 +166,30 @@ pub enum Started {
     New(u32),
     /// Started earlier and still running: left alone.
     AlreadyRunning(u32),
+    /// It ended soon after its last start: not started before this much time has passed.
+    BackingOff(Duration),
+}
+
+/// When a program that ends on its own may be started again. Pure: time is passed in.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchBackoff {
+    throttle: RespawnThrottle,
+    not_before: Option<Instant>,
+}
+
+impl LaunchBackoff {
+    /// The program ended at `now` after `lifetime`; returns the pause before its next start
+    /// (zero after a healthy life).
+    pub fn ended(&mut self, lifetime: Duration, now: Instant) -> Duration {
+        let delay = self.throttle.delay_after(lifetime);
+        self.not_before = Some(now + delay);
+        delay
+    }
+
+    /// How long a start asked for at `now` must still wait; `None`: start it.
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        self.not_before.filter(|at| *at > now).map(|at| at - now)
+    }
 }
 
 impl Programs {
@@ -166,8 +202,16 @@ impl Programs {
         user: Option<&str>,
     ) -> std::result::Result<Started, String> {
         self.reap();
-        if let Some(pid) = self.running.get(name) {
-            return Ok(Started::AlreadyRunning(pid.as_raw() as u32));
+        if let Some(running) = self.running.get(name) {
+            return Ok(Started::AlreadyRunning(running.pid.as_raw() as u32));
+        }
+        if let Some(wait) = self.backoff.get(name).and_then(|b| b.wait(Instant::now())) {
+            log::info!(
+                "launcher: milter {name:?} ended soon after its last start; not starting it \
+                 again for {:.1}s (back-off)",
+                wait.as_secs_f64()
+            );
+            return Ok(Started::BackingOff(wait));
         }
         let (program, arguments) =
             argv.split_first().ok_or_else(|| format!("milter {name:?}: the command is empty"))?;
@@ -202,14 +246,14 @@ impl Programs {
             user.unwrap_or("root"),
             argv.join(" ")
         );
-        self.running.insert(name.to_string(), pid);
+        self.running.insert(name.to_string(), Running { pid, started: Instant::now() });
         Ok(Started::New(pid.as_raw() as u32))
     }
 
     /// Sends SIGTERM to the process group of `name`, if the launcher started it and it runs.
     pub fn stop(&mut self, name: &str) -> std::result::Result<u32, String> {
         self.reap();
-        let pid = self.running.remove(name).ok_or_else(|| {
+        let Running { pid, .. } = self.running.remove(name).ok_or_else(|| {
             format!("milter {name:?} is not running as a program of the launcher")
         })?;
         terminate(pid);
@@ -225,13 +269,22 @@ impl Programs {
                 Ok(status) => {
                     let Some(pid) = status.pid() else { continue };
                     let name =
-                        self.running.iter().find(|(_, p)| **p == pid).map(|(n, _)| n.clone());
-                    match name {
-                        Some(name) => {
-                            self.running.remove(&name);
+                        self.running.iter().find(|(_, p)| p.pid == pid).map(|(n, _)| n.clone());
+                    match name.and_then(|name| Some((self.running.remove(&name)?, name))) {
+                        Some((running, name)) => {
+                            let now = Instant::now();
+                            let lifetime = now.duration_since(running.started);
+                            let backoff = self.backoff.entry(name.clone()).or_default();
+                            let delay = backoff.ended(lifetime, now);
+                            let again = if delay.is_zero() {
+                                String::new()
+                            } else {
+                                format!("; started again no sooner than in {}s", delay.as_secs())
+                            };
                             log::info!(
-                                "launcher: milter {name:?} (pid {pid}) ended: {}",
-                                describe(&status)
+                                "launcher: milter {name:?} (pid {pid}) ended: {} after {:.1}s{again}",
+                                describe(&status),
+                                lifetime.as_secs_f64()
                             );
                         }
                         None => log::debug!("launcher: reaped pid {pid}: {}", describe(&status)),
@@ -247,7 +300,7 @@ impl Programs {
     }
 
     fn stop_all(&mut self) {
-        for (name, pid) in std::mem::take(&mut self.running) {
+        for (name, Running { pid, .. }) in std::mem::take(&mut self.running) {
             log::info!("launcher: stopping milter {name:?} (pid {pid})");
             terminate(pid);
         }
@@ -413,4 +466,32 @@ fn read_line(stream: &mut UnixStream) -> std::result::Result<String, String> {
         line.pop();
     }
     String::from_utf8(line).map_err(|_| "the request is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_that_keeps_ending_waits_longer_each_time() {
+        let mut backoff = LaunchBackoff::default();
+        let start = Instant::now();
+        assert_eq!(backoff.wait(start), None, "never ended: start it");
+        let quick = Duration::from_millis(50);
+        let mut now = start;
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            let delay = backoff.ended(quick, now);
+            assert_eq!(backoff.wait(now), Some(delay), "not before the pause");
+            assert_eq!(backoff.wait(now + delay / 2), Some(delay / 2));
+            assert_eq!(backoff.wait(now + delay), None, "at most once per pause");
+            delays.push(delay.as_secs());
+            now += delay;
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        // A long life starts it again at once and resets the pauses.
+        assert_eq!(backoff.ended(Duration::from_secs(3600), now), Duration::ZERO);
+        assert_eq!(backoff.wait(now), None);
+        assert_eq!(backoff.ended(quick, now), Duration::from_secs(1));
+    }
 }

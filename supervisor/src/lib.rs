@@ -18,7 +18,10 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub use board::SessionBoard;
-pub use control::{ControlContext, ControlHandler, ControlSocket};
+pub use control::{
+    ControlAnswer, ControlContext, ControlHandler, ControlSocket, ReloadOutcome, ReloadReporter,
+    RunningWorker,
+};
 pub use counters::SharedCounters;
 pub use launcher::{Launcher, Programs, Started};
 pub use workers::Listener;
@@ -109,6 +112,10 @@ pub struct WorkerContext {
     /// bytes) means the supervisor is gone or wants the worker to stop, so stop accepting and
     /// drain. `None` when the process serves alone.
     pub parent_watch: Option<OwnedFd>,
+    /// When the process serves alone with a controller: where its reloads are reported, so
+    /// that the controller's process can answer `reload` and know the running
+    /// configuration.
+    pub reload_reporter: Option<ReloadReporter>,
 }
 
 /// A worker's serving function: gets the shared listener, returns the exit code.
@@ -121,16 +128,19 @@ pub struct Reloaded {
     /// How many workers the new generation gets (0 is refused: a running supervisor cannot
     /// become a single serving process; the old count is kept).
     pub n_workers: u32,
+    /// Handed to the controller with the outcome ([`ReloadOutcome::report`]).
+    pub report: String,
 }
 
 /// Extension points called by the supervisor (prefork mode only; with `n_workers == 0` the
 /// serving process handles its own signals).
 #[derive(Default)]
 pub struct Hooks {
-    /// Called on SIGHUP: loads the configuration again. `None` keeps the running generation
-    /// (the hook logs why); `Some` starts the new generation's workers and lets the old ones
-    /// finish their sessions and exit. Without the hook, SIGHUP is logged and ignored.
-    pub on_reload: Option<Box<dyn FnMut() -> Option<Reloaded>>>,
+    /// Called on SIGHUP and on the controller's reload: loads the configuration again. An
+    /// error keeps the running generation (the hook logs it; the controller answers it);
+    /// `Ok` starts the new generation's workers and lets the old ones finish their sessions
+    /// and exit. Without the hook, SIGHUP is logged and ignored.
+    pub on_reload: Option<Box<dyn FnMut() -> Result<Reloaded, String>>>,
     /// Called on SIGUSR1 before it is forwarded to the workers (e.g. reopen log files).
     pub on_reopen_logs: Option<Box<dyn FnMut()>>,
     /// Called with a worker's `worker_id` once it has exited and been reaped, whatever the
@@ -279,15 +289,23 @@ where
     if n_workers == 0 {
         let _reload_and_reopen_are_harmless =
             signals::catch_and_ignore(&[libc::SIGHUP, libc::SIGUSR1])?;
-        let _control_process_lives_while_this_is_held = match hooks.control.as_mut() {
-            Some(control) => {
-                Some(control::fork_server(control, &serving_fds(&listener, pid_file, report))?)
-            }
-            None => None,
-        };
+        let (_control_process_lives_while_this_is_held, reload_reporter) =
+            match hooks.control.as_mut() {
+                Some(control) => {
+                    let fds = serving_fds(&listener, pid_file, report);
+                    let (alive, reporter) = control::fork_server(control, &fds)?;
+                    (Some(alive), Some(reporter))
+                }
+                None => (None, None),
+            };
         report.ready();
-        let context =
-            WorkerContext { worker_index: 0, worker_id: 0, generation: 1, parent_watch: None };
+        let context = WorkerContext {
+            worker_index: 0,
+            worker_id: 0,
+            generation: 1,
+            parent_watch: None,
+            reload_reporter,
+        };
         return Ok(serve(listener, context));
     }
     let close_in_child =

@@ -22,7 +22,10 @@ use crate::error::{Error, Result};
 use crate::fork;
 use crate::signals::SignalPipe;
 use crate::throttle::RespawnThrottle;
-use crate::{ControlContext, ControlSocket, Hooks, Listener, Reloaded, Serve, WorkerContext};
+use crate::{
+    ControlContext, ControlSocket, Hooks, Listener, ReloadOutcome, Reloaded, RunningWorker, Serve,
+    WorkerContext,
+};
 
 /// The most workers one supervisor forks.
 pub const MAX_WORKERS: u32 = 1000;
@@ -129,7 +132,8 @@ impl<'a> Prefork<'a> {
                 return Ok(0);
             }
             if pending.hangup {
-                self.reload();
+                log::info!("SIGHUP received: reloading the configuration");
+                self.reload_and_tell();
             }
             if pending.user1 {
                 if let Some(reopen_logs) = self.hooks.on_reopen_logs.as_mut() {
@@ -141,16 +145,30 @@ impl<'a> Prefork<'a> {
         }
     }
 
-    /// SIGHUP: asks the hook for the next generation; on success starts its workers, then
-    /// tells the current ones to finish their sessions and exit.
-    fn reload(&mut self) {
-        let Some(hook) = self.hooks.on_reload.as_mut() else {
-            log::info!("SIGHUP received: reloading is not supported; ignored");
-            return;
+    /// Reloads, and tells the controller (whose waiting clients get the outcome).
+    fn reload_and_tell(&mut self) {
+        let outcome = self.reload();
+        if let Some(control) = self.hooks.control.as_mut() {
+            control.reloaded(&outcome);
+        }
+    }
+
+    /// SIGHUP or the controller's reload: asks the hook for the next generation; on success
+    /// starts its workers, then tells the current ones to finish their sessions and exit.
+    fn reload(&mut self) -> ReloadOutcome {
+        let failed = |generation, reason: String| ReloadOutcome {
+            generation,
+            result: Err(reason),
+            workers_wanted: 0,
+            report: String::new(),
         };
-        log::info!("SIGHUP received: reloading the configuration");
-        let Some(Reloaded { serve, n_workers }) = hook() else {
-            return;
+        let Some(hook) = self.hooks.on_reload.as_mut() else {
+            log::info!("reloading is not supported; ignored");
+            return failed(self.generation, "reloading is not supported".into());
+        };
+        let Reloaded { serve, n_workers, report } = match hook() {
+            Ok(reloaded) => reloaded,
+            Err(reason) => return failed(self.generation, reason),
         };
         let running = self.slots.len() as u32;
         let n_workers = if n_workers == 0 {
@@ -192,6 +210,20 @@ impl<'a> Prefork<'a> {
             self.generation,
             self.draining.len()
         );
+        let started = self
+            .slots
+            .iter()
+            .filter_map(|slot| match &slot.state {
+                SlotState::Running(worker) => Some((slot.index, worker.pid.as_raw() as u32)),
+                _ => None,
+            })
+            .collect();
+        ReloadOutcome {
+            generation: self.generation,
+            result: Ok(started),
+            workers_wanted: n_workers,
+            report,
+        }
     }
 
     fn signals(&mut self) -> &mut SignalPipe {
@@ -223,13 +255,36 @@ impl<'a> Prefork<'a> {
         }
     }
 
-    /// Lets the control socket do what it can without blocking.
+    /// Lets the control socket do what it can without blocking; a reload it was asked for
+    /// is done now, and its answer written on the next turn.
     fn serve_control(&mut self) {
-        let workers =
-            self.running_pids().map(|(index, pid)| (index, pid.as_raw() as u32)).collect();
-        let context = ControlContext { supervisor_pid: std::process::id(), workers };
-        if let Some(control) = self.hooks.control.as_mut() {
-            control.service(&context);
+        let context = self.control_context();
+        let Some(control) = self.hooks.control.as_mut() else { return };
+        control.service(&context);
+        if control.take_reload_request() {
+            log::info!("the controller asked for a reload: reloading the configuration");
+            self.reload_and_tell();
+        }
+    }
+
+    fn control_context(&self) -> ControlContext {
+        let current = self.slots.iter().filter_map(|slot| match &slot.state {
+            SlotState::Running(worker) => Some(RunningWorker {
+                index: slot.index,
+                pid: worker.pid.as_raw() as u32,
+                generation: self.generation,
+            }),
+            _ => None,
+        });
+        let draining = self.draining.iter().map(|old| RunningWorker {
+            index: old.index,
+            pid: old.worker.pid.as_raw() as u32,
+            generation: old.generation,
+        });
+        ControlContext {
+            supervisor_pid: std::process::id(),
+            generation: self.generation,
+            workers: current.chain(draining).collect(),
         }
     }
 
@@ -316,6 +371,7 @@ impl<'a> Prefork<'a> {
             worker_id,
             generation: self.generation,
             parent_watch: Some(parent_watch),
+            reload_reporter: None,
         };
         let serve = &mut self.serve;
         // Unwinding must not leave this function: the supervisor's guards up the stack would

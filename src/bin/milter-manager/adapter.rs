@@ -29,6 +29,8 @@ pub struct Generation {
     /// Per child: privilege mode may start it (it has a `command`).
     pub launchable: Vec<bool>,
     pub maintenance: Maintenance,
+    /// Per child: its row of the status counters (`CounterSlots`), found by its name.
+    pub counter_slots: Vec<Option<usize>>,
 }
 
 /// The sessions of every worker, as the stress conditions count them.
@@ -92,9 +94,11 @@ pub struct ManagerSession {
 impl Drop for ManagerSession {
     fn drop(&mut self) {
         self.counters.increment(Counters::SESSIONS_DONE);
-        for child in 0..self.generation.endpoints.len() {
+        for (child, slot) in self.generation.counter_slots.iter().enumerate() {
             let status = self.engine.child_final_status(child);
-            if let Some(index) = status.and_then(|status| Counters::child_status(child, status)) {
+            let counter =
+                slot.zip(status).and_then(|(slot, status)| Counters::child_status(slot, status));
+            if let Some(index) = counter {
                 self.counters.increment(index);
             }
         }

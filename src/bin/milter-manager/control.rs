@@ -1,126 +1,110 @@
-//! The controller's answers, in the supervisor process: status from the counters the
-//! workers share, the configuration as `--show-config` prints it, reload (the files checked
-//! first, then the same path as SIGHUP), and stop-child through the launcher.
+//! The controller's answers, in the supervisor process (with `n_workers = 0`, in a small
+//! process of its own): status from the counters the workers share, the configuration as
+//! `--show-config` prints it, reload (answered with its outcome once it is done), and
+//! stop-child through the launcher.
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use milter_manager::config::Config;
 use milter_manager::control::{
-    error_answer, ok_answer, ControlRequest, Counters, StatusReport, WorkerLine, FINAL_STATUSES,
+    error_answer, ok_answer, reload_answer, ControlRequest, ControllerView, Counters, ReloadReport,
+    StatusReport, WorkerLine, FINAL_STATUSES,
 };
 use milter_manager::launch::{LaunchAnswer, LaunchRequest};
-use supervisor::{ControlContext, SessionBoard, SharedCounters};
-
-/// What the controller knows of the running configuration. Shared so that a reload can
-/// replace it.
-#[derive(Debug, Clone)]
-pub struct RunningConfig {
-    /// The `--show-config` text.
-    pub shown: String,
-    /// The enabled child milters in the order the sessions number them.
-    pub children: Vec<String>,
-    /// Every configured milter and whether it has a `command`.
-    pub commands: Vec<(String, bool)>,
-}
-
-impl RunningConfig {
-    pub fn of(config: &Config) -> RunningConfig {
-        RunningConfig {
-            shown: config.show(),
-            children: config.milters.iter().filter(|m| m.enabled).map(|m| m.name.clone()).collect(),
-            commands: config
-                .milters
-                .iter()
-                .map(|m| (m.name.clone(), m.command.is_some()))
-                .collect(),
-        }
-    }
-}
+use supervisor::{ControlAnswer, ControlContext, ReloadOutcome, SessionBoard, SharedCounters};
 
 pub struct Controller {
-    /// The command line, to load the configuration the way a reload will.
-    pub options: crate::Options,
     pub board: Rc<SessionBoard>,
     pub counters: Rc<SharedCounters>,
-    pub config: Rc<RefCell<RunningConfig>>,
+    /// The running configuration as the controller shows it; every reload replaces it.
+    pub view: ControllerView,
     /// The launcher's socket; `None` when privilege mode is off.
     pub launcher: Option<PathBuf>,
 }
 
-impl Controller {
-    /// The answer to one request line.
-    pub fn answer(&mut self, line: &str, context: &ControlContext) -> String {
+impl supervisor::ControlHandler for Controller {
+    fn answer(&mut self, line: &str, context: &ControlContext) -> ControlAnswer {
         let request = match ControlRequest::parse(line) {
             Ok(request) => request,
             Err(reason) => {
                 log::warn!("controller: refused {line:?}: {reason}");
-                return error_answer(&reason);
+                return ControlAnswer::Now(error_answer(&reason));
             }
         };
-        log::info!("controller: {}", request.encode().trim_end());
+        // "info" in the manager's levels: routine, not worth the default log.
+        log::debug!("controller: {}", request.encode().trim_end());
         let answer = match request {
             ControlRequest::Status => Ok(self.status(context).to_string()),
-            ControlRequest::Configuration => Ok(self.config.borrow().shown.clone()),
-            ControlRequest::Reload => self.reload(context),
+            ControlRequest::Configuration => Ok(self.view.shown.clone()),
+            ControlRequest::Reload => return ControlAnswer::AfterReload,
             ControlRequest::StopChild(name) => self.stop_child(&name),
         };
-        match answer {
+        ControlAnswer::Now(match answer {
             Ok(body) => ok_answer(&body),
             Err(reason) => {
                 log::warn!("controller: {line:?} failed: {reason}");
                 error_answer(&reason)
             }
-        }
+        })
     }
 
+    fn reloaded(&mut self, outcome: &ReloadOutcome) -> String {
+        let workers = match &outcome.result {
+            Ok(workers) => workers,
+            Err(reason) => {
+                return error_answer(&format!(
+                    "reload failed, generation {} stays: {reason}",
+                    outcome.generation
+                ))
+            }
+        };
+        let Some(report) = ReloadReport::decode(&outcome.report) else {
+            log::warn!("controller: unreadable reload report");
+            return error_answer(&format!(
+                "generation {} serves new sessions, but the controller cannot read its report",
+                outcome.generation
+            ));
+        };
+        self.view = report.view;
+        ok_answer(&reload_answer(
+            outcome.generation,
+            workers,
+            outcome.workers_wanted,
+            &report.restart_needed,
+        ))
+    }
+}
+
+impl Controller {
     fn status(&self, context: &ControlContext) -> StatusReport {
         let children = self
-            .config
-            .borrow()
+            .view
             .children
             .iter()
-            .enumerate()
-            .map(|(child, name)| {
+            .map(|(name, slot)| {
                 let counts = FINAL_STATUSES.map(|status| {
-                    Counters::child_status(child, status).map_or(0, |i| self.counters.get(i))
+                    slot.and_then(|slot| Counters::child_status(slot, status))
+                        .map_or(0, |i| self.counters.get(i))
                 });
                 (name.clone(), counts)
             })
             .collect();
         StatusReport {
+            generation: context.generation,
             sessions_in_flight: self.board.total() as u64,
             sessions_done: self.counters.get(Counters::SESSIONS_DONE),
             workers: context
                 .workers
                 .iter()
-                .map(|&(index, pid)| WorkerLine { index, pid })
+                .map(|w| WorkerLine { index: w.index, pid: w.pid, generation: w.generation })
                 .collect(),
             children,
         }
     }
 
-    /// Loads the configuration as the reload will, so that a broken one is refused in the
-    /// answer (the running one stays) instead of only in the log; then takes the same path
-    /// as SIGHUP, whose signal pipe wakes the supervisor's loop.
-    fn reload(&self, context: &ControlContext) -> Result<String, String> {
-        let (config, _) = crate::load(&self.options, &self.board).map_err(|error| {
-            format!("the configuration does not load, the running one stays: {error}")
-        })?;
-        let supervisor = nix::unistd::Pid::from_raw(context.supervisor_pid as i32);
-        nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGHUP)
-            .map_err(|errno| format!("cannot signal the supervisor: {}", errno.desc()))?;
-        let children = config.milters.iter().filter(|m| m.enabled).count();
-        Ok(format!(
-            "configuration loaded ({children} child milters); reloading (as SIGHUP): sessions \
-             that start from now on get it"
-        ))
-    }
-
     fn stop_child(&self, name: &str) -> Result<String, String> {
-        let has_command =
-            self.config.borrow().commands.iter().find(|(n, _)| n == name).map(|c| c.1);
+        let has_command = self.view.commands.iter().find(|(n, _)| n == name).map(|c| c.1);
         match has_command {
             None => return Err(format!("no milter named {name:?} in the configuration")),
             Some(false) => {
@@ -149,10 +133,7 @@ pub fn bind(
     let Some((target, listen)) = target(config)? else { return Ok(None) };
     let bound = supervisor::bind(&target, &listen).map_err(|e| format!("controller: {e}"))?;
     log::info!("controller listening on {}", bound.local_description());
-    let mut controller = controller;
-    let handler =
-        Box::new(move |line: &str, context: &ControlContext| controller.answer(line, context));
-    supervisor::ControlSocket::new(bound, handler)
+    supervisor::ControlSocket::new(bound, Box::new(controller))
         .map(Some)
         .map_err(|e| format!("controller: cannot set up the socket: {e}"))
 }

@@ -2,7 +2,9 @@
 //! because nothing listens (connection refused, or no socket file), the session asks the
 //! launcher to start it (once per session) and tries the connection again every
 //! [`RETRY_INTERVAL`] until it answers or the child's connection timeout, which the engine
-//! keeps, runs out. Only then does the child count as its fallback status.
+//! keeps, runs out. Only then does the child count as its fallback status. A launcher that
+//! answers `wait` (the milter ended soon after its last start) is asked again when the
+//! pause is over, still within the connection timeout.
 //!
 //! Sans-IO like the engine: the request to the launcher is one more outbound connection
 //! with a one-line exchange (`milter_manager::launch`), a retry is a timer and a new
@@ -61,6 +63,8 @@ struct Retry {
     /// The launcher's answer so far.
     answer: Vec<u8>,
     answered: bool,
+    /// The launcher said to ask again then (its back-off).
+    ask_at: Option<Instant>,
 }
 
 pub struct LaunchingSession {
@@ -106,8 +110,16 @@ impl LaunchingSession {
         if retry.asked {
             return;
         }
-        retry.asked = true;
         log::info!("[{tag}] {name}: not running; asking the launcher to start it");
+        self.ask_launcher(child, launcher, name);
+    }
+
+    fn ask_launcher(&mut self, child: usize, launcher: Rc<Endpoint>, name: String) {
+        let retry = &mut self.children[child];
+        retry.asked = true;
+        retry.answered = false;
+        retry.answer.clear();
+        retry.ask_at = None;
         let conn = launcher_key(child);
         self.actions.push_back(Action::Connect {
             conn,
@@ -122,6 +134,7 @@ impl LaunchingSession {
         let retry = &mut self.children[child];
         retry.retrying = false;
         retry.retry_at = None;
+        retry.ask_at = None;
         // A retry queued in the same turn must not outlive the engine's decision.
         let key = key_of(child);
         self.actions
@@ -160,6 +173,13 @@ impl LaunchingSession {
         match LaunchAnswer::parse(&line) {
             Ok(LaunchAnswer::Refused(reason)) => {
                 self.give_up(child, format!("the launcher refused to start it: {reason}"), now)
+            }
+            Ok(LaunchAnswer::Wait(ms)) if self.children[child].retrying => {
+                log::info!(
+                    "[{tag}] {name}: launcher: it ended soon after its last start; asking \
+                     again in {ms} ms"
+                );
+                self.children[child].ask_at = Some(now + Duration::from_millis(ms));
             }
             Ok(answer) => log::info!("[{tag}] {name}: launcher: {answer}"),
             Err(error) => self.give_up(child, format!("launcher: {error}"), now),
@@ -211,6 +231,16 @@ impl workers::Session for LaunchingSession {
 
     fn handle_timeout(&mut self, now: Instant) {
         for child in 0..self.children.len() {
+            let retry = &self.children[child];
+            if retry.ask_at.is_some_and(|at| at <= now) {
+                match (retry.retrying, self.launcher.clone()) {
+                    (true, Some(launcher)) => {
+                        let name = self.name(child).to_string();
+                        self.ask_launcher(child, launcher, name);
+                    }
+                    _ => self.children[child].ask_at = None,
+                }
+            }
             let retry = &mut self.children[child];
             if retry.retry_at.is_some_and(|at| at <= now) {
                 retry.retry_at = None;
@@ -246,7 +276,8 @@ impl workers::Session for LaunchingSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let retries = self.children.iter().filter_map(|retry| retry.retry_at);
+        let retries =
+            self.children.iter().flat_map(|retry| retry.retry_at.into_iter().chain(retry.ask_at));
         retries.chain(self.inner.poll_timeout()).min()
     }
 
@@ -289,6 +320,7 @@ mod tests {
             connection_check_interval: Duration::ZERO,
             launchable: vec![true],
             maintenance: crate::maintenance::Maintenance::of(&config),
+            counter_slots: vec![Some(0)],
         };
         let inner = Factory {
             current: Rc::new(RefCell::new(Rc::new(generation))),
@@ -364,6 +396,37 @@ mod tests {
         // The engine gave up on the child: the MTA gets the negotiation answer now.
         assert!(actions.iter().any(|a| a.starts_with("Send { conn: ConnKey(0)")), "{actions:?}");
         assert_eq!(session.poll_timeout().filter(|at| *at <= start + RETRY_INTERVAL), None);
+    }
+
+    #[test]
+    fn a_launcher_backing_off_is_asked_again_when_the_pause_is_over() {
+        let start = Instant::now();
+        let mut session = session(start);
+        drain(&mut session);
+        session.handle_connected(CHILD, refused(), start);
+        drain(&mut session);
+        session.handle_read(launcher_key(0), b"wait 300\n", start);
+        let actions = drain(&mut session);
+        assert_eq!(actions, ["Close { conn: ConnKey(2147483648) }"], "the child is not given up");
+        let asked_again = start + Duration::from_millis(300);
+        let mut now = start;
+        let mut requests = 0;
+        while let Some(at) = session.poll_timeout().filter(|at| *at <= asked_again) {
+            now = at;
+            session.handle_timeout(now);
+            for action in drain(&mut session) {
+                if action.starts_with("Connect { conn: ConnKey(1)") {
+                    session.handle_connected(CHILD, refused(), now);
+                    drain(&mut session);
+                } else if action.contains("2147483648") {
+                    requests += 1;
+                }
+            }
+        }
+        assert_eq!(now, asked_again);
+        assert_eq!(requests, 2, "a new connection to the launcher and its request");
+        session.handle_read(launcher_key(0), b"started 43\n", now);
+        assert_eq!(drain(&mut session), ["Close { conn: ConnKey(2147483648) }"]);
     }
 
     #[test]

@@ -14,7 +14,6 @@ mod reload;
 mod spill;
 mod worker;
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -29,7 +28,7 @@ use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
 
 use adapter::Generation;
-use milter_manager::control::Counters;
+use milter_manager::control::{ControllerView, CounterSlots, Counters};
 use reload::Reloader;
 use supervisor::{SessionBoard, SharedCounters};
 use worker::Plan;
@@ -202,22 +201,32 @@ fn flag(on: bool, off: bool) -> Option<bool> {
     }
 }
 
-/// Loads and checks everything a start (or a reload) needs, without side effects.
-fn load(options: &Options, board: &Rc<SessionBoard>) -> Result<(Config, Generation), String> {
+/// Loads and checks everything a start (or a reload) needs; besides `slots` (new milter
+/// names get their counter rows), without side effects.
+fn load(
+    options: &Options,
+    board: &Rc<SessionBoard>,
+    slots: &mut CounterSlots,
+) -> Result<(Config, Generation), String> {
     let mut config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
     config.apply_overrides(&overrides(options)?).map_err(|e| e.to_string())?;
-    let generation = generation(&config, board)?;
+    let generation = generation(&config, board, slots)?;
     Ok((config, generation))
 }
 
 /// The engine's configuration and where each enabled child listens. Host names are
 /// looked up here, once, not on every session.
-fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, String> {
+fn generation(
+    config: &Config,
+    board: &Rc<SessionBoard>,
+    slots: &mut CounterSlots,
+) -> Result<Generation, String> {
     let sessions = Rc::new(adapter::BoardCount(Rc::clone(board)));
     let conditions = ConditionSet::new(config, sessions).map_err(|e| e.to_string())?;
     let mut children = Vec::new();
     let mut endpoints = Vec::new();
     let mut launchable = Vec::new();
+    let mut counter_slots = Vec::new();
     for milter in config.milters.iter().filter(|m| m.enabled) {
         let spec = milter.connection_spec.as_ref().expect("checked when loading");
         let endpoint = common::endpoints(spec)
@@ -227,6 +236,7 @@ fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, S
             .ok_or_else(|| format!("milter {:?}: {spec} has no address", milter.name))?;
         endpoints.push(endpoint);
         launchable.push(milter.command.is_some());
+        counter_slots.push(slots.slot(&milter.name));
         children.push(ChildConfig {
             name: milter.name.clone(),
             fallback_status: milter.fallback_status,
@@ -256,6 +266,7 @@ fn generation(config: &Config, board: &Rc<SessionBoard>) -> Result<Generation, S
         connection_check_interval: Duration::from_secs(manager.connection_check_interval.into()),
         launchable,
         maintenance: maintenance::Maintenance::of(config),
+        counter_slots,
     })
 }
 
@@ -271,7 +282,8 @@ fn run(options: &Options) -> Result<i32, String> {
         SharedCounters::new(Counters::LEN)
             .map_err(|e| format!("cannot map the shared status counters: {e}"))?,
     );
-    let (config, generation) = load(options, &board)?;
+    let mut slots = CounterSlots::default();
+    let (config, generation) = load(options, &board, &mut slots)?;
     if options.show_config {
         print!("{}", config.show());
         return Ok(0);
@@ -321,7 +333,7 @@ fn run(options: &Options) -> Result<i32, String> {
     supervisor::check_bindable(&target, &listen).map_err(|e| e.to_string())?;
     control::check_bindable(&config)?;
     // Forked while still root and before any socket is bound, so it holds none of them.
-    let launcher = privilege::start_launcher(&config, serving_user.as_deref())?;
+    let launcher = privilege::start_launcher(&config, serving_user.as_deref(), options)?;
     let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
     let bound = supervisor::bind(&target, &listen).map_err(|e| e.to_string())?;
     let listening = format!(
@@ -336,24 +348,21 @@ fn run(options: &Options) -> Result<i32, String> {
         pid_file: manager.pid_file.clone(),
         n_workers: manager.n_workers,
     };
-    // What the controller shows of the configuration; a reload replaces it.
-    let running_config = Rc::new(RefCell::new(control::RunningConfig::of(&config)));
     let controller = control::Controller {
-        options: options.clone(),
         board: Rc::clone(&board),
         counters: Rc::clone(&counters),
-        config: Rc::clone(&running_config),
+        view: ControllerView::of(&config, &slots),
         launcher: launcher_path.clone(),
     };
     let shared = worker::Shared {
         board: Rc::clone(&board),
         counters: Rc::clone(&counters),
-        launcher: launcher_path.map(|path| Rc::new(workers::Endpoint::Unix(path))),
+        launcher: launcher_path.clone().map(|path| Rc::new(workers::Endpoint::Unix(path))),
     };
     let plan = Rc::new(Plan::new(&config, generation));
-    let reloader = Reloader::new(options, &board, &config);
+    let reloader = || Reloader::new(options, &board, &config, &slots, launcher_path.clone());
     let hooks = supervisor::Hooks {
-        on_reload: Some(prefork_reload(reloader, shared.clone(), Rc::clone(&running_config))),
+        on_reload: Some(reload::prefork_hook(reloader(), shared.clone())),
         on_worker_exit: Some({
             let board = Rc::clone(&board);
             // A worker killed with sessions in flight leaves them counted.
@@ -365,12 +374,11 @@ fn run(options: &Options) -> Result<i32, String> {
     log::info!("{listening}");
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the
     // event loop instead of the supervisor.
-    let mut alone_reloader =
-        (manager.n_workers == 0).then(|| Reloader::new(options, &board, &config));
-    supervisor::run_with_hooks(bound, &process, hooks, move |listener, context| {
-        let on_hangup = alone_reloader
-            .take()
-            .map(|r| in_process_reload(r, Rc::clone(&plan), Rc::clone(&running_config)));
+    let mut alone_reloader = (manager.n_workers == 0).then(reloader);
+    supervisor::run_with_hooks(bound, &process, hooks, move |listener, mut context| {
+        let reporter = context.reload_reporter.take();
+        let on_hangup =
+            alone_reloader.take().map(|r| reload::in_process_hook(r, Rc::clone(&plan), reporter));
         worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
     })
     .map_err(|e| e.to_string())
@@ -415,52 +423,6 @@ fn set_up_logging(config: &Config, reload: bool) -> Result<(), String> {
     } else {
         common::logger::init(&options)
     }
-}
-
-/// SIGHUP in the supervisor: a new generation of workers with the configuration loaded
-/// again, or nothing (the running one stays) if it fails.
-fn prefork_reload(
-    mut reloader: Reloader,
-    shared: worker::Shared,
-    running_config: Rc<RefCell<control::RunningConfig>>,
-) -> Box<dyn FnMut() -> Option<supervisor::Reloaded>> {
-    Box::new(move || {
-        let (config, generation) = reloader.load()?;
-        *running_config.borrow_mut() = control::RunningConfig::of(&config);
-        let plan = Rc::new(Plan::new(&config, generation));
-        let shared = shared.clone();
-        Some(supervisor::Reloaded {
-            serve: Box::new(move |listener, context| {
-                worker::serve(Rc::clone(&plan), &shared, listener, context, None)
-            }),
-            n_workers: config.manager.n_workers,
-        })
-    })
-}
-
-/// SIGHUP in a process serving alone: sessions that start afterwards get the configuration
-/// loaded again (children, conditions, timeouts, max_connections); sessions in flight keep
-/// theirs.
-fn in_process_reload(
-    mut reloader: Reloader,
-    plan: Rc<Plan>,
-    running_config: Rc<RefCell<control::RunningConfig>>,
-) -> Box<dyn FnMut()> {
-    let mut generation_number = 1;
-    Box::new(move || {
-        log::info!("SIGHUP received: reloading the configuration");
-        let Some((config, generation)) = reloader.load() else {
-            return;
-        };
-        *plan.generation.borrow_mut() = Rc::new(generation);
-        *running_config.borrow_mut() = control::RunningConfig::of(&config);
-        plan.max_connections.set(worker::max_connections(&config));
-        generation_number += 1;
-        log::info!(
-            "reloaded configuration (generation {generation_number}); sessions in flight \
-             finish with the previous one"
-        );
-    })
 }
 
 /// `manager.max_file_descriptors`: soft and hard limit of open files.

@@ -1,6 +1,8 @@
 //! Whom the manager serves as, and privilege mode: the launcher's allow-list. Only milters of the configuration that have a
 //! `command` are started, with their `command_options`, as their `user_name` (root when
-//! unset, as in the original); anything else is refused with the reason, and logged.
+//! unset, as in the original); anything else is refused with the reason, and logged. At a
+//! reload the launcher reads the configuration files itself, so milters added by it can be
+//! started without a restart.
 
 use std::collections::BTreeMap;
 
@@ -56,8 +58,13 @@ enum Allowed {
 }
 
 /// Starts the launcher when `security.privilege_mode` is on and the manager runs as root;
-/// its socket is for `user` (the one the manager serves as).
-pub fn start_launcher(config: &Config, user: Option<&str>) -> Result<Option<Launcher>, String> {
+/// its socket is for `user` (the one the manager serves as). It reads the configuration
+/// again the way `options` say when asked to reload.
+pub fn start_launcher(
+    config: &Config,
+    user: Option<&str>,
+    options: &crate::Options,
+) -> Result<Option<Launcher>, String> {
     if !config.security.privilege_mode {
         return Ok(None);
     }
@@ -68,7 +75,27 @@ pub fn start_launcher(config: &Config, user: Option<&str>) -> Result<Option<Laun
         );
         return Ok(None);
     }
-    let allowed: BTreeMap<String, Allowed> = config
+    let mut allowed = allowed_of(config);
+    let options = options.clone();
+    let reload = move || -> Result<Config, String> {
+        let mut config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
+        config.apply_overrides(&crate::overrides(&options)?).map_err(|e| e.to_string())?;
+        Ok(config)
+    };
+    let security = &config.security;
+    let launcher = Launcher::start(
+        user,
+        security.effective_group.as_deref(),
+        config.manager.daemon,
+        move |line, programs| answer(&mut allowed, &reload, line, programs).encode(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Some(launcher))
+}
+
+/// What may be started, by milter name.
+fn allowed_of(config: &Config) -> BTreeMap<String, Allowed> {
+    config
         .milters
         .iter()
         .map(|milter| {
@@ -82,20 +109,12 @@ pub fn start_launcher(config: &Config, user: Option<&str>) -> Result<Option<Laun
             };
             (name.clone(), allowed)
         })
-        .collect();
-    let security = &config.security;
-    let launcher = Launcher::start(
-        user,
-        security.effective_group.as_deref(),
-        config.manager.daemon,
-        move |line, programs| answer(&allowed, line, programs).encode(),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Some(launcher))
+        .collect()
 }
 
 fn answer(
-    allowed: &BTreeMap<String, Allowed>,
+    allowed: &mut BTreeMap<String, Allowed>,
+    reload: &dyn Fn() -> Result<Config, String>,
     line: &str,
     programs: &mut Programs,
 ) -> LaunchAnswer {
@@ -108,6 +127,9 @@ fn answer(
                 match programs.start(&name, argv, user.as_deref()) {
                     Ok(Started::New(pid)) => LaunchAnswer::Started(pid),
                     Ok(Started::AlreadyRunning(pid)) => LaunchAnswer::Running(pid),
+                    Ok(Started::BackingOff(wait)) => {
+                        LaunchAnswer::Wait(wait.as_millis().max(1) as u64)
+                    }
                     Err(reason) => LaunchAnswer::Refused(reason),
                 }
             }
@@ -115,6 +137,20 @@ fn answer(
         Ok(LaunchRequest::Stop(name)) => match programs.stop(&name) {
             Ok(pid) => LaunchAnswer::Stopped(pid),
             Err(reason) => LaunchAnswer::Refused(reason),
+        },
+        Ok(LaunchRequest::Reload) => match reload() {
+            Ok(config) => {
+                *allowed = allowed_of(&config);
+                let startable =
+                    allowed.values().filter(|a| matches!(a, Allowed::Command { .. })).count();
+                log::info!(
+                    "launcher: configuration read again: {startable} milters can be started"
+                );
+                LaunchAnswer::Reloaded(startable)
+            }
+            Err(reason) => LaunchAnswer::Refused(format!(
+                "the configuration does not load, the launcher keeps its list: {reason}"
+            )),
         },
     };
     if let LaunchAnswer::Refused(reason) = &answer {
