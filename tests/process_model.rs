@@ -574,6 +574,36 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
     assert!(!controller.exists(), "the controller's socket too");
 }
 
+/// A child milter whose socket the serving user may not open: the log says whom the
+/// manager serves as and what to do, not only "Permission denied".
+#[test]
+fn a_child_socket_the_serving_user_cannot_open_is_explained() {
+    let uid_line = status_field(std::process::id(), "Uid");
+    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    let user = default_user();
+    let dir = TempDir::new("pm-child-access");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let private = TempDir::new("pm-child-access-private");
+    let client = TestClient::start_unix(&private, &[]);
+    // Like /run/opendmarc: only the milter's own user and group may go in.
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let options = ManagerOptions { user_from_config: true, ..Default::default() };
+    let manager = ManagerProcess::start_with(&dir, &child_config(&client.spec, ""), &options);
+    let out = support::run(
+        &dir,
+        "server",
+        Command::new(TEST_SERVER).args(["-s", &manager.spec()]),
+        support::TIMEOUT,
+    );
+    assert!(out.stdout.contains("status: accept"), "{}\n{}", out.describe(), manager.log());
+    let hint = format!(
+        "Permission denied (os error 13) ({}); the manager serves as user \"{user}\": give it \
+         access to the socket and its directory (e.g. add user \"{user}\" to the socket's group)",
+        client.spec
+    );
+    assert!(wait_for(deadline(), || manager.log().contains(&hint)), "{hint}\n{}", manager.log());
+}
+
 #[test]
 fn as_root_a_pid_file_the_user_cannot_write_fails_at_once_and_leaves_no_socket() {
     let uid_line = status_field(std::process::id(), "Uid");

@@ -170,8 +170,10 @@ impl workers::Session for ManagerSession {
             return self.feed_engine(now);
         }
         if let Some(child) = child_of(conn) {
-            let result = result
-                .map_err(|e| format!("{e} ({})", describe(&self.generation.endpoints[child])));
+            let result = result.map_err(|e| {
+                let endpoint = &self.generation.endpoints[child];
+                format!("{e} ({}){}", describe(endpoint), access_hint(&e, endpoint))
+            });
             self.engine.handle_child_connected(child, result, now);
         }
         self.follow(now);
@@ -257,4 +259,21 @@ fn describe(endpoint: &Endpoint) -> String {
         Endpoint::Unix(path) => format!("unix:{}", path.display()),
         Endpoint::Tcp(address) => address.to_string(),
     }
+}
+
+/// What to do when a unix socket refuses this process: it serves as a user that is not
+/// allowed in (the milter's socket, or its directory, belongs to the milter's group).
+fn access_hint(error: &io::Error, endpoint: &Endpoint) -> String {
+    if error.kind() != io::ErrorKind::PermissionDenied || !matches!(endpoint, Endpoint::Unix(_)) {
+        return String::new();
+    }
+    let uid = nix::unistd::Uid::effective();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |user| format!("user {:?}", user.name));
+    format!(
+        "; the manager serves as {user}: give it access to the socket and its directory \
+         (e.g. add {user} to the socket's group)"
+    )
 }
