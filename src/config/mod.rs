@@ -183,10 +183,8 @@ impl Config {
         if self.origins.get("package", "platform") != Origin::Default {
             return;
         }
-        let sysname = nix::sys::utsname::uname()
-            .map(|uts| uts.sysname().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let found = crate::detect::detect_platform(&self.system_root(), &sysname);
+        // The system this binary was built for is the one it runs on: no call needed.
+        let found = crate::detect::detect_platform(&self.system_root(), std::env::consts::OS);
         self.package.platform = found.name.to_string();
         self.origins.set("package", "platform", Origin::Detected { source: found.source });
     }

@@ -10,7 +10,7 @@ use super::root::Root;
 pub struct FoundPlatform {
     /// "debian", "redhat", "freebsd" or "pkgsrc".
     pub name: &'static str,
-    /// e.g. "/etc/os-release: ID=ubuntu", "uname: FreeBSD".
+    /// e.g. "/etc/os-release: ID=ubuntu", "system: freebsd".
     pub source: String,
 }
 
@@ -30,13 +30,13 @@ const DISTRIBUTIONS: &[(&str, &str)] = &[
 /// Where pkgsrc keeps its configuration when it is the machine's packaging.
 const PKGSRC_PREFIXES: &[&str] = &["/usr/pkg/etc", "/opt/pkg/etc"];
 
-/// The platform of the machine whose `/` is `root` and whose kernel is `sysname` (uname's
-/// first field). Falls back to "debian", saying so.
-pub fn detect_platform(root: &Path, sysname: &str) -> FoundPlatform {
+/// The platform of the machine whose `/` is `root` and whose system is `os` (as
+/// `std::env::consts::OS` names it). Falls back to "debian", saying so.
+pub fn detect_platform(root: &Path, os: &str) -> FoundPlatform {
     let found = |name, source: String| FoundPlatform { name, source };
-    match sysname {
-        "FreeBSD" => return found("freebsd", "uname: FreeBSD".into()),
-        "NetBSD" => return found("pkgsrc", "uname: NetBSD".into()),
+    match os {
+        "freebsd" => return found("freebsd", "system: freebsd".into()),
+        "netbsd" => return found("pkgsrc", "system: netbsd".into()),
         _ => {}
     }
     let root = Root::new(root);
@@ -57,7 +57,7 @@ pub fn detect_platform(root: &Path, sysname: &str) -> FoundPlatform {
             return found("pkgsrc", format!("{prefix} exists"));
         }
     }
-    found("debian", format!("no known distribution in /etc/os-release ({sysname}): debian"))
+    found("debian", format!("no known distribution in /etc/os-release ({os}): debian"))
 }
 
 /// A variable of os-release(5): `KEY=value`, the value maybe quoted.
@@ -120,7 +120,7 @@ mod tests {
         ];
         for (text, name, source) in cases {
             let root = root_with(Some(text), &[]);
-            let found = detect_platform(&root, "Linux");
+            let found = detect_platform(&root, "linux");
             assert_eq!((found.name, found.source.as_str()), (name, source), "{text}");
             std::fs::remove_dir_all(root).unwrap();
         }
@@ -129,11 +129,11 @@ mod tests {
     #[test]
     fn the_bsds_by_kernel_and_pkgsrc_by_its_prefix() {
         let root = root_with(Some("ID=debian\n"), &[]);
-        assert_eq!(detect_platform(&root, "FreeBSD").name, "freebsd");
-        assert_eq!(detect_platform(&root, "NetBSD").name, "pkgsrc");
+        assert_eq!(detect_platform(&root, "freebsd").name, "freebsd");
+        assert_eq!(detect_platform(&root, "netbsd").name, "pkgsrc");
         std::fs::remove_dir_all(root).unwrap();
         let root = root_with(Some("ID=gentoo\n"), &["usr/pkg/etc"]);
-        let found = detect_platform(&root, "Linux");
+        let found = detect_platform(&root, "linux");
         assert_eq!((found.name, found.source.as_str()), ("pkgsrc", "/usr/pkg/etc exists"));
         std::fs::remove_dir_all(root).unwrap();
     }
@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn an_unknown_machine_is_debian_and_says_why() {
         let root = root_with(None, &[]);
-        let found = detect_platform(&root, "Linux");
+        let found = detect_platform(&root, "linux");
         assert_eq!(found.name, "debian");
         assert!(found.source.contains("no known distribution"), "{}", found.source);
         std::fs::remove_dir_all(root).unwrap();
