@@ -181,6 +181,14 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         installed
     };
     assert!(!Path::new(SOCKET).exists(), "the install started the service despite policy-rc.d");
+    // The unit as installed (its programs exist now); no systemd needs to run.
+    let unit = "/lib/systemd/system/milter-manager.service";
+    let verify = command_line(&dir, "systemd-analyze", "systemd-analyze", &["verify", unit]);
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify {unit} (package systemd): {}",
+        verify.describe()
+    );
 
     // The user and the groups the postinst set up.
     let user =
