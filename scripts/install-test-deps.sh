@@ -12,9 +12,10 @@ fi
 
 need=""
 # dpkg-dev and binutils: packaging/build-deb (dpkg-shlibdeps, objcopy); systemd: only for
-# systemd-analyze, which checks the package's unit (systemd does not become init).
+# systemd-analyze, which checks the package's unit (systemd does not become init);
+# logrotate: the package's snippet is run.
 for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim \
-    dpkg-dev binutils systemd; do
+    dpkg-dev binutils systemd logrotate; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need="$need $package"
 done
 if [ -n "$need" ]; then

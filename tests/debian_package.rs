@@ -1,6 +1,7 @@
 //! The Debian package, for real (as root, as CI runs): `packaging/build-deb`, `apt-get
 //! install` with a policy-rc.d that keeps the service stopped, then the SysV init script:
-//! start, a session, a child milter added by reload, status, stop, and `apt-get purge`.
+//! start, a session, restart after an upgrade, a child milter added by reload, status, stop,
+//! and `apt-get purge`.
 //! Whatever happens, the package is purged at the end ([`Installed`]'s drop), which also
 //! takes away the user, the group and every file it created.
 
@@ -18,6 +19,12 @@ const SOCKET: &str = "/run/milter-manager/milter-manager.sock";
 const PID_FILE: &str = "/run/milter-manager/milter-manager.pid";
 const LOCAL_CONFIG: &str = "/etc/milter-manager/milter-manager.local.toml";
 const POLICY: &str = "/usr/sbin/policy-rc.d";
+/// The log file the package's logrotate snippet rotates.
+const LOG: &str = "/var/log/milter-manager.log";
+/// No platform default nor detected milter (the host's would answer too), and a log file
+/// (the package logs to syslog otherwise) at a level that shows reopening it.
+const BASE_CONFIG: &str = "load_default = false\n\n[log]\npath = \"/var/log/milter-manager.log\"\n\
+                           level = \"default|info\"\nuse_syslog = false\n";
 /// The release build inside `packaging/build-deb` may compile everything.
 const BUILD_TIME: Duration = Duration::from_secs(3600);
 const APT_TIME: Duration = Duration::from_secs(600);
@@ -33,6 +40,13 @@ fn command_line(dir: &TempDir, name: &str, program: &str, args: &[&str]) -> Fini
     let mut command = Command::new(program);
     command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
     run(dir, name, &mut command, APT_TIME)
+}
+
+/// apt-get, waiting for the dpkg lock if another apt-get holds it.
+fn apt_get(dir: &TempDir, name: &str, args: &[&str]) -> Finished {
+    let mut all = vec!["-y", "-q", "-o", "DPkg::Lock::Timeout=300"];
+    all.extend_from_slice(args);
+    command_line(dir, name, "apt-get", &all)
 }
 
 fn init_script(dir: &TempDir, action: &str) -> Finished {
@@ -56,14 +70,19 @@ fn status_field(pid: u32, field: &str) -> String {
     status.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or("").trim().to_string()
 }
 
+/// Whether `pid` is a process that has not exited (a zombie has).
+fn alive(pid: u32) -> bool {
+    let state = status_field(pid, "State");
+    !state.is_empty() && !state.starts_with('Z')
+}
+
 /// Processes (not zombies) whose real user id is `uid`.
 fn live_processes_of(uid: &str) -> Vec<u32> {
     let entries = std::fs::read_dir("/proc").expect("read /proc");
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            status_field(*pid, "Uid").split_whitespace().next() == Some(uid)
-                && !status_field(*pid, "State").starts_with('Z')
+            status_field(*pid, "Uid").split_whitespace().next() == Some(uid) && alive(*pid)
         })
         .collect()
 }
@@ -114,9 +133,7 @@ impl Drop for ServicesForbidden {
 }
 
 /// The package, installed by the test: stopped and purged on drop, pass or panic.
-struct Installed {
-    dir: PathBuf,
-}
+struct Installed;
 
 impl Drop for Installed {
     fn drop(&mut self) {
@@ -124,16 +141,15 @@ impl Drop for Installed {
             let _ = Command::new(INIT_SCRIPT).arg("stop").output();
         }
         let purge = Command::new("apt-get")
-            .args(["purge", "-y", "-q", "milter-manager"])
+            .args(["purge", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "milter-manager"])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .output();
         if let Ok(out) = purge {
             if !out.status.success() {
                 eprintln!(
-                    "apt-get purge milter-manager failed ({}): {}; {} kept for inspection",
+                    "apt-get purge milter-manager failed ({}): {}",
                     out.status,
-                    String::from_utf8_lossy(&out.stderr),
-                    self.dir.display()
+                    String::from_utf8_lossy(&out.stderr)
                 );
             }
         }
@@ -153,6 +169,7 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         "the package milter-manager is installed on this host already: this test would purge it"
     );
     assert!(getent("passwd", "milter-manager").is_none(), "a user milter-manager exists already");
+    assert!(!Path::new(LOG).exists(), "{LOG} exists already: the purge would remove it");
     let dir = TempDir::new("deb");
 
     let build_deb = source_path("packaging/build-deb");
@@ -173,13 +190,11 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         })
         .to_string();
 
-    let installed = {
-        let _forbidden = ServicesForbidden::new();
-        let installed = Installed { dir: dir.path().to_path_buf() };
-        let install = command_line(&dir, "apt-install", "apt-get", &["install", "-y", "-q", &deb]);
-        assert!(install.status.success(), "apt-get install {deb}: {}", install.describe());
-        installed
-    };
+    // Kept for the whole test: the purge of the drop guard, too, must not start anything.
+    let _forbidden = ServicesForbidden::new();
+    let installed = Installed;
+    let install = apt_get(&dir, "apt-install", &["install", &deb]);
+    assert!(install.status.success(), "apt-get install {deb}: {}", install.describe());
     assert!(!Path::new(SOCKET).exists(), "the install started the service despite policy-rc.d");
     // The unit as installed (its programs exist now); no systemd needs to run.
     let unit = "/lib/systemd/system/milter-manager.service";
@@ -214,7 +229,7 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     }
 
     // Started without the host's milters, no child: the fallback status answers.
-    std::fs::write(LOCAL_CONFIG, "load_default = false\n").expect("write the local configuration");
+    std::fs::write(LOCAL_CONFIG, BASE_CONFIG).expect("write the local configuration");
     let started = init_script(&dir, "start");
     assert!(started.status.success(), "init script start: {}", started.describe());
     let pid: u32 = read_lossy(Path::new(PID_FILE)).trim().parse().unwrap_or_else(|_| {
@@ -228,6 +243,17 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     let fallback = session(&dir, "fallback");
     assert!(fallback.starts_with("status: accept "), "no child: the fallback: {fallback}");
 
+    // An upgrade replaces the binary under the running daemon; restart still finds it.
+    let reinstall = apt_get(&dir, "apt-reinstall", &["install", "--reinstall", &deb]);
+    assert!(reinstall.status.success(), "apt-get install --reinstall: {}", reinstall.describe());
+    let restarted = init_script(&dir, "restart");
+    assert!(restarted.status.success(), "init script restart: {}", restarted.describe());
+    let new_pid = read_lossy(Path::new(PID_FILE)).trim().to_string();
+    assert_ne!(new_pid, pid.to_string(), "restart after an upgrade left the old daemon running");
+    assert!(!alive(pid), "the old daemon {pid} is still there");
+    let restarted_session = session(&dir, "restarted");
+    assert!(restarted_session.starts_with("status: accept "), "{restarted_session}");
+
     // A child milter, added by reload. Its socket's group lets milter-manager connect, as
     // the package's groups let it reach opendkim's.
     let child_socket = dir.join("child.sock");
@@ -239,10 +265,7 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     std::fs::set_permissions(&child_socket, std::fs::Permissions::from_mode(0o660)).unwrap();
     std::fs::write(
         LOCAL_CONFIG,
-        format!(
-            "load_default = false\n\n[milter.\"package-test\"]\nconnection_spec = \"{}\"\n",
-            child.spec
-        ),
+        format!("{BASE_CONFIG}\n[milter.\"package-test\"]\nconnection_spec = \"{}\"\n", child.spec),
     )
     .expect("write the local configuration");
     let reloaded = init_script(&dir, "reload");
@@ -254,6 +277,25 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         child.report().contains("<package-test@example.org>")
     });
     assert!(reached, "no session reached the child after reload; its report:\n{}", child.report());
+
+    // logrotate with the package's snippet: the daemon writes on in the new file.
+    let rotate = command_line(
+        &dir,
+        "logrotate",
+        "logrotate",
+        &[
+            "-f",
+            "-s",
+            &dir.join("logrotate.state").to_string_lossy(),
+            "/etc/logrotate.d/milter-manager",
+        ],
+    );
+    assert!(rotate.status.success(), "logrotate (package logrotate): {}", rotate.describe());
+    assert!(Path::new(&format!("{LOG}.1")).exists(), "logrotate did not rotate {LOG}");
+    let reopened =
+        wait_for(deadline(), || read_lossy(Path::new(LOG)).contains("log file reopened"));
+    assert!(reopened, "no 'log file reopened' in the new {LOG}:\n{}", read_lossy(Path::new(LOG)));
+    assert_eq!(std::fs::metadata(LOG).unwrap().uid().to_string(), uid, "{LOG} owner");
 
     let status = init_script(&dir, "status");
     assert_eq!(status.status.code(), Some(0), "status while running: {}", status.describe());
@@ -270,12 +312,12 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     let status = init_script(&dir, "status");
     assert_eq!(status.status.code(), Some(3), "status when stopped: {}", status.describe());
 
-    let purge =
-        command_line(&dir, "apt-purge", "apt-get", &["purge", "-y", "-q", "milter-manager"]);
+    let purge = apt_get(&dir, "apt-purge", &["purge", "milter-manager"]);
     assert!(purge.status.success(), "apt-get purge: {}", purge.describe());
     drop(installed);
     assert!(!Path::new("/etc/milter-manager").exists(), "/etc/milter-manager is left after purge");
     assert!(!Path::new("/var/lib/milter-manager").exists(), "/var/lib/milter-manager is left");
+    assert!(!Path::new(LOG).exists() && !Path::new(&format!("{LOG}.1")).exists(), "{LOG} is left");
     assert_eq!(getent("passwd", "milter-manager"), None, "user milter-manager after purge");
     assert_eq!(getent("group", "milter-manager"), None, "group milter-manager after purge");
     if let Some(opendkim) = getent("group", "opendkim") {
