@@ -11,7 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=""
-for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim; do
+# dpkg-dev and binutils: packaging/build-deb (dpkg-shlibdeps, objcopy); systemd: only for
+# systemd-analyze, which checks the package's unit (systemd does not become init);
+# logrotate: the package's snippet is run.
+for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim \
+    dpkg-dev binutils systemd logrotate; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need="$need $package"
 done
 if [ -n "$need" ]; then
