@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs what the test suite needs on a fresh Debian (bookworm) machine, as root:
-# the real peers the integration tests talk to. The packages it installs start no
+# the real peers the integration tests talk to, and the tools the packaging tests
+# run (rpm and cpio build and open the Red Hat package, shellcheck checks the rc.d
+# scripts, mandoc lints the man pages). The packages it installs start no
 # service; services the machine already runs are left alone: the tests start throwaway
 # instances of their own, on loopback, with their own configuration.
 set -eu
@@ -11,7 +13,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=""
-for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim; do
+for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim \
+    rpm cpio shellcheck mandoc groff-base; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need="$need $package"
 done
 if [ -n "$need" ]; then
