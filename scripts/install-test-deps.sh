@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs what the test suite needs on a fresh Debian (bookworm) machine, as root:
-# the real peers the integration tests talk to. The packages it installs start no
+# the real peers the integration tests talk to, and the tools the packaging tests
+# run (rpm and cpio build and open the Red Hat package, shellcheck checks the rc.d
+# scripts, mandoc lints the man pages). The packages it installs start no
 # service; services the machine already runs are left alone: the tests start throwaway
 # instances of their own, on loopback, with their own configuration.
 set -eu
@@ -13,9 +15,10 @@ fi
 need=""
 # dpkg-dev and binutils: packaging/build-deb (dpkg-shlibdeps, objcopy); systemd: only for
 # systemd-analyze, which checks the package's unit (systemd does not become init);
-# logrotate: the package's snippet is run.
+# logrotate: the package's snippet is run. rpm and cpio build and read the RPM; shellcheck
+# checks the rc.d scripts; mandoc and groff-base render the man pages.
 for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim \
-    dpkg-dev binutils systemd logrotate; do
+    dpkg-dev binutils systemd logrotate rpm cpio shellcheck mandoc groff-base; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need="$need $package"
 done
 if [ -n "$need" ]; then

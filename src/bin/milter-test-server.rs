@@ -69,19 +69,25 @@ struct Options {
     /// {auth_author}
     #[arg(long = "authenticated-author")]
     authenticated_author: Option<String>,
-    /// Extra macro NAME:VALUE for connect; repeatable (also --helo-macro, --envelope-from-macro, ...).
+    /// Extra macro NAME:VALUE for connect; repeatable.
     #[arg(long = "connect-macro")]
     connect_macros: Vec<String>,
+    /// Extra macro NAME:VALUE for HELO; repeatable.
     #[arg(long = "helo-macro")]
     helo_macros: Vec<String>,
+    /// Extra macro NAME:VALUE for MAIL FROM; repeatable.
     #[arg(long = "envelope-from-macro")]
     envelope_from_macros: Vec<String>,
+    /// Extra macro NAME:VALUE for RCPT TO; repeatable.
     #[arg(long = "envelope-recipient-macro")]
     envelope_recipient_macros: Vec<String>,
+    /// Extra macro NAME:VALUE for DATA; repeatable.
     #[arg(long = "data-macro")]
     data_macros: Vec<String>,
+    /// Extra macro NAME:VALUE for end-of-header; repeatable.
     #[arg(long = "end-of-header-macro")]
     end_of_header_macros: Vec<String>,
+    /// Extra macro NAME:VALUE for end-of-message; repeatable.
     #[arg(long = "end-of-message-macro")]
     end_of_message_macros: Vec<String>,
     /// Send the message this many times on the one connection.

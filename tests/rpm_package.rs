@@ -1,0 +1,161 @@
+//! packaging/build-rpm builds the Red Hat package on this (Debian) machine with rpmbuild,
+//! offline, and the package holds what packaging/rpm/milter-manager.spec promises.
+//!
+//! The programs cargo built for this test run are packaged (`--binaries`), so the test
+//! adds one rpmbuild and no second cargo build.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{require_program, source_path, TempDir};
+
+fn run(what: &str, command: &mut Command) -> String {
+    let out = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The one .rpm file under `dir`.
+fn find_rpm(dir: &Path) -> PathBuf {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read the output directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rpm") {
+                found.push(path);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "expected one package in {}: {found:?}", dir.display());
+    found.remove(0)
+}
+
+#[test]
+fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
+    require_program("/usr/bin/rpmbuild", "rpm");
+    let dir = TempDir::new("rpm");
+    let binaries =
+        Path::new(env!("CARGO_BIN_EXE_milter-manager")).parent().expect("the binaries' directory");
+    let output = dir.join("out");
+    run(
+        "packaging/build-rpm",
+        Command::new(source_path("packaging/build-rpm"))
+            .arg("--binaries")
+            .arg(binaries)
+            .arg("--topdir")
+            .arg(dir.join("top"))
+            .arg("--output")
+            .arg(&output),
+    );
+    let package = find_rpm(&output);
+
+    let files = run("rpm -qpl", Command::new("rpm").arg("-qpl").arg(&package));
+    let files: Vec<&str> = files.lines().collect();
+    for expected in [
+        "/usr/sbin/milter-manager",
+        "/usr/sbin/milter-manager-ctl",
+        "/usr/bin/milter-test-client",
+        "/usr/bin/milter-test-server",
+        "/usr/bin/milter-performance-check",
+        "/etc/milter-manager/milter-manager.toml",
+        "/etc/milter-manager/conf.d/00-platform.toml",
+        "/etc/milter-manager/defaults/redhat.toml",
+        "/etc/sysconfig/milter-manager",
+        "/usr/lib/systemd/system/milter-manager.service",
+    ] {
+        assert!(
+            files.contains(&expected),
+            "{} lacks {expected}; it has:\n{}",
+            package.display(),
+            files.join("\n")
+        );
+    }
+    for page in [
+        "man8/milter-manager.8",
+        "man5/milter-manager.toml.5",
+        "man8/milter-manager-ctl.8",
+        "man1/milter-test-client.1",
+        "man1/milter-test-server.1",
+        "man1/milter-performance-check.1",
+    ] {
+        let path = format!("/usr/share/man/{page}");
+        assert!(
+            files.iter().any(|f| f.starts_with(&path)),
+            "{} lacks the man page {path}",
+            package.display()
+        );
+    }
+
+    // Configuration files an admin may edit survive upgrades.
+    let config = run("rpm -qpc", Command::new("rpm").arg("-qpc").arg(&package));
+    for expected in [
+        "/etc/milter-manager/milter-manager.toml",
+        "/etc/milter-manager/conf.d/00-platform.toml",
+        "/etc/sysconfig/milter-manager",
+    ] {
+        assert!(
+            config.lines().any(|l| l == expected),
+            "{expected} is not a %config file:\n{config}"
+        );
+    }
+
+    let scripts =
+        run("rpm -qp --scripts", Command::new("rpm").arg("-qp").arg("--scripts").arg(&package));
+    let preinstall = scripts.split("postinstall scriptlet").next().expect("the scripts");
+    assert!(preinstall.contains("preinstall scriptlet"), "no %pre:\n{scripts}");
+    assert!(
+        preinstall.contains("groupadd -r milter-manager"),
+        "%pre does not create the group:\n{scripts}"
+    );
+    assert!(
+        preinstall.contains("useradd -r -g milter-manager")
+            && preinstall.contains("milter-manager\n"),
+        "%pre does not create the user:\n{scripts}"
+    );
+    assert!(
+        scripts.contains("systemctl --no-reload preset milter-manager.service"),
+        "%post:\n{scripts}"
+    );
+    assert!(
+        scripts.contains("systemctl --no-reload disable --now milter-manager.service"),
+        "%preun:\n{scripts}"
+    );
+    assert!(
+        scripts.contains("systemctl try-restart milter-manager.service"),
+        "%postun:\n{scripts}"
+    );
+
+    // The platform file the package adds says Red Hat, and the packaged program is ours.
+    let extracted = dir.join("root");
+    std::fs::create_dir(&extracted).expect("create the extraction directory");
+    run(
+        "rpm2cpio | cpio",
+        Command::new("sh")
+            .args(["-c", "rpm2cpio \"$1\" | cpio -idm --quiet", "sh"])
+            .arg(&package)
+            .current_dir(&extracted),
+    );
+    let platform =
+        std::fs::read_to_string(extracted.join("etc/milter-manager/conf.d/00-platform.toml"))
+            .expect("read 00-platform.toml");
+    assert!(
+        platform.contains("[package]\nplatform = \"redhat\"\n"),
+        "00-platform.toml:\n{platform}"
+    );
+    let version = run(
+        "the packaged milter-manager",
+        Command::new(extracted.join("usr/sbin/milter-manager")).arg("--version"),
+    );
+    assert!(version.starts_with("milter-manager "), "{version}");
+}
