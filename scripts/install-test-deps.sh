@@ -15,10 +15,11 @@ fi
 need=""
 # dpkg-dev and binutils: packaging/build-deb (dpkg-shlibdeps, objcopy); systemd: only for
 # systemd-analyze, which checks the package's unit (systemd does not become init);
-# logrotate: the package's snippet is run. rpm and cpio build and read the RPM; shellcheck
+# logrotate: the package's snippet is run; lintian checks the .deb. rpm, cpio and elfutils
+# (eu-strip, for the -debuginfo package) build and read the RPM; shellcheck
 # checks the rc.d scripts; mandoc and groff-base render the man pages.
 for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim \
-    dpkg-dev binutils systemd logrotate rpm cpio shellcheck mandoc groff-base; do
+    dpkg-dev binutils systemd logrotate lintian rpm cpio elfutils shellcheck mandoc groff-base; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need="$need $package"
 done
 if [ -n "$need" ]; then

@@ -5,6 +5,7 @@
 //! Whatever happens, the package is purged at the end ([`Installed`]'s drop), which also
 //! takes away the user, the group and every file it created.
 
+mod postfix;
 mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use postfix::{send_mail, simple_message, Postfix};
 use support::{deadline, read_lossy, run, source_path, wait_for, Finished, TempDir, TestClient};
 
 const INIT_SCRIPT: &str = "/etc/init.d/milter-manager";
@@ -192,6 +194,16 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         })
         .to_string();
 
+    // lintian: no error (warnings such as an initial changelog closing no bug are fine).
+    let dbgsym = deb.replace("milter-manager_", "milter-manager-dbgsym_");
+    let lintian = command_line(&dir, "lintian", "lintian", &[&deb, &dbgsym]);
+    let errors: Vec<&str> = lintian.stdout.lines().filter(|l| l.starts_with("E:")).collect();
+    assert!(
+        lintian.status.code().is_some_and(|code| code <= 2) && errors.is_empty(),
+        "lintian finds errors in the packages: {}",
+        lintian.describe()
+    );
+
     // Kept for the whole test: the purge of the drop guard, too, must not start anything.
     let _forbidden = ServicesForbidden::new();
     let installed = Installed;
@@ -280,6 +292,29 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     });
     assert!(reached, "no session reached the child after reload; its report:\n{}", child.report());
 
+    // Postfix, as configured by an admin: smtpd (user postfix) reaches the packaged socket
+    // and delivers through the service and its child.
+    {
+        let postfix = Postfix::start_with_milter_specs(&dir, &[format!("unix:{SOCKET}")]);
+        let sender = "postfix-package-test@example.com";
+        let message = simple_message(sender, &["ok@example.org"], "through the package", "Hi.\n");
+        let sent = send_mail(postfix.smtp_port(), sender, &["ok@example.org"], &message);
+        let accepted = sent.end_of_data.as_ref().is_some_and(|reply| reply.code == 250);
+        assert!(
+            accepted,
+            "Postfix did not accept the mail through the packaged service: {:#?}\n{}",
+            sent.dialogue,
+            postfix.maillog_tail(20)
+        );
+        let delivered = postfix.wait_for_deliveries(1);
+        assert_eq!(delivered.len(), 1, "one mail delivered");
+        assert!(
+            child.report().contains(&format!("<{sender}>")),
+            "the child did not see Postfix's mail; its report:\n{}",
+            child.report()
+        );
+    }
+
     // logrotate with the package's snippet: the daemon writes on in the new file.
     let rotate = command_line(
         &dir,
@@ -298,6 +333,56 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         wait_for(deadline(), || read_lossy(Path::new(LOG)).contains("log file reopened"));
     assert!(reopened, "no 'log file reopened' in the new {LOG}:\n{}", read_lossy(Path::new(LOG)));
     assert_eq!(std::fs::metadata(LOG).unwrap().uid().to_string(), uid, "{LOG} owner");
+
+    // Privilege mode as a service: started as root, serving as milter-manager, and a child
+    // that is not running is started from its command by the first session needing it.
+    let launched_port = support::free_tcp_port();
+    let launched_pid = dir.join("launched.pid");
+    let launched_report = dir.join("launched-report.txt");
+    let start_child = format!(
+        "{client} -s 'inet:{launched_port}@[127.0.0.1]' --log-path {log} >{report} 2>&1 & \
+         echo $! >{pid}",
+        client = support::TEST_CLIENT,
+        log = dir.join("launched.log").display(),
+        report = launched_report.display(),
+        pid = launched_pid.display(),
+    );
+    std::fs::write(
+        LOCAL_CONFIG,
+        format!(
+            "{BASE_CONFIG}\n[security]\nprivilege_mode = true\n\n[milter.launched]\n\
+             connection_spec = \"inet:{launched_port}@[127.0.0.1]\"\ncommand = \"/bin/sh\"\n\
+             command_options = [\"-c\", {start_child:?}]\n"
+        ),
+    )
+    .expect("write the local configuration");
+    let restarted = init_script(&dir, "restart");
+    assert!(restarted.status.success(), "restart in privilege mode: {}", restarted.describe());
+    let mut sessions = 0;
+    let launched = wait_for(deadline(), || {
+        sessions += 1;
+        session(&dir, &format!("privileged-{sessions}"));
+        read_lossy(&launched_report).contains("<package-test@example.org>")
+    });
+    let launched_child: Option<u32> = read_lossy(&launched_pid).trim().parse().ok();
+    assert!(
+        launched,
+        "the child was not started and reached in privilege mode; its report:\n{}\nlog:\n{}",
+        read_lossy(&launched_report),
+        read_lossy(Path::new(LOG))
+    );
+    // The daemon serves as milter-manager; only its launcher stayed root, so the child
+    // (no user_name) runs as root.
+    let pid: u32 = read_lossy(Path::new(PID_FILE)).trim().parse().expect("a pid after restart");
+    let daemon_ids = status_field(pid, "Uid");
+    assert!(
+        daemon_ids.starts_with(&format!("{uid}\t")),
+        "the daemon serves as {uid}: {daemon_ids}"
+    );
+    let child_pid = launched_child.expect("the started child wrote its pid");
+    let child_ids = status_field(child_pid, "Uid");
+    let _ = Command::new("kill").arg(child_pid.to_string()).status();
+    assert!(child_ids.starts_with("0\t"), "the launcher started the child as root: {child_ids}");
 
     let status = init_script(&dir, "status");
     assert_eq!(status.status.code(), Some(0), "status while running: {}", status.describe());

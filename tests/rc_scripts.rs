@@ -285,3 +285,32 @@ fn ports_set_their_platform() {
     // The pid file of the rc.d script and SIGUSR1 (30 on FreeBSD), which reopens the log.
     assert_eq!(fields[fields.len() - 2..], [FREEBSD.pidfile, "30"], "{entry}");
 }
+
+/// The SysV init scripts (Debian's, and Red Hat's for `--with sysvinit`): shell syntax
+/// and shellcheck clean. Debian's runs for real in tests/debian_package.rs.
+#[test]
+fn sysv_init_scripts_pass_shellcheck() {
+    require_program("/usr/bin/shellcheck", "shellcheck");
+    for (script, shell) in [
+        ("packaging/debian/milter-manager.init", "sh"),
+        ("packaging/rpm/milter-manager.init", "bash"),
+    ] {
+        let path = source_path(script);
+        let out = Command::new(shell).arg("-n").arg(&path).output().expect("run the shell");
+        assert!(
+            out.status.success(),
+            "{shell} -n {script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("shellcheck")
+            .args([&format!("--shell={shell}"), "--severity=style"])
+            .arg(&path)
+            .output()
+            .expect("run shellcheck");
+        assert!(
+            out.status.success(),
+            "shellcheck {script}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

@@ -23,8 +23,8 @@ fn run(what: &str, command: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
-/// The one .rpm file under `dir`.
-fn find_rpm(dir: &Path) -> PathBuf {
+/// The .rpm files under `dir`: the package, and its -debuginfo package.
+fn find_rpms(dir: &Path) -> (PathBuf, PathBuf) {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -37,28 +37,40 @@ fn find_rpm(dir: &Path) -> PathBuf {
             }
         }
     }
-    assert_eq!(found.len(), 1, "expected one package in {}: {found:?}", dir.display());
-    found.remove(0)
+    assert_eq!(found.len(), 2, "expected two packages in {}: {found:?}", dir.display());
+    found.sort();
+    let debuginfo = found.pop().expect("two packages");
+    let package = found.pop().expect("two packages");
+    let name = |path: &Path| path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    assert!(name(&package).starts_with("milter-manager-0"), "{found:?}");
+    assert!(name(&debuginfo).starts_with("milter-manager-debuginfo-"), "{}", debuginfo.display());
+    (package, debuginfo)
 }
 
-#[test]
-fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
-    require_program("/usr/bin/rpmbuild", "rpm");
-    let dir = TempDir::new("rpm");
+/// Runs packaging/build-rpm with the test's binaries and `extra` arguments into `dir`.
+fn build_rpm(dir: &TempDir, name: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
     let binaries =
         Path::new(env!("CARGO_BIN_EXE_milter-manager")).parent().expect("the binaries' directory");
-    let output = dir.join("out");
+    let output = dir.join(&format!("{name}-out"));
     run(
         "packaging/build-rpm",
         Command::new(source_path("packaging/build-rpm"))
             .arg("--binaries")
             .arg(binaries)
             .arg("--topdir")
-            .arg(dir.join("top"))
+            .arg(dir.join(&format!("{name}-top")))
             .arg("--output")
-            .arg(&output),
+            .arg(&output)
+            .args(extra),
     );
-    let package = find_rpm(&output);
+    find_rpms(&output)
+}
+
+#[test]
+fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
+    require_program("/usr/bin/rpmbuild", "rpm");
+    let dir = TempDir::new("rpm");
+    let (package, debuginfo) = build_rpm(&dir, "systemd", &[]);
 
     let files = run("rpm -qpl", Command::new("rpm").arg("-qpl").arg(&package));
     let files: Vec<&str> = files.lines().collect();
@@ -136,6 +148,16 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         "%postun:\n{scripts}"
     );
 
+    // The programs are stripped; their debugging information is in -debuginfo.
+    let debug_files = run("rpm -qpl debuginfo", Command::new("rpm").arg("-qpl").arg(&debuginfo));
+    let build_ids =
+        debug_files.lines().filter(|f| f.starts_with("/usr/lib/debug/.build-id/")).count();
+    assert!(
+        build_ids >= 5,
+        "{} lacks the programs' debug files:\n{debug_files}",
+        debuginfo.display()
+    );
+
     // The platform file the package adds says Red Hat, and the packaged program is ours.
     let extracted = dir.join("root");
     std::fs::create_dir(&extracted).expect("create the extraction directory");
@@ -158,4 +180,42 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         Command::new(extracted.join("usr/sbin/milter-manager")).arg("--version"),
     );
     assert!(version.starts_with("milter-manager "), "{version}");
+    let strip_check = run(
+        "readelf -S",
+        Command::new("readelf").arg("-S").arg(extracted.join("usr/sbin/milter-manager")),
+    );
+    assert!(!strip_check.contains(".debug_info"), "the packaged milter-manager is not stripped");
+
+    // The environment file names what the unit passes to the daemon.
+    let sysconfig = std::fs::read_to_string(extracted.join("etc/sysconfig/milter-manager"))
+        .expect("read /etc/sysconfig/milter-manager");
+    let unit =
+        std::fs::read_to_string(extracted.join("usr/lib/systemd/system/milter-manager.service"))
+            .expect("read the unit");
+    for variable in ["CONNECTION_SPEC", "USER", "GROUP", "SOCKET_GROUP", "EXTRA_ARGS"] {
+        assert!(sysconfig.contains(&format!("\n{variable}=")), "sysconfig lacks {variable}");
+        assert!(
+            unit.contains(&format!("{{{variable}}}")) || unit.contains(&format!("${variable}")),
+            "the unit does not use {variable}:\n{unit}"
+        );
+    }
+}
+
+#[test]
+fn build_rpm_with_sysvinit_ships_the_init_script_instead_of_the_unit() {
+    require_program("/usr/bin/rpmbuild", "rpm");
+    let dir = TempDir::new("rpm-sysv");
+    let (package, _) = build_rpm(&dir, "sysv", &["--with", "sysvinit"]);
+    // %{_initrddir}: /etc/rc.d/init.d on Red Hat, /etc/init.d for rpm on Debian.
+    let files = run("rpm -qpl", Command::new("rpm").arg("-qpl").arg(&package));
+    assert!(
+        files.lines().any(|f| f.ends_with("/init.d/milter-manager")),
+        "no init script:\n{files}"
+    );
+    assert!(!files.contains("/systemd/"), "a unit besides the init script:\n{files}");
+    let scripts =
+        run("rpm -qp --scripts", Command::new("rpm").arg("-qp").arg("--scripts").arg(&package));
+    assert!(scripts.contains("/sbin/chkconfig --add milter-manager"), "%post:\n{scripts}");
+    assert!(scripts.contains("/sbin/chkconfig --del milter-manager"), "%preun:\n{scripts}");
+    assert!(!scripts.contains("systemctl"), "systemd scriptlets in the SysV package:\n{scripts}");
 }

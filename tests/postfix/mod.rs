@@ -439,6 +439,14 @@ impl Postfix {
     /// Like [`Postfix::start`] with several milters in `smtpd_milters`, in order: Postfix
     /// chains them itself (the reference to compare the manager with).
     pub fn start_with_milters(dir: &TempDir, milter_ports: &[u16]) -> Postfix {
+        let specs: Vec<String> =
+            milter_ports.iter().map(|port| format!("inet:127.0.0.1:{port}")).collect();
+        Postfix::start_with_milter_specs(dir, &specs)
+    }
+
+    /// Like [`Postfix::start_with_milters`] with the milters in Postfix's syntax
+    /// (`unix:/path`, `inet:host:port`), as `smtpd_milters` lists them.
+    pub fn start_with_milter_specs(dir: &TempDir, milter_specs: &[String]) -> Postfix {
         require_root();
         require(POSTFIX, "postfix");
         require(POSTCONF, "postfix");
@@ -492,11 +500,7 @@ impl Postfix {
              milter_command_timeout = 10s\n\
              milter_content_timeout = 20s\n",
             sink = sink.port(),
-            milters = milter_ports
-                .iter()
-                .map(|port| format!("inet:127.0.0.1:{port}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            milters = milter_specs.join(", "),
         );
         std::fs::write(config_dir.join("main.cf"), main_cf).expect("write main.cf");
         // Debian's pristine master.cf, then: no port 25, one smtpd on our port, no chroot
