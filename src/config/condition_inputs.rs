@@ -45,3 +45,55 @@ impl<'a> From<&'a Config> for ConditionInputs<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::conditions::{ConditionSet, SessionCount};
+    use crate::config::testdir::TestDir;
+    use crate::config::MAIN_FILE;
+
+    struct NoSessions;
+
+    impl SessionCount for NoSessions {
+        fn n_sessions(&self) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn the_machines_files_are_read_from_disk_under_the_root() {
+        let dir = TestDir::new("inputs");
+        let root = dir.machine();
+        dir.write("machine/etc/resolv.conf", "nameserver 192.0.2.53\n");
+        let list = dir.write("trusted", "example.jp\n");
+        let toml = format!(
+            "[milter.a]\nconnection_spec = \"inet:1@[127.0.0.1]\"\n\
+             applicable_conditions = [\"DNSBL Listed\", \"Trust\"]\n\
+             [trust]\nenvelope_from_domain_files = [{:?}]\n",
+            list.display().to_string()
+        );
+        dir.write(MAIN_FILE, &toml);
+        let config = Config::load_under(dir.path(), &root).unwrap();
+        let inputs = ConditionInputs::from(&config);
+        assert_eq!(inputs.root, root);
+        let set = ConditionSet::new(&config, Rc::new(NoSessions)).unwrap();
+        let servers = &set.dnsbl().unwrap().name_servers;
+        assert_eq!(servers, &["192.0.2.53:53".parse().unwrap()]);
+
+        // A list that cannot be read: the error names the line that set it.
+        std::fs::remove_file(&list).unwrap();
+        let error = ConditionSet::new(&config, Rc::new(NoSessions)).err().unwrap();
+        let main = dir.path().join(MAIN_FILE);
+        assert!(
+            error.to_string().starts_with(&format!(
+                "{}:5: trust.envelope_from_domain_files: cannot read trusted domain list {}: ",
+                main.display(),
+                list.display()
+            )),
+            "{error}"
+        );
+    }
+}
