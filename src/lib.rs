@@ -5,10 +5,10 @@
 pub mod client_link;
 pub mod conditions;
 pub mod config;
-pub mod control;
+pub mod control_protocol;
 pub mod detect;
 pub mod engine;
-pub mod launch;
+pub mod launcher_protocol;
 pub mod logging;
 pub mod message;
 pub mod performance;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use milter_manager::config::{Config, DEFAULT_CONFIG_DIR};
-use milter_manager::control::{parse_answer, ControlRequest};
+use milter_manager::control_protocol::{parse_answer, ControlRequest};
 use milter_manager::spec::Spec;
 
 #[derive(Parser, Debug)]

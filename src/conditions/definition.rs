@@ -3,7 +3,6 @@
 use std::fmt;
 
 use super::script::ScriptFn;
-use crate::config::Origin;
 use crate::engine::Event;
 
 /// The nine points where a stopper can stop a child, as the configuration names them
@@ -40,18 +39,18 @@ pub fn stopper_index(event: &Event<'_>) -> usize {
 pub struct ScriptCondition {
     pub name: String,
     pub description: Option<String>,
-    /// Where it was first defined.
-    pub origin: Origin,
+    /// Where it was first defined (`FILE:LINE`).
+    pub origin: String,
     /// One optional stopper per entry of [`STOPPERS`].
     pub stoppers: [Option<ScriptFn>; 9],
 }
 
 impl ScriptCondition {
-    pub fn new(name: impl Into<String>, origin: Origin) -> ScriptCondition {
+    pub fn new(name: impl Into<String>, origin: impl Into<String>) -> ScriptCondition {
         ScriptCondition {
             name: name.into(),
             description: None,
-            origin,
+            origin: origin.into(),
             stoppers: Default::default(),
         }
     }

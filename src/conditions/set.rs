@@ -8,9 +8,9 @@ use rhai::Dynamic;
 use super::connect_gate::DnsblVerdict;
 use super::definition::{stopper_index, ScriptCondition, STOPPERS};
 use super::dnsbl_lookup::DnsblSetup;
+use super::inputs::ConditionInputs;
 use super::script::{ScriptAddress, ScriptContext};
 use super::shipped::{builtin_name, dnsbl_setup, Shipped, ShippedState};
-use crate::config::{Config, Origin};
 use crate::engine::{Conditions, Context, Event, MacroList, Stage};
 
 /// How many sessions the manager has at this moment, over all its workers.
@@ -21,7 +21,8 @@ pub trait SessionCount {
 /// A configuration whose conditions cannot work.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConditionError {
-    pub origin: Origin,
+    /// Where the key's value was set (`FILE:LINE`); `None` for a default.
+    pub origin: Option<String>,
     pub key: String,
     pub message: String,
 }
@@ -29,8 +30,8 @@ pub struct ConditionError {
 impl fmt::Display for ConditionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.origin {
-            Origin::Default => write!(f, "{}: {}", self.key, self.message),
-            origin => write!(f, "{origin}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+            Some(origin) => write!(f, "{origin}: {}: {}", self.key, self.message),
         }
     }
 }
@@ -60,20 +61,22 @@ pub struct ConditionSet {
 }
 
 impl ConditionSet {
-    /// The conditions of `config` for its enabled milters, in the engine's order. Fails on
-    /// a condition name that is not defined, or a built-in whose settings cannot work.
-    pub fn new(
-        config: &Config,
+    /// The conditions of a configuration (`&Config` will do) for its enabled milters, in
+    /// the engine's order. Fails on a condition name that is not defined, or a built-in
+    /// whose settings cannot work.
+    pub fn new<'a>(
+        inputs: impl Into<ConditionInputs<'a>>,
         sessions: Rc<dyn SessionCount>,
     ) -> Result<ConditionSet, ConditionError> {
+        let inputs = inputs.into();
         let mut conditions = Vec::new();
         // Every name a milter may use; built-ins no milter uses are not set up.
         let mut known: Vec<String> = Vec::new();
-        for (name, shipped) in Shipped::used(config)? {
+        for (name, shipped) in Shipped::used(&inputs)? {
             known.push(name.to_string());
             conditions.extend(shipped.map(Condition::Shipped));
         }
-        for script in &config.conditions {
+        for script in inputs.scripts {
             // A script may redefine a built-in condition, as in the original.
             conditions.retain(|c| c.name() != script.name);
             if !known.contains(&script.name) {
@@ -82,9 +85,9 @@ impl ConditionSet {
             conditions.push(Condition::Script(Box::new(script.clone())));
         }
         let mut per_child = Vec::new();
-        for milter in config.milters.iter().filter(|m| m.enabled) {
+        for milter in &inputs.milters {
             let mut indexes = Vec::new();
-            for name in &milter.applicable_conditions {
+            for name in milter.applicable_conditions {
                 // A script's own name first, then the built-in an alias stands for.
                 let index = conditions.iter().position(|c| c.name() == name).or_else(|| {
                     let builtin = builtin_name(name)?;
@@ -94,7 +97,7 @@ impl ConditionSet {
                     let key = format!("milter.{}.applicable_conditions", milter.name);
                     let known: Vec<String> = known.iter().map(|n| format!("{n:?}")).collect();
                     return Err(ConditionError {
-                        origin: config.origin(&key),
+                        origin: (inputs.origin_of)(&key),
                         key,
                         message: format!(
                             "milter {:?}: unknown applicable condition {name:?} (known: {})",
@@ -110,7 +113,7 @@ impl ConditionSet {
         let uses_dnsbl = conditions.iter().any(|c| {
             matches!(c, Condition::Shipped(Shipped::DnsblListed | Shipped::NotDnsblListed))
         });
-        let dnsbl = if uses_dnsbl { Some(Rc::new(dnsbl_setup(config)?)) } else { None };
+        let dnsbl = if uses_dnsbl { Some(Rc::new(dnsbl_setup(&inputs)?)) } else { None };
         Ok(ConditionSet { conditions, per_child, sessions, dnsbl })
     }
 

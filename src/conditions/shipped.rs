@@ -12,9 +12,9 @@ use super::builtin::trust::{Trust, TRUSTED_DOMAIN_MACRO, TRUSTED_VALUE};
 use super::builtin::{dnsbl, sendmail_compatible, stress};
 use super::connect_gate::DnsblVerdict;
 use super::dnsbl_lookup::DnsblSetup;
+use super::inputs::ConditionInputs;
 use super::script::ScriptFn;
 use super::set::{ConditionError, SessionCount};
-use crate::config::Config;
 use crate::engine::{Context, Event, MacroList};
 
 /// Every built-in condition: its name and what it does.
@@ -70,8 +70,8 @@ pub struct ShippedState {
     restrict: RestrictState,
 }
 
-fn error(config: &Config, key: &str, message: String) -> ConditionError {
-    ConditionError { origin: config.origin(key), key: key.to_string(), message }
+fn error(inputs: &ConditionInputs<'_>, key: &str, message: String) -> ConditionError {
+    ConditionError { origin: (inputs.origin_of)(key), key: key.to_string(), message }
 }
 
 /// A Rhai host matcher: an error counts as "no match", and is logged.
@@ -85,8 +85,8 @@ fn script_matcher(function: &ScriptFn, list: &'static str) -> HostMatcher {
     }))
 }
 
-fn s25r(config: &Config) -> Result<S25r, ConditionError> {
-    let settings = &config.s25r;
+fn s25r(inputs: &ConditionInputs<'_>) -> Result<S25r, ConditionError> {
+    let settings = inputs.s25r;
     let mut s25r = S25r::new();
     if !settings.default_whitelist {
         s25r.clear_whitelist();
@@ -94,12 +94,12 @@ fn s25r(config: &Config) -> Result<S25r, ConditionError> {
     s25r.set_check_only_ipv4(settings.check_only_ipv4);
     for entry in &settings.whitelist {
         s25r.add_whitelist(
-            HostMatcher::parse(entry).map_err(|e| error(config, "s25r.whitelist", e))?,
+            HostMatcher::parse(entry).map_err(|e| error(inputs, "s25r.whitelist", e))?,
         );
     }
     for entry in &settings.blacklist {
         s25r.add_blacklist(
-            HostMatcher::parse(entry).map_err(|e| error(config, "s25r.blacklist", e))?,
+            HostMatcher::parse(entry).map_err(|e| error(inputs, "s25r.blacklist", e))?,
         );
     }
     for function in &settings.whitelist_functions {
@@ -111,24 +111,24 @@ fn s25r(config: &Config) -> Result<S25r, ConditionError> {
     Ok(s25r)
 }
 
-fn remote_network(config: &Config) -> Result<RemoteNetwork, ConditionError> {
-    let settings = &config.remote_network;
+fn remote_network(inputs: &ConditionInputs<'_>) -> Result<RemoteNetwork, ConditionError> {
+    let settings = inputs.remote_network;
     let mut network = RemoteNetwork::new();
     for address in &settings.local_addresses {
         network
             .add_local_address(address)
-            .map_err(|e| error(config, "remote_network.local_addresses", e))?;
+            .map_err(|e| error(inputs, "remote_network.local_addresses", e))?;
     }
     for address in &settings.remote_addresses {
         network
             .add_remote_address(address)
-            .map_err(|e| error(config, "remote_network.remote_addresses", e))?;
+            .map_err(|e| error(inputs, "remote_network.remote_addresses", e))?;
     }
     Ok(network)
 }
 
-fn trust(config: &Config) -> Result<Trust, ConditionError> {
-    let settings = &config.trust;
+fn trust(inputs: &ConditionInputs<'_>) -> Result<Trust, ConditionError> {
+    let settings = inputs.trust;
     let mut trust = Trust::new();
     if !settings.default_envelope_from_domains {
         trust.clear();
@@ -136,23 +136,23 @@ fn trust(config: &Config) -> Result<Trust, ConditionError> {
     for domain in &settings.envelope_from_domains {
         trust
             .add_envelope_from_domain(domain)
-            .map_err(|e| error(config, "trust.envelope_from_domains", e))?;
+            .map_err(|e| error(inputs, "trust.envelope_from_domains", e))?;
     }
     for file in &settings.envelope_from_domain_files {
         trust
-            .load_envelope_from_domains_file(Path::new(file))
-            .map_err(|e| error(config, "trust.envelope_from_domain_files", e))?;
+            .load_envelope_from_domains_file(inputs.files, Path::new(file))
+            .map_err(|e| error(inputs, "trust.envelope_from_domain_files", e))?;
     }
     Ok(trust)
 }
 
 /// The configured threshold, or 3/4 of Postfix's smtpd limit, or 0 (never stressed).
-fn stress_threshold(config: &Config) -> u32 {
-    if let Some(threshold) = config.stress.threshold_n_connections {
+fn stress_threshold(inputs: &ConditionInputs<'_>) -> u32 {
+    if let Some(threshold) = inputs.stress.threshold_n_connections {
         return threshold;
     }
-    let root = config.system_root();
-    match stress::detect_threshold(&root) {
+    let root = &inputs.root;
+    match stress::detect_threshold(inputs.files, root) {
         Some(threshold) => {
             log::debug!("stress threshold {threshold}: 3/4 of Postfix's smtpd process limit");
             threshold
@@ -170,24 +170,24 @@ fn stress_threshold(config: &Config) -> u32 {
 
 /// The services, name servers and timeout of `[dnsbl]`; the name servers of
 /// `/etc/resolv.conf` (under the package root) when none are configured.
-pub fn dnsbl_setup(config: &Config) -> Result<DnsblSetup, ConditionError> {
-    let settings = &config.dnsbl;
+pub fn dnsbl_setup(inputs: &ConditionInputs<'_>) -> Result<DnsblSetup, ConditionError> {
+    let settings = inputs.dnsbl;
     let mut services = if settings.default_services { dnsbl::default_services() } else { vec![] };
     for entry in &settings.services {
         let service =
-            dnsbl::parse_service_entry(entry).map_err(|e| error(config, "dnsbl.services", e))?;
+            dnsbl::parse_service_entry(entry).map_err(|e| error(inputs, "dnsbl.services", e))?;
         services.retain(|s| s.zone != service.zone);
         services.push(service);
     }
     let mut name_servers = Vec::new();
     for entry in &settings.name_servers {
         name_servers.push(
-            dnsbl::parse_name_server(entry).map_err(|e| error(config, "dnsbl.name_servers", e))?,
+            dnsbl::parse_name_server(entry).map_err(|e| error(inputs, "dnsbl.name_servers", e))?,
         );
     }
     if name_servers.is_empty() {
-        let path = config.system_root().join("etc/resolv.conf");
-        match std::fs::read_to_string(&path) {
+        let path = inputs.root.join("etc/resolv.conf");
+        match inputs.files.read_to_string(&path) {
             Ok(text) => {
                 name_servers = dnsbl::parse_resolv_conf(&text)
                     .into_iter()
@@ -207,21 +207,23 @@ pub fn dnsbl_setup(config: &Config) -> Result<DnsblSetup, ConditionError> {
     Ok(DnsblSetup { services, name_servers, timeout })
 }
 
-fn restrict_accounts(config: &Config) -> Result<RestrictAccounts, ConditionError> {
-    let accounts = config.restrict_accounts.accounts.iter().map(String::as_str);
-    RestrictAccounts::parse(accounts).map_err(|e| error(config, "restrict_accounts.accounts", e))
+fn restrict_accounts(inputs: &ConditionInputs<'_>) -> Result<RestrictAccounts, ConditionError> {
+    let accounts = inputs.restrict_accounts.accounts.iter().map(String::as_str);
+    RestrictAccounts::parse(accounts).map_err(|e| error(inputs, "restrict_accounts.accounts", e))
 }
 
 impl Shipped {
-    /// Every built-in condition that some enabled milter uses, set up from `config` (the
+    /// Every built-in condition that some enabled milter uses, set up from `inputs` (the
     /// others are named, so a milter may name them, but not built).
-    pub fn used(config: &Config) -> Result<Vec<(&'static str, Option<Shipped>)>, ConditionError> {
+    pub fn used(
+        inputs: &ConditionInputs<'_>,
+    ) -> Result<Vec<(&'static str, Option<Shipped>)>, ConditionError> {
         // Used by a name no script redefines: its own or an alias.
         let used = |name: &str| {
-            config.milters.iter().filter(|m| m.enabled).any(|m| {
+            inputs.milters.iter().any(|m| {
                 m.applicable_conditions.iter().any(|used| {
                     builtin_name(used) == Some(name)
-                        && !config.conditions.iter().any(|c| c.name == *used)
+                        && !inputs.scripts.iter().any(|c| c.name == *used)
                 })
             })
         };
@@ -233,19 +235,19 @@ impl Shipped {
                 all.push((name, None));
                 continue;
             }
-            let mut stress = || *threshold.get_or_insert_with(|| stress_threshold(config));
+            let mut stress = || *threshold.get_or_insert_with(|| stress_threshold(inputs));
             let shipped = match name {
-                "S25R" => Shipped::S25r(s25r(config)?),
-                "Remote Network" => Shipped::RemoteNetwork(remote_network(config)?),
+                "S25R" => Shipped::S25r(s25r(inputs)?),
+                "Remote Network" => Shipped::RemoteNetwork(remote_network(inputs)?),
                 "Authenticated" => Shipped::Authentication,
                 "Unauthenticated" => Shipped::Unauthentication,
                 "Sendmail Compatible" => Shipped::SendmailCompatible,
                 "Stress Notify" => Shipped::StressNotify(stress()),
                 "No Stress" => Shipped::NoStress(stress()),
-                "Trust" => Shipped::Trust(trust(config)?),
+                "Trust" => Shipped::Trust(trust(inputs)?),
                 "DNSBL Listed" => Shipped::DnsblListed,
                 "Not DNSBL Listed" => Shipped::NotDnsblListed,
-                "Restrict Accounts" => Shipped::RestrictAccounts(restrict_accounts(config)?),
+                "Restrict Accounts" => Shipped::RestrictAccounts(restrict_accounts(inputs)?),
                 other => unreachable!("{other:?} is in CATALOG but not built"),
             };
             all.push((name, Some(shipped)));
@@ -334,29 +336,16 @@ impl Shipped {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-
-    /// A configuration whose package root is a fresh directory with this resolv.conf.
-    fn config_with_resolv_conf(label: &str, resolv_conf: Option<&str>) -> (Config, PathBuf) {
-        let root = std::env::temp_dir()
-            .join(format!("milter-manager-dnsbl-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        if let Some(text) = resolv_conf {
-            std::fs::write(root.join("etc/resolv.conf"), text).unwrap();
-        }
-        let mut config = Config::default();
-        config.package.options = Some(format!("root={}", root.display()));
-        (config, root)
-    }
+    use crate::conditions::files::MemoryFiles;
+    use crate::conditions::inputs::testing::OwnedInputs;
 
     #[test]
     fn dnsbl_setup_from_the_defaults_and_resolv_conf() {
+        let mut owned = OwnedInputs::under("/fake");
         let text = "nameserver 192.0.2.53\nnameserver 2001:db8::53\n";
-        let (config, root) = config_with_resolv_conf("defaults", Some(text));
-        let setup = dnsbl_setup(&config).unwrap();
+        owned.files = owned.files.with("/fake/etc/resolv.conf", text);
+        let setup = dnsbl_setup(&owned.inputs()).unwrap();
         let zones: Vec<&str> = setup.services.iter().map(|s| s.zone.as_str()).collect();
         assert_eq!(
             zones,
@@ -365,16 +354,15 @@ mod tests {
         let servers: Vec<String> = setup.name_servers.iter().map(|s| s.to_string()).collect();
         assert_eq!(servers, ["192.0.2.53:53", "[2001:db8::53]:53"]);
         assert_eq!(setup.timeout, Duration::from_secs(5));
-        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn dnsbl_setup_from_the_settings() {
-        let (mut config, root) = config_with_resolv_conf("settings", None);
-        config.dnsbl.services = vec!["bl.example=127.0.0.2".into(), "zen.spamhaus.org".into()];
-        config.dnsbl.name_servers = vec!["127.0.0.1:5353".into()];
-        config.dnsbl.timeout = 1.5;
-        let setup = dnsbl_setup(&config).unwrap();
+        let mut owned = OwnedInputs::under("/fake");
+        owned.dnsbl.services = vec!["bl.example=127.0.0.2".into(), "zen.spamhaus.org".into()];
+        owned.dnsbl.name_servers = vec!["127.0.0.1:5353".into()];
+        owned.dnsbl.timeout = 1.5;
+        let setup = dnsbl_setup(&owned.inputs()).unwrap();
         let zones: Vec<&str> = setup.services.iter().map(|s| s.zone.as_str()).collect();
         // A configured zone replaces the default one of the same name.
         assert_eq!(
@@ -391,11 +379,46 @@ mod tests {
         assert_eq!(setup.name_servers, ["127.0.0.1:5353".parse().unwrap()]);
         assert_eq!(setup.timeout, Duration::from_millis(1500));
 
-        config.dnsbl.default_services = false;
-        config.dnsbl.name_servers.clear();
-        let setup = dnsbl_setup(&config).unwrap();
+        owned.dnsbl.default_services = false;
+        owned.dnsbl.name_servers.clear();
+        let setup = dnsbl_setup(&owned.inputs()).unwrap();
         assert_eq!(setup.services.len(), 2);
         assert!(setup.name_servers.is_empty(), "no resolv.conf under the root");
-        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn stress_threshold_from_postfix_under_the_root() {
+        let mut owned = OwnedInputs::under("/fake");
+        owned.milters = vec![("a".into(), vec!["No Stress".into()])];
+        owned.files =
+            owned.files.with("/fake/etc/postfix/master.cf", "smtp inet n - y - 8 smtpd\n");
+        let used = Shipped::used(&owned.inputs()).unwrap();
+        let no_stress = used.iter().find_map(|(name, shipped)| match shipped {
+            Some(Shipped::NoStress(threshold)) if *name == "No Stress" => Some(*threshold),
+            _ => None,
+        });
+        assert_eq!(no_stress, Some(6));
+    }
+
+    #[test]
+    fn trust_lists_are_read_through_the_reader_and_errors_name_the_setting() {
+        let mut owned = OwnedInputs::under("/fake");
+        owned.milters = vec![("a".into(), vec!["Trust".into()])];
+        owned.trust.envelope_from_domain_files = vec!["/lists/trusted".into()];
+        owned.files = owned.files.with("/lists/trusted", "example.jp\n");
+        owned.origin = Some("/conf/milter-manager.toml:7".into());
+        let used = Shipped::used(&owned.inputs()).unwrap();
+        let trusted = used.iter().any(|(_, shipped)| {
+            matches!(shipped, Some(Shipped::Trust(trust)) if trust.is_trusted("<a@example.jp>"))
+        });
+        assert!(trusted);
+
+        owned.files = MemoryFiles::new();
+        let error = Shipped::used(&owned.inputs()).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "/conf/milter-manager.toml:7: trust.envelope_from_domain_files: cannot read \
+             trusted domain list /lists/trusted: entity not found"
+        );
     }
 }

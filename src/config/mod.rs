@@ -17,6 +17,7 @@
 //! This module reads files and nothing else: no socket, no process.
 
 mod check;
+mod condition_inputs;
 mod document;
 mod error;
 mod glob;
@@ -34,12 +35,14 @@ mod testdir;
 
 use std::path::{Path, PathBuf};
 
-pub use crate::conditions::ScriptCondition;
+pub use crate::conditions::{
+    DnsblSettings, RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, ScriptCondition,
+    StressSettings, TrustSettings,
+};
 pub use error::ConfigError;
 pub use model::{
-    CommandOptions, Controller, DnsblSettings, Log, Manager, Milter, Package,
-    RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, Security, StressSettings,
-    TrustSettings, EVENT_LOOP_BACKENDS, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
+    MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
 };
 pub use origin::Origin;
 pub use overrides::Overrides;

@@ -3,11 +3,14 @@
 //! walk these tables, so an item added here is known everywhere.
 
 use super::model::{
-    CommandOptions, Controller, DnsblSettings, Log, Manager, Milter, Package,
-    RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, Security, StressSettings,
-    TrustSettings, EVENT_LOOP_BACKENDS, MAX_CHUNK_SIZE, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
+    MAX_CHUNK_SIZE, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
 };
 use super::values::{self, Shown};
+use crate::conditions::{
+    DnsblSettings, RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, StressSettings,
+    TrustSettings,
+};
 use crate::logging::Levels;
 use crate::spec::Spec;
 use crate::status::FallbackStatus;

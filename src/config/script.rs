@@ -300,7 +300,7 @@ fn register_conditions(engine: &mut Engine, state: &SharedState) {
             return Err("an applicable condition needs a name".into());
         }
         if !s.config.conditions.iter().any(|c| c.name == name) {
-            s.config.conditions.push(ScriptCondition::new(name, origin));
+            s.config.conditions.push(ScriptCondition::new(name, origin.to_string()));
         }
         Ok(ConditionHandle { name: name.to_string() })
     });

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use toml::de::DeValue;
 
-use super::model::{CommandOptions, MAX_DNSBL_TIMEOUT, MAX_SOCKET_MODE, MAX_TIMEOUT};
+use super::model::{CommandOptions, MAX_SOCKET_MODE, MAX_TIMEOUT};
+use crate::conditions::MAX_DNSBL_TIMEOUT;
 use crate::spec::Spec;
 use crate::status::FallbackStatus;
 

@@ -10,20 +10,20 @@
 //! Modules: `bind` (the socket), `privileges`, `daemon` (detaching and the start-up report),
 //! `pidfile`, `prefork` (the supervisor loop), `signals` (its self-pipe), `throttle` (respawn
 //! back-off), `fork` (the one fork call), `board` and `counters` (memory shared with the
-//! workers), `launcher` (the privilege-mode root helper, forked before the drop), `control`
-//! (the control socket in the supervisor's loop), `error`.
+//! workers), `launcher_process` (the privilege-mode root helper, forked before the drop),
+//! `control_socket` (the control socket in the supervisor's loop), `error`.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub use board::SessionBoard;
-pub use control::{
+pub use control_socket::{
     ControlAnswer, ControlContext, ControlHandler, ControlSocket, ReloadOutcome, ReloadReporter,
     RunningWorker,
 };
 pub use counters::SharedCounters;
-pub use launcher::{Launcher, Programs, Started};
+pub use launcher_process::{Launcher, Programs, Started};
 pub use workers::Listener;
 
 /// What to listen on (a resolved connection spec).
@@ -76,12 +76,12 @@ pub struct ProcessOptions {
 
 mod bind;
 mod board;
-mod control;
+mod control_socket;
 mod counters;
 mod daemon;
 mod error;
 mod fork;
-pub mod launcher;
+pub mod launcher_process;
 mod pidfile;
 mod prefork;
 mod privileges;
@@ -293,7 +293,7 @@ where
             match hooks.control.as_mut() {
                 Some(control) => {
                     let fds = serving_fds(&listener, pid_file, report);
-                    let (alive, reporter) = control::fork_server(control, &fds)?;
+                    let (alive, reporter) = control_socket::fork_server(control, &fds)?;
                     (Some(alive), Some(reporter))
                 }
                 None => (None, None),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use milter_manager::conditions::{
     ConditionSet, ConnectGate, DnsblVerdict, LookupAction, SessionCount,
 };
-use milter_manager::control::Counters;
+use milter_manager::control_protocol::Counters;
 use milter_manager::engine::{EngineConfig, Output, Session};
 use supervisor::{SessionBoard, SharedCounters};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};

@@ -6,8 +6,8 @@ mod common;
 
 mod adapter;
 mod client_watch;
-mod control;
-mod launching;
+mod control_handler;
+mod launch_on_demand;
 mod maintenance;
 mod privilege;
 mod reload;
@@ -28,7 +28,7 @@ use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
 
 use adapter::Generation;
-use milter_manager::control::{ControllerView, CounterSlots, Counters};
+use milter_manager::control_protocol::{ControllerView, CounterSlots, Counters};
 use reload::Reloader;
 use supervisor::{SessionBoard, SharedCounters};
 use worker::Plan;
@@ -331,7 +331,7 @@ fn run(options: &Options) -> Result<i32, String> {
     // Every socket is checked before any is bound: a second instance refused on one of them
     // must not leave the other behind.
     supervisor::check_bindable(&target, &listen).map_err(|e| e.to_string())?;
-    control::check_bindable(&config)?;
+    control_handler::check_bindable(&config)?;
     // Forked while still root and before any socket is bound, so it holds none of them.
     let launcher = privilege::start_launcher(&config, serving_user.as_deref(), options)?;
     let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
@@ -348,7 +348,7 @@ fn run(options: &Options) -> Result<i32, String> {
         pid_file: manager.pid_file.clone(),
         n_workers: manager.n_workers,
     };
-    let controller = control::Controller {
+    let controller = control_handler::Controller {
         board: Rc::clone(&board),
         counters: Rc::clone(&counters),
         view: ControllerView::of(&config, &slots),
@@ -369,7 +369,7 @@ fn run(options: &Options) -> Result<i32, String> {
             Box::new(move |worker_id| board.reset(worker_id as usize))
         }),
         on_reopen_logs: Some(Box::new(worker::reopen_logs)),
-        control: control::bind(&config, controller)?,
+        control: control_handler::bind(&config, controller)?,
     };
     log::info!("{listening}");
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use milter_manager::config::Config;
-use milter_manager::launch::{command_line, LaunchAnswer, LaunchRequest};
+use milter_manager::launcher_protocol::{command_line, LaunchAnswer, LaunchRequest};
 use supervisor::{Launcher, Programs, Started};
 
 /// The user started as root without `security.effective_user` serves as, like the

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use milter_manager::config::Config;
-use milter_manager::control::{ControllerView, CounterSlots, ReloadReport};
-use milter_manager::launch::{LaunchAnswer, LaunchRequest};
+use milter_manager::control_protocol::{ControllerView, CounterSlots, ReloadReport};
+use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest};
 use supervisor::{ReloadOutcome, ReloadReporter, SessionBoard};
 
 use crate::adapter::Generation;
@@ -79,7 +79,7 @@ impl Reloader {
     /// send): milters a reload added can be started without a restart.
     fn reload_launcher(&self) {
         let Some(socket) = &self.launcher else { return };
-        let asked = supervisor::launcher::ask(socket, &LaunchRequest::Reload.encode());
+        let asked = supervisor::launcher_process::ask(socket, &LaunchRequest::Reload.encode());
         match asked.map_err(|e| e.to_string()).and_then(|line| LaunchAnswer::parse(&line)) {
             Ok(LaunchAnswer::Refused(reason)) | Err(reason) => {
                 log::warn!("reload: the launcher kept its list of startable milters: {reason}")

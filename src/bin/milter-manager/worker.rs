@@ -9,7 +9,7 @@ use milter_manager::config::Config;
 use supervisor::{Listener, SessionBoard, SharedCounters, WorkerContext};
 
 use crate::adapter::{Factory, Generation};
-use crate::launching::LaunchingFactory;
+use crate::launch_on_demand::LaunchingFactory;
 
 /// What every generation's workers share: the session board, the status counters and the
 /// privilege-mode launcher's socket.

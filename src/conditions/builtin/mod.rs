@@ -1,8 +1,8 @@
 //! The built-in applicable conditions as pure logic: each module decides, the engine asks.
 //!
-//! Nothing here opens a socket, starts a process or reads the clock. Only `trust` (a domain
-//! list file) and `stress` (Postfix's `master.cf`/`main.cf`) read files, and only from a
-//! path the caller gives.
+//! Nothing here opens a socket, starts a process, reads the clock or touches the disk.
+//! `trust` (a domain list file) and `stress` (Postfix's `master.cf`/`main.cf`) read files
+//! only through the [`crate::conditions::FileReader`] the caller gives.
 
 pub mod dnsbl;
 mod pattern;

@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use crate::conditions::FileReader;
+
 /// The macro Stress Notify sets.
 pub const STRESS_MACRO: &str = "{stress}";
 /// Its value while stressed (it stays unset otherwise).
@@ -25,16 +27,17 @@ pub fn is_stressed(n_sessions: usize, threshold: u32) -> bool {
     threshold != 0 && n_sessions >= threshold as usize
 }
 
-/// The threshold from the installed Postfix below `root` (`/` in production): `None` when
-/// no Postfix configuration is found there or it has no SMTP server service.
-pub fn detect_threshold(root: &Path) -> Option<u32> {
+/// The threshold from the installed Postfix below `root` (`/` in production), read with
+/// `files`: `None` when no Postfix configuration is found there or it has no SMTP server
+/// service.
+pub fn detect_threshold(files: &dyn FileReader, root: &Path) -> Option<u32> {
     // The first directory with a master.cf is the installed Postfix.
     let (directory, master_cf) = POSTFIX_CONFIG_DIRECTORIES.iter().find_map(|directory| {
         let directory = root.join(directory);
-        let master_cf = std::fs::read_to_string(directory.join("master.cf")).ok()?;
+        let master_cf = files.read_to_string(&directory.join("master.cf")).ok()?;
         Some((directory, master_cf))
     })?;
-    let main_cf = std::fs::read_to_string(directory.join("main.cf")).unwrap_or_default();
+    let main_cf = files.read_to_string(&directory.join("main.cf")).unwrap_or_default();
     threshold_from_postfix(&master_cf, main_cf_default_process_limit(&main_cf))
 }
 
@@ -177,6 +180,7 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conditions::MemoryFiles;
 
     const DEBIAN_MASTER_CF: &str = "\
 #
@@ -331,25 +335,22 @@ smtp      inet  n       -       y       -
 
     #[test]
     fn detect_from_a_root() {
-        let root = std::env::temp_dir().join(format!("mm-stress-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        assert_eq!(detect_threshold(&root), None);
+        let root = Path::new("/fake");
+        let files = MemoryFiles::new();
+        assert_eq!(detect_threshold(&files, root), None);
 
-        let etc = root.join("usr/local/etc/postfix");
-        std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(etc.join("master.cf"), DEBIAN_MASTER_CF).unwrap();
-        assert_eq!(detect_threshold(&root), Some(75));
-        std::fs::write(etc.join("main.cf"), "default_process_limit = 20\n").unwrap();
-        assert_eq!(detect_threshold(&root), Some(15));
+        let etc = "/fake/usr/local/etc/postfix";
+        let files = files.with(format!("{etc}/master.cf"), DEBIAN_MASTER_CF);
+        assert_eq!(detect_threshold(&files, root), Some(75));
+        let files = files.with(format!("{etc}/main.cf"), "default_process_limit = 20\n");
+        assert_eq!(detect_threshold(&files, root), Some(15));
 
         // /etc/postfix comes first.
-        let etc = root.join("etc/postfix");
-        std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(etc.join("master.cf"), "smtp inet n - y - 8 smtpd\n").unwrap();
-        assert_eq!(detect_threshold(&root), Some(6));
+        let etc = "/fake/etc/postfix";
+        let files = files.with(format!("{etc}/master.cf"), "smtp inet n - y - 8 smtpd\n");
+        assert_eq!(detect_threshold(&files, root), Some(6));
         // and is the one: without an SMTP server there, there is no threshold.
-        std::fs::write(etc.join("master.cf"), "pickup unix n - y 60 1 pickup\n").unwrap();
-        assert_eq!(detect_threshold(&root), None);
-        std::fs::remove_dir_all(&root).unwrap();
+        let files = files.with(format!("{etc}/master.cf"), "pickup unix n - y 60 1 pickup\n");
+        assert_eq!(detect_threshold(&files, root), None);
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use regex::Regex;
 
 use super::pattern;
+use crate::conditions::FileReader;
 
 /// The macro the condition sets for the child milters.
 pub const TRUSTED_DOMAIN_MACRO: &str = "{trusted_domain}";
@@ -115,9 +116,15 @@ impl Trust {
         Ok(())
     }
 
-    /// [`Trust::load_envelope_from_domains`] on the contents of `path`; errors name the path.
-    pub fn load_envelope_from_domains_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path)
+    /// [`Trust::load_envelope_from_domains`] on the contents of `path`, read with `files`;
+    /// errors name the path.
+    pub fn load_envelope_from_domains_file(
+        &mut self,
+        files: &dyn FileReader,
+        path: &Path,
+    ) -> Result<(), String> {
+        let text = files
+            .read_to_string(path)
             .map_err(|e| format!("cannot read trusted domain list {}: {e}", path.display()))?;
         self.load_envelope_from_domains(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -151,6 +158,7 @@ fn normalize_domain(domain: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conditions::MemoryFiles;
 
     #[test]
     fn default_domains() {
@@ -232,19 +240,16 @@ mod tests {
 
     #[test]
     fn loading_a_file() {
-        let dir = std::env::temp_dir().join(format!("mm-trust-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("trusted-domains.list");
-        std::fs::write(&path, "example.jp\n/bad(/\n").unwrap();
+        let path = Path::new("/lists/trusted-domains.list");
+        let files = MemoryFiles::new().with(path, "example.jp\n/bad(/\n");
         let mut trust = Trust::new();
-        let error = trust.load_envelope_from_domains_file(&path).unwrap_err();
-        assert!(error.contains("trusted-domains.list: line 2: "), "{error}");
-        std::fs::write(&path, "example.jp\n").unwrap();
-        trust.load_envelope_from_domains_file(&path).unwrap();
+        let error = trust.load_envelope_from_domains_file(&files, path).unwrap_err();
+        assert!(error.starts_with("/lists/trusted-domains.list: line 2: "), "{error}");
+        let files = MemoryFiles::new().with(path, "example.jp\n");
+        trust.load_envelope_from_domains_file(&files, path).unwrap();
         assert!(trust.is_trusted("<a@example.jp>"));
-        let missing = dir.join("missing.list");
-        let error = trust.load_envelope_from_domains_file(&missing).unwrap_err();
-        assert!(error.contains("missing.list"), "{error}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        let missing = Path::new("/lists/missing.list");
+        let error = trust.load_envelope_from_domains_file(&files, missing).unwrap_err();
+        assert_eq!(error, "cannot read trusted domain list /lists/missing.list: entity not found");
     }
 }

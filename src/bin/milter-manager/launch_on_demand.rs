@@ -7,7 +7,7 @@
 //! pause is over, still within the connection timeout.
 //!
 //! Sans-IO like the engine: the request to the launcher is one more outbound connection
-//! with a one-line exchange (`milter_manager::launch`), a retry is a timer and a new
+//! with a one-line exchange (`milter_manager::launcher_protocol`), a retry is a timer and a new
 //! `Connect`. The engine sees a child that is still connecting.
 
 use std::collections::VecDeque;
@@ -15,7 +15,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use milter_manager::launch::{LaunchAnswer, LaunchRequest, MAX_LINE};
+use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest, MAX_LINE};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
 use crate::adapter::{child_of, key_of, Factory, Generation, ManagerSession};
@@ -294,7 +294,7 @@ mod tests {
 
     use milter_manager::conditions::ConditionSet;
     use milter_manager::config::{Config, Milter};
-    use milter_manager::control::Counters;
+    use milter_manager::control_protocol::Counters;
     use milter_manager::engine::{ChildConfig, EngineConfig};
     use milter_manager::protocol::{Command, Negotiation};
     use supervisor::{SessionBoard, SharedCounters};

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use milter_manager::config::Config;
-use milter_manager::control::{
+use milter_manager::control_protocol::{
     error_answer, ok_answer, reload_answer, ControlRequest, ControllerView, Counters, ReloadReport,
     StatusReport, WorkerLine, FINAL_STATUSES,
 };
-use milter_manager::launch::{LaunchAnswer, LaunchRequest};
+use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest};
 use supervisor::{ControlAnswer, ControlContext, ReloadOutcome, SessionBoard, SharedCounters};
 
 pub struct Controller {
@@ -115,8 +115,9 @@ impl Controller {
         let Some(launcher) = &self.launcher else {
             return Err("privilege mode is off: the manager starts no child milter".into());
         };
-        let line = supervisor::launcher::ask(launcher, &LaunchRequest::Stop(name.into()).encode())
-            .map_err(|e| format!("cannot reach the launcher: {e}"))?;
+        let line =
+            supervisor::launcher_process::ask(launcher, &LaunchRequest::Stop(name.into()).encode())
+                .map_err(|e| format!("cannot reach the launcher: {e}"))?;
         match LaunchAnswer::parse(&line)? {
             LaunchAnswer::Refused(reason) => Err(reason),
             answer => Ok(format!("milter {name:?}: {answer}")),
