@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use milter_manager::performance::{
+use milter_manager::tools::performance::{
     dot_stuffed_data, status_of_code, ErrorKind, Failure, Mail, Outcome, ReplyAssembler, SmtpReply,
     Status,
 };

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::protocol::Negotiation;
-use crate::test_server::{self, Script, SessionError, TestServerSession, Timeouts};
+use crate::tools::test_server::{self, Script, SessionError, TestServerSession, Timeouts};
 
 use super::mail::Mail;
 use super::outcome::{ErrorKind, Failure, Outcome, Status};
@@ -68,8 +68,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::performance::generated_mail;
     use crate::protocol::{Actions, Command, Deframer, Reply, Steps};
+    use crate::tools::performance::generated_mail;
 
     /// Runs one session against a milter given as a function from command to replies.
     fn outcome_against(milter: impl Fn(&Command) -> Vec<Reply>) -> Result<Outcome, Failure> {

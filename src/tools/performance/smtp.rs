@@ -106,7 +106,7 @@ pub fn dot_stuffed_data(mail: &Mail) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::performance::mail::Envelope;
+    use crate::tools::performance::mail::Envelope;
 
     #[test]
     fn multi_line_replies() {

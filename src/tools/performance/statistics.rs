@@ -126,7 +126,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::performance::{Failure, Outcome};
+    use crate::tools::performance::{Failure, Outcome};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -911,7 +911,7 @@ pub fn describe_reply(reply: &Reply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_client::TestClientSession;
+    use crate::tools::test_client::TestClientSession;
 
     /// Runs the session against a milter given as a function from each command to its
     /// replies.

@@ -138,7 +138,7 @@ pub fn json_report(summary: &Summary, info: &RunInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::performance::{ErrorKind, Failure, Outcome, SessionRecord, Status};
+    use crate::tools::performance::{ErrorKind, Failure, Outcome, SessionRecord, Status};
 
     fn summary() -> Summary {
         let record =
