@@ -122,8 +122,8 @@ impl Negotiation {
         allow_requests: bool,
     ) -> Result<Self, DecodeError> {
         let version = reader.u32("version")?;
-        let actions = Actions(reader.u32("actions")?);
-        let steps = Steps(reader.u32("protocol steps")?);
+        let actions = Actions::from_bits_retain(reader.u32("actions")?);
+        let steps = Steps::from_bits_retain(reader.u32("protocol steps")?);
         let mut macro_requests = Vec::new();
         if allow_requests {
             while !reader.is_empty() {

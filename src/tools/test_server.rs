@@ -426,13 +426,13 @@ impl TestServerSession {
                 answer.version, offer.version
             ));
         }
-        let extra_actions = answer.actions.without(offer.actions);
+        let extra_actions = answer.actions.difference(offer.actions);
         if !extra_actions.is_empty() {
             return self.fail(format!(
                 "the milter asked for actions that were not offered: {extra_actions}"
             ));
         }
-        let extra_steps = answer.steps.without(offer.steps).without(Steps::MAX_DATA_SIZE);
+        let extra_steps = answer.steps.difference(offer.steps).difference(Steps::MAX_DATA_SIZE);
         if !extra_steps.is_empty() {
             return self
                 .fail(format!("the milter asked for steps that were not offered: {extra_steps}"));
