@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::message::Message;
 use crate::protocol::{
-    Actions, Command, ConnectAddress, Deframer, MacroStage, Negotiation, Reply, ReplyCode, Steps,
-    SUPPORTED_VERSIONS,
+    Actions, Command, CommandKind, ConnectAddress, Deframer, MacroStage, Negotiation, Reply,
+    ReplyCode, Steps, SUPPORTED_VERSIONS,
 };
 
 /// How long to wait for the milter.
@@ -205,21 +205,26 @@ enum Phase {
 }
 
 impl Phase {
-    fn stage_name(self) -> &'static str {
+    /// The command this phase waits on the answer to.
+    fn command(self) -> CommandKind {
         match self {
-            Phase::Negotiate => "negotiate",
-            Phase::Connect => "connect",
-            Phase::Helo => "helo",
-            Phase::Unknown => "unknown",
-            Phase::Mail => "envelope-from",
-            Phase::Rcpt(_) => "envelope-recipient",
-            Phase::Data => "data",
-            Phase::Header(_) => "header",
-            Phase::EndOfHeader => "end-of-header",
-            Phase::Body(_) => "body",
-            Phase::EndOfMessage => "end-of-message",
-            Phase::Done => "quit",
+            Phase::Negotiate => CommandKind::Negotiate,
+            Phase::Connect => CommandKind::Connect,
+            Phase::Helo => CommandKind::Helo,
+            Phase::Unknown => CommandKind::Unknown,
+            Phase::Mail => CommandKind::EnvelopeFrom,
+            Phase::Rcpt(_) => CommandKind::EnvelopeRecipient,
+            Phase::Data => CommandKind::Data,
+            Phase::Header(_) => CommandKind::Header,
+            Phase::EndOfHeader => CommandKind::EndOfHeader,
+            Phase::Body(_) => CommandKind::Body,
+            Phase::EndOfMessage => CommandKind::EndOfMessage,
+            Phase::Done => CommandKind::Quit,
         }
+    }
+
+    fn stage_name(self) -> &'static str {
+        self.command().name()
     }
 }
 
