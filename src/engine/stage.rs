@@ -88,3 +88,43 @@ impl Stage {
         matches!(self, Stage::Header | Stage::EndOfHeader | Stage::Body | Stage::EndOfMessage)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_keep_their_log_names_and_macro_letters() {
+        let stages = [
+            Stage::Start,
+            Stage::Negotiate,
+            Stage::Connect,
+            Stage::Helo,
+            Stage::EnvelopeFrom,
+            Stage::EnvelopeRecipient,
+            Stage::Data,
+            Stage::Unknown,
+            Stage::Header,
+            Stage::EndOfHeader,
+            Stage::Body,
+            Stage::EndOfMessage,
+            Stage::Abort,
+            Stage::Quit,
+        ];
+        let shown: Vec<String> = stages
+            .iter()
+            .map(|s| match s.command_code() {
+                Some(code) => format!("{}:{}", s.name(), code as char),
+                None => s.name().to_string(),
+            })
+            .collect();
+        assert_eq!(
+            shown.join(" "),
+            "start negotiate connect:C helo:H envelope-from:M envelope-recipient:R data:T \
+             unknown:U header:L end-of-header:N body:B end-of-message:E abort quit"
+        );
+        assert_eq!(Stage::Header.no_event_step(), Steps::NO_HEADERS);
+        assert_eq!(Stage::Header.no_reply_step(), Steps::NR_HEADER);
+        assert!(Stage::EndOfMessage.no_reply_step().is_empty());
+    }
+}
