@@ -13,7 +13,7 @@ use std::time::Instant;
 use clap::Parser;
 use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
-use milter_manager::test_client::{SessionEnd, TestClientSession};
+use milter_manager::tools::test_client::{SessionEnd, TestClientSession};
 use workers::{Action, ConnKey, PeerAddr};
 
 #[derive(Parser, Debug)]

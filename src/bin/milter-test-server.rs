@@ -12,8 +12,8 @@ use common::milter_connection::{drive, Connection};
 use milter_manager::message::{Change, Message};
 use milter_manager::protocol::{Actions, ConnectAddress, Negotiation, Steps};
 use milter_manager::spec::Spec;
-use milter_manager::test_server::{Script, TestServerSession, Timeouts};
 use milter_manager::text::escape;
+use milter_manager::tools::test_server::{Script, TestServerSession, Timeouts};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -9,7 +9,7 @@ pub fn offer_for_children(mta: &Negotiation) -> Negotiation {
     Negotiation::new(
         mta.version.min(MAX_VERSION),
         mta.actions,
-        mta.steps.without(Steps::MAX_DATA_SIZE),
+        mta.steps.difference(Steps::MAX_DATA_SIZE),
     )
 }
 
@@ -23,11 +23,11 @@ pub fn check_child_answer(offer: &Negotiation, answer: &Negotiation) -> Result<(
             answer.version, offer.version
         ));
     }
-    let extra_actions = answer.actions.without(offer.actions);
+    let extra_actions = answer.actions.difference(offer.actions);
     if !extra_actions.is_empty() {
         return Err(format!("asked for actions that were not offered: {extra_actions}"));
     }
-    let extra_steps = answer.steps.without(offer.steps).without(Steps::MAX_DATA_SIZE);
+    let extra_steps = answer.steps.difference(offer.steps).difference(Steps::MAX_DATA_SIZE);
     if !extra_steps.is_empty() {
         return Err(format!("asked for protocol steps that were not offered: {extra_steps}"));
     }
@@ -122,7 +122,8 @@ mod tests {
         let b = answer(Actions::empty(), Steps::NR_CONNECT);
         let steps = Steps::NR_CONNECT | Steps::NR_HEADER;
         assert_eq!(merge_answers(&mta, &[&a, &b]).steps, steps);
-        let mta_without = Negotiation::new(6, Actions::ALL, Steps::ALL.without(Steps::NR_CONNECT));
+        let mta_without =
+            Negotiation::new(6, Actions::ALL, Steps::ALL.difference(Steps::NR_CONNECT));
         assert_eq!(merge_answers(&mta_without, &[&a, &b]).steps, Steps::NR_HEADER);
     }
 
@@ -131,13 +132,14 @@ mod tests {
         let child = answer(Actions::empty(), Steps::empty());
         let mta = Negotiation::new(6, Actions::ALL, Steps::ALL);
         assert_eq!(merge_answers(&mta, &[&child]).steps, Steps::NR_HEADER);
-        let mta_without = Negotiation::new(6, Actions::ALL, Steps::ALL.without(Steps::NR_HEADER));
+        let mta_without =
+            Negotiation::new(6, Actions::ALL, Steps::ALL.difference(Steps::NR_HEADER));
         assert_eq!(merge_answers(&mta_without, &[&child]).steps, Steps::empty());
     }
 
     #[test]
     fn extras_need_the_mta_offer_and_actions_are_united() {
-        let mta = Negotiation::new(6, Actions::ALL, Steps::ALL.without(Steps::HDR_LEADSPC));
+        let mta = Negotiation::new(6, Actions::ALL, Steps::ALL.difference(Steps::HDR_LEADSPC));
         let a = answer(Actions::ADD_HEADERS, Steps::HDR_LEADSPC);
         let b = answer(Actions::CHANGE_BODY, Steps::RCPT_REJ);
         let merged = merge_answers(&mta, &[&a, &b]);

@@ -1,4 +1,6 @@
-//! The stages of a milter session, named as in the original's logs.
+//! The stages of a milter session, named after their commands.
+
+use crate::protocol::{CommandKind, Steps};
 
 /// Where a session (or one child) is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,78 +22,109 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Start => "start",
-            Stage::Negotiate => "negotiate",
-            Stage::Connect => "connect",
-            Stage::Helo => "helo",
-            Stage::EnvelopeFrom => "envelope-from",
-            Stage::EnvelopeRecipient => "envelope-recipient",
-            Stage::Data => "data",
-            Stage::Unknown => "unknown",
-            Stage::Header => "header",
-            Stage::EndOfHeader => "end-of-header",
-            Stage::Body => "body",
-            Stage::EndOfMessage => "end-of-message",
-            Stage::Abort => "abort",
-            Stage::Quit => "quit",
-        }
-    }
-
-    /// The command letter of this stage (also the stage byte of its `D` packet).
-    pub fn command_code(self) -> Option<u8> {
+    /// The command that brings a session to this stage (none for the start).
+    pub fn command(self) -> Option<CommandKind> {
         Some(match self {
-            Stage::Connect => b'C',
-            Stage::Helo => b'H',
-            Stage::EnvelopeFrom => b'M',
-            Stage::EnvelopeRecipient => b'R',
-            Stage::Data => b'T',
-            Stage::Unknown => b'U',
-            Stage::Header => b'L',
-            Stage::EndOfHeader => b'N',
-            Stage::Body => b'B',
-            Stage::EndOfMessage => b'E',
-            _ => return None,
+            Stage::Start => return None,
+            Stage::Negotiate => CommandKind::Negotiate,
+            Stage::Connect => CommandKind::Connect,
+            Stage::Helo => CommandKind::Helo,
+            Stage::EnvelopeFrom => CommandKind::EnvelopeFrom,
+            Stage::EnvelopeRecipient => CommandKind::EnvelopeRecipient,
+            Stage::Data => CommandKind::Data,
+            Stage::Unknown => CommandKind::Unknown,
+            Stage::Header => CommandKind::Header,
+            Stage::EndOfHeader => CommandKind::EndOfHeader,
+            Stage::Body => CommandKind::Body,
+            Stage::EndOfMessage => CommandKind::EndOfMessage,
+            Stage::Abort => CommandKind::Abort,
+            Stage::Quit => CommandKind::Quit,
         })
     }
 
-    /// The step bit by which a milter declines this event, if it can.
-    pub fn no_event_step(self) -> crate::protocol::Steps {
-        use crate::protocol::Steps;
+    /// The name in logs: its command's.
+    pub fn name(self) -> &'static str {
+        self.command().map_or("start", CommandKind::name)
+    }
+
+    /// The command letter of this stage, also the stage byte of its `D` packet (none for
+    /// the stages that have no macros).
+    pub fn command_code(self) -> Option<u8> {
         match self {
-            Stage::Connect => Steps::NO_CONNECT,
-            Stage::Helo => Steps::NO_HELO,
-            Stage::EnvelopeFrom => Steps::NO_MAIL,
-            Stage::EnvelopeRecipient => Steps::NO_RCPT,
-            Stage::Data => Steps::NO_DATA,
-            Stage::Unknown => Steps::NO_UNKNOWN,
-            Stage::Header => Steps::NO_HEADERS,
-            Stage::EndOfHeader => Steps::NO_EOH,
-            Stage::Body => Steps::NO_BODY,
-            _ => Steps::empty(),
+            Stage::Start | Stage::Negotiate | Stage::Abort | Stage::Quit => None,
+            other => other.command().map(CommandKind::byte),
         }
     }
 
-    /// The step bit by which a milter says it will not answer this event.
-    pub fn no_reply_step(self) -> crate::protocol::Steps {
-        use crate::protocol::Steps;
+    /// The step bits by which a milter declines this event and says it will not answer
+    /// it, if it can.
+    fn steps(self) -> (Steps, Steps) {
         match self {
-            Stage::Connect => Steps::NR_CONNECT,
-            Stage::Helo => Steps::NR_HELO,
-            Stage::EnvelopeFrom => Steps::NR_MAIL,
-            Stage::EnvelopeRecipient => Steps::NR_RCPT,
-            Stage::Data => Steps::NR_DATA,
-            Stage::Unknown => Steps::NR_UNKNOWN,
-            Stage::Header => Steps::NR_HEADER,
-            Stage::EndOfHeader => Steps::NR_EOH,
-            Stage::Body => Steps::NR_BODY,
-            _ => Steps::empty(),
+            Stage::Connect => (Steps::NO_CONNECT, Steps::NR_CONNECT),
+            Stage::Helo => (Steps::NO_HELO, Steps::NR_HELO),
+            Stage::EnvelopeFrom => (Steps::NO_MAIL, Steps::NR_MAIL),
+            Stage::EnvelopeRecipient => (Steps::NO_RCPT, Steps::NR_RCPT),
+            Stage::Data => (Steps::NO_DATA, Steps::NR_DATA),
+            Stage::Unknown => (Steps::NO_UNKNOWN, Steps::NR_UNKNOWN),
+            Stage::Header => (Steps::NO_HEADERS, Steps::NR_HEADER),
+            Stage::EndOfHeader => (Steps::NO_EOH, Steps::NR_EOH),
+            Stage::Body => (Steps::NO_BODY, Steps::NR_BODY),
+            _ => (Steps::empty(), Steps::empty()),
         }
+    }
+
+    /// The step bit by which a milter declines this event, if it can.
+    pub fn no_event_step(self) -> Steps {
+        self.steps().0
+    }
+
+    /// The step bit by which a milter says it will not answer this event.
+    pub fn no_reply_step(self) -> Steps {
+        self.steps().1
     }
 
     /// Whether commands of this stage belong to the message phase (one child at a time).
     pub fn is_message_stage(self) -> bool {
         matches!(self, Stage::Header | Stage::EndOfHeader | Stage::Body | Stage::EndOfMessage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_keep_their_log_names_and_macro_letters() {
+        let stages = [
+            Stage::Start,
+            Stage::Negotiate,
+            Stage::Connect,
+            Stage::Helo,
+            Stage::EnvelopeFrom,
+            Stage::EnvelopeRecipient,
+            Stage::Data,
+            Stage::Unknown,
+            Stage::Header,
+            Stage::EndOfHeader,
+            Stage::Body,
+            Stage::EndOfMessage,
+            Stage::Abort,
+            Stage::Quit,
+        ];
+        let shown: Vec<String> = stages
+            .iter()
+            .map(|s| match s.command_code() {
+                Some(code) => format!("{}:{}", s.name(), code as char),
+                None => s.name().to_string(),
+            })
+            .collect();
+        assert_eq!(
+            shown.join(" "),
+            "start negotiate connect:C helo:H envelope-from:M envelope-recipient:R data:T \
+             unknown:U header:L end-of-header:N body:B end-of-message:E abort quit"
+        );
+        assert_eq!(Stage::Header.no_event_step(), Steps::NO_HEADERS);
+        assert_eq!(Stage::Header.no_reply_step(), Steps::NR_HEADER);
+        assert!(Stage::EndOfMessage.no_reply_step().is_empty());
     }
 }

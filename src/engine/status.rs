@@ -1,98 +1,7 @@
-//! The statuses children answer with, their precedence, and folding many answers into one.
+//! Folding many children's verdicts into the one the MTA hears.
 
-use crate::protocol::{Reply, ReplyCode};
-use crate::status::FallbackStatus;
-
-/// A child's verdict on one command, in increasing precedence: when children disagree, the
-/// MTA hears the most important one. The MTA hears `Accept` only when every child accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
-    Accept,
-    Skip,
-    Continue,
-    TemporaryFailure,
-    Reject,
-    Discard,
-}
-
-impl Status {
-    /// The name used in logs, as the original's.
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Accept => "accept",
-            Status::Skip => "skip",
-            Status::Continue => "continue",
-            Status::TemporaryFailure => "temporary-failure",
-            Status::Reject => "reject",
-            Status::Discard => "discard",
-        }
-    }
-
-    /// The name in statistics lines, where "continue" is "pass".
-    pub fn statistics_name(self) -> &'static str {
-        match self {
-            Status::Continue => "pass",
-            other => other.name(),
-        }
-    }
-
-    pub fn from_fallback(fallback: FallbackStatus) -> Status {
-        match fallback {
-            FallbackStatus::Accept => Status::Accept,
-            FallbackStatus::TemporaryFailure => Status::TemporaryFailure,
-            FallbackStatus::Reject => Status::Reject,
-            FallbackStatus::Discard => Status::Discard,
-        }
-    }
-
-    /// Whether this ends the message (or the session, at connect and helo).
-    pub fn is_refusal(self) -> bool {
-        matches!(self, Status::TemporaryFailure | Status::Reject | Status::Discard)
-    }
-}
-
-/// A status with the SMTP reply text that goes with it (`y` packets), if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub status: Status,
-    /// A validated reply code of the status's class (4xx for temporary failure, 5xx for
-    /// reject).
-    pub reply_code: Option<Vec<u8>>,
-}
-
-impl Verdict {
-    pub const fn of(status: Status) -> Verdict {
-        Verdict { status, reply_code: None }
-    }
-
-    /// The verdict a `y` packet stands for. An invalid code counts as a plain reject, the
-    /// safe reading of "the milter wanted to refuse"; the reason is returned for the log.
-    pub fn from_reply_code(text: &[u8]) -> (Verdict, Option<String>) {
-        match ReplyCode::parse(text) {
-            Ok(code) => {
-                let status =
-                    if code.code / 100 == 4 { Status::TemporaryFailure } else { Status::Reject };
-                (Verdict { status, reply_code: Some(text.to_vec()) }, None)
-            }
-            Err(error) => (Verdict::of(Status::Reject), Some(error.to_string())),
-        }
-    }
-
-    /// The packet that tells the MTA this verdict.
-    pub fn to_reply(&self) -> Reply {
-        if let Some(text) = &self.reply_code {
-            return Reply::ReplyCode { text: text.clone() };
-        }
-        match self.status {
-            Status::Accept => Reply::Accept,
-            Status::Skip => Reply::Skip,
-            Status::Continue => Reply::Continue,
-            Status::TemporaryFailure => Reply::TemporaryFailure,
-            Status::Reject => Reply::Reject,
-            Status::Discard => Reply::Discard,
-        }
-    }
-}
+// The verdict vocabulary is the crate's; the engine names it from here.
+pub use crate::status::{Status, Verdict};
 
 /// Folds verdicts given in configuration order: the most important status wins; between
 /// equal statuses the first child's reply code wins, so the outcome never depends on which
@@ -123,14 +32,7 @@ impl Fold {
 mod tests {
     use super::*;
 
-    const ORDER: [Status; 6] = [
-        Status::Accept,
-        Status::Skip,
-        Status::Continue,
-        Status::TemporaryFailure,
-        Status::Reject,
-        Status::Discard,
-    ];
+    const ORDER: [Status; 6] = Status::ALL;
 
     #[test]
     fn every_pair_folds_to_the_more_important() {

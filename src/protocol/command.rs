@@ -1,5 +1,6 @@
 //! Commands, MTA to milter (`SMFIC_*`).
 
+use super::code::CommandKind;
 use super::frame::encode_frame;
 use super::negotiation::Negotiation;
 use super::wire::{put_cstr, DecodeError, Reader};
@@ -64,39 +65,45 @@ pub enum Command {
 }
 
 impl Command {
+    /// Which command this is.
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Command::Negotiate(_) => CommandKind::Negotiate,
+            Command::DefineMacros { .. } => CommandKind::DefineMacros,
+            Command::Connect { .. } => CommandKind::Connect,
+            Command::Helo { .. } => CommandKind::Helo,
+            Command::EnvelopeFrom { .. } => CommandKind::EnvelopeFrom,
+            Command::EnvelopeRecipient { .. } => CommandKind::EnvelopeRecipient,
+            Command::Data => CommandKind::Data,
+            Command::Header { .. } => CommandKind::Header,
+            Command::EndOfHeader => CommandKind::EndOfHeader,
+            Command::Body { .. } => CommandKind::Body,
+            Command::EndOfMessage { .. } => CommandKind::EndOfMessage,
+            Command::Abort => CommandKind::Abort,
+            Command::Unknown { .. } => CommandKind::Unknown,
+            Command::Quit => CommandKind::Quit,
+            Command::QuitNewConnection => CommandKind::QuitNewConnection,
+        }
+    }
+
     /// The command letter.
     pub fn code(&self) -> u8 {
-        match self {
-            Command::Negotiate(_) => b'O',
-            Command::DefineMacros { .. } => b'D',
-            Command::Connect { .. } => b'C',
-            Command::Helo { .. } => b'H',
-            Command::EnvelopeFrom { .. } => b'M',
-            Command::EnvelopeRecipient { .. } => b'R',
-            Command::Data => b'T',
-            Command::Header { .. } => b'L',
-            Command::EndOfHeader => b'N',
-            Command::Body { .. } => b'B',
-            Command::EndOfMessage { .. } => b'E',
-            Command::Abort => b'A',
-            Command::Unknown { .. } => b'U',
-            Command::Quit => b'Q',
-            Command::QuitNewConnection => b'K',
-        }
+        self.kind().byte()
     }
 
     /// A readable name, as in logs.
     pub fn name(&self) -> &'static str {
-        command_name(self.code()).unwrap_or("unknown-code")
+        self.kind().name()
     }
 
     /// Decodes one frame's data.
     pub fn decode(code: u8, data: &[u8]) -> Result<Command, DecodeError> {
-        let packet = command_name(code).ok_or(DecodeError::UnknownCode { code, reply: false })?;
-        let mut r = Reader::new(packet, data);
-        let command = match code {
-            b'O' => Command::Negotiate(Negotiation::decode(&mut r, false)?),
-            b'D' => {
+        let kind =
+            CommandKind::from_byte(code).ok_or(DecodeError::UnknownCode { code, reply: false })?;
+        let mut r = Reader::new(kind.name(), data);
+        let command = match kind {
+            CommandKind::Negotiate => Command::Negotiate(Negotiation::decode(&mut r, false)?),
+            CommandKind::DefineMacros => {
                 let stage = r.u8("macro stage")?;
                 let mut macros = Vec::new();
                 while !r.is_empty() {
@@ -106,7 +113,7 @@ impl Command {
                 }
                 Command::DefineMacros { stage, macros }
             }
-            b'C' => {
+            CommandKind::Connect => {
                 let hostname = r.cstr("hostname")?.to_vec();
                 let family = r.u8("address family")?;
                 let address = match family {
@@ -129,33 +136,32 @@ impl Command {
                 };
                 Command::Connect { hostname, address }
             }
-            b'H' => Command::Helo { fqdn: r.cstr("HELO name")?.to_vec() },
-            b'M' | b'R' => {
+            CommandKind::Helo => Command::Helo { fqdn: r.cstr("HELO name")?.to_vec() },
+            CommandKind::EnvelopeFrom | CommandKind::EnvelopeRecipient => {
                 let address = r.cstr("address")?.to_vec();
                 let mut parameters = Vec::new();
                 while !r.is_empty() {
                     parameters.push(r.cstr("ESMTP parameter")?.to_vec());
                 }
-                if code == b'M' {
+                if kind == CommandKind::EnvelopeFrom {
                     Command::EnvelopeFrom { address, parameters }
                 } else {
                     Command::EnvelopeRecipient { address, parameters }
                 }
             }
-            b'T' => Command::Data,
-            b'L' => {
+            CommandKind::Data => Command::Data,
+            CommandKind::Header => {
                 let name = r.cstr("header name")?.to_vec();
                 let value = r.cstr("header value")?.to_vec();
                 Command::Header { name, value }
             }
-            b'N' => Command::EndOfHeader,
-            b'B' => Command::Body { chunk: r.rest().to_vec() },
-            b'E' => Command::EndOfMessage { chunk: r.rest().to_vec() },
-            b'A' => Command::Abort,
-            b'U' => Command::Unknown { command: r.cstr("command line")?.to_vec() },
-            b'Q' => Command::Quit,
-            b'K' => Command::QuitNewConnection,
-            _ => unreachable!("command_name knows only the codes above"),
+            CommandKind::EndOfHeader => Command::EndOfHeader,
+            CommandKind::Body => Command::Body { chunk: r.rest().to_vec() },
+            CommandKind::EndOfMessage => Command::EndOfMessage { chunk: r.rest().to_vec() },
+            CommandKind::Abort => Command::Abort,
+            CommandKind::Unknown => Command::Unknown { command: r.cstr("command line")?.to_vec() },
+            CommandKind::Quit => Command::Quit,
+            CommandKind::QuitNewConnection => Command::QuitNewConnection,
         };
         r.finish()?;
         Ok(command)
@@ -173,13 +179,13 @@ impl Command {
         stage: u8,
         macros: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) {
-        encode_frame(out, b'D', |out| put_macros(out, stage, macros));
+        encode_frame(out, CommandKind::DefineMacros.byte(), |out| put_macros(out, stage, macros));
     }
 
     /// Appends a `B` frame with `chunk`, borrowed: the proxy sends each stored chunk to
     /// every child in turn.
     pub fn encode_body(out: &mut Vec<u8>, chunk: &[u8]) {
-        encode_frame(out, b'B', |out| out.extend_from_slice(chunk));
+        encode_frame(out, CommandKind::Body.byte(), |out| out.extend_from_slice(chunk));
     }
 
     /// The frame as a new buffer.
@@ -233,28 +239,6 @@ impl Command {
             | Command::QuitNewConnection => {}
         }
     }
-}
-
-/// The readable name of a command letter.
-pub fn command_name(code: u8) -> Option<&'static str> {
-    Some(match code {
-        b'O' => "negotiate",
-        b'D' => "define-macro",
-        b'C' => "connect",
-        b'H' => "helo",
-        b'M' => "envelope-from",
-        b'R' => "envelope-recipient",
-        b'T' => "data",
-        b'L' => "header",
-        b'N' => "end-of-header",
-        b'B' => "body",
-        b'E' => "end-of-message",
-        b'A' => "abort",
-        b'U' => "unknown",
-        b'Q' => "quit",
-        b'K' => "quit-new-connection",
-        _ => return None,
-    })
 }
 
 /// The data of a `D` frame: the stage's command letter, then NUL-terminated names and values.

@@ -5,133 +5,95 @@
 
 use std::fmt;
 
-macro_rules! bit_set {
-    ($(#[$doc:meta])* $name:ident { $($(#[$bdoc:meta])* $flag:ident = $value:expr, $text:literal;)* }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-        pub struct $name(pub u32);
+/// Declares a `bitflags` set whose bits also have the text names of the logs and tools,
+/// with `Display` (names joined by `|`, unknown bits in hex), `Debug` and `parse`.
+macro_rules! named_flags {
+    ($(#[$($doc:tt)*])* $name:ident { $($(#[$($bdoc:tt)*])* $flag:ident = $value:expr, $text:literal;)* }) => {
+        bitflags::bitflags! {
+            $(#[$($doc)*])*
+            #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+            pub struct $name: u32 {
+                $($(#[$($bdoc)*])* const $flag = $value;)*
+            }
+        }
 
         impl $name {
-            $($(#[$bdoc])* pub const $flag: $name = $name($value);)*
-
             /// Every named bit with its name, in bit order.
             pub const NAMED: &'static [($name, &'static str)] = &[$(($name::$flag, $text)),*];
-
-            pub const fn empty() -> Self {
-                $name(0)
-            }
-
-            pub const fn bits(self) -> u32 {
-                self.0
-            }
-
-            pub const fn contains(self, other: $name) -> bool {
-                self.0 & other.0 == other.0
-            }
-
-            pub const fn intersects(self, other: $name) -> bool {
-                self.0 & other.0 != 0
-            }
-
-            pub const fn union(self, other: $name) -> $name {
-                $name(self.0 | other.0)
-            }
-
-            pub const fn intersection(self, other: $name) -> $name {
-                $name(self.0 & other.0)
-            }
-
-            pub const fn without(self, other: $name) -> $name {
-                $name(self.0 & !other.0)
-            }
-
-            pub fn is_empty(self) -> bool {
-                self.0 == 0
-            }
 
             /// Parses `name|name|...`; `none` or an empty string is the empty set, and
             /// a hexadecimal `0x...` number is taken as raw bits.
             pub fn parse(text: &str) -> Result<$name, String> {
-                let text = text.trim();
-                if text.is_empty() || text == "none" {
-                    return Ok($name(0));
-                }
-                if let Some(hex) = text.strip_prefix("0x") {
-                    return u32::from_str_radix(hex, 16)
-                        .map($name)
-                        .map_err(|_| format!("{text:?} is not a hexadecimal number"));
-                }
-                let mut bits = 0;
-                for part in text.split('|') {
-                    let part = part.trim();
-                    match $name::NAMED.iter().find(|(_, n)| *n == part) {
-                        Some((flag, _)) => bits |= flag.0,
-                        None => {
-                            let known: Vec<&str> = $name::NAMED.iter().map(|(_, n)| *n).collect();
-                            return Err(format!("unknown flag {part:?} (known: {})", known.join(", ")));
-                        }
-                    }
-                }
-                Ok($name(bits))
-            }
-        }
-
-        impl std::ops::BitOr for $name {
-            type Output = $name;
-            fn bitor(self, rhs: $name) -> $name {
-                $name(self.0 | rhs.0)
-            }
-        }
-
-        impl std::ops::BitOrAssign for $name {
-            fn bitor_assign(&mut self, rhs: $name) {
-                self.0 |= rhs.0;
-            }
-        }
-
-        impl std::ops::BitAnd for $name {
-            type Output = $name;
-            fn bitand(self, rhs: $name) -> $name {
-                $name(self.0 & rhs.0)
+                parse_names(text, $name::NAMED.iter().map(|(flag, name)| (flag.bits(), *name)))
+                    .map($name::from_bits_retain)
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                if self.0 == 0 {
-                    return f.write_str("none");
-                }
-                let mut rest = self.0;
-                let mut first = true;
-                for (flag, text) in $name::NAMED {
-                    if self.0 & flag.0 != 0 {
-                        if !first {
-                            f.write_str("|")?;
-                        }
-                        f.write_str(text)?;
-                        first = false;
-                        rest &= !flag.0;
-                    }
-                }
-                if rest != 0 {
-                    if !first {
-                        f.write_str("|")?;
-                    }
-                    write!(f, "0x{rest:x}")?;
-                }
-                Ok(())
+                let named = $name::NAMED.iter().map(|(flag, name)| (flag.bits(), *name));
+                write_names(f, self.bits(), named)
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}(0x{:x}: {})", stringify!($name), self.0, self)
+                write!(f, "{}(0x{:x}: {})", stringify!($name), self.bits(), self)
             }
         }
     };
 }
 
-bit_set! {
+fn parse_names<'a>(
+    text: &str,
+    named: impl Iterator<Item = (u32, &'a str)> + Clone,
+) -> Result<u32, String> {
+    let text = text.trim();
+    if text.is_empty() || text == "none" {
+        return Ok(0);
+    }
+    if let Some(hex) = text.strip_prefix("0x") {
+        return u32::from_str_radix(hex, 16)
+            .map_err(|_| format!("{text:?} is not a hexadecimal number"));
+    }
+    let mut bits = 0;
+    for part in text.split('|') {
+        let part = part.trim();
+        match named.clone().find(|(_, name)| *name == part) {
+            Some((flag, _)) => bits |= flag,
+            None => {
+                let known: Vec<&str> = named.map(|(_, name)| name).collect();
+                return Err(format!("unknown flag {part:?} (known: {})", known.join(", ")));
+            }
+        }
+    }
+    Ok(bits)
+}
+
+fn write_names<'a>(
+    f: &mut fmt::Formatter<'_>,
+    bits: u32,
+    named: impl Iterator<Item = (u32, &'a str)>,
+) -> fmt::Result {
+    if bits == 0 {
+        return f.write_str("none");
+    }
+    let mut rest = bits;
+    let mut separator = "";
+    for (flag, name) in named {
+        if bits & flag != 0 {
+            write!(f, "{separator}{name}")?;
+            separator = "|";
+            rest &= !flag;
+        }
+    }
+    if rest != 0 {
+        write!(f, "{separator}0x{rest:x}")?;
+    }
+    Ok(())
+}
+
+named_flags! {
     /// What a milter may do at end-of-message (`SMFIF_*`).
     Actions {
         /// Add and insert headers.
@@ -149,12 +111,15 @@ bit_set! {
 
 impl Actions {
     /// Everything protocol version 6 defines (`SMFI_CURR_ACTS`).
-    pub const ALL: Actions = Actions(0x1FF);
+    pub const ALL: Actions = Actions::all();
     /// What libmilter assumes when an MTA offers no actions at all (`SMFI_V1_ACTS`).
-    pub const V1: Actions = Actions(0x0F);
+    pub const V1: Actions = Actions::ADD_HEADERS
+        .union(Actions::CHANGE_BODY)
+        .union(Actions::ADD_RCPT)
+        .union(Actions::DELETE_RCPT);
 }
 
-bit_set! {
+named_flags! {
     /// Protocol steps (`SMFIP_*`): events the milter does not want (`NO_*`), events it will
     /// not answer (`NR_*`), and extras the MTA can do.
     Steps {
@@ -188,26 +153,47 @@ bit_set! {
 }
 
 impl Steps {
-    /// Every step bit protocol version 6 defines (`SMFI_CURR_PROT`).
-    pub const ALL: Steps = Steps(0x1FFFFF);
-    /// What libmilter assumes when an MTA offers no steps at all (`SMFI_V1_PROT`).
-    pub const V1: Steps = Steps(0x3F);
     /// The "do not send this event" bits.
-    pub const NO_EVENTS: Steps = Steps(0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200);
+    pub const NO_EVENTS: Steps = Steps::NO_CONNECT
+        .union(Steps::NO_HELO)
+        .union(Steps::NO_MAIL)
+        .union(Steps::NO_RCPT)
+        .union(Steps::NO_BODY)
+        .union(Steps::NO_HEADERS)
+        .union(Steps::NO_EOH)
+        .union(Steps::NO_UNKNOWN)
+        .union(Steps::NO_DATA);
     /// The "the milter will not reply to this event" bits.
-    pub const NO_REPLIES: Steps =
-        Steps(0x80 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x80000);
+    pub const NO_REPLIES: Steps = Steps::NR_HEADER
+        .union(Steps::NR_CONNECT)
+        .union(Steps::NR_HELO)
+        .union(Steps::NR_MAIL)
+        .union(Steps::NR_RCPT)
+        .union(Steps::NR_DATA)
+        .union(Steps::NR_UNKNOWN)
+        .union(Steps::NR_EOH)
+        .union(Steps::NR_BODY);
     /// Extras that need both the MTA's offer and a milter's request.
-    pub const EXTRAS: Steps = Steps(0x400 | 0x800 | 0x100000);
+    pub const EXTRAS: Steps = Steps::SKIP.union(Steps::RCPT_REJ).union(Steps::HDR_LEADSPC);
     /// Maximum data size bits: between the MTA and libmilter only.
-    pub const MAX_DATA_SIZE: Steps = Steps(0x10000000 | 0x20000000);
+    pub const MAX_DATA_SIZE: Steps = Steps::MDS_256K.union(Steps::MDS_1M);
+    /// Every step bit protocol version 6 defines (`SMFI_CURR_PROT`).
+    pub const ALL: Steps = Steps::NO_EVENTS.union(Steps::NO_REPLIES).union(Steps::EXTRAS);
+    /// What libmilter assumes when an MTA offers no steps at all (`SMFI_V1_PROT`).
+    pub const V1: Steps = Steps::NO_CONNECT
+        .union(Steps::NO_HELO)
+        .union(Steps::NO_MAIL)
+        .union(Steps::NO_RCPT)
+        .union(Steps::NO_BODY)
+        .union(Steps::NO_HEADERS);
 
     /// The step bits an MTA speaking `version` can offer (as Postfix masks them).
     pub fn for_version(version: u32) -> Steps {
+        let v2 = Steps::V1 | Steps::NO_EOH;
         match version {
-            0..=2 => Steps(0x7F),
-            3 => Steps(0x17F),
-            4 | 5 => Steps(0x37F),
+            0..=2 => v2,
+            3 => v2 | Steps::NO_UNKNOWN,
+            4 | 5 => v2 | Steps::NO_UNKNOWN | Steps::NO_DATA,
             _ => Steps::ALL.union(Steps::MAX_DATA_SIZE),
         }
     }
@@ -239,8 +225,8 @@ mod tests {
 
     #[test]
     fn unknown_bits_are_shown_in_hex() {
-        assert_eq!(Steps(0x1 | 0x4000_0000).to_string(), "no-connect|0x40000000");
-        assert_eq!(Actions(0).to_string(), "none");
+        assert_eq!(Steps::from_bits_retain(0x1 | 0x4000_0000).to_string(), "no-connect|0x40000000");
+        assert_eq!(Actions::empty().to_string(), "none");
         assert_eq!(Steps::parse("0x400"), Ok(Steps::SKIP));
     }
 
@@ -248,6 +234,18 @@ mod tests {
     fn parse_names_the_unknown_flag() {
         let err = Steps::parse("skip|no-such").unwrap_err();
         assert!(err.contains("\"no-such\""), "{err}");
+    }
+
+    #[test]
+    fn the_masks_keep_their_libmilter_values() {
+        assert_eq!(Actions::ALL.bits(), 0x1FF);
+        assert_eq!(Actions::V1.bits(), 0x0F);
+        assert_eq!(Steps::ALL.bits(), 0x1F_FFFF);
+        assert_eq!(Steps::V1.bits(), 0x3F);
+        assert_eq!(Steps::NO_EVENTS.bits(), 0x37F);
+        assert_eq!(Steps::EXTRAS.bits(), 0x10_0C00);
+        let offers: Vec<u32> = [2, 3, 4, 5, 6].map(|v| Steps::for_version(v).bits()).to_vec();
+        assert_eq!(offers, [0x7F, 0x17F, 0x37F, 0x37F, 0x301F_FFFF]);
     }
 
     #[test]

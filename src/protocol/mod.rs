@@ -4,6 +4,7 @@
 //! Decoding never panics: every malformed input becomes a [`DecodeError`] or
 //! [`FrameError`] that names the packet and the field.
 
+mod code;
 mod command;
 mod flags;
 mod frame;
@@ -12,24 +13,16 @@ mod reply;
 mod reply_code;
 mod wire;
 
-pub use command::{command_name, Command, ConnectAddress};
+pub use code::{code_name, CommandKind, ReplyKind};
+pub use command::{Command, ConnectAddress};
 pub use flags::{Actions, Steps};
 pub use frame::{encode_frame, Deframer, Frame, FrameError, DEFAULT_MAX_FRAME_DATA, MAX_DATA_SIZE};
 pub use negotiation::{
     MacroRequestStage, MacroStage, Negotiation, MAX_VERSION, SUPPORTED_VERSIONS,
 };
-pub use reply::{reply_name, Reply};
+pub use reply::Reply;
 pub use reply_code::{InvalidReplyCode, ReplyCode};
 pub use wire::DecodeError;
-
-/// Shows a protocol code byte readably: `'B'` for printable ones, `0x00` otherwise.
-pub fn code_name(code: u8) -> String {
-    if code.is_ascii_graphic() {
-        format!("'{}'", code as char)
-    } else {
-        format!("0x{code:02x}")
-    }
-}
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! The option negotiation packet (`O`), both ways, and the macro stages.
 
+use super::code::CommandKind;
 use super::flags::{Actions, Steps};
 use super::wire::{put_cstr, DecodeError, Reader};
 
@@ -9,16 +10,18 @@ pub const SUPPORTED_VERSIONS: [u32; 4] = [2, 3, 4, 6];
 pub const MAX_VERSION: u32 = 6;
 
 /// The stages a milter can ask macros for in its negotiation reply (`SMFIM_*`). The wire
-/// value is an index, not the command letter the `D` packet uses.
+/// value is an index (the discriminant), not the command letter the `D` packet uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
 pub enum MacroStage {
-    Connect,
-    Helo,
-    EnvelopeFrom,
-    EnvelopeRecipient,
-    Data,
-    EndOfMessage,
-    EndOfHeader,
+    Connect = 0,
+    Helo = 1,
+    EnvelopeFrom = 2,
+    EnvelopeRecipient = 3,
+    Data = 4,
+    // Not in command order: end-of-message is 5, end-of-header 6.
+    EndOfMessage = 5,
+    EndOfHeader = 6,
 }
 
 impl MacroStage {
@@ -32,46 +35,35 @@ impl MacroStage {
         MacroStage::EndOfHeader,
     ];
 
-    /// The `SMFIM_*` index (note: end-of-message is 5, end-of-header 6).
+    /// The `SMFIM_*` index.
     pub fn index(self) -> u32 {
-        match self {
-            MacroStage::Connect => 0,
-            MacroStage::Helo => 1,
-            MacroStage::EnvelopeFrom => 2,
-            MacroStage::EnvelopeRecipient => 3,
-            MacroStage::Data => 4,
-            MacroStage::EndOfMessage => 5,
-            MacroStage::EndOfHeader => 6,
-        }
+        self as u32
     }
 
     pub fn from_index(index: u32) -> Option<MacroStage> {
         MacroStage::ALL.into_iter().find(|s| s.index() == index)
     }
 
-    /// The command letter the `D` packet carries for this stage.
-    pub fn command_code(self) -> u8 {
+    /// The command whose macros these are.
+    pub fn command(self) -> CommandKind {
         match self {
-            MacroStage::Connect => b'C',
-            MacroStage::Helo => b'H',
-            MacroStage::EnvelopeFrom => b'M',
-            MacroStage::EnvelopeRecipient => b'R',
-            MacroStage::Data => b'T',
-            MacroStage::EndOfMessage => b'E',
-            MacroStage::EndOfHeader => b'N',
+            MacroStage::Connect => CommandKind::Connect,
+            MacroStage::Helo => CommandKind::Helo,
+            MacroStage::EnvelopeFrom => CommandKind::EnvelopeFrom,
+            MacroStage::EnvelopeRecipient => CommandKind::EnvelopeRecipient,
+            MacroStage::Data => CommandKind::Data,
+            MacroStage::EndOfMessage => CommandKind::EndOfMessage,
+            MacroStage::EndOfHeader => CommandKind::EndOfHeader,
         }
     }
 
+    /// The command letter the `D` packet carries for this stage.
+    pub fn command_code(self) -> u8 {
+        self.command().byte()
+    }
+
     pub fn name(self) -> &'static str {
-        match self {
-            MacroStage::Connect => "connect",
-            MacroStage::Helo => "helo",
-            MacroStage::EnvelopeFrom => "envelope-from",
-            MacroStage::EnvelopeRecipient => "envelope-recipient",
-            MacroStage::Data => "data",
-            MacroStage::EndOfMessage => "end-of-message",
-            MacroStage::EndOfHeader => "end-of-header",
-        }
+        self.command().name()
     }
 }
 
@@ -122,8 +114,8 @@ impl Negotiation {
         allow_requests: bool,
     ) -> Result<Self, DecodeError> {
         let version = reader.u32("version")?;
-        let actions = Actions(reader.u32("actions")?);
-        let steps = Steps(reader.u32("protocol steps")?);
+        let actions = Actions::from_bits_retain(reader.u32("actions")?);
+        let steps = Steps::from_bits_retain(reader.u32("protocol steps")?);
         let mut macro_requests = Vec::new();
         if allow_requests {
             while !reader.is_empty() {

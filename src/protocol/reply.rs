@@ -1,5 +1,6 @@
 //! Replies, milter to MTA (`SMFIR_*`).
 
+use super::code::ReplyKind;
 use super::flags::Actions;
 use super::frame::encode_frame;
 use super::negotiation::Negotiation;
@@ -51,33 +52,39 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn code(&self) -> u8 {
+    /// Which reply this is.
+    pub fn kind(&self) -> ReplyKind {
         match self {
-            Reply::Negotiate(_) => b'O',
-            Reply::Continue => b'c',
-            Reply::Accept => b'a',
-            Reply::Reject => b'r',
-            Reply::TemporaryFailure => b't',
-            Reply::Discard => b'd',
-            Reply::Skip => b's',
-            Reply::Progress => b'p',
-            Reply::ConnectionFailure => b'f',
-            Reply::Shutdown => b'4',
-            Reply::ReplyCode { .. } => b'y',
-            Reply::AddHeader { .. } => b'h',
-            Reply::InsertHeader { .. } => b'i',
-            Reply::ChangeHeader { .. } => b'm',
-            Reply::ChangeFrom { .. } => b'e',
-            Reply::AddRecipient { .. } => b'+',
-            Reply::AddRecipientWithParameters { .. } => b'2',
-            Reply::DeleteRecipient { .. } => b'-',
-            Reply::ReplaceBody { .. } => b'b',
-            Reply::Quarantine { .. } => b'q',
+            Reply::Negotiate(_) => ReplyKind::Negotiate,
+            Reply::Continue => ReplyKind::Continue,
+            Reply::Accept => ReplyKind::Accept,
+            Reply::Reject => ReplyKind::Reject,
+            Reply::TemporaryFailure => ReplyKind::TemporaryFailure,
+            Reply::Discard => ReplyKind::Discard,
+            Reply::Skip => ReplyKind::Skip,
+            Reply::Progress => ReplyKind::Progress,
+            Reply::ConnectionFailure => ReplyKind::ConnectionFailure,
+            Reply::Shutdown => ReplyKind::Shutdown,
+            Reply::ReplyCode { .. } => ReplyKind::ReplyCode,
+            Reply::AddHeader { .. } => ReplyKind::AddHeader,
+            Reply::InsertHeader { .. } => ReplyKind::InsertHeader,
+            Reply::ChangeHeader { .. } => ReplyKind::ChangeHeader,
+            Reply::ChangeFrom { .. } => ReplyKind::ChangeFrom,
+            Reply::AddRecipient { .. } => ReplyKind::AddRecipient,
+            Reply::AddRecipientWithParameters { .. } => ReplyKind::AddRecipientWithParameters,
+            Reply::DeleteRecipient { .. } => ReplyKind::DeleteRecipient,
+            Reply::ReplaceBody { .. } => ReplyKind::ReplaceBody,
+            Reply::Quarantine { .. } => ReplyKind::Quarantine,
         }
     }
 
+    /// The reply letter.
+    pub fn code(&self) -> u8 {
+        self.kind().byte()
+    }
+
     pub fn name(&self) -> &'static str {
-        reply_name(self.code()).unwrap_or("unknown-code")
+        self.kind().name()
     }
 
     /// Whether this is a message modification, legal only in answer to end-of-message.
@@ -115,50 +122,52 @@ impl Reply {
     /// Decodes one frame's data. Simple replies must carry no data (Postfix refuses
     /// trailing bytes too).
     pub fn decode(code: u8, data: &[u8]) -> Result<Reply, DecodeError> {
-        let packet = reply_name(code).ok_or(DecodeError::UnknownCode { code, reply: true })?;
-        let mut r = Reader::new(packet, data);
-        let reply = match code {
-            b'O' => Reply::Negotiate(Negotiation::decode(&mut r, true)?),
-            b'c' => Reply::Continue,
-            b'a' => Reply::Accept,
-            b'r' => Reply::Reject,
-            b't' => Reply::TemporaryFailure,
-            b'd' => Reply::Discard,
-            b's' => Reply::Skip,
-            b'p' => Reply::Progress,
-            b'f' => Reply::ConnectionFailure,
-            b'4' => Reply::Shutdown,
-            b'y' => Reply::ReplyCode { text: r.cstr("reply text")?.to_vec() },
-            b'h' => {
+        let kind =
+            ReplyKind::from_byte(code).ok_or(DecodeError::UnknownCode { code, reply: true })?;
+        let mut r = Reader::new(kind.name(), data);
+        let reply = match kind {
+            ReplyKind::Negotiate => Reply::Negotiate(Negotiation::decode(&mut r, true)?),
+            ReplyKind::Continue => Reply::Continue,
+            ReplyKind::Accept => Reply::Accept,
+            ReplyKind::Reject => Reply::Reject,
+            ReplyKind::TemporaryFailure => Reply::TemporaryFailure,
+            ReplyKind::Discard => Reply::Discard,
+            ReplyKind::Skip => Reply::Skip,
+            ReplyKind::Progress => Reply::Progress,
+            ReplyKind::ConnectionFailure => Reply::ConnectionFailure,
+            ReplyKind::Shutdown => Reply::Shutdown,
+            ReplyKind::ReplyCode => Reply::ReplyCode { text: r.cstr("reply text")?.to_vec() },
+            ReplyKind::AddHeader => {
                 let name = r.cstr("header name")?.to_vec();
                 let value = r.cstr("header value")?.to_vec();
                 Reply::AddHeader { name, value }
             }
-            b'i' | b'm' => {
+            ReplyKind::InsertHeader | ReplyKind::ChangeHeader => {
                 let index = r.u32("header index")?;
                 let name = r.cstr("header name")?.to_vec();
                 let value = r.cstr("header value")?.to_vec();
-                if code == b'i' {
+                if kind == ReplyKind::InsertHeader {
                     Reply::InsertHeader { index, name, value }
                 } else {
                     Reply::ChangeHeader { index, name, value }
                 }
             }
-            b'e' | b'2' => {
+            ReplyKind::ChangeFrom | ReplyKind::AddRecipientWithParameters => {
                 let address = r.cstr("address")?.to_vec();
                 let parameters =
                     if r.is_empty() { None } else { Some(r.cstr("ESMTP parameters")?.to_vec()) };
-                if code == b'e' {
+                if kind == ReplyKind::ChangeFrom {
                     Reply::ChangeFrom { address, parameters }
                 } else {
                     Reply::AddRecipientWithParameters { address, parameters }
                 }
             }
-            b'+' => Reply::AddRecipient { address: r.cstr("address")?.to_vec() },
-            b'-' => Reply::DeleteRecipient { address: r.cstr("address")?.to_vec() },
-            b'b' => Reply::ReplaceBody { chunk: r.rest().to_vec() },
-            b'q' => Reply::Quarantine { reason: r.cstr("reason")?.to_vec() },
-            _ => unreachable!("reply_name knows only the codes above"),
+            ReplyKind::AddRecipient => Reply::AddRecipient { address: r.cstr("address")?.to_vec() },
+            ReplyKind::DeleteRecipient => {
+                Reply::DeleteRecipient { address: r.cstr("address")?.to_vec() }
+            }
+            ReplyKind::ReplaceBody => Reply::ReplaceBody { chunk: r.rest().to_vec() },
+            ReplyKind::Quarantine => Reply::Quarantine { reason: r.cstr("reason")?.to_vec() },
         };
         r.finish()?;
         Ok(reply)
@@ -212,31 +221,4 @@ impl Reply {
             | Reply::Shutdown => {}
         }
     }
-}
-
-/// The readable name of a reply code.
-pub fn reply_name(code: u8) -> Option<&'static str> {
-    Some(match code {
-        b'O' => "negotiate-reply",
-        b'c' => "continue",
-        b'a' => "accept",
-        b'r' => "reject",
-        b't' => "temporary-failure",
-        b'd' => "discard",
-        b's' => "skip",
-        b'p' => "progress",
-        b'f' => "connection-failure",
-        b'4' => "shutdown",
-        b'y' => "reply-code",
-        b'h' => "add-header",
-        b'i' => "insert-header",
-        b'm' => "change-header",
-        b'e' => "change-from",
-        b'+' => "add-recipient",
-        b'2' => "add-recipient-with-parameters",
-        b'-' => "delete-recipient",
-        b'b' => "replace-body",
-        b'q' => "quarantine",
-        _ => return None,
-    })
 }

@@ -257,3 +257,18 @@ fn mutated_valid_packets_never_panic() {
         check_stream(&bytes, as_replies);
     }
 }
+
+#[test]
+fn macro_stages_keep_their_indices_letters_and_names() {
+    let shown: Vec<String> = MacroStage::ALL
+        .iter()
+        .map(|s| format!("{}:{}:{}", s.index(), s.command_code() as char, s.name()))
+        .collect();
+    assert_eq!(
+        shown.join(" "),
+        "0:C:connect 1:H:helo 2:M:envelope-from 3:R:envelope-recipient 4:T:data \
+         5:E:end-of-message 6:N:end-of-header"
+    );
+    assert_eq!(MacroStage::from_index(6), Some(MacroStage::EndOfHeader));
+    assert_eq!(MacroStage::from_index(7), None);
+}

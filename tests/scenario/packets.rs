@@ -26,7 +26,7 @@ fn negotiation(args: &[Vec<u8>]) -> Result<Negotiation, String> {
     let steps = match text(&arg(args, 3, "steps")?).as_str() {
         "all" => Steps::ALL,
         other => match other.strip_prefix("all-but:") {
-            Some(left_out) => Steps::ALL.without(Steps::parse(left_out)?),
+            Some(left_out) => Steps::ALL.difference(Steps::parse(left_out)?),
             None => Steps::parse(other)?,
         },
     };

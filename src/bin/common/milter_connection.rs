@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use milter_manager::spec::Spec;
-use milter_manager::test_server::TestServerSession;
+use milter_manager::tools::test_server::TestServerSession;
 
 /// A connected milter socket of either kind.
 pub enum Connection {

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use milter_manager::performance::{ErrorKind, Failure};
+use milter_manager::tools::performance::{ErrorKind, Failure};
 
 /// The kind of a socket error: timeouts and closed connections are told apart from the
 /// rest so the report can count them separately.

@@ -19,10 +19,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use milter_manager::performance::{
+use milter_manager::spec::Spec;
+use milter_manager::tools::performance::{
     generated_mail, json_report, mail_from_file, text_report, Mail, RunInfo, Summary,
 };
-use milter_manager::spec::Spec;
 
 use milter_mode::MilterTarget;
 use smtp_mode::SmtpTarget;

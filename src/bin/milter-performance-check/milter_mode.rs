@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use milter_manager::performance::{
+use milter_manager::spec::Spec;
+use milter_manager::tools::performance::{
     milter_outcome, milter_script, ErrorKind, Failure, Mail, Outcome,
 };
-use milter_manager::spec::Spec;
-use milter_manager::test_server::{Script, TestServerSession};
+use milter_manager::tools::test_server::{Script, TestServerSession};
 
 use crate::common::milter_connection::{drive, Connection, DriveError};
 use crate::failure::kind_of;

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use milter_manager::performance::{Failure, Outcome, SessionRecord};
+use milter_manager::tools::performance::{Failure, Outcome, SessionRecord};
 
 /// Runs `session` for the numbers `0..n_sessions`, `concurrency` at a time; gives every
 /// session's record (in no particular order) and the time the whole run took.

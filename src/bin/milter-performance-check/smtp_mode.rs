@@ -6,10 +6,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use milter_manager::performance::{
+use milter_manager::status::Status;
+use milter_manager::tools::performance::{
     dot_stuffed_data, status_of_code, ErrorKind, Failure, Mail, Outcome, ReplyAssembler, SmtpReply,
-    Status,
 };
+use milter_manager::tools::Ending;
 
 use crate::failure::io_failure;
 
@@ -150,7 +151,8 @@ impl<'a> SmtpConnection<'a> {
             }
         }
         if accepted == 0 {
-            let no_recipient = Outcome { status: Status::Reject, stage: "envelope-recipient" };
+            let no_recipient =
+                Outcome { status: Status::Reject.into(), stage: "envelope-recipient" };
             return Ok(last_refusal.unwrap_or(no_recipient));
         }
         let reply = self.command(b"DATA\r\n", "data")?;
@@ -160,7 +162,7 @@ impl<'a> SmtpConnection<'a> {
         let reply = self.command(&mail.data, "end-of-message")?;
         match refusal(&reply, "end-of-message", 2)? {
             Some(refused) => Ok(refused),
-            None => Ok(Outcome { status: Status::Pass, stage: "end-of-message" }),
+            None => Ok(Outcome { status: Ending::PASS, stage: "end-of-message" }),
         }
     }
 

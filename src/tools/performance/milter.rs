@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use crate::protocol::Negotiation;
-use crate::test_server::{self, Script, SessionError, TestServerSession, Timeouts};
+use crate::status::Status;
+use crate::tools::test_server::{Script, SessionError, TestServerSession, Timeouts};
+use crate::tools::Ending;
 
 use super::mail::Mail;
-use super::outcome::{ErrorKind, Failure, Outcome, Status};
+use super::outcome::{ErrorKind, Failure, Outcome};
 
 /// The session for `mail`: Postfix's offer (version 6, every action and step), one
 /// message, `timeout` for every wait.
@@ -51,14 +53,9 @@ pub fn milter_outcome(session: &TestServerSession) -> Result<Outcome, Failure> {
         }
     };
     let status = match verdict.status {
-        test_server::Status::Pass | test_server::Status::Accept if quarantined => {
-            Status::Quarantine
-        }
-        test_server::Status::Pass | test_server::Status::Accept => Status::Accept,
-        test_server::Status::Reject => Status::Reject,
-        test_server::Status::TemporaryFailure => Status::TemporaryFailure,
-        test_server::Status::Discard => Status::Discard,
-        test_server::Status::Shutdown => Status::Shutdown,
+        Ending::PASS | Ending::Status(Status::Accept) if quarantined => Ending::Quarantine,
+        Ending::PASS => Status::Accept.into(),
+        other => other,
     };
     Ok(Outcome { status, stage: verdict.stage })
 }
@@ -68,8 +65,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::performance::generated_mail;
     use crate::protocol::{Actions, Command, Deframer, Reply, Steps};
+    use crate::tools::performance::generated_mail;
 
     /// Runs one session against a milter given as a function from command to replies.
     fn outcome_against(milter: impl Fn(&Command) -> Vec<Reply>) -> Result<Outcome, Failure> {

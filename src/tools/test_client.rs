@@ -9,8 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    command_name, Actions, Command, ConnectAddress, Deframer, Negotiation, Reply, Steps,
-    MAX_VERSION,
+    Actions, Command, CommandKind, ConnectAddress, Deframer, Negotiation, Reply, Steps, MAX_VERSION,
 };
 use crate::text::escape_into;
 
@@ -189,8 +188,8 @@ impl TestClientSession {
 
 /// The macro stage named by the command letter a `D` packet carries.
 pub fn stage_name(stage: u8) -> String {
-    match command_name(stage) {
-        Some(name) => name.to_string(),
+    match CommandKind::from_byte(stage) {
+        Some(kind) => kind.name().to_string(),
         None => crate::protocol::code_name(stage),
     }
 }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::outcome::{ErrorKind, SessionRecord, Status};
+use super::outcome::{ErrorKind, SessionRecord};
+use crate::tools::Ending;
 
 /// The latencies of the completed sessions, sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub struct ErrorCount {
 pub struct Summary {
     pub sessions: usize,
     pub elapsed: Duration,
-    pub statuses: BTreeMap<Status, StatusCount>,
+    pub statuses: BTreeMap<Ending, StatusCount>,
     pub errors: BTreeMap<ErrorKind, ErrorCount>,
     /// Of the sessions that completed (whatever their status), not of the failed ones.
     pub latencies: Latencies,
@@ -72,7 +73,7 @@ impl Summary {
     /// Sums up `records` (in any order: "first" means the lowest session number).
     pub fn new(mut records: Vec<SessionRecord>, elapsed: Duration) -> Summary {
         records.sort_by_key(|r| r.index);
-        let mut statuses: BTreeMap<Status, StatusCount> = BTreeMap::new();
+        let mut statuses: BTreeMap<Ending, StatusCount> = BTreeMap::new();
         let mut errors: BTreeMap<ErrorKind, ErrorCount> = BTreeMap::new();
         let mut latencies = Vec::with_capacity(records.len());
         for record in &records {
@@ -126,7 +127,8 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::performance::{Failure, Outcome};
+    use crate::status::Status;
+    use crate::tools::performance::{Failure, Outcome};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -151,10 +153,10 @@ mod tests {
 
     #[test]
     fn counts_add_up_and_the_first_error_is_kept() {
-        let ok = |index, status, stage| SessionRecord {
+        let ok = |index, status: Status, stage| SessionRecord {
             index,
             latency: ms(index as u64 + 1),
-            result: Ok(Outcome { status, stage }),
+            result: Ok(Outcome { status: status.into(), stage }),
         };
         let failed = |index, message: &str| SessionRecord {
             index,
@@ -175,8 +177,8 @@ mod tests {
         assert_eq!(summary.completed(), 4);
         assert_eq!(summary.error_count(), 2);
         assert_eq!(summary.throughput(), 2.0);
-        assert_eq!(summary.statuses[&Status::Accept].count, 1);
-        let reject = &summary.statuses[&Status::Reject];
+        assert_eq!(summary.statuses[&Status::Accept.into()].count, 1);
+        let reject = &summary.statuses[&Status::Reject.into()];
         assert_eq!(reject.count, 3);
         assert_eq!(reject.stages, vec![("envelope-recipient", 2), ("end-of-message", 1)]);
         let connect = &summary.errors[&ErrorKind::Connect];

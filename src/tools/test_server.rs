@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use crate::message::Message;
 use crate::protocol::{
-    Actions, Command, ConnectAddress, Deframer, MacroStage, Negotiation, Reply, ReplyCode, Steps,
-    SUPPORTED_VERSIONS,
+    Actions, Command, CommandKind, ConnectAddress, Deframer, MacroStage, Negotiation, Reply,
+    ReplyCode, Steps, SUPPORTED_VERSIONS,
 };
+use crate::status::Status;
+use crate::tools::Ending;
 
 /// How long to wait for the milter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,47 +101,21 @@ impl Default for Script {
     }
 }
 
-/// The MTA's view of a milter's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    /// Continue (the milter let it pass).
-    Pass,
-    Accept,
-    Reject,
-    TemporaryFailure,
-    Discard,
-    /// 421 and disconnect.
-    Shutdown,
-}
-
-impl Status {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Accept => "accept",
-            Status::Reject => "reject",
-            Status::TemporaryFailure => "temporary-failure",
-            Status::Discard => "discard",
-            Status::Shutdown => "shutdown",
-        }
-    }
-}
-
 /// A decision with the stage it was made at and the SMTP reply, if the milter gave one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub status: Status,
+pub struct Decision {
+    pub status: Ending,
     pub stage: &'static str,
     pub reply: Option<String>,
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.status.name())?;
         if let Some(reply) = &self.reply {
             write!(f, " [{}]", reply.replace("\r\n", " "))?;
         }
-        if self.status != Status::Pass {
+        if self.status != Ending::PASS {
             write!(f, " at {}", self.stage)?;
         }
         Ok(())
@@ -149,9 +125,9 @@ impl fmt::Display for Verdict {
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageResult {
-    pub verdict: Verdict,
+    pub verdict: Decision,
     /// Recipients the milter refused, with the verdict for each.
-    pub rejected_recipients: Vec<(Vec<u8>, Verdict)>,
+    pub rejected_recipients: Vec<(Vec<u8>, Decision)>,
     /// The message after the milter's modifications.
     pub message: Message,
     /// Every modification packet, in order.
@@ -205,21 +181,26 @@ enum Phase {
 }
 
 impl Phase {
-    fn stage_name(self) -> &'static str {
+    /// The command this phase waits on the answer to.
+    fn command(self) -> CommandKind {
         match self {
-            Phase::Negotiate => "negotiate",
-            Phase::Connect => "connect",
-            Phase::Helo => "helo",
-            Phase::Unknown => "unknown",
-            Phase::Mail => "envelope-from",
-            Phase::Rcpt(_) => "envelope-recipient",
-            Phase::Data => "data",
-            Phase::Header(_) => "header",
-            Phase::EndOfHeader => "end-of-header",
-            Phase::Body(_) => "body",
-            Phase::EndOfMessage => "end-of-message",
-            Phase::Done => "quit",
+            Phase::Negotiate => CommandKind::Negotiate,
+            Phase::Connect => CommandKind::Connect,
+            Phase::Helo => CommandKind::Helo,
+            Phase::Unknown => CommandKind::Unknown,
+            Phase::Mail => CommandKind::EnvelopeFrom,
+            Phase::Rcpt(_) => CommandKind::EnvelopeRecipient,
+            Phase::Data => CommandKind::Data,
+            Phase::Header(_) => CommandKind::Header,
+            Phase::EndOfHeader => CommandKind::EndOfHeader,
+            Phase::Body(_) => CommandKind::Body,
+            Phase::EndOfMessage => CommandKind::EndOfMessage,
+            Phase::Done => CommandKind::Quit,
         }
+    }
+
+    fn stage_name(self) -> &'static str {
+        self.command().name()
     }
 }
 
@@ -234,7 +215,7 @@ pub struct TestServerSession {
     waiting: Option<(Phase, Instant)>,
     negotiated: Option<Negotiation>,
     /// The session-level verdict when connect/helo ended the session.
-    session_verdict: Option<Verdict>,
+    session_verdict: Option<Decision>,
     messages: Vec<MessageResult>,
     current: Option<MessageResult>,
     accepted_recipients: usize,
@@ -292,7 +273,7 @@ impl TestServerSession {
     }
 
     /// Set when the milter ended the whole SMTP session at connect or HELO.
-    pub fn session_verdict(&self) -> Option<&Verdict> {
+    pub fn session_verdict(&self) -> Option<&Decision> {
         self.session_verdict.as_ref()
     }
 
@@ -426,13 +407,13 @@ impl TestServerSession {
                 answer.version, offer.version
             ));
         }
-        let extra_actions = answer.actions.without(offer.actions);
+        let extra_actions = answer.actions.difference(offer.actions);
         if !extra_actions.is_empty() {
             return self.fail(format!(
                 "the milter asked for actions that were not offered: {extra_actions}"
             ));
         }
-        let extra_steps = answer.steps.without(offer.steps).without(Steps::MAX_DATA_SIZE);
+        let extra_steps = answer.steps.difference(offer.steps).difference(Steps::MAX_DATA_SIZE);
         if !extra_steps.is_empty() {
             return self
                 .fail(format!("the milter asked for steps that were not offered: {extra_steps}"));
@@ -462,27 +443,27 @@ impl TestServerSession {
     }
 
     /// The MTA's reading of a final reply at `phase`.
-    fn verdict_of(&self, reply: &Reply, phase: Phase) -> Result<Verdict, String> {
+    fn verdict_of(&self, reply: &Reply, phase: Phase) -> Result<Decision, String> {
         let stage = phase.stage_name();
-        let verdict = |status| Ok(Verdict { status, stage, reply: None });
+        let verdict = |status| Ok(Decision { status, stage, reply: None });
         match reply {
-            Reply::Continue => verdict(Status::Pass),
-            Reply::Accept => verdict(Status::Accept),
-            Reply::Reject => verdict(Status::Reject),
-            Reply::TemporaryFailure => verdict(Status::TemporaryFailure),
-            Reply::Discard => verdict(Status::Discard),
-            Reply::Shutdown => verdict(Status::Shutdown),
+            Reply::Continue => verdict(Ending::PASS),
+            Reply::Accept => verdict(Status::Accept.into()),
+            Reply::Reject => verdict(Status::Reject.into()),
+            Reply::TemporaryFailure => verdict(Status::TemporaryFailure.into()),
+            Reply::Discard => verdict(Status::Discard.into()),
+            Reply::Shutdown => verdict(Ending::Shutdown),
             Reply::Skip
                 if matches!(phase, Phase::Body(_)) && self.steps().contains(Steps::SKIP) =>
             {
-                verdict(Status::Pass)
+                verdict(Ending::PASS)
             }
             Reply::ReplyCode { text } => {
                 let code = ReplyCode::parse(text).map_err(|e| e.to_string())?;
                 let status =
                     if code.is_temporary() { Status::TemporaryFailure } else { Status::Reject };
-                Ok(Verdict {
-                    status,
+                Ok(Decision {
+                    status: status.into(),
                     stage,
                     reply: Some(String::from_utf8_lossy(text).into_owned()),
                 })
@@ -491,8 +472,8 @@ impl TestServerSession {
         }
     }
 
-    fn after_verdict(&mut self, phase: Phase, verdict: Verdict, now: Instant) {
-        let pass = verdict.status == Status::Pass;
+    fn after_verdict(&mut self, phase: Phase, verdict: Decision, now: Instant) {
+        let pass = verdict.status == Ending::PASS;
         match phase {
             Phase::Connect | Phase::Helo => {
                 if pass {
@@ -508,7 +489,10 @@ impl TestServerSession {
             Phase::Rcpt(i) => {
                 if pass {
                     self.accepted_recipients += 1;
-                } else if matches!(verdict.status, Status::Reject | Status::TemporaryFailure) {
+                } else if matches!(
+                    verdict.status,
+                    Ending::Status(Status::Reject | Status::TemporaryFailure)
+                ) {
                     let recipient = self.script.recipients[i].clone();
                     if let Some(current) = &mut self.current {
                         // The MTA drops a recipient refused at RCPT from the envelope.
@@ -528,8 +512,8 @@ impl TestServerSession {
                 } else if self.accepted_recipients == 0 {
                     // No recipient left: the MTA does not start DATA.
                     let last = self.current.as_ref().and_then(|c| c.rejected_recipients.last());
-                    let verdict = last.map(|(_, v)| v.clone()).unwrap_or(Verdict {
-                        status: Status::Reject,
+                    let verdict = last.map(|(_, v)| v.clone()).unwrap_or(Decision {
+                        status: Status::Reject.into(),
                         stage: "envelope-recipient",
                         reply: None,
                     });
@@ -565,7 +549,7 @@ impl TestServerSession {
         }
     }
 
-    fn end_message(&mut self, verdict: Verdict, now: Instant) {
+    fn end_message(&mut self, verdict: Decision, now: Instant) {
         if let Some(mut current) = self.current.take() {
             current.verdict = verdict;
             self.messages.push(current);
@@ -641,8 +625,8 @@ impl TestServerSession {
             Phase::Rcpt(i) => {
                 if i >= self.script.recipients.len() {
                     // No recipients at all: nothing to deliver.
-                    let verdict = Verdict {
-                        status: Status::Reject,
+                    let verdict = Decision {
+                        status: Status::Reject.into(),
                         stage: "envelope-recipient",
                         reply: None,
                     };
@@ -712,7 +696,7 @@ impl TestServerSession {
         command.encode(&mut self.output);
         if no_reply {
             self.log.push(format!("{}: (no reply negotiated)", phase.stage_name()));
-            let verdict = Verdict { status: Status::Pass, stage: phase.stage_name(), reply: None };
+            let verdict = Decision { status: Ending::PASS, stage: phase.stage_name(), reply: None };
             self.after_verdict(phase, verdict, now);
             // after_verdict advanced already; stop this step.
             return;
@@ -761,7 +745,7 @@ impl TestServerSession {
         };
         message.body = body;
         self.current = Some(MessageResult {
-            verdict: Verdict { status: Status::Pass, stage: "end-of-message", reply: None },
+            verdict: Decision { status: Ending::PASS, stage: "end-of-message", reply: None },
             rejected_recipients: Vec::new(),
             message,
             modifications: Vec::new(),
@@ -911,7 +895,7 @@ pub fn describe_reply(reply: &Reply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_client::TestClientSession;
+    use crate::tools::test_client::TestClientSession;
 
     /// Runs the session against a milter given as a function from each command to its
     /// replies.
@@ -967,7 +951,7 @@ mod tests {
         // D before every event, one L per header, A after the message, then Q.
         assert_eq!(codes(&received), "ODCDHDMDRDTDLDLDLDNDBDEAQ");
         let result = &session.messages()[0];
-        assert_eq!(result.verdict.status, Status::Pass);
+        assert_eq!(result.verdict.status, Ending::PASS);
         assert_eq!(result.message.body, b"Hello, milter.\r\n");
         match &received[1] {
             Command::DefineMacros { stage: b'C', macros } => {
@@ -1026,7 +1010,7 @@ mod tests {
         });
         assert_eq!(session.error(), None);
         let result = &session.messages()[0];
-        assert_eq!(result.verdict.status, Status::Accept);
+        assert_eq!(result.verdict.status, Status::Accept.into());
         assert_eq!(result.rejected_recipients.len(), 1);
         assert_eq!(
             result.rejected_recipients[0].1.to_string(),

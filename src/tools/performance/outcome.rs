@@ -2,41 +2,13 @@
 
 use std::time::Duration;
 
-/// The final status of a session, as the MTA (milter mode) or the SMTP client (SMTP
-/// mode) saw it. Ordered from "mail went through" to "mail refused".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
-    /// SMTP mode: the server answered 2xx to the end of the message.
-    Pass,
-    /// Milter mode: accept, or continue up to the end of the message.
-    Accept,
-    /// Milter mode: accepted, but the milter asked to quarantine the message.
-    Quarantine,
-    Discard,
-    TemporaryFailure,
-    Reject,
-    /// Milter mode: the milter asked the MTA to drop the connection (421).
-    Shutdown,
-}
-
-impl Status {
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Accept => "accept",
-            Status::Quarantine => "quarantine",
-            Status::Discard => "discard",
-            Status::TemporaryFailure => "temporary-failure",
-            Status::Reject => "reject",
-            Status::Shutdown => "shutdown",
-        }
-    }
-}
+use crate::tools::Ending;
 
 /// A final status and the stage that decided it (`envelope-recipient`, `end-of-message`...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    pub status: Status,
+    /// As the MTA (milter mode) or the SMTP client (SMTP mode) saw it.
+    pub status: Ending,
     pub stage: &'static str,
 }
 

@@ -138,15 +138,24 @@ pub fn json_report(summary: &Summary, info: &RunInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::performance::{ErrorKind, Failure, Outcome, SessionRecord, Status};
+    use crate::status::Status;
+    use crate::tools::performance::{ErrorKind, Failure, Outcome, SessionRecord};
 
     fn summary() -> Summary {
         let record =
             |index, ms, result| SessionRecord { index, latency: Duration::from_millis(ms), result };
         Summary::new(
             vec![
-                record(0, 2, Ok(Outcome { status: Status::Accept, stage: "end-of-message" })),
-                record(1, 4, Ok(Outcome { status: Status::Reject, stage: "envelope-recipient" })),
+                record(
+                    0,
+                    2,
+                    Ok(Outcome { status: Status::Accept.into(), stage: "end-of-message" }),
+                ),
+                record(
+                    1,
+                    4,
+                    Ok(Outcome { status: Status::Reject.into(), stage: "envelope-recipient" }),
+                ),
                 record(2, 9, Err(Failure::new(ErrorKind::Timeout, "no \"answer\"\tin time"))),
             ],
             Duration::from_millis(500),

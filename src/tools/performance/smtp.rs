@@ -2,7 +2,8 @@
 //! as a status, and the DATA bytes of a mail.
 
 use super::mail::Mail;
-use super::outcome::Status;
+use crate::status::Status;
+use crate::tools::Ending;
 
 /// A complete SMTP reply: its code and the text of each line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,11 +58,11 @@ impl ReplyAssembler {
 
 /// What a reply code means for the mail: 2xx pass, 4xx temporary failure, 5xx reject;
 /// `None` for anything else (1xx, 3xx where a final answer was due).
-pub fn status_of_code(code: u16) -> Option<Status> {
+pub fn status_of_code(code: u16) -> Option<Ending> {
     match code / 100 {
-        2 => Some(Status::Pass),
-        4 => Some(Status::TemporaryFailure),
-        5 => Some(Status::Reject),
+        2 => Some(Ending::PASS),
+        4 => Some(Status::TemporaryFailure.into()),
+        5 => Some(Status::Reject.into()),
         _ => None,
     }
 }
@@ -106,7 +107,7 @@ pub fn dot_stuffed_data(mail: &Mail) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::performance::mail::Envelope;
+    use crate::tools::performance::mail::Envelope;
 
     #[test]
     fn multi_line_replies() {
@@ -136,9 +137,9 @@ mod tests {
 
     #[test]
     fn codes_as_statuses() {
-        assert_eq!(status_of_code(250), Some(Status::Pass));
-        assert_eq!(status_of_code(421), Some(Status::TemporaryFailure));
-        assert_eq!(status_of_code(554), Some(Status::Reject));
+        assert_eq!(status_of_code(250), Some(Ending::PASS));
+        assert_eq!(status_of_code(421), Some(Status::TemporaryFailure.into()));
+        assert_eq!(status_of_code(554), Some(Status::Reject.into()));
         assert_eq!(status_of_code(354), None);
     }
 
