@@ -1,0 +1,258 @@
+//! Envelope commands (connect, helo, MAIL, RCPT, DATA, unknown): all children at once.
+
+use super::*;
+
+pub(super) struct EnvelopeOp {
+    pub(super) stage: Stage,
+    /// The children the command went to, in configuration order.
+    pub(super) eligible: Vec<usize>,
+    pub(super) verdicts: Vec<Option<Verdict>>,
+    /// For an emulated DATA: the message command that is answered once DATA is through.
+    pub(super) parked: Option<Command>,
+}
+
+impl Session {
+    pub(super) fn start_envelope(
+        &mut self,
+        command: Command,
+        parked: Option<Command>,
+        now: Instant,
+    ) {
+        let stage = envelope_stage(&command);
+        self.last_stage = stage;
+        if let Command::Connect { address, .. } = &command {
+            self.client = crate::conditions::builtin::ip_of(address)
+                .zip(connect_port(address))
+                .map(|(ip, port)| SocketAddr::new(ip, port));
+        }
+        if stage == Stage::EnvelopeFrom {
+            self.end_message();
+            self.untold = None;
+            self.message = Some(self.new_message());
+            for child in self.children.iter_mut().filter(|c| c.takes_part()) {
+                child.start_message();
+            }
+        }
+        if matches!(stage, Stage::EnvelopeRecipient | Stage::Data) && self.message.is_none() {
+            // Every child already left this message (the MTA was told so), or the MTA
+            // skipped MAIL: nobody to ask.
+            let verdict = self.empty_verdict(stage);
+            self.reply_to_mta(stage, &verdict);
+            return;
+        }
+        if stage == Stage::Data {
+            // A child that refused every recipient it saw has nothing to filter.
+            for i in 0..self.children.len() {
+                let child = &self.children[i];
+                if child.takes_part() && child.in_message && child.accepted_recipients == 0 {
+                    self.leave_message(i);
+                }
+            }
+        }
+        let rejected_by_mta = stage == Stage::EnvelopeRecipient && self.recipient_rejected_by_mta();
+        let eligible: Vec<usize> = (0..self.children.len())
+            .filter(|&i| {
+                let child = &self.children[i];
+                child.takes_part()
+                    && match stage {
+                        Stage::EnvelopeRecipient | Stage::Data => child.in_message,
+                        _ => true,
+                    }
+                    && (!rejected_by_mta || child.answer.steps.contains(Steps::RCPT_REJ))
+            })
+            .collect();
+        let mut op = EnvelopeOp {
+            stage,
+            eligible: eligible.clone(),
+            verdicts: vec![None; self.children.len()],
+            parked,
+        };
+        for i in eligible {
+            let child = &self.children[i];
+            if child.phase == Phase::Failed {
+                let verdict = self.fallback_verdict(i);
+                self.record_envelope_verdict(&mut op, i, verdict);
+                continue;
+            }
+            let context =
+                Context { macros: &self.macros, children: &self.children, config: &self.config };
+            if stage != Stage::Unknown
+                && self.conditions.stop(i, &envelope_event(&command), &context)
+            {
+                self.stop_at_envelope(&mut op, i);
+                continue;
+            }
+            if child.declines(stage) {
+                self.record_envelope_verdict(&mut op, i, Verdict::of(Status::Continue));
+                continue;
+            }
+            self.send_with_macros(i, stage, &command);
+            let child = &mut self.children[i];
+            child.last_stage = stage;
+            if stage == Stage::EnvelopeFrom {
+                child.message_open = true;
+            }
+            if child.does_not_reply(stage) {
+                child.unreplied.push_back(stage);
+                self.record_envelope_verdict(&mut op, i, Verdict::of(Status::Continue));
+            } else {
+                let reading = self.config.children[i].timeouts.reading;
+                self.children[i].waiting = Some(Waiting { stage, deadline: now + reading });
+            }
+        }
+        self.op = Some(Op::Envelope(op));
+    }
+
+    /// A condition stopped child `i`: it counts as having accepted, except at a recipient,
+    /// where only that recipient is skipped for it.
+    pub(super) fn stop_at_envelope(&mut self, op: &mut EnvelopeOp, i: usize) {
+        log::debug!(
+            "[{}] {} stopped at {}",
+            self.tag,
+            self.config.children[i].name,
+            op.stage.name()
+        );
+        match op.stage {
+            Stage::Connect | Stage::Helo => {
+                op.verdicts[i] = Some(Verdict::of(Status::Accept));
+                self.children[i].last_status = Some(Status::Accept);
+                self.quit_child(i);
+            }
+            Stage::EnvelopeFrom | Stage::Data => {
+                op.verdicts[i] = Some(Verdict::of(Status::Accept));
+                self.leave_message(i);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_envelope_reply(&mut self, i: usize, reply: Reply, now: Instant) {
+        let Some(Op::Envelope(mut op)) = self.op.take() else {
+            unreachable!("an envelope reply is only taken while an envelope command waits")
+        };
+        match self.child_verdict(i, &reply) {
+            Ok(Some(verdict)) => {
+                self.children[i].waiting = None;
+                self.record_envelope_verdict(&mut op, i, verdict);
+                self.op = Some(Op::Envelope(op));
+            }
+            Ok(None) => {
+                let reading = self.config.children[i].timeouts.reading;
+                if let Some(waiting) = &mut self.children[i].waiting {
+                    waiting.deadline = now + reading;
+                }
+                self.op = Some(Op::Envelope(op));
+            }
+            Err(()) => {
+                self.op = Some(Op::Envelope(op));
+                let stage = self.children[i].waiting.map_or(Stage::Start, |w| w.stage);
+                self.fail_child(
+                    i,
+                    &format!("sent {} in answer to {}", reply.name(), stage.name()),
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Takes child `i`'s verdict at an envelope stage, with its effect on the child.
+    pub(super) fn record_envelope_verdict(
+        &mut self,
+        op: &mut EnvelopeOp,
+        i: usize,
+        verdict: Verdict,
+    ) {
+        let status = verdict.status;
+        self.children[i].last_status = Some(status);
+        let done = status == Status::Accept || status.is_refusal();
+        match op.stage {
+            Stage::Connect | Stage::Helo if done => self.quit_child(i),
+            Stage::EnvelopeFrom | Stage::Data if done => self.leave_message(i),
+            Stage::EnvelopeRecipient => match status {
+                Status::Accept | Status::Discard => self.leave_message(i),
+                Status::Reject | Status::TemporaryFailure => {
+                    self.children[i].rejected_recipients += 1
+                }
+                Status::Continue | Status::Skip => self.children[i].accepted_recipients += 1,
+            },
+            _ => {}
+        }
+        op.verdicts[i] = Some(verdict);
+    }
+
+    pub(super) fn finish_envelope(&mut self, op: EnvelopeOp) {
+        let stage = op.stage;
+        let mut fold = Fold::default();
+        for &i in &op.eligible {
+            if let Some(verdict) = &op.verdicts[i] {
+                fold.add(&self.obeyed(i, verdict));
+            }
+        }
+        let mut verdict = fold.result().cloned().unwrap_or_else(|| self.empty_verdict(stage));
+        if verdict.status == Status::Skip {
+            verdict = Verdict::of(Status::Continue);
+        }
+        if let Some(parked) = op.parked {
+            if verdict.status == Status::Continue {
+                if let Some(message) = &mut self.message {
+                    message.data_done = true;
+                }
+                self.mta_queue.push_front(parked);
+            } else {
+                self.end_message_with(message_stage(&parked), &verdict);
+            }
+            return;
+        }
+        let ends_message = match stage {
+            Stage::EnvelopeFrom | Stage::Data => verdict.status != Status::Continue,
+            Stage::EnvelopeRecipient => matches!(verdict.status, Status::Discard | Status::Accept),
+            _ => false,
+        };
+        if ends_message {
+            return self.end_message_with(stage, &verdict);
+        }
+        self.reply_to_mta(stage, &verdict);
+        if stage == Stage::Data {
+            if let Some(message) = &mut self.message {
+                message.data_done = true;
+            }
+        }
+    }
+}
+
+pub(super) fn envelope_stage(command: &Command) -> Stage {
+    match command {
+        Command::Connect { .. } => Stage::Connect,
+        Command::Helo { .. } => Stage::Helo,
+        Command::EnvelopeFrom { .. } => Stage::EnvelopeFrom,
+        Command::EnvelopeRecipient { .. } => Stage::EnvelopeRecipient,
+        Command::Data => Stage::Data,
+        _ => Stage::Unknown,
+    }
+}
+
+pub(super) fn message_stage(command: &Command) -> Stage {
+    match command {
+        Command::Header { .. } => Stage::Header,
+        Command::EndOfHeader => Stage::EndOfHeader,
+        Command::Body { .. } => Stage::Body,
+        _ => Stage::EndOfMessage,
+    }
+}
+
+pub(super) fn envelope_event(command: &Command) -> Event<'_> {
+    match command {
+        Command::Connect { hostname, address } => Event::Connect { host: hostname, address },
+        Command::Helo { fqdn } => Event::Helo { fqdn },
+        Command::EnvelopeFrom { address, .. } => Event::EnvelopeFrom { address },
+        Command::EnvelopeRecipient { address, .. } => Event::EnvelopeRecipient { address },
+        _ => Event::Data,
+    }
+}
+
+pub(super) fn connect_port(address: &ConnectAddress) -> Option<u16> {
+    match address {
+        ConnectAddress::Inet { port, .. } | ConnectAddress::Inet6 { port, .. } => Some(*port),
+        ConnectAddress::Unix { .. } | ConnectAddress::Unknown => None,
+    }
+}

@@ -1,0 +1,385 @@
+//! One MTA session and its children: the state machine of the proxy.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::body::Body;
+use super::child::{Child, Phase, Waiting};
+use super::event::{Conditions, Context, Event, MacroList};
+use super::negotiate::{check_child_answer, merge_answers, offer_for_children, HEADERS_UNANSWERED};
+use super::stage::Stage;
+use super::statistics;
+use super::status::{Fold, Status, Verdict};
+use super::EngineConfig;
+use crate::message::{Change, Message};
+use crate::protocol::{Command, ConnectAddress, Deframer, Negotiation, Reply, Steps};
+
+mod children;
+mod commands;
+mod envelope;
+mod finishing;
+mod message;
+mod message_replies;
+mod negotiation;
+mod verdicts;
+
+use children::stage_macros_to;
+use envelope::{envelope_stage, EnvelopeOp};
+use message::{message_stage, Chain, ChainProgress, Cursor, MessageState};
+use verdicts::reply_verdict;
+
+/// What the runtime must do for a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write these bytes to the MTA (one write: a batch of packets).
+    ToMta(Vec<u8>),
+    /// Write these bytes to child number `child` (its index in the configuration).
+    ToChild { child: usize, bytes: Vec<u8> },
+    /// Open the connection to a child; report with `handle_child_connected`.
+    Connect { child: usize },
+    /// Close the connection to a child once what was sent to it is written.
+    CloseChild { child: usize },
+    /// Acknowledge at once what the child sent: it owes more of the answer awaited, and a
+    /// child writing with Nagle on holds its next packet until that ACK (up to 40 ms).
+    AcknowledgeChild { child: usize },
+    /// Close the MTA's connection once what was sent to it is written.
+    CloseMta,
+}
+
+/// The largest output buffer kept for reuse (see `Session::reclaim`): room for any batch
+/// but body chunks.
+const SPARE_BUFFER_MAX: usize = 4096;
+
+/// One MTA connection and the connections to its children.
+pub struct Session {
+    config: Arc<EngineConfig>,
+    conditions: Box<dyn Conditions>,
+    tag: u64,
+    started: Instant,
+    mta_deframer: Deframer,
+    mta_out: Vec<u8>,
+    /// Output buffers given back by the runtime (`reclaim`), reused for the next batches.
+    spare_buffers: Vec<Vec<u8>>,
+    mta_queue: VecDeque<Command>,
+    mta_deadline: Option<Instant>,
+    /// The MTA's offer, once received.
+    mta_offer: Option<Negotiation>,
+    /// What the MTA was granted (our answer to its offer).
+    mta_granted: Negotiation,
+    any_negotiated: bool,
+    children: Vec<Child>,
+    actions: VecDeque<Output>,
+    op: Option<Op>,
+    /// The last macros the MTA sent, per command letter.
+    macros: Vec<(u8, MacroList)>,
+    message: Option<MessageState>,
+    /// A refusal that ended the current message at a stage where the MTA asked for no
+    /// reply: the message's next command that has a reply tells it instead.
+    untold: Option<Verdict>,
+    last_stage: Stage,
+    last_status: Option<Status>,
+    close_mta: bool,
+    finished: bool,
+    /// The SMTP client's address and port, from the MTA's connect command.
+    client: Option<SocketAddr>,
+    /// The SMTP client left while children were deciding: the children are gone and
+    /// every further command gets `fallback_status_at_disconnect`.
+    client_gone: bool,
+    /// The time of the event being handled.
+    now: Instant,
+}
+
+/// The MTA command being answered.
+enum Op {
+    Negotiate,
+    Envelope(EnvelopeOp),
+    Message { stage: Stage },
+}
+
+impl Session {
+    /// A session for a newly accepted MTA connection. `tag` numbers it in logs; its
+    /// children get `tag + 1 + index`, so the caller advances its counter by
+    /// `1 + config.children.len()`.
+    pub fn new(
+        config: Arc<EngineConfig>,
+        conditions: Box<dyn Conditions>,
+        tag: u64,
+        now: Instant,
+    ) -> Session {
+        let children =
+            (0..config.children.len()).map(|i| Child::new(tag + 1 + i as u64, now)).collect();
+        let mta_deadline = Some(now + config.mta_idle_timeout);
+        Session {
+            config,
+            conditions,
+            tag,
+            started: now,
+            mta_deframer: Deframer::default(),
+            mta_out: Vec::new(),
+            spare_buffers: Vec::new(),
+            mta_queue: VecDeque::new(),
+            mta_deadline,
+            mta_offer: None,
+            mta_granted: Negotiation::default(),
+            any_negotiated: false,
+            children,
+            actions: VecDeque::new(),
+            op: None,
+            macros: Vec::new(),
+            message: None,
+            untold: None,
+            last_stage: Stage::Start,
+            last_status: None,
+            close_mta: false,
+            finished: false,
+            client: None,
+            client_gone: false,
+            now,
+        }
+    }
+
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    // ----- input -------------------------------------------------------------------------
+
+    pub fn handle_mta_data(&mut self, bytes: &[u8], now: Instant) {
+        self.now = now;
+        if self.finished {
+            return;
+        }
+        self.mta_deframer.push(bytes);
+        loop {
+            let command = match self.mta_deframer.next_frame() {
+                None => break,
+                Some(Err(error)) => Err(error.to_string()),
+                Some(Ok(frame)) => {
+                    Command::decode(frame.code, frame.data).map_err(|e| e.to_string())
+                }
+            };
+            match command {
+                Ok(command) => self.mta_queue.push_back(command),
+                Err(error) => {
+                    return self.mta_failure(&format!("bad packet from the MTA: {error}"), now)
+                }
+            }
+        }
+        self.mta_deadline = Some(now + self.config.mta_idle_timeout);
+        self.drive(now);
+    }
+
+    pub fn handle_mta_closed(&mut self, now: Instant) {
+        self.now = now;
+        if self.finished {
+            return;
+        }
+        if !matches!(self.last_stage, Stage::Quit | Stage::Start) {
+            log::info!(
+                "[{}] the MTA closed the connection at {}",
+                self.tag,
+                self.last_stage.name()
+            );
+        }
+        self.finish(now);
+    }
+
+    pub fn handle_child_connected(
+        &mut self,
+        child: usize,
+        result: Result<(), String>,
+        now: Instant,
+    ) {
+        self.now = now;
+        if self.finished || self.children[child].phase != Phase::Connecting {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                let reading = self.config.children[child].timeouts.reading;
+                let state = &mut self.children[child];
+                state.phase = Phase::Negotiating;
+                state.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + reading });
+                let offer = Command::Negotiate(state.offer.clone());
+                state.send(&offer);
+            }
+            Err(error) => self.fail_child(child, &format!("cannot connect: {error}"), now),
+        }
+        self.drive(now);
+    }
+
+    pub fn handle_child_data(&mut self, child: usize, bytes: &[u8], now: Instant) {
+        self.now = now;
+        if self.finished || !self.children[child].is_connected() {
+            return;
+        }
+        self.children[child].deframer.push(bytes);
+        loop {
+            if !self.children[child].is_connected() {
+                break;
+            }
+            let reply = match self.children[child].deframer.next_frame() {
+                None => break,
+                Some(Err(error)) => Err(error.to_string()),
+                Some(Ok(frame)) => Reply::decode(frame.code, frame.data).map_err(|e| e.to_string()),
+            };
+            match reply {
+                Ok(reply) => self.on_child_reply(child, reply, now),
+                Err(error) => self.fail_child(child, &format!("sent a bad packet: {error}"), now),
+            }
+        }
+        self.drive(now);
+        let state = &self.children[child];
+        // Still waiting on it with nothing new to send it: its answer is not complete yet (a
+        // modification or progress packet, or part of a packet, came first). After a
+        // complete answer no early ACK is needed: the next request carries it.
+        if state.is_connected() && state.waiting.is_some() && state.out.is_empty() {
+            self.actions.push_back(Output::AcknowledgeChild { child });
+        }
+    }
+
+    pub fn handle_child_closed(&mut self, child: usize, error: Option<String>, now: Instant) {
+        self.now = now;
+        if self.finished || !self.children[child].is_connected() {
+            return;
+        }
+        let reason = match error {
+            Some(error) => format!("connection failed: {error}"),
+            None => "closed the connection".to_string(),
+        };
+        self.fail_child(child, &reason, now);
+        self.drive(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.finished {
+            return;
+        }
+        for i in 0..self.children.len() {
+            let Some(waiting) = self.children[i].waiting else { continue };
+            if waiting.deadline <= now {
+                let what = match (self.children[i].phase, waiting.stage) {
+                    (Phase::Connecting, _) => "connecting".to_string(),
+                    (_, stage) => format!("the reply to {}", stage.name()),
+                };
+                self.fail_child(i, &format!("timed out waiting for {what}"), now);
+            }
+        }
+        if self.op.is_none() && self.mta_deadline.is_some_and(|d| d <= now) {
+            log::warn!("[{}] the MTA sent nothing for too long; closing the session", self.tag);
+            self.close_mta = true;
+            self.finish(now);
+            return;
+        }
+        self.drive(now);
+    }
+
+    /// The SMTP client's address and port as the MTA gave them at connect (none for a unix
+    /// or unknown client).
+    pub fn client_address(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// Whether an MTA command waits for children's answers: the time when a client that
+    /// leaves keeps the MTA (and the children) busy for nothing.
+    pub fn is_waiting_on_children(&self) -> bool {
+        !self.finished
+            && matches!(self.op, Some(Op::Envelope(_)) | Some(Op::Message { .. }))
+            && self.children.iter().any(|c| c.waiting.is_some())
+    }
+
+    /// The SMTP client is no longer connected to the MTA. While children are deciding,
+    /// the MTA is answered `fallback_status_at_disconnect` at once and the children are
+    /// told to quit; later commands get the same answer. Otherwise nothing happens: the
+    /// MTA will end the session itself.
+    pub fn handle_client_disconnected(&mut self, now: Instant) {
+        self.now = now;
+        if self.client_gone || !self.is_waiting_on_children() {
+            return;
+        }
+        let stage = match &self.op {
+            Some(Op::Envelope(op)) => op.stage,
+            Some(Op::Message { stage }) => *stage,
+            _ => return,
+        };
+        let status = Status::from_fallback(self.config.fallback_status_at_disconnect);
+        log::info!(
+            "[{}] the SMTP client disconnected while the children decided {}; answering {}",
+            self.tag,
+            stage.name(),
+            status.name()
+        );
+        statistics::session_disconnected(self.tag, now - self.started);
+        self.client_gone = true;
+        self.op = None;
+        for i in 0..self.children.len() {
+            if self.children[i].is_connected() {
+                self.quit_child(i);
+            }
+            self.children[i].waiting = None;
+        }
+        self.any_negotiated = false;
+        self.end_message_with(stage, &Verdict::of(status));
+        self.drive(now);
+    }
+
+    // ----- output ------------------------------------------------------------------------
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(output) = self.actions.pop_front() {
+            return Some(output);
+        }
+        for (i, child) in self.children.iter_mut().enumerate() {
+            if !child.out.is_empty() {
+                let spare = self.spare_buffers.pop().unwrap_or_default();
+                return Some(Output::ToChild {
+                    child: i,
+                    bytes: std::mem::replace(&mut child.out, spare),
+                });
+            }
+        }
+        if !self.mta_out.is_empty() {
+            let spare = self.spare_buffers.pop().unwrap_or_default();
+            return Some(Output::ToMta(std::mem::replace(&mut self.mta_out, spare)));
+        }
+        if self.close_mta {
+            self.close_mta = false;
+            return Some(Output::CloseMta);
+        }
+        None
+    }
+
+    /// A buffer of an earlier `ToMta` or `ToChild`, written and given back empty: the next
+    /// batches are encoded into it instead of a new allocation. A few are kept, one per
+    /// peer at most, and only small ones: a buffer that carried body chunks would hold
+    /// their size for the rest of the session.
+    pub fn reclaim(&mut self, mut spent: Vec<u8>) {
+        if self.spare_buffers.len() <= self.children.len() && spent.capacity() <= SPARE_BUFFER_MAX {
+            spent.clear();
+            self.spare_buffers.push(spent);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        let children = self.children.iter().filter_map(|c| c.waiting.map(|w| w.deadline));
+        let mta = if self.op.is_none() { self.mta_deadline } else { None };
+        children.chain(mta).min()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Child `i`'s final status as its statistics line names it ("pass", "accept", ...),
+    /// once that line was written; `None` before, or for a child the session never used.
+    pub fn child_final_status(&self, i: usize) -> Option<&'static str> {
+        let child = self.children.get(i).filter(|child| child.reported)?;
+        Some(child.last_status.map_or("pass", Status::statistics_name))
+    }
+}
