@@ -3,8 +3,9 @@
 use super::*;
 
 impl Session {
+    /// A reply from child `i`, given to the command it answers.
     pub(super) fn on_child_reply(&mut self, i: usize, reply: Reply, now: Instant) {
-        if self.children[i].phase == Phase::Negotiating {
+        if self.children[i].phase == ChildPhase::Negotiating {
             return self.on_negotiation_answer(i, reply, now);
         }
         if matches!(reply_verdict(&reply), Ok(Some(_))) {
@@ -12,12 +13,21 @@ impl Session {
                 return self.drop_stray_answer(i, stage, &reply);
             }
         }
-        let waiting_stage = self.children[i].waiting.map(|w| w.stage);
-        match (&self.op, waiting_stage) {
-            (Some(Op::Envelope(_)), Some(_)) => self.on_envelope_reply(i, reply, now),
-            (Some(Op::Message { .. }), _) => self.on_message_reply(i, reply, now),
-            _ => self.fail_child(i, &format!("sent {} without being asked", reply.name()), now),
+        let awaited = self.children[i].waiting.is_some();
+        let mut phase = self.take_phase();
+        match &mut phase {
+            Phase::Envelope { op, .. } if awaited => self.on_envelope_reply(op, i, reply, now),
+            Phase::Message { run, .. } => self.on_message_reply(run, i, reply, now),
+            _ => {
+                self.phase = phase;
+                return self.fail_child(
+                    i,
+                    &format!("sent {} without being asked", reply.name()),
+                    now,
+                );
+            }
         }
+        self.phase = phase;
     }
 
     /// Child `i` answered a command it negotiated no reply for. libmilter drops such an
@@ -41,8 +51,30 @@ impl Session {
         );
     }
 
-    /// Child `i` cannot go on: from now on it answers its fallback status.
+    /// Child `i` cannot go on: from now on it answers its fallback status, also to the
+    /// command under way if it was awaited there.
     pub(super) fn fail_child(&mut self, i: usize, reason: &str, now: Instant) {
+        let Some(waiting) = self.drop_failed_child(i, reason, now) else { return };
+        let mut phase = self.take_phase();
+        match &mut phase {
+            Phase::Envelope { op, .. } => {
+                let verdict = self.fallback_verdict(i);
+                self.record_envelope_verdict(op, i, verdict);
+            }
+            Phase::Message { run, .. } => self.head_failed(run, i, waiting),
+            _ => {}
+        }
+        self.phase = phase;
+    }
+
+    /// Marks child `i` failed and closes its connection; the reply it was awaited for, if
+    /// any, for the caller to answer with its fallback.
+    pub(super) fn drop_failed_child(
+        &mut self,
+        i: usize,
+        reason: &str,
+        now: Instant,
+    ) -> Option<Waiting> {
         let fallback = self.config.children[i].fallback_status;
         log::warn!(
             "[{}] [children][error] {}: {reason}; counting it as {fallback} (its fallback_status)",
@@ -52,35 +84,13 @@ impl Session {
         let was_connected = self.children[i].is_connected();
         let waiting = self.children[i].waiting.take();
         self.children[i].out.clear();
-        self.children[i].phase = Phase::Failed;
+        self.children[i].phase = ChildPhase::Failed;
         self.children[i].last_status = Some(Status::from_fallback(fallback));
         if was_connected {
             self.actions.push_back(Output::CloseChild { child: i });
         }
         self.report_child_end(i, now);
-        let Some(waiting) = waiting else { return };
-        let verdict = self.fallback_verdict(i);
-        match self.op.take() {
-            Some(Op::Envelope(mut op)) => {
-                self.record_envelope_verdict(&mut op, i, verdict);
-                self.op = Some(Op::Envelope(op));
-            }
-            Some(Op::Message { stage }) => {
-                self.op = Some(Op::Message { stage });
-                let is_head = self
-                    .message
-                    .as_ref()
-                    .and_then(|m| m.chain.as_ref())
-                    .is_some_and(|c| c.queue.front() == Some(&i));
-                if is_head {
-                    let chain = self.chain_mut();
-                    chain.head_edits.clear();
-                    chain.head_body = None;
-                    self.message_verdict(i, waiting.stage, verdict);
-                }
-            }
-            other => self.op = other,
-        }
+        waiting
     }
 
     /// Child `i` is done for this session (it accepted or refused at connect or helo, was
@@ -97,7 +107,7 @@ impl Session {
             self.actions.push_back(Output::ToChild { child: i, bytes });
             self.actions.push_back(Output::CloseChild { child: i });
         }
-        self.children[i].phase = Phase::Gone;
+        self.children[i].phase = ChildPhase::Gone;
         self.children[i].in_message = false;
         self.children[i].message_open = false;
         self.report_child_end(i, self.now);
@@ -106,7 +116,7 @@ impl Session {
     /// Child `i` takes no further part in the current message.
     pub(super) fn leave_message(&mut self, i: usize) {
         let child = &mut self.children[i];
-        if child.message_open && child.phase == Phase::Ready {
+        if child.message_open && child.phase == ChildPhase::Ready {
             child.send(&Command::Abort);
         }
         child.message_open = false;
@@ -119,18 +129,6 @@ impl Session {
             if self.children[i].in_message || self.children[i].message_open {
                 self.leave_message(i);
             }
-        }
-        self.message = None;
-    }
-
-    pub(super) fn new_message(&self) -> MessageState {
-        MessageState {
-            headers: Message::new(b""),
-            end_of_header: false,
-            body: Body::new(self.config.max_body_memory, Arc::clone(&self.config.spill)),
-            end_of_message: false,
-            data_done: false,
-            chain: None,
         }
     }
 

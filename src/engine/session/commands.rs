@@ -3,96 +3,102 @@
 use super::*;
 
 impl Session {
+    /// Works through the MTA's queued commands until one waits on children, the queue is
+    /// empty, or the session is over.
     pub(super) fn drive(&mut self, now: Instant) {
-        while !self.finished {
-            if self.op.is_some() {
-                if !self.try_complete(now) {
-                    return;
-                }
-                continue;
+        loop {
+            let phase = self.take_phase();
+            let (phase, more) = self.step(phase, now);
+            self.phase = phase;
+            if !more {
+                return;
             }
-            let Some(command) = self.mta_queue.pop_front() else { return };
-            self.start_command(command, now);
         }
     }
 
-    pub(super) fn start_command(&mut self, command: Command, now: Instant) {
-        if self.mta_offer.is_none() && !matches!(command, Command::Negotiate(_)) {
+    /// One step: completes the command under way if its answers are in, or starts the next
+    /// command. The next phase, and whether another step may follow.
+    fn step(&mut self, phase: Phase, now: Instant) -> (Phase, bool) {
+        match phase {
+            Phase::Finished => (phase, false),
+            Phase::Negotiating { offer } => {
+                let pending = self
+                    .children
+                    .iter()
+                    .any(|c| matches!(c.phase, ChildPhase::Connecting | ChildPhase::Negotiating));
+                if pending {
+                    return (Phase::Negotiating { offer }, false);
+                }
+                (self.finish_negotiation(&offer), true)
+            }
+            Phase::Envelope { op, mail } => {
+                if op.eligible.iter().any(|&i| self.children[i].waiting.is_some()) {
+                    return (Phase::Envelope { op, mail }, false);
+                }
+                (self.finish_envelope(op, mail), true)
+            }
+            Phase::Message { stage, mut run } => {
+                let progress = self.advance_chain(&mut run, now);
+                self.finish_message_command(stage, run, progress)
+            }
+            Phase::AwaitingOffer | Phase::Unfiltered | Phase::Idle(_) | Phase::ClientGone => {
+                match self.mta_queue.pop_front() {
+                    Some(command) => (self.start_command(phase, command, now), true),
+                    None => (phase, false),
+                }
+            }
+        }
+    }
+
+    fn start_command(&mut self, phase: Phase, command: Command, now: Instant) -> Phase {
+        if matches!(phase, Phase::AwaitingOffer) && !matches!(command, Command::Negotiate(_)) {
             return self.mta_failure(
                 &format!("the MTA sent {} before the option negotiation", command.name()),
                 now,
             );
         }
         match command {
-            Command::Negotiate(offer) => self.start_negotiation(offer, now),
+            Command::Negotiate(offer) => match phase {
+                Phase::AwaitingOffer => self.start_negotiation(offer, now),
+                _ => self.mta_failure("the MTA negotiated twice on one connection", now),
+            },
             Command::DefineMacros { stage, macros } => {
                 // The stage updated last goes to the end: conditions look macros up
                 // newest first.
                 self.macros.retain(|(s, _)| *s != stage);
                 self.macros.push((stage, macros));
+                phase
             }
             Command::Connect { .. }
             | Command::Helo { .. }
             | Command::EnvelopeFrom { .. }
             | Command::EnvelopeRecipient { .. }
             | Command::Data
-            | Command::Unknown { .. } => {
-                if self.any_negotiated {
-                    self.start_envelope(command, None, now)
-                } else {
-                    self.answer_unfiltered(envelope_stage(&command))
-                }
-            }
+            | Command::Unknown { .. } => match phase {
+                Phase::Idle(mail) => self.start_envelope(mail, command, None, now),
+                _ => self.answer_unfiltered(phase, envelope_stage(&command)),
+            },
             Command::Header { .. }
             | Command::EndOfHeader
             | Command::Body { .. }
-            | Command::EndOfMessage { .. } => {
-                if self.any_negotiated {
-                    self.start_message_command(command, now)
-                } else {
-                    self.answer_unfiltered(message_stage(&command))
-                }
-            }
+            | Command::EndOfMessage { .. } => match phase {
+                Phase::Idle(mail) => self.start_message_command(mail, command, now),
+                _ => self.answer_unfiltered(phase, message_stage(&command)),
+            },
             Command::Abort => {
                 self.last_stage = Stage::Abort;
                 self.untold = None;
                 self.end_message();
+                match phase {
+                    Phase::Idle(_) => Phase::Idle(Mail::Closed),
+                    other => other,
+                }
             }
             Command::Quit => {
                 self.last_stage = Stage::Quit;
-                self.finish(now);
+                self.finish(now)
             }
             Command::QuitNewConnection => self.restart(now),
-        }
-    }
-
-    pub(super) fn try_complete(&mut self, now: Instant) -> bool {
-        match self.op.take() {
-            None => true,
-            Some(Op::Negotiate) => {
-                if self
-                    .children
-                    .iter()
-                    .any(|c| matches!(c.phase, Phase::Connecting | Phase::Negotiating))
-                {
-                    self.op = Some(Op::Negotiate);
-                    return false;
-                }
-                self.finish_negotiation();
-                true
-            }
-            Some(Op::Envelope(op)) => {
-                if op.eligible.iter().any(|&i| self.children[i].waiting.is_some()) {
-                    self.op = Some(Op::Envelope(op));
-                    return false;
-                }
-                self.finish_envelope(op);
-                true
-            }
-            Some(Op::Message { stage }) => {
-                let progress = self.advance_chain(now);
-                self.finish_message_command(stage, progress)
-            }
         }
     }
 }

@@ -12,12 +12,15 @@ pub(super) struct EnvelopeOp {
 }
 
 impl Session {
+    /// Sends an envelope command to every child that takes part; `parked` is the message
+    /// command an emulated DATA is for.
     pub(super) fn start_envelope(
         &mut self,
+        mut mail: Mail,
         command: Command,
         parked: Option<Command>,
         now: Instant,
-    ) {
+    ) -> Phase {
         let stage = envelope_stage(&command);
         self.last_stage = stage;
         if let Command::Connect { address, .. } = &command {
@@ -28,17 +31,17 @@ impl Session {
         if stage == Stage::EnvelopeFrom {
             self.end_message();
             self.untold = None;
-            self.message = Some(self.new_message());
+            mail = Mail::Envelope;
             for child in self.children.iter_mut().filter(|c| c.takes_part()) {
                 child.start_message();
             }
         }
-        if matches!(stage, Stage::EnvelopeRecipient | Stage::Data) && self.message.is_none() {
+        if matches!(stage, Stage::EnvelopeRecipient | Stage::Data) && matches!(mail, Mail::Closed) {
             // Every child already left this message (the MTA was told so), or the MTA
             // skipped MAIL: nobody to ask.
             let verdict = self.empty_verdict(stage);
             self.reply_to_mta(stage, &verdict);
-            return;
+            return Phase::Idle(mail);
         }
         if stage == Stage::Data {
             // A child that refused every recipient it saw has nothing to filter.
@@ -69,7 +72,7 @@ impl Session {
         };
         for i in eligible {
             let child = &self.children[i];
-            if child.phase == Phase::Failed {
+            if child.phase == ChildPhase::Failed {
                 let verdict = self.fallback_verdict(i);
                 self.record_envelope_verdict(&mut op, i, verdict);
                 continue;
@@ -100,7 +103,7 @@ impl Session {
                 self.children[i].waiting = Some(Waiting { stage, deadline: now + reading });
             }
         }
-        self.op = Some(Op::Envelope(op));
+        Phase::Envelope { op, mail }
     }
 
     /// A condition stopped child `i`: it counts as having accepted, except at a recipient,
@@ -126,31 +129,32 @@ impl Session {
         }
     }
 
-    pub(super) fn on_envelope_reply(&mut self, i: usize, reply: Reply, now: Instant) {
-        let Some(Op::Envelope(mut op)) = self.op.take() else {
-            unreachable!("an envelope reply is only taken while an envelope command waits")
-        };
+    /// Child `i`, awaited for the envelope command `op`, replied.
+    pub(super) fn on_envelope_reply(
+        &mut self,
+        op: &mut EnvelopeOp,
+        i: usize,
+        reply: Reply,
+        now: Instant,
+    ) {
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
                 self.children[i].waiting = None;
-                self.record_envelope_verdict(&mut op, i, verdict);
-                self.op = Some(Op::Envelope(op));
+                self.record_envelope_verdict(op, i, verdict);
             }
             Ok(None) => {
                 let reading = self.config.children[i].timeouts.reading;
                 if let Some(waiting) = &mut self.children[i].waiting {
                     waiting.deadline = now + reading;
                 }
-                self.op = Some(Op::Envelope(op));
             }
             Err(()) => {
-                self.op = Some(Op::Envelope(op));
                 let stage = self.children[i].waiting.map_or(Stage::Start, |w| w.stage);
-                self.fail_child(
-                    i,
-                    &format!("sent {} in answer to {}", reply.name(), stage.name()),
-                    now,
-                );
+                let reason = format!("sent {} in answer to {}", reply.name(), stage.name());
+                if self.drop_failed_child(i, &reason, now).is_some() {
+                    let verdict = self.fallback_verdict(i);
+                    self.record_envelope_verdict(op, i, verdict);
+                }
             }
         }
     }
@@ -180,7 +184,8 @@ impl Session {
         op.verdicts[i] = Some(verdict);
     }
 
-    pub(super) fn finish_envelope(&mut self, op: EnvelopeOp) {
+    /// Every answer is in: the MTA gets their fold.
+    pub(super) fn finish_envelope(&mut self, op: EnvelopeOp, mail: Mail) -> Phase {
         let stage = op.stage;
         let mut fold = Fold::default();
         for &i in &op.eligible {
@@ -194,14 +199,11 @@ impl Session {
         }
         if let Some(parked) = op.parked {
             if verdict.status == Status::Continue {
-                if let Some(message) = &mut self.message {
-                    message.data_done = true;
-                }
                 self.mta_queue.push_front(parked);
-            } else {
-                self.end_message_with(message_stage(&parked), &verdict);
+                return Phase::Idle(mail.data_through());
             }
-            return;
+            self.end_message_with(message_stage(&parked), &verdict);
+            return Phase::Idle(Mail::Closed);
         }
         let ends_message = match stage {
             Stage::EnvelopeFrom | Stage::Data => verdict.status != Status::Continue,
@@ -209,14 +211,14 @@ impl Session {
             _ => false,
         };
         if ends_message {
-            return self.end_message_with(stage, &verdict);
+            self.end_message_with(stage, &verdict);
+            return Phase::Idle(Mail::Closed);
         }
         self.reply_to_mta(stage, &verdict);
         if stage == Stage::Data {
-            if let Some(message) = &mut self.message {
-                message.data_done = true;
-            }
+            return Phase::Idle(mail.data_through());
         }
+        Phase::Idle(mail)
     }
 }
 
@@ -228,15 +230,6 @@ pub(super) fn envelope_stage(command: &Command) -> Stage {
         Command::EnvelopeRecipient { .. } => Stage::EnvelopeRecipient,
         Command::Data => Stage::Data,
         _ => Stage::Unknown,
-    }
-}
-
-pub(super) fn message_stage(command: &Command) -> Stage {
-    match command {
-        Command::Header { .. } => Stage::Header,
-        Command::EndOfHeader => Stage::EndOfHeader,
-        Command::Body { .. } => Stage::Body,
-        _ => Stage::EndOfMessage,
     }
 }
 

@@ -3,14 +3,15 @@
 use super::*;
 
 impl Session {
-    pub(super) fn mta_failure(&mut self, reason: &str, now: Instant) {
+    /// The MTA broke the protocol: the session ends, and so does its connection.
+    pub(super) fn mta_failure(&mut self, reason: &str, now: Instant) -> Phase {
         log::error!("[{}] {reason}; closing the session", self.tag);
         self.close_mta = true;
-        self.finish(now);
+        self.finish(now)
     }
 
     /// `K`: the MTA starts over on this connection; so do we, with new child connections.
-    pub(super) fn restart(&mut self, now: Instant) {
+    pub(super) fn restart(&mut self, now: Instant) -> Phase {
         for i in 0..self.children.len() {
             if self.children[i].is_connected() {
                 self.quit_child(i);
@@ -19,16 +20,15 @@ impl Session {
             let tag = self.children[i].tag;
             self.children[i] = Child::new(tag, now);
         }
-        self.mta_offer = None;
         self.mta_granted = Negotiation::default();
-        self.any_negotiated = false;
         self.macros.clear();
-        self.message = None;
         self.untold = None;
         self.last_stage = Stage::Start;
+        Phase::AwaitingOffer
     }
 
-    pub(super) fn finish(&mut self, now: Instant) {
+    /// Quits the children and writes the session's statistics line.
+    pub(super) fn finish(&mut self, now: Instant) -> Phase {
         for i in 0..self.children.len() {
             if self.children[i].is_connected() {
                 self.quit_child(i);
@@ -38,13 +38,12 @@ impl Session {
         }
         let status = self.last_status.map_or("pass", Status::statistics_name);
         statistics::session_end(self.tag, self.last_stage.name(), status, now - self.started);
-        self.op = None;
-        self.finished = true;
+        Phase::Finished
     }
 
     pub(super) fn report_child_end(&mut self, i: usize, now: Instant) {
         let child = &mut self.children[i];
-        if child.reported || child.phase == Phase::Idle {
+        if child.reported || child.phase == ChildPhase::Idle {
             return;
         }
         child.reported = true;

@@ -8,11 +8,9 @@ pub(super) struct MessageState {
     pub(super) end_of_header: bool,
     pub(super) body: Body,
     pub(super) end_of_message: bool,
-    pub(super) data_done: bool,
-    pub(super) chain: Option<Chain>,
 }
 
-/// The message phase: children one after the other.
+/// The children a message goes through, one after the other.
 pub(super) struct Chain {
     /// Children still to process the message; the first is the one being fed.
     pub(super) queue: VecDeque<usize>,
@@ -64,19 +62,35 @@ pub(super) enum ChainProgress {
 }
 
 impl Session {
-    pub(super) fn start_message_command(&mut self, command: Command, now: Instant) {
+    /// Stores a message command and starts it through the chain. The message's first
+    /// command starts the chain; one that comes before DATA is through first has DATA
+    /// sent for it.
+    pub(super) fn start_message_command(
+        &mut self,
+        mail: Mail,
+        command: Command,
+        now: Instant,
+    ) -> Phase {
         let stage = message_stage(&command);
         self.last_stage = stage;
-        let Some(message) = &mut self.message else {
-            let verdict = self.empty_verdict(stage);
-            self.reply_to_mta(stage, &verdict);
-            return;
-        };
-        if !message.data_done {
+        let mut run = match mail {
+            Mail::Closed => {
+                let verdict = self.empty_verdict(stage);
+                self.reply_to_mta(stage, &verdict);
+                return Phase::Idle(Mail::Closed);
+            }
             // The MTA went from RCPT straight to the message (an old protocol version or
             // DATA not negotiated): the children get DATA first, as they expect it.
-            return self.start_envelope(Command::Data, Some(command), now);
-        }
+            Mail::Envelope => return self.start_envelope(mail, Command::Data, Some(command), now),
+            Mail::Data => {
+                let queue = (0..self.children.len())
+                    .filter(|&i| self.children[i].takes_part() && self.children[i].in_message)
+                    .collect();
+                Box::new(MessageRun { message: self.new_message(), chain: Chain::new(queue) })
+            }
+            Mail::Contents(run) => run,
+        };
+        let message = &mut run.message;
         let stored = match command {
             Command::Header { name, value } => {
                 message.headers.add_original_header(&name, &value);
@@ -96,21 +110,25 @@ impl Session {
         if let Err(error) = stored {
             log::error!("[{}] cannot store the message body: {error}", self.tag);
             let verdict = self.manager_fallback();
-            return self.end_message_with(stage, &verdict);
+            self.end_message_with(stage, &verdict);
+            return Phase::Idle(Mail::Closed);
         }
-        if message.chain.is_none() {
-            let queue = (0..self.children.len())
-                .filter(|&i| self.children[i].takes_part() && self.children[i].in_message)
-                .collect();
-            message.chain = Some(Chain::new(queue));
-        }
-        self.op = Some(Op::Message { stage });
+        Phase::Message { stage, run }
     }
 
-    pub(super) fn advance_chain(&mut self, now: Instant) -> ChainProgress {
+    pub(super) fn new_message(&self) -> MessageState {
+        MessageState {
+            headers: Message::new(b""),
+            end_of_header: false,
+            body: Body::new(self.config.max_body_memory, Arc::clone(&self.config.spill)),
+            end_of_message: false,
+        }
+    }
+
+    /// Feeds the chain until it waits on its head, has caught up with the MTA, or is done.
+    pub(super) fn advance_chain(&mut self, run: &mut MessageRun, now: Instant) -> ChainProgress {
         loop {
-            let Some(message) = &self.message else { return ChainProgress::AllAccepted };
-            let Some(chain) = &message.chain else { return ChainProgress::AllAccepted };
+            let MessageRun { message, chain } = &*run;
             if let Some(outcome) = &chain.outcome {
                 return ChainProgress::Ended(outcome.clone());
             }
@@ -126,17 +144,17 @@ impl Session {
             }
             match next_item(message, &chain.cursor) {
                 None => return ChainProgress::CaughtUp(chain.last.clone()),
-                Some(item) => self.feed_head(head, item, now),
+                Some(item) => self.feed_head(run, head, item, now),
             }
         }
     }
 
     /// Sends the head of the chain the next part of the message, or answers for it.
-    pub(super) fn feed_head(&mut self, head: usize, item: Item, now: Instant) {
+    fn feed_head(&mut self, run: &mut MessageRun, head: usize, item: Item, now: Instant) {
         let stage = item.stage();
         let chunk_size = self.config.chunk_size;
-        let message = self.message.as_mut().expect("the chain lives in a message");
-        let offset = message.chain.as_ref().map_or(0, |c| c.cursor.body_offset);
+        let MessageRun { message, chain } = run;
+        let offset = chain.cursor.body_offset;
         // A body chunk kept in memory is borrowed where it is sent; only a chunk of a
         // spilled body is read into a buffer of its own.
         let spilled_chunk = match item {
@@ -145,8 +163,7 @@ impl Session {
                     Ok(chunk) => Some(chunk),
                     Err(error) => {
                         log::error!("[{}] cannot read the stored message body: {error}", self.tag);
-                        let verdict = self.manager_fallback();
-                        self.chain_mut().outcome = Some(verdict);
+                        chain.outcome = Some(self.manager_fallback());
                         return;
                     }
                 }
@@ -163,18 +180,17 @@ impl Session {
             Item::EndOfMessage => Some(Command::EndOfMessage { chunk: Vec::new() }),
         };
         let body_left = message.body.len().saturating_sub(offset);
-        let cursor = &mut self.chain_mut().cursor;
+        let cursor = &mut chain.cursor;
         match item {
             Item::Header(index) => cursor.headers = index + 1,
             Item::EndOfHeader => cursor.end_of_header = true,
             Item::Body => cursor.body_offset += body_left.min(chunk_size as u64),
             Item::EndOfMessage => cursor.end_of_message = true,
         }
-        if self.children[head].phase == Phase::Failed {
+        if self.children[head].phase == ChildPhase::Failed {
             let verdict = self.fallback_verdict(head);
-            return self.message_verdict(head, stage, verdict);
+            return self.message_verdict(run, head, stage, verdict);
         }
-        let message = self.message.as_ref().expect("the chain lives in a message");
         let chunk = match &spilled_chunk {
             Some(chunk) => chunk.as_slice(),
             None => message.body.memory_chunk(offset, chunk_size),
@@ -192,11 +208,11 @@ impl Session {
                 self.config.children[head].name,
                 stage.name()
             );
-            return self.head_leaves(head);
+            return self.head_leaves(chain, head);
         }
         let child = &self.children[head];
         if child.declines(stage) {
-            self.chain_mut().last = Verdict::of(Status::Continue);
+            chain.last = Verdict::of(Status::Continue);
             return;
         }
         let no_reply = stage != Stage::EndOfMessage && child.does_not_reply(stage);
@@ -222,7 +238,7 @@ impl Session {
         self.children[head].last_stage = stage;
         if no_reply {
             self.children[head].unreplied.push_back(stage);
-            self.chain_mut().last = Verdict::of(Status::Continue);
+            chain.last = Verdict::of(Status::Continue);
         } else {
             let timeouts = self.config.children[head].timeouts;
             let timeout = if stage == Stage::EndOfMessage {

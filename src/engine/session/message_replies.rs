@@ -3,28 +3,33 @@
 use super::*;
 
 impl Session {
-    pub(super) fn on_message_reply(&mut self, i: usize, reply: Reply, now: Instant) {
+    /// Child `i` replied while a message command goes through the chain.
+    pub(super) fn on_message_reply(
+        &mut self,
+        run: &mut MessageRun,
+        i: usize,
+        reply: Reply,
+        now: Instant,
+    ) {
         let Some(waiting) = self.children[i].waiting else {
-            return self.fail_child(i, &format!("sent {} without being asked", reply.name()), now);
+            let reason = format!("sent {} without being asked", reply.name());
+            return self.fail_in_message(run, i, &reason, now);
         };
         if reply.is_modification() {
             if waiting.stage != Stage::EndOfMessage {
-                return self.fail_child(
-                    i,
-                    &format!(
-                        "sent {} in answer to {}; modifications belong to end-of-message",
-                        reply.name(),
-                        waiting.stage.name()
-                    ),
-                    now,
+                let reason = format!(
+                    "sent {} in answer to {}; modifications belong to end-of-message",
+                    reply.name(),
+                    waiting.stage.name()
                 );
+                return self.fail_in_message(run, i, &reason, now);
             }
-            return self.take_modification(i, reply);
+            return self.take_modification(run, i, reply);
         }
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
                 self.children[i].waiting = None;
-                self.message_verdict(i, waiting.stage, verdict);
+                self.message_verdict(run, i, waiting.stage, verdict);
             }
             Ok(None) => {
                 let timeouts = self.config.children[i].timeouts;
@@ -41,15 +46,39 @@ impl Session {
                     Reply::Progress.encode(&mut self.mta_out);
                 }
             }
-            Err(()) => self.fail_child(
-                i,
-                &format!("sent {} in answer to {}", reply.name(), waiting.stage.name()),
-                now,
-            ),
+            Err(()) => {
+                let reason = format!("sent {} in answer to {}", reply.name(), waiting.stage.name());
+                self.fail_in_message(run, i, &reason, now)
+            }
         }
     }
 
-    pub(super) fn take_modification(&mut self, i: usize, reply: Reply) {
+    /// Child `i` fails while a message command goes through the chain: as the head, its
+    /// fallback is its verdict on what it was fed, and its unfinished edits are dropped.
+    pub(super) fn fail_in_message(
+        &mut self,
+        run: &mut MessageRun,
+        i: usize,
+        reason: &str,
+        now: Instant,
+    ) {
+        if let Some(waiting) = self.drop_failed_child(i, reason, now) {
+            self.head_failed(run, i, waiting);
+        }
+    }
+
+    /// Child `i` failed while awaited for `waiting`: if it is the head, its fallback is its
+    /// verdict, and its unfinished edits are dropped.
+    pub(super) fn head_failed(&mut self, run: &mut MessageRun, i: usize, waiting: Waiting) {
+        if run.chain.queue.front() == Some(&i) {
+            run.chain.head_edits.clear();
+            run.chain.head_body = None;
+            let verdict = self.fallback_verdict(i);
+            self.message_verdict(run, i, waiting.stage, verdict);
+        }
+    }
+
+    fn take_modification(&mut self, run: &mut MessageRun, i: usize, reply: Reply) {
         let needed = reply.required_action();
         if !self.children[i].answer.actions.contains(needed) {
             // Only this edit goes: the MTA may not have granted its action (it would then
@@ -83,19 +112,13 @@ impl Session {
             log::info!("[{tag}] {name} (evaluation mode) would have sent {}", reply.name());
             return;
         }
-        let chain = self.chain_mut();
+        let MessageRun { message, chain } = run;
         match reply {
             Reply::ReplaceBody { chunk } => {
-                if chain.head_body.is_none() {
-                    let fresh = self.message.as_ref().expect("in a message").body.empty_like();
-                    self.chain_mut().head_body = Some(fresh);
-                }
-                let appended =
-                    self.chain_mut().head_body.as_mut().expect("created above").append(&chunk);
-                if let Err(error) = appended {
+                let body = chain.head_body.get_or_insert_with(|| message.body.empty_like());
+                if let Err(error) = body.append(&chunk) {
                     log::error!("[{tag}] cannot store the replaced body: {error}");
-                    let verdict = self.manager_fallback();
-                    self.chain_mut().outcome = Some(verdict);
+                    chain.outcome = Some(self.manager_fallback());
                 }
             }
             other => chain.head_edits.push(other),
@@ -103,7 +126,13 @@ impl Session {
     }
 
     /// Child `i`, the head of the chain, gave `raw` for `stage`.
-    pub(super) fn message_verdict(&mut self, i: usize, stage: Stage, raw: Verdict) {
+    pub(super) fn message_verdict(
+        &mut self,
+        run: &mut MessageRun,
+        i: usize,
+        stage: Stage,
+        raw: Verdict,
+    ) {
         self.children[i].last_status = Some(raw.status);
         let verdict = self.obeyed(i, &raw);
         match verdict.status {
@@ -113,12 +142,12 @@ impl Session {
                     // any refusal does: it is told so, like the head of an ended message.
                     self.leave_message(i);
                 }
-                self.finish_head(i, verdict.status)
+                self.finish_head(run, i, verdict.status)
             }
             Status::Skip if stage == Stage::Body => {
-                let last_in_chain = self.chain_mut().queue.len() == 1;
+                let chain = &mut run.chain;
+                let last_in_chain = chain.queue.len() == 1;
                 let mta_skips = self.mta_granted.steps.contains(Steps::SKIP);
-                let chain = self.chain_mut();
                 chain.cursor.body_done = true;
                 // The MTA may stop sending the body only when no later child needs it.
                 chain.last = Verdict::of(if last_in_chain && mta_skips {
@@ -127,21 +156,18 @@ impl Session {
                     Status::Continue
                 });
             }
-            Status::Continue | Status::Skip => {
-                self.chain_mut().last = Verdict::of(Status::Continue)
-            }
-            Status::Accept => self.head_leaves(i),
+            Status::Continue | Status::Skip => run.chain.last = Verdict::of(Status::Continue),
+            Status::Accept => self.head_leaves(&mut run.chain, i),
             Status::TemporaryFailure | Status::Reject | Status::Discard => {
-                self.chain_mut().outcome = Some(verdict)
+                run.chain.outcome = Some(verdict)
             }
         }
     }
 
     /// The head finished end-of-message: its modifications become part of the message the
     /// next child sees and of what the MTA will be told.
-    pub(super) fn finish_head(&mut self, i: usize, status: Status) {
-        let message = self.message.as_mut().expect("in a message");
-        let chain = message.chain.as_mut().expect("in the message phase");
+    fn finish_head(&mut self, run: &mut MessageRun, i: usize, status: Status) {
+        let MessageRun { message, chain } = run;
         for edit in std::mem::take(&mut chain.head_edits) {
             match edit {
                 Reply::ChangeFrom { .. } => chain.change_from = Some(edit),
@@ -186,8 +212,7 @@ impl Session {
 
     /// The head leaves the message early (accepted, was stopped, or its evaluation-mode
     /// refusal): the next child takes over from the start of the message.
-    pub(super) fn head_leaves(&mut self, i: usize) {
-        let chain = self.chain_mut();
+    pub(super) fn head_leaves(&mut self, chain: &mut Chain, i: usize) {
         chain.head_edits.clear();
         chain.head_body = None;
         chain.finished.add(&Verdict::of(Status::Accept));
@@ -197,33 +222,37 @@ impl Session {
         self.leave_message(i);
     }
 
-    pub(super) fn finish_message_command(&mut self, stage: Stage, progress: ChainProgress) -> bool {
+    /// Answers the MTA's message command once the chain allows: the next phase, and
+    /// whether the next command may start.
+    pub(super) fn finish_message_command(
+        &mut self,
+        stage: Stage,
+        mut run: Box<MessageRun>,
+        progress: ChainProgress,
+    ) -> (Phase, bool) {
         match progress {
-            ChainProgress::Waiting => {
-                self.op = Some(Op::Message { stage });
-                return false;
-            }
+            ChainProgress::Waiting => return (Phase::Message { stage, run }, false),
             ChainProgress::CaughtUp(verdict) => {
                 self.reply_to_mta(stage, &verdict);
+                return (Phase::Idle(Mail::Contents(run)), true);
             }
             ChainProgress::AllAccepted => {
                 self.end_message_with(stage, &Verdict::of(Status::Accept))
             }
             ChainProgress::Ended(verdict) => self.end_message_with(stage, &verdict),
             ChainProgress::Final => {
-                self.send_final_answer();
+                self.send_final_answer(&mut run);
                 self.end_message();
             }
         }
-        true
+        (Phase::Idle(Mail::Closed), true)
     }
 
     /// After the last child: the modifications, then the verdict.
-    pub(super) fn send_final_answer(&mut self) {
+    fn send_final_answer(&mut self, run: &mut MessageRun) {
         let chunk_size = self.config.chunk_size;
         let tag = self.tag;
-        let message = self.message.as_mut().expect("in a message");
-        let chain = message.chain.as_mut().expect("in the message phase");
+        let MessageRun { message, chain } = run;
         let mut out = Vec::new();
         for edit in &chain.mta_edits {
             match edit {
@@ -275,13 +304,6 @@ impl Session {
         };
         self.mta_out.extend_from_slice(&out);
         self.reply_to_mta(Stage::EndOfMessage, &verdict);
-    }
-
-    pub(super) fn chain_mut(&mut self) -> &mut Chain {
-        self.message
-            .as_mut()
-            .and_then(|m| m.chain.as_mut())
-            .expect("called only in the message phase")
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::body::Body;
-use super::child::{Child, Phase, Waiting};
+use super::child::{Child, Phase as ChildPhase, Waiting};
 use super::event::{Conditions, Context, Event, MacroList};
 use super::negotiate::{check_child_answer, merge_answers, offer_for_children, HEADERS_UNANSWERED};
 use super::stage::Stage;
@@ -23,11 +23,13 @@ mod finishing;
 mod message;
 mod message_replies;
 mod negotiation;
+mod phase;
 mod verdicts;
 
 use children::stage_macros_to;
-use envelope::{envelope_stage, EnvelopeOp};
-use message::{message_stage, Chain, ChainProgress, Cursor, MessageState};
+use envelope::envelope_stage;
+use message::{message_stage, Chain, ChainProgress, Cursor};
+use phase::{Mail, MessageRun, Phase};
 use verdicts::reply_verdict;
 
 /// What the runtime must do for a session.
@@ -63,39 +65,27 @@ pub struct Session {
     /// Output buffers given back by the runtime (`reclaim`), reused for the next batches.
     spare_buffers: Vec<Vec<u8>>,
     mta_queue: VecDeque<Command>,
-    mta_deadline: Option<Instant>,
-    /// The MTA's offer, once received.
-    mta_offer: Option<Negotiation>,
+    /// When the MTA's silence between commands ends the session.
+    mta_deadline: Instant,
     /// What the MTA was granted (our answer to its offer).
     mta_granted: Negotiation,
-    any_negotiated: bool,
+    /// Where the session is with the MTA, with what that phase needs.
+    phase: Phase,
     children: Vec<Child>,
     actions: VecDeque<Output>,
-    op: Option<Op>,
     /// The last macros the MTA sent, per command letter.
     macros: Vec<(u8, MacroList)>,
-    message: Option<MessageState>,
     /// A refusal that ended the current message at a stage where the MTA asked for no
     /// reply: the message's next command that has a reply tells it instead.
     untold: Option<Verdict>,
     last_stage: Stage,
     last_status: Option<Status>,
+    /// `CloseMta` is due once what the MTA is owed has been handed out.
     close_mta: bool,
-    finished: bool,
     /// The SMTP client's address and port, from the MTA's connect command.
     client: Option<SocketAddr>,
-    /// The SMTP client left while children were deciding: the children are gone and
-    /// every further command gets `fallback_status_at_disconnect`.
-    client_gone: bool,
     /// The time of the event being handled.
     now: Instant,
-}
-
-/// The MTA command being answered.
-enum Op {
-    Negotiate,
-    Envelope(EnvelopeOp),
-    Message { stage: Stage },
 }
 
 impl Session {
@@ -110,7 +100,7 @@ impl Session {
     ) -> Session {
         let children =
             (0..config.children.len()).map(|i| Child::new(tag + 1 + i as u64, now)).collect();
-        let mta_deadline = Some(now + config.mta_idle_timeout);
+        let mta_deadline = now + config.mta_idle_timeout;
         Session {
             config,
             conditions,
@@ -121,21 +111,16 @@ impl Session {
             spare_buffers: Vec::new(),
             mta_queue: VecDeque::new(),
             mta_deadline,
-            mta_offer: None,
             mta_granted: Negotiation::default(),
-            any_negotiated: false,
+            phase: Phase::AwaitingOffer,
             children,
             actions: VecDeque::new(),
-            op: None,
             macros: Vec::new(),
-            message: None,
             untold: None,
             last_stage: Stage::Start,
             last_status: None,
             close_mta: false,
-            finished: false,
             client: None,
-            client_gone: false,
             now,
         }
     }
@@ -148,7 +133,7 @@ impl Session {
 
     pub fn handle_mta_data(&mut self, bytes: &[u8], now: Instant) {
         self.now = now;
-        if self.finished {
+        if self.is_finished() {
             return;
         }
         self.mta_deframer.push(bytes);
@@ -163,17 +148,19 @@ impl Session {
             match command {
                 Ok(command) => self.mta_queue.push_back(command),
                 Err(error) => {
-                    return self.mta_failure(&format!("bad packet from the MTA: {error}"), now)
+                    self.phase =
+                        self.mta_failure(&format!("bad packet from the MTA: {error}"), now);
+                    return;
                 }
             }
         }
-        self.mta_deadline = Some(now + self.config.mta_idle_timeout);
+        self.mta_deadline = now + self.config.mta_idle_timeout;
         self.drive(now);
     }
 
     pub fn handle_mta_closed(&mut self, now: Instant) {
         self.now = now;
-        if self.finished {
+        if self.is_finished() {
             return;
         }
         if !matches!(self.last_stage, Stage::Quit | Stage::Start) {
@@ -183,7 +170,7 @@ impl Session {
                 self.last_stage.name()
             );
         }
-        self.finish(now);
+        self.phase = self.finish(now);
     }
 
     pub fn handle_child_connected(
@@ -193,14 +180,14 @@ impl Session {
         now: Instant,
     ) {
         self.now = now;
-        if self.finished || self.children[child].phase != Phase::Connecting {
+        if self.is_finished() || self.children[child].phase != ChildPhase::Connecting {
             return;
         }
         match result {
             Ok(()) => {
                 let reading = self.config.children[child].timeouts.reading;
                 let state = &mut self.children[child];
-                state.phase = Phase::Negotiating;
+                state.phase = ChildPhase::Negotiating;
                 state.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + reading });
                 let offer = Command::Negotiate(state.offer.clone());
                 state.send(&offer);
@@ -212,7 +199,7 @@ impl Session {
 
     pub fn handle_child_data(&mut self, child: usize, bytes: &[u8], now: Instant) {
         self.now = now;
-        if self.finished || !self.children[child].is_connected() {
+        if self.is_finished() || !self.children[child].is_connected() {
             return;
         }
         self.children[child].deframer.push(bytes);
@@ -242,7 +229,7 @@ impl Session {
 
     pub fn handle_child_closed(&mut self, child: usize, error: Option<String>, now: Instant) {
         self.now = now;
-        if self.finished || !self.children[child].is_connected() {
+        if self.is_finished() || !self.children[child].is_connected() {
             return;
         }
         let reason = match error {
@@ -255,23 +242,23 @@ impl Session {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        if self.finished {
+        if self.is_finished() {
             return;
         }
         for i in 0..self.children.len() {
             let Some(waiting) = self.children[i].waiting else { continue };
             if waiting.deadline <= now {
                 let what = match (self.children[i].phase, waiting.stage) {
-                    (Phase::Connecting, _) => "connecting".to_string(),
+                    (ChildPhase::Connecting, _) => "connecting".to_string(),
                     (_, stage) => format!("the reply to {}", stage.name()),
                 };
                 self.fail_child(i, &format!("timed out waiting for {what}"), now);
             }
         }
-        if self.op.is_none() && self.mta_deadline.is_some_and(|d| d <= now) {
+        if self.phase.awaits_mta() && self.mta_deadline <= now {
             log::warn!("[{}] the MTA sent nothing for too long; closing the session", self.tag);
             self.close_mta = true;
-            self.finish(now);
+            self.phase = self.finish(now);
             return;
         }
         self.drive(now);
@@ -286,8 +273,7 @@ impl Session {
     /// Whether an MTA command waits for children's answers: the time when a client that
     /// leaves keeps the MTA (and the children) busy for nothing.
     pub fn is_waiting_on_children(&self) -> bool {
-        !self.finished
-            && matches!(self.op, Some(Op::Envelope(_)) | Some(Op::Message { .. }))
+        matches!(self.phase, Phase::Envelope { .. } | Phase::Message { .. })
             && self.children.iter().any(|c| c.waiting.is_some())
     }
 
@@ -297,12 +283,12 @@ impl Session {
     /// MTA will end the session itself.
     pub fn handle_client_disconnected(&mut self, now: Instant) {
         self.now = now;
-        if self.client_gone || !self.is_waiting_on_children() {
+        if !self.is_waiting_on_children() {
             return;
         }
-        let stage = match &self.op {
-            Some(Op::Envelope(op)) => op.stage,
-            Some(Op::Message { stage }) => *stage,
+        let stage = match &self.phase {
+            Phase::Envelope { op, .. } => op.stage,
+            Phase::Message { stage, .. } => *stage,
             _ => return,
         };
         let status = Status::from_fallback(self.config.fallback_status_at_disconnect);
@@ -313,15 +299,14 @@ impl Session {
             status.name()
         );
         statistics::session_disconnected(self.tag, now - self.started);
-        self.client_gone = true;
-        self.op = None;
+        // The command's children and message are dropped with its phase.
+        self.phase = Phase::ClientGone;
         for i in 0..self.children.len() {
             if self.children[i].is_connected() {
                 self.quit_child(i);
             }
             self.children[i].waiting = None;
         }
-        self.any_negotiated = false;
         self.end_message_with(stage, &Verdict::of(status));
         self.drive(now);
     }
@@ -364,16 +349,16 @@ impl Session {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.finished {
+        if self.is_finished() {
             return None;
         }
         let children = self.children.iter().filter_map(|c| c.waiting.map(|w| w.deadline));
-        let mta = if self.op.is_none() { self.mta_deadline } else { None };
+        let mta = self.phase.awaits_mta().then_some(self.mta_deadline);
         children.chain(mta).min()
     }
 
     pub fn is_finished(&self) -> bool {
-        self.finished
+        matches!(self.phase, Phase::Finished)
     }
 
     /// Child `i`'s final status as its statistics line names it ("pass", "accept", ...),
@@ -381,5 +366,11 @@ impl Session {
     pub fn child_final_status(&self, i: usize) -> Option<&'static str> {
         let child = self.children.get(i).filter(|child| child.reported)?;
         Some(child.last_status.map_or("pass", Status::statistics_name))
+    }
+
+    /// The phase, for a handler that returns the next one; `Finished` stands in
+    /// meanwhile, so the handler (and what it calls) must not look at `self.phase`.
+    fn take_phase(&mut self) -> Phase {
+        std::mem::replace(&mut self.phase, Phase::Finished)
     }
 }

@@ -3,41 +3,41 @@
 use super::*;
 
 impl Session {
-    pub(super) fn start_negotiation(&mut self, offer: Negotiation, now: Instant) {
-        if self.mta_offer.is_some() {
-            return self.mta_failure("the MTA negotiated twice on one connection", now);
-        }
+    pub(super) fn start_negotiation(&mut self, offer: Negotiation, now: Instant) -> Phase {
         if offer.version < 2 {
             return self
                 .mta_failure(&format!("the MTA offered protocol version {}", offer.version), now);
         }
         self.last_stage = Stage::Negotiate;
         let child_offer = offer_for_children(&offer);
-        self.mta_offer = Some(offer);
         for (i, child) in self.children.iter_mut().enumerate() {
             child.offer = child_offer.clone();
-            child.phase = Phase::Connecting;
+            child.phase = ChildPhase::Connecting;
             child.started = now;
             child.last_stage = Stage::Negotiate;
             let timeout = self.config.children[i].timeouts.connection;
             child.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + timeout });
             self.actions.push_back(Output::Connect { child: i });
         }
-        self.op = Some(Op::Negotiate);
+        Phase::Negotiating { offer }
     }
 
-    pub(super) fn finish_negotiation(&mut self) {
-        let offer = self.mta_offer.clone().unwrap_or_default();
-        let answers: Vec<&Negotiation> =
-            self.children.iter().filter(|c| c.phase == Phase::Ready).map(|c| &c.answer).collect();
-        self.any_negotiated = !answers.is_empty();
-        let merged = merge_answers(&offer, &answers);
+    /// Every child answered or failed: the MTA gets the merge of the answers.
+    pub(super) fn finish_negotiation(&mut self, offer: &Negotiation) -> Phase {
+        let answers: Vec<&Negotiation> = self
+            .children
+            .iter()
+            .filter(|c| c.phase == ChildPhase::Ready)
+            .map(|c| &c.answer)
+            .collect();
+        let any_negotiated = !answers.is_empty();
+        let merged = merge_answers(offer, &answers);
         let leadspace = merged.steps.contains(Steps::HDR_LEADSPC);
         for child in &mut self.children {
             child.leadspace_conversion =
                 leadspace && !child.answer.steps.contains(Steps::HDR_LEADSPC);
         }
-        if !self.any_negotiated && !self.children.is_empty() {
+        if !any_negotiated && !self.children.is_empty() {
             log::warn!(
                 "[{}] no child milter could be negotiated with; the manager answers by the \
                  fallback statuses (manager.fallback_status {})",
@@ -47,6 +47,11 @@ impl Session {
         }
         Reply::Negotiate(merged.clone()).encode(&mut self.mta_out);
         self.mta_granted = merged;
+        if any_negotiated {
+            Phase::Idle(Mail::Closed)
+        } else {
+            Phase::Unfiltered
+        }
     }
 
     pub(super) fn on_negotiation_answer(&mut self, i: usize, reply: Reply, now: Instant) {
@@ -65,7 +70,7 @@ impl Session {
         }
         let child = &mut self.children[i];
         child.answer = answer;
-        child.phase = Phase::Ready;
+        child.phase = ChildPhase::Ready;
         child.waiting = None;
     }
 }

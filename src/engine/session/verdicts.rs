@@ -39,22 +39,25 @@ impl Session {
     /// every command itself: with `manager.fallback_status`, or with the fallback of a
     /// failed child where that is stricter, so an unreachable child meant to fail safe
     /// (fallback reject or temporary-failure) never lets mail through unfiltered.
-    pub(super) fn answer_unfiltered(&mut self, stage: Stage) {
+    /// After the client left (`Phase::ClientGone`), every command gets
+    /// `fallback_status_at_disconnect`. The phase stays as it is.
+    pub(super) fn answer_unfiltered(&mut self, phase: Phase, stage: Stage) -> Phase {
         self.last_stage = stage;
-        if self.client_gone {
+        if matches!(phase, Phase::ClientGone) {
             let status = Status::from_fallback(self.config.fallback_status_at_disconnect);
             self.reply_to_mta(stage, &Verdict::of(status));
-            return;
+            return phase;
         }
         let mut fold = Fold::default();
         fold.add(&self.manager_fallback());
         for i in 0..self.children.len() {
-            if self.children[i].phase == Phase::Failed {
+            if self.children[i].phase == ChildPhase::Failed {
                 fold.add(&self.fallback_verdict(i));
             }
         }
         let verdict = fold.result().cloned().unwrap_or_else(|| self.manager_fallback());
         self.reply_to_mta(stage, &verdict);
+        phase
     }
 
     /// The answer when no child gave one (the session has negotiated children).
