@@ -8,6 +8,7 @@ mod command;
 mod flags;
 mod frame;
 mod negotiation;
+pub mod order;
 mod reply;
 mod reply_code;
 mod wire;

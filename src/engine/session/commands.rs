@@ -51,17 +51,33 @@ impl Session {
     }
 
     fn start_command(&mut self, phase: Phase, command: Command, now: Instant) -> Phase {
-        if matches!(phase, Phase::AwaitingOffer) && !matches!(command, Command::Negotiate(_)) {
-            return self.mta_failure(
-                &format!("the MTA sent {} before the option negotiation", command.name()),
-                now,
-            );
+        match self.mta_position.next(&command, &self.mta_granted) {
+            Ok(next) => self.mta_position = next,
+            Err(OutOfOrder::BeforeNegotiation) => {
+                let reason =
+                    format!("the MTA sent {} before the option negotiation", command.name());
+                return self.mta_failure(&reason, now);
+            }
+            Err(OutOfOrder::NegotiatedTwice) => {
+                return self.mta_failure("the MTA negotiated twice on one connection", now)
+            }
+            // Quit finishes the session: nothing after it is read.
+            Err(OutOfOrder::AfterQuit) => return phase,
+            Err(OutOfOrder::Misplaced { after, resume }) => {
+                // MTAs differ here (one older than DATA goes from RCPT to the headers):
+                // the command is handled as it comes.
+                log::debug!(
+                    "[{}] the MTA sent {} after {}, out of the protocol's order",
+                    self.tag,
+                    command.name(),
+                    after.name()
+                );
+                self.mta_position = resume;
+            }
         }
         match command {
-            Command::Negotiate(offer) => match phase {
-                Phase::AwaitingOffer => self.start_negotiation(offer, now),
-                _ => self.mta_failure("the MTA negotiated twice on one connection", now),
-            },
+            // The order above lets it through only first, while awaiting the offer.
+            Command::Negotiate(offer) => self.start_negotiation(offer, now),
             Command::DefineMacros { stage, macros } => {
                 // The stage updated last goes to the end: conditions look macros up
                 // newest first.

@@ -14,6 +14,7 @@ use super::statistics;
 use super::status::{Fold, Status, Verdict};
 use super::EngineConfig;
 use crate::message::{Change, Message};
+use crate::protocol::order::{OutOfOrder, Position};
 use crate::protocol::{Command, ConnectAddress, Deframer, Negotiation, Reply, Steps};
 
 mod children;
@@ -65,6 +66,8 @@ pub struct Session {
     /// Output buffers given back by the runtime (`reclaim`), reused for the next batches.
     spare_buffers: Vec<Vec<u8>>,
     mta_queue: VecDeque<Command>,
+    /// Where the MTA's commands are in the protocol's order.
+    mta_position: Position,
     /// When the MTA's silence between commands ends the session.
     mta_deadline: Instant,
     /// What the MTA was granted (our answer to its offer).
@@ -110,6 +113,7 @@ impl Session {
             mta_out: Vec::new(),
             spare_buffers: Vec::new(),
             mta_queue: VecDeque::new(),
+            mta_position: Position::Start,
             mta_deadline,
             mta_granted: Negotiation::default(),
             phase: Phase::AwaitingOffer,
