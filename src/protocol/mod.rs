@@ -4,6 +4,7 @@
 //! Decoding never panics: every malformed input becomes a [`DecodeError`] or
 //! [`FrameError`] that names the packet and the field.
 
+mod address;
 mod command;
 mod flags;
 mod frame;
@@ -13,6 +14,7 @@ mod reply;
 mod reply_code;
 mod wire;
 
+pub use address::{ip_of, parse_ip_text, socket_address_of};
 pub use command::{command_name, Command, ConnectAddress};
 pub use flags::{Actions, Steps};
 pub use frame::{encode_frame, Deframer, Frame, FrameError, DEFAULT_MAX_FRAME_DATA, MAX_DATA_SIZE};

@@ -24,9 +24,7 @@ impl Session {
         let stage = envelope_stage(&command);
         self.last_stage = stage;
         if let Command::Connect { address, .. } = &command {
-            self.client = crate::conditions::builtin::ip_of(address)
-                .zip(connect_port(address))
-                .map(|(ip, port)| SocketAddr::new(ip, port));
+            self.client = socket_address_of(address);
         }
         if stage == Stage::EnvelopeFrom {
             self.end_message();
@@ -240,12 +238,5 @@ pub(super) fn envelope_event(command: &Command) -> Event<'_> {
         Command::EnvelopeFrom { address, .. } => Event::EnvelopeFrom { address },
         Command::EnvelopeRecipient { address, .. } => Event::EnvelopeRecipient { address },
         _ => Event::Data,
-    }
-}
-
-pub(super) fn connect_port(address: &ConnectAddress) -> Option<u16> {
-    match address {
-        ConnectAddress::Inet { port, .. } | ConnectAddress::Inet6 { port, .. } => Some(*port),
-        ConnectAddress::Unix { .. } | ConnectAddress::Unknown => None,
     }
 }

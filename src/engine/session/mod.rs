@@ -15,7 +15,7 @@ use super::status::{Fold, Status, Verdict};
 use super::EngineConfig;
 use crate::message::{Change, Message};
 use crate::protocol::order::{OutOfOrder, Position};
-use crate::protocol::{Command, ConnectAddress, Deframer, Negotiation, Reply, Steps};
+use crate::protocol::{socket_address_of, Command, Deframer, Negotiation, Reply, Steps};
 
 mod children;
 mod commands;
