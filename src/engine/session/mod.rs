@@ -378,3 +378,6 @@ impl Session {
         std::mem::replace(&mut self.phase, Phase::Finished)
     }
 }
+
+#[cfg(test)]
+mod tests;
