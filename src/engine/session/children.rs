@@ -1,6 +1,14 @@
 //! The children's connections: their replies, failures, and leaving a message or the session.
 
-use super::*;
+use std::time::Instant;
+
+use super::phase::Phase;
+use super::verdicts::reply_verdict;
+use super::{Output, Session};
+use crate::engine::child::{Child, Phase as ChildPhase, Waiting};
+use crate::engine::event::{Conditions, Context, MacroList};
+use crate::engine::{EngineConfig, Stage, Status};
+use crate::protocol::{Command, Reply};
 
 impl Session {
     /// A reply from child `i`, given to the command it answers.
@@ -33,7 +41,7 @@ impl Session {
     /// Child `i` answered a command it negotiated no reply for. libmilter drops such an
     /// answer on the milter's side; other implementations send it. It is read and dropped:
     /// the step counts as continue, as negotiated. Said once per session and child.
-    pub(super) fn drop_stray_answer(&mut self, i: usize, stage: Stage, reply: &Reply) {
+    fn drop_stray_answer(&mut self, i: usize, stage: Stage, reply: &Reply) {
         let name = &self.config.children[i].name;
         let child = &mut self.children[i];
         if child.stray_logged {

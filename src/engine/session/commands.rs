@@ -1,6 +1,15 @@
 //! The command loop: MTA commands one at a time, each finished before the next starts.
 
-use super::*;
+use std::time::Instant;
+
+use super::envelope::envelope_stage;
+use super::message::message_stage;
+use super::phase::{Mail, Phase};
+use super::Session;
+use crate::engine::child::Phase as ChildPhase;
+use crate::engine::Stage;
+use crate::protocol::order::OutOfOrder;
+use crate::protocol::Command;
 
 impl Session {
     /// Works through the MTA's queued commands until one waits on children, the queue is

@@ -1,6 +1,14 @@
 //! Envelope commands (connect, helo, MAIL, RCPT, DATA, unknown): all children at once.
 
-use super::*;
+use std::time::Instant;
+
+use super::message::message_stage;
+use super::phase::{Mail, Phase};
+use super::Session;
+use crate::engine::child::{Phase as ChildPhase, Waiting};
+use crate::engine::event::{Context, Event};
+use crate::engine::{Fold, Stage, Status, Verdict};
+use crate::protocol::{socket_address_of, Command, Reply, Steps};
 
 pub(super) struct EnvelopeOp {
     pub(super) stage: Stage,
@@ -106,7 +114,7 @@ impl Session {
 
     /// A condition stopped child `i`: it counts as having accepted, except at a recipient,
     /// where only that recipient is skipped for it.
-    pub(super) fn stop_at_envelope(&mut self, op: &mut EnvelopeOp, i: usize) {
+    fn stop_at_envelope(&mut self, op: &mut EnvelopeOp, i: usize) {
         log::debug!(
             "[{}] {} stopped at {}",
             self.tag,
@@ -231,7 +239,7 @@ pub(super) fn envelope_stage(command: &Command) -> Stage {
     }
 }
 
-pub(super) fn envelope_event(command: &Command) -> Event<'_> {
+fn envelope_event(command: &Command) -> Event<'_> {
     match command {
         Command::Connect { hostname, address } => Event::Connect { host: hostname, address },
         Command::Helo { fqdn } => Event::Helo { fqdn },

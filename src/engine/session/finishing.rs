@@ -1,6 +1,12 @@
 //! The end of a session, or of one MTA conversation within it (`K`).
 
-use super::*;
+use std::time::Instant;
+
+use super::phase::Phase;
+use super::Session;
+use crate::engine::child::{Child, Phase as ChildPhase};
+use crate::engine::{statistics, Stage, Status};
+use crate::protocol::Negotiation;
 
 impl Session {
     /// The MTA broke the protocol: the session ends, and so does its connection.

@@ -1,6 +1,18 @@
 //! Message commands: stored, then fed to the children one after the other.
 
-use super::*;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::children::stage_macros_to;
+use super::phase::{Mail, MessageRun, Phase};
+use super::Session;
+use crate::engine::body::Body;
+use crate::engine::child::{Phase as ChildPhase, Waiting};
+use crate::engine::event::{Context, Event};
+use crate::engine::{Fold, Stage, Status, Verdict};
+use crate::message::{Change, Message};
+use crate::protocol::{Command, Reply};
 
 /// The current message as the children after the current one will see it.
 pub(super) struct MessageState {
@@ -116,7 +128,7 @@ impl Session {
         Phase::Message { stage, run }
     }
 
-    pub(super) fn new_message(&self) -> MessageState {
+    fn new_message(&self) -> MessageState {
         MessageState {
             headers: Message::new(b""),
             end_of_header: false,
@@ -281,7 +293,7 @@ impl Item {
 }
 
 /// What the head of the chain needs next to catch up with what the MTA has sent.
-pub(super) fn next_item(message: &MessageState, cursor: &Cursor) -> Option<Item> {
+fn next_item(message: &MessageState, cursor: &Cursor) -> Option<Item> {
     let next_header = message.headers.headers[cursor.headers.min(message.headers.headers.len())..]
         .iter()
         .position(|header| header.change != Change::Deleted)
@@ -308,7 +320,7 @@ pub(super) fn message_stage(command: &Command) -> Stage {
     }
 }
 
-pub(super) fn message_event(command: &Command) -> Event<'_> {
+fn message_event(command: &Command) -> Event<'_> {
     match command {
         Command::Header { name, value } => Event::Header { name, value },
         Command::EndOfHeader => Event::EndOfHeader,

@@ -1,6 +1,13 @@
 //! The chain head's replies: its verdicts, its modifications, and the final answer.
 
-use super::*;
+use std::time::Instant;
+
+use super::message::{Chain, ChainProgress, Cursor};
+use super::phase::{Mail, MessageRun, Phase};
+use super::Session;
+use crate::engine::child::Waiting;
+use crate::engine::{statistics, Stage, Status, Verdict};
+use crate::protocol::{Reply, Steps};
 
 impl Session {
     /// Child `i` replied while a message command goes through the chain.
@@ -55,13 +62,7 @@ impl Session {
 
     /// Child `i` fails while a message command goes through the chain: as the head, its
     /// fallback is its verdict on what it was fed, and its unfinished edits are dropped.
-    pub(super) fn fail_in_message(
-        &mut self,
-        run: &mut MessageRun,
-        i: usize,
-        reason: &str,
-        now: Instant,
-    ) {
+    fn fail_in_message(&mut self, run: &mut MessageRun, i: usize, reason: &str, now: Instant) {
         if let Some(waiting) = self.drop_failed_child(i, reason, now) {
             self.head_failed(run, i, waiting);
         }
@@ -309,7 +310,7 @@ impl Session {
 
 /// A header edit from a child that gets values without their leading space, made to fit
 /// the MTA's form (which keeps it).
-pub(super) fn with_leading_space(reply: Reply) -> Reply {
+fn with_leading_space(reply: Reply) -> Reply {
     let add = |value: Vec<u8>| {
         let mut spaced = Vec::with_capacity(value.len() + 1);
         spaced.push(b' ');

@@ -1,21 +1,24 @@
 //! One MTA session and its children: the state machine of the proxy.
+//!
+//! Here the struct and what the runtime calls; the session's [`Phase`] in `phase`; the
+//! command loop in `commands`; one file each for the negotiation, envelope commands
+//! (`envelope`), message commands through the chain (`message`, and `message_replies`
+//! for the head's answers), the children's connections (`children`), verdicts, and the
+//! end (`finishing`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::body::Body;
 use super::child::{Child, Phase as ChildPhase, Waiting};
-use super::event::{Conditions, Context, Event, MacroList};
-use super::negotiate::{check_child_answer, merge_answers, offer_for_children, HEADERS_UNANSWERED};
+use super::event::{Conditions, MacroList};
 use super::stage::Stage;
 use super::statistics;
-use super::status::{Fold, Status, Verdict};
+use super::status::{Status, Verdict};
 use super::EngineConfig;
-use crate::message::{Change, Message};
-use crate::protocol::order::{OutOfOrder, Position};
-use crate::protocol::{socket_address_of, Command, Deframer, Negotiation, Reply, Steps};
+use crate::protocol::order::Position;
+use crate::protocol::{Command, Deframer, Negotiation, Reply};
 
 mod children;
 mod commands;
@@ -27,11 +30,7 @@ mod negotiation;
 mod phase;
 mod verdicts;
 
-use children::stage_macros_to;
-use envelope::envelope_stage;
-use message::{message_stage, Chain, ChainProgress, Cursor};
-use phase::{Mail, MessageRun, Phase};
-use verdicts::reply_verdict;
+use phase::Phase;
 
 /// What the runtime must do for a session.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,6 +1,13 @@
 //! The option negotiation: the MTA's offer to every child, the merge back to the MTA.
 
-use super::*;
+use std::time::Instant;
+
+use super::phase::{Mail, Phase};
+use super::{Output, Session};
+use crate::engine::child::{Phase as ChildPhase, Waiting};
+use crate::engine::negotiate::{check_child_answer, merge_answers, offer_for_children};
+use crate::engine::Stage;
+use crate::protocol::{Negotiation, Reply, Steps};
 
 impl Session {
     pub(super) fn start_negotiation(&mut self, offer: Negotiation, now: Instant) -> Phase {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::engine::{ChildConfig, NoConditions};
-use crate::protocol::{Actions, ConnectAddress};
+use crate::protocol::{Actions, ConnectAddress, Steps};
 
 struct Harness {
     session: Session,

@@ -1,6 +1,11 @@
 //! Verdicts: from child replies, fallbacks, and what the MTA is told.
 
-use super::*;
+use super::phase::Phase;
+use super::Session;
+use crate::engine::child::Phase as ChildPhase;
+use crate::engine::negotiate::HEADERS_UNANSWERED;
+use crate::engine::{Fold, Stage, Status, Verdict};
+use crate::protocol::Reply;
 
 impl Session {
     /// Child `i`'s reply as a verdict (see [`reply_verdict`]), logging an invalid reply
