@@ -4,15 +4,18 @@
 //! Decoding never panics: every malformed input becomes a [`DecodeError`] or
 //! [`FrameError`] that names the packet and the field.
 
+mod address;
 mod code;
 mod command;
 mod flags;
 mod frame;
 mod negotiation;
+pub mod order;
 mod reply;
 mod reply_code;
 mod wire;
 
+pub use address::{ip_of, parse_ip_text, socket_address_of};
 pub use code::{code_name, CommandKind, ReplyKind};
 pub use command::{Command, ConnectAddress};
 pub use flags::{Actions, Steps};

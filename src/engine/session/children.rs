@@ -1,0 +1,190 @@
+//! The children's connections: their replies, failures, and leaving a message or the session.
+
+use std::time::Instant;
+
+use super::phase::Phase;
+use super::verdicts::reply_verdict;
+use super::{Output, Session};
+use crate::engine::child::{Child, Phase as ChildPhase, Waiting};
+use crate::engine::event::{Conditions, Context, MacroList};
+use crate::engine::{EngineConfig, Stage, Status};
+use crate::protocol::{Command, Reply};
+
+impl Session {
+    /// A reply from child `i`, given to the command it answers.
+    pub(super) fn on_child_reply(&mut self, i: usize, reply: Reply, now: Instant) {
+        if self.children[i].phase == ChildPhase::Negotiating {
+            return self.on_negotiation_answer(i, reply, now);
+        }
+        if matches!(reply_verdict(&reply), Ok(Some(_))) {
+            if let Some(stage) = self.children[i].take_stray() {
+                return self.drop_stray_answer(i, stage, &reply);
+            }
+        }
+        let awaited = self.children[i].waiting.is_some();
+        let mut phase = self.take_phase();
+        match &mut phase {
+            Phase::Envelope { op, .. } if awaited => self.on_envelope_reply(op, i, reply, now),
+            Phase::Message { run, .. } => self.on_message_reply(run, i, reply, now),
+            _ => {
+                self.phase = phase;
+                return self.fail_child(
+                    i,
+                    &format!("sent {} without being asked", reply.name()),
+                    now,
+                );
+            }
+        }
+        self.phase = phase;
+    }
+
+    /// Child `i` answered a command it negotiated no reply for. libmilter drops such an
+    /// answer on the milter's side; other implementations send it. It is read and dropped:
+    /// the step counts as continue, as negotiated. Said once per session and child.
+    fn drop_stray_answer(&mut self, i: usize, stage: Stage, reply: &Reply) {
+        let name = &self.config.children[i].name;
+        let child = &mut self.children[i];
+        if child.stray_logged {
+            log::debug!("[{}] {name} answered {} anyway; dropped", self.tag, stage.name());
+            return;
+        }
+        child.stray_logged = true;
+        log::warn!(
+            "[{}] {name} answered {} ({}) although it negotiated {}; such answers are \
+             dropped",
+            self.tag,
+            stage.name(),
+            reply.name(),
+            stage.no_reply_step()
+        );
+    }
+
+    /// Child `i` cannot go on: from now on it answers its fallback status, also to the
+    /// command under way if it was awaited there.
+    pub(super) fn fail_child(&mut self, i: usize, reason: &str, now: Instant) {
+        let Some(waiting) = self.drop_failed_child(i, reason, now) else { return };
+        let mut phase = self.take_phase();
+        match &mut phase {
+            Phase::Envelope { op, .. } => {
+                let verdict = self.fallback_verdict(i);
+                self.record_envelope_verdict(op, i, verdict);
+            }
+            Phase::Message { run, .. } => self.head_failed(run, i, waiting),
+            _ => {}
+        }
+        self.phase = phase;
+    }
+
+    /// Marks child `i` failed and closes its connection; the reply it was awaited for, if
+    /// any, for the caller to answer with its fallback.
+    pub(super) fn drop_failed_child(
+        &mut self,
+        i: usize,
+        reason: &str,
+        now: Instant,
+    ) -> Option<Waiting> {
+        let fallback = self.config.children[i].fallback_status;
+        log::warn!(
+            "[{}] [children][error] {}: {reason}; counting it as {fallback} (its fallback_status)",
+            self.tag,
+            self.config.children[i].name
+        );
+        let was_connected = self.children[i].is_connected();
+        let waiting = self.children[i].waiting.take();
+        self.children[i].out.clear();
+        self.children[i].phase = ChildPhase::Failed;
+        self.children[i].last_status = Some(Status::from_fallback(fallback));
+        if was_connected {
+            self.actions.push_back(Output::CloseChild { child: i });
+        }
+        self.report_child_end(i, now);
+        waiting
+    }
+
+    /// Child `i` is done for this session (it accepted or refused at connect or helo, was
+    /// stopped there, or the session ends). A message it is in is aborted first, so it
+    /// hears the same whether the MTA quits, starts over (`K`) or closes.
+    pub(super) fn quit_child(&mut self, i: usize) {
+        let child = &mut self.children[i];
+        if child.is_connected() {
+            if child.message_open {
+                child.send(&Command::Abort);
+            }
+            child.send(&Command::Quit);
+            let bytes = std::mem::take(&mut child.out);
+            self.actions.push_back(Output::ToChild { child: i, bytes });
+            self.actions.push_back(Output::CloseChild { child: i });
+        }
+        self.children[i].phase = ChildPhase::Gone;
+        self.children[i].in_message = false;
+        self.children[i].message_open = false;
+        self.report_child_end(i, self.now);
+    }
+
+    /// Child `i` takes no further part in the current message.
+    pub(super) fn leave_message(&mut self, i: usize) {
+        let child = &mut self.children[i];
+        if child.message_open && child.phase == ChildPhase::Ready {
+            child.send(&Command::Abort);
+        }
+        child.message_open = false;
+        child.in_message = false;
+    }
+
+    /// The message is over for everyone (refused, discarded, aborted by the MTA).
+    pub(super) fn end_message(&mut self) {
+        for i in 0..self.children.len() {
+            if self.children[i].in_message || self.children[i].message_open {
+                self.leave_message(i);
+            }
+        }
+    }
+
+    pub(super) fn send_with_macros(&mut self, i: usize, stage: Stage, command: &Command) {
+        let out = stage_macros_to(
+            self.conditions.as_mut(),
+            &self.macros,
+            &mut self.children,
+            &self.config,
+            i,
+            stage,
+        );
+        command.encode(out);
+    }
+
+    pub(super) fn recipient_rejected_by_mta(&self) -> bool {
+        self.macros.iter().any(|(stage, macros)| {
+            *stage == b'R'
+                && macros.iter().any(|(name, value)| {
+                    (name == b"{rcpt_mailer}" || name == b"rcpt_mailer") && value == b"error"
+                })
+        })
+    }
+}
+
+/// Appends to child `i`'s output the macros of `stage` (the MTA's, and any a condition
+/// adds for this child) as one `D` frame, and returns that output for the command that
+/// follows them. It takes the session's parts, not the session, so that a body chunk
+/// borrowed from the stored message can be written after it.
+pub(super) fn stage_macros_to<'a>(
+    conditions: &mut dyn Conditions,
+    macros: &[(u8, MacroList)],
+    children: &'a mut [Child],
+    config: &EngineConfig,
+    i: usize,
+    stage: Stage,
+) -> &'a mut Vec<u8> {
+    let extra = conditions.extra_macros(i, stage, &Context { macros, children, config });
+    let out = &mut children[i].out;
+    let Some(code) = stage.command_code() else { return out };
+    let from_mta = macros.iter().find(|(s, _)| *s == code).map(|(_, m)| m);
+    if from_mta.is_some() || !extra.is_empty() {
+        let pairs = from_mta
+            .into_iter()
+            .flatten()
+            .chain(&extra)
+            .map(|(name, value)| (name.as_slice(), value.as_slice()));
+        Command::encode_define_macros(out, code, pairs);
+    }
+    out
+}

@@ -1,0 +1,129 @@
+//! The command loop: MTA commands one at a time, each finished before the next starts.
+
+use std::time::Instant;
+
+use super::envelope::envelope_stage;
+use super::message::message_stage;
+use super::phase::{Mail, Phase};
+use super::Session;
+use crate::engine::child::Phase as ChildPhase;
+use crate::engine::Stage;
+use crate::protocol::order::OutOfOrder;
+use crate::protocol::Command;
+
+impl Session {
+    /// Works through the MTA's queued commands until one waits on children, the queue is
+    /// empty, or the session is over.
+    pub(super) fn drive(&mut self, now: Instant) {
+        loop {
+            let phase = self.take_phase();
+            let (phase, more) = self.step(phase, now);
+            self.phase = phase;
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// One step: completes the command under way if its answers are in, or starts the next
+    /// command. The next phase, and whether another step may follow.
+    fn step(&mut self, phase: Phase, now: Instant) -> (Phase, bool) {
+        match phase {
+            Phase::Finished => (phase, false),
+            Phase::Negotiating { offer } => {
+                let pending = self
+                    .children
+                    .iter()
+                    .any(|c| matches!(c.phase, ChildPhase::Connecting | ChildPhase::Negotiating));
+                if pending {
+                    return (Phase::Negotiating { offer }, false);
+                }
+                (self.finish_negotiation(&offer), true)
+            }
+            Phase::Envelope { op, mail } => {
+                if op.eligible.iter().any(|&i| self.children[i].waiting.is_some()) {
+                    return (Phase::Envelope { op, mail }, false);
+                }
+                (self.finish_envelope(op, mail), true)
+            }
+            Phase::Message { stage, mut run } => {
+                let progress = self.advance_chain(&mut run, now);
+                self.finish_message_command(stage, run, progress)
+            }
+            Phase::AwaitingOffer | Phase::Unfiltered | Phase::Idle(_) | Phase::ClientGone => {
+                match self.mta_queue.pop_front() {
+                    Some(command) => (self.start_command(phase, command, now), true),
+                    None => (phase, false),
+                }
+            }
+        }
+    }
+
+    fn start_command(&mut self, phase: Phase, command: Command, now: Instant) -> Phase {
+        match self.mta_position.next(&command, &self.mta_granted) {
+            Ok(next) => self.mta_position = next,
+            Err(OutOfOrder::BeforeNegotiation) => {
+                let reason =
+                    format!("the MTA sent {} before the option negotiation", command.name());
+                return self.mta_failure(&reason, now);
+            }
+            Err(OutOfOrder::NegotiatedTwice) => {
+                return self.mta_failure("the MTA negotiated twice on one connection", now)
+            }
+            // Quit finishes the session: nothing after it is read.
+            Err(OutOfOrder::AfterQuit) => return phase,
+            Err(OutOfOrder::Misplaced { after, resume }) => {
+                // MTAs differ here (one older than DATA goes from RCPT to the headers):
+                // the command is handled as it comes.
+                log::debug!(
+                    "[{}] the MTA sent {} after {}, out of the protocol's order",
+                    self.tag,
+                    command.name(),
+                    after.name()
+                );
+                self.mta_position = resume;
+            }
+        }
+        match command {
+            // The order above lets it through only first, while awaiting the offer.
+            Command::Negotiate(offer) => self.start_negotiation(offer, now),
+            Command::DefineMacros { stage, macros } => {
+                // The stage updated last goes to the end: conditions look macros up
+                // newest first.
+                self.macros.retain(|(s, _)| *s != stage);
+                self.macros.push((stage, macros));
+                phase
+            }
+            Command::Connect { .. }
+            | Command::Helo { .. }
+            | Command::EnvelopeFrom { .. }
+            | Command::EnvelopeRecipient { .. }
+            | Command::Data
+            | Command::Unknown { .. } => match phase {
+                Phase::Idle(mail) => self.start_envelope(mail, command, None, now),
+                _ => self.answer_unfiltered(phase, envelope_stage(&command)),
+            },
+            Command::Header { .. }
+            | Command::EndOfHeader
+            | Command::Body { .. }
+            | Command::EndOfMessage { .. } => match phase {
+                Phase::Idle(mail) => self.start_message_command(mail, command, now),
+                _ => self.answer_unfiltered(phase, message_stage(&command)),
+            },
+            Command::Abort => {
+                self.last_stage = Stage::Abort;
+                self.untold = None;
+                self.end_message();
+                match phase {
+                    Phase::Idle(_) => Phase::Idle(Mail::Closed),
+                    other => other,
+                }
+            }
+            Command::Quit => {
+                self.last_stage = Stage::Quit;
+                self.finish(now)
+            }
+            Command::QuitNewConnection => self.restart(now),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The chain head's replies: its verdicts, its modifications, and the final answer.
+
+use std::time::Instant;
+
+use super::message::{Chain, ChainProgress, Cursor};
+use super::phase::{Mail, MessageRun, Phase};
+use super::Session;
+use crate::engine::child::Waiting;
+use crate::engine::{statistics, Stage, Status, Verdict};
+use crate::protocol::{Reply, Steps};
+
+impl Session {
+    /// Child `i` replied while a message command goes through the chain.
+    pub(super) fn on_message_reply(
+        &mut self,
+        run: &mut MessageRun,
+        i: usize,
+        reply: Reply,
+        now: Instant,
+    ) {
+        let Some(waiting) = self.children[i].waiting else {
+            let reason = format!("sent {} without being asked", reply.name());
+            return self.fail_in_message(run, i, &reason, now);
+        };
+        if reply.is_modification() {
+            if waiting.stage != Stage::EndOfMessage {
+                let reason = format!(
+                    "sent {} in answer to {}; modifications belong to end-of-message",
+                    reply.name(),
+                    waiting.stage.name()
+                );
+                return self.fail_in_message(run, i, &reason, now);
+            }
+            return self.take_modification(run, i, reply);
+        }
+        match self.child_verdict(i, &reply) {
+            Ok(Some(verdict)) => {
+                self.children[i].waiting = None;
+                self.message_verdict(run, i, waiting.stage, verdict);
+            }
+            Ok(None) => {
+                let timeouts = self.config.children[i].timeouts;
+                let timeout = if waiting.stage == Stage::EndOfMessage {
+                    timeouts.end_of_message
+                } else {
+                    timeouts.reading
+                };
+                if let Some(waiting) = &mut self.children[i].waiting {
+                    waiting.deadline = now + timeout;
+                }
+                if self.mta_granted.version >= 6 && waiting.stage == Stage::EndOfMessage {
+                    // Keeps the MTA's own end-of-message timer from expiring meanwhile.
+                    Reply::Progress.encode(&mut self.mta_out);
+                }
+            }
+            Err(()) => {
+                let reason = format!("sent {} in answer to {}", reply.name(), waiting.stage.name());
+                self.fail_in_message(run, i, &reason, now)
+            }
+        }
+    }
+
+    /// Child `i` fails while a message command goes through the chain: as the head, its
+    /// fallback is its verdict on what it was fed, and its unfinished edits are dropped.
+    fn fail_in_message(&mut self, run: &mut MessageRun, i: usize, reason: &str, now: Instant) {
+        if let Some(waiting) = self.drop_failed_child(i, reason, now) {
+            self.head_failed(run, i, waiting);
+        }
+    }
+
+    /// Child `i` failed while awaited for `waiting`: if it is the head, its fallback is its
+    /// verdict, and its unfinished edits are dropped.
+    pub(super) fn head_failed(&mut self, run: &mut MessageRun, i: usize, waiting: Waiting) {
+        if run.chain.queue.front() == Some(&i) {
+            run.chain.head_edits.clear();
+            run.chain.head_body = None;
+            let verdict = self.fallback_verdict(i);
+            self.message_verdict(run, i, waiting.stage, verdict);
+        }
+    }
+
+    fn take_modification(&mut self, run: &mut MessageRun, i: usize, reply: Reply) {
+        let needed = reply.required_action();
+        if !self.children[i].answer.actions.contains(needed) {
+            // Only this edit goes: the MTA may not have granted its action (it would then
+            // fail the session), and the child's other edits and verdict are sound.
+            log::warn!(
+                "[{}] {} sent {} without having negotiated the {needed} action; that \
+                 modification is dropped, its others and its verdict stand",
+                self.tag,
+                self.config.children[i].name,
+                reply.name()
+            );
+            return;
+        }
+        let reply =
+            if self.children[i].leadspace_conversion { with_leading_space(reply) } else { reply };
+        let name = self.config.children[i].name.clone();
+        let tag = self.children[i].tag;
+        match &reply {
+            Reply::AddHeader { name: header, value } => {
+                statistics::milter_header(tag, "add", header, value, &name)
+            }
+            Reply::InsertHeader { name: header, value, .. } => {
+                statistics::milter_header(tag, "insert", header, value, &name)
+            }
+            Reply::ChangeHeader { name: header, value, .. } if !value.is_empty() => {
+                statistics::milter_header(tag, "change", header, value, &name)
+            }
+            _ => {}
+        }
+        if self.config.children[i].evaluation_mode {
+            log::info!("[{tag}] {name} (evaluation mode) would have sent {}", reply.name());
+            return;
+        }
+        let MessageRun { message, chain } = run;
+        match reply {
+            Reply::ReplaceBody { chunk } => {
+                let body = chain.head_body.get_or_insert_with(|| message.body.empty_like());
+                if let Err(error) = body.append(&chunk) {
+                    log::error!("[{tag}] cannot store the replaced body: {error}");
+                    chain.outcome = Some(self.manager_fallback());
+                }
+            }
+            other => chain.head_edits.push(other),
+        }
+    }
+
+    /// Child `i`, the head of the chain, gave `raw` for `stage`.
+    pub(super) fn message_verdict(
+        &mut self,
+        run: &mut MessageRun,
+        i: usize,
+        stage: Stage,
+        raw: Verdict,
+    ) {
+        self.children[i].last_status = Some(raw.status);
+        let verdict = self.obeyed(i, &raw);
+        match verdict.status {
+            Status::Continue | Status::Skip | Status::Accept if stage == Stage::EndOfMessage => {
+                if raw.status.is_refusal() {
+                    // An evaluation-mode refusal still ends the message for that child, as
+                    // any refusal does: it is told so, like the head of an ended message.
+                    self.leave_message(i);
+                }
+                self.finish_head(run, i, verdict.status)
+            }
+            Status::Skip if stage == Stage::Body => {
+                let chain = &mut run.chain;
+                let last_in_chain = chain.queue.len() == 1;
+                let mta_skips = self.mta_granted.steps.contains(Steps::SKIP);
+                chain.cursor.body_done = true;
+                // The MTA may stop sending the body only when no later child needs it.
+                chain.last = Verdict::of(if last_in_chain && mta_skips {
+                    Status::Skip
+                } else {
+                    Status::Continue
+                });
+            }
+            Status::Continue | Status::Skip => run.chain.last = Verdict::of(Status::Continue),
+            Status::Accept => self.head_leaves(&mut run.chain, i),
+            Status::TemporaryFailure | Status::Reject | Status::Discard => {
+                run.chain.outcome = Some(verdict)
+            }
+        }
+    }
+
+    /// The head finished end-of-message: its modifications become part of the message the
+    /// next child sees and of what the MTA will be told.
+    fn finish_head(&mut self, run: &mut MessageRun, i: usize, status: Status) {
+        let MessageRun { message, chain } = run;
+        for edit in std::mem::take(&mut chain.head_edits) {
+            match edit {
+                Reply::ChangeFrom { .. } => chain.change_from = Some(edit),
+                Reply::Quarantine { .. } => chain.quarantine = Some(edit),
+                // Deleting a header the message does not have is no change: the MTA is
+                // not told (Sendmail would log a no-op delete for it).
+                Reply::ChangeHeader { index, ref name, ref value }
+                    if value.is_empty() && !message.headers.has_header(index, name) =>
+                {
+                    log::debug!(
+                        "[{}] {} deleted {}[{index}], which the message does not have",
+                        self.tag,
+                        self.config.children[i].name,
+                        String::from_utf8_lossy(name)
+                    );
+                }
+                _ => {
+                    if matches!(
+                        edit,
+                        Reply::AddHeader { .. }
+                            | Reply::InsertHeader { .. }
+                            | Reply::ChangeHeader { .. }
+                    ) {
+                        let _ = message.headers.apply(&edit);
+                    }
+                    chain.mta_edits.push(edit);
+                }
+            }
+        }
+        if let Some(body) = chain.head_body.take() {
+            message.body = body;
+            chain.body_replaced = true;
+        }
+        chain.finished.add(&Verdict::of(status));
+        chain.queue.pop_front();
+        chain.cursor = Cursor::default();
+        chain.last = Verdict::of(Status::Continue);
+        let child = &mut self.children[i];
+        child.message_open = false;
+        child.in_message = false;
+    }
+
+    /// The head leaves the message early (accepted, was stopped, or its evaluation-mode
+    /// refusal): the next child takes over from the start of the message.
+    pub(super) fn head_leaves(&mut self, chain: &mut Chain, i: usize) {
+        chain.head_edits.clear();
+        chain.head_body = None;
+        chain.finished.add(&Verdict::of(Status::Accept));
+        chain.queue.pop_front();
+        chain.cursor = Cursor::default();
+        chain.last = Verdict::of(Status::Continue);
+        self.leave_message(i);
+    }
+
+    /// Answers the MTA's message command once the chain allows: the next phase, and
+    /// whether the next command may start.
+    pub(super) fn finish_message_command(
+        &mut self,
+        stage: Stage,
+        mut run: Box<MessageRun>,
+        progress: ChainProgress,
+    ) -> (Phase, bool) {
+        match progress {
+            ChainProgress::Waiting => return (Phase::Message { stage, run }, false),
+            ChainProgress::CaughtUp(verdict) => {
+                self.reply_to_mta(stage, &verdict);
+                return (Phase::Idle(Mail::Contents(run)), true);
+            }
+            ChainProgress::AllAccepted => {
+                self.end_message_with(stage, &Verdict::of(Status::Accept))
+            }
+            ChainProgress::Ended(verdict) => self.end_message_with(stage, &verdict),
+            ChainProgress::Final => {
+                self.send_final_answer(&mut run);
+                self.end_message();
+            }
+        }
+        (Phase::Idle(Mail::Closed), true)
+    }
+
+    /// After the last child: the modifications, then the verdict.
+    fn send_final_answer(&mut self, run: &mut MessageRun) {
+        let chunk_size = self.config.chunk_size;
+        let tag = self.tag;
+        let MessageRun { message, chain } = run;
+        let mut out = Vec::new();
+        for edit in &chain.mta_edits {
+            match edit {
+                Reply::AddHeader { name, value } => {
+                    statistics::session_header(tag, "add", name, value)
+                }
+                Reply::InsertHeader { name, value, .. } => {
+                    statistics::session_header(tag, "insert", name, value)
+                }
+                Reply::ChangeHeader { name, value, .. } if !value.is_empty() => {
+                    statistics::session_header(tag, "change", name, value)
+                }
+                _ => {}
+            }
+            edit.encode(&mut out);
+        }
+        if let Some(change_from) = &chain.change_from {
+            change_from.encode(&mut out);
+        }
+        if chain.body_replaced {
+            let mut offset = 0;
+            loop {
+                match message.body.chunk_at(offset, chunk_size) {
+                    Ok(chunk) if chunk.is_empty() && offset > 0 => break,
+                    Ok(chunk) => {
+                        offset += chunk.len() as u64;
+                        let last = chunk.is_empty();
+                        Reply::ReplaceBody { chunk }.encode(&mut out);
+                        if last {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        log::error!("[{tag}] cannot read the replaced body: {error}");
+                        let verdict = self.manager_fallback();
+                        self.reply_to_mta(Stage::EndOfMessage, &verdict);
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(quarantine) = &chain.quarantine {
+            statistics::quarantine(tag);
+            quarantine.encode(&mut out);
+        }
+        let verdict = match chain.finished.result() {
+            Some(v) if v.status == Status::Accept => Verdict::of(Status::Accept),
+            _ => Verdict::of(Status::Continue),
+        };
+        self.mta_out.extend_from_slice(&out);
+        self.reply_to_mta(Stage::EndOfMessage, &verdict);
+    }
+}
+
+/// A header edit from a child that gets values without their leading space, made to fit
+/// the MTA's form (which keeps it).
+fn with_leading_space(reply: Reply) -> Reply {
+    let add = |value: Vec<u8>| {
+        let mut spaced = Vec::with_capacity(value.len() + 1);
+        spaced.push(b' ');
+        spaced.extend(value);
+        spaced
+    };
+    match reply {
+        Reply::AddHeader { name, value } => Reply::AddHeader { name, value: add(value) },
+        Reply::InsertHeader { index, name, value } => {
+            Reply::InsertHeader { index, name, value: add(value) }
+        }
+        Reply::ChangeHeader { index, name, value } if !value.is_empty() => {
+            Reply::ChangeHeader { index, name, value: add(value) }
+        }
+        other => other,
+    }
+}

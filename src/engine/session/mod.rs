@@ -1,0 +1,382 @@
+//! One MTA session and its children: the state machine of the proxy.
+//!
+//! Here the struct and what the runtime calls; the session's [`Phase`] in `phase`; the
+//! command loop in `commands`; one file each for the negotiation, envelope commands
+//! (`envelope`), message commands through the chain (`message`, and `message_replies`
+//! for the head's answers), the children's connections (`children`), verdicts, and the
+//! end (`finishing`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::child::{Child, Phase as ChildPhase, Waiting};
+use super::event::{Conditions, MacroList};
+use super::stage::Stage;
+use super::statistics;
+use super::status::{Status, Verdict};
+use super::EngineConfig;
+use crate::protocol::order::Position;
+use crate::protocol::{Command, Deframer, Negotiation, Reply};
+
+mod children;
+mod commands;
+mod envelope;
+mod finishing;
+mod message;
+mod message_replies;
+mod negotiation;
+mod phase;
+mod verdicts;
+
+use phase::Phase;
+
+/// What the runtime must do for a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write these bytes to the MTA (one write: a batch of packets).
+    ToMta(Vec<u8>),
+    /// Write these bytes to child number `child` (its index in the configuration).
+    ToChild { child: usize, bytes: Vec<u8> },
+    /// Open the connection to a child; report with `handle_child_connected`.
+    Connect { child: usize },
+    /// Close the connection to a child once what was sent to it is written.
+    CloseChild { child: usize },
+    /// Acknowledge at once what the child sent: it owes more of the answer awaited, and a
+    /// child writing with Nagle on holds its next packet until that ACK (up to 40 ms).
+    AcknowledgeChild { child: usize },
+    /// Close the MTA's connection once what was sent to it is written.
+    CloseMta,
+}
+
+/// The largest output buffer kept for reuse (see `Session::reclaim`): room for any batch
+/// but body chunks.
+const SPARE_BUFFER_MAX: usize = 4096;
+
+/// One MTA connection and the connections to its children.
+pub struct Session {
+    config: Arc<EngineConfig>,
+    conditions: Box<dyn Conditions>,
+    tag: u64,
+    started: Instant,
+    mta_deframer: Deframer,
+    mta_out: Vec<u8>,
+    /// Output buffers given back by the runtime (`reclaim`), reused for the next batches.
+    spare_buffers: Vec<Vec<u8>>,
+    mta_queue: VecDeque<Command>,
+    /// Where the MTA's commands are in the protocol's order.
+    mta_position: Position,
+    /// When the MTA's silence between commands ends the session.
+    mta_deadline: Instant,
+    /// What the MTA was granted (our answer to its offer).
+    mta_granted: Negotiation,
+    /// Where the session is with the MTA, with what that phase needs.
+    phase: Phase,
+    children: Vec<Child>,
+    actions: VecDeque<Output>,
+    /// The last macros the MTA sent, per command letter.
+    macros: Vec<(u8, MacroList)>,
+    /// A refusal that ended the current message at a stage where the MTA asked for no
+    /// reply: the message's next command that has a reply tells it instead.
+    untold: Option<Verdict>,
+    last_stage: Stage,
+    last_status: Option<Status>,
+    /// `CloseMta` is due once what the MTA is owed has been handed out.
+    close_mta: bool,
+    /// The SMTP client's address and port, from the MTA's connect command.
+    client: Option<SocketAddr>,
+    /// The time of the event being handled.
+    now: Instant,
+}
+
+impl Session {
+    /// A session for a newly accepted MTA connection. `tag` numbers it in logs; its
+    /// children get `tag + 1 + index`, so the caller advances its counter by
+    /// `1 + config.children.len()`.
+    pub fn new(
+        config: Arc<EngineConfig>,
+        conditions: Box<dyn Conditions>,
+        tag: u64,
+        now: Instant,
+    ) -> Session {
+        let children =
+            (0..config.children.len()).map(|i| Child::new(tag + 1 + i as u64, now)).collect();
+        let mta_deadline = now + config.mta_idle_timeout;
+        Session {
+            config,
+            conditions,
+            tag,
+            started: now,
+            mta_deframer: Deframer::default(),
+            mta_out: Vec::new(),
+            spare_buffers: Vec::new(),
+            mta_queue: VecDeque::new(),
+            mta_position: Position::Start,
+            mta_deadline,
+            mta_granted: Negotiation::default(),
+            phase: Phase::AwaitingOffer,
+            children,
+            actions: VecDeque::new(),
+            macros: Vec::new(),
+            untold: None,
+            last_stage: Stage::Start,
+            last_status: None,
+            close_mta: false,
+            client: None,
+            now,
+        }
+    }
+
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    // ----- input -------------------------------------------------------------------------
+
+    pub fn handle_mta_data(&mut self, bytes: &[u8], now: Instant) {
+        self.now = now;
+        if self.is_finished() {
+            return;
+        }
+        self.mta_deframer.push(bytes);
+        loop {
+            let command = match self.mta_deframer.next_frame() {
+                None => break,
+                Some(Err(error)) => Err(error.to_string()),
+                Some(Ok(frame)) => {
+                    Command::decode(frame.code, frame.data).map_err(|e| e.to_string())
+                }
+            };
+            match command {
+                Ok(command) => self.mta_queue.push_back(command),
+                Err(error) => {
+                    self.phase =
+                        self.mta_failure(&format!("bad packet from the MTA: {error}"), now);
+                    return;
+                }
+            }
+        }
+        self.mta_deadline = now + self.config.mta_idle_timeout;
+        self.drive(now);
+    }
+
+    pub fn handle_mta_closed(&mut self, now: Instant) {
+        self.now = now;
+        if self.is_finished() {
+            return;
+        }
+        if !matches!(self.last_stage, Stage::Quit | Stage::Start) {
+            log::info!(
+                "[{}] the MTA closed the connection at {}",
+                self.tag,
+                self.last_stage.name()
+            );
+        }
+        self.phase = self.finish(now);
+    }
+
+    pub fn handle_child_connected(
+        &mut self,
+        child: usize,
+        result: Result<(), String>,
+        now: Instant,
+    ) {
+        self.now = now;
+        if self.is_finished() || self.children[child].phase != ChildPhase::Connecting {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                let reading = self.config.children[child].timeouts.reading;
+                let state = &mut self.children[child];
+                state.phase = ChildPhase::Negotiating;
+                state.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + reading });
+                let offer = Command::Negotiate(state.offer.clone());
+                state.send(&offer);
+            }
+            Err(error) => self.fail_child(child, &format!("cannot connect: {error}"), now),
+        }
+        self.drive(now);
+    }
+
+    pub fn handle_child_data(&mut self, child: usize, bytes: &[u8], now: Instant) {
+        self.now = now;
+        if self.is_finished() || !self.children[child].is_connected() {
+            return;
+        }
+        self.children[child].deframer.push(bytes);
+        loop {
+            if !self.children[child].is_connected() {
+                break;
+            }
+            let reply = match self.children[child].deframer.next_frame() {
+                None => break,
+                Some(Err(error)) => Err(error.to_string()),
+                Some(Ok(frame)) => Reply::decode(frame.code, frame.data).map_err(|e| e.to_string()),
+            };
+            match reply {
+                Ok(reply) => self.on_child_reply(child, reply, now),
+                Err(error) => self.fail_child(child, &format!("sent a bad packet: {error}"), now),
+            }
+        }
+        self.drive(now);
+        let state = &self.children[child];
+        // Still waiting on it with nothing new to send it: its answer is not complete yet (a
+        // modification or progress packet, or part of a packet, came first). After a
+        // complete answer no early ACK is needed: the next request carries it.
+        if state.is_connected() && state.waiting.is_some() && state.out.is_empty() {
+            self.actions.push_back(Output::AcknowledgeChild { child });
+        }
+    }
+
+    pub fn handle_child_closed(&mut self, child: usize, error: Option<String>, now: Instant) {
+        self.now = now;
+        if self.is_finished() || !self.children[child].is_connected() {
+            return;
+        }
+        let reason = match error {
+            Some(error) => format!("connection failed: {error}"),
+            None => "closed the connection".to_string(),
+        };
+        self.fail_child(child, &reason, now);
+        self.drive(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.is_finished() {
+            return;
+        }
+        for i in 0..self.children.len() {
+            let Some(waiting) = self.children[i].waiting else { continue };
+            if waiting.deadline <= now {
+                let what = match (self.children[i].phase, waiting.stage) {
+                    (ChildPhase::Connecting, _) => "connecting".to_string(),
+                    (_, stage) => format!("the reply to {}", stage.name()),
+                };
+                self.fail_child(i, &format!("timed out waiting for {what}"), now);
+            }
+        }
+        if self.phase.awaits_mta() && self.mta_deadline <= now {
+            log::warn!("[{}] the MTA sent nothing for too long; closing the session", self.tag);
+            self.close_mta = true;
+            self.phase = self.finish(now);
+            return;
+        }
+        self.drive(now);
+    }
+
+    /// The SMTP client's address and port as the MTA gave them at connect (none for a unix
+    /// or unknown client).
+    pub fn client_address(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// Whether an MTA command waits for children's answers: the time when a client that
+    /// leaves keeps the MTA (and the children) busy for nothing.
+    pub fn is_waiting_on_children(&self) -> bool {
+        matches!(self.phase, Phase::Envelope { .. } | Phase::Message { .. })
+            && self.children.iter().any(|c| c.waiting.is_some())
+    }
+
+    /// The SMTP client is no longer connected to the MTA. While children are deciding,
+    /// the MTA is answered `fallback_status_at_disconnect` at once and the children are
+    /// told to quit; later commands get the same answer. Otherwise nothing happens: the
+    /// MTA will end the session itself.
+    pub fn handle_client_disconnected(&mut self, now: Instant) {
+        self.now = now;
+        if !self.is_waiting_on_children() {
+            return;
+        }
+        let stage = match &self.phase {
+            Phase::Envelope { op, .. } => op.stage,
+            Phase::Message { stage, .. } => *stage,
+            _ => return,
+        };
+        let status = Status::from_fallback(self.config.fallback_status_at_disconnect);
+        log::info!(
+            "[{}] the SMTP client disconnected while the children decided {}; answering {}",
+            self.tag,
+            stage.name(),
+            status.name()
+        );
+        statistics::session_disconnected(self.tag, now - self.started);
+        // The command's children and message are dropped with its phase.
+        self.phase = Phase::ClientGone;
+        for i in 0..self.children.len() {
+            if self.children[i].is_connected() {
+                self.quit_child(i);
+            }
+            self.children[i].waiting = None;
+        }
+        self.end_message_with(stage, &Verdict::of(status));
+        self.drive(now);
+    }
+
+    // ----- output ------------------------------------------------------------------------
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(output) = self.actions.pop_front() {
+            return Some(output);
+        }
+        for (i, child) in self.children.iter_mut().enumerate() {
+            if !child.out.is_empty() {
+                let spare = self.spare_buffers.pop().unwrap_or_default();
+                return Some(Output::ToChild {
+                    child: i,
+                    bytes: std::mem::replace(&mut child.out, spare),
+                });
+            }
+        }
+        if !self.mta_out.is_empty() {
+            let spare = self.spare_buffers.pop().unwrap_or_default();
+            return Some(Output::ToMta(std::mem::replace(&mut self.mta_out, spare)));
+        }
+        if self.close_mta {
+            self.close_mta = false;
+            return Some(Output::CloseMta);
+        }
+        None
+    }
+
+    /// A buffer of an earlier `ToMta` or `ToChild`, written and given back empty: the next
+    /// batches are encoded into it instead of a new allocation. A few are kept, one per
+    /// peer at most, and only small ones: a buffer that carried body chunks would hold
+    /// their size for the rest of the session.
+    pub fn reclaim(&mut self, mut spent: Vec<u8>) {
+        if self.spare_buffers.len() <= self.children.len() && spent.capacity() <= SPARE_BUFFER_MAX {
+            spent.clear();
+            self.spare_buffers.push(spent);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_finished() {
+            return None;
+        }
+        let children = self.children.iter().filter_map(|c| c.waiting.map(|w| w.deadline));
+        let mta = self.phase.awaits_mta().then_some(self.mta_deadline);
+        children.chain(mta).min()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished)
+    }
+
+    /// Child `i`'s final status as its statistics line names it ("pass", "accept", ...),
+    /// once that line was written; `None` before, or for a child the session never used.
+    pub fn child_final_status(&self, i: usize) -> Option<&'static str> {
+        let child = self.children.get(i).filter(|child| child.reported)?;
+        Some(child.last_status.map_or("pass", Status::statistics_name))
+    }
+
+    /// The phase, for a handler that returns the next one; `Finished` stands in
+    /// meanwhile, so the handler (and what it calls) must not look at `self.phase`.
+    fn take_phase(&mut self) -> Phase {
+        std::mem::replace(&mut self.phase, Phase::Finished)
+    }
+}
+
+#[cfg(test)]
+mod tests;

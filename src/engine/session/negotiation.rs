@@ -1,0 +1,83 @@
+//! The option negotiation: the MTA's offer to every child, the merge back to the MTA.
+
+use std::time::Instant;
+
+use super::phase::{Mail, Phase};
+use super::{Output, Session};
+use crate::engine::child::{Phase as ChildPhase, Waiting};
+use crate::engine::negotiate::{check_child_answer, merge_answers, offer_for_children};
+use crate::engine::Stage;
+use crate::protocol::{Negotiation, Reply, Steps};
+
+impl Session {
+    pub(super) fn start_negotiation(&mut self, offer: Negotiation, now: Instant) -> Phase {
+        if offer.version < 2 {
+            return self
+                .mta_failure(&format!("the MTA offered protocol version {}", offer.version), now);
+        }
+        self.last_stage = Stage::Negotiate;
+        let child_offer = offer_for_children(&offer);
+        for (i, child) in self.children.iter_mut().enumerate() {
+            child.offer = child_offer.clone();
+            child.phase = ChildPhase::Connecting;
+            child.started = now;
+            child.last_stage = Stage::Negotiate;
+            let timeout = self.config.children[i].timeouts.connection;
+            child.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + timeout });
+            self.actions.push_back(Output::Connect { child: i });
+        }
+        Phase::Negotiating { offer }
+    }
+
+    /// Every child answered or failed: the MTA gets the merge of the answers.
+    pub(super) fn finish_negotiation(&mut self, offer: &Negotiation) -> Phase {
+        let answers: Vec<&Negotiation> = self
+            .children
+            .iter()
+            .filter(|c| c.phase == ChildPhase::Ready)
+            .map(|c| &c.answer)
+            .collect();
+        let any_negotiated = !answers.is_empty();
+        let merged = merge_answers(offer, &answers);
+        let leadspace = merged.steps.contains(Steps::HDR_LEADSPC);
+        for child in &mut self.children {
+            child.leadspace_conversion =
+                leadspace && !child.answer.steps.contains(Steps::HDR_LEADSPC);
+        }
+        if !any_negotiated && !self.children.is_empty() {
+            log::warn!(
+                "[{}] no child milter could be negotiated with; the manager answers by the \
+                 fallback statuses (manager.fallback_status {})",
+                self.tag,
+                self.config.fallback_status
+            );
+        }
+        Reply::Negotiate(merged.clone()).encode(&mut self.mta_out);
+        self.mta_granted = merged;
+        if any_negotiated {
+            Phase::Idle(Mail::Closed)
+        } else {
+            Phase::Unfiltered
+        }
+    }
+
+    pub(super) fn on_negotiation_answer(&mut self, i: usize, reply: Reply, now: Instant) {
+        let answer = match reply {
+            Reply::Negotiate(answer) => answer,
+            other => {
+                return self.fail_child(
+                    i,
+                    &format!("answered the negotiation with {}", other.name()),
+                    now,
+                )
+            }
+        };
+        if let Err(error) = check_child_answer(&self.children[i].offer, &answer) {
+            return self.fail_child(i, &error, now);
+        }
+        let child = &mut self.children[i];
+        child.answer = answer;
+        child.phase = ChildPhase::Ready;
+        child.waiting = None;
+    }
+}
