@@ -192,6 +192,25 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
     let unit =
         std::fs::read_to_string(extracted.join("usr/lib/systemd/system/milter-manager.service"))
             .expect("read the unit");
+    // systemd-analyze verify needs the programs the unit names where it names them.
+    let checked_unit = dir.join("milter-manager.service");
+    let manager = extracted.join("usr/sbin/milter-manager");
+    std::fs::write(
+        &checked_unit,
+        unit.replace("/usr/sbin/milter-manager", &manager.to_string_lossy()),
+    )
+    .expect("write the unit to check");
+    let verify = Command::new("systemd-analyze")
+        // The man pages it names are in the package, not on this host.
+        .args(["verify", "--man=no"])
+        .arg(&checked_unit)
+        .output()
+        .expect("run systemd-analyze (package systemd)");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify of the RPM's unit: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     for variable in ["CONNECTION_SPEC", "USER", "GROUP", "SOCKET_GROUP", "EXTRA_ARGS"] {
         assert!(sysconfig.contains(&format!("\n{variable}=")), "sysconfig lacks {variable}");
         assert!(
