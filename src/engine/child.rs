@@ -101,10 +101,13 @@ impl Child {
         matches!(self.phase, Phase::Connecting | Phase::Negotiating | Phase::Ready)
     }
 
-    /// It asked not to get this event.
+    /// It asked not to get this event, or its protocol version has no such command (no
+    /// DATA before version 4, no unknown command before 3), as Postfix treats it.
     pub fn declines(&self, stage: Stage) -> bool {
         let step = stage.no_event_step();
-        !step.is_empty() && self.answer.steps.contains(step)
+        !step.is_empty()
+            && (self.answer.steps.contains(step)
+                || !Steps::for_version(self.answer.version).contains(step))
     }
 
     /// It asked not to answer this event.
