@@ -638,3 +638,71 @@ fn as_root_a_pid_file_the_user_cannot_write_fails_at_once_and_leaves_no_socket()
     assert!(!socket.exists(), "nothing was bound");
     assert!(!pid_file.exists());
 }
+
+/// Stops, on drop, the daemon whose pid file this is (the launching process the test
+/// started exited at readiness).
+struct DaemonStopper(std::path::PathBuf);
+
+impl Drop for DaemonStopper {
+    fn drop(&mut self) {
+        if let Ok(pid) = read_lossy(&self.0).trim().parse::<u32>() {
+            kill(pid, "TERM");
+            wait_for(deadline(), || status_field(pid, "State").is_empty());
+        }
+    }
+}
+
+#[test]
+fn as_a_daemon_workers_forked_after_start_up_serve_and_log() {
+    let dir = TempDir::new("pm-daemon");
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let pid_file = dir.join("manager.pid");
+    let _stopper = DaemonStopper(pid_file.clone());
+    let pid_path = pid_file.to_string_lossy().into_owned();
+    let options =
+        ManagerOptions { args: &["--daemon", "--pid-file", &pid_path], ..Default::default() };
+    let config = child_config(&client.spec, "n_workers = 2");
+    let manager = ManagerProcess::start_with(&dir, &config, &options);
+    let pid: u32 = read_lossy(&pid_file).trim().parse().expect("the daemon's pid file");
+    let mut workers = Vec::new();
+    let two = wait_for(deadline(), || {
+        workers = children_of(pid);
+        workers.len() == 2
+    });
+    assert!(two, "two workers: {workers:?}\n{}", manager.log());
+
+    // A worker forked after readiness replaces a killed one and stays.
+    let victim = workers[0];
+    kill(victim, "KILL");
+    let mut replaced = Vec::new();
+    let ok = wait_for(deadline(), || {
+        replaced = children_of(pid);
+        replaced.len() == 2 && !replaced.contains(&victim)
+    });
+    assert!(ok, "a new worker replaces {victim}: {replaced:?}\n{}", manager.log());
+    let load = run_load(&dir, "after-kill", &manager.spec(), 40, 4);
+    assert_eq!((load.completed, load.errors), (40, 0), "{}", load.report);
+    let replacement = *replaced.iter().find(|w| **w != workers[1]).expect("the new worker");
+    assert!(
+        !status_field(replacement, "State").is_empty(),
+        "the replacement {replacement} died\n{}",
+        manager.log()
+    );
+    assert!(!manager.log().contains("the event loop failed"), "{}", manager.log());
+
+    // The workers of a reload log their sessions.
+    kill(pid, "HUP");
+    let mut reloaded = Vec::new();
+    let ok = wait_for(deadline(), || {
+        reloaded = children_of(pid);
+        reloaded.len() == 2 && reloaded.iter().all(|w| !replaced.contains(w))
+    });
+    assert!(ok, "a new generation replaces {replaced:?}: {reloaded:?}\n{}", manager.log());
+    let logged_before = manager.log().matches("[session][end]").count();
+    let load = run_load(&dir, "after-reload", &manager.spec(), 20, 4);
+    assert_eq!((load.completed, load.errors), (20, 0), "{}", load.report);
+    let logged = wait_for(deadline(), || {
+        manager.log().matches("[session][end]").count() >= logged_before + 20
+    });
+    assert!(logged, "the reloaded workers' sessions are not in the log\n{}", manager.log());
+}

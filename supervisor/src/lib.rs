@@ -308,8 +308,9 @@ where
         };
         return Ok(serve(listener, context));
     }
-    let close_in_child =
-        [pid_file.and_then(PidFile::raw_fd), report.raw_fd()].into_iter().flatten().collect();
+    // The start-up report's pipe is not among them: it closes at readiness and its number
+    // is reused; Prefork::run closes it in the workers forked before that.
+    let close_in_child = pid_file.and_then(PidFile::raw_fd).into_iter().collect();
     let serve: Serve<'_> = Box::new(serve);
     prefork::Prefork::new(listener, n_workers, serve, hooks, close_in_child)?.run(report)
 }

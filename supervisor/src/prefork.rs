@@ -82,7 +82,8 @@ pub(crate) struct Prefork<'a> {
     draining: Vec<Draining>,
     /// `None` only inside a worker, which drops it.
     signals: Option<SignalPipe>,
-    /// Descriptors of the supervisor (pid file lock, start-up report) a worker must not keep.
+    /// Descriptors of the supervisor (pid file lock; the start-up report until readiness) a
+    /// worker must not keep.
     close_in_child: Vec<RawFd>,
     hooks: &'a mut Hooks,
 }
@@ -111,6 +112,10 @@ impl<'a> Prefork<'a> {
     /// Starts the workers, reports readiness, then supervises until SIGTERM/SIGINT, when it
     /// stops every worker and returns 0.
     pub fn run(mut self, report: &mut StartupReport) -> Result<i32> {
+        // Open only until readiness: the first workers close it, later ones must not close
+        // whatever then has its number.
+        let report_fd = report.raw_fd();
+        self.close_in_child.extend(report_fd);
         for position in 0..self.slots.len() {
             if let Err(error) = self.spawn(position) {
                 self.stop_all()?;
@@ -119,6 +124,7 @@ impl<'a> Prefork<'a> {
         }
         log::info!("supervising {} workers", self.slots.len());
         report.ready();
+        self.close_in_child.retain(|fd| Some(*fd) != report_fd);
 
         loop {
             self.wait_for_signal_or_control(self.next_respawn())?;
