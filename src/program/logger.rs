@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use milter_manager::logging::{Level, Levels};
+use crate::logging::{Level, Levels};
 
 /// Where and what to log.
 #[derive(Debug, Clone)]
@@ -90,7 +90,6 @@ pub fn init(options: &LogOptions) -> Result<(), String> {
 
 /// Switches the installed logger to `options` (a reloaded configuration). On error (the new
 /// log file cannot be opened) the logger keeps logging as before.
-#[allow(dead_code)] // Only milter-manager reloads.
 pub fn reconfigure(options: &LogOptions) -> Result<(), String> {
     let outputs = open_outputs(options)?;
     let Some(logger) = LOGGER.get() else {
@@ -105,7 +104,6 @@ pub fn reconfigure(options: &LogOptions) -> Result<(), String> {
 
 /// Opens the log file again at its path (SIGUSR1 after a log rotation): the old file is
 /// let go. On error the logger keeps writing to the file it has.
-#[allow(dead_code)] // Only milter-manager rotates.
 pub fn reopen() -> Result<(), String> {
     let Some(logger) = LOGGER.get() else { return Ok(()) };
     let path = match logger.outputs.read() {
@@ -203,7 +201,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     #[test]
     fn every_configurable_facility_has_a_code() {
-        for name in milter_manager::config::SYSLOG_FACILITIES {
+        for name in crate::config::SYSLOG_FACILITIES {
             assert!(super::facility_code(name).is_ok(), "{name}");
         }
         assert!(super::facility_code("mial").is_err());
