@@ -8,8 +8,6 @@
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
 
-pub mod json;
-
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
