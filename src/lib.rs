@@ -15,7 +15,6 @@ pub mod message;
 pub mod performance;
 pub mod program;
 pub mod protocol;
-pub mod shell_words;
 pub mod spec;
 pub mod status;
 pub mod test_client;
