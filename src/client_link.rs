@@ -1,6 +1,7 @@
 //! Whether an SMTP client is still connected to the MTA, read from the kernel's socket
 //! tables (`/proc/net/tcp` and `/proc/net/tcp6` on Linux) instead of a `netstat`
 //! subprocess. The caller reads the files; this module only reads their text.
+//! Hand-written: procfs would parse them too, but it reads /proc itself and is large.
 //!
 //! The MTA's side of an SMTP connection is the socket whose remote end is the client's
 //! address and port (the ones the MTA sent at connect). While the client is there it is

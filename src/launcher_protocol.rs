@@ -153,8 +153,9 @@ pub fn command_line(
     match options {
         None => {}
         Some(CommandOptions::Arguments(arguments)) => argv.extend(arguments.iter().cloned()),
-        Some(CommandOptions::Line(line)) => argv
-            .extend(crate::shell_words::split(line).map_err(|e| format!("command_options: {e}"))?),
+        Some(CommandOptions::Line(line)) => argv.extend(
+            shell_words::split(line).map_err(|e| format!("command_options: {e} in {line:?}"))?,
+        ),
     }
     Ok(argv)
 }
@@ -212,6 +213,20 @@ mod tests {
         assert_eq!(command_line("/bin/x", None).unwrap(), ["/bin/x"]);
         assert_eq!(command_line(" ", None), Err("command is empty".into()));
         let bad = CommandOptions::Line("'x".into());
-        assert!(command_line("/bin/x", Some(&bad)).unwrap_err().starts_with("command_options: "));
+        assert_eq!(
+            command_line("/bin/x", Some(&bad)),
+            Err("command_options: missing closing quote in \"'x\"".into())
+        );
+    }
+
+    #[test]
+    fn command_options_are_split_by_the_shell_quoting_rules() {
+        let line = CommandOptions::Line(
+            r#"-p inet:8891@[127.0.0.1]  'a b' "c \"d\" \$e" f\ g h'i'j ''"#.into(),
+        );
+        assert_eq!(
+            command_line("/bin/x", Some(&line)).unwrap(),
+            ["/bin/x", "-p", "inet:8891@[127.0.0.1]", "a b", "c \"d\" $e", "f g", "hij", ""]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The milter domain of milter-manager: protocol codec, connection specs and the sans-IO
-//! session logic. Nothing in this library opens a socket; only `config` and `detect` read
-//! files.
+//! session logic. Nothing in the domain opens a socket; only `config` and `detect` read
+//! files. `program` is the exception: the I/O edge the binaries share, which the domain
+//! modules never use.
 
 pub mod client_link;
 pub mod conditions;
@@ -11,8 +12,8 @@ pub mod engine;
 pub mod launcher_protocol;
 pub mod logging;
 pub mod message;
+pub mod program;
 pub mod protocol;
-pub mod shell_words;
 pub mod spec;
 pub mod status;
 pub mod text;

@@ -12,7 +12,7 @@ mod support;
 use std::process::Command;
 
 use postfix::Pymilter;
-use support::json::Json;
+use serde_json::Value;
 use support::{free_tcp_port, run, Finished, ManagerProcess, TempDir, TEST_SERVER, TIMEOUT};
 
 const PERFORMANCE_CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
@@ -206,17 +206,17 @@ fn through_the_manager_a_nagle_child_answer_does_not_wait_for_delayed_acks() {
         finished.describe(),
         manager.log()
     );
-    let report = Json::parse(&finished.stdout)
+    let report: Value = serde_json::from_str(&finished.stdout)
         .unwrap_or_else(|e| panic!("the report is not JSON: {e}\n{}", finished.describe()));
-    assert_eq!(report.get("completed").count(), 20, "{}", finished.describe());
-    let accepted = report.get("statuses").get("accept");
+    assert_eq!(report["completed"], 20, "{}", finished.describe());
+    let accepted = &report["statuses"]["accept"];
     assert_eq!(
-        accepted.get("stages").get("end-of-message").count(),
+        accepted["stages"]["end-of-message"],
         20,
         "every session ends accepted at end-of-message\n{}",
         finished.describe()
     );
-    let p50 = report.get("latency_ms").get("p50").number();
+    let p50 = report["latency_ms"]["p50"].as_f64().expect("a number");
     assert!(
         p50 < 30.0,
         "median session {p50} ms: the child's packets waited for delayed ACKs\n{}",

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use milter_manager::protocol::{
     Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
 };
-use support::json::Json;
+use serde_json::Value;
 use support::{
     deadline, read_lossy, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir,
     TestClient, TEST_SERVER,
@@ -137,11 +137,12 @@ fn start_load(
 fn finish_load(dir: &TempDir, name: &str, mut load: ChildGuard) -> Load {
     load.wait_until(Instant::now() + Duration::from_secs(180));
     let report = read_lossy(&dir.join(&format!("{name}.json")));
-    let parsed =
-        Json::parse(&report).unwrap_or_else(|e| panic!("the report is not JSON: {e}:\n{report}"));
+    let parsed: Value = serde_json::from_str(&report)
+        .unwrap_or_else(|e| panic!("the report is not JSON: {e}:\n{report}"));
+    let count = |value: &Value| value.as_u64().expect("a count") as usize;
     Load {
-        completed: parsed.get("completed").count(),
-        errors: parsed.get("errors").get("count").count(),
+        completed: count(&parsed["completed"]),
+        errors: count(&parsed["errors"]["count"]),
         report: format!(
             "{report}\n--- stderr:\n{}",
             read_lossy(&dir.join(&format!("{name}.stderr")))

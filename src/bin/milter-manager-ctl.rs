@@ -1,8 +1,7 @@
 //! milter-manager-ctl: asks a running milter-manager's controller one question and prints
 //! the answer. Exit status: 0 when the controller answered ok, 1 otherwise.
 
-#[path = "common/mod.rs"]
-mod common;
+use milter_manager::{out, program};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -86,7 +85,7 @@ fn ask(spec: &Spec, line: &str, timeout: Duration) -> Result<String, String> {
         Spec::Inet { .. } => {
             let mut last = "no address".to_string();
             let mut connected = None;
-            for address in common::resolve_inet(spec, false)? {
+            for address in program::resolve_inet(spec, false)? {
                 match TcpStream::connect_timeout(&address, timeout) {
                     Ok(stream) => {
                         connected = Some(stream);

@@ -1,7 +1,7 @@
 //! milter-test-client: a milter that answers "continue" to everything and prints what the
 //! MTA sent it, macros included, so an admin can check the MTA's milter settings.
 
-mod common;
+use milter_manager::program;
 
 use std::io::Write;
 use std::mem::ManuallyDrop;
@@ -72,7 +72,7 @@ struct Options {
 }
 
 fn parse_packet_buffer_size(text: &str) -> Result<usize, String> {
-    common::parse_size(text)
+    program::parse_size(text)
 }
 
 fn main() -> ExitCode {
@@ -89,14 +89,14 @@ fn main() -> ExitCode {
 fn run(options: &Options) -> Result<i32, String> {
     let spec = Spec::parse(&options.connection_spec).map_err(|e| e.to_string())?;
     let levels = if options.verbose { Levels::ALL } else { Levels::parse(&options.log_level)? };
-    common::logger::init(&common::logger::LogOptions {
+    program::logger::init(&program::logger::LogOptions {
         levels,
         path: options.log_path.clone(),
         syslog: options.syslog,
         ident: "milter-test-client",
         facility: None,
     })?;
-    let target = common::bind_target(&spec)?;
+    let target = program::bind_target(&spec)?;
     let listen = supervisor::ListenOptions {
         unix_socket_group: options.unix_socket_group.clone(),
         ..supervisor::ListenOptions::default()

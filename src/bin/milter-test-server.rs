@@ -1,19 +1,19 @@
 //! milter-test-server: an MTA simulator. It connects to a milter, drives it through one
 //! SMTP session the way Postfix would, and prints the milter's verdict and the time taken.
 
-mod common;
+use milter_manager::{outln, program};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use common::milter_connection::{drive, Connection};
 use milter_manager::message::{Change, Message};
 use milter_manager::protocol::{Actions, ConnectAddress, Negotiation, Steps};
 use milter_manager::spec::Spec;
 use milter_manager::text::escape;
 use milter_manager::tools::test_server::{Script, TestServerSession, Timeouts};
+use program::milter_connection::{drive, Connection};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -298,7 +298,7 @@ fn build_script(options: &Options) -> Result<Script, String> {
             Steps::ALL.intersection(Steps::for_version(options.negotiate_version)),
         ),
         daemon_name: options.name.clone(),
-        mta_hostname: common::hostname(),
+        mta_hostname: program::hostname(),
         connect_host: options.connect_host.clone().into_bytes(),
         connect_address: connect_address(&options.connect_address)?,
         helo_fqdn: Some(options.helo_fqdn.clone().into_bytes()),

@@ -504,7 +504,7 @@ pub(crate) fn parse(text: &str) -> Vec<Command> {
 /// words, honouring quotes and backslashes; no expansion. A string the shell itself would
 /// refuse (an unterminated quote) gives no words: nothing is read from it.
 pub(crate) fn split_words(text: &str) -> Vec<String> {
-    crate::shell_words::split(text).unwrap_or_default()
+    shell_words::split(text).unwrap_or_default()
 }
 
 /// The argument of one of `options` on a command line: `-p ARG`, `-pARG`, `--name ARG`,

@@ -2,6 +2,7 @@
 //! telling the launching shell whether the start-up worked, as Postfix's `master -w` does: the
 //! original process waits on a pipe until the daemon writes "ready" (exit 0) or an error line
 //! (printed to stderr, exit 1). A pipe closed without either also means failure.
+//! Hand-written: the daemonize crate reports only its own steps, not "ready" after start-up.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};

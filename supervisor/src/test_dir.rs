@@ -1,28 +1,22 @@
-//! A scratch directory for unit tests, removed on drop (no tempfile dependency needed).
+//! A scratch directory for unit tests, removed on drop.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
-pub(crate) struct TestDir(PathBuf);
+pub(crate) struct TestDir(tempfile::TempDir);
 
 impl TestDir {
     pub fn new(label: &str) -> TestDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir()
-            .join(format!("supervisor-test-{}-{label}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create test directory");
-        TestDir(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("supervisor-test-{label}-"))
+            // Open to the users the privilege tests switch to (tempfile's default is 0700).
+            .permissions(std::fs::Permissions::from_mode(0o755))
+            .tempdir()
+            .expect("create test directory");
+        TestDir(dir)
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }

@@ -378,7 +378,8 @@ impl Scenario {
         if self.toml.is_empty() && self.rhai.is_empty() && self.applied.is_empty() {
             return None;
         }
-        let dir = scratch_dir(&self.name);
+        let scratch = scratch_dir(&self.name);
+        let dir = scratch.path();
         let mut main = String::new();
         if !self.rhai.is_empty() {
             std::fs::write(dir.join("conditions.rhai"), &self.rhai).expect("write the script");
@@ -397,11 +398,10 @@ impl Scenario {
         // Over an empty machine: no scenario depends on the host's files.
         let machine = dir.join("machine");
         std::fs::create_dir_all(&machine).expect("create the scenario's machine");
-        let config = Config::load_under(&dir, &machine)
+        let config = Config::load_under(dir, &machine)
             .unwrap_or_else(|e| panic!("{}:{}: the configuration: {e}", self.file, self.line));
         let set = ConditionSet::new(&config, Rc::new(FixedCount(self.n_sessions)))
             .unwrap_or_else(|e| panic!("{}:{}: the conditions: {e}", self.file, self.line));
-        let _ = std::fs::remove_dir_all(&dir);
         let verdict = DnsblVerdict::default();
         verdict.set(self.dnsbl_listed);
         Some(Box::new(Rc::new(set).session_with(verdict)))
@@ -426,16 +426,14 @@ impl SessionCount for FixedCount {
     }
 }
 
-/// A fresh directory for one scenario's configuration files.
-fn scratch_dir(name: &str) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// A fresh directory for one scenario's configuration files, removed when dropped.
+fn scratch_dir(name: &str) -> tempfile::TempDir {
     let slug: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
-    let dir = std::env::temp_dir().join(format!("scenario-{}-{number}-{slug}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    dir
+    tempfile::Builder::new()
+        .prefix(&format!("scenario-{slug}-"))
+        .tempdir()
+        .expect("create a scratch directory")
 }
 
 fn stage_named(name: &str) -> Result<Stage, String> {

@@ -8,14 +8,12 @@
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
 
-pub mod json;
-
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How long a test waits for something that normally takes milliseconds.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -69,37 +67,26 @@ pub fn read_lossy(path: &Path) -> String {
 }
 
 /// A fresh directory under the system temp dir, removed with its contents on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    /// `name` only makes the directory recognisable; the path is unique per process
-    /// and per call.
+    /// `name` only makes the directory recognisable; the path is unique.
     pub fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "mm-test-{name}-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-        TempDir { path }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("mm-test-{name}-"))
+            // The programs under test may run as another user (tempfile's default is 0700).
+            .permissions(std::fs::Permissions::from_mode(0o755))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("create a test directory for {name}: {e}"));
+        TempDir(dir)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        self.path().join(name)
     }
 }
 

@@ -60,7 +60,7 @@ impl<F: SessionFactory> EventLoop<F> {
             if let Err(e) = self.poll.registry().register(stream, conn_token(conn_index), interest)
             {
                 log::warn!("registering the connection from {peer:?} failed: {e}; dropping it");
-                self.conns.remove(conn_index);
+                self.conns.try_remove(conn_index);
                 self.release_place();
                 return;
             }

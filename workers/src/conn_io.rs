@@ -403,7 +403,7 @@ impl<F: SessionFactory> EventLoop<F> {
     /// current batch find its slot empty, or a newer connection whose handlers tolerate a
     /// spurious wakeup.
     pub(crate) fn close_conn(&mut self, conn_index: usize) -> Option<Connection> {
-        let conn = self.conns.remove(conn_index)?;
+        let conn = self.conns.try_remove(conn_index)?;
         if let Owner::Session { index, key } = conn.owner {
             if let Some(slot) = self.sessions.get_mut(index) {
                 slot.forget_conn(key);

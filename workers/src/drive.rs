@@ -236,7 +236,7 @@ impl<F: SessionFactory> EventLoop<F> {
         match registered {
             Ok(()) => Ok(conn_index),
             Err(e) => {
-                self.conns.remove(conn_index);
+                self.conns.try_remove(conn_index);
                 Err(e)
             }
         }
@@ -256,7 +256,7 @@ impl<F: SessionFactory> EventLoop<F> {
     /// Retires a finished session: its connections are flushed and closed without it, and
     /// the factory gets it back.
     fn finish_session(&mut self, index: usize, now: Instant) {
-        let Some(slot) = self.sessions.remove(index) else {
+        let Some(slot) = self.sessions.try_remove(index) else {
             return;
         };
         for (_, conn_index) in &slot.conns {

@@ -10,10 +10,10 @@ use mio::{Events, Interest, Poll, Token};
 use crate::conn::Connection;
 use crate::listener::AcceptListener;
 use crate::session_slot::SessionSlot;
-use crate::slab::Slab;
 use crate::stop::{StopEvent, StopSources};
 use crate::timers::{TimerKind, Timers};
 use crate::{Admission, Exit, Listener, SessionFactory, WorkerConfig};
+use slab::Slab;
 
 pub(crate) const LISTENER_TOKEN: Token = Token(0);
 const SIGNALS_TOKEN: Token = Token(1);

@@ -39,7 +39,6 @@ mod event_loop;
 mod listener;
 mod output;
 mod session_slot;
-mod slab;
 mod stop;
 mod stream;
 mod timers;

@@ -2,7 +2,6 @@
 //! options the loop needs.
 
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
@@ -89,28 +88,10 @@ impl Stream {
     pub(crate) fn acknowledge_now(&self) {
         #[cfg(target_os = "linux")]
         if let Stream::Tcp(s) = self {
-            set_tcp_quickack(s.as_raw_fd());
+            // A failure only costs latency, and logging it per read would flood the log.
+            let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
         }
     }
-}
-
-#[cfg(target_os = "linux")]
-fn set_tcp_quickack(fd: std::os::fd::RawFd) {
-    let enable: libc::c_int = 1;
-    // SAFETY: `fd` is an open TCP socket borrowed from a live stream for the duration of the
-    // call; the option value points at a `c_int` that outlives the call and the length passed
-    // is exactly its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&enable as *const libc::c_int).cast::<libc::c_void>(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    // A failure only costs latency, and logging it per read would flood the log.
-    let _ = rc;
 }
 
 impl Read for Stream {

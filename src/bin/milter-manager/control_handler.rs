@@ -151,7 +151,8 @@ fn target(
 ) -> Result<Option<(supervisor::BindTarget, supervisor::ListenOptions)>, String> {
     let settings = &config.controller;
     let Some(spec) = &settings.connection_spec else { return Ok(None) };
-    let target = crate::common::bind_target(spec).map_err(|e| format!("controller: {e}"))?;
+    let target =
+        milter_manager::program::bind_target(spec).map_err(|e| format!("controller: {e}"))?;
     let listen = supervisor::ListenOptions {
         unix_socket_mode: Some(settings.unix_socket_mode),
         unix_socket_group: settings.unix_socket_group.clone(),

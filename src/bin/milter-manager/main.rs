@@ -1,8 +1,7 @@
 //! milter-manager: the milter proxy. The MTA talks to this one socket; every session is
 //! fanned out to the configured child milters and their answers folded into one.
 
-#[path = "../common/mod.rs"]
-mod common;
+use milter_manager::program;
 
 mod adapter;
 mod client_watch;
@@ -229,7 +228,7 @@ fn generation(
     let mut counter_slots = Vec::new();
     for milter in config.milters.iter().filter(|m| m.enabled) {
         let spec = milter.connection_spec.as_ref().expect("checked when loading");
-        let endpoint = common::endpoints(spec)
+        let endpoint = program::endpoints(spec)
             .map_err(|e| format!("milter {:?}: {e}", milter.name))?
             .into_iter()
             .next()
@@ -320,7 +319,7 @@ fn run(options: &Options) -> Result<i32, String> {
     if manager.max_file_descriptors > 0 {
         raise_file_limit(manager.max_file_descriptors)?;
     }
-    let target = common::bind_target(&manager.connection_spec)?;
+    let target = program::bind_target(&manager.connection_spec)?;
     let listen = supervisor::ListenOptions {
         unix_socket_mode: Some(manager.unix_socket_mode),
         unix_socket_group: manager.unix_socket_group.clone(),
@@ -411,7 +410,7 @@ fn check_files_for(
 
 /// Installs the logger (at start) or switches it to `config`'s settings (at a reload).
 fn set_up_logging(config: &Config, reload: bool) -> Result<(), String> {
-    let options = common::logger::LogOptions {
+    let options = program::logger::LogOptions {
         levels: Levels::parse(&config.log.level)?,
         path: config.log.path.clone().filter(|p| p.as_os_str() != "-"),
         syslog: config.log.use_syslog,
@@ -419,9 +418,9 @@ fn set_up_logging(config: &Config, reload: bool) -> Result<(), String> {
         facility: Some(config.log.syslog_facility.clone()),
     };
     if reload {
-        common::logger::reconfigure(&options)
+        program::logger::reconfigure(&options)
     } else {
-        common::logger::init(&options)
+        program::logger::init(&options)
     }
 }
 

@@ -130,7 +130,7 @@ pub fn serve(
 
 /// SIGUSR1: the log file is opened again (after a rotation).
 pub fn reopen_logs() {
-    match crate::common::logger::reopen() {
+    match milter_manager::program::logger::reopen() {
         Ok(()) => log::info!("SIGUSR1 received: log file reopened (pid {})", std::process::id()),
         Err(error) => log::error!("SIGUSR1 received: {error}; still logging to the old file"),
     }

@@ -6,8 +6,7 @@
 //! Exit status: 0 when every session completed (a rejected mail is a completed session),
 //! 1 when any session failed (or the target's address cannot be found), 2 for bad usage.
 
-#[path = "../common/mod.rs"]
-mod common;
+use milter_manager::{out, outln, program};
 
 mod failure;
 mod milter_mode;
@@ -77,7 +76,7 @@ struct Options {
     n_headers: u32,
     /// Bytes of the generated mail's body (K and M suffixes allowed).
     #[arg(long = "body-size", value_name = "BYTES", default_value = "1024",
-          value_parser = common::parse_size, conflicts_with = "mail_files")]
+          value_parser = program::parse_size, conflicts_with = "mail_files")]
     body_size: usize,
     /// Seconds to wait for each connection, write and reply.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
@@ -155,7 +154,7 @@ fn run(options: &Options) -> Result<bool, CheckError> {
             (runner::run_sessions(n_mails, concurrency, |i| target.run_session(i)), info)
         }
         None => {
-            let helo = options.helo_fqdn.clone().unwrap_or_else(common::hostname);
+            let helo = options.helo_fqdn.clone().unwrap_or_else(program::hostname);
             let target = SmtpTarget::new(
                 &options.smtp_server,
                 options.smtp_port,

@@ -9,8 +9,8 @@ use milter_manager::tools::performance::{
 };
 use milter_manager::tools::test_server::{Script, TestServerSession};
 
-use crate::common::milter_connection::{drive, Connection, DriveError};
 use crate::failure::kind_of;
+use milter_manager::program::milter_connection::{drive, Connection, DriveError};
 
 /// A milter and the sessions to run against it.
 pub struct MilterTarget {
@@ -30,8 +30,8 @@ impl MilterTarget {
         helo_fqdn: Option<&str>,
         timeout: Duration,
     ) -> Result<MilterTarget, String> {
-        let endpoints = crate::common::endpoints(&spec)?;
-        let hostname = crate::common::hostname();
+        let endpoints = milter_manager::program::endpoints(&spec)?;
+        let hostname = milter_manager::program::hostname();
         let scripts = mails
             .iter()
             .map(|mail| {

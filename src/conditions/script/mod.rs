@@ -170,3 +170,15 @@ pub fn describe_error(error: &EvalAltResult) -> String {
         (line, message) => format!("line {line}: {message}"),
     }
 }
+
+#[cfg(test)]
+mod engine_tests {
+    #[test]
+    fn scripts_have_no_import_and_no_clock() {
+        let engine = super::new_engine();
+        let import = engine.compile("import \"x\" as x;").unwrap_err().to_string();
+        assert!(import.contains("import"), "{import}");
+        let clock = engine.eval::<rhai::Dynamic>("timestamp()").unwrap_err().to_string();
+        assert!(clock.contains("timestamp"), "{clock}");
+    }
+}

@@ -5,8 +5,10 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
 use super::statistics::Summary;
-use crate::text::quote;
 
 /// What was run, for the report's header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,61 +79,99 @@ pub fn text_report(summary: &Summary, info: &RunInfo) -> String {
 
 /// The report as one JSON object on one line.
 pub fn json_report(summary: &Summary, info: &RunInfo) -> String {
-    let mut out = String::from("{");
-    let _ = write!(
-        out,
-        "\"mode\":{},\"target\":{},\"concurrency\":{},\"sessions\":{},\"completed\":{},\
-         \"elapsed_seconds\":{:.6},\"throughput\":{:.3},\"latency_ms\":",
-        quote(info.mode),
-        quote(&info.target),
-        info.concurrency,
-        summary.sessions,
-        summary.completed(),
-        summary.elapsed.as_secs_f64(),
-        summary.throughput(),
-    );
-    match latency_figures(summary) {
-        Some(figures) => {
-            let fields: Vec<String> =
-                figures.iter().map(|(name, ms)| format!("\"{name}\":{ms:.3}")).collect();
-            let _ = write!(out, "{{{}}}", fields.join(","));
-        }
-        None => out.push_str("null"),
+    let decimals = |value, places| Decimal { value, places };
+    let report = JsonReport {
+        mode: info.mode,
+        target: &info.target,
+        concurrency: info.concurrency,
+        sessions: summary.sessions,
+        completed: summary.completed(),
+        elapsed_seconds: decimals(summary.elapsed.as_secs_f64(), 6),
+        throughput: decimals(summary.throughput(), 3),
+        latency_ms: latency_figures(summary).map(|figures| {
+            Ordered(figures.into_iter().map(|(name, ms)| (name, decimals(ms, 3))).collect())
+        }),
+        statuses: Ordered(
+            summary
+                .statuses
+                .iter()
+                .map(|(status, count)| {
+                    let stages = Ordered(count.stages.clone());
+                    (status.name(), JsonStatus { count: count.count, stages })
+                })
+                .collect(),
+        ),
+        errors: JsonErrors {
+            count: summary.error_count(),
+            kinds: Ordered(
+                summary
+                    .errors
+                    .iter()
+                    .map(|(kind, error)| {
+                        (kind.name(), JsonError { count: error.count, first: &error.first })
+                    })
+                    .collect(),
+            ),
+        },
+    };
+    serde_json::to_string(&report).expect("the report has string keys and finite numbers")
+}
+
+/// The JSON report, its fields in the order printed.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    mode: &'a str,
+    target: &'a str,
+    concurrency: usize,
+    sessions: usize,
+    completed: usize,
+    elapsed_seconds: Decimal,
+    throughput: Decimal,
+    /// `null` when no session completed.
+    latency_ms: Option<Ordered<Decimal>>,
+    statuses: Ordered<JsonStatus>,
+    errors: JsonErrors<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonStatus {
+    count: usize,
+    stages: Ordered<usize>,
+}
+
+#[derive(Serialize)]
+struct JsonErrors<'a> {
+    count: usize,
+    kinds: Ordered<JsonError<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    count: usize,
+    first: &'a str,
+}
+
+/// A JSON object whose keys keep the order given.
+struct Ordered<T>(Vec<(&'static str, T)>);
+
+impl<T: Serialize> Serialize for Ordered<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(key, value)| (key, value)))
     }
-    let statuses: Vec<String> = summary
-        .statuses
-        .iter()
-        .map(|(status, count)| {
-            let stages: Vec<String> =
-                count.stages.iter().map(|(stage, n)| format!("{}:{n}", quote(stage))).collect();
-            format!(
-                "{}:{{\"count\":{},\"stages\":{{{}}}}}",
-                quote(status.name()),
-                count.count,
-                stages.join(",")
-            )
-        })
-        .collect();
-    let errors: Vec<String> = summary
-        .errors
-        .iter()
-        .map(|(kind, error)| {
-            format!(
-                "{}:{{\"count\":{},\"first\":{}}}",
-                quote(kind.name()),
-                error.count,
-                quote(&error.first)
-            )
-        })
-        .collect();
-    let _ = write!(
-        out,
-        ",\"statuses\":{{{}}},\"errors\":{{\"count\":{},\"kinds\":{{{}}}}}}}",
-        statuses.join(","),
-        summary.error_count(),
-        errors.join(",")
-    );
-    out
+}
+
+/// A number with a fixed count of decimals (`0.500000`), as scripts reading the report
+/// have always seen it; serde_json alone would print the shortest form (`0.5`).
+struct Decimal {
+    value: f64,
+    places: usize,
+}
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = format!("{:.*}", self.places, self.value);
+        RawValue::from_string(text).map_err(serde::ser::Error::custom)?.serialize(serializer)
+    }
 }
 
 /// `text` as a JSON string literal.
@@ -203,6 +243,14 @@ mod tests {
         let text = text_report(&summary, &info());
         assert!(text.contains("latency: none (no session completed)\nstatuses: none\nerrors: 0\n"));
         assert!(json_report(&summary, &info()).contains("\"latency_ms\":null"));
-        assert_eq!(quote("a\u{1}b"), "\"a\\u0001b\"");
+        let control = Summary::new(
+            vec![SessionRecord {
+                index: 0,
+                latency: Duration::ZERO,
+                result: Err(Failure::new(ErrorKind::Timeout, "a\u{1}b")),
+            }],
+            Duration::ZERO,
+        );
+        assert!(json_report(&control, &info()).contains("\"first\":\"a\\u0001b\""));
     }
 }

@@ -1,7 +1,5 @@
 //! What the binaries share: turning connection specs into sockets and addresses, and the
-//! logger. This is the I/O edge; the library stays free of it.
-
-#![allow(dead_code)] // Each binary uses a different part.
+//! logger. This is the I/O edge; the domain modules of the library never use it.
 
 pub mod logger;
 pub mod milter_connection;
@@ -9,7 +7,7 @@ pub mod stdout;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use milter_manager::spec::{Family, Host, Spec};
+use crate::spec::{Family, Host, Spec};
 
 /// The socket addresses a TCP spec stands for (host names are looked up here).
 pub fn resolve_inet(spec: &Spec, for_listening: bool) -> Result<Vec<SocketAddr>, String> {

@@ -22,10 +22,10 @@ pub fn print(text: std::fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! outln {
     () => {
-        $crate::common::stdout::print(format_args!("\n"))
+        $crate::program::stdout::print(format_args!("\n"))
     };
     ($($arg:tt)*) => {
-        $crate::common::stdout::print(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::program::stdout::print(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -33,6 +33,6 @@ macro_rules! outln {
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::common::stdout::print(format_args!($($arg)*))
+        $crate::program::stdout::print(format_args!($($arg)*))
     };
 }

@@ -1,5 +1,7 @@
 //! The log output of the binaries: lines of `[2026-11-22T10:00:00.123Z]: [level] message`
-//! on standard output or in a file, and optionally syslog (facility mail).
+//! on standard output or in a file (written by env_logger), and optionally syslog
+//! (facility mail). The project's levels decide what is logged; env_logger formats and
+//! writes what they let through.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -7,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use milter_manager::logging::{Level, Levels};
+use crate::logging::{Level, Levels};
 
 /// Where and what to log.
 #[derive(Debug, Clone)]
@@ -25,8 +27,9 @@ pub struct LogOptions {
 /// What the logger does now; replaced as a whole by [`reconfigure`].
 struct Outputs {
     levels: Levels,
-    file: Option<File>,
-    /// Where `file` was opened, for [`reopen`].
+    /// Standard output or the log file.
+    writer: env_logger::Logger,
+    /// Where the log file was opened, for [`reopen`].
     path: Option<std::path::PathBuf>,
     syslog: bool,
 }
@@ -50,16 +53,7 @@ impl log::Log for Logger {
         if !outputs.levels.contains(level) {
             return;
         }
-        let line = format!("[{}]: [{}] {}\n", timestamp(), level.name(), record.args());
-        match &outputs.file {
-            // One write per line on an O_APPEND file: lines of several processes do not mix.
-            Some(file) => {
-                let _ = (&*file).write_all(line.as_bytes());
-            }
-            None => {
-                let _ = std::io::stdout().lock().write_all(line.as_bytes());
-            }
-        }
+        outputs.writer.log(record);
         if outputs.syslog {
             let priority = match level {
                 Level::Critical => libc::LOG_CRIT,
@@ -90,7 +84,6 @@ pub fn init(options: &LogOptions) -> Result<(), String> {
 
 /// Switches the installed logger to `options` (a reloaded configuration). On error (the new
 /// log file cannot be opened) the logger keeps logging as before.
-#[allow(dead_code)] // Only milter-manager reloads.
 pub fn reconfigure(options: &LogOptions) -> Result<(), String> {
     let outputs = open_outputs(options)?;
     let Some(logger) = LOGGER.get() else {
@@ -105,7 +98,6 @@ pub fn reconfigure(options: &LogOptions) -> Result<(), String> {
 
 /// Opens the log file again at its path (SIGUSR1 after a log rotation): the old file is
 /// let go. On error the logger keeps writing to the file it has.
-#[allow(dead_code)] // Only milter-manager rotates.
 pub fn reopen() -> Result<(), String> {
     let Some(logger) = LOGGER.get() else { return Ok(()) };
     let path = match logger.outputs.read() {
@@ -113,9 +105,9 @@ pub fn reopen() -> Result<(), String> {
         Err(_) => None,
     };
     let Some(path) = path else { return Ok(()) };
-    let file = open_log_file(&path)?;
+    let writer = writer(Some(open_log_file(&path)?));
     if let Ok(mut outputs) = logger.outputs.write() {
-        outputs.file = Some(file);
+        outputs.writer = writer;
     }
     Ok(())
 }
@@ -139,7 +131,27 @@ fn open_outputs(options: &LogOptions) -> Result<Outputs, String> {
         // SAFETY: the ident is 'static and NUL-terminated.
         unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, facility) };
     }
-    Ok(Outputs { levels: options.levels, file, path, syslog: options.syslog })
+    Ok(Outputs { levels: options.levels, writer: writer(file), path, syslog: options.syslog })
+}
+
+/// An env_logger writing the project's line format to `file`, or to standard output.
+/// It lets every record through: [`Logger`] has filtered them already.
+fn writer(file: Option<File>) -> env_logger::Logger {
+    let mut builder = env_logger::Builder::new();
+    builder
+        .filter_level(log::LevelFilter::Trace)
+        .write_style(env_logger::WriteStyle::Never)
+        .format(|out, record| {
+            let level = Level::of_record(record.level(), record.target());
+            writeln!(out, "[{}]: [{}] {}", timestamp(), level.name(), record.args())
+        });
+    if let Some(file) = file {
+        // One write per line on an O_APPEND file: lines of several processes do not mix.
+        builder.target(env_logger::Target::Pipe(Box::new(file)));
+    } else {
+        builder.target(env_logger::Target::Stdout);
+    }
+    builder.build()
 }
 
 /// The syslog facility called `name`.
@@ -169,7 +181,8 @@ fn facility_code(name: &str) -> Result<libc::c_int, String> {
     })
 }
 
-/// The current UTC time as ISO 8601 with milliseconds.
+/// The current UTC time as ISO 8601 with milliseconds. env_logger's own timestamp would
+/// need its `humantime` feature, which brings a whole date-time library for this line.
 fn timestamp() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs();
@@ -203,10 +216,31 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     #[test]
     fn every_configurable_facility_has_a_code() {
-        for name in milter_manager::config::SYSLOG_FACILITIES {
+        for name in crate::config::SYSLOG_FACILITIES {
             assert!(super::facility_code(name).is_ok(), "{name}");
         }
         assert!(super::facility_code("mial").is_err());
+    }
+
+    #[test]
+    fn lines_have_the_project_format() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("log");
+        let writer = super::writer(Some(super::open_log_file(&path).expect("open the log")));
+        log::Log::log(
+            &writer,
+            &log::Record::builder()
+                .args(format_args!("child {} started", "a"))
+                .level(log::Level::Warn)
+                .target("milter_manager::engine")
+                .build(),
+        );
+        let text = std::fs::read_to_string(&path).expect("read the log");
+        let line = regex::Regex::new(
+            r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\]: \[warning\] child a started\n$",
+        )
+        .unwrap();
+        assert!(line.is_match(&text), "{text:?}");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use milter_manager::spec::Spec;
-use milter_manager::tools::test_server::TestServerSession;
+use crate::spec::Spec;
+use crate::tools::test_server::TestServerSession;
 
 /// A connected milter socket of either kind.
 pub enum Connection {
