@@ -130,13 +130,13 @@ fn answer(
                     Ok(Started::BackingOff(wait)) => {
                         LaunchAnswer::Wait(wait.as_millis().max(1) as u64)
                     }
-                    Err(reason) => LaunchAnswer::Refused(reason),
+                    Err(reason) => LaunchAnswer::Refused(reason.to_string()),
                 }
             }
         },
         Ok(LaunchRequest::Stop(name)) => match programs.stop(&name) {
             Ok(pid) => LaunchAnswer::Stopped(pid),
-            Err(reason) => LaunchAnswer::Refused(reason),
+            Err(reason) => LaunchAnswer::Refused(reason.to_string()),
         },
         Ok(LaunchRequest::Reload) => match reload() {
             Ok(config) => {

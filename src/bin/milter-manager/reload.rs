@@ -176,10 +176,7 @@ fn restart_needed(running: &Config, new: &Config, as_root: bool) -> Vec<String> 
 
 /// The supervisor's reload hook (`n_workers` > 0): a new generation of workers with the
 /// configuration loaded again, or the error (the running one stays).
-pub fn prefork_hook(
-    mut reloader: Reloader,
-    shared: worker::Shared,
-) -> Box<dyn FnMut() -> Result<supervisor::Reloaded, String>> {
+pub fn prefork_hook(mut reloader: Reloader, shared: worker::Shared) -> supervisor::ReloadHook {
     Box::new(move || {
         let Loaded { config, generation, report } = reloader.load()?;
         let plan = Rc::new(Plan::new(&config, generation));
