@@ -49,6 +49,22 @@ pub enum LaunchAnswer {
     Refused(String),
 }
 
+/// Why the launcher refuses a request line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("{verb}: a milter name is missing")]
+    MissingName { verb: String },
+    #[error("unknown request {verb:?} (expected start NAME, stop NAME or reload)")]
+    Unknown { verb: String },
+}
+
+/// An answer line the launcher should not have sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad launcher answer {line:?}")]
+pub struct BadAnswer {
+    pub line: String,
+}
+
 impl LaunchRequest {
     /// The request line, newline included.
     pub fn encode(&self) -> String {
@@ -60,22 +76,19 @@ impl LaunchRequest {
     }
 
     /// Reads a request line (with or without its newline).
-    pub fn parse(line: &str) -> Result<LaunchRequest, String> {
+    pub fn parse(line: &str) -> Result<LaunchRequest, RequestError> {
         let line = line.trim_end_matches(['\n', '\r']);
         let (verb, name) = line.split_once(' ').unwrap_or((line, ""));
         if line == "reload" {
             return Ok(LaunchRequest::Reload);
         }
         if name.is_empty() && matches!(verb, "start" | "stop") {
-            return Err(format!("{verb}: a milter name is missing"));
+            return Err(RequestError::MissingName { verb: verb.to_string() });
         }
         match verb {
             "start" => Ok(LaunchRequest::Start(name.to_string())),
             "stop" => Ok(LaunchRequest::Stop(name.to_string())),
-            _ => Err(format!(
-                "unknown request {:?} (expected start NAME, stop NAME or reload)",
-                verb
-            )),
+            _ => Err(RequestError::Unknown { verb: verb.to_string() }),
         }
     }
 }
@@ -94,24 +107,19 @@ impl LaunchAnswer {
     }
 
     /// Reads an answer line (with or without its newline).
-    pub fn parse(line: &str) -> Result<LaunchAnswer, String> {
+    pub fn parse(line: &str) -> Result<LaunchAnswer, BadAnswer> {
         let line = line.trim_end_matches(['\n', '\r']);
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let pid = || rest.parse::<u32>().map_err(|_| format!("bad launcher answer {line:?}"));
+        let bad = || BadAnswer { line: line.to_string() };
+        let pid = || rest.parse::<u32>().map_err(|_| bad());
         match word {
             "started" => Ok(LaunchAnswer::Started(pid()?)),
             "running" => Ok(LaunchAnswer::Running(pid()?)),
             "stopped" => Ok(LaunchAnswer::Stopped(pid()?)),
-            "wait" => rest
-                .parse()
-                .map(LaunchAnswer::Wait)
-                .map_err(|_| format!("bad launcher answer {line:?}")),
-            "reloaded" => rest
-                .parse()
-                .map(LaunchAnswer::Reloaded)
-                .map_err(|_| format!("bad launcher answer {line:?}")),
+            "wait" => rest.parse().map(LaunchAnswer::Wait).map_err(|_| bad()),
+            "reloaded" => rest.parse().map(LaunchAnswer::Reloaded).map_err(|_| bad()),
             "error" => Ok(LaunchAnswer::Refused(rest.to_string())),
-            _ => Err(format!("bad launcher answer {line:?}")),
+            _ => Err(bad()),
         }
     }
 }
@@ -177,11 +185,14 @@ mod tests {
 
     #[test]
     fn bad_requests_say_why() {
-        assert_eq!(LaunchRequest::parse("start"), Err("start: a milter name is missing".into()));
+        let refusal = |line| LaunchRequest::parse(line).unwrap_err().to_string();
+        assert_eq!(refusal("start"), "start: a milter name is missing");
         assert_eq!(
-            LaunchRequest::parse("exec /bin/sh"),
-            Err("unknown request \"exec\" (expected start NAME, stop NAME or reload)".into())
+            refusal("exec /bin/sh"),
+            "unknown request \"exec\" (expected start NAME, stop NAME or reload)"
         );
+        let bad = LaunchAnswer::parse("started soon\n").unwrap_err();
+        assert_eq!(bad.to_string(), "bad launcher answer \"started soon\"");
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub(super) fn optional_spec(value: &DeValue<'_>) -> Result<Option<Spec>, String>
 }
 
 pub(super) fn status(value: &DeValue<'_>) -> Result<FallbackStatus, String> {
-    string(value)?.parse()
+    string(value)?.parse().map_err(|e: crate::status::UnknownStatus| e.to_string())
 }
 
 /// A number of seconds: an integer or a float, finite, above 0.

@@ -20,7 +20,7 @@ pub(crate) fn connection_spec(text: &str) -> Result<Spec, String> {
         return Err("it is empty".into());
     }
     if text.starts_with('/') {
-        return Spec::parse(&format!("unix:{text}")).map_err(|err| err.reason);
+        return Spec::parse(&format!("unix:{text}")).map_err(|err| err.reason.to_string());
     }
     let Some((scheme, mut rest)) = text.split_once(':') else {
         return Err("it is neither an absolute path nor TYPE:ADDRESS".into());
@@ -29,11 +29,11 @@ pub(crate) fn connection_spec(text: &str) -> Result<Spec, String> {
         while let Some(inner) = rest.strip_prefix("unix:").or_else(|| rest.strip_prefix("local:")) {
             rest = inner;
         }
-        return Spec::parse(&format!("{scheme}:{rest}")).map_err(|err| err.reason);
+        return Spec::parse(&format!("{scheme}:{rest}")).map_err(|err| err.reason.to_string());
     }
     match Spec::parse(text) {
         Ok(spec) => Ok(spec),
-        Err(err) => postfix_form(scheme, rest).ok_or(err.reason),
+        Err(err) => postfix_form(scheme, rest).ok_or(err.reason.to_string()),
     }
 }
 

@@ -29,7 +29,7 @@ impl supervisor::ControlHandler for Controller {
             Ok(request) => request,
             Err(reason) => {
                 log::warn!("controller: refused {line:?}: {reason}");
-                return ControlAnswer::Now(error_answer(&reason));
+                return ControlAnswer::Now(error_answer(&reason.to_string()));
             }
         };
         // "info" in the manager's levels: routine, not worth the default log.
@@ -44,7 +44,7 @@ impl supervisor::ControlHandler for Controller {
             Ok(body) => ok_answer(&body),
             Err(reason) => {
                 log::warn!("controller: {line:?} failed: {reason}");
-                error_answer(&reason)
+                error_answer(&reason.to_string())
             }
         })
     }
@@ -103,26 +103,42 @@ impl Controller {
         }
     }
 
-    fn stop_child(&self, name: &str) -> Result<String, String> {
+    fn stop_child(&self, name: &str) -> Result<String, StopChildError> {
         let has_command = self.view.commands.iter().find(|(n, _)| n == name).map(|c| c.1);
         match has_command {
-            None => return Err(format!("no milter named {name:?} in the configuration")),
-            Some(false) => {
-                return Err(format!("milter {name:?} has no command: the manager did not start it"))
-            }
+            None => return Err(StopChildError::NotConfigured { name: name.into() }),
+            Some(false) => return Err(StopChildError::NoCommand { name: name.into() }),
             Some(true) => {}
         }
         let Some(launcher) = &self.launcher else {
-            return Err("privilege mode is off: the manager starts no child milter".into());
+            return Err(StopChildError::PrivilegeModeOff);
         };
         let line =
             supervisor::launcher_process::ask(launcher, &LaunchRequest::Stop(name.into()).encode())
-                .map_err(|e| format!("cannot reach the launcher: {e}"))?;
+                .map_err(StopChildError::Unreachable)?;
         match LaunchAnswer::parse(&line)? {
-            LaunchAnswer::Refused(reason) => Err(reason),
+            LaunchAnswer::Refused(reason) => Err(StopChildError::Refused(reason)),
             answer => Ok(format!("milter {name:?}: {answer}")),
         }
     }
+}
+
+/// Why the controller's stop-child was refused; answered as `error: ...`.
+#[derive(Debug, thiserror::Error)]
+enum StopChildError {
+    #[error("no milter named {name:?} in the configuration")]
+    NotConfigured { name: String },
+    #[error("milter {name:?} has no command: the manager did not start it")]
+    NoCommand { name: String },
+    #[error("privilege mode is off: the manager starts no child milter")]
+    PrivilegeModeOff,
+    #[error("cannot reach the launcher: {0}")]
+    Unreachable(std::io::Error),
+    #[error(transparent)]
+    BadAnswer(#[from] milter_manager::launcher_protocol::BadAnswer),
+    /// The launcher's own reason.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Binds `controller.connection_spec` (as root, before the privilege drop) with its socket

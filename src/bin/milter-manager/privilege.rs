@@ -119,7 +119,7 @@ fn answer(
     programs: &mut Programs,
 ) -> LaunchAnswer {
     let answer = match LaunchRequest::parse(line) {
-        Err(reason) => LaunchAnswer::Refused(reason),
+        Err(reason) => LaunchAnswer::Refused(reason.to_string()),
         Ok(LaunchRequest::Start(name)) => match allowed.get(&name) {
             None => LaunchAnswer::Refused(format!("no milter named {name:?} in the configuration")),
             Some(Allowed::Not(reason)) => LaunchAnswer::Refused(reason.clone()),

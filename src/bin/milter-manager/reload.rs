@@ -80,7 +80,10 @@ impl Reloader {
     fn reload_launcher(&self) {
         let Some(socket) = &self.launcher else { return };
         let asked = supervisor::launcher_process::ask(socket, &LaunchRequest::Reload.encode());
-        match asked.map_err(|e| e.to_string()).and_then(|line| LaunchAnswer::parse(&line)) {
+        let answer = asked
+            .map_err(|e| e.to_string())
+            .and_then(|line| LaunchAnswer::parse(&line).map_err(|e| e.to_string()));
+        match answer {
             Ok(LaunchAnswer::Refused(reason)) | Err(reason) => {
                 log::warn!("reload: the launcher kept its list of startable milters: {reason}")
             }
