@@ -511,7 +511,8 @@ fn register_dnsbl(engine: &mut Engine, state: &SharedState) {
     engine.register_type_with_name::<DnsblHandle>("Dnsbl");
     let add = |state: &SharedState, context: &NativeCallContext, entry: String| {
         let list: fn(&mut Config) -> &mut Vec<String> = |c| &mut c.dnsbl.services;
-        let check = |entry: &str| dnsbl::parse_service_entry(entry).map(|_| ());
+        let check =
+            |entry: &str| dnsbl::parse_service_entry(entry).map(|_| ()).map_err(|e| e.to_string());
         add_entry(state, context, "dnsbl", "services", check, list, &entry)
     };
     let adding = Rc::clone(state);

@@ -302,7 +302,7 @@ pub(super) fn optional_u32(value: &DeValue<'_>) -> Result<Option<u32>, String> {
 pub(super) fn dnsbl_services(value: &DeValue<'_>) -> Result<Vec<String>, String> {
     let entries = strings(value)?;
     for entry in &entries {
-        crate::conditions::builtin::dnsbl::parse_service_entry(entry)?;
+        crate::conditions::builtin::dnsbl::parse_service_entry(entry).map_err(|e| e.to_string())?;
     }
     Ok(entries)
 }
@@ -311,7 +311,7 @@ pub(super) fn dnsbl_services(value: &DeValue<'_>) -> Result<Vec<String>, String>
 pub(super) fn name_servers(value: &DeValue<'_>) -> Result<Vec<String>, String> {
     let entries = strings(value)?;
     for entry in &entries {
-        crate::conditions::builtin::dnsbl::parse_name_server(entry)?;
+        crate::conditions::builtin::dnsbl::parse_name_server(entry).map_err(|e| e.to_string())?;
     }
     Ok(entries)
 }
@@ -331,7 +331,8 @@ pub(super) fn dnsbl_timeout(value: &DeValue<'_>) -> Result<f64, String> {
 pub(super) fn accounts(value: &DeValue<'_>) -> Result<Vec<String>, String> {
     let entries = strings(value)?;
     for entry in &entries {
-        crate::conditions::builtin::restrict_accounts::AccountMatcher::parse(entry)?;
+        crate::conditions::builtin::restrict_accounts::AccountMatcher::parse(entry)
+            .map_err(|e| e.to_string())?;
     }
     Ok(entries)
 }
