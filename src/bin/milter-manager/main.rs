@@ -189,7 +189,7 @@ fn group_named_by_id(gid: u32) -> Result<String, String> {
     }
 }
 
-fn parse_mode(text: &str) -> Result<u32, String> {
+fn parse_mode(text: &str) -> Result<u32, milter_manager::config::ModeError> {
     milter_manager::config::mode_text(text)
 }
 
