@@ -146,6 +146,16 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
+/// Why a milter's command cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandLineError {
+    #[error("command is empty")]
+    Empty,
+    /// The words of `command_options` cannot be split (the splitter's words).
+    #[error("command_options: {0}")]
+    Options(String),
+}
+
 /// The argument vector of a milter's `command` with its `command_options`. No shell runs
 /// it: a string of options is split into words with the shell's quoting rules only ('...',
 /// "..." and backslash); variables, globs and redirections are not expanded. A milter that
@@ -153,16 +163,18 @@ fn one_line(text: &str) -> String {
 pub fn command_line(
     command: &str,
     options: Option<&CommandOptions>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, CommandLineError> {
     if command.trim().is_empty() {
-        return Err("command is empty".to_string());
+        return Err(CommandLineError::Empty);
     }
     let mut argv = vec![command.to_string()];
     match options {
         None => {}
         Some(CommandOptions::Arguments(arguments)) => argv.extend(arguments.iter().cloned()),
-        Some(CommandOptions::Line(line)) => argv
-            .extend(crate::shell_words::split(line).map_err(|e| format!("command_options: {e}"))?),
+        Some(CommandOptions::Line(line)) => argv.extend(
+            crate::shell_words::split(line)
+                .map_err(|e| CommandLineError::Options(e.to_string()))?,
+        ),
     }
     Ok(argv)
 }
@@ -221,8 +233,10 @@ mod tests {
         let list = CommandOptions::Arguments(vec!["a b".into(), "c".into()]);
         assert_eq!(command_line("/bin/x", Some(&list)).unwrap(), ["/bin/x", "a b", "c"]);
         assert_eq!(command_line("/bin/x", None).unwrap(), ["/bin/x"]);
-        assert_eq!(command_line(" ", None), Err("command is empty".into()));
+        assert_eq!(command_line(" ", None), Err(CommandLineError::Empty));
+        assert_eq!(CommandLineError::Empty.to_string(), "command is empty");
         let bad = CommandOptions::Line("'x".into());
-        assert!(command_line("/bin/x", Some(&bad)).unwrap_err().starts_with("command_options: "));
+        let error = command_line("/bin/x", Some(&bad)).unwrap_err().to_string();
+        assert!(error.starts_with("command_options: "), "{error}");
     }
 }
