@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::error::StartError;
 use milter_manager::config::Config;
 use milter_manager::control_protocol::{
     error_answer, ok_answer, reload_answer, ControlRequest, ControllerView, Counters, ReloadReport,
@@ -146,28 +147,28 @@ enum StopChildError {
 pub fn bind(
     config: &Config,
     controller: Controller,
-) -> Result<Option<supervisor::ControlSocket>, String> {
+) -> Result<Option<supervisor::ControlSocket>, StartError> {
     let Some((target, listen)) = target(config)? else { return Ok(None) };
-    let bound = supervisor::bind(&target, &listen).map_err(|e| format!("controller: {e}"))?;
+    let bound = supervisor::bind(&target, &listen).map_err(StartError::ControllerBind)?;
     log::info!("controller listening on {}", bound.local_description());
     supervisor::ControlSocket::new(bound, Box::new(controller))
         .map(Some)
-        .map_err(|e| format!("controller: cannot set up the socket: {e}"))
+        .map_err(StartError::ControllerSocket)
 }
 
 /// Fails as [`bind`] would on what is at the controller's socket path already, without
 /// binding anything.
-pub fn check_bindable(config: &Config) -> Result<(), String> {
+pub fn check_bindable(config: &Config) -> Result<(), StartError> {
     let Some((target, listen)) = target(config)? else { return Ok(()) };
-    supervisor::check_bindable(&target, &listen).map_err(|e| format!("controller: {e}"))
+    supervisor::check_bindable(&target, &listen).map_err(StartError::ControllerBind)
 }
 
 fn target(
     config: &Config,
-) -> Result<Option<(supervisor::BindTarget, supervisor::ListenOptions)>, String> {
+) -> Result<Option<(supervisor::BindTarget, supervisor::ListenOptions)>, StartError> {
     let settings = &config.controller;
     let Some(spec) = &settings.connection_spec else { return Ok(None) };
-    let target = crate::common::bind_target(spec).map_err(|e| format!("controller: {e}"))?;
+    let target = crate::common::bind_target(spec).map_err(StartError::ControllerAddress)?;
     let listen = supervisor::ListenOptions {
         unix_socket_mode: Some(settings.unix_socket_mode),
         unix_socket_group: settings.unix_socket_group.clone(),

@@ -15,6 +15,7 @@ use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest};
 use supervisor::{ReloadOutcome, ReloadReporter, SessionBoard};
 
 use crate::adapter::Generation;
+use crate::error::StartError;
 use crate::worker::{self, Plan};
 use crate::Options;
 
@@ -54,7 +55,7 @@ impl Reloader {
     }
 
     /// The configuration as the files say now, or why not (also logged, in one line).
-    pub fn load(&mut self) -> Result<Loaded, String> {
+    pub fn load(&mut self) -> Result<Loaded, StartError> {
         let (config, generation) = crate::load(&self.options, &self.board, &mut self.slots)
             .map_err(|error| {
                 log::error!("reload failed; keeping the running configuration: {error}");
@@ -224,7 +225,7 @@ pub fn in_process_hook(
             }
             Err(error) => ReloadOutcome {
                 generation: generation_number.get(),
-                result: Err(error),
+                result: Err(error.to_string()),
                 workers_wanted: 0,
                 report: String::new(),
             },
