@@ -33,8 +33,35 @@ pub enum ControlRequest {
     StopChild(String),
 }
 
+/// Why a request line is refused; the controller answers it as `error: ...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("{verb} takes no argument")]
+    UnexpectedArgument { verb: String },
+    #[error("stop-child: a milter name is missing")]
+    MissingName,
+    #[error("empty request")]
+    Empty,
+    #[error(
+        "unknown request {verb:?} (expected status, configuration, reload or stop-child NAME)"
+    )]
+    Unknown { verb: String },
+}
+
+/// Why an answer carries no body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// The controller's `error:` answer: its reason, verbatim.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the controller closed the connection without an answer")]
+    NoAnswer,
+    #[error("unexpected answer {first_line:?}")]
+    Unexpected { first_line: String },
+}
+
 impl ControlRequest {
-    pub fn parse(line: &str) -> Result<ControlRequest, String> {
+    pub fn parse(line: &str) -> Result<ControlRequest, RequestError> {
         let line = line.trim_end_matches(['\n', '\r']).trim();
         let (verb, argument) = match line.split_once(char::is_whitespace) {
             Some((verb, rest)) => (verb, rest.trim()),
@@ -44,19 +71,17 @@ impl ControlRequest {
             if argument.is_empty() {
                 Ok(request)
             } else {
-                Err(format!("{verb} takes no argument"))
+                Err(RequestError::UnexpectedArgument { verb: verb.to_string() })
             }
         };
         match verb {
             "status" => no_argument(ControlRequest::Status),
             "configuration" => no_argument(ControlRequest::Configuration),
             "reload" => no_argument(ControlRequest::Reload),
-            "stop-child" if argument.is_empty() => Err("stop-child: a milter name is missing".into()),
+            "stop-child" if argument.is_empty() => Err(RequestError::MissingName),
             "stop-child" => Ok(ControlRequest::StopChild(argument.to_string())),
-            "" => Err("empty request".into()),
-            _ => Err(format!(
-                "unknown request {verb:?} (expected status, configuration, reload or stop-child NAME)"
-            )),
+            "" => Err(RequestError::Empty),
+            _ => Err(RequestError::Unknown { verb: verb.to_string() }),
         }
     }
 
@@ -87,7 +112,7 @@ pub fn error_answer(reason: &str) -> String {
 }
 
 /// Splits an answer into its body (ok) or its reason (error).
-pub fn parse_answer(answer: &str) -> Result<String, String> {
+pub fn parse_answer(answer: &str) -> Result<String, AnswerError> {
     if let Some(body) = answer.strip_prefix("ok\n") {
         return Ok(body.to_string());
     }
@@ -95,11 +120,11 @@ pub fn parse_answer(answer: &str) -> Result<String, String> {
         return Ok(String::new());
     }
     match answer.strip_prefix("error: ") {
-        Some(reason) => Err(reason.trim_end().to_string()),
-        None if answer.is_empty() => {
-            Err("the controller closed the connection without an answer".into())
-        }
-        None => Err(format!("unexpected answer {:?}", answer.lines().next().unwrap_or(""))),
+        Some(reason) => Err(AnswerError::Refused(reason.trim_end().to_string())),
+        None if answer.is_empty() => Err(AnswerError::NoAnswer),
+        None => Err(AnswerError::Unexpected {
+            first_line: answer.lines().next().unwrap_or("").to_string(),
+        }),
     }
 }
 
@@ -351,24 +376,25 @@ mod tests {
 
     #[test]
     fn bad_requests_say_why() {
-        assert_eq!(ControlRequest::parse("status now"), Err("status takes no argument".into()));
+        let refusal = |line| ControlRequest::parse(line).unwrap_err().to_string();
+        assert_eq!(refusal("status now"), "status takes no argument");
+        assert_eq!(refusal("stop-child"), "stop-child: a milter name is missing");
         assert_eq!(
-            ControlRequest::parse("stop-child"),
-            Err("stop-child: a milter name is missing".into())
+            refusal("shutdown"),
+            "unknown request \"shutdown\" (expected status, configuration, reload or stop-child \
+             NAME)"
         );
-        assert!(ControlRequest::parse("shutdown")
-            .unwrap_err()
-            .starts_with("unknown request \"shutdown\""));
-        assert_eq!(ControlRequest::parse(""), Err("empty request".into()));
+        assert_eq!(refusal(""), "empty request");
     }
 
     #[test]
     fn answers_are_ok_with_a_body_or_one_error_line() {
         assert_eq!(parse_answer(&ok_answer("a\nb")), Ok("a\nb\n".into()));
         assert_eq!(parse_answer(&ok_answer("")), Ok(String::new()));
-        assert_eq!(parse_answer(&error_answer("no\nway")), Err("no way".into()));
-        assert!(parse_answer("").unwrap_err().contains("without an answer"));
-        assert!(parse_answer("what\n").unwrap_err().contains("unexpected answer"));
+        let refusal = |answer: &str| parse_answer(answer).unwrap_err().to_string();
+        assert_eq!(refusal(&error_answer("no\nway")), "no way");
+        assert_eq!(refusal(""), "the controller closed the connection without an answer");
+        assert_eq!(refusal("what\nnext\n"), "unexpected answer \"what\"");
     }
 
     #[test]

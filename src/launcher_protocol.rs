@@ -49,6 +49,22 @@ pub enum LaunchAnswer {
     Refused(String),
 }
 
+/// Why the launcher refuses a request line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("{verb}: a milter name is missing")]
+    MissingName { verb: String },
+    #[error("unknown request {verb:?} (expected start NAME, stop NAME or reload)")]
+    Unknown { verb: String },
+}
+
+/// An answer line the launcher should not have sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad launcher answer {line:?}")]
+pub struct BadAnswer {
+    pub line: String,
+}
+
 impl LaunchRequest {
     /// The request line, newline included.
     pub fn encode(&self) -> String {
@@ -60,22 +76,19 @@ impl LaunchRequest {
     }
 
     /// Reads a request line (with or without its newline).
-    pub fn parse(line: &str) -> Result<LaunchRequest, String> {
+    pub fn parse(line: &str) -> Result<LaunchRequest, RequestError> {
         let line = line.trim_end_matches(['\n', '\r']);
         let (verb, name) = line.split_once(' ').unwrap_or((line, ""));
         if line == "reload" {
             return Ok(LaunchRequest::Reload);
         }
         if name.is_empty() && matches!(verb, "start" | "stop") {
-            return Err(format!("{verb}: a milter name is missing"));
+            return Err(RequestError::MissingName { verb: verb.to_string() });
         }
         match verb {
             "start" => Ok(LaunchRequest::Start(name.to_string())),
             "stop" => Ok(LaunchRequest::Stop(name.to_string())),
-            _ => Err(format!(
-                "unknown request {:?} (expected start NAME, stop NAME or reload)",
-                verb
-            )),
+            _ => Err(RequestError::Unknown { verb: verb.to_string() }),
         }
     }
 }
@@ -94,24 +107,19 @@ impl LaunchAnswer {
     }
 
     /// Reads an answer line (with or without its newline).
-    pub fn parse(line: &str) -> Result<LaunchAnswer, String> {
+    pub fn parse(line: &str) -> Result<LaunchAnswer, BadAnswer> {
         let line = line.trim_end_matches(['\n', '\r']);
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let pid = || rest.parse::<u32>().map_err(|_| format!("bad launcher answer {line:?}"));
+        let bad = || BadAnswer { line: line.to_string() };
+        let pid = || rest.parse::<u32>().map_err(|_| bad());
         match word {
             "started" => Ok(LaunchAnswer::Started(pid()?)),
             "running" => Ok(LaunchAnswer::Running(pid()?)),
             "stopped" => Ok(LaunchAnswer::Stopped(pid()?)),
-            "wait" => rest
-                .parse()
-                .map(LaunchAnswer::Wait)
-                .map_err(|_| format!("bad launcher answer {line:?}")),
-            "reloaded" => rest
-                .parse()
-                .map(LaunchAnswer::Reloaded)
-                .map_err(|_| format!("bad launcher answer {line:?}")),
+            "wait" => rest.parse().map(LaunchAnswer::Wait).map_err(|_| bad()),
+            "reloaded" => rest.parse().map(LaunchAnswer::Reloaded).map_err(|_| bad()),
             "error" => Ok(LaunchAnswer::Refused(rest.to_string())),
-            _ => Err(format!("bad launcher answer {line:?}")),
+            _ => Err(bad()),
         }
     }
 }
@@ -138,6 +146,16 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
+/// Why a milter's command cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandLineError {
+    #[error("command is empty")]
+    Empty,
+    /// The words of `command_options` cannot be split (the splitter's words).
+    #[error("command_options: {0}")]
+    Options(String),
+}
+
 /// The argument vector of a milter's `command` with its `command_options`. No shell runs
 /// it: a string of options is split into words with the shell's quoting rules only ('...',
 /// "..." and backslash); variables, globs and redirections are not expanded. A milter that
@@ -145,16 +163,17 @@ fn one_line(text: &str) -> String {
 pub fn command_line(
     command: &str,
     options: Option<&CommandOptions>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, CommandLineError> {
     if command.trim().is_empty() {
-        return Err("command is empty".to_string());
+        return Err(CommandLineError::Empty);
     }
     let mut argv = vec![command.to_string()];
     match options {
         None => {}
         Some(CommandOptions::Arguments(arguments)) => argv.extend(arguments.iter().cloned()),
         Some(CommandOptions::Line(line)) => argv.extend(
-            shell_words::split(line).map_err(|e| format!("command_options: {e} in {line:?}"))?,
+            shell_words::split(line)
+                .map_err(|e| CommandLineError::Options(format!("{e} in {line:?}")))?,
         ),
     }
     Ok(argv)
@@ -178,11 +197,14 @@ mod tests {
 
     #[test]
     fn bad_requests_say_why() {
-        assert_eq!(LaunchRequest::parse("start"), Err("start: a milter name is missing".into()));
+        let refusal = |line| LaunchRequest::parse(line).unwrap_err().to_string();
+        assert_eq!(refusal("start"), "start: a milter name is missing");
         assert_eq!(
-            LaunchRequest::parse("exec /bin/sh"),
-            Err("unknown request \"exec\" (expected start NAME, stop NAME or reload)".into())
+            refusal("exec /bin/sh"),
+            "unknown request \"exec\" (expected start NAME, stop NAME or reload)"
         );
+        let bad = LaunchAnswer::parse("started soon\n").unwrap_err();
+        assert_eq!(bad.to_string(), "bad launcher answer \"started soon\"");
     }
 
     #[test]
@@ -211,11 +233,12 @@ mod tests {
         let list = CommandOptions::Arguments(vec!["a b".into(), "c".into()]);
         assert_eq!(command_line("/bin/x", Some(&list)).unwrap(), ["/bin/x", "a b", "c"]);
         assert_eq!(command_line("/bin/x", None).unwrap(), ["/bin/x"]);
-        assert_eq!(command_line(" ", None), Err("command is empty".into()));
+        assert_eq!(command_line(" ", None), Err(CommandLineError::Empty));
+        assert_eq!(CommandLineError::Empty.to_string(), "command is empty");
         let bad = CommandOptions::Line("'x".into());
         assert_eq!(
-            command_line("/bin/x", Some(&bad)),
-            Err("command_options: missing closing quote in \"'x\"".into())
+            command_line("/bin/x", Some(&bad)).unwrap_err().to_string(),
+            "command_options: missing closing quote in \"'x\""
         );
     }
 

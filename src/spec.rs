@@ -53,19 +53,47 @@ pub enum Spec {
 }
 
 /// What is wrong with a connection spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid connection spec {spec:?}: {reason}")]
 pub struct SpecError {
     pub spec: String,
-    pub reason: String,
+    pub reason: SpecProblem,
 }
 
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid connection spec {:?}: {}", self.spec, self.reason)
-    }
+/// The part of a connection spec that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecProblem {
+    /// No `TYPE:` prefix.
+    #[error("{FORMS}")]
+    NoType,
+    #[error("unknown type {0:?}; {FORMS}")]
+    UnknownType(String),
+    #[error("the socket path is empty")]
+    EmptyPath,
+    #[error("the socket path contains a NUL byte")]
+    NulInPath,
+    #[error("the port is missing")]
+    MissingPort,
+    #[error("port {0:?} is not a number")]
+    PortNotANumber(String),
+    #[error("port {0} is out of range (0-65535)")]
+    PortOutOfRange(String),
+    /// A port problem where the text looks like Postfix's `inet:HOST:PORT`.
+    #[error("{problem} (this looks like Postfix's inet:HOST:PORT form; write {scheme}:PORT@HOST)")]
+    PostfixForm { problem: Box<SpecProblem>, scheme: String },
+    #[error("the host after '@' is empty")]
+    EmptyHost,
+    #[error("{0:?} lacks the closing ']'")]
+    UnclosedBracket(String),
+    #[error("{0:?} is not an IPv4 address")]
+    NotIpv4(String),
+    #[error("{0:?} is not an IPv6 address")]
+    NotIpv6(String),
+    #[error("{0:?} is not a host name")]
+    NotAHostName(String),
+    #[error("{address} is not an address of the {scheme} family")]
+    WrongFamily { address: String, scheme: &'static str },
 }
-
-impl std::error::Error for SpecError {}
 
 const FORMS: &str =
     "expected unix:PATH, local:PATH, inet:PORT[@HOST|@[ADDRESS]] or inet6:PORT[@HOST|@[ADDRESS]]";
@@ -74,15 +102,15 @@ impl FromStr for Spec {
     type Err = SpecError;
 
     fn from_str(text: &str) -> Result<Spec, SpecError> {
-        let error = |reason: String| SpecError { spec: text.to_string(), reason };
-        let (scheme, rest) = text.split_once(':').ok_or_else(|| error(FORMS.to_string()))?;
+        let error = |reason: SpecProblem| SpecError { spec: text.to_string(), reason };
+        let (scheme, rest) = text.split_once(':').ok_or_else(|| error(SpecProblem::NoType))?;
         match scheme {
             "unix" | "local" => {
                 if rest.is_empty() {
-                    return Err(error("the socket path is empty".into()));
+                    return Err(error(SpecProblem::EmptyPath));
                 }
                 if rest.contains('\0') {
-                    return Err(error("the socket path contains a NUL byte".into()));
+                    return Err(error(SpecProblem::NulInPath));
                 }
                 Ok(Spec::Unix { path: PathBuf::from(rest), local_alias: scheme == "local" })
             }
@@ -92,14 +120,14 @@ impl FromStr for Spec {
                     Some((port, host)) => (port, Some(host)),
                     None => (rest, None),
                 };
-                let port = parse_port(port_text).map_err(|reason| {
+                let port = parse_port(port_text).map_err(|problem| {
                     if port_text.contains(':') || port_text.contains('.') {
-                        error(format!(
-                            "{reason} (this looks like Postfix's inet:HOST:PORT form; \
-                             write {scheme}:PORT@HOST)"
-                        ))
+                        error(SpecProblem::PostfixForm {
+                            problem: Box::new(problem),
+                            scheme: scheme.to_string(),
+                        })
                     } else {
-                        error(reason)
+                        error(problem)
                     }
                 })?;
                 let host = match host_text {
@@ -108,43 +136,43 @@ impl FromStr for Spec {
                 };
                 Ok(Spec::Inet { family, port, host })
             }
-            _ => Err(error(format!("unknown type {scheme:?}; {FORMS}"))),
+            _ => Err(error(SpecProblem::UnknownType(scheme.to_string()))),
         }
     }
 }
 
-fn parse_port(text: &str) -> Result<u16, String> {
+fn parse_port(text: &str) -> Result<u16, SpecProblem> {
     if text.is_empty() {
-        return Err("the port is missing".into());
+        return Err(SpecProblem::MissingPort);
     }
     if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("port {text:?} is not a number"));
+        return Err(SpecProblem::PortNotANumber(text.to_string()));
     }
-    text.parse::<u16>().map_err(|_| format!("port {text} is out of range (0-65535)"))
+    text.parse::<u16>().map_err(|_| SpecProblem::PortOutOfRange(text.to_string()))
 }
 
-fn parse_host(family: Family, text: &str) -> Result<Host, String> {
+fn parse_host(family: Family, text: &str) -> Result<Host, SpecProblem> {
     if text.is_empty() {
-        return Err("the host after '@' is empty".into());
+        return Err(SpecProblem::EmptyHost);
     }
     if let Some(inner) = text.strip_prefix('[') {
         let inner =
-            inner.strip_suffix(']').ok_or_else(|| format!("{text:?} lacks the closing ']'"))?;
+            inner.strip_suffix(']').ok_or_else(|| SpecProblem::UnclosedBracket(text.into()))?;
         let address = match family {
             Family::Inet => inner
                 .parse::<Ipv4Addr>()
                 .map(IpAddr::V4)
-                .map_err(|_| format!("{inner:?} is not an IPv4 address"))?,
+                .map_err(|_| SpecProblem::NotIpv4(inner.into()))?,
             Family::Inet6 => inner
                 .parse::<Ipv6Addr>()
                 .map(IpAddr::V6)
-                .map_err(|_| format!("{inner:?} is not an IPv6 address"))?,
+                .map_err(|_| SpecProblem::NotIpv6(inner.into()))?,
         };
         return Ok(Host::Address(address));
     }
     let valid_name = text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
     if !valid_name {
-        return Err(format!("{text:?} is not a host name"));
+        return Err(SpecProblem::NotAHostName(text.into()));
     }
     if let Ok(address) = text.parse::<IpAddr>() {
         let matches = matches!(
@@ -152,10 +180,11 @@ fn parse_host(family: Family, text: &str) -> Result<Host, String> {
             (Family::Inet, IpAddr::V4(_)) | (Family::Inet6, IpAddr::V6(_))
         );
         if !matches {
-            return Err(format!("{text} is not an address of the {} family", family.scheme()));
+            let scheme = family.scheme();
+            return Err(SpecProblem::WrongFamily { address: text.into(), scheme });
         }
     } else if text.contains(':') {
-        return Err(format!("{text:?} is not a host name"));
+        return Err(SpecProblem::NotAHostName(text.into()));
     }
     Ok(Host::Name(text.to_string()))
 }

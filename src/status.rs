@@ -159,17 +159,17 @@ impl fmt::Display for FallbackStatus {
     }
 }
 
-impl FromStr for FallbackStatus {
-    type Err = String;
+/// A fallback status name that is not one of [`FallbackStatus::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?} (use \"accept\", \"temporary-failure\", \"reject\" or \"discard\")")]
+pub struct UnknownStatus(pub String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let status = Status::ALL.into_iter().find(|s| s.name() == text);
-        status.and_then(|s| FallbackStatus::try_from(s).ok()).ok_or_else(|| {
-            let names: Vec<String> =
-                FallbackStatus::ALL.iter().map(|s| format!("{:?}", s.name())).collect();
-            let (last, first) = names.split_last().expect("four fallback statuses");
-            format!("unknown status {text:?} (use {} or {last})", first.join(", "))
-        })
+impl FromStr for FallbackStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(text: &str) -> Result<Self, UnknownStatus> {
+        let known = FallbackStatus::ALL.into_iter().find(|s| s.name() == text);
+        known.ok_or_else(|| UnknownStatus(text.to_string()))
     }
 }
 
@@ -184,7 +184,7 @@ mod tests {
         }
         let error = "continue".parse::<FallbackStatus>().unwrap_err();
         assert_eq!(
-            error,
+            error.to_string(),
             "unknown status \"continue\" (use \"accept\", \"temporary-failure\", \"reject\" or \
              \"discard\")"
         );

@@ -668,6 +668,15 @@ fn the_originals_options_map_to_their_configuration_items() {
         manager(&dir, "unknown-uid", &["-c", conf.to_str().unwrap(), "--user-id", "4242424"]);
     assert_eq!(unknown.status.code(), Some(1), "{}", unknown.describe());
     assert_eq!(unknown.stderr, "milter-manager: --user-id 4242424: no user has this id\n");
+    let postfix_form = ["-c", conf.to_str().unwrap(), "--connection-spec", "inet:127.0.0.1:10025"];
+    let spec = manager(&dir, "postfix-form", &postfix_form);
+    assert_eq!(spec.status.code(), Some(1), "{}", spec.describe());
+    assert_eq!(
+        spec.stderr,
+        "milter-manager: --connection-spec: invalid connection spec \"inet:127.0.0.1:10025\": \
+         port \"127.0.0.1:10025\" is not a number (this looks like Postfix's inet:HOST:PORT form; \
+         write inet:PORT@HOST)\n"
+    );
     let facility =
         manager(&dir, "facility", &["-c", conf.to_str().unwrap(), "--syslog-facility", "email"]);
     assert_eq!(facility.status.code(), Some(1), "{}", facility.describe());

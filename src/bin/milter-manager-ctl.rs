@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use milter_manager::config::{Config, DEFAULT_CONFIG_DIR};
-use milter_manager::control_protocol::{parse_answer, ControlRequest};
-use milter_manager::spec::Spec;
+use milter_manager::config::{Config, ConfigError, DEFAULT_CONFIG_DIR};
+use milter_manager::control_protocol::{parse_answer, AnswerError, ControlRequest, RequestError};
+use milter_manager::spec::{Spec, SpecError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,59 +50,84 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(options: &Options) -> Result<String, String> {
+/// Why no answer body is printed; the program prints it after its name.
+#[derive(Debug, thiserror::Error)]
+enum CtlError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("--connection-spec: {0}")]
+    Spec(SpecError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{}: controller.connection_spec is not set: no controller to ask (or use -s)", .0.display())]
+    NoController(PathBuf),
+    #[error("--timeout {0}: give seconds between 0 and 86400")]
+    Timeout(f64),
+    #[error("controller at {spec}: {reason}")]
+    Unreachable { spec: Spec, reason: AskError },
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
+}
+
+/// Why the controller could not be asked.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The host name of an inet spec did not resolve.
+    #[error("{0}")]
+    Resolve(String),
+}
+
+fn run(options: &Options) -> Result<String, CtlError> {
     let request = ControlRequest::parse(&options.request.join(" "))?;
     let spec = match &options.connection_spec {
-        Some(text) => Spec::parse(text).map_err(|e| format!("--connection-spec: {e}"))?,
+        Some(text) => Spec::parse(text).map_err(CtlError::Spec)?,
         None => {
-            let config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
-            config.controller.connection_spec.clone().ok_or_else(|| {
-                format!(
-                    "{}: controller.connection_spec is not set: no controller to ask (or use -s)",
-                    options.config_dir.display()
-                )
-            })?
+            let config = Config::load(&options.config_dir)?;
+            let spec = config.controller.connection_spec.clone();
+            spec.ok_or_else(|| CtlError::NoController(options.config_dir.clone()))?
         }
     };
     if !(options.timeout > 0.0 && options.timeout <= 86400.0) {
-        return Err(format!("--timeout {}: give seconds between 0 and 86400", options.timeout));
+        return Err(CtlError::Timeout(options.timeout));
     }
     let timeout = Duration::from_secs_f64(options.timeout);
-    let answer =
-        ask(&spec, &request.encode(), timeout).map_err(|e| format!("controller at {spec}: {e}"))?;
-    parse_answer(&answer)
+    let answer = ask(&spec, &request.encode(), timeout)
+        .map_err(|reason| CtlError::Unreachable { spec: spec.clone(), reason })?;
+    Ok(parse_answer(&answer)?)
 }
 
 /// Sends the request line and reads the answer until the controller closes.
-fn ask(spec: &Spec, line: &str, timeout: Duration) -> Result<String, String> {
+fn ask(spec: &Spec, line: &str, timeout: Duration) -> Result<String, AskError> {
     let mut stream: Box<dyn ReadWrite> = match spec {
         Spec::Unix { path, .. } => {
-            let stream = UnixStream::connect(path).map_err(|e| e.to_string())?;
-            stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-            stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+            let stream = UnixStream::connect(path)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
             Box::new(stream)
         }
         Spec::Inet { .. } => {
-            let mut last = "no address".to_string();
+            let mut last = std::io::Error::other("no address");
             let mut connected = None;
-            for address in program::resolve_inet(spec, false)? {
+            for address in program::resolve_inet(spec, false).map_err(AskError::Resolve)? {
                 match TcpStream::connect_timeout(&address, timeout) {
                     Ok(stream) => {
                         connected = Some(stream);
                         break;
                     }
-                    Err(e) => last = e.to_string(),
+                    Err(e) => last = e,
                 }
             }
             let stream = connected.ok_or(last)?;
-            stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-            stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
             Box::new(stream)
         }
     };
-    stream.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    stream.write_all(line.as_bytes())?;
     let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).map_err(|e| e.to_string())?;
+    stream.read_to_end(&mut answer)?;
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 

@@ -198,7 +198,7 @@ impl ConnectGate {
     }
 
     /// The connection to the name server is established or failed.
-    pub fn handle_dns_connected(&mut self, result: Result<(), String>, now: Instant) {
+    pub fn handle_dns_connected(&mut self, result: std::io::Result<()>, now: Instant) {
         self.with_lookup(now, |lookup| lookup.handle_connected(result));
     }
 

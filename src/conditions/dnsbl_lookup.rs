@@ -15,6 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::builtin::dnsbl::{encode_query, parse_response, query_name, DnsblService, Listing};
+use super::DnsError;
 
 /// What the DNSBL conditions of a configuration ask, and whom.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +39,7 @@ pub enum LookupAction {
 struct Query {
     zone: String,
     id: u16,
-    answer: Option<Result<Listing, String>>,
+    answer: Option<Result<Listing, DnsError>>,
 }
 
 /// The lookups of one client address in every zone of a [`DnsblSetup`].
@@ -156,7 +157,7 @@ impl Lookup {
     }
 
     /// The connection to the name server is established or failed.
-    pub fn handle_connected(&mut self, result: Result<(), String>) {
+    pub fn handle_connected(&mut self, result: std::io::Result<()>) {
         if let Err(error) = result {
             if self.open && !self.done {
                 self.open = false;
@@ -460,7 +461,9 @@ mod tests {
         assert_eq!(out[0], LookupAction::Connect("192.0.2.54:5353".parse().unwrap()));
         let resent = sent_queries(&out);
         assert_eq!(resent, [queries[1].clone()], "only the unanswered query");
-        lookup.handle_connected(Err("Connection refused".into()));
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        lookup.handle_connected(Err(refused));
         assert!(lookup.is_done() && !lookup.is_listed());
         assert_eq!(actions(&mut lookup), [], "nothing is open to close");
         let failures = lookup.failures().unwrap();

@@ -27,6 +27,8 @@ pub struct ConditionError {
     pub message: String,
 }
 
+impl std::error::Error for ConditionError {}
+
 impl fmt::Display for ConditionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.origin {

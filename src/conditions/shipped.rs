@@ -70,7 +70,8 @@ pub struct ShippedState {
     restrict: RestrictState,
 }
 
-fn error(inputs: &ConditionInputs<'_>, key: &str, message: String) -> ConditionError {
+fn error(inputs: &ConditionInputs<'_>, key: &str, message: impl ToString) -> ConditionError {
+    let message = message.to_string();
     ConditionError { origin: (inputs.origin_of)(key), key: key.to_string(), message }
 }
 

@@ -36,7 +36,12 @@ impl<'a> Source<'a> {
         Origin::File { path: self.path.to_path_buf(), line: self.line(spanned.span().start) }
     }
 
-    fn error<T>(&self, at: &Spanned<T>, key: Option<String>, message: String) -> ConfigError {
+    fn error<T>(
+        &self,
+        at: &Spanned<T>,
+        key: Option<String>,
+        message: impl std::fmt::Display,
+    ) -> ConfigError {
         ConfigError::at(self.path, self.line(at.span().start), key, message)
     }
 }

@@ -1,18 +1,21 @@
 //! The file-name patterns of `include`: `*`, `?` and `[...]` (`[!...]` or `[^...]` to
 //! negate, `a-z` ranges), matched against one file name.
 
+use super::error::IncludeError;
+
 /// Whether `text` has a pattern character, i.e. is a glob rather than a plain name.
 pub(super) fn is_pattern(text: &str) -> bool {
     text.contains(['*', '?', '['])
 }
 
 /// Checks that a pattern is well formed, so a typo is reported instead of matching nothing.
-pub(super) fn check(pattern: &str) -> Result<(), String> {
+pub(super) fn check(pattern: &str) -> Result<(), IncludeError> {
     let chars: Vec<char> = pattern.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         if chars[i] == '[' {
-            i = class_end(&chars, i).ok_or_else(|| format!("{pattern:?} has a '[' without ']'"))?;
+            let unclosed = || IncludeError::UnclosedBracket(pattern.to_string());
+            i = class_end(&chars, i).ok_or_else(unclosed)?;
         }
         i += 1;
     }
@@ -137,7 +140,7 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_reported() {
-        assert!(check("[abc.toml").unwrap_err().contains("without ']'"));
+        assert!(check("[abc.toml").unwrap_err().to_string().contains("without ']'"));
         assert!(check("[a]*.toml").is_ok());
         assert!(
             is_pattern("*.toml") && is_pattern("a?") && is_pattern("[ab]") && !is_pattern("a.toml")

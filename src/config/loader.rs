@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::document::{self, Directives, Pattern, Source};
-use super::error::ConfigError;
+use super::error::{ConfigError, IncludeError};
 use super::glob;
 use super::model::CommandOptions;
 use super::origin::Origin;
@@ -154,7 +154,7 @@ impl Loader {
         pattern: &Pattern,
         need: Need,
     ) -> Result<(), ConfigError> {
-        let error = |message: String| {
+        let error = |message: IncludeError| {
             ConfigError::at(source.path, pattern.line, Some(key.to_string()), message)
         };
         let base = source.path.parent().unwrap_or(Path::new(""));
@@ -163,7 +163,7 @@ impl Loader {
                 if need == Need::Optional {
                     continue;
                 }
-                return Err(error(format!("{} does not exist", found.path.display())));
+                return Err(error(IncludeError::Missing(found.path)));
             }
             self.load_named(config, source, key, pattern.line, &found.path)?;
         }
@@ -243,15 +243,13 @@ fn define_detected(config: &mut Config) {
 /// The files a pattern names, relative to `base` unless absolute. Pattern characters are
 /// allowed in the file name only; matches come sorted by name. A plain name is returned
 /// whether or not it exists, for the caller to decide.
-fn resolve(base: &Path, pattern: &str) -> Result<Vec<Found>, String> {
+fn resolve(base: &Path, pattern: &str) -> Result<Vec<Found>, IncludeError> {
     let (directory, name) = match pattern.rsplit_once('/') {
         Some((directory, name)) => (if directory.is_empty() { "/" } else { directory }, name),
         None => ("", pattern),
     };
     if glob::is_pattern(directory) {
-        return Err(format!(
-            "{pattern:?}: '*', '?' and '[' are allowed in the file name only, not in directories"
-        ));
+        return Err(IncludeError::PatternInDirectory(pattern.to_string()));
     }
     let directory = base.join(directory);
     if !glob::is_pattern(name) {
@@ -262,11 +260,12 @@ fn resolve(base: &Path, pattern: &str) -> Result<Vec<Found>, String> {
         Ok(entries) => entries,
         // A glob in a directory that does not exist matches nothing, like an empty one.
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot list {}: {e}", directory.display())),
+        Err(error) => return Err(IncludeError::List { directory, error }),
     };
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot list {}: {e}", directory.display()))?;
+        let entry =
+            entry.map_err(|error| IncludeError::List { directory: directory.clone(), error })?;
         // A name that is not UTF-8 cannot match a UTF-8 pattern.
         let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
             continue;

@@ -39,7 +39,7 @@ pub use crate::conditions::{
     DnsblSettings, RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, ScriptCondition,
     StressSettings, TrustSettings,
 };
-pub use error::ConfigError;
+pub use error::{ConfigError, IncludeError, MilterNameError, ModeError, ValueError};
 pub use model::{
     CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
     MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
@@ -255,12 +255,12 @@ impl Config {
 
     /// The index of the child milter named `name`; a new name is defined at the end of the
     /// list, with every item at its default, as coming from `origin`.
-    fn define_milter(&mut self, name: &str, origin: Origin) -> Result<usize, String> {
+    fn define_milter(&mut self, name: &str, origin: Origin) -> Result<usize, MilterNameError> {
         if name.is_empty() {
-            return Err("a milter needs a name".into());
+            return Err(MilterNameError::Empty);
         }
         if name.chars().any(char::is_control) {
-            return Err("a milter name cannot contain control characters".into());
+            return Err(MilterNameError::ControlCharacters);
         }
         let index = match self.milters.iter().position(|m| m.name == name) {
             Some(index) => index,
@@ -274,15 +274,10 @@ impl Config {
     }
 
     /// Forgets the child milter named `name` (`remove_milters`, `remove_milter()`).
-    fn remove_milter(&mut self, name: &str) -> Result<(), String> {
+    fn remove_milter(&mut self, name: &str) -> Result<(), MilterNameError> {
         let Some(index) = self.milters.iter().position(|m| m.name == name) else {
-            let defined: Vec<&str> = self.milters.iter().map(|m| m.name.as_str()).collect();
-            let known = if defined.is_empty() {
-                "no milter is defined at this point".to_string()
-            } else {
-                format!("defined so far: {}", defined.join(", "))
-            };
-            return Err(format!("no milter named {name:?} to remove ({known})"));
+            let defined = self.milters.iter().map(|m| m.name.clone()).collect();
+            return Err(MilterNameError::NotDefined { name: name.to_string(), defined });
         };
         self.milters.remove(index);
         self.origins.remove_milter(name);

@@ -2,6 +2,7 @@
 //! and how `--show-config` prints it. Loading, printing and the "did you mean" hints all
 //! walk these tables, so an item added here is known everywhere.
 
+use super::error::ValueError;
 use super::model::{
     CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
     MAX_CHUNK_SIZE, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
@@ -20,7 +21,7 @@ use toml::de::DeValue;
 /// One item of a section whose values live in a `T`.
 pub(super) struct Item<T> {
     pub key: &'static str,
-    pub set: fn(&mut T, &DeValue<'_>) -> Result<(), String>,
+    pub set: fn(&mut T, &DeValue<'_>) -> Result<(), ValueError>,
     pub show: fn(&T) -> Shown,
 }
 
@@ -86,9 +87,9 @@ fn show_command_options(value: &Option<CommandOptions>) -> Shown {
     }
 }
 
-fn log_level(value: &DeValue<'_>) -> Result<String, String> {
+fn log_level(value: &DeValue<'_>) -> Result<String, ValueError> {
     let text = values::string(value)?;
-    Levels::parse(&text)?;
+    Levels::parse(&text).map_err(ValueError::LogLevel)?;
     Ok(text)
 }
 

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, Scope, AST};
 use toml::de::DeTable;
 
-use super::error::ConfigError;
+use super::error::{ConfigError, MilterNameError, ValueError};
 use super::model::Milter;
 use super::origin::Origin;
 use super::schema::{self, Item};
@@ -33,6 +33,49 @@ use crate::conditions::script::{line_and_message, new_engine, ScriptFn};
 use crate::conditions::{ScriptCondition, STOPPERS};
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
+
+/// Why a configuration function refused; Rhai reports it with the line of the call.
+#[derive(Debug, thiserror::Error)]
+enum ScriptError {
+    #[error("this function works only while the configuration loads")]
+    NotLoading,
+    #[error("milter {0:?} was removed")]
+    MilterRemoved(String),
+    #[error("applicable condition {0:?} is not defined")]
+    ConditionUndefined(String),
+    #[error("an applicable condition needs a name")]
+    NoConditionName,
+    #[error("a description is a string, found {0}")]
+    DescriptionType(String),
+    #[error("s25r.{method}: expected a host name, \"/regex/\" or a function, found {kind}")]
+    MatcherType { method: &'static str, kind: String },
+    #[error("trust.load_envelope_from_domains: an empty file name")]
+    EmptyFileName,
+    #[error("expected a string, a number, true or false, or an array, found {0}")]
+    UnsupportedValue(String),
+    /// The TOML text made of a script value did not read back (the toml crate's words).
+    #[error("{0}")]
+    Literal(String),
+    /// `key` names the item, e.g. `milter.clamav.reading_timeout`.
+    #[error("{key}: {error}")]
+    Item { key: String, error: Box<ScriptError> },
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error(transparent)]
+    MilterName(#[from] MilterNameError),
+}
+
+impl From<ScriptError> for Box<EvalAltResult> {
+    fn from(error: ScriptError) -> Self {
+        error.to_string().into()
+    }
+}
+
+impl ScriptError {
+    fn at_item(key: String) -> impl FnOnce(ScriptError) -> ScriptError {
+        move |error| ScriptError::Item { key, error: Box::new(error) }
+    }
+}
 
 /// What the script functions work on while a file runs.
 struct LoadState {
@@ -124,11 +167,11 @@ impl ScriptLoader {
 /// `define_milter`) it is an error.
 fn with_state<T>(
     state: &SharedState,
-    work: impl FnOnce(&mut LoadState) -> Result<T, String>,
+    work: impl FnOnce(&mut LoadState) -> Result<T, ScriptError>,
 ) -> Fallible<T> {
     let mut guard = state.borrow_mut();
     let Some(state) = guard.as_mut() else {
-        return Err("this function works only while the configuration loads".into());
+        return Err(ScriptError::NotLoading.into());
     };
     work(state).map_err(Into::into)
 }
@@ -147,26 +190,26 @@ impl LoadState {
         )
     }
 
-    fn milter(&mut self, name: &str) -> Result<&mut Milter, String> {
+    fn milter(&mut self, name: &str) -> Result<&mut Milter, ScriptError> {
         self.config
             .milters
             .iter_mut()
             .find(|m| m.name == name)
-            .ok_or_else(|| format!("milter {name:?} was removed"))
+            .ok_or_else(|| ScriptError::MilterRemoved(name.to_string()))
     }
 
-    fn condition(&mut self, name: &str) -> Result<&mut ScriptCondition, String> {
+    fn condition(&mut self, name: &str) -> Result<&mut ScriptCondition, ScriptError> {
         self.config
             .conditions
             .iter_mut()
             .find(|c| c.name == name)
-            .ok_or_else(|| format!("applicable condition {name:?} is not defined"))
+            .ok_or_else(|| ScriptError::ConditionUndefined(name.to_string()))
     }
 }
 
 /// A script value as the TOML text of the same value, so that it goes through the very
 /// checks a TOML file's value does. Unit (`()`) is `""`: "not set".
-fn toml_literal(value: &Dynamic) -> Result<String, String> {
+fn toml_literal(value: &Dynamic) -> Result<String, ScriptError> {
     if value.is_unit() {
         return Ok("\"\"".into());
     }
@@ -184,21 +227,20 @@ fn toml_literal(value: &Dynamic) -> Result<String, String> {
     }
     if value.is_array() {
         let items = value.clone().into_array().unwrap_or_default();
-        let items: Result<Vec<String>, String> = items.iter().map(toml_literal).collect();
+        let items: Result<Vec<String>, ScriptError> = items.iter().map(toml_literal).collect();
         return Ok(format!("[{}]", items?.join(", ")));
     }
-    Err(format!(
-        "expected a string, a number, true or false, or an array, found {}",
-        value.type_name()
-    ))
+    Err(ScriptError::UnsupportedValue(value.type_name().to_string()))
 }
 
 /// Sets one item of `target` from a script value.
-fn set_item<T>(target: &mut T, item: &Item<T>, value: &Dynamic) -> Result<(), String> {
+fn set_item<T>(target: &mut T, item: &Item<T>, value: &Dynamic) -> Result<(), ScriptError> {
     let text = format!("value = {}", toml_literal(value)?);
-    let document = DeTable::parse(&text).map_err(|e| e.message().to_string())?;
-    let parsed = document.get_ref().get("value").ok_or("no value")?;
-    (item.set)(target, parsed.get_ref())
+    let document =
+        DeTable::parse(&text).map_err(|e| ScriptError::Literal(e.message().to_string()))?;
+    let no_value = || ScriptError::Literal("no value".into());
+    let parsed = document.get_ref().get("value").ok_or_else(no_value)?;
+    Ok((item.set)(target, parsed.get_ref())?)
 }
 
 /// An item's value for a script.
@@ -222,7 +264,7 @@ fn register_definer<H: Clone + 'static>(
     engine: &mut Engine,
     function: &str,
     state: &SharedState,
-    define: fn(&mut LoadState, Origin, &str) -> Result<H, String>,
+    define: fn(&mut LoadState, Origin, &str) -> Result<H, ScriptError>,
 ) {
     let plain = Rc::clone(state);
     engine.register_fn(function, move |context: NativeCallContext, name: &str| -> Fallible<H> {
@@ -255,7 +297,7 @@ fn register_milters(engine: &mut Engine, state: &SharedState) {
     });
     let removing = Rc::clone(state);
     engine.register_fn("remove_milter", move |name: &str| -> Fallible<()> {
-        with_state(&removing, |s| s.config.remove_milter(name))
+        with_state(&removing, |s| Ok(s.config.remove_milter(name)?))
     });
     for item in schema::MILTER {
         let setting = Rc::clone(state);
@@ -265,8 +307,8 @@ fn register_milters(engine: &mut Engine, state: &SharedState) {
                 with_state(&setting, |s| {
                     let origin = s.origin(&context);
                     let milter = s.milter(&handle.name)?;
-                    set_item(milter, item, &value)
-                        .map_err(|e| format!("milter.{}.{}: {e}", handle.name, item.key))?;
+                    let key = format!("milter.{}.{}", handle.name, item.key);
+                    set_item(milter, item, &value).map_err(ScriptError::at_item(key))?;
                     s.config.origins.set_milter(&handle.name, item.key, origin);
                     Ok(())
                 })
@@ -283,7 +325,7 @@ fn register_milters(engine: &mut Engine, state: &SharedState) {
         move |context: NativeCallContext, handle: &mut MilterHandle, name: &str| {
             with_state(&adding, |s| {
                 if name.is_empty() {
-                    return Err("an applicable condition needs a name".into());
+                    return Err(ScriptError::NoConditionName);
                 }
                 let origin = s.origin(&context);
                 s.milter(&handle.name)?.applicable_conditions.push(name.to_string());
@@ -297,7 +339,7 @@ fn register_milters(engine: &mut Engine, state: &SharedState) {
 fn register_conditions(engine: &mut Engine, state: &SharedState) {
     register_definer(engine, "define_applicable_condition", state, |s, origin, name| {
         if name.is_empty() {
-            return Err("an applicable condition needs a name".into());
+            return Err(ScriptError::NoConditionName);
         }
         if !s.config.conditions.iter().any(|c| c.name == name) {
             s.config.conditions.push(ScriptCondition::new(name, origin.to_string()));
@@ -318,7 +360,7 @@ fn register_conditions(engine: &mut Engine, state: &SharedState) {
                     Some(
                         description
                             .into_string()
-                            .map_err(|kind| format!("a description is a string, found {kind}"))?,
+                            .map_err(|kind| ScriptError::DescriptionType(kind.to_string()))?,
                     )
                 };
                 s.condition(&handle.name)?.description = description;
@@ -353,12 +395,12 @@ fn add_entry(
     context: &NativeCallContext,
     section: &'static str,
     key: &'static str,
-    check: fn(&str) -> Result<(), String>,
+    check: fn(&str) -> Result<(), ValueError>,
     list: fn(&mut Config) -> &mut Vec<String>,
     entry: &str,
 ) -> Fallible<()> {
     with_state(state, |s| {
-        check(entry).map_err(|e| format!("{section}.{key}: {e}"))?;
+        check(entry).map_err(|e| ScriptError::at_item(format!("{section}.{key}"))(e.into()))?;
         let origin = s.origin(context);
         list(&mut s.config).push(entry.to_string());
         s.config.origins.set(section, key, origin);
@@ -386,9 +428,9 @@ fn register_settings(engine: &mut Engine, state: &SharedState) {
                         Ok(())
                     });
                 }
-                let text = matcher.into_string().map_err(|kind| {
-                    format!("s25r.{method}: expected a host name, \"/regex/\" or a function, found {kind}")
-                })?;
+                let text = matcher
+                    .into_string()
+                    .map_err(|kind| ScriptError::MatcherType { method, kind: kind.to_string() })?;
                 let list: fn(&mut Config) -> &mut Vec<String> = match key {
                     "whitelist" => |c| &mut c.s25r.whitelist,
                     _ => |c| &mut c.s25r.blacklist,
@@ -466,7 +508,7 @@ fn register_settings(engine: &mut Engine, state: &SharedState) {
         move |context: NativeCallContext, _: &mut TrustHandle, file: &str| {
             with_state(&loading, |s| {
                 if file.is_empty() {
-                    return Err("trust.load_envelope_from_domains: an empty file name".into());
+                    return Err(ScriptError::EmptyFileName);
                 }
                 // Relative to the script, as include patterns are.
                 let base = s.path.parent().unwrap_or(Path::new(""));
@@ -486,8 +528,8 @@ fn register_settings(engine: &mut Engine, state: &SharedState) {
         move |context: NativeCallContext, _: &mut StressHandle, value: Dynamic| {
             with_state(&setting, |s| {
                 let item = &schema::STRESS[0];
-                set_item(&mut s.config.stress, item, &value)
-                    .map_err(|e| format!("stress.threshold_n_connections: {e}"))?;
+                let key = "stress.threshold_n_connections".to_string();
+                set_item(&mut s.config.stress, item, &value).map_err(ScriptError::at_item(key))?;
                 let origin = s.origin(&context);
                 s.config.origins.set("stress", "threshold_n_connections", origin);
                 Ok(())
@@ -511,7 +553,7 @@ fn register_dnsbl(engine: &mut Engine, state: &SharedState) {
     engine.register_type_with_name::<DnsblHandle>("Dnsbl");
     let add = |state: &SharedState, context: &NativeCallContext, entry: String| {
         let list: fn(&mut Config) -> &mut Vec<String> = |c| &mut c.dnsbl.services;
-        let check = |entry: &str| dnsbl::parse_service_entry(entry).map(|_| ());
+        let check = |entry: &str| dnsbl::parse_service_entry(entry).map(|_| ()).map_err(Into::into);
         add_entry(state, context, "dnsbl", "services", check, list, &entry)
     };
     let adding = Rc::clone(state);
@@ -548,8 +590,9 @@ fn register_dnsbl(engine: &mut Engine, state: &SharedState) {
             move |context: NativeCallContext, _: &mut DnsblHandle, value: Dynamic| {
                 with_state(&setting, |s| {
                     let item = schema::DNSBL.iter().find(|i| i.key == key).expect("listed");
+                    let item_key = format!("dnsbl.{key}");
                     set_item(&mut s.config.dnsbl, item, &value)
-                        .map_err(|e| format!("dnsbl.{key}: {e}"))?;
+                        .map_err(ScriptError::at_item(item_key))?;
                     let origin = s.origin(&context);
                     s.config.origins.set("dnsbl", key, origin);
                     Ok(())

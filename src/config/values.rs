@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use toml::de::DeValue;
 
+use super::error::{ModeError, ValueError};
 use super::model::{CommandOptions, MAX_SOCKET_MODE, MAX_TIMEOUT};
 use crate::conditions::MAX_DNSBL_TIMEOUT;
 use crate::spec::Spec;
@@ -62,168 +63,166 @@ pub(super) fn found(value: &DeValue<'_>) -> String {
     format!("found {article} {kind}")
 }
 
-pub(super) fn boolean(value: &DeValue<'_>) -> Result<bool, String> {
-    value.as_bool().ok_or_else(|| format!("expected true or false, {}", found(value)))
+fn wrong_type(expected: &'static str, value: &DeValue<'_>) -> ValueError {
+    ValueError::WrongType { expected, found: found(value) }
 }
 
-pub(super) fn string(value: &DeValue<'_>) -> Result<String, String> {
-    value
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("expected a string in quotes, {}", found(value)))
+pub(super) fn boolean(value: &DeValue<'_>) -> Result<bool, ValueError> {
+    value.as_bool().ok_or_else(|| wrong_type("true or false", value))
+}
+
+pub(super) fn string(value: &DeValue<'_>) -> Result<String, ValueError> {
+    value.as_str().map(str::to_string).ok_or_else(|| wrong_type("a string in quotes", value))
 }
 
 /// An optional string: `""` leaves it unset, so a later file can undo an earlier one.
-pub(super) fn optional_string(value: &DeValue<'_>) -> Result<Option<String>, String> {
+pub(super) fn optional_string(value: &DeValue<'_>) -> Result<Option<String>, ValueError> {
     let text = string(value)?;
     Ok((!text.is_empty()).then_some(text))
 }
 
-pub(super) fn optional_path(value: &DeValue<'_>) -> Result<Option<PathBuf>, String> {
+pub(super) fn optional_path(value: &DeValue<'_>) -> Result<Option<PathBuf>, ValueError> {
     let text = optional_string(value)?;
     if text.as_deref().is_some_and(|t| t.contains('\0')) {
-        return Err("a path cannot contain a NUL character".into());
+        return Err(ValueError::NulInPath);
     }
     Ok(text.map(PathBuf::from))
 }
 
 /// One of a fixed set of words.
-pub(super) fn choice(value: &DeValue<'_>, choices: &[&str]) -> Result<String, String> {
+pub(super) fn choice(
+    value: &DeValue<'_>,
+    choices: &'static [&'static str],
+) -> Result<String, ValueError> {
     let text = string(value)?;
     if choices.contains(&text.as_str()) {
         Ok(text)
     } else {
-        let names: Vec<String> = choices.iter().map(|c| format!("{c:?}")).collect();
-        Err(format!("unknown value {text:?} (use one of {})", names.join(", ")))
+        Err(ValueError::UnknownChoice { text, choices })
     }
 }
 
-pub(super) fn integer(value: &DeValue<'_>, min: u64, max: u64) -> Result<u64, String> {
-    let number =
-        value.as_integer().ok_or_else(|| format!("expected a whole number, {}", found(value)))?;
+pub(super) fn integer(value: &DeValue<'_>, min: u64, max: u64) -> Result<u64, ValueError> {
+    let number = value.as_integer().ok_or_else(|| wrong_type("a whole number", value))?;
     let parsed = i128::from_str_radix(number.as_str(), number.radix()).ok();
     match parsed {
         Some(n) if n >= i128::from(min) && n <= i128::from(max) => Ok(n as u64),
-        _ if max == u64::MAX => Err(format!("must be a whole number of at least {min}")),
-        _ => Err(format!("must be a whole number from {min} to {max}")),
+        _ if max == u64::MAX => Err(ValueError::TooSmall { min }),
+        _ => Err(ValueError::OutOfRange { min, max }),
     }
 }
 
-pub(super) fn integer_u32(value: &DeValue<'_>, min: u32, max: u32) -> Result<u32, String> {
+pub(super) fn integer_u32(value: &DeValue<'_>, min: u32, max: u32) -> Result<u32, ValueError> {
     integer(value, u64::from(min), u64::from(max)).map(|n| n as u32)
 }
 
 /// A file mode: a TOML octal integer (`0o660`) or a string of octal digits (`"0660"`).
-pub(super) fn mode(value: &DeValue<'_>) -> Result<u32, String> {
-    const HOW: &str = "write the mode in octal, as 0o660 or \"0660\"";
+pub(super) fn mode(value: &DeValue<'_>) -> Result<u32, ValueError> {
     let mode = match value {
         DeValue::Integer(number) => {
             // A decimal 660 would silently be mode 0o1224: refuse anything but octal.
             if number.radix() != 8 {
-                return Err(format!("{number} is not an octal number; {HOW}"));
+                return Err(ValueError::ModeNotOctal(number.to_string()));
             }
             u32::from_str_radix(number.as_str(), 8).ok()
         }
-        DeValue::String(text) => return mode_text(text).map_err(|e| format!("{e}; {HOW}")),
-        _ => return Err(format!("expected a file mode, {}; {HOW}", found(value))),
+        DeValue::String(text) => return mode_text(text).map_err(ValueError::ModeText),
+        _ => return Err(ValueError::ModeWrongType { found: found(value) }),
     };
     match mode {
         Some(mode) if mode <= MAX_SOCKET_MODE => Ok(mode),
-        _ => Err(format!("a file mode is at most 0o{MAX_SOCKET_MODE:o}")),
+        _ => Err(ValueError::ModeTooLarge),
     }
 }
 
 /// A file mode written as octal digits, with or without `0o` (`0660`, `660`, `0o660`).
-pub fn mode_text(text: &str) -> Result<u32, String> {
+pub fn mode_text(text: &str) -> Result<u32, ModeError> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return Err(format!("{text:?} is not an octal number"));
+        return Err(ModeError::NotOctal(text.to_string()));
     }
     match u32::from_str_radix(digits, 8) {
         Ok(mode) if mode <= MAX_SOCKET_MODE => Ok(mode),
-        _ => Err(format!("a file mode is at most 0o{MAX_SOCKET_MODE:o}")),
+        _ => Err(ModeError::TooLarge),
     }
 }
 
-pub(super) fn spec(value: &DeValue<'_>) -> Result<Spec, String> {
+pub(super) fn spec(value: &DeValue<'_>) -> Result<Spec, ValueError> {
     let text = string(value)?;
-    Spec::parse(&text).map_err(|e| e.to_string())
+    Ok(Spec::parse(&text)?)
 }
 
 /// An optional connection spec: `""` leaves it unset.
-pub(super) fn optional_spec(value: &DeValue<'_>) -> Result<Option<Spec>, String> {
+pub(super) fn optional_spec(value: &DeValue<'_>) -> Result<Option<Spec>, ValueError> {
     let text = string(value)?;
     if text.is_empty() {
         return Ok(None);
     }
-    Spec::parse(&text).map(Some).map_err(|e| e.to_string())
+    Ok(Some(Spec::parse(&text)?))
 }
 
-pub(super) fn status(value: &DeValue<'_>) -> Result<FallbackStatus, String> {
-    string(value)?.parse()
+pub(super) fn status(value: &DeValue<'_>) -> Result<FallbackStatus, ValueError> {
+    Ok(string(value)?.parse()?)
 }
 
 /// A number of seconds: an integer or a float, finite, above 0.
-pub(super) fn seconds(value: &DeValue<'_>) -> Result<f64, String> {
+pub(super) fn seconds(value: &DeValue<'_>) -> Result<f64, ValueError> {
     let seconds = match value {
         DeValue::Integer(number) => {
             i128::from_str_radix(number.as_str(), number.radix()).ok().map(|n| n as f64)
         }
         DeValue::Float(number) => number.as_str().parse::<f64>().ok(),
-        _ => return Err(format!("expected a number of seconds, {}", found(value))),
+        _ => return Err(wrong_type("a number of seconds", value)),
     };
     match seconds {
         Some(s) if s.is_finite() && s > 0.0 && s <= MAX_TIMEOUT => Ok(s),
-        _ => Err(format!("must be a number of seconds above 0 and at most {MAX_TIMEOUT}")),
+        _ => Err(ValueError::Seconds { max: MAX_TIMEOUT }),
     }
 }
 
 /// An array of strings; also a single string, as a list of one.
-pub(super) fn strings(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+pub(super) fn strings(value: &DeValue<'_>) -> Result<Vec<String>, ValueError> {
     match value {
         DeValue::String(text) => Ok(vec![text.to_string()]),
         DeValue::Array(items) => items
             .iter()
             .map(|item| {
-                item.get_ref().as_str().map(str::to_string).ok_or_else(|| {
-                    format!("expected an array of strings, {} in it", found(item.get_ref()))
-                })
+                let found = || ValueError::WrongItemType { found: found(item.get_ref()) };
+                item.get_ref().as_str().map(str::to_string).ok_or_else(found)
             })
             .collect(),
-        _ => Err(format!("expected an array of strings, {}", found(value))),
+        _ => Err(wrong_type("an array of strings", value)),
     }
 }
 
 /// A list of names, none of them empty.
-pub(super) fn names(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+pub(super) fn names(value: &DeValue<'_>) -> Result<Vec<String>, ValueError> {
     let names = strings(value)?;
     if names.iter().any(String::is_empty) {
-        return Err("a name in the list is empty".into());
+        return Err(ValueError::EmptyName);
     }
     Ok(names)
 }
 
 /// A string (one command line) or an array of strings (one argument each).
-pub(super) fn command_options(value: &DeValue<'_>) -> Result<Option<CommandOptions>, String> {
+pub(super) fn command_options(value: &DeValue<'_>) -> Result<Option<CommandOptions>, ValueError> {
     match value {
         DeValue::String(text) if text.is_empty() => Ok(None),
         DeValue::String(text) => Ok(Some(CommandOptions::Line(text.to_string()))),
         DeValue::Array(_) => strings(value).map(|args| Some(CommandOptions::Arguments(args))),
-        _ => Err(format!("expected a string or an array of strings, {}", found(value))),
+        _ => Err(wrong_type("a string or an array of strings", value)),
     }
 }
 
 /// `name=value,name=value`.
-pub(super) fn package_options(value: &DeValue<'_>) -> Result<Option<String>, String> {
+pub(super) fn package_options(value: &DeValue<'_>) -> Result<Option<String>, ValueError> {
     let Some(text) = optional_string(value)? else {
         return Ok(None);
     };
     for part in text.split(',') {
         match part.split_once('=') {
             Some((name, _)) if !name.trim().is_empty() => {}
-            _ => {
-                return Err(format!("{part:?} is not name=value (write \"name=value,name=value\")"))
-            }
+            _ => return Err(ValueError::PackageOption { part: part.to_string() }),
         }
     }
     Ok(Some(text))
@@ -239,19 +238,19 @@ pub(crate) fn pattern_of(text: &str) -> Option<(&str, bool)> {
 }
 
 /// One entry of a host or domain list: a name, or `/regex/` that must compile.
-pub(crate) fn name_or_pattern(text: &str) -> Result<(), String> {
+pub(crate) fn name_or_pattern(text: &str) -> Result<(), ValueError> {
     if text.is_empty() {
-        return Err("an empty entry".into());
+        return Err(ValueError::EmptyEntry);
     }
     if let Some((pattern, _)) = pattern_of(text) {
         regex::Regex::new(pattern)
-            .map_err(|e| format!("{text:?} is not a valid regular expression: {e}"))?;
+            .map_err(|error| ValueError::Pattern { text: text.to_string(), error })?;
     }
     Ok(())
 }
 
 /// A list of names or `/regex/` patterns.
-pub(super) fn names_or_patterns(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+pub(super) fn names_or_patterns(value: &DeValue<'_>) -> Result<Vec<String>, ValueError> {
     let entries = strings(value)?;
     for entry in &entries {
         name_or_pattern(entry)?;
@@ -260,18 +259,15 @@ pub(super) fn names_or_patterns(value: &DeValue<'_>) -> Result<Vec<String>, Stri
 }
 
 /// An IP address or a network in CIDR notation.
-pub(crate) fn address_or_network(text: &str) -> Result<(), String> {
+pub(crate) fn address_or_network(text: &str) -> Result<(), ValueError> {
     if text.parse::<std::net::IpAddr>().is_ok() || text.parse::<ipnet::IpNet>().is_ok() {
         Ok(())
     } else {
-        Err(format!(
-            "{text:?} is neither an IP address nor a network (write 192.0.2.1, 192.0.2.0/24, \
-             2001:db8::1 or 2001:db8::/32)"
-        ))
+        Err(ValueError::NotANetwork(text.to_string()))
     }
 }
 
-pub(super) fn addresses_or_networks(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+pub(super) fn addresses_or_networks(value: &DeValue<'_>) -> Result<Vec<String>, ValueError> {
     let entries = strings(value)?;
     for entry in &entries {
         address_or_network(entry)?;
@@ -280,26 +276,24 @@ pub(super) fn addresses_or_networks(value: &DeValue<'_>) -> Result<Vec<String>, 
 }
 
 /// A list of file names.
-pub(super) fn paths(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+pub(super) fn paths(value: &DeValue<'_>) -> Result<Vec<String>, ValueError> {
     let entries = strings(value)?;
     if entries.iter().any(|e| e.is_empty() || e.contains('\0')) {
-        return Err("a file name in the list is empty or contains a NUL character".into());
+        return Err(ValueError::BadFileName);
     }
     Ok(entries)
 }
 
 /// A whole number, or `""` for "not set".
-pub(super) fn optional_u32(value: &DeValue<'_>) -> Result<Option<u32>, String> {
+pub(super) fn optional_u32(value: &DeValue<'_>) -> Result<Option<u32>, ValueError> {
     if value.as_str() == Some("") {
         return Ok(None);
     }
-    integer_u32(value, 0, u32::MAX)
-        .map(Some)
-        .map_err(|e| format!("{e}, or \"\" for the automatic value"))
+    integer_u32(value, 0, u32::MAX).map(Some).map_err(|e| ValueError::NotAutomatic(Box::new(e)))
 }
 
 /// DNSBL services: `zone` or `zone=answer`.
-pub(super) fn dnsbl_services(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+pub(super) fn dnsbl_services(value: &DeValue<'_>) -> Result<Vec<String>, ValueError> {
     let entries = strings(value)?;
     for entry in &entries {
         crate::conditions::builtin::dnsbl::parse_service_entry(entry)?;
@@ -308,7 +302,7 @@ pub(super) fn dnsbl_services(value: &DeValue<'_>) -> Result<Vec<String>, String>
 }
 
 /// Name servers: IP addresses, optionally with a port.
-pub(super) fn name_servers(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+pub(super) fn name_servers(value: &DeValue<'_>) -> Result<Vec<String>, ValueError> {
     let entries = strings(value)?;
     for entry in &entries {
         crate::conditions::builtin::dnsbl::parse_name_server(entry)?;
@@ -317,18 +311,15 @@ pub(super) fn name_servers(value: &DeValue<'_>) -> Result<Vec<String>, String> {
 }
 
 /// The DNSBL lookups' timeout: seconds above 0, at most [`MAX_DNSBL_TIMEOUT`].
-pub(super) fn dnsbl_timeout(value: &DeValue<'_>) -> Result<f64, String> {
+pub(super) fn dnsbl_timeout(value: &DeValue<'_>) -> Result<f64, ValueError> {
     match seconds(value) {
         Ok(seconds) if seconds <= MAX_DNSBL_TIMEOUT => Ok(seconds),
-        _ => Err(format!(
-            "must be a number of seconds above 0 and at most {MAX_DNSBL_TIMEOUT} (the MTA \
-             waits for the answer to CONNECT meanwhile)"
-        )),
+        _ => Err(ValueError::DnsblTimeout { max: MAX_DNSBL_TIMEOUT }),
     }
 }
 
 /// Recipients: addresses, `@domain` or `/regex/`.
-pub(super) fn accounts(value: &DeValue<'_>) -> Result<Vec<String>, String> {
+pub(super) fn accounts(value: &DeValue<'_>) -> Result<Vec<String>, ValueError> {
     let entries = strings(value)?;
     for entry in &entries {
         crate::conditions::builtin::restrict_accounts::AccountMatcher::parse(entry)?;
@@ -350,10 +341,10 @@ mod tests {
         assert_eq!(mode(&value("\"0660\"")), Ok(0o660));
         assert_eq!(mode(&value("\"660\"")), Ok(0o660));
         assert_eq!(mode(&value("\"0o600\"")), Ok(0o600));
-        assert!(mode(&value("660")).unwrap_err().contains("not an octal number"));
-        assert!(mode(&value("\"0668\"")).unwrap_err().contains("not an octal number"));
-        assert!(mode(&value("0o17777")).unwrap_err().contains("at most 0o7777"));
-        assert!(mode(&value("true")).unwrap_err().contains("found a boolean"));
+        assert!(mode(&value("660")).unwrap_err().to_string().contains("not an octal number"));
+        assert!(mode(&value("\"0668\"")).unwrap_err().to_string().contains("not an octal number"));
+        assert!(mode(&value("0o17777")).unwrap_err().to_string().contains("at most 0o7777"));
+        assert!(mode(&value("true")).unwrap_err().to_string().contains("found a boolean"));
     }
 
     #[test]
@@ -369,9 +360,12 @@ mod tests {
     fn integers_are_range_checked() {
         assert_eq!(integer(&value("1_000"), 0, 1000), Ok(1000));
         assert_eq!(integer(&value("0x10"), 0, 1000), Ok(16));
-        assert!(integer(&value("1001"), 0, 1000).unwrap_err().contains("from 0 to 1000"));
-        assert!(integer(&value("-1"), 0, u64::MAX).unwrap_err().contains("at least 0"));
-        assert!(integer(&value("1.5"), 0, 10).unwrap_err().contains("found a float"));
+        assert!(integer(&value("1001"), 0, 1000)
+            .unwrap_err()
+            .to_string()
+            .contains("from 0 to 1000"));
+        assert!(integer(&value("-1"), 0, u64::MAX).unwrap_err().to_string().contains("at least 0"));
+        assert!(integer(&value("1.5"), 0, 10).unwrap_err().to_string().contains("found a float"));
     }
 
     #[test]

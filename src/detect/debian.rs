@@ -3,13 +3,14 @@
 //! enabled unless `ENABLED` is 0 or no.
 
 use super::apps::App;
+use super::error::DetectError;
 use super::{init, init_command, systemd, Ctx, Facts};
 
 const UNIT_DIRS: [&str; 2] = ["/lib/systemd/system", "/usr/lib/systemd/system"];
 const SOCKET_VARS: [&str; 3] = ["SOCKET", "SOCKFILE", "CONNECTION_SPEC"];
 const OPTION_VARS: [&str; 5] = ["OPTARGS", "DAEMON_ARGS", "DAEMON_OPTS", "PARAMS", "OPTIONS"];
 
-pub(crate) fn detect(ctx: &Ctx, name: &str, app: App) -> Vec<(String, Result<Facts, String>)> {
+pub(crate) fn detect(ctx: &Ctx, name: &str, app: App) -> Vec<(String, Result<Facts, DetectError>)> {
     let defaults = format!("/etc/default/{name}");
     if let Some(unit) = systemd::find(ctx, name, &UNIT_DIRS) {
         return vec![(name.to_string(), Ok(systemd::facts(ctx, name, app, unit, &defaults)))];

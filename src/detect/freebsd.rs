@@ -3,13 +3,18 @@
 //! `profiles` give one milter per profile.
 
 use super::apps::App;
+use super::error::DetectError;
 use super::{rcng, shell, Ctx, Facts, SpecSource};
 
 const RC_D: &str = "/usr/local/etc/rc.d";
 const RC_CONFS: [&str; 2] = ["/etc/rc.conf", "/etc/rc.conf.local"];
 const CONF_DIRS: [&str; 2] = ["/etc/rc.conf.d", "/usr/local/etc/rc.conf.d"];
 
-pub(crate) fn detect(ctx: &Ctx, script: &str, app: App) -> Vec<(String, Result<Facts, String>)> {
+pub(crate) fn detect(
+    ctx: &Ctx,
+    script: &str,
+    app: App,
+) -> Vec<(String, Result<Facts, DetectError>)> {
     let path = format!("{RC_D}/{script}");
     let Some(text) = ctx.root.read(&path) else { return Vec::new() };
     let rc = match rcng::evaluate(ctx, &path, &text, &RC_CONFS, &CONF_DIRS, |name| {

@@ -11,6 +11,7 @@
 
 mod apps;
 mod debian;
+mod error;
 mod freebsd;
 mod init;
 mod normalize;
@@ -30,6 +31,7 @@ use std::path::Path;
 
 use crate::spec::Spec;
 use apps::{App, ConfigSocket};
+use error::DetectError;
 pub use options::{PackageOptions, PackageOptionsError};
 pub use platform::{detect_platform, FoundPlatform};
 pub(crate) use root::Root;
@@ -262,22 +264,30 @@ impl SpecSource {
 }
 
 /// The socket from the first source that tells one.
-fn resolve(ctx: &Ctx, app: App, sources: &[SpecSource]) -> Result<Spec, String> {
+fn resolve(ctx: &Ctx, app: App, sources: &[SpecSource]) -> Result<Spec, DetectError> {
     let mut looked = Vec::new();
     let spec = |label: &str, value: &str| {
-        normalize::connection_spec(value)
-            .map_err(|why| format!("{label} is {value:?}, which is not a connection spec: {why}"))
+        normalize::connection_spec(value).map_err(|why| DetectError::NotASpec {
+            label: label.to_string(),
+            value: value.to_string(),
+            why,
+        })
     };
     for source in sources {
         match source {
             SpecSource::Config(path) => match apps::config_socket(ctx, app, path) {
                 ConfigSocket::Found { label, value } => return spec(&label, &value),
                 ConfigSocket::Missing(what) => looked.push(what),
-                ConfigSocket::Refused(why) => return Err(why),
+                ConfigSocket::Refused(why) => return Err(DetectError::Config(why)),
             },
             SpecSource::Value { label, value } => match value {
                 Some(Ok(value)) if !value.trim().is_empty() => return spec(label, value),
-                Some(Err(why)) => return Err(format!("{label} {why}")),
+                Some(Err(why)) => {
+                    return Err(DetectError::UnknownValue {
+                        label: label.clone(),
+                        why: why.clone(),
+                    })
+                }
                 _ => looked.push(label.clone()),
             },
             SpecSource::Options { label, words } => {
@@ -293,9 +303,9 @@ fn resolve(ctx: &Ctx, app: App, sources: &[SpecSource]) -> Result<Spec, String> 
         }
     }
     if looked.is_empty() {
-        return Err("no way to tell its socket".into());
+        return Err(DetectError::NoWay);
     }
-    Err(format!("no socket found (looked at {})", looked.join(", ")))
+    Err(DetectError::NotFound(looked))
 }
 
 /// What starts an init-script service: `service NAME start` when the machine has

@@ -7,9 +7,10 @@
 
 use std::net::IpAddr;
 
+use super::error::SpecTextError;
 use crate::spec::Spec;
 
-pub(crate) fn connection_spec(text: &str) -> Result<Spec, String> {
+pub(crate) fn connection_spec(text: &str) -> Result<Spec, SpecTextError> {
     let mut text = text.trim();
     for quote in ['"', '\''] {
         if text.len() >= 2 && text.starts_with(quote) && text.ends_with(quote) {
@@ -17,23 +18,23 @@ pub(crate) fn connection_spec(text: &str) -> Result<Spec, String> {
         }
     }
     if text.is_empty() {
-        return Err("it is empty".into());
+        return Err(SpecTextError::Empty);
     }
     if text.starts_with('/') {
-        return Spec::parse(&format!("unix:{text}")).map_err(|err| err.reason);
+        return Ok(Spec::parse(&format!("unix:{text}")).map_err(|err| err.reason)?);
     }
     let Some((scheme, mut rest)) = text.split_once(':') else {
-        return Err("it is neither an absolute path nor TYPE:ADDRESS".into());
+        return Err(SpecTextError::NoType);
     };
     if matches!(scheme, "unix" | "local") {
         while let Some(inner) = rest.strip_prefix("unix:").or_else(|| rest.strip_prefix("local:")) {
             rest = inner;
         }
-        return Spec::parse(&format!("{scheme}:{rest}")).map_err(|err| err.reason);
+        return Ok(Spec::parse(&format!("{scheme}:{rest}")).map_err(|err| err.reason)?);
     }
     match Spec::parse(text) {
         Ok(spec) => Ok(spec),
-        Err(err) => postfix_form(scheme, rest).ok_or(err.reason),
+        Err(err) => postfix_form(scheme, rest).ok_or(SpecTextError::Spec(err.reason)),
     }
 }
 

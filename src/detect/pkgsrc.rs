@@ -3,9 +3,14 @@
 //! by `NAME=YES` (the script's rcvar).
 
 use super::apps::App;
+use super::error::DetectError;
 use super::{rcng, Ctx, Facts};
 
-pub(crate) fn detect(ctx: &Ctx, script: &str, app: App) -> Vec<(String, Result<Facts, String>)> {
+pub(crate) fn detect(
+    ctx: &Ctx,
+    script: &str,
+    app: App,
+) -> Vec<(String, Result<Facts, DetectError>)> {
     let rc_d = match &ctx.options.rcddir {
         Some(dir) => dir.trim_end_matches('/').to_string(),
         None => format!("{}/rc.d", ctx.pkgsrc_prefix()),

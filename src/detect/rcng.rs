@@ -4,6 +4,7 @@
 //! `load_rc_config`; enabled when the rcvar is YES (or TRUE, ON, 1), in any case.
 
 use super::apps::App;
+use super::error::DetectError;
 use super::shell::{self, Shell};
 use super::{Ctx, Facts, SpecSource};
 
@@ -33,7 +34,7 @@ pub(crate) fn evaluate(
     rc_confs: &[&str],
     conf_dirs: &[&str],
     default_rcvar: fn(&str) -> String,
-) -> Result<RcScript, String> {
+) -> Result<RcScript, DetectError> {
     let mut shell = Shell::new();
     let mut loaded = false;
     let load = |shell: &mut Shell| {
@@ -62,8 +63,10 @@ pub(crate) fn evaluate(
     }
     let name = match shell.value("name") {
         Some(Ok(name)) if !name.trim().is_empty() => name.trim().to_string(),
-        Some(Err(why)) => return Err(format!("{path}: its name {why}")),
-        _ => return Err(format!("{path} sets no name=")),
+        Some(Err(why)) => {
+            return Err(DetectError::UnknownName { path: path.to_string(), why: why.to_string() })
+        }
+        _ => return Err(DetectError::NoName { path: path.to_string() }),
     };
     let rcvar = match shell.known("rcvar") {
         Some(rcvar) => rcvar.trim().to_string(),

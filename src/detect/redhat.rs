@@ -3,12 +3,13 @@
 //! `S??NAME` is in one of the runlevel directories.
 
 use super::apps::App;
+use super::error::DetectError;
 use super::{init, init_command, systemd, Ctx, Facts};
 
 const UNIT_DIRS: [&str; 2] = ["/usr/lib/systemd/system", "/lib/systemd/system"];
 const OPTION_VARS: [&str; 4] = ["OPTIONS", "EXTRA_FLAGS", "DAEMON_ARGS", "CLAMAV_FLAGS"];
 
-pub(crate) fn detect(ctx: &Ctx, name: &str, app: App) -> Vec<(String, Result<Facts, String>)> {
+pub(crate) fn detect(ctx: &Ctx, name: &str, app: App) -> Vec<(String, Result<Facts, DetectError>)> {
     let sysconfig = format!("/etc/sysconfig/{name}");
     if let Some(unit) = systemd::find(ctx, name, &UNIT_DIRS) {
         return vec![(name.to_string(), Ok(systemd::facts(ctx, name, app, unit, &sysconfig)))];

@@ -100,23 +100,45 @@ fn is_true(value: &str) -> bool {
     matches!(value.to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1")
 }
 
+/// Why a `bind_socket` names no socket the manager can reach.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BindError {
+    #[error("a socket passed by systemd cannot be located")]
+    Systemd,
+    #[error("expected /PATH or HOST:PORT")]
+    NotPathOrPort,
+}
+
+/// Where the UCL reader gave up on a file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum UclError {
+    #[error("unterminated [")]
+    UnterminatedList,
+    #[error("expected {expected:?} at line {line}")]
+    Expected { expected: char, line: usize },
+    #[error("unterminated string at line {0}")]
+    UnterminatedString(usize),
+    #[error("unexpected {} at line {line}", found.map_or("end of file".to_string(), |c| format!("{c:?}")))]
+    Unexpected { found: Option<char>, line: usize },
+}
+
 /// A `bind_socket` as a spec text: `/path [options]`, `*:PORT` or `*v4:PORT` (loopback, as
 /// that is where the manager reaches it), `*v6:PORT`, `HOST:PORT`, `[ADDRESS]:PORT`.
-fn bind_spec(bind: &str) -> Result<String, String> {
+fn bind_spec(bind: &str) -> Result<String, BindError> {
     let bind = bind.trim();
     if bind.starts_with('/') {
         let path = bind.split(|c: char| c.is_whitespace() || c == ',').next().unwrap_or(bind);
         return Ok(format!("unix:{path}"));
     }
     if bind.starts_with("systemd:") {
-        return Err("a socket passed by systemd cannot be located".into());
+        return Err(BindError::Systemd);
     }
     let (host, port) = match bind.rsplit_once(':') {
         Some((host, port)) => (host, port),
         None => ("*", bind),
     };
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("expected /PATH or HOST:PORT".into());
+        return Err(BindError::NotPathOrPort);
     }
     Ok(match host {
         "*" | "*v4" | "" => format!("inet:{port}@[127.0.0.1]"),
@@ -131,7 +153,7 @@ fn bind_spec(bind: &str) -> Result<String, String> {
 /// A small UCL reader: `key = value;` (also `:` or nothing between), `key "name" { }`,
 /// objects, lists, quoted strings, `#` and `/* */` comments; `.include` and other macros
 /// are skipped.
-fn parse(text: &str) -> Result<Vec<(String, Node)>, String> {
+fn parse(text: &str) -> Result<Vec<(String, Node)>, UclError> {
     let mut parser = Parser { chars: text.chars().collect(), at: 0 };
     parser.skip_blank();
     // The top level may be written inside braces, JSON-like.
@@ -145,7 +167,8 @@ fn parse(text: &str) -> Result<Vec<(String, Node)>, String> {
     };
     parser.skip_blank();
     if parser.at < parser.chars.len() {
-        return Err(format!("unexpected {:?} at line {}", parser.chars[parser.at], parser.line()));
+        let found = Some(parser.chars[parser.at]);
+        return Err(UclError::Unexpected { found, line: parser.line() });
     }
     Ok(entries)
 }
@@ -198,7 +221,7 @@ impl Parser {
     }
 
     /// Entries up to a `}` (left for the caller) or the end.
-    fn object_body(&mut self) -> Result<Vec<(String, Node)>, String> {
+    fn object_body(&mut self) -> Result<Vec<(String, Node)>, UclError> {
         let mut entries = Vec::new();
         loop {
             self.skip_blank();
@@ -215,7 +238,7 @@ impl Parser {
         }
     }
 
-    fn entry_value(&mut self) -> Result<Node, String> {
+    fn entry_value(&mut self) -> Result<Node, UclError> {
         self.skip_blank();
         if matches!(self.peek(), Some('=' | ':')) {
             self.advance(1);
@@ -235,7 +258,7 @@ impl Parser {
         Ok(Node::Scalar(name))
     }
 
-    fn value(&mut self) -> Result<Node, String> {
+    fn value(&mut self) -> Result<Node, UclError> {
         match self.peek() {
             Some('{') => {
                 self.advance(1);
@@ -254,7 +277,7 @@ impl Parser {
                             return Ok(Node::List(items));
                         }
                         Some(',') => self.advance(1),
-                        None => return Err("unterminated [".into()),
+                        None => return Err(UclError::UnterminatedList),
                         Some(_) => items.push(self.value()?),
                     }
                 }
@@ -263,19 +286,19 @@ impl Parser {
         }
     }
 
-    fn expect(&mut self, c: char) -> Result<(), String> {
+    fn expect(&mut self, c: char) -> Result<(), UclError> {
         self.skip_blank();
         if self.peek() == Some(c) {
             self.advance(1);
             Ok(())
         } else {
-            Err(format!("expected {c:?} at line {}", self.line()))
+            Err(UclError::Expected { expected: c, line: self.line() })
         }
     }
 
     /// A quoted string, or a bare word: a key ends before `=`, `:`, `{`, `[`; a value at
     /// the end of the line, `;`, `,`, `}` or `]`.
-    fn atom_or_string(&mut self, key: bool) -> Result<String, String> {
+    fn atom_or_string(&mut self, key: bool) -> Result<String, UclError> {
         let start_line = self.line();
         match self.peek() {
             Some(quote @ ('"' | '\'')) => {
@@ -283,7 +306,7 @@ impl Parser {
                 let mut text = String::new();
                 loop {
                     match self.peek() {
-                        None => return Err(format!("unterminated string at line {start_line}")),
+                        None => return Err(UclError::UnterminatedString(start_line)),
                         Some(c) if c == quote => {
                             self.advance(1);
                             return Ok(text);
@@ -324,7 +347,7 @@ impl Parser {
                 let word: String = self.chars[start..self.at].iter().collect();
                 let word = word.trim().to_string();
                 if word.is_empty() {
-                    return Err(format!("unexpected {:?} at line {start_line}", self.peek()));
+                    return Err(UclError::Unexpected { found: self.peek(), line: start_line });
                 }
                 Ok(word)
             }
@@ -332,7 +355,7 @@ impl Parser {
     }
 
     /// `.name`, `.name(params)`, then its argument.
-    fn skip_macro(&mut self) -> Result<(), String> {
+    fn skip_macro(&mut self) -> Result<(), UclError> {
         while self.peek().is_some_and(|c| !c.is_whitespace() && c != '(' && c != '"') {
             self.advance(1);
         }
@@ -397,6 +420,11 @@ worker { type = "rspamd_proxy"; milter: true }
         assert!(parse("worker {\n").is_err());
         assert!(parse("} x").is_err());
         assert!(parse("a = \"x").is_err());
+        let error = |text| parse(text).unwrap_err().to_string();
+        assert_eq!(error("} x"), "unexpected '}' at line 1");
+        assert_eq!(error("a = \"x"), "unterminated string at line 1");
+        // Not "unexpected None": the end of the file is named as such.
+        assert_eq!(error("a =\n"), "unexpected end of file at line 2");
     }
 
     #[test]

@@ -296,43 +296,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        use Error::*;
-        match self {
-            Bind { source, .. }
-            | RemoveStaleSocket { source, .. }
-            | SocketMode { source, .. }
-            | SocketOwner { source, .. }
-            | FileOwner { source, .. }
-            | AccountLookup { source, .. }
-            | DropPrivileges { source, .. }
-            | Daemonize { source, .. }
-            | PidFileOpen { source, .. }
-            | PidFileWrite { source, .. }
-            | ForkWorker { source }
-            | Signals { source }
-            | Poll { source } => Some(source),
-            Launcher { source, .. } | ControlProcess { source } => Some(source),
-            BindAll { attempts } => {
-                attempts.first().map(|(_, source)| source as &(dyn std::error::Error + 'static))
-            }
-            NoAddress
-            | SocketInUse { .. }
-            | SocketExists { .. }
-            | NotASocket { .. }
-            | SocketDirectoryMissing { .. }
-            | SocketPathTooLong { .. }
-            | UnknownUser { .. }
-            | UnknownGroup { .. }
-            | NeedsRoot { .. }
-            | RootRegainable { .. }
-            | PidFileLocked { .. }
-            | NotWritable { .. }
-            | TooManyWorkers { .. } => None,
-        }
-    }
-}
+// No `source()`: every message already ends with its cause in the OS's words (without
+// Rust's "(os error N)"), and a chain reporter would print that cause a second time.
+impl std::error::Error for Error {}
 
 #[cfg(test)]
 mod tests {
@@ -345,6 +311,22 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::EADDRINUSE),
         };
         assert_eq!(error.to_string(), "cannot bind unix:/run/x.sock: Address already in use");
+    }
+
+    #[test]
+    fn the_cause_is_printed_once_by_a_chain_reporter() {
+        let error = Error::PidFileOpen {
+            path: "/run/x.pid".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        // A reporter prints the error, then each source(): the cause is already in the text.
+        let mut chain = error.to_string();
+        let mut cause = std::error::Error::source(&error);
+        while let Some(next) = cause {
+            chain.push_str(&format!(": {next}"));
+            cause = next.source();
+        }
+        assert_eq!(chain, "cannot open pid file /run/x.pid: Permission denied");
     }
 
     #[test]

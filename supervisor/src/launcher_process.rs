@@ -47,6 +47,36 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often exited programs are reaped when nothing else happens.
 const REAP_INTERVAL_MS: u16 = 200;
 
+/// Why the launcher did not start or stop a program; the handler sends it back as the answer.
+/// The messages carry their cause's words, so no `source()` repeats them.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("milter {name:?}: the command is empty")]
+    EmptyCommand { name: String },
+    /// The user it should run as cannot be resolved.
+    #[error("milter {name:?}: {error}")]
+    User { name: String, error: Box<Error> },
+    #[error("milter {name:?}: cannot run {program}: {}", crate::error::os_words(error))]
+    Run { name: String, program: String, error: io::Error },
+    #[error("milter {name:?} is not running as a program of the launcher")]
+    NotRunning { name: String },
+}
+
+/// Why a request line could not be read from a launcher client.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("cannot set up the connection: {0}")]
+    SetUp(io::Error),
+    #[error("cannot read the request: {0}")]
+    Read(io::Error),
+    #[error("the request is longer than {MAX_REQUEST} bytes")]
+    TooLong,
+    #[error("the request has no line end")]
+    NoLineEnd,
+    #[error("the request is not UTF-8")]
+    NotUtf8,
+}
+
 /// The running launcher, as the supervisor holds it.
 #[derive(Debug)]
 pub struct Launcher {
@@ -200,7 +230,7 @@ impl Programs {
         name: &str,
         argv: &[String],
         user: Option<&str>,
-    ) -> std::result::Result<Started, String> {
+    ) -> std::result::Result<Started, ProgramError> {
         self.reap();
         if let Some(running) = self.running.get(name) {
             return Ok(Started::AlreadyRunning(running.pid.as_raw() as u32));
@@ -214,11 +244,11 @@ impl Programs {
             return Ok(Started::BackingOff(wait));
         }
         let (program, arguments) =
-            argv.split_first().ok_or_else(|| format!("milter {name:?}: the command is empty"))?;
+            argv.split_first().ok_or_else(|| ProgramError::EmptyCommand { name: name.into() })?;
         let identity = match user {
-            Some(user) => {
-                Some(ChildIdentity::resolve(user).map_err(|e| format!("milter {name:?}: {e}"))?)
-            }
+            Some(user) => Some(ChildIdentity::resolve(user).map_err(|error| {
+                ProgramError::User { name: name.into(), error: Box::new(error) }
+            })?),
             None => None,
         };
         let mut command = Command::new(program);
@@ -237,8 +267,10 @@ impl Programs {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|e| {
-            format!("milter {name:?}: cannot run {program}: {}", crate::error::os_words(&e))
+        let child = command.spawn().map_err(|error| ProgramError::Run {
+            name: name.into(),
+            program: program.clone(),
+            error,
         })?;
         let pid = Pid::from_raw(child.id() as i32);
         log::info!(
@@ -251,11 +283,12 @@ impl Programs {
     }
 
     /// Sends SIGTERM to the process group of `name`, if the launcher started it and it runs.
-    pub fn stop(&mut self, name: &str) -> std::result::Result<u32, String> {
+    pub fn stop(&mut self, name: &str) -> std::result::Result<u32, ProgramError> {
         self.reap();
-        let Running { pid, .. } = self.running.remove(name).ok_or_else(|| {
-            format!("milter {name:?} is not running as a program of the launcher")
-        })?;
+        let Running { pid, .. } = self
+            .running
+            .remove(name)
+            .ok_or_else(|| ProgramError::NotRunning { name: name.into() })?;
         terminate(pid);
         log::info!("launcher: stopped milter {name:?} (pid {pid})");
         Ok(pid.as_raw() as u32)
@@ -432,19 +465,19 @@ where
     }
 }
 
-fn read_line(stream: &mut UnixStream) -> std::result::Result<String, String> {
+fn read_line(stream: &mut UnixStream) -> std::result::Result<String, RequestError> {
     let set_up = stream
         .set_nonblocking(false)
         .and_then(|()| stream.set_read_timeout(Some(CLIENT_TIMEOUT)))
         .and_then(|()| stream.set_write_timeout(Some(CLIENT_TIMEOUT)));
-    set_up.map_err(|e| format!("cannot set up the connection: {e}"))?;
+    set_up.map_err(RequestError::SetUp)?;
     let mut line = Vec::new();
     let mut buffer = [0u8; 512];
     loop {
         let n = match stream.read(&mut buffer) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("cannot read the request: {e}")),
+            Err(e) => return Err(RequestError::Read(e)),
         };
         if n == 0 {
             break;
@@ -456,21 +489,41 @@ fn read_line(stream: &mut UnixStream) -> std::result::Result<String, String> {
     }
     let end = match line.iter().position(|b| *b == b'\n') {
         Some(end) if end <= MAX_REQUEST => end,
-        _ if line.len() > MAX_REQUEST => {
-            return Err(format!("the request is longer than {MAX_REQUEST} bytes"))
-        }
-        _ => return Err("the request has no line end".into()),
+        _ if line.len() > MAX_REQUEST => return Err(RequestError::TooLong),
+        _ => return Err(RequestError::NoLineEnd),
     };
     line.truncate(end);
     if line.last() == Some(&b'\r') {
         line.pop();
     }
-    String::from_utf8(line).map_err(|_| "the request is not UTF-8".to_string())
+    String::from_utf8(line).map_err(|_| RequestError::NotUtf8)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_name_the_milter() {
+        // Built directly: Programs::start reaps any child, which would race other tests.
+        let empty = ProgramError::EmptyCommand { name: "dkim".into() };
+        assert_eq!(empty.to_string(), "milter \"dkim\": the command is empty");
+        let run = ProgramError::Run {
+            name: "dkim".into(),
+            program: "/nonexistent/milter".into(),
+            error: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(
+            run.to_string(),
+            "milter \"dkim\": cannot run /nonexistent/milter: No such file or directory"
+        );
+        let user = ProgramError::User {
+            name: "dkim".into(),
+            error: Box::new(Error::UnknownUser { name: "nosuchuser".into() }),
+        };
+        assert_eq!(user.to_string(), "milter \"dkim\": unknown user \"nosuchuser\"");
+        assert!(std::error::Error::source(&user).is_none(), "the cause is in the text");
+    }
 
     #[test]
     fn a_program_that_keeps_ending_waits_longer_each_time() {

@@ -23,7 +23,7 @@ pub use control_socket::{
     RunningWorker,
 };
 pub use counters::SharedCounters;
-pub use launcher_process::{Launcher, Programs, Started};
+pub use launcher_process::{Launcher, ProgramError, Programs, Started};
 pub use workers::Listener;
 
 /// What to listen on (a resolved connection spec).
@@ -132,6 +132,10 @@ pub struct Reloaded {
     pub report: String,
 }
 
+/// Loads the configuration again; the error is the application's own, its message goes to
+/// the controller.
+pub type ReloadHook = Box<dyn FnMut() -> Result<Reloaded, Box<dyn std::error::Error>>>;
+
 /// Extension points called by the supervisor (prefork mode only; with `n_workers == 0` the
 /// serving process handles its own signals).
 #[derive(Default)]
@@ -140,7 +144,7 @@ pub struct Hooks {
     /// error keeps the running generation (the hook logs it; the controller answers it);
     /// `Ok` starts the new generation's workers and lets the old ones finish their sessions
     /// and exit. Without the hook, SIGHUP is logged and ignored.
-    pub on_reload: Option<Box<dyn FnMut() -> Result<Reloaded, String>>>,
+    pub on_reload: Option<ReloadHook>,
     /// Called on SIGUSR1 before it is forwarded to the workers (e.g. reopen log files).
     pub on_reopen_logs: Option<Box<dyn FnMut()>>,
     /// Called with a worker's `worker_id` once it has exited and been reaped, whatever the

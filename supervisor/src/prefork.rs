@@ -174,7 +174,7 @@ impl<'a> Prefork<'a> {
         };
         let Reloaded { serve, n_workers, report } = match hook() {
             Ok(reloaded) => reloaded,
-            Err(reason) => return failed(self.generation, reason),
+            Err(reason) => return failed(self.generation, reason.to_string()),
         };
         let running = self.slots.len() as u32;
         let n_workers = if n_workers == 0 {

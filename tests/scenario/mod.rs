@@ -345,14 +345,19 @@ impl Scenario {
                 self.config.max_body_memory = value(1)?.parse().map_err(|_| "bad size")?
             }
             "manager" => match value(1)?.as_str() {
-                "fallback" => self.config.fallback_status = value(2)?.parse()?,
+                "fallback" => {
+                    self.config.fallback_status = value(2)?.parse().map_err(|e| format!("{e}"))?
+                }
                 other => return Err(format!("unknown manager setting {other}")),
             },
             name => {
                 let child = self.child(name)?;
                 let config = &mut self.config.children[child];
                 match value(1)?.as_str() {
-                    "fallback" => config.fallback_status = value(2)?.parse::<FallbackStatus>()?,
+                    "fallback" => {
+                        let status = value(2)?.parse::<FallbackStatus>();
+                        config.fallback_status = status.map_err(|e| format!("{e}"))?
+                    }
                     "evaluation" => config.evaluation_mode = true,
                     "timeout" => {
                         let seconds: f64 = value(3)?.parse().map_err(|_| "bad seconds")?;

@@ -166,7 +166,7 @@ impl workers::Session for ManagerSession {
 
     fn handle_connected(&mut self, conn: ConnKey, result: io::Result<()>, now: Instant) {
         if let (DNS, Some(gate)) = (conn, &mut self.gate) {
-            gate.handle_dns_connected(result.map_err(|e| e.to_string()), now);
+            gate.handle_dns_connected(result, now);
             return self.feed_engine(now);
         }
         if let Some(child) = child_of(conn) {

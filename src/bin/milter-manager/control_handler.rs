@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::error::StartError;
 use milter_manager::config::Config;
 use milter_manager::control_protocol::{
     error_answer, ok_answer, reload_answer, ControlRequest, ControllerView, Counters, ReloadReport,
@@ -29,7 +30,7 @@ impl supervisor::ControlHandler for Controller {
             Ok(request) => request,
             Err(reason) => {
                 log::warn!("controller: refused {line:?}: {reason}");
-                return ControlAnswer::Now(error_answer(&reason));
+                return ControlAnswer::Now(error_answer(&reason.to_string()));
             }
         };
         // "info" in the manager's levels: routine, not worth the default log.
@@ -44,7 +45,7 @@ impl supervisor::ControlHandler for Controller {
             Ok(body) => ok_answer(&body),
             Err(reason) => {
                 log::warn!("controller: {line:?} failed: {reason}");
-                error_answer(&reason)
+                error_answer(&reason.to_string())
             }
         })
     }
@@ -103,26 +104,42 @@ impl Controller {
         }
     }
 
-    fn stop_child(&self, name: &str) -> Result<String, String> {
+    fn stop_child(&self, name: &str) -> Result<String, StopChildError> {
         let has_command = self.view.commands.iter().find(|(n, _)| n == name).map(|c| c.1);
         match has_command {
-            None => return Err(format!("no milter named {name:?} in the configuration")),
-            Some(false) => {
-                return Err(format!("milter {name:?} has no command: the manager did not start it"))
-            }
+            None => return Err(StopChildError::NotConfigured { name: name.into() }),
+            Some(false) => return Err(StopChildError::NoCommand { name: name.into() }),
             Some(true) => {}
         }
         let Some(launcher) = &self.launcher else {
-            return Err("privilege mode is off: the manager starts no child milter".into());
+            return Err(StopChildError::PrivilegeModeOff);
         };
         let line =
             supervisor::launcher_process::ask(launcher, &LaunchRequest::Stop(name.into()).encode())
-                .map_err(|e| format!("cannot reach the launcher: {e}"))?;
+                .map_err(StopChildError::Unreachable)?;
         match LaunchAnswer::parse(&line)? {
-            LaunchAnswer::Refused(reason) => Err(reason),
+            LaunchAnswer::Refused(reason) => Err(StopChildError::Refused(reason)),
             answer => Ok(format!("milter {name:?}: {answer}")),
         }
     }
+}
+
+/// Why the controller's stop-child was refused; answered as `error: ...`.
+#[derive(Debug, thiserror::Error)]
+enum StopChildError {
+    #[error("no milter named {name:?} in the configuration")]
+    NotConfigured { name: String },
+    #[error("milter {name:?} has no command: the manager did not start it")]
+    NoCommand { name: String },
+    #[error("privilege mode is off: the manager starts no child milter")]
+    PrivilegeModeOff,
+    #[error("cannot reach the launcher: {0}")]
+    Unreachable(std::io::Error),
+    #[error(transparent)]
+    BadAnswer(#[from] milter_manager::launcher_protocol::BadAnswer),
+    /// The launcher's own reason.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Binds `controller.connection_spec` (as root, before the privilege drop) with its socket
@@ -130,29 +147,29 @@ impl Controller {
 pub fn bind(
     config: &Config,
     controller: Controller,
-) -> Result<Option<supervisor::ControlSocket>, String> {
+) -> Result<Option<supervisor::ControlSocket>, StartError> {
     let Some((target, listen)) = target(config)? else { return Ok(None) };
-    let bound = supervisor::bind(&target, &listen).map_err(|e| format!("controller: {e}"))?;
+    let bound = supervisor::bind(&target, &listen).map_err(StartError::ControllerBind)?;
     log::info!("controller listening on {}", bound.local_description());
     supervisor::ControlSocket::new(bound, Box::new(controller))
         .map(Some)
-        .map_err(|e| format!("controller: cannot set up the socket: {e}"))
+        .map_err(StartError::ControllerSocket)
 }
 
 /// Fails as [`bind`] would on what is at the controller's socket path already, without
 /// binding anything.
-pub fn check_bindable(config: &Config) -> Result<(), String> {
+pub fn check_bindable(config: &Config) -> Result<(), StartError> {
     let Some((target, listen)) = target(config)? else { return Ok(()) };
-    supervisor::check_bindable(&target, &listen).map_err(|e| format!("controller: {e}"))
+    supervisor::check_bindable(&target, &listen).map_err(StartError::ControllerBind)
 }
 
 fn target(
     config: &Config,
-) -> Result<Option<(supervisor::BindTarget, supervisor::ListenOptions)>, String> {
+) -> Result<Option<(supervisor::BindTarget, supervisor::ListenOptions)>, StartError> {
     let settings = &config.controller;
     let Some(spec) = &settings.connection_spec else { return Ok(None) };
     let target =
-        milter_manager::program::bind_target(spec).map_err(|e| format!("controller: {e}"))?;
+        milter_manager::program::bind_target(spec).map_err(StartError::ControllerAddress)?;
     let listen = supervisor::ListenOptions {
         unix_socket_mode: Some(settings.unix_socket_mode),
         unix_socket_group: settings.unix_socket_group.clone(),

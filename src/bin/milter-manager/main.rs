@@ -6,6 +6,7 @@ use milter_manager::program;
 mod adapter;
 mod client_watch;
 mod control_handler;
+mod error;
 mod launch_on_demand;
 mod maintenance;
 mod privilege;
@@ -27,6 +28,7 @@ use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
 
 use adapter::Generation;
+use error::StartError;
 use milter_manager::control_protocol::{ControllerView, CounterSlots, Counters};
 use reload::Reloader;
 use supervisor::{SessionBoard, SharedCounters};
@@ -133,9 +135,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn overrides(options: &Options) -> Result<Overrides, String> {
+fn overrides(options: &Options) -> Result<Overrides, StartError> {
     let connection_spec = match &options.connection_spec {
-        Some(text) => Some(Spec::parse(text).map_err(|e| format!("--connection-spec: {e}"))?),
+        Some(text) => Some(Spec::parse(text).map_err(StartError::ConnectionSpec)?),
         None => None,
     };
     let log_level = match (options.verbose, options.quiet) {
@@ -171,24 +173,24 @@ fn overrides(options: &Options) -> Result<Overrides, String> {
 }
 
 /// `--user-id`: the user's name, as the original takes only an id the system knows.
-fn user_named_by_id(uid: u32) -> Result<String, String> {
+fn user_named_by_id(uid: u32) -> Result<String, StartError> {
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(user)) => Ok(user.name),
-        Ok(None) => Err(format!("--user-id {uid}: no user has this id")),
-        Err(errno) => Err(format!("--user-id {uid}: cannot look the user up: {}", errno.desc())),
+        Ok(None) => Err(StartError::NoSuchUser(uid)),
+        Err(errno) => Err(StartError::UserLookup { uid, errno }),
     }
 }
 
 /// `--group-id`: the group's name, as the original takes only an id the system knows.
-fn group_named_by_id(gid: u32) -> Result<String, String> {
+fn group_named_by_id(gid: u32) -> Result<String, StartError> {
     match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
         Ok(Some(group)) => Ok(group.name),
-        Ok(None) => Err(format!("--group-id {gid}: no group has this id")),
-        Err(errno) => Err(format!("--group-id {gid}: cannot look the group up: {}", errno.desc())),
+        Ok(None) => Err(StartError::NoSuchGroup(gid)),
+        Err(errno) => Err(StartError::GroupLookup { gid, errno }),
     }
 }
 
-fn parse_mode(text: &str) -> Result<u32, String> {
+fn parse_mode(text: &str) -> Result<u32, milter_manager::config::ModeError> {
     milter_manager::config::mode_text(text)
 }
 
@@ -206,9 +208,9 @@ fn load(
     options: &Options,
     board: &Rc<SessionBoard>,
     slots: &mut CounterSlots,
-) -> Result<(Config, Generation), String> {
-    let mut config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
-    config.apply_overrides(&overrides(options)?).map_err(|e| e.to_string())?;
+) -> Result<(Config, Generation), StartError> {
+    let mut config = Config::load(&options.config_dir)?;
+    config.apply_overrides(&overrides(options)?)?;
     let generation = generation(&config, board, slots)?;
     Ok((config, generation))
 }
@@ -219,20 +221,21 @@ fn generation(
     config: &Config,
     board: &Rc<SessionBoard>,
     slots: &mut CounterSlots,
-) -> Result<Generation, String> {
+) -> Result<Generation, StartError> {
     let sessions = Rc::new(adapter::BoardCount(Rc::clone(board)));
-    let conditions = ConditionSet::new(config, sessions).map_err(|e| e.to_string())?;
+    let conditions = ConditionSet::new(config, sessions)?;
     let mut children = Vec::new();
     let mut endpoints = Vec::new();
     let mut launchable = Vec::new();
     let mut counter_slots = Vec::new();
     for milter in config.milters.iter().filter(|m| m.enabled) {
         let spec = milter.connection_spec.as_ref().expect("checked when loading");
+        let name = || milter.name.clone();
         let endpoint = program::endpoints(spec)
-            .map_err(|e| format!("milter {:?}: {e}", milter.name))?
+            .map_err(|reason| StartError::Endpoint { name: name(), reason })?
             .into_iter()
             .next()
-            .ok_or_else(|| format!("milter {:?}: {spec} has no address", milter.name))?;
+            .ok_or_else(|| StartError::NoAddress { name: name(), spec: spec.clone() })?;
         endpoints.push(endpoint);
         launchable.push(milter.command.is_some());
         counter_slots.push(slots.slot(&milter.name));
@@ -269,18 +272,13 @@ fn generation(
     })
 }
 
-fn run(options: &Options) -> Result<i32, String> {
+fn run(options: &Options) -> Result<i32, StartError> {
     // Mapped before any fork so that every worker shares it; sized for the most workers
     // a configuration may ask for twice over (a reload's new workers beside the old ones
     // finishing their sessions), so a reload needs no new board.
-    let board = Rc::new(
-        SessionBoard::new(2 * MAX_WORKERS as usize + 1)
-            .map_err(|e| format!("cannot map the shared session counters: {e}"))?,
-    );
-    let counters = Rc::new(
-        SharedCounters::new(Counters::LEN)
-            .map_err(|e| format!("cannot map the shared status counters: {e}"))?,
-    );
+    let board =
+        Rc::new(SessionBoard::new(2 * MAX_WORKERS as usize + 1).map_err(StartError::SessionBoard)?);
+    let counters = Rc::new(SharedCounters::new(Counters::LEN).map_err(StartError::StatusCounters)?);
     let mut slots = CounterSlots::default();
     let (config, generation) = load(options, &board, &mut slots)?;
     if options.show_config {
@@ -304,7 +302,7 @@ fn run(options: &Options) -> Result<i32, String> {
     set_up_logging(&config, false)?;
     if let (Some(identity), Some(path)) = (&identity, new_log_file) {
         // Created as root a moment ago: reopening it on SIGUSR1 after the switch needs it.
-        identity.give_file(path).map_err(|e| e.to_string())?;
+        identity.give_file(path)?;
     }
     for note in &config.notes {
         log::info!("[configuration] {note}");
@@ -319,7 +317,7 @@ fn run(options: &Options) -> Result<i32, String> {
     if manager.max_file_descriptors > 0 {
         raise_file_limit(manager.max_file_descriptors)?;
     }
-    let target = program::bind_target(&manager.connection_spec)?;
+    let target = program::bind_target(&manager.connection_spec).map_err(StartError::Listen)?;
     let listen = supervisor::ListenOptions {
         unix_socket_mode: Some(manager.unix_socket_mode),
         unix_socket_group: manager.unix_socket_group.clone(),
@@ -329,12 +327,12 @@ fn run(options: &Options) -> Result<i32, String> {
     };
     // Every socket is checked before any is bound: a second instance refused on one of them
     // must not leave the other behind.
-    supervisor::check_bindable(&target, &listen).map_err(|e| e.to_string())?;
+    supervisor::check_bindable(&target, &listen)?;
     control_handler::check_bindable(&config)?;
     // Forked while still root and before any socket is bound, so it holds none of them.
     let launcher = privilege::start_launcher(&config, serving_user.as_deref(), options)?;
     let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
-    let bound = supervisor::bind(&target, &listen).map_err(|e| e.to_string())?;
+    let bound = supervisor::bind(&target, &listen)?;
     let listening = format!(
         "listening on {} with {} child milters",
         bound.local_description(),
@@ -380,7 +378,7 @@ fn run(options: &Options) -> Result<i32, String> {
             alone_reloader.take().map(|r| reload::in_process_hook(r, Rc::clone(&plan), reporter));
         worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
     })
-    .map_err(|e| e.to_string())
+    .map_err(StartError::from)
 }
 
 /// Started as root, fails unless the user the processes will serve as can write the pid file
@@ -389,44 +387,44 @@ fn run(options: &Options) -> Result<i32, String> {
 fn check_files_for(
     config: &Config,
     user: Option<&str>,
-) -> Result<Option<supervisor::Identity>, String> {
+) -> Result<Option<supervisor::Identity>, StartError> {
     if !nix::unistd::Uid::effective().is_root() {
         return Ok(None);
     }
     let group = config.security.effective_group.as_deref();
-    let Some(identity) = supervisor::Identity::resolve(user, group).map_err(|e| e.to_string())?
-    else {
+    let Some(identity) = supervisor::Identity::resolve(user, group)? else {
         return Ok(None);
     };
     if let Some(path) = &config.manager.pid_file {
-        identity.check_writable("pid file", path, true).map_err(|e| e.to_string())?;
+        identity.check_writable("pid file", path, true)?;
     }
     // A log file that does not exist yet is created as root and given to the user.
     if let Some(path) = config.log.path.as_ref().filter(|p| p.as_os_str() != "-" && p.exists()) {
-        identity.check_writable("log file", path, false).map_err(|e| e.to_string())?;
+        identity.check_writable("log file", path, false)?;
     }
     Ok(Some(identity))
 }
 
 /// Installs the logger (at start) or switches it to `config`'s settings (at a reload).
-fn set_up_logging(config: &Config, reload: bool) -> Result<(), String> {
+fn set_up_logging(config: &Config, reload: bool) -> Result<(), StartError> {
     let options = program::logger::LogOptions {
-        levels: Levels::parse(&config.log.level)?,
+        levels: Levels::parse(&config.log.level).map_err(StartError::Logging)?,
         path: config.log.path.clone().filter(|p| p.as_os_str() != "-"),
         syslog: config.log.use_syslog,
         ident: "milter-manager",
         facility: Some(config.log.syslog_facility.clone()),
     };
-    if reload {
+    let set_up = if reload {
         program::logger::reconfigure(&options)
     } else {
         program::logger::init(&options)
-    }
+    };
+    set_up.map_err(StartError::Logging)
 }
 
 /// `manager.max_file_descriptors`: soft and hard limit of open files.
-fn raise_file_limit(limit: u64) -> Result<(), String> {
+fn raise_file_limit(limit: u64) -> Result<(), StartError> {
     use nix::sys::resource::{setrlimit, Resource};
     setrlimit(Resource::RLIMIT_NOFILE, limit, limit)
-        .map_err(|e| format!("manager.max_file_descriptors = {limit}: cannot set the limit: {e}"))
+        .map_err(|errno| StartError::FileLimit { limit, errno })
 }

@@ -10,6 +10,8 @@ use milter_manager::config::Config;
 use milter_manager::launcher_protocol::{command_line, LaunchAnswer, LaunchRequest};
 use supervisor::{Launcher, Programs, Started};
 
+use crate::error::StartError;
+
 /// The user started as root without `security.effective_user` serves as, like the
 /// original: the package's own user when there is one, else nobody.
 const DEFAULT_USERS: [&str; 2] = ["milter-manager", "nobody"];
@@ -64,7 +66,7 @@ pub fn start_launcher(
     config: &Config,
     user: Option<&str>,
     options: &crate::Options,
-) -> Result<Option<Launcher>, String> {
+) -> Result<Option<Launcher>, StartError> {
     if !config.security.privilege_mode {
         return Ok(None);
     }
@@ -77,9 +79,9 @@ pub fn start_launcher(
     }
     let mut allowed = allowed_of(config);
     let options = options.clone();
-    let reload = move || -> Result<Config, String> {
-        let mut config = Config::load(&options.config_dir).map_err(|e| e.to_string())?;
-        config.apply_overrides(&crate::overrides(&options)?).map_err(|e| e.to_string())?;
+    let reload = move || -> Result<Config, StartError> {
+        let mut config = Config::load(&options.config_dir)?;
+        config.apply_overrides(&crate::overrides(&options)?)?;
         Ok(config)
     };
     let security = &config.security;
@@ -88,8 +90,7 @@ pub fn start_launcher(
         security.effective_group.as_deref(),
         config.manager.daemon,
         move |line, programs| answer(&mut allowed, &reload, line, programs).encode(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok(Some(launcher))
 }
 
@@ -114,12 +115,12 @@ fn allowed_of(config: &Config) -> BTreeMap<String, Allowed> {
 
 fn answer(
     allowed: &mut BTreeMap<String, Allowed>,
-    reload: &dyn Fn() -> Result<Config, String>,
+    reload: &dyn Fn() -> Result<Config, StartError>,
     line: &str,
     programs: &mut Programs,
 ) -> LaunchAnswer {
     let answer = match LaunchRequest::parse(line) {
-        Err(reason) => LaunchAnswer::Refused(reason),
+        Err(reason) => LaunchAnswer::Refused(reason.to_string()),
         Ok(LaunchRequest::Start(name)) => match allowed.get(&name) {
             None => LaunchAnswer::Refused(format!("no milter named {name:?} in the configuration")),
             Some(Allowed::Not(reason)) => LaunchAnswer::Refused(reason.clone()),
@@ -130,13 +131,13 @@ fn answer(
                     Ok(Started::BackingOff(wait)) => {
                         LaunchAnswer::Wait(wait.as_millis().max(1) as u64)
                     }
-                    Err(reason) => LaunchAnswer::Refused(reason),
+                    Err(reason) => LaunchAnswer::Refused(reason.to_string()),
                 }
             }
         },
         Ok(LaunchRequest::Stop(name)) => match programs.stop(&name) {
             Ok(pid) => LaunchAnswer::Stopped(pid),
-            Err(reason) => LaunchAnswer::Refused(reason),
+            Err(reason) => LaunchAnswer::Refused(reason.to_string()),
         },
         Ok(LaunchRequest::Reload) => match reload() {
             Ok(config) => {

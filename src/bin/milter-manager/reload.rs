@@ -15,6 +15,7 @@ use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest};
 use supervisor::{ReloadOutcome, ReloadReporter, SessionBoard};
 
 use crate::adapter::Generation;
+use crate::error::StartError;
 use crate::worker::{self, Plan};
 use crate::Options;
 
@@ -54,7 +55,7 @@ impl Reloader {
     }
 
     /// The configuration as the files say now, or why not (also logged, in one line).
-    pub fn load(&mut self) -> Result<Loaded, String> {
+    pub fn load(&mut self) -> Result<Loaded, StartError> {
         let (config, generation) = crate::load(&self.options, &self.board, &mut self.slots)
             .map_err(|error| {
                 log::error!("reload failed; keeping the running configuration: {error}");
@@ -80,7 +81,10 @@ impl Reloader {
     fn reload_launcher(&self) {
         let Some(socket) = &self.launcher else { return };
         let asked = supervisor::launcher_process::ask(socket, &LaunchRequest::Reload.encode());
-        match asked.map_err(|e| e.to_string()).and_then(|line| LaunchAnswer::parse(&line)) {
+        let answer = asked
+            .map_err(|e| e.to_string())
+            .and_then(|line| LaunchAnswer::parse(&line).map_err(|e| e.to_string()));
+        match answer {
             Ok(LaunchAnswer::Refused(reason)) | Err(reason) => {
                 log::warn!("reload: the launcher kept its list of startable milters: {reason}")
             }
@@ -176,10 +180,7 @@ fn restart_needed(running: &Config, new: &Config, as_root: bool) -> Vec<String> 
 
 /// The supervisor's reload hook (`n_workers` > 0): a new generation of workers with the
 /// configuration loaded again, or the error (the running one stays).
-pub fn prefork_hook(
-    mut reloader: Reloader,
-    shared: worker::Shared,
-) -> Box<dyn FnMut() -> Result<supervisor::Reloaded, String>> {
+pub fn prefork_hook(mut reloader: Reloader, shared: worker::Shared) -> supervisor::ReloadHook {
     Box::new(move || {
         let Loaded { config, generation, report } = reloader.load()?;
         let plan = Rc::new(Plan::new(&config, generation));
@@ -224,7 +225,7 @@ pub fn in_process_hook(
             }
             Err(error) => ReloadOutcome {
                 generation: generation_number.get(),
-                result: Err(error),
+                result: Err(error.to_string()),
                 workers_wanted: 0,
                 report: String::new(),
             },

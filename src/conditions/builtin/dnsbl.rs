@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use ipnet::Ipv4Net;
 
 use super::ip_of;
+use crate::conditions::{DnsError, EntryError};
 use crate::protocol::ConnectAddress;
 
 /// The original's services and the answers that count as listed there: Spamhaus ZEN's PBL
@@ -31,16 +32,14 @@ pub struct DnsblService {
 
 impl DnsblService {
     /// `expected` is an address or a network such as `127.0.0.10/31`.
-    pub fn parse(zone: &str, expected: Option<&str>) -> Result<DnsblService, String> {
+    pub fn parse(zone: &str, expected: Option<&str>) -> Result<DnsblService, EntryError> {
         let zone = zone.trim().trim_end_matches('.').to_ascii_lowercase();
         validate_zone(&zone)?;
         let expected = match expected.map(str::trim) {
             None => None,
-            Some(text) => Some(parse_expected(text).ok_or_else(|| {
-                format!(
-                    "invalid expected DNSBL answer {text:?} for {zone}: \
-                     write an IPv4 address or network such as 127.0.0.2 or 127.0.0.10/31"
-                )
+            Some(text) => Some(parse_expected(text).ok_or_else(|| EntryError::DnsblAnswer {
+                text: text.to_string(),
+                zone: zone.clone(),
             })?),
         };
         Ok(DnsblService { zone, expected })
@@ -55,7 +54,7 @@ fn parse_expected(text: &str) -> Option<Ipv4Net> {
 }
 
 /// A service as the configuration writes it: `zone` (any answer lists) or `zone=answer`.
-pub fn parse_service_entry(text: &str) -> Result<DnsblService, String> {
+pub fn parse_service_entry(text: &str) -> Result<DnsblService, EntryError> {
     match text.split_once('=') {
         Some((zone, expected)) => DnsblService::parse(zone, Some(expected)),
         None => DnsblService::parse(text, None),
@@ -67,17 +66,12 @@ pub const DNS_PORT: u16 = 53;
 
 /// A name server as the configuration writes it: an IP address (port 53), or one with a
 /// port (`127.0.0.1:5353`, `[::1]:5353`).
-pub fn parse_name_server(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_name_server(text: &str) -> Result<SocketAddr, EntryError> {
     let text = text.trim();
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, DNS_PORT));
     }
-    text.parse::<SocketAddr>().map_err(|_| {
-        format!(
-            "invalid name server {text:?}: write an IP address such as 192.0.2.53 or \
-             2001:db8::53, optionally with a port (127.0.0.1:5353, [::1]:5353)"
-        )
-    })
+    text.parse::<SocketAddr>().map_err(|_| EntryError::NameServer(text.to_string()))
 }
 
 /// [`DEFAULT_SERVICES`] parsed.
@@ -99,9 +93,9 @@ pub fn lookup_address(address: &ConnectAddress) -> Option<Ipv4Addr> {
 
 /// Whether `zone` can be queried: labels of 1 to 63 characters, at most 253 in all (the
 /// reversed address takes up to 72 more for IPv6, checked when encoding).
-pub fn validate_zone(zone: &str) -> Result<(), String> {
+pub fn validate_zone(zone: &str) -> Result<(), EntryError> {
     let zone = zone.trim_end_matches('.');
-    let invalid = |why: &str| format!("invalid DNSBL zone {zone:?}: {why}");
+    let invalid = |why| EntryError::DnsblZone { zone: zone.to_string(), why };
     if zone.is_empty() {
         return Err(invalid("empty"));
     }
@@ -146,7 +140,7 @@ const HEADER_LEN: usize = 12;
 
 /// A standard query for the A records of `name`, recursion desired. Fails on a name DNS
 /// cannot carry (empty or over-long labels, over 255 bytes on the wire).
-pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, String> {
+pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, DnsError> {
     let name = name.trim_end_matches('.');
     let mut packet = Vec::with_capacity(HEADER_LEN + name.len() + 6);
     packet.extend_from_slice(&id.to_be_bytes());
@@ -155,14 +149,14 @@ pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, String> {
     packet.extend_from_slice(&[0; 6]); // no answer, authority or additional records
     for label in name.split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err(format!("cannot query {name:?}: each label needs 1 to 63 characters"));
+            return Err(DnsError::LabelLength { name: name.to_string() });
         }
         packet.push(label.len() as u8);
         packet.extend_from_slice(label.as_bytes());
     }
     packet.push(0);
     if packet.len() - HEADER_LEN > 255 {
-        return Err(format!("cannot query {name:?}: longer than 255 bytes"));
+        return Err(DnsError::NameTooLong { name: name.to_string() });
     }
     packet.extend_from_slice(&TYPE_A.to_be_bytes());
     packet.extend_from_slice(&CLASS_IN.to_be_bytes());
@@ -194,25 +188,25 @@ impl Listing {
 /// refusal, a DNSBL's own error codes (127.255.255.0/24, e.g. Spamhaus's 127.255.255.254
 /// for queries through public resolvers), answers outside 127.0.0.0/8 (a resolver that
 /// rewrites NXDOMAIN).
-pub fn parse_response(id: u16, bytes: &[u8]) -> Result<Listing, String> {
+pub fn parse_response(id: u16, bytes: &[u8]) -> Result<Listing, DnsError> {
     let mut reader = Reader { bytes, at: 0 };
     let got_id = reader.u16()?;
     if got_id != id {
-        return Err(format!("DNS answer for query {got_id}, expected {id}"));
+        return Err(DnsError::OtherQuery { got: got_id, expected: id });
     }
     let flags = reader.u16()?;
     if flags & 0x8000 == 0 {
-        return Err("DNS packet is a query, not an answer".to_string());
+        return Err(DnsError::NotAnAnswer);
     }
     if flags & 0x0200 != 0 {
-        return Err("DNS answer truncated (TC set)".to_string());
+        return Err(DnsError::TruncatedFlag);
     }
     match flags & 0x000f {
         0 => {}
         3 => return Ok(Listing::NotListed),
-        2 => return Err("DNS server failure (SERVFAIL)".to_string()),
-        5 => return Err("DNS query refused (REFUSED)".to_string()),
-        rcode => return Err(format!("DNS error response code {rcode}")),
+        2 => return Err(DnsError::ServerFailure),
+        5 => return Err(DnsError::Refused),
+        rcode => return Err(DnsError::ResponseCode(rcode)),
     }
     let questions = reader.u16()?;
     let answers = reader.u16()?;
@@ -231,9 +225,7 @@ pub fn parse_response(id: u16, bytes: &[u8]) -> Result<Listing, String> {
         let data = reader.take(length)?;
         // CNAMEs and other records on the way are the resolver's business.
         if kind == TYPE_A && class == CLASS_IN {
-            let octets: [u8; 4] = data
-                .try_into()
-                .map_err(|_| format!("DNS A record of {length} bytes instead of 4"))?;
+            let octets: [u8; 4] = data.try_into().map_err(|_| DnsError::ARecordLength(length))?;
             addresses.push(Ipv4Addr::from(octets));
         }
     }
@@ -243,15 +235,10 @@ pub fn parse_response(id: u16, bytes: &[u8]) -> Result<Listing, String> {
     for address in &addresses {
         let [first, second, third, fourth] = address.octets();
         if first != 127 {
-            return Err(format!(
-                "DNSBL answer {address} is outside 127.0.0.0/8: the resolver may rewrite NXDOMAIN"
-            ));
+            return Err(DnsError::OutsideLoopback(*address));
         }
         if (second, third) == (255, 255) {
-            return Err(format!(
-                "DNSBL answer {address} is an error code of the list (127.255.255.{fourth}), \
-                 e.g. a query through a public or unregistered resolver"
-            ));
+            return Err(DnsError::ListErrorCode { address: *address, code: fourth });
         }
     }
     Ok(Listing::Listed(addresses))
@@ -263,39 +250,35 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DnsError> {
         let end =
             self.at.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or_else(|| {
-                format!(
-                    "DNS answer truncated: {} bytes where at least {} are needed",
-                    self.bytes.len(),
-                    self.at.saturating_add(n)
-                )
+                DnsError::Short { len: self.bytes.len(), needed: self.at.saturating_add(n) }
             })?;
         let slice = &self.bytes[self.at..end];
         self.at = end;
         Ok(slice)
     }
 
-    fn skip(&mut self, n: usize) -> Result<(), String> {
+    fn skip(&mut self, n: usize) -> Result<(), DnsError> {
         self.take(n).map(|_| ())
     }
 
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, DnsError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
     /// Steps over a name: labels up to the root, or up to a compression pointer, which ends
     /// the name where it stands (the target is not needed, so pointers are never followed).
-    fn skip_name(&mut self) -> Result<(), String> {
+    fn skip_name(&mut self) -> Result<(), DnsError> {
         loop {
             let length = self.take(1)?[0];
             match length & 0xc0 {
                 0x00 if length == 0 => return Ok(()),
                 0x00 => self.skip(usize::from(length))?,
                 0xc0 => return self.skip(1),
-                _ => return Err(format!("DNS name with a reserved label type 0x{length:02x}")),
+                _ => return Err(DnsError::ReservedLabel(length)),
             }
         }
     }
@@ -375,7 +358,7 @@ mod tests {
         assert!(encode_query(1, "").is_err());
         assert!(encode_query(1, &format!("{}.example", "x".repeat(64))).is_err());
         let long = vec!["x".repeat(60); 5].join(".");
-        assert!(encode_query(1, &long).unwrap_err().contains("255"));
+        assert!(encode_query(1, &long).unwrap_err().to_string().contains("255"));
     }
 
     #[test]
@@ -412,34 +395,43 @@ mod tests {
     fn error_answers() {
         let name = "2.0.0.127.zen.spamhaus.org";
         let refused = parse_response(1, &response(1, 0, name, &[[127, 255, 255, 254]]));
-        assert!(refused.unwrap_err().contains("127.255.255.254"));
+        assert!(refused.unwrap_err().to_string().contains("127.255.255.254"));
         let hijack = parse_response(1, &response(1, 0, name, &[[198, 51, 100, 1]]));
-        assert!(hijack.unwrap_err().contains("outside 127.0.0.0/8"));
-        assert!(parse_response(1, &response(1, 2, name, &[])).unwrap_err().contains("SERVFAIL"));
-        assert!(parse_response(1, &response(1, 5, name, &[])).unwrap_err().contains("REFUSED"));
-        assert!(parse_response(1, &response(1, 4, name, &[])).unwrap_err().contains("code 4"));
+        assert!(hijack.unwrap_err().to_string().contains("outside 127.0.0.0/8"));
+        assert!(parse_response(1, &response(1, 2, name, &[]))
+            .unwrap_err()
+            .to_string()
+            .contains("SERVFAIL"));
+        assert!(parse_response(1, &response(1, 5, name, &[]))
+            .unwrap_err()
+            .to_string()
+            .contains("REFUSED"));
+        assert!(parse_response(1, &response(1, 4, name, &[]))
+            .unwrap_err()
+            .to_string()
+            .contains("code 4"));
     }
 
     #[test]
     fn wrong_or_broken_packets() {
         let name = "2.0.0.127.bl.example";
         let good = response(9, 0, name, &[[127, 0, 0, 2]]);
-        assert!(parse_response(8, &good).unwrap_err().contains("expected 8"));
+        assert!(parse_response(8, &good).unwrap_err().to_string().contains("expected 8"));
         let query = encode_query(9, name).unwrap();
-        assert!(parse_response(9, &query).unwrap_err().contains("query"));
+        assert!(parse_response(9, &query).unwrap_err().to_string().contains("query"));
         let mut truncated_flag = good.clone();
         truncated_flag[2] |= 0x02;
-        assert!(parse_response(9, &truncated_flag).unwrap_err().contains("TC"));
+        assert!(parse_response(9, &truncated_flag).unwrap_err().to_string().contains("TC"));
         for cut in 0..good.len() {
             let error = parse_response(9, &good[..cut]).unwrap_err();
-            assert!(error.contains("truncated"), "cut at {cut}: {error}");
+            assert!(error.to_string().contains("truncated"), "cut at {cut}: {error}");
         }
         let mut bad_label = response(9, 0, name, &[]);
         bad_label[HEADER_LEN] = 0x40;
-        assert!(parse_response(9, &bad_label).unwrap_err().contains("reserved"));
+        assert!(parse_response(9, &bad_label).unwrap_err().to_string().contains("reserved"));
         let mut short_a = header(9, 0x8180, 0, 1);
         short_a.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 2, 127, 0]);
-        assert!(parse_response(9, &short_a).unwrap_err().contains("2 bytes"));
+        assert!(parse_response(9, &short_a).unwrap_err().to_string().contains("2 bytes"));
         assert!(parse_response(9, &[]).is_err());
     }
 
@@ -470,11 +462,14 @@ mod tests {
         assert_eq!(service.zone, "bl.example");
         assert_eq!(service.expected, Some("127.0.0.2/32".parse().unwrap()));
         assert_eq!(DnsblService::parse("bl.example", None).unwrap().expected, None);
-        assert!(DnsblService::parse("", None).unwrap_err().contains("empty"));
+        assert!(DnsblService::parse("", None).unwrap_err().to_string().contains("empty"));
         assert!(DnsblService::parse("bl..example", None).is_err());
-        assert!(DnsblService::parse("bl example", None).unwrap_err().contains("\"bl example\""));
+        assert!(DnsblService::parse("bl example", None)
+            .unwrap_err()
+            .to_string()
+            .contains("\"bl example\""));
         let error = DnsblService::parse("bl.example", Some("yes")).unwrap_err();
-        assert!(error.contains("\"yes\""), "{error}");
+        assert!(error.to_string().contains("\"yes\""), "{error}");
         assert!(validate_zone(&"a.".repeat(130)).is_err());
     }
 
@@ -486,14 +481,14 @@ mod tests {
         assert_eq!(parse_service_entry("Any.Example").unwrap().expected, None);
         let network = parse_service_entry("zen.spamhaus.org = 127.0.0.10/31").unwrap();
         assert_eq!(network.expected, Some("127.0.0.10/31".parse().unwrap()));
-        assert!(parse_service_entry("bl.example=").unwrap_err().contains("expected"));
-        assert!(parse_service_entry("=127.0.0.2").unwrap_err().contains("empty"));
+        assert!(parse_service_entry("bl.example=").unwrap_err().to_string().contains("expected"));
+        assert!(parse_service_entry("=127.0.0.2").unwrap_err().to_string().contains("empty"));
         assert_eq!(parse_name_server("192.0.2.53"), Ok("192.0.2.53:53".parse().unwrap()));
         assert_eq!(parse_name_server("2001:db8::53"), Ok("[2001:db8::53]:53".parse().unwrap()));
         assert_eq!(parse_name_server("127.0.0.1:5353"), Ok("127.0.0.1:5353".parse().unwrap()));
         assert_eq!(parse_name_server("[::1]:5353"), Ok("[::1]:5353".parse().unwrap()));
         let error = parse_name_server("ns.example").unwrap_err();
-        assert!(error.contains("\"ns.example\""), "{error}");
+        assert!(error.to_string().contains("\"ns.example\""), "{error}");
         assert!(parse_name_server("127.0.0.1:99999").is_err());
     }
 

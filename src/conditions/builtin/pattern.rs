@@ -2,10 +2,12 @@
 
 use regex::{Regex, RegexBuilder};
 
+use crate::conditions::PatternError;
+
 /// `Some` when `text` is written `/regex/` or `/regex/i`, with the compiled pattern or a
 /// one-line error naming it; `None` when it is a plain string. `ignore_case` forces the `i`
 /// flag (lists whose entries are case-insensitive by nature).
-pub(crate) fn parse_slashed(text: &str, ignore_case: bool) -> Option<Result<Regex, String>> {
+pub(crate) fn parse_slashed(text: &str, ignore_case: bool) -> Option<Result<Regex, PatternError>> {
     let text = text.trim();
     let rest = text.strip_prefix('/')?;
     let (body, flag_i) = if let Some(body) = rest.strip_suffix("/i") {
@@ -14,17 +16,10 @@ pub(crate) fn parse_slashed(text: &str, ignore_case: bool) -> Option<Result<Rege
         (rest.strip_suffix('/')?, false)
     };
     if body.is_empty() {
-        return Some(Err(format!("empty regular expression {text}: it would match everything")));
+        return Some(Err(PatternError::Empty(text.to_string())));
     }
-    Some(
-        compile(body, ignore_case || flag_i)
-            .map_err(|e| format!("invalid regular expression {text}: {e}")),
-    )
-}
-
-/// Compiles with a one-line error (the regex crate's own message spans several lines).
-pub(crate) fn compile(pattern: &str, ignore_case: bool) -> Result<Regex, String> {
-    RegexBuilder::new(pattern).case_insensitive(ignore_case).build().map_err(|e| one_line(&e))
+    let compiled = RegexBuilder::new(body).case_insensitive(ignore_case || flag_i).build();
+    Some(compiled.map_err(|e| PatternError::Invalid { text: text.to_string(), why: one_line(&e) }))
 }
 
 fn one_line(error: &regex::Error) -> String {
@@ -64,10 +59,10 @@ mod tests {
     #[test]
     fn errors_are_one_line_and_name_the_pattern() {
         let error = parse_slashed("/a(b/", false).unwrap().unwrap_err();
-        assert!(!error.contains('\n'), "{error}");
-        assert!(error.contains("/a(b/"), "{error}");
-        assert!(error.contains("unclosed group"), "{error}");
+        assert!(!error.to_string().contains('\n'), "{error}");
+        assert!(error.to_string().contains("/a(b/"), "{error}");
+        assert!(error.to_string().contains("unclosed group"), "{error}");
         let error = parse_slashed("//", false).unwrap().unwrap_err();
-        assert!(error.contains("empty"), "{error}");
+        assert!(error.to_string().contains("empty"), "{error}");
     }
 }

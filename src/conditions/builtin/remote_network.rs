@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::ip_of;
+use crate::conditions::EntryError;
 use crate::protocol::ConnectAddress;
 
 /// The Remote Network condition's settings.
@@ -25,13 +26,13 @@ impl RemoteNetwork {
 
     /// Treats `address` (`160.29.167.10`, `160.29.167.0/24`, `2001:db8::/64`, or an IPv4
     /// network with a dotted mask, `192.0.2.0/255.255.255.0`) as local.
-    pub fn add_local_address(&mut self, address: &str) -> Result<(), String> {
+    pub fn add_local_address(&mut self, address: &str) -> Result<(), EntryError> {
         self.local.push(parse_network(address)?);
         Ok(())
     }
 
     /// Treats `address` as remote even inside a private range (e.g. a DMZ).
-    pub fn add_remote_address(&mut self, address: &str) -> Result<(), String> {
+    pub fn add_remote_address(&mut self, address: &str) -> Result<(), EntryError> {
         self.remote.push(parse_network(address)?);
         Ok(())
     }
@@ -90,14 +91,9 @@ impl RemoteNetwork {
 }
 
 /// An address (a host network) or a network in CIDR notation; host bits are cleared.
-fn parse_network(text: &str) -> Result<IpNet, String> {
+fn parse_network(text: &str) -> Result<IpNet, EntryError> {
     let text = text.trim();
-    let invalid = |why: &str| {
-        format!(
-            "invalid network address {text:?}: {why}; \
-             write an address or CIDR such as 192.0.2.0/24 or 2001:db8::/32"
-        )
-    };
+    let invalid = |why| EntryError::Network { text: text.to_string(), why };
     let Some((address, prefix)) = text.split_once('/') else {
         let ip: IpAddr = text.parse().map_err(|_| invalid("not an IP address"))?;
         return Ok(IpNet::from(ip));
@@ -261,8 +257,8 @@ mod tests {
             "/24",
         ] {
             let error = rn.add_local_address(bad).unwrap_err();
-            assert!(error.contains(&format!("{bad:?}")), "{error}");
-            assert!(!error.contains('\n'));
+            assert!(error.to_string().contains(&format!("{bad:?}")), "{error}");
+            assert!(!error.to_string().contains('\n'));
             assert!(rn.add_remote_address(bad).is_err());
         }
         assert!(rn.local_addresses().is_empty());

@@ -9,6 +9,7 @@
 use regex::Regex;
 
 use super::pattern;
+use crate::conditions::EntryError;
 
 /// One listed account.
 #[derive(Debug, Clone)]
@@ -22,19 +23,14 @@ pub enum AccountMatcher {
 }
 
 impl AccountMatcher {
-    pub fn parse(text: &str) -> Result<AccountMatcher, String> {
+    pub fn parse(text: &str) -> Result<AccountMatcher, EntryError> {
         if let Some(compiled) = pattern::parse_slashed(text, false) {
-            return compiled.map(AccountMatcher::Pattern);
+            return Ok(AccountMatcher::Pattern(compiled?));
         }
         let account = text.trim();
         let account =
             account.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(account);
-        let invalid = |why: &str| {
-            format!(
-                "invalid restricted account {text:?}: {why}; \
-                 write user@example.com, @example.com or /regex/"
-            )
-        };
+        let invalid = |why| EntryError::Account { text: text.to_string(), why };
         if account.is_empty() || account.contains(char::is_whitespace) {
             return Err(invalid("empty or contains white space"));
         }
@@ -75,12 +71,12 @@ impl RestrictAccounts {
     /// A list of accounts; the first wrong entry is the error.
     pub fn parse<'a>(
         accounts: impl IntoIterator<Item = &'a str>,
-    ) -> Result<RestrictAccounts, String> {
+    ) -> Result<RestrictAccounts, EntryError> {
         let accounts = accounts.into_iter().map(AccountMatcher::parse).collect::<Result<_, _>>()?;
         Ok(RestrictAccounts { accounts })
     }
 
-    pub fn add(&mut self, account: &str) -> Result<(), String> {
+    pub fn add(&mut self, account: &str) -> Result<(), EntryError> {
         self.accounts.push(AccountMatcher::parse(account)?);
         Ok(())
     }
@@ -208,11 +204,11 @@ mod tests {
     fn parse_errors_name_the_entry() {
         for bad in ["", "alice", "alice@", "@", "a b@example.com", "/(/"] {
             let error = AccountMatcher::parse(bad).unwrap_err();
-            assert!(error.contains(bad), "{error}");
-            assert!(!error.contains('\n'));
+            assert!(error.to_string().contains(bad), "{error}");
+            assert!(!error.to_string().contains('\n'));
         }
         let error = RestrictAccounts::parse(["ok@example.com", "nope"]).unwrap_err();
-        assert!(error.contains("\"nope\""), "{error}");
+        assert!(error.to_string().contains("\"nope\""), "{error}");
         let mut list = RestrictAccounts::new();
         list.add("x@example.com").unwrap();
         assert!(list.add("x").is_err());

@@ -11,9 +11,10 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use super::{ip_of, pattern};
+use crate::conditions::EntryError;
 use crate::protocol::ConnectAddress;
 
 /// One entry of a white- or blacklist.
@@ -31,16 +32,16 @@ pub enum HostMatcher {
 impl HostMatcher {
     /// `/regex/` or `/regex/i` is a pattern (Rust regex syntax, `\A` and `\z` included);
     /// anything else is an exact host name.
-    pub fn parse(text: &str) -> Result<HostMatcher, String> {
+    pub fn parse(text: &str) -> Result<HostMatcher, EntryError> {
         if let Some(compiled) = pattern::parse_slashed(text, false) {
-            return compiled.map(HostMatcher::Pattern);
+            return Ok(HostMatcher::Pattern(compiled?));
         }
         let host = text.trim();
         if host.is_empty() {
-            return Err("empty S25R host name: give a host name or a /regex/".to_string());
+            return Err(EntryError::EmptyHost);
         }
         if host.contains(char::is_whitespace) {
-            return Err(format!("S25R host name {host:?} contains white space"));
+            return Err(EntryError::HostWithSpace(host.to_string()));
         }
         Ok(HostMatcher::Exact(host.to_string()))
     }
@@ -122,7 +123,7 @@ impl S25r {
     pub fn new() -> S25r {
         let whitelist = DEFAULT_WHITELIST
             .iter()
-            .filter_map(|p| pattern::compile(p, true).ok())
+            .filter_map(|p| RegexBuilder::new(p).case_insensitive(true).build().ok())
             .map(HostMatcher::Pattern)
             .collect();
         S25r { whitelist, blacklist: Vec::new(), check_only_ipv4: true }
@@ -358,9 +359,12 @@ mod tests {
         let m = HostMatcher::parse("/^MX\\./i").unwrap();
         assert!(m.matches("mx.example.com"));
         assert_eq!(format!("{m:?}"), "Pattern(/^MX\\./)");
-        assert!(HostMatcher::parse("").unwrap_err().contains("empty"));
-        assert!(HostMatcher::parse("mx example").unwrap_err().contains("\"mx example\""));
-        assert!(HostMatcher::parse("/(/").unwrap_err().contains("/(/"));
+        assert!(HostMatcher::parse("").unwrap_err().to_string().contains("empty"));
+        assert!(HostMatcher::parse("mx example")
+            .unwrap_err()
+            .to_string()
+            .contains("\"mx example\""));
+        assert!(HostMatcher::parse("/(/").unwrap_err().to_string().contains("/(/"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use regex::Regex;
 
 use super::pattern;
 use crate::conditions::FileReader;
+use crate::conditions::{DomainListError, EntryError};
 
 /// The macro the condition sets for the child milters.
 pub const TRUSTED_DOMAIN_MACRO: &str = "{trusted_domain}";
@@ -38,19 +39,16 @@ pub enum DomainMatcher {
 
 impl DomainMatcher {
     /// `/regex/` is a pattern; anything else is a whole domain name.
-    pub fn parse(text: &str) -> Result<DomainMatcher, String> {
+    pub fn parse(text: &str) -> Result<DomainMatcher, EntryError> {
         if let Some(compiled) = pattern::parse_slashed(text, true) {
-            return compiled.map(DomainMatcher::Pattern);
+            return Ok(DomainMatcher::Pattern(compiled?));
         }
         let domain = normalize_domain(text.trim());
         if domain.is_empty() {
-            return Err("empty trusted domain: give a domain name or a /regex/".to_string());
+            return Err(EntryError::EmptyDomain);
         }
         if domain.contains(|c: char| c.is_whitespace() || c == '@' || c == '<' || c == '>') {
-            return Err(format!(
-                "trusted domain {:?} is not a domain name (no spaces, '@' or brackets)",
-                text.trim()
-            ));
+            return Err(EntryError::NotADomain(text.trim().to_string()));
         }
         Ok(DomainMatcher::Exact(domain))
     }
@@ -89,7 +87,7 @@ impl Trust {
     }
 
     /// Adds a domain name or `/regex/`.
-    pub fn add_envelope_from_domain(&mut self, domain: &str) -> Result<(), String> {
+    pub fn add_envelope_from_domain(&mut self, domain: &str) -> Result<(), EntryError> {
         self.domains.push(DomainMatcher::parse(domain)?);
         Ok(())
     }
@@ -102,15 +100,15 @@ impl Trust {
     /// Adds the domains of a list: one domain or `/regex/` per line, blank lines and lines
     /// starting with `#` ignored. Nothing is added when a line is wrong; the error names
     /// its number.
-    pub fn load_envelope_from_domains(&mut self, text: &str) -> Result<(), String> {
+    pub fn load_envelope_from_domains(&mut self, text: &str) -> Result<(), DomainListError> {
         let mut parsed = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            parsed
-                .push(DomainMatcher::parse(line).map_err(|e| format!("line {}: {e}", index + 1))?);
+            let line_error = |error| DomainListError::Line { line: index + 1, error };
+            parsed.push(DomainMatcher::parse(line).map_err(line_error)?);
         }
         self.domains.extend(parsed);
         Ok(())
@@ -122,11 +120,14 @@ impl Trust {
         &mut self,
         files: &dyn FileReader,
         path: &Path,
-    ) -> Result<(), String> {
+    ) -> Result<(), DomainListError> {
         let text = files
             .read_to_string(path)
-            .map_err(|e| format!("cannot read trusted domain list {}: {e}", path.display()))?;
-        self.load_envelope_from_domains(&text).map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|error| DomainListError::Read { path: path.to_path_buf(), error })?;
+        self.load_envelope_from_domains(&text).map_err(|error| DomainListError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })
     }
 
     /// Whether the domain of `envelope_from` (as the MTA sends it at MAIL: `<user@Gmail.com>`,
@@ -209,8 +210,12 @@ mod tests {
         assert!(!trust.is_trusted("<user@gmail.com>"));
         assert!(trust.domains().is_empty());
         assert!(trust.add_envelope_from_domain("").is_err());
-        assert!(trust.add_envelope_from_domain("user@example.com").unwrap_err().contains("user@"));
-        assert!(trust.add_envelope_from_domain("/[/").unwrap_err().contains("/[/"));
+        assert!(trust
+            .add_envelope_from_domain("user@example.com")
+            .unwrap_err()
+            .to_string()
+            .contains("user@"));
+        assert!(trust.add_envelope_from_domain("/[/").unwrap_err().to_string().contains("/[/"));
     }
 
     #[test]
@@ -231,10 +236,10 @@ mod tests {
     fn list_errors_name_the_line_and_add_nothing() {
         let mut trust = Trust::new();
         let error = trust.load_envelope_from_domains("ok.example\n\n/(/\n").unwrap_err();
-        assert!(error.starts_with("line 3: "), "{error}");
-        assert!(!error.contains('\n'));
+        assert!(error.to_string().starts_with("line 3: "), "{error}");
+        assert!(!error.to_string().contains('\n'));
         let error = trust.load_envelope_from_domains("a.example\nb.example # x\n").unwrap_err();
-        assert!(error.starts_with("line 2: "), "{error}");
+        assert!(error.to_string().starts_with("line 2: "), "{error}");
         assert_eq!(trust.domains().len(), DEFAULT_DOMAINS.len());
     }
 
@@ -244,12 +249,15 @@ mod tests {
         let files = MemoryFiles::new().with(path, "example.jp\n/bad(/\n");
         let mut trust = Trust::new();
         let error = trust.load_envelope_from_domains_file(&files, path).unwrap_err();
-        assert!(error.starts_with("/lists/trusted-domains.list: line 2: "), "{error}");
+        assert!(error.to_string().starts_with("/lists/trusted-domains.list: line 2: "), "{error}");
         let files = MemoryFiles::new().with(path, "example.jp\n");
         trust.load_envelope_from_domains_file(&files, path).unwrap();
         assert!(trust.is_trusted("<a@example.jp>"));
         let missing = Path::new("/lists/missing.list");
         let error = trust.load_envelope_from_domains_file(&files, missing).unwrap_err();
-        assert_eq!(error, "cannot read trusted domain list /lists/missing.list: entity not found");
+        assert_eq!(
+            error.to_string(),
+            "cannot read trusted domain list /lists/missing.list: entity not found"
+        );
     }
 }

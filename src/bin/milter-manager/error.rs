@@ -1,0 +1,53 @@
+//! Why milter-manager does not start, or a reload keeps the running configuration. The
+//! program prints it after its name; a reload logs it and answers it to the controller.
+
+use std::io;
+
+use milter_manager::conditions::ConditionError;
+use milter_manager::config::ConfigError;
+use milter_manager::spec::{Spec, SpecError};
+use nix::errno::Errno;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Conditions(#[from] ConditionError),
+    #[error(transparent)]
+    Process(#[from] supervisor::Error),
+    #[error("--connection-spec: {0}")]
+    ConnectionSpec(SpecError),
+    #[error("--user-id {0}: no user has this id")]
+    NoSuchUser(u32),
+    #[error("--user-id {uid}: cannot look the user up: {}", errno.desc())]
+    UserLookup { uid: u32, errno: Errno },
+    #[error("--group-id {0}: no group has this id")]
+    NoSuchGroup(u32),
+    #[error("--group-id {gid}: cannot look the group up: {}", errno.desc())]
+    GroupLookup { gid: u32, errno: Errno },
+    /// A child's socket that gives no address to connect to (`reason`: the resolver's words).
+    #[error("milter {name:?}: {reason}")]
+    Endpoint { name: String, reason: String },
+    #[error("milter {name:?}: {spec} has no address")]
+    NoAddress { name: String, spec: Spec },
+    #[error("cannot map the shared session counters: {0}")]
+    SessionBoard(io::Error),
+    #[error("cannot map the shared status counters: {0}")]
+    StatusCounters(io::Error),
+    #[error("manager.max_file_descriptors = {limit}: cannot set the limit: {errno}")]
+    FileLimit { limit: u64, errno: Errno },
+    /// `log.level` or the log file or syslog cannot be used (the logger's words).
+    #[error("{0}")]
+    Logging(String),
+    /// `manager.connection_spec` cannot be listened on (the resolver's words).
+    #[error("{0}")]
+    Listen(String),
+    /// `controller.connection_spec` cannot be listened on (the resolver's words).
+    #[error("controller: {0}")]
+    ControllerAddress(String),
+    #[error("controller: {0}")]
+    ControllerBind(supervisor::Error),
+    #[error("controller: cannot set up the socket: {0}")]
+    ControllerSocket(io::Error),
+}
