@@ -52,7 +52,7 @@ impl TestServerSession {
                     let last = self.current.as_ref().and_then(|c| c.rejected_recipients.last());
                     let verdict = last.map(|(_, v)| v.clone()).unwrap_or(Decision {
                         status: Status::Reject.into(),
-                        stage: "envelope-recipient",
+                        stage: phase.stage_name(),
                         reply: None,
                     });
                     return self.end_message(verdict, now);
@@ -165,7 +165,7 @@ impl TestServerSession {
                     // No recipients at all: nothing to deliver.
                     let verdict = Decision {
                         status: Status::Reject.into(),
-                        stage: "envelope-recipient",
+                        stage: phase.stage_name(),
                         reply: None,
                     };
                     return self.end_message(verdict, now);
@@ -283,7 +283,11 @@ impl TestServerSession {
         };
         message.body = body;
         self.current = Some(MessageResult {
-            verdict: Decision { status: Ending::PASS, stage: "end-of-message", reply: None },
+            verdict: Decision {
+                status: Ending::PASS,
+                stage: Phase::EndOfMessage.stage_name(),
+                reply: None,
+            },
             rejected_recipients: Vec::new(),
             message,
             modifications: Vec::new(),

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::phase::Phase;
 use super::{Decision, TestServerSession};
-use crate::protocol::{Actions, Reply, ReplyCode, Steps, SUPPORTED_VERSIONS};
+use crate::protocol::{Actions, CommandKind, Reply, ReplyCode, Steps, SUPPORTED_VERSIONS};
 use crate::status::Status;
 use crate::tools::Ending;
 
@@ -140,37 +140,82 @@ impl TestServerSession {
     }
 }
 
-/// One readable line for a reply.
+/// One readable line for a reply, named as the protocol names it.
 pub fn describe_reply(reply: &Reply) -> String {
     use crate::text::escape;
+    let name = reply.name();
     match reply {
-        Reply::Negotiate(n) => {
-            format!("negotiate: version={} actions={} steps={}", n.version, n.actions, n.steps)
+        // Named after the stage, as the lines of the other stages are.
+        Reply::Negotiate(n) => format!(
+            "{}: version={} actions={} steps={}",
+            CommandKind::Negotiate.name(),
+            n.version,
+            n.actions,
+            n.steps
+        ),
+        Reply::ReplyCode { text } => format!("{name}: <{}>", escape(text)),
+        Reply::AddHeader { name: header, value } => {
+            format!("{name}: <{}>=<{}>", escape(header), escape(value))
         }
-        Reply::ReplyCode { text } => format!("reply-code: <{}>", escape(text)),
-        Reply::AddHeader { name, value } => {
-            format!("add-header: <{}>=<{}>", escape(name), escape(value))
-        }
-        Reply::InsertHeader { index, name, value } => {
-            format!("insert-header: index={index} <{}>=<{}>", escape(name), escape(value))
-        }
-        Reply::ChangeHeader { index, name, value } => {
-            format!("change-header: index={index} <{}>=<{}>", escape(name), escape(value))
+        Reply::InsertHeader { index, name: header, value }
+        | Reply::ChangeHeader { index, name: header, value } => {
+            format!("{name}: index={index} <{}>=<{}>", escape(header), escape(value))
         }
         Reply::ChangeFrom { address, parameters }
-        | Reply::AddRecipientWithParameters { address, parameters } => {
-            format!(
-                "{}: <{}> parameters=<{}>",
-                reply.name(),
-                escape(address),
-                escape(parameters.as_deref().unwrap_or_default())
-            )
-        }
+        | Reply::AddRecipientWithParameters { address, parameters } => format!(
+            "{name}: <{}> parameters=<{}>",
+            escape(address),
+            escape(parameters.as_deref().unwrap_or_default())
+        ),
         Reply::AddRecipient { address } | Reply::DeleteRecipient { address } => {
-            format!("{}: <{}>", reply.name(), escape(address))
+            format!("{name}: <{}>", escape(address))
         }
-        Reply::ReplaceBody { chunk } => format!("replace-body: size={}", chunk.len()),
-        Reply::Quarantine { reason } => format!("quarantine: <{}>", escape(reason)),
-        other => other.name().to_string(),
+        Reply::ReplaceBody { chunk } => format!("{name}: size={}", chunk.len()),
+        Reply::Quarantine { reason } => format!("{name}: <{}>", escape(reason)),
+        _ => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_reply;
+    use crate::protocol::{Actions, Negotiation, Reply, Steps};
+
+    #[test]
+    fn describe_reply_names_each_reply_as_the_verbose_output_shows_it() {
+        let b = |s: &str| s.as_bytes().to_vec();
+        let cases = [
+            (
+                Reply::Negotiate(Negotiation::new(6, Actions::ADD_HEADERS, Steps::SKIP)),
+                "negotiate: version=6 actions=add-headers steps=skip",
+            ),
+            (Reply::ReplyCode { text: b("550 5.7.1 no") }, "reply-code: <550 5.7.1 no>"),
+            (Reply::AddHeader { name: b("X-A"), value: b("1") }, "add-header: <X-A>=<1>"),
+            (
+                Reply::InsertHeader { index: 2, name: b("X-B"), value: b("2") },
+                "insert-header: index=2 <X-B>=<2>",
+            ),
+            (
+                Reply::ChangeHeader { index: 1, name: b("X-C"), value: b("") },
+                "change-header: index=1 <X-C>=<>",
+            ),
+            (
+                Reply::ChangeFrom { address: b("<a@b>"), parameters: Some(b("SIZE=1")) },
+                "change-from: <<a@b>> parameters=<SIZE=1>",
+            ),
+            (
+                Reply::AddRecipientWithParameters { address: b("<c@d>"), parameters: None },
+                "add-recipient-with-parameters: <<c@d>> parameters=<>",
+            ),
+            (Reply::AddRecipient { address: b("<e@f>") }, "add-recipient: <<e@f>>"),
+            (Reply::DeleteRecipient { address: b("<g@h>") }, "delete-recipient: <<g@h>>"),
+            (Reply::ReplaceBody { chunk: b("12345") }, "replace-body: size=5"),
+            (Reply::Quarantine { reason: b("spam") }, "quarantine: <spam>"),
+            (Reply::TemporaryFailure, "temporary-failure"),
+            (Reply::Continue, "continue"),
+        ];
+        for (reply, expected) in cases {
+            assert_eq!(describe_reply(&reply), expected);
+        }
     }
 }
