@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use milter_manager::message::{Change, Message};
-use milter_manager::protocol::{Actions, ConnectAddress, Negotiation, Steps};
+use milter_manager::protocol::{Actions, ConnectAddress, MacroStage, Negotiation, Steps};
 use milter_manager::spec::Spec;
 use milter_manager::text::escape;
 use milter_manager::tools::test_server::{Script, TestServerSession, Timeouts};
@@ -357,20 +357,25 @@ fn build_script(options: &Options) -> Result<Script, String> {
     if !options.bodies.is_empty() {
         script.body_chunks = options.bodies.iter().map(|b| b.clone().into_bytes()).collect();
     }
-    for (stage, list, flag) in [
-        (b'C', &options.connect_macros, "connect-macro"),
-        (b'H', &options.helo_macros, "helo-macro"),
-        (b'M', &options.envelope_from_macros, "envelope-from-macro"),
-        (b'R', &options.envelope_recipient_macros, "envelope-recipient-macro"),
-        (b'T', &options.data_macros, "data-macro"),
-        (b'N', &options.end_of_header_macros, "end-of-header-macro"),
-        (b'E', &options.end_of_message_macros, "end-of-message-macro"),
+    // Each option is named after its stage: --connect-macro, --helo-macro, ...
+    for (stage, list) in [
+        (MacroStage::Connect, &options.connect_macros),
+        (MacroStage::Helo, &options.helo_macros),
+        (MacroStage::EnvelopeFrom, &options.envelope_from_macros),
+        (MacroStage::EnvelopeRecipient, &options.envelope_recipient_macros),
+        (MacroStage::Data, &options.data_macros),
+        (MacroStage::EndOfHeader, &options.end_of_header_macros),
+        (MacroStage::EndOfMessage, &options.end_of_message_macros),
     ] {
         for pair in list {
             let (name, value) = pair
                 .split_once(':')
-                .ok_or_else(|| format!("--{flag} {pair:?}: expected NAME:VALUE"))?;
-            script.extra_macros.push((stage, name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+                .ok_or_else(|| format!("--{}-macro {pair:?}: expected NAME:VALUE", stage.name()))?;
+            script.extra_macros.push((
+                stage.command_code(),
+                name.as_bytes().to_vec(),
+                value.as_bytes().to_vec(),
+            ));
         }
     }
     Ok(script)
@@ -407,4 +412,54 @@ fn connect_address(text: &str) -> Result<ConnectAddress, String> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script_of(args: &[&str]) -> Result<Script, String> {
+        let options = Options::try_parse_from(["milter-test-server"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        build_script(&options)
+    }
+
+    #[test]
+    fn stage_macros_carry_the_command_letter_of_their_stage() {
+        let script = script_of(&[
+            "--connect-macro=c:1",
+            "--helo-macro=h:2",
+            "--envelope-from-macro=m:3",
+            "--envelope-recipient-macro=r:4",
+            "--data-macro=t:5",
+            "--end-of-header-macro=n:6",
+            "--end-of-message-macro=e:7",
+        ])
+        .unwrap();
+        let shown: Vec<String> = script
+            .extra_macros
+            .iter()
+            .map(|(stage, name, value)| {
+                format!(
+                    "{}{}={}",
+                    *stage as char,
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(value)
+                )
+            })
+            .collect();
+        assert_eq!(shown, ["Cc=1", "Hh=2", "Mm=3", "Rr=4", "Tt=5", "Nn=6", "Ee=7"]);
+    }
+
+    #[test]
+    fn a_macro_without_a_value_names_its_option() {
+        assert_eq!(
+            script_of(&["--end-of-header-macro", "novalue"]).unwrap_err(),
+            "--end-of-header-macro \"novalue\": expected NAME:VALUE"
+        );
+        assert_eq!(
+            script_of(&["--envelope-recipient-macro", "x"]).unwrap_err(),
+            "--envelope-recipient-macro \"x\": expected NAME:VALUE"
+        );
+    }
 }
