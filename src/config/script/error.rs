@@ -1,0 +1,48 @@
+//! Why a configuration function refused.
+
+use rhai::EvalAltResult;
+
+use super::super::error::{MilterNameError, ValueError};
+
+/// Why a configuration function refused; Rhai reports it with the line of the call.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ScriptError {
+    #[error("this function works only while the configuration loads")]
+    NotLoading,
+    #[error("milter {0:?} was removed")]
+    MilterRemoved(String),
+    #[error("applicable condition {0:?} is not defined")]
+    ConditionUndefined(String),
+    #[error("an applicable condition needs a name")]
+    NoConditionName,
+    #[error("a description is a string, found {0}")]
+    DescriptionType(String),
+    #[error("s25r.{method}: expected a host name, \"/regex/\" or a function, found {kind}")]
+    MatcherType { method: &'static str, kind: String },
+    #[error("trust.load_envelope_from_domains: an empty file name")]
+    EmptyFileName,
+    #[error("expected a string, a number, true or false, or an array, found {0}")]
+    UnsupportedValue(String),
+    /// The TOML text made of a script value did not read back (the toml crate's words).
+    #[error("{0}")]
+    Literal(String),
+    /// `key` names the item, e.g. `milter.clamav.reading_timeout`.
+    #[error("{key}: {error}")]
+    Item { key: String, error: Box<ScriptError> },
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error(transparent)]
+    MilterName(#[from] MilterNameError),
+}
+
+impl From<ScriptError> for Box<EvalAltResult> {
+    fn from(error: ScriptError) -> Self {
+        error.to_string().into()
+    }
+}
+
+impl ScriptError {
+    pub(super) fn at_item(key: String) -> impl FnOnce(ScriptError) -> ScriptError {
+        move |error| ScriptError::Item { key, error: Box::new(error) }
+    }
+}
