@@ -664,7 +664,15 @@ fn as_a_daemon_workers_forked_after_start_up_serve_and_log() {
         ManagerOptions { args: &["--daemon", "--pid-file", &pid_path], ..Default::default() };
     let config = child_config(&client.spec, "n_workers = 2");
     let manager = ManagerProcess::start_with(&dir, &config, &options);
-    let pid: u32 = read_lossy(&pid_file).trim().parse().expect("the daemon's pid file");
+    // The socket exists before the daemon has written its pid file; the launching process
+    // exits once it has.
+    let mut pid = None;
+    let written = wait_for(deadline(), || {
+        pid = read_lossy(&pid_file).trim().parse::<u32>().ok();
+        pid.is_some()
+    });
+    assert!(written, "no pid in {}\n{}", pid_file.display(), manager.log());
+    let pid = pid.expect("the daemon's pid");
     let mut workers = Vec::new();
     let two = wait_for(deadline(), || {
         workers = children_of(pid);
