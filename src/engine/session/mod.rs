@@ -7,6 +7,7 @@
 //! end (`finishing`).
 
 use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -176,12 +177,7 @@ impl Session {
         self.phase = self.finish(now);
     }
 
-    pub fn handle_child_connected(
-        &mut self,
-        child: usize,
-        result: Result<(), String>,
-        now: Instant,
-    ) {
+    pub fn handle_child_connected(&mut self, child: usize, result: io::Result<()>, now: Instant) {
         self.now = now;
         if self.is_finished() || self.children[child].phase != ChildPhase::Connecting {
             return;
@@ -230,7 +226,7 @@ impl Session {
         }
     }
 
-    pub fn handle_child_closed(&mut self, child: usize, error: Option<String>, now: Instant) {
+    pub fn handle_child_closed(&mut self, child: usize, error: Option<io::Error>, now: Instant) {
         self.now = now;
         if self.is_finished() || !self.children[child].is_connected() {
             return;
