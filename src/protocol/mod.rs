@@ -25,7 +25,7 @@ pub use negotiation::{
 };
 pub use reply::Reply;
 pub use reply_code::{InvalidReplyCode, ReplyCode};
-pub use wire::DecodeError;
+pub use wire::{DecodeError, PacketError};
 
 #[cfg(test)]
 mod tests;

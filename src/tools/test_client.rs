@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    Actions, Command, CommandKind, ConnectAddress, Deframer, Negotiation, Reply, Steps, MAX_VERSION,
+    Actions, Command, CommandKind, ConnectAddress, Deframer, Negotiation, PacketError, Reply,
+    Steps, MAX_VERSION,
 };
 use crate::text::escape_into;
 
@@ -78,14 +79,14 @@ impl TestClientSession {
         while self.end.is_none() {
             let decoded = match self.deframer.next_frame() {
                 None => break,
-                Some(Err(error)) => Err(error.to_string()),
+                Some(Err(error)) => Err(PacketError::from(error)),
                 Some(Ok(frame)) => {
-                    Command::decode(frame.code, frame.data).map_err(|e| e.to_string())
+                    Command::decode(frame.code, frame.data).map_err(PacketError::from)
                 }
             };
             match decoded {
                 Ok(command) => self.handle_command(command),
-                Err(error) => self.fail(error),
+                Err(error) => self.fail(error.to_string()),
             }
         }
     }

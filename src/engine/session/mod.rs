@@ -19,7 +19,7 @@ use super::statistics;
 use super::status::{Status, Verdict};
 use super::EngineConfig;
 use crate::protocol::order::Position;
-use crate::protocol::{Command, Deframer, Negotiation, Reply};
+use crate::protocol::{Command, Deframer, Negotiation, PacketError, Reply};
 
 mod children;
 mod commands;
@@ -144,9 +144,9 @@ impl Session {
         loop {
             let command = match self.mta_deframer.next_frame() {
                 None => break,
-                Some(Err(error)) => Err(error.to_string()),
+                Some(Err(error)) => Err(PacketError::from(error)),
                 Some(Ok(frame)) => {
-                    Command::decode(frame.code, frame.data).map_err(|e| e.to_string())
+                    Command::decode(frame.code, frame.data).map_err(PacketError::from)
                 }
             };
             match command {
@@ -208,8 +208,8 @@ impl Session {
             }
             let reply = match self.children[child].deframer.next_frame() {
                 None => break,
-                Some(Err(error)) => Err(error.to_string()),
-                Some(Ok(frame)) => Reply::decode(frame.code, frame.data).map_err(|e| e.to_string()),
+                Some(Err(error)) => Err(PacketError::from(error)),
+                Some(Ok(frame)) => Reply::decode(frame.code, frame.data).map_err(PacketError::from),
             };
             match reply {
                 Ok(reply) => self.on_child_reply(child, reply, now),
