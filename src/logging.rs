@@ -80,7 +80,7 @@ impl Levels {
     }
 
     /// Parses `level|level|...`; `all`, `default` and `none` are allowed as parts.
-    pub fn parse(text: &str) -> Result<Levels, String> {
+    pub fn parse(text: &str) -> Result<Levels, UnknownLevel> {
         let mut bits = 0;
         for part in text.split('|').map(str::trim) {
             bits |= match part {
@@ -89,13 +89,7 @@ impl Levels {
                 "none" => 0,
                 _ => match Level::ALL.iter().find(|l| l.name() == part) {
                     Some(level) => level.bit(),
-                    None => {
-                        let names: Vec<_> = Level::ALL.iter().map(|l| l.name()).collect();
-                        return Err(format!(
-                            "unknown log level {part:?} (use all, default, none or {})",
-                            names.join(", ")
-                        ));
-                    }
+                    None => return Err(UnknownLevel(part.to_string())),
                 },
             };
         }
@@ -114,6 +108,15 @@ impl Levels {
             log::LevelFilter::Off
         }
     }
+}
+
+/// A part of a level list that names no level.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log level {0:?} (use all, default, none or {names})", names = level_names())]
+pub struct UnknownLevel(pub String);
+
+fn level_names() -> String {
+    Level::ALL.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
 }
 
 impl fmt::Display for Levels {
@@ -140,7 +143,11 @@ mod tests {
         assert_eq!(levels.to_string(), "error|warning|statistics");
         assert_eq!(Levels::parse("default").unwrap(), Levels::DEFAULT);
         assert_eq!(Levels::parse("all").unwrap().to_string().split('|').count(), 8);
-        assert!(Levels::parse("error|loud").unwrap_err().contains("\"loud\""));
+        assert_eq!(
+            Levels::parse("error|loud").unwrap_err().to_string(),
+            "unknown log level \"loud\" (use all, default, none or critical, error, warning, \
+             message, info, debug, statistics, profile)"
+        );
     }
 
     #[test]

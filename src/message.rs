@@ -243,10 +243,28 @@ fn split_parameters(parameters: Option<&[u8]>) -> Vec<Vec<u8>> {
 /// Header fields as (name, value) pairs, in order.
 pub type HeaderFields = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Why a mail file's header cannot be read, and at which line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct MailError {
+    pub line: usize,
+    pub problem: MailProblem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MailProblem {
+    #[error("continuation line before any header")]
+    EarlyContinuation,
+    #[error("header line without ':'")]
+    NoColon,
+    #[error("invalid header name")]
+    BadName,
+}
+
 /// Splits an RFC 5322 message into headers (as milters receive them: continuation lines
 /// joined with `\n`, the one space after the colon removed) and the body with CRLF line
 /// ends, whatever line ends the input used.
-pub fn parse_mail(bytes: &[u8]) -> Result<(HeaderFields, Vec<u8>), String> {
+pub fn parse_mail(bytes: &[u8]) -> Result<(HeaderFields, Vec<u8>), MailError> {
     let mut headers = HeaderFields::new();
     let mut rest = bytes;
     let mut line_number = 0;
@@ -261,9 +279,9 @@ pub fn parse_mail(bytes: &[u8]) -> Result<(HeaderFields, Vec<u8>), String> {
             break;
         }
         if line[0] == b' ' || line[0] == b'\t' {
-            let (_, value) = headers.last_mut().ok_or_else(|| {
-                format!("line {line_number}: continuation line before any header")
-            })?;
+            let (_, value) = headers
+                .last_mut()
+                .ok_or(MailError { line: line_number, problem: MailProblem::EarlyContinuation })?;
             value.push(b'\n');
             value.extend_from_slice(line);
             continue;
@@ -271,10 +289,10 @@ pub fn parse_mail(bytes: &[u8]) -> Result<(HeaderFields, Vec<u8>), String> {
         let colon = line
             .iter()
             .position(|&b| b == b':')
-            .ok_or_else(|| format!("line {line_number}: header line without ':'"))?;
+            .ok_or(MailError { line: line_number, problem: MailProblem::NoColon })?;
         let name = &line[..colon];
         if name.is_empty() || name.iter().any(|&b| b <= b' ' || b == 0x7f) {
-            return Err(format!("line {line_number}: invalid header name"));
+            return Err(MailError { line: line_number, problem: MailProblem::BadName });
         }
         let value = &line[colon + 1..];
         let value = value.strip_prefix(b" ").unwrap_or(value);
@@ -434,8 +452,12 @@ mod tests {
         assert_eq!(body, b"line 1\r\nline 2\r\n");
         let (_, body) = parse_mail(b"A: b\r\n\r\nno final newline").unwrap();
         assert_eq!(body, b"no final newline\r\n");
-        assert!(parse_mail(b" leading\n").unwrap_err().contains("line 1"));
-        assert!(parse_mail(b"no colon\n").unwrap_err().contains("without ':'"));
+        let error = parse_mail(b" leading\n").unwrap_err().to_string();
+        assert_eq!(error, "line 1: continuation line before any header");
+        let error = parse_mail(b"A: b\nno colon\n").unwrap_err().to_string();
+        assert_eq!(error, "line 2: header line without ':'");
+        let error = parse_mail(b"A b: c\n").unwrap_err().to_string();
+        assert_eq!(error, "line 1: invalid header name");
     }
 
     #[test]

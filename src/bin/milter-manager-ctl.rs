@@ -75,8 +75,8 @@ enum AskError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The host name of an inet spec did not resolve.
-    #[error("{0}")]
-    Resolve(String),
+    #[error(transparent)]
+    Resolve(milter_manager::program::ResolveError),
 }
 
 fn run(options: &Options) -> Result<String, CtlError> {

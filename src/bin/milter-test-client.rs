@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use milter_manager::logging::Levels;
-use milter_manager::spec::Spec;
+use milter_manager::logging::{Levels, UnknownLevel};
+use milter_manager::program::logger::LogError;
+use milter_manager::program::ResolveError;
+use milter_manager::spec::{Spec, SpecError};
 use milter_manager::tools::test_client::{SessionEnd, TestClientSession};
 use workers::{Action, ConnKey, PeerAddr};
 
@@ -67,12 +69,8 @@ struct Options {
     event_loop_backend: String,
     /// Bytes of packets to gather at end-of-message before sending (0: no buffering). This
     /// milter's answers already go out one write per event, so the value is only checked.
-    #[arg(long = "packet-buffer-size", default_value = "0", value_parser = parse_packet_buffer_size)]
+    #[arg(long = "packet-buffer-size", default_value = "0", value_parser = program::parse_size)]
     packet_buffer_size: usize,
-}
-
-fn parse_packet_buffer_size(text: &str) -> Result<usize, String> {
-    program::parse_size(text)
 }
 
 fn main() -> ExitCode {
@@ -86,8 +84,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(options: &Options) -> Result<i32, String> {
-    let spec = Spec::parse(&options.connection_spec).map_err(|e| e.to_string())?;
+/// Why the milter does not run; main prints it after the program's name.
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    LogLevel(#[from] UnknownLevel),
+    #[error(transparent)]
+    Logging(#[from] LogError),
+    #[error(transparent)]
+    Listen(#[from] ResolveError),
+    #[error(transparent)]
+    Process(#[from] supervisor::Error),
+}
+
+fn run(options: &Options) -> Result<i32, ClientError> {
+    let spec = Spec::parse(&options.connection_spec)?;
     let levels = if options.verbose { Levels::ALL } else { Levels::parse(&options.log_level)? };
     program::logger::init(&program::logger::LogOptions {
         levels,
@@ -101,7 +114,7 @@ fn run(options: &Options) -> Result<i32, String> {
         unix_socket_group: options.unix_socket_group.clone(),
         ..supervisor::ListenOptions::default()
     };
-    let bound = supervisor::bind(&target, &listen).map_err(|e| e.to_string())?;
+    let bound = supervisor::bind(&target, &listen)?;
     log::info!("listening on {}", bound.local_description());
     let process = supervisor::ProcessOptions {
         daemon: options.daemon,
@@ -138,7 +151,7 @@ fn run(options: &Options) -> Result<i32, String> {
             }
         }
     })
-    .map_err(|e| e.to_string())
+    .map_err(ClientError::from)
 }
 
 /// What to print besides the events.

@@ -8,12 +8,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use milter_manager::message::MailError;
 use milter_manager::message::{Change, Message};
 use milter_manager::protocol::{Actions, ConnectAddress, MacroStage, Negotiation, Steps};
-use milter_manager::spec::Spec;
+use milter_manager::spec::{Spec, SpecError};
 use milter_manager::text::escape;
-use milter_manager::tools::test_server::{Script, TestServerSession, Timeouts};
-use program::milter_connection::{drive, Connection};
+use milter_manager::tools::test_server::{Script, SessionError, TestServerSession, Timeouts};
+use program::milter_connection::{drive, ConnectError, Connection, DriveError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -130,8 +131,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(options: &Options) -> Result<(), String> {
-    let spec = Spec::parse(&options.connection_spec).map_err(|e| e.to_string())?;
+/// Why no verdict could be printed; main prints it after the program's name.
+#[derive(Debug, thiserror::Error)]
+enum ServerError {
+    #[error(transparent)]
+    Spec(SpecError),
+    #[error(
+        "--negotiate-version {0}: protocol versions are 2, 3, 4 and 6 (7 and 8 offer what 6 does)"
+    )]
+    NegotiateVersion(u32),
+    /// `option`: the option's name without the dashes.
+    #[error("--{option} {value}: a timeout is a positive number of seconds")]
+    Timeout { option: &'static str, value: f64 },
+    #[error("cannot read --mail-file {}: {error}", path.display())]
+    ReadMailFile { path: PathBuf, error: std::io::Error },
+    #[error("--mail-file {}: {error}", path.display())]
+    MailFile { path: PathBuf, error: MailError },
+    #[error("--header {0:?}: expected NAME:VALUE")]
+    HeaderWithoutColon(String),
+    #[error("--header {0:?}: the name is empty")]
+    HeaderWithoutName(String),
+    /// `stage`: the stage's name, which names the option (--connect-macro, ...).
+    #[error("--{stage}-macro {pair:?}: expected NAME:VALUE")]
+    MacroWithoutColon { stage: &'static str, pair: String },
+    #[error("--connect-address: {0}")]
+    ConnectAddress(SpecError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{}", error.message_at(spec))]
+    Drive { spec: Spec, error: DriveError },
+    #[error(transparent)]
+    Session(SessionError),
+}
+
+fn run(options: &Options) -> Result<(), ServerError> {
+    let spec = Spec::parse(&options.connection_spec).map_err(ServerError::Spec)?;
     let script = build_script(options)?;
     let timeouts = script.timeouts;
     let started = Instant::now();
@@ -139,10 +173,10 @@ fn run(options: &Options) -> Result<(), String> {
     connection.set_write_timeout(timeouts.writing)?;
     let mut session = TestServerSession::new(script, started);
     drive(&mut session, &mut connection, |session| print_log(session, options.verbose))
-        .map_err(|e| e.message_at(&spec))?;
+        .map_err(|error| ServerError::Drive { spec: spec.clone(), error })?;
     let elapsed = started.elapsed();
     if let Some(error) = session.error() {
-        return Err(error.to_string());
+        return Err(ServerError::Session(error.clone()));
     }
     report(&session, options.output_message);
     outln!("elapsed-time: {:.6} seconds", elapsed.as_secs_f64());
@@ -265,19 +299,15 @@ fn parameters(parameters: &[Vec<u8>]) -> String {
 /// offer, so a newer offer gets a version 6 session.
 const OFFERABLE_VERSIONS: [u32; 6] = [2, 3, 4, 6, 7, 8];
 
-fn build_script(options: &Options) -> Result<Script, String> {
+fn build_script(options: &Options) -> Result<Script, ServerError> {
     if !OFFERABLE_VERSIONS.contains(&options.negotiate_version) {
-        return Err(format!(
-            "--negotiate-version {}: protocol versions are 2, 3, 4 and 6 (7 and 8 offer what 6 \
-             does)",
-            options.negotiate_version
-        ));
+        return Err(ServerError::NegotiateVersion(options.negotiate_version));
     }
-    let seconds = |name: &str, value: f64| {
+    let seconds = |option: &'static str, value: f64| {
         if value.is_finite() && value > 0.0 {
             Ok(Duration::from_secs_f64(value))
         } else {
-            Err(format!("--{name} {value}: a timeout is a positive number of seconds"))
+            Err(ServerError::Timeout { option, value })
         }
     };
     let all = options.all_timeouts.map(|t| seconds("all-timeouts", t)).transpose()?;
@@ -312,9 +342,9 @@ fn build_script(options: &Options) -> Result<Script, String> {
     };
     if let Some(path) = &options.mail_file {
         let bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read --mail-file {}: {e}", path.display()))?;
+            .map_err(|error| ServerError::ReadMailFile { path: path.clone(), error })?;
         let (headers, body) = milter_manager::message::parse_mail(&bytes)
-            .map_err(|e| format!("--mail-file {}: {e}", path.display()))?;
+            .map_err(|error| ServerError::MailFile { path: path.clone(), error })?;
         let find = |name: &str| {
             headers
                 .iter()
@@ -341,18 +371,17 @@ fn build_script(options: &Options) -> Result<Script, String> {
             .headers
             .iter()
             .map(|h| {
-                let (name, value) = h
-                    .split_once(':')
-                    .ok_or_else(|| format!("--header {h:?}: expected NAME:VALUE"))?;
+                let (name, value) =
+                    h.split_once(':').ok_or_else(|| ServerError::HeaderWithoutColon(h.clone()))?;
                 if name.is_empty() {
-                    return Err(format!("--header {h:?}: the name is empty"));
+                    return Err(ServerError::HeaderWithoutName(h.clone()));
                 }
                 Ok((
                     name.as_bytes().to_vec(),
                     value.strip_prefix(' ').unwrap_or(value).as_bytes().to_vec(),
                 ))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, ServerError>>()?;
     }
     if !options.bodies.is_empty() {
         script.body_chunks = options.bodies.iter().map(|b| b.clone().into_bytes()).collect();
@@ -368,9 +397,9 @@ fn build_script(options: &Options) -> Result<Script, String> {
         (MacroStage::EndOfMessage, &options.end_of_message_macros),
     ] {
         for pair in list {
-            let (name, value) = pair
-                .split_once(':')
-                .ok_or_else(|| format!("--{}-macro {pair:?}: expected NAME:VALUE", stage.name()))?;
+            let (name, value) = pair.split_once(':').ok_or_else(|| {
+                ServerError::MacroWithoutColon { stage: stage.name(), pair: pair.clone() }
+            })?;
             script.extra_macros.push((
                 stage.command_code(),
                 name.as_bytes().to_vec(),
@@ -381,11 +410,11 @@ fn build_script(options: &Options) -> Result<Script, String> {
     Ok(script)
 }
 
-fn connect_address(text: &str) -> Result<ConnectAddress, String> {
+fn connect_address(text: &str) -> Result<ConnectAddress, ServerError> {
     if text == "unknown" {
         return Ok(ConnectAddress::Unknown);
     }
-    let spec = Spec::parse(text).map_err(|e| format!("--connect-address: {e}"))?;
+    let spec = Spec::parse(text).map_err(ServerError::ConnectAddress)?;
     Ok(match spec {
         Spec::Unix { path, .. } => {
             ConnectAddress::Unix { port: 0, path: path.to_string_lossy().into_owned().into_bytes() }
@@ -421,7 +450,7 @@ mod tests {
     fn script_of(args: &[&str]) -> Result<Script, String> {
         let options = Options::try_parse_from(["milter-test-server"].iter().chain(args))
             .map_err(|e| e.to_string())?;
-        build_script(&options)
+        build_script(&options).map_err(|e| e.to_string())
     }
 
     #[test]

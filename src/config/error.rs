@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::model::MAX_SOCKET_MODE;
 use super::origin::Origin;
 use crate::conditions::EntryError;
+use crate::logging::UnknownLevel;
 use crate::spec::SpecError;
 use crate::status::UnknownStatus;
 
@@ -150,9 +151,8 @@ pub enum ValueError {
     NotAutomatic(Box<ValueError>),
     #[error(transparent)]
     Entry(#[from] EntryError),
-    /// The logging layer's own message about a level list.
-    #[error("{0}")]
-    LogLevel(String),
+    #[error(transparent)]
+    LogLevel(#[from] UnknownLevel),
 }
 
 /// A file mode written as text that is not one.

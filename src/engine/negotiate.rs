@@ -16,22 +16,30 @@ pub fn offer_for_children(mta: &Negotiation) -> Negotiation {
 /// Checks a child's answer against what it was offered. A child may not ask for more than
 /// it was offered; libmilter never does, and granting it would hand the MTA a request the
 /// MTA did not offer.
-pub fn check_child_answer(offer: &Negotiation, answer: &Negotiation) -> Result<(), String> {
+pub fn check_child_answer(offer: &Negotiation, answer: &Negotiation) -> Result<(), AnswerError> {
     if !(2..=offer.version).contains(&answer.version) {
-        return Err(format!(
-            "answered protocol version {} to an offer of version {}",
-            answer.version, offer.version
-        ));
+        return Err(AnswerError::Version { answered: answer.version, offered: offer.version });
     }
     let extra_actions = answer.actions.difference(offer.actions);
     if !extra_actions.is_empty() {
-        return Err(format!("asked for actions that were not offered: {extra_actions}"));
+        return Err(AnswerError::Actions(extra_actions));
     }
     let extra_steps = answer.steps.difference(offer.steps).difference(Steps::MAX_DATA_SIZE);
     if !extra_steps.is_empty() {
-        return Err(format!("asked for protocol steps that were not offered: {extra_steps}"));
+        return Err(AnswerError::Steps(extra_steps));
     }
     Ok(())
+}
+
+/// Why a child's negotiation answer is refused; the child is named where it is logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("answered protocol version {answered} to an offer of version {offered}")]
+    Version { answered: u32, offered: u32 },
+    #[error("asked for actions that were not offered: {0}")]
+    Actions(Actions),
+    #[error("asked for protocol steps that were not offered: {0}")]
+    Steps(Steps),
 }
 
 /// Headers go unanswered to the MTA even when children answer them. The MTA then streams
@@ -185,6 +193,10 @@ mod tests {
         assert!(check_child_answer(&offer, &answer(Actions::CHANGE_BODY, Steps::empty())).is_err());
         assert!(check_child_answer(&offer, &answer(Actions::empty(), Steps::SKIP)).is_err());
         let v7 = Negotiation::new(7, Actions::empty(), Steps::empty());
-        assert!(check_child_answer(&offer, &v7).unwrap_err().contains("version 7"));
+        let refused = check_child_answer(&offer, &v7).unwrap_err().to_string();
+        assert_eq!(refused, "answered protocol version 7 to an offer of version 6");
+        let refused = check_child_answer(&offer, &answer(Actions::QUARANTINE, Steps::empty()));
+        let refused = refused.unwrap_err().to_string();
+        assert_eq!(refused, "asked for actions that were not offered: quarantine");
     }
 }

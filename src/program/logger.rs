@@ -24,6 +24,17 @@ pub struct LogOptions {
     pub facility: Option<String>,
 }
 
+/// Why the logger cannot log as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open log file {}: {error}", path.display())]
+    OpenFile { path: PathBuf, error: std::io::Error },
+    #[error("unknown syslog facility {0:?}")]
+    UnknownFacility(String),
+    #[error("cannot install the logger: {0}")]
+    Install(log::SetLoggerError),
+}
+
 /// What the logger does now; replaced as a whole by [`reconfigure`].
 struct Outputs {
     levels: Levels,
@@ -75,16 +86,16 @@ impl log::Log for Logger {
 }
 
 /// Installs the logger; fails with a message naming the log file if it cannot be opened.
-pub fn init(options: &LogOptions) -> Result<(), String> {
+pub fn init(options: &LogOptions) -> Result<(), LogError> {
     let outputs = open_outputs(options)?;
     let logger = LOGGER.get_or_init(|| Logger { outputs: RwLock::new(outputs) });
     log::set_max_level(options.levels.max_log_filter());
-    log::set_logger(logger).map_err(|e| format!("cannot install the logger: {e}"))
+    log::set_logger(logger).map_err(LogError::Install)
 }
 
 /// Switches the installed logger to `options` (a reloaded configuration). On error (the new
 /// log file cannot be opened) the logger keeps logging as before.
-pub fn reconfigure(options: &LogOptions) -> Result<(), String> {
+pub fn reconfigure(options: &LogOptions) -> Result<(), LogError> {
     let outputs = open_outputs(options)?;
     let Some(logger) = LOGGER.get() else {
         return init(options);
@@ -98,7 +109,7 @@ pub fn reconfigure(options: &LogOptions) -> Result<(), String> {
 
 /// Opens the log file again at its path (SIGUSR1 after a log rotation): the old file is
 /// let go. On error the logger keeps writing to the file it has.
-pub fn reopen() -> Result<(), String> {
+pub fn reopen() -> Result<(), LogError> {
     let Some(logger) = LOGGER.get() else { return Ok(()) };
     let path = match logger.outputs.read() {
         Ok(outputs) => outputs.path.clone(),
@@ -112,15 +123,15 @@ pub fn reopen() -> Result<(), String> {
     Ok(())
 }
 
-fn open_log_file(path: &Path) -> Result<File, String> {
+fn open_log_file(path: &Path) -> Result<File, LogError> {
     OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
+        .map_err(|error| LogError::OpenFile { path: path.to_path_buf(), error })
 }
 
-fn open_outputs(options: &LogOptions) -> Result<Outputs, String> {
+fn open_outputs(options: &LogOptions) -> Result<Outputs, LogError> {
     let path = options.path.clone().filter(|path| path != Path::new("-"));
     let file = path.as_deref().map(open_log_file).transpose()?;
     if options.syslog {
@@ -155,7 +166,7 @@ fn writer(file: Option<File>) -> env_logger::Logger {
 }
 
 /// The syslog facility called `name`.
-fn facility_code(name: &str) -> Result<libc::c_int, String> {
+fn facility_code(name: &str) -> Result<libc::c_int, LogError> {
     Ok(match name {
         "kern" => libc::LOG_KERN,
         "user" => libc::LOG_USER,
@@ -177,7 +188,7 @@ fn facility_code(name: &str) -> Result<libc::c_int, String> {
         "local5" => libc::LOG_LOCAL5,
         "local6" => libc::LOG_LOCAL6,
         "local7" => libc::LOG_LOCAL7,
-        other => return Err(format!("unknown syslog facility {other:?}")),
+        other => return Err(LogError::UnknownFacility(other.to_string())),
     })
 }
 
@@ -219,7 +230,8 @@ mod tests {
         for name in crate::config::SYSLOG_FACILITIES {
             assert!(super::facility_code(name).is_ok(), "{name}");
         }
-        assert!(super::facility_code("mial").is_err());
+        let error = super::facility_code("mial").unwrap_err().to_string();
+        assert_eq!(error, "unknown syslog facility \"mial\"");
     }
 
     #[test]

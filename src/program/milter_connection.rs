@@ -19,9 +19,9 @@ pub enum Connection {
 
 impl Connection {
     /// Connects to `spec`, resolving its host first.
-    pub fn open(spec: &Spec, timeout: Duration) -> Result<Connection, String> {
-        let endpoints =
-            super::endpoints(spec).map_err(|e| format!("cannot connect to {spec}: {e}"))?;
+    pub fn open(spec: &Spec, timeout: Duration) -> Result<Connection, ConnectError> {
+        let endpoints = super::endpoints(spec)
+            .map_err(|error| ConnectError::Resolve { spec: spec.clone(), error })?;
         Connection::open_endpoints(spec, &endpoints, timeout)
     }
 
@@ -32,7 +32,7 @@ impl Connection {
         spec: &Spec,
         endpoints: &[workers::Endpoint],
         timeout: Duration,
-    ) -> Result<Connection, String> {
+    ) -> Result<Connection, ConnectError> {
         let mut last_error = None;
         for endpoint in endpoints {
             let attempt = match endpoint {
@@ -48,10 +48,7 @@ impl Connection {
                 Err(error) => last_error = Some(error),
             }
         }
-        Err(format!(
-            "cannot connect to the milter at {spec}: {}",
-            last_error.map_or("no address".to_string(), |e| e.to_string())
-        ))
+        Err(ConnectError::Connect { spec: spec.clone(), error: last_error })
     }
 
     /// Bounds the next reads (a zero timeout would mean "none", so it is at least 1 ms).
@@ -63,13 +60,28 @@ impl Connection {
         }
     }
 
-    pub fn set_write_timeout(&self, timeout: Duration) -> Result<(), String> {
+    pub fn set_write_timeout(&self, timeout: Duration) -> Result<(), ConnectError> {
         match self {
             Connection::Unix(s) => s.set_write_timeout(Some(timeout)),
             Connection::Tcp(s) => s.set_write_timeout(Some(timeout)),
         }
-        .map_err(|e| format!("cannot set the writing timeout: {e}"))
+        .map_err(ConnectError::WriteTimeout)
     }
+}
+
+/// Why there is no usable connection to a milter.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {spec}: {error}")]
+    Resolve { spec: Spec, error: super::ResolveError },
+    /// `error`: the last address's error; `None` when the spec had no address.
+    #[error(
+        "cannot connect to the milter at {spec}: {}",
+        error.as_ref().map_or("no address".to_string(), ToString::to_string)
+    )]
+    Connect { spec: Spec, error: Option<std::io::Error> },
+    #[error("cannot set the writing timeout: {0}")]
+    WriteTimeout(std::io::Error),
 }
 
 impl Read for Connection {

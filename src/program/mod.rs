@@ -5,14 +5,27 @@ pub mod logger;
 pub mod milter_connection;
 pub mod stdout;
 
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use crate::spec::{Family, Host, Spec};
 
+/// Why a connection spec gives no socket address.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{0} is not an inet spec")]
+    NotInet(Spec),
+    #[error("cannot resolve host {name:?} of {spec}: {error}")]
+    Lookup { name: String, spec: Spec, error: io::Error },
+    /// `family`: "IPv4" or "IPv6", what the spec asks for.
+    #[error("host {name:?} of {spec} has no {family} address")]
+    NoAddress { name: String, spec: Spec, family: &'static str },
+}
+
 /// The socket addresses a TCP spec stands for (host names are looked up here).
-pub fn resolve_inet(spec: &Spec, for_listening: bool) -> Result<Vec<SocketAddr>, String> {
+pub fn resolve_inet(spec: &Spec, for_listening: bool) -> Result<Vec<SocketAddr>, ResolveError> {
     let Spec::Inet { family, port, host } = spec else {
-        return Err(format!("{spec} is not an inet spec"));
+        return Err(ResolveError::NotInet(spec.clone()));
     };
     if let Some(address) = spec.literal_address(for_listening) {
         return Ok(vec![SocketAddr::new(address, *port)]);
@@ -20,21 +33,21 @@ pub fn resolve_inet(spec: &Spec, for_listening: bool) -> Result<Vec<SocketAddr>,
     let Host::Name(name) = host else { unreachable!("literal_address covers the other hosts") };
     let addresses: Vec<SocketAddr> = (name.as_str(), *port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host {name:?} of {spec}: {e}"))?
+        .map_err(|error| ResolveError::Lookup { name: name.clone(), spec: spec.clone(), error })?
         .filter(|a| match family {
             Family::Inet => a.is_ipv4(),
             Family::Inet6 => a.is_ipv6(),
         })
         .collect();
     if addresses.is_empty() {
-        let kind = if *family == Family::Inet { "IPv4" } else { "IPv6" };
-        return Err(format!("host {name:?} of {spec} has no {kind} address"));
+        let family = if *family == Family::Inet { "IPv4" } else { "IPv6" };
+        return Err(ResolveError::NoAddress { name: name.clone(), spec: spec.clone(), family });
     }
     Ok(addresses)
 }
 
 /// Where to connect for `spec`.
-pub fn endpoints(spec: &Spec) -> Result<Vec<workers::Endpoint>, String> {
+pub fn endpoints(spec: &Spec) -> Result<Vec<workers::Endpoint>, ResolveError> {
     match spec {
         Spec::Unix { path, .. } => Ok(vec![workers::Endpoint::Unix(path.clone())]),
         Spec::Inet { .. } => {
@@ -44,7 +57,7 @@ pub fn endpoints(spec: &Spec) -> Result<Vec<workers::Endpoint>, String> {
 }
 
 /// Where to listen for `spec`.
-pub fn bind_target(spec: &Spec) -> Result<supervisor::BindTarget, String> {
+pub fn bind_target(spec: &Spec) -> Result<supervisor::BindTarget, ResolveError> {
     match spec {
         Spec::Unix { path, .. } => Ok(supervisor::BindTarget::Unix(path.clone())),
         Spec::Inet { .. } => Ok(supervisor::BindTarget::Tcp(resolve_inet(spec, true)?)),
@@ -60,7 +73,7 @@ pub fn hostname() -> String {
 }
 
 /// Parses a number with an optional K/M suffix (`--packet-buffer-size=64K`).
-pub fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, SizeError> {
     let upper = text.trim().to_ascii_uppercase();
     let number = upper.strip_suffix('B').unwrap_or(&upper);
     let (digits, unit) = match number.strip_suffix('K') {
@@ -74,8 +87,13 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .parse::<usize>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("{text:?} is not a size (a number, optionally with K or M)"))
+        .ok_or_else(|| SizeError(text.to_string()))
 }
+
+/// A text that is not a size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a size (a number, optionally with K or M)")]
+pub struct SizeError(pub String);
 
 #[cfg(test)]
 mod tests {
@@ -86,7 +104,8 @@ mod tests {
         assert_eq!(super::parse_size("64kb"), Ok(65536));
         assert_eq!(super::parse_size("2M"), Ok(2 * 1024 * 1024));
         assert_eq!(super::parse_size("100B"), Ok(100));
-        assert!(super::parse_size("lots").is_err());
+        let error = super::parse_size("lots").unwrap_err().to_string();
+        assert_eq!(error, "\"lots\" is not a size (a number, optionally with K or M)");
         assert!(super::parse_size("K").is_err());
     }
 }

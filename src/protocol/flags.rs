@@ -23,7 +23,7 @@ macro_rules! named_flags {
 
             /// Parses `name|name|...`; `none` or an empty string is the empty set, and
             /// a hexadecimal `0x...` number is taken as raw bits.
-            pub fn parse(text: &str) -> Result<$name, String> {
+            pub fn parse(text: &str) -> Result<$name, FlagsError> {
                 parse_names(text, $name::NAMED.iter().map(|(flag, name)| (flag.bits(), *name)))
                     .map($name::from_bits_retain)
             }
@@ -44,17 +44,33 @@ macro_rules! named_flags {
     };
 }
 
+/// Why a text is not a set of flags.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagsError {
+    #[error("{0:?} is not a hexadecimal number")]
+    NotHex(String),
+    /// `known`: every name of the set, joined by `, `.
+    #[error("unknown flag {flag:?} (known: {known})")]
+    Unknown { flag: String, known: String },
+}
+
+/// Lets code that gathers its errors as text (the scenario reader of the tests) use `?`.
+impl From<FlagsError> for String {
+    fn from(error: FlagsError) -> String {
+        error.to_string()
+    }
+}
+
 fn parse_names<'a>(
     text: &str,
     named: impl Iterator<Item = (u32, &'a str)> + Clone,
-) -> Result<u32, String> {
+) -> Result<u32, FlagsError> {
     let text = text.trim();
     if text.is_empty() || text == "none" {
         return Ok(0);
     }
     if let Some(hex) = text.strip_prefix("0x") {
-        return u32::from_str_radix(hex, 16)
-            .map_err(|_| format!("{text:?} is not a hexadecimal number"));
+        return u32::from_str_radix(hex, 16).map_err(|_| FlagsError::NotHex(text.to_string()));
     }
     let mut bits = 0;
     for part in text.split('|') {
@@ -62,8 +78,8 @@ fn parse_names<'a>(
         match named.clone().find(|(_, name)| *name == part) {
             Some((flag, _)) => bits |= flag,
             None => {
-                let known: Vec<&str> = named.map(|(_, name)| name).collect();
-                return Err(format!("unknown flag {part:?} (known: {})", known.join(", ")));
+                let known = named.map(|(_, name)| name).collect::<Vec<_>>().join(", ");
+                return Err(FlagsError::Unknown { flag: part.to_string(), known });
             }
         }
     }
@@ -232,8 +248,10 @@ mod tests {
 
     #[test]
     fn parse_names_the_unknown_flag() {
-        let err = Steps::parse("skip|no-such").unwrap_err();
-        assert!(err.contains("\"no-such\""), "{err}");
+        let err = Steps::parse("skip|no-such").unwrap_err().to_string();
+        assert!(err.starts_with("unknown flag \"no-such\" (known: no-connect, "), "{err}");
+        let err = Actions::parse("0xzz").unwrap_err().to_string();
+        assert_eq!(err, "\"0xzz\" is not a hexadecimal number");
     }
 
     #[test]

@@ -18,14 +18,14 @@ mod wire;
 pub use address::{ip_of, parse_ip_text, socket_address_of};
 pub use code::{code_name, CommandKind, ReplyKind};
 pub use command::{Command, ConnectAddress};
-pub use flags::{Actions, Steps};
+pub use flags::{Actions, FlagsError, Steps};
 pub use frame::{encode_frame, Deframer, Frame, FrameError, DEFAULT_MAX_FRAME_DATA, MAX_DATA_SIZE};
 pub use negotiation::{
     MacroRequestStage, MacroStage, Negotiation, MAX_VERSION, SUPPORTED_VERSIONS,
 };
 pub use reply::Reply;
 pub use reply_code::{InvalidReplyCode, ReplyCode};
-pub use wire::DecodeError;
+pub use wire::{DecodeError, PacketError};
 
 #[cfg(test)]
 mod tests;

@@ -42,6 +42,15 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// A packet that cannot be read: its frame is broken, or its data does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    #[error(transparent)]
+    Frame(#[from] super::frame::FrameError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
 /// A cursor over one frame's data.
 pub(crate) struct Reader<'a> {
     data: &'a [u8],

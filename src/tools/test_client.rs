@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    Actions, Command, CommandKind, ConnectAddress, Deframer, Negotiation, Reply, Steps, MAX_VERSION,
+    Actions, Command, CommandKind, ConnectAddress, Deframer, Negotiation, PacketError, Reply,
+    Steps, MAX_VERSION,
 };
 use crate::text::escape_into;
 
@@ -23,10 +24,21 @@ pub enum SessionEnd {
     Quit,
     /// The MTA closed the connection.
     Closed,
-    /// The MTA broke the protocol; the message says how.
-    ProtocolError(String),
+    /// The MTA broke the protocol.
+    ProtocolError(MtaError),
     /// The MTA was silent for [`IDLE_TIMEOUT`].
     IdleTimeout,
+}
+
+/// How the MTA broke the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MtaError {
+    #[error(transparent)]
+    Packet(#[from] PacketError),
+    #[error("the MTA closed the connection in the middle of a packet")]
+    ClosedMidPacket,
+    #[error("the MTA offered protocol version {0}; 2 is the oldest")]
+    OldVersion(u32),
 }
 
 /// One MTA connection.
@@ -78,14 +90,14 @@ impl TestClientSession {
         while self.end.is_none() {
             let decoded = match self.deframer.next_frame() {
                 None => break,
-                Some(Err(error)) => Err(error.to_string()),
+                Some(Err(error)) => Err(PacketError::from(error)),
                 Some(Ok(frame)) => {
-                    Command::decode(frame.code, frame.data).map_err(|e| e.to_string())
+                    Command::decode(frame.code, frame.data).map_err(PacketError::from)
                 }
             };
             match decoded {
                 Ok(command) => self.handle_command(command),
-                Err(error) => self.fail(error),
+                Err(error) => self.fail(error.into()),
             }
         }
     }
@@ -94,7 +106,7 @@ impl TestClientSession {
     pub fn handle_closed(&mut self) {
         if self.end.is_none() {
             if self.deframer.has_partial_frame() {
-                self.fail("the MTA closed the connection in the middle of a packet".into());
+                self.fail(MtaError::ClosedMidPacket);
             } else {
                 self.finish(SessionEnd::Closed);
             }
@@ -131,7 +143,7 @@ impl TestClientSession {
         self.end = Some(end);
     }
 
-    fn fail(&mut self, error: String) {
+    fn fail(&mut self, error: MtaError) {
         self.line(&format!("error: {error}"));
         self.finish(SessionEnd::ProtocolError(error));
     }
@@ -148,10 +160,7 @@ impl TestClientSession {
         match command {
             Command::Negotiate(offer) => {
                 if offer.version < 2 {
-                    self.fail(format!(
-                        "the MTA offered protocol version {}; 2 is the oldest",
-                        offer.version
-                    ));
+                    self.fail(MtaError::OldVersion(offer.version));
                     return;
                 }
                 // Ask for every event and answer each one, so the report is complete.
@@ -361,10 +370,10 @@ mod tests {
         let now = Instant::now();
         let mut session = TestClientSession::new("1", false, now);
         session.handle_bytes(&[0, 0, 0, 1, b'Z'], now);
-        assert_eq!(
-            session.end(),
-            Some(&SessionEnd::ProtocolError("unknown command code 'Z'".into()))
-        );
+        let Some(SessionEnd::ProtocolError(error)) = session.end() else {
+            panic!("{:?}", session.end())
+        };
+        assert_eq!(error.to_string(), "unknown command code 'Z'");
         assert_eq!(session.take_report(), "[1] error: unknown command code 'Z'\n");
         assert!(session.take_output().is_empty());
     }
@@ -375,7 +384,20 @@ mod tests {
         let mut session = TestClientSession::new("1", true, now);
         session.handle_bytes(&[0, 0, 0, 9, b'H'], now);
         session.handle_closed();
-        assert!(matches!(session.end(), Some(SessionEnd::ProtocolError(_))));
+        assert_eq!(session.end(), Some(&SessionEnd::ProtocolError(MtaError::ClosedMidPacket)));
+        assert!(session
+            .take_report()
+            .ends_with("[1] error: the MTA closed the connection in the middle of a packet\n"));
+    }
+
+    #[test]
+    fn an_offer_older_than_version_2_is_refused() {
+        let now = Instant::now();
+        let mut session = TestClientSession::new("1", false, now);
+        session.handle_bytes(&[0, 0, 0, 13, b'O', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], now);
+        assert_eq!(session.end(), Some(&SessionEnd::ProtocolError(MtaError::OldVersion(1))));
+        let report = session.take_report();
+        assert_eq!(report, "[1] error: the MTA offered protocol version 1; 2 is the oldest\n");
     }
 
     #[test]

@@ -674,7 +674,7 @@ impl<'a> Run<'a> {
             match output {
                 Output::Connect { child } => {
                     let result = if self.scenario.refused.contains(&child) {
-                        Err("Connection refused".to_string())
+                        Err(std::io::ErrorKind::ConnectionRefused.into())
                     } else {
                         Ok(())
                     };

@@ -170,9 +170,11 @@ impl workers::Session for ManagerSession {
             return self.feed_engine(now);
         }
         if let Some(child) = child_of(conn) {
+            // The engine only words the error: give it the address and what to do.
             let result = result.map_err(|e| {
                 let endpoint = &self.generation.endpoints[child];
-                format!("{e} ({}){}", describe(endpoint), access_hint(&e, endpoint))
+                let text = format!("{e} ({}){}", describe(endpoint), access_hint(&e, endpoint));
+                io::Error::new(e.kind(), text)
             });
             self.engine.handle_child_connected(child, result, now);
         }
@@ -192,9 +194,7 @@ impl workers::Session for ManagerSession {
         }
         match (conn, child_of(conn)) {
             (ConnKey::PEER, _) => self.engine.handle_mta_closed(now),
-            (_, Some(child)) => {
-                self.engine.handle_child_closed(child, error.map(|e| e.to_string()), now)
-            }
+            (_, Some(child)) => self.engine.handle_child_closed(child, error, now),
             _ => {}
         }
         self.follow(now);

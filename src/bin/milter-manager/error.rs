@@ -5,6 +5,9 @@ use std::io;
 
 use milter_manager::conditions::ConditionError;
 use milter_manager::config::ConfigError;
+use milter_manager::logging::UnknownLevel;
+use milter_manager::program::logger::LogError;
+use milter_manager::program::ResolveError;
 use milter_manager::spec::{Spec, SpecError};
 use nix::errno::Errno;
 
@@ -26,9 +29,9 @@ pub enum StartError {
     NoSuchGroup(u32),
     #[error("--group-id {gid}: cannot look the group up: {}", errno.desc())]
     GroupLookup { gid: u32, errno: Errno },
-    /// A child's socket that gives no address to connect to (`reason`: the resolver's words).
+    /// A child's socket that gives no address to connect to.
     #[error("milter {name:?}: {reason}")]
-    Endpoint { name: String, reason: String },
+    Endpoint { name: String, reason: ResolveError },
     #[error("milter {name:?}: {spec} has no address")]
     NoAddress { name: String, spec: Spec },
     #[error("cannot map the shared session counters: {0}")]
@@ -37,15 +40,18 @@ pub enum StartError {
     StatusCounters(io::Error),
     #[error("manager.max_file_descriptors = {limit}: cannot set the limit: {errno}")]
     FileLimit { limit: u64, errno: Errno },
-    /// `log.level` or the log file or syslog cannot be used (the logger's words).
-    #[error("{0}")]
-    Logging(String),
-    /// `manager.connection_spec` cannot be listened on (the resolver's words).
-    #[error("{0}")]
-    Listen(String),
-    /// `controller.connection_spec` cannot be listened on (the resolver's words).
+    /// `log.level` names no level (checked when loading; a reload checks again).
+    #[error(transparent)]
+    LogLevel(#[from] UnknownLevel),
+    /// The log file or syslog cannot be used.
+    #[error(transparent)]
+    Logging(#[from] LogError),
+    /// `manager.connection_spec` gives no address to listen on.
+    #[error(transparent)]
+    Listen(ResolveError),
+    /// `controller.connection_spec` gives no address to listen on.
     #[error("controller: {0}")]
-    ControllerAddress(String),
+    ControllerAddress(ResolveError),
     #[error("controller: {0}")]
     ControllerBind(supervisor::Error),
     #[error("controller: cannot set up the socket: {0}")]

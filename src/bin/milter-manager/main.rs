@@ -408,7 +408,7 @@ fn check_files_for(
 /// Installs the logger (at start) or switches it to `config`'s settings (at a reload).
 fn set_up_logging(config: &Config, reload: bool) -> Result<(), StartError> {
     let options = program::logger::LogOptions {
-        levels: Levels::parse(&config.log.level).map_err(StartError::Logging)?,
+        levels: Levels::parse(&config.log.level)?,
         path: config.log.path.clone().filter(|p| p.as_os_str() != "-"),
         syslog: config.log.use_syslog,
         ident: "milter-manager",
@@ -419,7 +419,7 @@ fn set_up_logging(config: &Config, reload: bool) -> Result<(), StartError> {
     } else {
         program::logger::init(&options)
     };
-    set_up.map_err(StartError::Logging)
+    set_up.map_err(StartError::from)
 }
 
 /// `manager.max_file_descriptors`: soft and hard limit of open files.

@@ -18,13 +18,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use milter_manager::spec::Spec;
+use milter_manager::message::MailError;
+use milter_manager::program::ResolveError;
+use milter_manager::spec::{Spec, SpecError};
 use milter_manager::tools::performance::{
     generated_mail, json_report, mail_from_file, text_report, Mail, RunInfo, Summary,
 };
 
 use milter_mode::MilterTarget;
-use smtp_mode::SmtpTarget;
+use smtp_mode::{SmtpTarget, SmtpTargetError};
 
 const NAME: &str = "milter-performance-check";
 
@@ -90,19 +92,47 @@ struct Options {
     mail_files: Vec<PathBuf>,
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+fn parse_seconds(text: &str) -> Result<Duration, NotSeconds> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(Duration::from_secs_f64(seconds)),
-        _ => Err(format!("{text:?} is not a positive number of seconds")),
+        _ => Err(NotSeconds(text.to_string())),
     }
 }
 
+/// A `--timeout` that is not a duration.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a positive number of seconds")]
+struct NotSeconds(String);
+
 /// Why the check could not run.
+#[derive(Debug, thiserror::Error)]
 enum CheckError {
-    /// A bad argument: exit status 2.
-    Usage(String),
-    /// The target cannot be found: exit status 1.
-    Setup(String),
+    #[error("--milter: {0}")]
+    MilterSpec(SpecError),
+    #[error("cannot read the mail file {}: {error}", path.display())]
+    ReadMailFile { path: PathBuf, error: std::io::Error },
+    #[error("mail file {}: {error}", path.display())]
+    MailFile { path: PathBuf, error: MailError },
+    #[error("cannot read the mail directory {}: {error}", path.display())]
+    ReadMailDirectory { path: PathBuf, error: std::io::Error },
+    #[error("the mail directories hold no files")]
+    NoMailFiles,
+    /// The milter's address cannot be found.
+    #[error(transparent)]
+    MilterAddress(#[from] ResolveError),
+    /// The SMTP server's address cannot be found.
+    #[error(transparent)]
+    SmtpAddress(#[from] SmtpTargetError),
+}
+
+impl CheckError {
+    /// 2 for a bad argument, 1 when the target cannot be found.
+    fn exit_status(&self) -> u8 {
+        match self {
+            CheckError::MilterAddress(_) | CheckError::SmtpAddress(_) => 1,
+            _ => 2,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -117,10 +147,9 @@ fn main() -> ExitCode {
     };
     match run(&options) {
         Ok(summary_had_errors) => ExitCode::from(u8::from(summary_had_errors)),
-        Err(CheckError::Usage(message)) => usage_error(&message),
-        Err(CheckError::Setup(message)) => {
-            eprintln!("{NAME}: {message}");
-            ExitCode::FAILURE
+        Err(error) => {
+            eprintln!("{NAME}: {error}");
+            ExitCode::from(error.exit_status())
         }
     }
 }
@@ -145,11 +174,9 @@ fn run(options: &Options) -> Result<bool, CheckError> {
     let concurrency = (options.n_concurrent_connections as usize).min(n_mails);
     let ((records, elapsed), info) = match &options.milter {
         Some(spec) => {
-            let spec =
-                Spec::parse(spec).map_err(|e| CheckError::Usage(format!("--milter: {e}")))?;
+            let spec = Spec::parse(spec).map_err(CheckError::MilterSpec)?;
             let target =
-                MilterTarget::new(spec, &mails, options.helo_fqdn.as_deref(), options.timeout)
-                    .map_err(CheckError::Setup)?;
+                MilterTarget::new(spec, &mails, options.helo_fqdn.as_deref(), options.timeout)?;
             let info = RunInfo { mode: "milter", target: target.description(), concurrency };
             (runner::run_sessions(n_mails, concurrency, |i| target.run_session(i)), info)
         }
@@ -161,8 +188,7 @@ fn run(options: &Options) -> Result<bool, CheckError> {
                 helo,
                 &mails,
                 options.timeout,
-            )
-            .map_err(CheckError::Setup)?;
+            )?;
             let info = RunInfo { mode: "smtp", target: target.description(), concurrency };
             (runner::run_sessions(n_mails, concurrency, |i| target.run_session(i)), info)
         }
@@ -189,16 +215,15 @@ fn load_mails(options: &Options) -> Result<Vec<Mail>, CheckError> {
     let mut mails = Vec::new();
     for path in &options.mail_files {
         for file in files_of(path)? {
-            let bytes = std::fs::read(&file).map_err(|e| {
-                CheckError::Usage(format!("cannot read the mail file {}: {e}", file.display()))
-            })?;
+            let bytes = std::fs::read(&file)
+                .map_err(|error| CheckError::ReadMailFile { path: file.clone(), error })?;
             let mail = mail_from_file(&bytes, options.from.as_deref(), &options.recipients)
-                .map_err(|e| CheckError::Usage(format!("mail file {}: {e}", file.display())))?;
+                .map_err(|error| CheckError::MailFile { path: file.clone(), error })?;
             mails.push(mail);
         }
     }
     if mails.is_empty() {
-        return Err(CheckError::Usage("the mail directories hold no files".into()));
+        return Err(CheckError::NoMailFiles);
     }
     Ok(mails)
 }
@@ -208,9 +233,8 @@ fn files_of(path: &Path) -> Result<Vec<PathBuf>, CheckError> {
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(path).map_err(|e| {
-        CheckError::Usage(format!("cannot read the mail directory {}: {e}", path.display()))
-    })?;
+    let entries = std::fs::read_dir(path)
+        .map_err(|error| CheckError::ReadMailDirectory { path: path.to_path_buf(), error })?;
     let mut files: Vec<PathBuf> =
         entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
     files.sort();

@@ -11,6 +11,7 @@ use milter_manager::tools::test_server::{Script, TestServerSession};
 
 use crate::failure::kind_of;
 use milter_manager::program::milter_connection::{drive, Connection, DriveError};
+use milter_manager::program::ResolveError;
 
 /// A milter and the sessions to run against it.
 pub struct MilterTarget {
@@ -29,7 +30,7 @@ impl MilterTarget {
         mails: &[Mail],
         helo_fqdn: Option<&str>,
         timeout: Duration,
-    ) -> Result<MilterTarget, String> {
+    ) -> Result<MilterTarget, ResolveError> {
         let endpoints = milter_manager::program::endpoints(&spec)?;
         let hostname = milter_manager::program::hostname();
         let scripts = mails
@@ -53,10 +54,10 @@ impl MilterTarget {
     pub fn run_session(&self, index: usize) -> Result<Outcome, Failure> {
         let script = self.scripts[index % self.scripts.len()].clone();
         let mut connection = Connection::open_endpoints(&self.spec, &self.endpoints, self.timeout)
-            .map_err(|message| Failure::new(ErrorKind::Connect, message))?;
+            .map_err(|error| Failure::new(ErrorKind::Connect, error.to_string()))?;
         connection
             .set_write_timeout(self.timeout)
-            .map_err(|message| Failure::new(ErrorKind::Io, message))?;
+            .map_err(|error| Failure::new(ErrorKind::Io, error.to_string()))?;
         let mut session = TestServerSession::new(script, Instant::now());
         // The readable reply log is for milter-test-server --verbose; drop it as it grows.
         drive(&mut session, &mut connection, |session| drop(session.take_log())).map_err(

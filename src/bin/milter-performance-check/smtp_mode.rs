@@ -24,6 +24,15 @@ struct PreparedMail {
     data: Vec<u8>,
 }
 
+/// Why the SMTP server's address cannot be found.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpTargetError {
+    #[error("cannot resolve the SMTP server {host:?}: {error}")]
+    Resolve { host: String, error: std::io::Error },
+    #[error("the SMTP server {0:?} has no address")]
+    NoAddress(String),
+}
+
 /// An SMTP server and the mails to send it.
 pub struct SmtpTarget {
     description: String,
@@ -41,15 +50,15 @@ impl SmtpTarget {
         helo: String,
         mails: &[Mail],
         timeout: Duration,
-    ) -> Result<SmtpTarget, String> {
+    ) -> Result<SmtpTarget, SmtpTargetError> {
         let description =
             if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let addresses: Vec<SocketAddr> = (host, port)
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve the SMTP server {host:?}: {e}"))?
+            .map_err(|error| SmtpTargetError::Resolve { host: host.to_string(), error })?
             .collect();
         if addresses.is_empty() {
-            return Err(format!("the SMTP server {host:?} has no address"));
+            return Err(SmtpTargetError::NoAddress(host.to_string()));
         }
         let mails = mails
             .iter()

@@ -7,6 +7,7 @@
 //! end (`finishing`).
 
 use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use super::statistics;
 use super::status::{Status, Verdict};
 use super::EngineConfig;
 use crate::protocol::order::Position;
-use crate::protocol::{Command, Deframer, Negotiation, Reply};
+use crate::protocol::{Command, Deframer, Negotiation, PacketError, Reply};
 
 mod children;
 mod commands;
@@ -143,9 +144,9 @@ impl Session {
         loop {
             let command = match self.mta_deframer.next_frame() {
                 None => break,
-                Some(Err(error)) => Err(error.to_string()),
+                Some(Err(error)) => Err(PacketError::from(error)),
                 Some(Ok(frame)) => {
-                    Command::decode(frame.code, frame.data).map_err(|e| e.to_string())
+                    Command::decode(frame.code, frame.data).map_err(PacketError::from)
                 }
             };
             match command {
@@ -176,12 +177,7 @@ impl Session {
         self.phase = self.finish(now);
     }
 
-    pub fn handle_child_connected(
-        &mut self,
-        child: usize,
-        result: Result<(), String>,
-        now: Instant,
-    ) {
+    pub fn handle_child_connected(&mut self, child: usize, result: io::Result<()>, now: Instant) {
         self.now = now;
         if self.is_finished() || self.children[child].phase != ChildPhase::Connecting {
             return;
@@ -212,8 +208,8 @@ impl Session {
             }
             let reply = match self.children[child].deframer.next_frame() {
                 None => break,
-                Some(Err(error)) => Err(error.to_string()),
-                Some(Ok(frame)) => Reply::decode(frame.code, frame.data).map_err(|e| e.to_string()),
+                Some(Err(error)) => Err(PacketError::from(error)),
+                Some(Ok(frame)) => Reply::decode(frame.code, frame.data).map_err(PacketError::from),
             };
             match reply {
                 Ok(reply) => self.on_child_reply(child, reply, now),
@@ -230,7 +226,7 @@ impl Session {
         }
     }
 
-    pub fn handle_child_closed(&mut self, child: usize, error: Option<String>, now: Instant) {
+    pub fn handle_child_closed(&mut self, child: usize, error: Option<io::Error>, now: Instant) {
         self.now = now;
         if self.is_finished() || !self.children[child].is_connected() {
             return;

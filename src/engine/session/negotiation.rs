@@ -73,7 +73,7 @@ impl Session {
             }
         };
         if let Err(error) = check_child_answer(&self.children[i].offer, &answer) {
-            return self.fail_child(i, &error, now);
+            return self.fail_child(i, &error.to_string(), now);
         }
         let child = &mut self.children[i];
         child.answer = answer;

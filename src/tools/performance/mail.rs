@@ -1,7 +1,7 @@
 //! The mails a performance check sends: generated ones (a number of headers and a body
 //! of a given size) or ones read from files, each with its envelope.
 
-use crate::message::{header_address, parse_mail, HeaderFields};
+use crate::message::{header_address, parse_mail, HeaderFields, MailError};
 
 /// The envelope sender when neither `--from` nor the mail file gives one.
 pub const DEFAULT_FROM: &str = "sender@example.com";
@@ -109,7 +109,7 @@ pub fn mail_from_file(
     bytes: &[u8],
     from: Option<&str>,
     recipients: &[String],
-) -> Result<Mail, String> {
+) -> Result<Mail, MailError> {
     let (headers, body) = parse_mail(bytes)?;
     let envelope = Envelope::choose(from, recipients, &headers);
     Ok(Mail { envelope, headers, body })
@@ -183,6 +183,7 @@ mod tests {
         let mail = mail_from_file(b"Subject: none\n\nbody\n", None, &[]).unwrap();
         assert_eq!(text(&mail.envelope.from), "<sender@example.com>");
         assert_eq!(mail.envelope.recipients, [b"<receiver@example.com>".to_vec()]);
-        assert!(mail_from_file(b"no header line\n", None, &[]).is_err());
+        let error = mail_from_file(b"no header line\n", None, &[]).unwrap_err();
+        assert_eq!(error.to_string(), "line 1: header line without ':'");
     }
 }

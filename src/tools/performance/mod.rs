@@ -13,5 +13,5 @@ pub use mail::{angle_address, generated_mail, mail_from_file, Envelope, Mail};
 pub use milter::{milter_outcome, milter_script};
 pub use outcome::{ErrorKind, Failure, Outcome, SessionRecord};
 pub use report::{json_report, text_report, RunInfo};
-pub use smtp::{dot_stuffed_data, status_of_code, ReplyAssembler, SmtpReply};
+pub use smtp::{dot_stuffed_data, status_of_code, ReplyAssembler, SmtpReply, SmtpReplyError};
 pub use statistics::{ErrorCount, Latencies, StatusCount, Summary};

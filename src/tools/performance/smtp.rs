@@ -29,22 +29,22 @@ pub struct ReplyAssembler {
 impl ReplyAssembler {
     /// Takes one line (with or without its line end); gives the reply once its last line
     /// arrived. A line that is not `DDD[ -]text` or changes the code is an error.
-    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<SmtpReply>, String> {
+    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<SmtpReply>, SmtpReplyError> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let shown = || String::from_utf8_lossy(line).into_owned();
         let digits = line.get(..3).filter(|d| d.iter().all(u8::is_ascii_digit));
         let (Some(digits), separator) = (digits, line.get(3).copied()) else {
-            return Err(format!("the SMTP server sent {:?}, not a reply line", shown()));
+            return Err(SmtpReplyError::NotAReplyLine(shown()));
         };
         let code: u16 = std::str::from_utf8(digits).expect("digits").parse().expect("three digits");
         let last = match separator {
             None | Some(b' ') => true,
             Some(b'-') => false,
-            Some(_) => return Err(format!("the SMTP server sent {:?}, not a reply line", shown())),
+            Some(_) => return Err(SmtpReplyError::NotAReplyLine(shown())),
         };
         if self.code.is_some_and(|c| c != code) {
-            return Err(format!("the SMTP server changed the code within a reply: {:?}", shown()));
+            return Err(SmtpReplyError::CodeChanged(shown()));
         }
         self.code = Some(code);
         self.lines.push(String::from_utf8_lossy(line.get(4..).unwrap_or_default()).into_owned());
@@ -54,6 +54,15 @@ impl ReplyAssembler {
         self.code = None;
         Ok(Some(SmtpReply { code, lines: std::mem::take(&mut self.lines) }))
     }
+}
+
+/// A line from the SMTP server that does not continue a reply (the line, lossily decoded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SmtpReplyError {
+    #[error("the SMTP server sent {0:?}, not a reply line")]
+    NotAReplyLine(String),
+    #[error("the SMTP server changed the code within a reply: {0:?}")]
+    CodeChanged(String),
 }
 
 /// What a reply code means for the mail: 2xx pass, 4xx temporary failure, 5xx reject;
@@ -132,7 +141,8 @@ mod tests {
         }
         let mut assembler = ReplyAssembler::default();
         assembler.push_line(b"250-a").unwrap();
-        assert!(assembler.push_line(b"251 b").unwrap_err().contains("changed the code"));
+        let error = assembler.push_line(b"251 b").unwrap_err().to_string();
+        assert_eq!(error, "the SMTP server changed the code within a reply: \"251 b\"");
     }
 
     #[test]
