@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use super::phase::Phase;
 use super::{Decision, TestServerSession};
-use crate::protocol::{Actions, CommandKind, Reply, ReplyCode, Steps, SUPPORTED_VERSIONS};
+use crate::protocol::{
+    Actions, CommandKind, InvalidReplyCode, Reply, ReplyCode, Steps, SUPPORTED_VERSIONS,
+};
 use crate::status::Status;
 use crate::tools::Ending;
 
@@ -58,7 +60,7 @@ impl TestServerSession {
         }
         let verdict = match self.verdict_of(&reply, phase) {
             Ok(verdict) => verdict,
-            Err(error) => return self.fail(error),
+            Err(error) => return self.fail(error.to_string()),
         };
         self.after_verdict(phase, verdict, now);
     }
@@ -110,7 +112,7 @@ impl TestServerSession {
     }
 
     /// The MTA's reading of a final reply at `phase`.
-    fn verdict_of(&self, reply: &Reply, phase: Phase) -> Result<Decision, String> {
+    fn verdict_of(&self, reply: &Reply, phase: Phase) -> Result<Decision, BadAnswer> {
         let stage = phase.stage_name();
         let verdict = |status| Ok(Decision { status, stage, reply: None });
         match reply {
@@ -126,7 +128,7 @@ impl TestServerSession {
                 verdict(Ending::PASS)
             }
             Reply::ReplyCode { text } => {
-                let code = ReplyCode::parse(text).map_err(|e| e.to_string())?;
+                let code = ReplyCode::parse(text).map_err(BadAnswer::ReplyCode)?;
                 let status =
                     if code.is_temporary() { Status::TemporaryFailure } else { Status::Reject };
                 Ok(Decision {
@@ -135,9 +137,18 @@ impl TestServerSession {
                     reply: Some(String::from_utf8_lossy(text).into_owned()),
                 })
             }
-            other => Err(format!("{} is not a valid answer to {stage}", other.name())),
+            other => Err(BadAnswer::NotAnAnswer { reply: other.name(), stage }),
         }
     }
+}
+
+/// A final reply the MTA cannot take as the answer to a command.
+#[derive(Debug, thiserror::Error)]
+enum BadAnswer {
+    #[error(transparent)]
+    ReplyCode(InvalidReplyCode),
+    #[error("{reply} is not a valid answer to {stage}")]
+    NotAnAnswer { reply: &'static str, stage: &'static str },
 }
 
 /// One readable line for a reply, named as the protocol names it.
