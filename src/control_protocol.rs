@@ -61,13 +61,13 @@ pub enum AnswerError {
 }
 
 impl ControlRequest {
-    pub fn parse(line: &str) -> Result<ControlRequest, RequestError> {
+    pub fn parse(line: &str) -> Result<Self, RequestError> {
         let line = line.trim_end_matches(['\n', '\r']).trim();
         let (verb, argument) = match line.split_once(char::is_whitespace) {
             Some((verb, rest)) => (verb, rest.trim()),
             None => (line, ""),
         };
-        let no_argument = |request: ControlRequest| {
+        let no_argument = |request: Self| {
             if argument.is_empty() {
                 Ok(request)
             } else {
@@ -75,11 +75,11 @@ impl ControlRequest {
             }
         };
         match verb {
-            "status" => no_argument(ControlRequest::Status),
-            "configuration" => no_argument(ControlRequest::Configuration),
-            "reload" => no_argument(ControlRequest::Reload),
+            "status" => no_argument(Self::Status),
+            "configuration" => no_argument(Self::Configuration),
+            "reload" => no_argument(Self::Reload),
             "stop-child" if argument.is_empty() => Err(RequestError::MissingName),
-            "stop-child" => Ok(ControlRequest::StopChild(argument.to_string())),
+            "stop-child" => Ok(Self::StopChild(argument.to_string())),
             "" => Err(RequestError::Empty),
             _ => Err(RequestError::Unknown { verb: verb.to_string() }),
         }
@@ -88,10 +88,10 @@ impl ControlRequest {
     /// The request line, newline included.
     pub fn encode(&self) -> String {
         match self {
-            ControlRequest::Status => "status\n".into(),
-            ControlRequest::Configuration => "configuration\n".into(),
-            ControlRequest::Reload => "reload\n".into(),
-            ControlRequest::StopChild(name) => format!("stop-child {}\n", name.replace('\n', " ")),
+            Self::Status => "status\n".into(),
+            Self::Configuration => "configuration\n".into(),
+            Self::Reload => "reload\n".into(),
+            Self::StopChild(name) => format!("stop-child {}\n", name.replace('\n', " ")),
         }
     }
 }
@@ -197,8 +197,8 @@ pub struct ControllerView {
 
 impl ControllerView {
     /// The view of `config`, whose milters got their slots in `slots`.
-    pub fn of(config: &Config, slots: &CounterSlots) -> ControllerView {
-        ControllerView {
+    pub fn of(config: &Config, slots: &CounterSlots) -> Self {
+        Self {
             shown: config.show(),
             children: config
                 .milters
@@ -243,9 +243,9 @@ impl ReloadReport {
         out
     }
 
-    pub fn decode(text: &str) -> Option<ReloadReport> {
+    pub fn decode(text: &str) -> Option<Self> {
         let text_of = |escaped: &str| String::from_utf8(unescape(escaped)?).ok();
-        let mut report = ReloadReport {
+        let mut report = Self {
             restart_needed: Vec::new(),
             view: ControllerView {
                 shown: String::new(),

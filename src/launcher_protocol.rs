@@ -69,25 +69,25 @@ impl LaunchRequest {
     /// The request line, newline included.
     pub fn encode(&self) -> String {
         match self {
-            LaunchRequest::Start(name) => format!("start {}\n", one_line(name)),
-            LaunchRequest::Stop(name) => format!("stop {}\n", one_line(name)),
-            LaunchRequest::Reload => "reload\n".into(),
+            Self::Start(name) => format!("start {}\n", one_line(name)),
+            Self::Stop(name) => format!("stop {}\n", one_line(name)),
+            Self::Reload => "reload\n".into(),
         }
     }
 
     /// Reads a request line (with or without its newline).
-    pub fn parse(line: &str) -> Result<LaunchRequest, RequestError> {
+    pub fn parse(line: &str) -> Result<Self, RequestError> {
         let line = line.trim_end_matches(['\n', '\r']);
         let (verb, name) = line.split_once(' ').unwrap_or((line, ""));
         if line == "reload" {
-            return Ok(LaunchRequest::Reload);
+            return Ok(Self::Reload);
         }
         if name.is_empty() && matches!(verb, "start" | "stop") {
             return Err(RequestError::MissingName { verb: verb.to_string() });
         }
         match verb {
-            "start" => Ok(LaunchRequest::Start(name.to_string())),
-            "stop" => Ok(LaunchRequest::Stop(name.to_string())),
+            "start" => Ok(Self::Start(name.to_string())),
+            "stop" => Ok(Self::Stop(name.to_string())),
             _ => Err(RequestError::Unknown { verb: verb.to_string() }),
         }
     }
@@ -97,28 +97,28 @@ impl LaunchAnswer {
     /// The answer line, newline included.
     pub fn encode(&self) -> String {
         match self {
-            LaunchAnswer::Started(pid) => format!("started {pid}\n"),
-            LaunchAnswer::Running(pid) => format!("running {pid}\n"),
-            LaunchAnswer::Stopped(pid) => format!("stopped {pid}\n"),
-            LaunchAnswer::Wait(ms) => format!("wait {ms}\n"),
-            LaunchAnswer::Reloaded(n) => format!("reloaded {n}\n"),
-            LaunchAnswer::Refused(reason) => format!("error {}\n", one_line(reason)),
+            Self::Started(pid) => format!("started {pid}\n"),
+            Self::Running(pid) => format!("running {pid}\n"),
+            Self::Stopped(pid) => format!("stopped {pid}\n"),
+            Self::Wait(ms) => format!("wait {ms}\n"),
+            Self::Reloaded(n) => format!("reloaded {n}\n"),
+            Self::Refused(reason) => format!("error {}\n", one_line(reason)),
         }
     }
 
     /// Reads an answer line (with or without its newline).
-    pub fn parse(line: &str) -> Result<LaunchAnswer, BadAnswer> {
+    pub fn parse(line: &str) -> Result<Self, BadAnswer> {
         let line = line.trim_end_matches(['\n', '\r']);
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
         let bad = || BadAnswer { line: line.to_string() };
         let pid = || rest.parse::<u32>().map_err(|_| bad());
         match word {
-            "started" => Ok(LaunchAnswer::Started(pid()?)),
-            "running" => Ok(LaunchAnswer::Running(pid()?)),
-            "stopped" => Ok(LaunchAnswer::Stopped(pid()?)),
+            "started" => Ok(Self::Started(pid()?)),
+            "running" => Ok(Self::Running(pid()?)),
+            "stopped" => Ok(Self::Stopped(pid()?)),
             "wait" => rest.parse().map(LaunchAnswer::Wait).map_err(|_| bad()),
             "reloaded" => rest.parse().map(LaunchAnswer::Reloaded).map_err(|_| bad()),
-            "error" => Ok(LaunchAnswer::Refused(rest.to_string())),
+            "error" => Ok(Self::Refused(rest.to_string())),
             _ => Err(bad()),
         }
     }
@@ -127,16 +127,16 @@ impl LaunchAnswer {
 impl fmt::Display for LaunchAnswer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LaunchAnswer::Started(pid) => write!(f, "started (pid {pid})"),
-            LaunchAnswer::Running(pid) => write!(f, "already running (pid {pid})"),
-            LaunchAnswer::Stopped(pid) => write!(f, "stopped (pid {pid})"),
-            LaunchAnswer::Wait(ms) => {
+            Self::Started(pid) => write!(f, "started (pid {pid})"),
+            Self::Running(pid) => write!(f, "already running (pid {pid})"),
+            Self::Stopped(pid) => write!(f, "stopped (pid {pid})"),
+            Self::Wait(ms) => {
                 write!(f, "ended soon after its start; started again in {ms} ms at the earliest")
             }
-            LaunchAnswer::Reloaded(n) => {
+            Self::Reloaded(n) => {
                 write!(f, "configuration read again: {n} milters can be started")
             }
-            LaunchAnswer::Refused(reason) => f.write_str(reason),
+            Self::Refused(reason) => f.write_str(reason),
         }
     }
 }

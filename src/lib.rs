@@ -2,6 +2,10 @@
 //! session logic. Nothing in the domain opens a socket; only `config` and `detect` read
 //! files. `program` is the exception: the I/O edge the binaries share, which the domain
 //! modules never use.
+//!
+//! No unsafe code, but for the two calls into the C library's syslog in `program::logger`
+//! (std has no syslog; each is allowed where it is, with why it is sound).
+#![deny(unsafe_code)]
 
 pub mod client_link;
 pub mod conditions;

@@ -20,27 +20,27 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 8] = [
-        Level::Critical,
-        Level::Error,
-        Level::Warning,
-        Level::Message,
-        Level::Info,
-        Level::Debug,
-        Level::Statistics,
-        Level::Profile,
+    pub const ALL: [Self; 8] = [
+        Self::Critical,
+        Self::Error,
+        Self::Warning,
+        Self::Message,
+        Self::Info,
+        Self::Debug,
+        Self::Statistics,
+        Self::Profile,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Level::Critical => "critical",
-            Level::Error => "error",
-            Level::Warning => "warning",
-            Level::Message => "message",
-            Level::Info => "info",
-            Level::Debug => "debug",
-            Level::Statistics => "statistics",
-            Level::Profile => "profile",
+            Self::Critical => "critical",
+            Self::Error => "error",
+            Self::Warning => "warning",
+            Self::Message => "message",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Statistics => "statistics",
+            Self::Profile => "profile",
         }
     }
 
@@ -49,17 +49,17 @@ impl Level {
     }
 
     /// The level of a `log` record.
-    pub fn of_record(level: log::Level, target: &str) -> Level {
+    pub fn of_record(level: log::Level, target: &str) -> Self {
         match target {
-            "critical" => Level::Critical,
-            "statistics" => Level::Statistics,
-            "profile" => Level::Profile,
+            "critical" => Self::Critical,
+            "statistics" => Self::Statistics,
+            "profile" => Self::Profile,
             _ => match level {
-                log::Level::Error => Level::Error,
-                log::Level::Warn => Level::Warning,
-                log::Level::Info => Level::Message,
-                log::Level::Debug => Level::Info,
-                log::Level::Trace => Level::Debug,
+                log::Level::Error => Self::Error,
+                log::Level::Warn => Self::Warning,
+                log::Level::Info => Self::Message,
+                log::Level::Debug => Self::Info,
+                log::Level::Trace => Self::Debug,
             },
         }
     }
@@ -70,22 +70,22 @@ impl Level {
 pub struct Levels(u8);
 
 impl Levels {
-    pub const NONE: Levels = Levels(0);
-    pub const ALL: Levels = Levels(0xff);
+    pub const NONE: Self = Self(0);
+    pub const ALL: Self = Self(0xff);
     /// What is logged when nothing is said: critical, error, warning, message, statistics.
-    pub const DEFAULT: Levels = Levels(1 | 2 | 4 | 8 | 64);
+    pub const DEFAULT: Self = Self(1 | 2 | 4 | 8 | 64);
 
     pub fn contains(self, level: Level) -> bool {
         self.0 & level.bit() != 0
     }
 
     /// Parses `level|level|...`; `all`, `default` and `none` are allowed as parts.
-    pub fn parse(text: &str) -> Result<Levels, UnknownLevel> {
+    pub fn parse(text: &str) -> Result<Self, UnknownLevel> {
         let mut bits = 0;
         for part in text.split('|').map(str::trim) {
             bits |= match part {
-                "all" => Levels::ALL.0,
-                "default" => Levels::DEFAULT.0,
+                "all" => Self::ALL.0,
+                "default" => Self::DEFAULT.0,
                 "none" => 0,
                 _ => match Level::ALL.iter().find(|l| l.name() == part) {
                     Some(level) => level.bit(),
@@ -93,7 +93,7 @@ impl Levels {
                 },
             };
         }
-        Ok(Levels(bits))
+        Ok(Self(bits))
     }
 
     /// The most verbose `log` filter that can pass anything in the set.

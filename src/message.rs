@@ -66,7 +66,7 @@ impl std::error::Error for ModificationError {}
 impl Message {
     /// An empty message from `sender`.
     pub fn new(sender: &[u8]) -> Self {
-        Message { sender: sender.to_vec(), ..Message::default() }
+        Self { sender: sender.to_vec(), ..Self::default() }
     }
 
     pub fn add_original_header(&mut self, name: &[u8], value: &[u8]) {

@@ -19,8 +19,8 @@ pub enum Family {
 impl Family {
     fn scheme(self) -> &'static str {
         match self {
-            Family::Inet => "inet",
-            Family::Inet6 => "inet6",
+            Self::Inet => "inet",
+            Self::Inet6 => "inet6",
         }
     }
 }
@@ -80,7 +80,7 @@ pub enum SpecProblem {
     PortOutOfRange(String),
     /// A port problem where the text looks like Postfix's `inet:HOST:PORT`.
     #[error("{problem} (this looks like Postfix's inet:HOST:PORT form; write {scheme}:PORT@HOST)")]
-    PostfixForm { problem: Box<SpecProblem>, scheme: String },
+    PostfixForm { problem: Box<Self>, scheme: String },
     #[error("the host after '@' is empty")]
     EmptyHost,
     #[error("{0:?} lacks the closing ']'")]
@@ -101,7 +101,7 @@ const FORMS: &str =
 impl FromStr for Spec {
     type Err = SpecError;
 
-    fn from_str(text: &str) -> Result<Spec, SpecError> {
+    fn from_str(text: &str) -> Result<Self, SpecError> {
         let error = |reason: SpecProblem| SpecError { spec: text.to_string(), reason };
         let (scheme, rest) = text.split_once(':').ok_or_else(|| error(SpecProblem::NoType))?;
         match scheme {
@@ -112,7 +112,7 @@ impl FromStr for Spec {
                 if rest.contains('\0') {
                     return Err(error(SpecProblem::NulInPath));
                 }
-                Ok(Spec::Unix { path: PathBuf::from(rest), local_alias: scheme == "local" })
+                Ok(Self::Unix { path: PathBuf::from(rest), local_alias: scheme == "local" })
             }
             "inet" | "inet6" => {
                 let family = if scheme == "inet" { Family::Inet } else { Family::Inet6 };
@@ -134,7 +134,7 @@ impl FromStr for Spec {
                     None => Host::Any,
                     Some(host) => parse_host(family, host).map_err(error)?,
                 };
-                Ok(Spec::Inet { family, port, host })
+                Ok(Self::Inet { family, port, host })
             }
             _ => Err(error(SpecProblem::UnknownType(scheme.to_string()))),
         }
@@ -192,11 +192,11 @@ fn parse_host(family: Family, text: &str) -> Result<Host, SpecProblem> {
 impl fmt::Display for Spec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Spec::Unix { path, local_alias } => {
+            Self::Unix { path, local_alias } => {
                 let scheme = if *local_alias { "local" } else { "unix" };
                 write!(f, "{scheme}:{}", path.display())
             }
-            Spec::Inet { family, port, host } => {
+            Self::Inet { family, port, host } => {
                 write!(f, "{}:{port}", family.scheme())?;
                 match host {
                     Host::Any => Ok(()),
@@ -210,7 +210,7 @@ impl fmt::Display for Spec {
 
 impl Spec {
     /// Parses a spec; the same as `text.parse()`.
-    pub fn parse(text: &str) -> Result<Spec, SpecError> {
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
         text.parse()
     }
 
@@ -220,8 +220,8 @@ impl Spec {
     /// lookup.
     pub fn literal_address(&self, for_listening: bool) -> Option<IpAddr> {
         match self {
-            Spec::Unix { .. } => None,
-            Spec::Inet { family, host, .. } => match host {
+            Self::Unix { .. } => None,
+            Self::Inet { family, host, .. } => match host {
                 Host::Address(address) => Some(*address),
                 Host::Name(name) => name.parse().ok(),
                 Host::Any => Some(match (family, for_listening) {

@@ -22,42 +22,42 @@ pub enum Status {
 
 impl Status {
     /// Every status, in precedence order.
-    pub const ALL: [Status; 6] = [
-        Status::Accept,
-        Status::Skip,
-        Status::Continue,
-        Status::TemporaryFailure,
-        Status::Reject,
-        Status::Discard,
+    pub const ALL: [Self; 6] = [
+        Self::Accept,
+        Self::Skip,
+        Self::Continue,
+        Self::TemporaryFailure,
+        Self::Reject,
+        Self::Discard,
     ];
 
     /// The name used in logs and configuration, as the original's.
     pub fn name(self) -> &'static str {
         match self {
-            Status::Accept => "accept",
-            Status::Skip => "skip",
-            Status::Continue => "continue",
-            Status::TemporaryFailure => "temporary-failure",
-            Status::Reject => "reject",
-            Status::Discard => "discard",
+            Self::Accept => "accept",
+            Self::Skip => "skip",
+            Self::Continue => "continue",
+            Self::TemporaryFailure => "temporary-failure",
+            Self::Reject => "reject",
+            Self::Discard => "discard",
         }
     }
 
     /// The name in statistics lines and the tools' reports, where "continue" is "pass".
     pub fn statistics_name(self) -> &'static str {
         match self {
-            Status::Continue => "pass",
+            Self::Continue => "pass",
             other => other.name(),
         }
     }
 
-    pub fn from_fallback(fallback: FallbackStatus) -> Status {
+    pub fn from_fallback(fallback: FallbackStatus) -> Self {
         fallback.into()
     }
 
     /// Whether this ends the message (or the session, at connect and helo).
     pub fn is_refusal(self) -> bool {
-        matches!(self, Status::TemporaryFailure | Status::Reject | Status::Discard)
+        matches!(self, Self::TemporaryFailure | Self::Reject | Self::Discard)
     }
 }
 
@@ -77,20 +77,20 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub const fn of(status: Status) -> Verdict {
-        Verdict { status, reply_code: None }
+    pub const fn of(status: Status) -> Self {
+        Self { status, reply_code: None }
     }
 
     /// The verdict a `y` packet stands for. An invalid code counts as a plain reject, the
     /// safe reading of "the milter wanted to refuse"; the reason is returned for the log.
-    pub fn from_reply_code(text: &[u8]) -> (Verdict, Option<String>) {
+    pub fn from_reply_code(text: &[u8]) -> (Self, Option<String>) {
         match ReplyCode::parse(text) {
             Ok(code) => {
                 let status =
                     if code.is_temporary() { Status::TemporaryFailure } else { Status::Reject };
-                (Verdict { status, reply_code: Some(text.to_vec()) }, None)
+                (Self { status, reply_code: Some(text.to_vec()) }, None)
             }
-            Err(error) => (Verdict::of(Status::Reject), Some(error.to_string())),
+            Err(error) => (Self::of(Status::Reject), Some(error.to_string())),
         }
     }
 
@@ -121,12 +121,7 @@ pub enum FallbackStatus {
 }
 
 impl FallbackStatus {
-    pub const ALL: [FallbackStatus; 4] = [
-        FallbackStatus::Accept,
-        FallbackStatus::TemporaryFailure,
-        FallbackStatus::Reject,
-        FallbackStatus::Discard,
-    ];
+    pub const ALL: [Self; 4] = [Self::Accept, Self::TemporaryFailure, Self::Reject, Self::Discard];
 
     pub fn name(self) -> &'static str {
         Status::from(self).name()
@@ -134,12 +129,12 @@ impl FallbackStatus {
 }
 
 impl From<FallbackStatus> for Status {
-    fn from(fallback: FallbackStatus) -> Status {
+    fn from(fallback: FallbackStatus) -> Self {
         match fallback {
-            FallbackStatus::Accept => Status::Accept,
-            FallbackStatus::TemporaryFailure => Status::TemporaryFailure,
-            FallbackStatus::Reject => Status::Reject,
-            FallbackStatus::Discard => Status::Discard,
+            FallbackStatus::Accept => Self::Accept,
+            FallbackStatus::TemporaryFailure => Self::TemporaryFailure,
+            FallbackStatus::Reject => Self::Reject,
+            FallbackStatus::Discard => Self::Discard,
         }
     }
 }
@@ -148,8 +143,8 @@ impl From<FallbackStatus> for Status {
 impl TryFrom<Status> for FallbackStatus {
     type Error = Status;
 
-    fn try_from(status: Status) -> Result<FallbackStatus, Status> {
-        FallbackStatus::ALL.into_iter().find(|f| Status::from(*f) == status).ok_or(status)
+    fn try_from(status: Status) -> Result<Self, Status> {
+        Self::ALL.into_iter().find(|f| Status::from(*f) == status).ok_or(status)
     }
 }
 
@@ -168,7 +163,7 @@ impl FromStr for FallbackStatus {
     type Err = UnknownStatus;
 
     fn from_str(text: &str) -> Result<Self, UnknownStatus> {
-        let known = FallbackStatus::ALL.into_iter().find(|s| s.name() == text);
+        let known = Self::ALL.into_iter().find(|s| s.name() == text);
         known.ok_or_else(|| UnknownStatus(text.to_string()))
     }
 }

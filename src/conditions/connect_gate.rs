@@ -65,7 +65,7 @@ impl ConnectGate {
     /// A gate writing to `verdict`; `tag` names the session in logs, `first_id` is the
     /// first DNS query id.
     pub fn new(setup: Rc<DnsblSetup>, verdict: DnsblVerdict, tag: u64, first_id: u16) -> Self {
-        ConnectGate {
+        Self {
             setup,
             verdict,
             tag,
@@ -145,7 +145,9 @@ impl ConnectGate {
                 return self.release(false, now);
             };
             let lookup = Lookup::start(&self.setup, client, self.next_id, now);
-            self.next_id = self.next_id.wrapping_add(self.setup.services.len() as u16);
+            // Ids only tell this session's queries apart: they wrap.
+            let used = u16::try_from(self.setup.services.len()).unwrap_or(u16::MAX);
+            self.next_id = self.next_id.wrapping_add(used);
             self.lookup = Some(lookup);
             self.take_actions();
         }

@@ -46,8 +46,8 @@ pub struct ScriptCondition {
 }
 
 impl ScriptCondition {
-    pub fn new(name: impl Into<String>, origin: impl Into<String>) -> ScriptCondition {
-        ScriptCondition {
+    pub fn new(name: impl Into<String>, origin: impl Into<String>) -> Self {
+        Self {
             name: name.into(),
             description: None,
             origin: origin.into(),

@@ -65,15 +65,17 @@ pub struct Lookup {
 
 impl Lookup {
     /// Starts the lookups of `client`; the queries get ids from `first_id` on.
-    pub fn start(setup: &DnsblSetup, client: Ipv4Addr, first_id: u16, now: Instant) -> Lookup {
+    pub fn start(setup: &DnsblSetup, client: Ipv4Addr, first_id: u16, now: Instant) -> Self {
         let mut queries = Vec::new();
         let mut packets = Vec::new();
-        for (index, service) in setup.services.iter().enumerate() {
-            let id = first_id.wrapping_add(index as u16);
+        let mut id = first_id;
+        for service in &setup.services {
             let name = query_name(client.into(), &service.zone);
             let answer = match encode_query(id, &name) {
                 Ok(packet) => {
-                    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+                    // A query is at most 12 + 255 + 4 bytes: its length fits.
+                    let length = u16::try_from(packet.len()).unwrap_or(u16::MAX);
+                    let mut framed = length.to_be_bytes().to_vec();
                     framed.extend(packet);
                     packets.push(framed);
                     None
@@ -84,8 +86,9 @@ impl Lookup {
                 }
             };
             queries.push(Query { zone: service.zone.clone(), id, answer });
+            id = id.wrapping_add(1);
         }
-        let mut lookup = Lookup {
+        let mut lookup = Self {
             client,
             queries,
             packets,

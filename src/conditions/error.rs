@@ -61,7 +61,7 @@ pub enum DomainListError {
     #[error("cannot read trusted domain list {}: {error}", path.display())]
     Read { path: PathBuf, error: io::Error },
     #[error("{}: {error}", path.display())]
-    InFile { path: PathBuf, error: Box<DomainListError> },
+    InFile { path: PathBuf, error: Box<Self> },
 }
 
 /// Why a DNSBL query could not be made or its answer not be used.

@@ -20,12 +20,12 @@ pub struct MemoryFiles {
 }
 
 impl MemoryFiles {
-    pub fn new() -> MemoryFiles {
-        MemoryFiles::default()
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Adds or replaces the file at `path`.
-    pub fn with(mut self, path: impl Into<PathBuf>, text: impl Into<String>) -> MemoryFiles {
+    pub fn with(mut self, path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
         self.files.insert(path.into(), text.into());
         self
     }

@@ -46,8 +46,8 @@ enum Condition {
 impl Condition {
     fn name(&self) -> &str {
         match self {
-            Condition::Shipped(shipped) => shipped.name(),
-            Condition::Script(script) => &script.name,
+            Self::Shipped(shipped) => shipped.name(),
+            Self::Script(script) => &script.name,
         }
     }
 }
@@ -69,7 +69,7 @@ impl ConditionSet {
     pub fn new<'a>(
         inputs: impl Into<ConditionInputs<'a>>,
         sessions: Rc<dyn SessionCount>,
-    ) -> Result<ConditionSet, ConditionError> {
+    ) -> Result<Self, ConditionError> {
         let inputs = inputs.into();
         let mut conditions = Vec::new();
         // Every name a milter may use; built-ins no milter uses are not set up.
@@ -116,7 +116,7 @@ impl ConditionSet {
             matches!(c, Condition::Shipped(Shipped::DnsblListed | Shipped::NotDnsblListed))
         });
         let dnsbl = if uses_dnsbl { Some(Rc::new(dnsbl_setup(&inputs)?)) } else { None };
-        Ok(ConditionSet { conditions, per_child, sessions, dnsbl })
+        Ok(Self { conditions, per_child, sessions, dnsbl })
     }
 
     /// What the DNSBL conditions need looked up at connect, if some milter uses them.
@@ -126,13 +126,13 @@ impl ConditionSet {
 
     /// The conditions' state for one new session, without DNSBL lookups: no client is
     /// listed.
-    pub fn session(self: &Rc<ConditionSet>) -> SessionConditions {
+    pub fn session(self: &Rc<Self>) -> SessionConditions {
         self.session_with(DnsblVerdict::default())
     }
 
     /// The conditions' state for one new session whose DNSBL verdict `dnsbl` is set by
     /// the session's connect gate.
-    pub fn session_with(self: &Rc<ConditionSet>, dnsbl: DnsblVerdict) -> SessionConditions {
+    pub fn session_with(self: &Rc<Self>, dnsbl: DnsblVerdict) -> SessionConditions {
         let children = self.per_child.len();
         SessionConditions {
             set: Rc::clone(self),

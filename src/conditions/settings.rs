@@ -22,7 +22,7 @@ pub struct S25rSettings {
 
 impl Default for S25rSettings {
     fn default() -> Self {
-        S25rSettings {
+        Self {
             whitelist: Vec::new(),
             blacklist: Vec::new(),
             default_whitelist: true,
@@ -53,7 +53,7 @@ pub struct TrustSettings {
 
 impl Default for TrustSettings {
     fn default() -> Self {
-        TrustSettings {
+        Self {
             envelope_from_domains: Vec::new(),
             default_envelope_from_domains: true,
             envelope_from_domain_files: Vec::new(),
@@ -86,13 +86,13 @@ pub struct DnsblSettings {
 }
 
 /// The original's lookup timeout.
-pub const DEFAULT_DNSBL_TIMEOUT: f64 = 5.0;
+pub(super) const DEFAULT_DNSBL_TIMEOUT: f64 = 5.0;
 /// A longer wait would outlast the MTAs' own milter timeouts (Sendmail's is 10 s).
 pub const MAX_DNSBL_TIMEOUT: f64 = 60.0;
 
 impl Default for DnsblSettings {
     fn default() -> Self {
-        DnsblSettings {
+        Self {
             services: Vec::new(),
             default_services: true,
             name_servers: Vec::new(),

@@ -48,7 +48,7 @@ pub fn builtin_name(name: &str) -> Option<&'static str> {
 }
 
 /// A built-in condition with its settings.
-pub enum Shipped {
+pub(super) enum Shipped {
     S25r(S25r),
     RemoteNetwork(RemoteNetwork),
     Authentication,
@@ -66,7 +66,7 @@ pub enum Shipped {
 
 /// Per child and session: what a built-in must remember between events.
 #[derive(Debug, Clone, Default)]
-pub struct ShippedState {
+pub(super) struct ShippedState {
     restrict: RestrictState,
 }
 
@@ -171,7 +171,7 @@ fn stress_threshold(inputs: &ConditionInputs<'_>) -> u32 {
 
 /// The services, name servers and timeout of `[dnsbl]`; the name servers of
 /// `/etc/resolv.conf` (under the package root) when none are configured.
-pub fn dnsbl_setup(inputs: &ConditionInputs<'_>) -> Result<DnsblSetup, ConditionError> {
+pub(super) fn dnsbl_setup(inputs: &ConditionInputs<'_>) -> Result<DnsblSetup, ConditionError> {
     let settings = inputs.dnsbl;
     let mut services = if settings.default_services { dnsbl::default_services() } else { vec![] };
     for entry in &settings.services {
@@ -216,9 +216,9 @@ fn restrict_accounts(inputs: &ConditionInputs<'_>) -> Result<RestrictAccounts, C
 impl Shipped {
     /// Every built-in condition that some enabled milter uses, set up from `inputs` (the
     /// others are named, so a milter may name them, but not built).
-    pub fn used(
+    pub(super) fn used(
         inputs: &ConditionInputs<'_>,
-    ) -> Result<Vec<(&'static str, Option<Shipped>)>, ConditionError> {
+    ) -> Result<Vec<(&'static str, Option<Self>)>, ConditionError> {
         // Used by a name no script redefines: its own or an alias.
         let used = |name: &str| {
             inputs.milters.iter().any(|m| {
@@ -238,17 +238,17 @@ impl Shipped {
             }
             let mut stress = || *threshold.get_or_insert_with(|| stress_threshold(inputs));
             let shipped = match name {
-                "S25R" => Shipped::S25r(s25r(inputs)?),
-                "Remote Network" => Shipped::RemoteNetwork(remote_network(inputs)?),
-                "Authenticated" => Shipped::Authentication,
-                "Unauthenticated" => Shipped::Unauthentication,
-                "Sendmail Compatible" => Shipped::SendmailCompatible,
-                "Stress Notify" => Shipped::StressNotify(stress()),
-                "No Stress" => Shipped::NoStress(stress()),
-                "Trust" => Shipped::Trust(trust(inputs)?),
-                "DNSBL Listed" => Shipped::DnsblListed,
-                "Not DNSBL Listed" => Shipped::NotDnsblListed,
-                "Restrict Accounts" => Shipped::RestrictAccounts(restrict_accounts(inputs)?),
+                "S25R" => Self::S25r(s25r(inputs)?),
+                "Remote Network" => Self::RemoteNetwork(remote_network(inputs)?),
+                "Authenticated" => Self::Authentication,
+                "Unauthenticated" => Self::Unauthentication,
+                "Sendmail Compatible" => Self::SendmailCompatible,
+                "Stress Notify" => Self::StressNotify(stress()),
+                "No Stress" => Self::NoStress(stress()),
+                "Trust" => Self::Trust(trust(inputs)?),
+                "DNSBL Listed" => Self::DnsblListed,
+                "Not DNSBL Listed" => Self::NotDnsblListed,
+                "Restrict Accounts" => Self::RestrictAccounts(restrict_accounts(inputs)?),
                 other => unreachable!("{other:?} is in CATALOG but not built"),
             };
             all.push((name, Some(shipped)));
@@ -256,24 +256,24 @@ impl Shipped {
         Ok(all)
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         match self {
-            Shipped::S25r(_) => "S25R",
-            Shipped::RemoteNetwork(_) => "Remote Network",
-            Shipped::Authentication => "Authenticated",
-            Shipped::Unauthentication => "Unauthenticated",
-            Shipped::SendmailCompatible => "Sendmail Compatible",
-            Shipped::StressNotify(_) => "Stress Notify",
-            Shipped::NoStress(_) => "No Stress",
-            Shipped::Trust(_) => "Trust",
-            Shipped::DnsblListed => "DNSBL Listed",
-            Shipped::NotDnsblListed => "Not DNSBL Listed",
-            Shipped::RestrictAccounts(_) => "Restrict Accounts",
+            Self::S25r(_) => "S25R",
+            Self::RemoteNetwork(_) => "Remote Network",
+            Self::Authentication => "Authenticated",
+            Self::Unauthentication => "Unauthenticated",
+            Self::SendmailCompatible => "Sendmail Compatible",
+            Self::StressNotify(_) => "Stress Notify",
+            Self::NoStress(_) => "No Stress",
+            Self::Trust(_) => "Trust",
+            Self::DnsblListed => "DNSBL Listed",
+            Self::NotDnsblListed => "Not DNSBL Listed",
+            Self::RestrictAccounts(_) => "Restrict Accounts",
         }
     }
 
     /// Whether the child stops applying at `event`; macros to give it go to `macros`.
-    pub fn stop(
+    pub(super) fn stop(
         &self,
         state: &mut ShippedState,
         event: &Event<'_>,
@@ -285,51 +285,51 @@ impl Shipped {
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         let lookup = |name: &str| context.macro_value(name).map(<[u8]>::to_vec);
         match (self, event) {
-            (Shipped::S25r(s25r), Event::Connect { host, address }) => {
+            (Self::S25r(s25r), Event::Connect { host, address }) => {
                 !s25r.applies(&text(host), address)
             }
-            (Shipped::RemoteNetwork(network), Event::Connect { address, .. }) => {
+            (Self::RemoteNetwork(network), Event::Connect { address, .. }) => {
                 !network.applies(address)
             }
-            (Shipped::Authentication, Event::EnvelopeFrom { .. }) => !context.is_authenticated(),
-            (Shipped::Unauthentication, Event::EnvelopeFrom { .. }) => context.is_authenticated(),
-            (Shipped::SendmailCompatible, Event::Connect { address, .. }) => {
+            (Self::Authentication, Event::EnvelopeFrom { .. }) => !context.is_authenticated(),
+            (Self::Unauthentication, Event::EnvelopeFrom { .. }) => context.is_authenticated(),
+            (Self::SendmailCompatible, Event::Connect { address, .. }) => {
                 if context.is_postfix() {
                     macros.extend(sendmail_compatible::connect_macros(&lookup, address));
                 }
                 false
             }
-            (Shipped::SendmailCompatible, Event::EnvelopeFrom { .. }) => {
+            (Self::SendmailCompatible, Event::EnvelopeFrom { .. }) => {
                 if context.is_postfix() {
                     macros.extend(sendmail_compatible::envelope_from_macros(&lookup));
                 }
                 false
             }
-            (Shipped::StressNotify(threshold), Event::Connect { .. }) => {
+            (Self::StressNotify(threshold), Event::Connect { .. }) => {
                 if stress::is_stressed(sessions.n_sessions(), *threshold) {
                     macros.push((stress::STRESS_MACRO.into(), stress::STRESS_VALUE.into()));
                 }
                 false
             }
-            (Shipped::NoStress(threshold), Event::Connect { .. }) => {
+            (Self::NoStress(threshold), Event::Connect { .. }) => {
                 stress::is_stressed(sessions.n_sessions(), *threshold)
             }
-            (Shipped::Trust(trust), Event::EnvelopeFrom { address }) => {
+            (Self::Trust(trust), Event::EnvelopeFrom { address }) => {
                 if trust.is_trusted(&text(address)) {
                     macros.push((TRUSTED_DOMAIN_MACRO.into(), TRUSTED_VALUE.into()));
                 }
                 false
             }
-            (Shipped::DnsblListed, Event::Connect { .. }) => !dnsbl.is_listed(),
-            (Shipped::NotDnsblListed, Event::Connect { .. }) => dnsbl.is_listed(),
-            (Shipped::RestrictAccounts(_), Event::EnvelopeFrom { .. }) => {
+            (Self::DnsblListed, Event::Connect { .. }) => !dnsbl.is_listed(),
+            (Self::NotDnsblListed, Event::Connect { .. }) => dnsbl.is_listed(),
+            (Self::RestrictAccounts(_), Event::EnvelopeFrom { .. }) => {
                 state.restrict.reset();
                 false
             }
-            (Shipped::RestrictAccounts(accounts), Event::EnvelopeRecipient { address }) => {
+            (Self::RestrictAccounts(accounts), Event::EnvelopeRecipient { address }) => {
                 state.restrict.on_recipient(accounts, &text(address))
             }
-            (Shipped::RestrictAccounts(_), Event::Data) => state.restrict.on_data(),
+            (Self::RestrictAccounts(_), Event::Data) => state.restrict.on_data(),
             _ => false,
         }
     }

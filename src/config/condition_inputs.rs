@@ -18,7 +18,7 @@ impl FileReader for Disk {
 }
 
 impl<'a> From<&'a Config> for ConditionInputs<'a> {
-    fn from(config: &'a Config) -> ConditionInputs<'a> {
+    fn from(config: &'a Config) -> Self {
         ConditionInputs {
             s25r: &config.s25r,
             remote_network: &config.remote_network,

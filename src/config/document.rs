@@ -21,14 +21,14 @@ pub(super) struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    pub fn new(path: &'a Path, text: &str) -> Source<'a> {
+    pub(super) fn new(path: &'a Path, text: &str) -> Self {
         let line_starts =
             std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         Source { path, line_starts }
     }
 
     /// The 1-based line of a byte offset.
-    pub fn line(&self, offset: usize) -> usize {
+    pub(super) fn line(&self, offset: usize) -> usize {
         self.line_starts.partition_point(|start| *start <= offset)
     }
 

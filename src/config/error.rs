@@ -28,13 +28,8 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error about a whole file (it cannot be read, for example).
-    pub(super) fn file(path: &Path, message: impl fmt::Display) -> ConfigError {
-        ConfigError {
-            path: Some(path.to_path_buf()),
-            line: None,
-            key: None,
-            message: message.to_string(),
-        }
+    pub(super) fn file(path: &Path, message: impl fmt::Display) -> Self {
+        Self { path: Some(path.to_path_buf()), line: None, key: None, message: message.to_string() }
     }
 
     /// An error at a line of a file.
@@ -43,13 +38,8 @@ impl ConfigError {
         line: usize,
         key: Option<String>,
         message: impl fmt::Display,
-    ) -> ConfigError {
-        ConfigError {
-            path: Some(path.to_path_buf()),
-            line: Some(line),
-            key,
-            message: message.to_string(),
-        }
+    ) -> Self {
+        Self { path: Some(path.to_path_buf()), line: Some(line), key, message: message.to_string() }
     }
 
     /// An error about a value that came from `origin`.
@@ -59,13 +49,13 @@ impl ConfigError {
             Origin::Detected { source } => (Some(source.into()), None),
             Origin::Default | Origin::CommandLine => (None, None),
         };
-        ConfigError { path, line, key: Some(key), message: message.to_string() }
+        Self { path, line, key: Some(key), message: message.to_string() }
     }
 
     /// An error about a command-line option.
-    pub(super) fn command_line(key: &str, message: impl fmt::Display) -> ConfigError {
+    pub(super) fn command_line(key: &str, message: impl fmt::Display) -> Self {
         let message = message.to_string();
-        ConfigError { path: None, line: None, key: Some(key.to_string()), message }
+        Self { path: None, line: None, key: Some(key.to_string()), message }
     }
 }
 
@@ -148,7 +138,7 @@ pub enum ValueError {
     BadFileName,
     /// An optional number that is neither a number nor `""`.
     #[error("{0}, or \"\" for the automatic value")]
-    NotAutomatic(Box<ValueError>),
+    NotAutomatic(Box<Self>),
     #[error(transparent)]
     Entry(#[from] EntryError),
     #[error(transparent)]

@@ -83,9 +83,9 @@ pub struct Config {
 /// Equal when every value is equal; where the values came from does not count, so a
 /// configuration printed by `show` and loaded back equals the original.
 impl PartialEq for Config {
-    fn eq(&self, other: &Config) -> bool {
+    fn eq(&self, other: &Self) -> bool {
         // Destructured so that a new field cannot be forgotten here.
-        let Config {
+        let Self {
             package,
             security,
             manager,
@@ -121,26 +121,26 @@ impl PartialEq for Config {
 
 impl Config {
     /// Loads `milter-manager.toml` of `config_dir` and what it includes.
-    pub fn load(config_dir: &Path) -> Result<Config, ConfigError> {
-        Config::load_with_dir(config_dir, &config_dir.join(MAIN_FILE))
+    pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_dir(config_dir, &config_dir.join(MAIN_FILE))
     }
 
     /// Loads one file and what it includes; its directory is the configuration directory
     /// (where `defaults/` is looked up).
-    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load_file(path: &Path) -> Result<Self, ConfigError> {
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Config::load_with_dir(&dir, path)
+        Self::load_with_dir(&dir, path)
     }
 
     /// Loads `milter-manager.toml` of `config_dir` as on the machine whose `/` is `root`
     /// (platform detection, installed milters, Postfix's files), unless `package.options`
     /// names another root.
-    pub fn load_under(config_dir: &Path, root: &Path) -> Result<Config, ConfigError> {
+    pub fn load_under(config_dir: &Path, root: &Path) -> Result<Self, ConfigError> {
         let path = config_dir.join(MAIN_FILE);
-        Config::load_from(config_dir, &path, Some(root.to_path_buf()))
+        Self::load_from(config_dir, &path, Some(root.to_path_buf()))
     }
 
     /// [`Config::load_file`] over the machine whose `/` is `root`.
@@ -150,16 +150,16 @@ impl Config {
         Config::load_from(dir, path, Some(root.to_path_buf()))
     }
 
-    fn load_with_dir(config_dir: &Path, path: &Path) -> Result<Config, ConfigError> {
-        Config::load_from(config_dir, path, None)
+    fn load_with_dir(config_dir: &Path, path: &Path) -> Result<Self, ConfigError> {
+        Self::load_from(config_dir, path, None)
     }
 
     fn load_from(
         config_dir: &Path,
         path: &Path,
         root: Option<PathBuf>,
-    ) -> Result<Config, ConfigError> {
-        let fresh = || Config { root: root.clone(), ..Config::default() };
+    ) -> Result<Self, ConfigError> {
+        let fresh = || Self { root: root.clone(), ..Self::default() };
         let mut config = fresh();
         let mut loader = loader::Loader::new(config_dir);
         loader.load(&mut config, path)?;

@@ -128,23 +128,23 @@ pub const SYSLOG_FACILITIES: [&str; 20] = [
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
     "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 ];
-pub const MAX_WORKERS: u64 = 1000;
+pub const MAX_WORKERS: u32 = 1000;
 /// The milter protocol caps a body chunk at 65535 bytes.
-pub const MAX_CHUNK_SIZE: u64 = 65535;
-pub const MAX_SOCKET_MODE: u32 = 0o7777;
+pub(super) const MAX_CHUNK_SIZE: u32 = 65535;
+pub(super) const MAX_SOCKET_MODE: u32 = 0o7777;
 /// A timeout beyond a day is a typo rather than a wish; the cap also keeps every value
 /// representable as a `Duration`.
-pub const MAX_TIMEOUT: f64 = 86400.0;
+pub(super) const MAX_TIMEOUT: f64 = 86400.0;
 
 impl Default for Package {
     fn default() -> Self {
-        Package { platform: "debian".into(), options: None }
+        Self { platform: "debian".into(), options: None }
     }
 }
 
 impl Default for Manager {
     fn default() -> Self {
-        Manager {
+        Self {
             connection_spec: Spec::parse("inet:10025@[127.0.0.1]").expect("a valid spec"),
             unix_socket_mode: 0o660,
             unix_socket_group: None,
@@ -174,7 +174,7 @@ impl Default for Manager {
 
 impl Default for Controller {
     fn default() -> Self {
-        Controller {
+        Self {
             connection_spec: None,
             unix_socket_mode: 0o660,
             unix_socket_group: None,
@@ -186,7 +186,7 @@ impl Default for Controller {
 
 impl Default for Log {
     fn default() -> Self {
-        Log {
+        Self {
             level: "default".into(),
             path: None,
             use_syslog: true,
@@ -197,8 +197,8 @@ impl Default for Log {
 
 impl Milter {
     /// A child milter with every item at its default.
-    pub fn new(name: impl Into<String>) -> Milter {
-        Milter {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
             name: name.into(),
             connection_spec: None,
             description: None,

@@ -22,10 +22,10 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::Default => f.write_str("default"),
-            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
-            Origin::CommandLine => f.write_str("command line"),
-            Origin::Detected { source } => write!(f, "detected: {source}"),
+            Self::Default => f.write_str("default"),
+            Self::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Self::CommandLine => f.write_str("command line"),
+            Self::Detected { source } => write!(f, "detected: {source}"),
         }
     }
 }
@@ -49,37 +49,37 @@ pub(super) struct Origins {
 }
 
 impl Origins {
-    pub fn set(&mut self, section: &'static str, key: &'static str, origin: Origin) {
+    pub(super) fn set(&mut self, section: &'static str, key: &'static str, origin: Origin) {
         self.sections.insert(format!("{section}.{key}"), origin);
     }
 
-    pub fn get(&self, section: &str, key: &str) -> Origin {
+    pub(super) fn get(&self, section: &str, key: &str) -> Origin {
         self.sections.get(&format!("{section}.{key}")).cloned().unwrap_or_default()
     }
 
-    pub fn milter_defined(&mut self, name: &str, origin: Origin) {
+    pub(super) fn milter_defined(&mut self, name: &str, origin: Origin) {
         self.milters
             .insert(name.to_string(), MilterOrigins { defined: origin, ..Default::default() });
     }
 
-    pub fn set_milter(&mut self, name: &str, key: &'static str, origin: Origin) {
+    pub(super) fn set_milter(&mut self, name: &str, key: &'static str, origin: Origin) {
         self.milters.entry(name.to_string()).or_default().items.insert(key, origin);
     }
 
-    pub fn milter(&self, name: &str) -> Option<&MilterOrigins> {
+    pub(super) fn milter(&self, name: &str) -> Option<&MilterOrigins> {
         self.milters.get(name)
     }
 
-    pub fn milter_item(&self, name: &str, key: &str) -> Origin {
+    pub(super) fn milter_item(&self, name: &str, key: &str) -> Origin {
         self.milters.get(name).and_then(|m| m.items.get(key)).cloned().unwrap_or_default()
     }
 
-    pub fn remove_milter(&mut self, name: &str) {
+    pub(super) fn remove_milter(&mut self, name: &str) {
         self.milters.remove(name);
     }
 
     /// The origin of `section.key` or `milter.NAME.key`.
-    pub fn lookup(&self, key: &str) -> Origin {
+    pub(super) fn lookup(&self, key: &str) -> Origin {
         if let Some(rest) = key.strip_prefix("milter.") {
             // The item key never contains a dot, the milter name may.
             return match rest.rsplit_once('.') {

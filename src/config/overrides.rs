@@ -81,7 +81,7 @@ impl Config {
             not_empty("manager.unix_socket_group", group)?;
         }
         if let Some(n) = n_workers {
-            if u64::from(*n) > MAX_WORKERS {
+            if *n > MAX_WORKERS {
                 let message = format!("must be a whole number from 0 to {MAX_WORKERS}");
                 return Err(ConfigError::command_line("manager.n_workers", message));
             }

@@ -26,29 +26,29 @@ pub(super) enum Shown {
 }
 
 impl Shown {
-    pub fn string(value: &str) -> Shown {
-        Shown::Str(value.to_string())
+    pub(super) fn string(value: &str) -> Self {
+        Self::Str(value.to_string())
     }
 
-    pub fn optional<T>(value: Option<&T>, show: impl FnOnce(&T) -> String) -> Shown {
-        value.map_or(Shown::Unset, |v| Shown::Str(show(v)))
+    pub(super) fn optional<T>(value: Option<&T>, show: impl FnOnce(&T) -> String) -> Self {
+        value.map_or(Self::Unset, |v| Self::Str(show(v)))
     }
 
     /// The TOML text of the value; `None` when unset.
-    pub fn to_toml(&self) -> Option<String> {
+    pub(super) fn to_toml(&self) -> Option<String> {
         Some(match self {
-            Shown::Bool(value) => value.to_string(),
-            Shown::Int(value) => value.to_string(),
-            Shown::Mode(value) => format!("0o{value:o}"),
+            Self::Bool(value) => value.to_string(),
+            Self::Int(value) => value.to_string(),
+            Self::Mode(value) => format!("0o{value:o}"),
             // Debug prints the shortest text that reads back to the same f64, and always
             // with a dot or an exponent, so TOML reads it as a float.
-            Shown::Float(value) => format!("{value:?}"),
-            Shown::Str(value) => quote(value),
-            Shown::List(values) => {
+            Self::Float(value) => format!("{value:?}"),
+            Self::Str(value) => quote(value),
+            Self::List(values) => {
                 let items: Vec<String> = values.iter().map(|v| quote(v)).collect();
                 format!("[{}]", items.join(", "))
             }
-            Shown::Unset => return None,
+            Self::Unset => return None,
         })
     }
 }
@@ -106,14 +106,17 @@ pub(super) fn integer(value: &DeValue<'_>, min: u64, max: u64) -> Result<u64, Va
     let number = value.as_integer().ok_or_else(|| wrong_type("a whole number", value))?;
     let parsed = i128::from_str_radix(number.as_str(), number.radix()).ok();
     match parsed {
-        Some(n) if n >= i128::from(min) && n <= i128::from(max) => Ok(n as u64),
+        Some(n) if n >= i128::from(min) && n <= i128::from(max) => {
+            Ok(u64::try_from(n).expect("between two u64"))
+        }
         _ if max == u64::MAX => Err(ValueError::TooSmall { min }),
         _ => Err(ValueError::OutOfRange { min, max }),
     }
 }
 
 pub(super) fn integer_u32(value: &DeValue<'_>, min: u32, max: u32) -> Result<u32, ValueError> {
-    integer(value, u64::from(min), u64::from(max)).map(|n| n as u32)
+    let n = integer(value, u64::from(min), u64::from(max))?;
+    Ok(u32::try_from(n).expect("at most a u32 maximum"))
 }
 
 /// A file mode: a TOML octal integer (`0o660`) or a string of octal digits (`"0660"`).

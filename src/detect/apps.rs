@@ -33,93 +33,95 @@ pub(crate) enum ConfigSocket {
 
 impl App {
     /// The application behind a service name.
-    pub fn of(service: &str) -> App {
+    pub(super) fn of(service: &str) -> Self {
         match service {
-            "milter-greylist" => App::Greylist,
-            "opendkim" | "milter-opendkim" => App::Opendkim,
-            "opendmarc" => App::Opendmarc,
-            "clamav-milter" => App::ClamavMilter,
-            "spamass-milter" => App::SpamassMilter,
-            "rspamd" => App::Rspamd,
-            "amavisd-milter" => App::AmavisdMilter,
-            "enma" | "milter-enma" => App::Enma,
-            _ => App::Generic,
+            "milter-greylist" => Self::Greylist,
+            "opendkim" | "milter-opendkim" => Self::Opendkim,
+            "opendmarc" => Self::Opendmarc,
+            "clamav-milter" => Self::ClamavMilter,
+            "spamass-milter" => Self::SpamassMilter,
+            "rspamd" => Self::Rspamd,
+            "amavisd-milter" => Self::AmavisdMilter,
+            "enma" | "milter-enma" => Self::Enma,
+            _ => Self::Generic,
         }
     }
 
     /// The command-line option naming the socket; none for milters that only take it from
     /// their configuration.
-    pub fn socket_option(self) -> Option<&'static str> {
+    pub(super) fn socket_option(self) -> Option<&'static str> {
         match self {
-            App::ClamavMilter | App::Rspamd | App::Enma => None,
-            App::AmavisdMilter => Some("-s"),
-            App::Greylist | App::Opendkim | App::Opendmarc | App::SpamassMilter | App::Generic => {
-                Some("-p")
-            }
+            Self::ClamavMilter | Self::Rspamd | Self::Enma => None,
+            Self::AmavisdMilter => Some("-s"),
+            Self::Greylist
+            | Self::Opendkim
+            | Self::Opendmarc
+            | Self::SpamassMilter
+            | Self::Generic => Some("-p"),
         }
     }
 
     /// The command-line options naming the configuration file.
-    pub fn config_options(self) -> &'static [&'static str] {
+    pub(super) fn config_options(self) -> &'static [&'static str] {
         match self {
-            App::Greylist => &["-f"],
-            App::Opendkim => &["-x"],
-            App::Opendmarc => &["-c"],
-            App::ClamavMilter => &["-c", "--config-file"],
-            App::Rspamd => &["-c", "--config"],
-            App::Enma => &["-c"],
-            App::SpamassMilter | App::AmavisdMilter | App::Generic => &[],
+            Self::Greylist => &["-f"],
+            Self::Opendkim => &["-x"],
+            Self::Opendmarc => &["-c"],
+            Self::ClamavMilter => &["-c", "--config-file"],
+            Self::Rspamd => &["-c", "--config"],
+            Self::Enma => &["-c"],
+            Self::SpamassMilter | Self::AmavisdMilter | Self::Generic => &[],
         }
     }
 
     /// Whether the milter has a configuration file telling its socket.
-    pub fn has_config(self) -> bool {
+    pub(super) fn has_config(self) -> bool {
         !self.config_options().is_empty()
     }
 
     /// Whether only the configuration tells the socket (no command-line option overrides
     /// it), so that it comes before any variable.
-    pub fn config_decides(self) -> bool {
+    pub(super) fn config_decides(self) -> bool {
         self.socket_option().is_none()
     }
 
     /// Where the platform's package puts the configuration file.
-    pub fn default_config(self, ctx: &Ctx) -> Option<String> {
+    pub(super) fn default_config(self, ctx: &Ctx) -> Option<String> {
         let (debian, redhat, freebsd, pkgsrc) = match self {
-            App::Greylist => (
+            Self::Greylist => (
                 "/etc/milter-greylist/greylist.conf",
                 "/etc/mail/greylist.conf",
                 "/usr/local/etc/mail/greylist.conf",
                 "greylist.conf",
             ),
-            App::Opendkim => (
+            Self::Opendkim => (
                 "/etc/opendkim.conf",
                 "/etc/opendkim.conf",
                 "/usr/local/etc/mail/opendkim.conf",
                 "opendkim.conf",
             ),
-            App::Opendmarc => (
+            Self::Opendmarc => (
                 "/etc/opendmarc.conf",
                 "/etc/opendmarc.conf",
                 "/usr/local/etc/mail/opendmarc.conf",
                 "opendmarc.conf",
             ),
-            App::ClamavMilter => (
+            Self::ClamavMilter => (
                 "/etc/clamav/clamav-milter.conf",
                 "/etc/mail/clamav-milter.conf",
                 "/usr/local/etc/clamav-milter.conf",
                 "clamav-milter.conf",
             ),
-            App::Rspamd => (
+            Self::Rspamd => (
                 "/etc/rspamd/rspamd.conf",
                 "/etc/rspamd/rspamd.conf",
                 "/usr/local/etc/rspamd/rspamd.conf",
                 "rspamd/rspamd.conf",
             ),
-            App::Enma => {
+            Self::Enma => {
                 ("/etc/enma.conf", "/etc/enma.conf", "/usr/local/etc/enma.conf", "enma.conf")
             }
-            App::SpamassMilter | App::AmavisdMilter | App::Generic => return None,
+            Self::SpamassMilter | Self::AmavisdMilter | Self::Generic => return None,
         };
         Some(match ctx.platform {
             Platform::Debian => debian.to_string(),
@@ -131,7 +133,7 @@ impl App {
 
     /// The configuration file: named by one of `vars` (the first set), or by a
     /// configuration option in one of `option_lists`, or the package's default.
-    pub fn locate_config(
+    pub(super) fn locate_config(
         self,
         ctx: &Ctx,
         shell: &shell::Shell,
@@ -147,7 +149,7 @@ impl App {
         });
         // rspamd's flags in old FreeBSD scripts still name the long gone rspamd.xml.
         let usable = |path: &String| {
-            path.starts_with('/') && (self != App::Rspamd || path.ends_with(".conf"))
+            path.starts_with('/') && (self != Self::Rspamd || path.ends_with(".conf"))
         };
         given.filter(usable).or_else(|| self.default_config(ctx))
     }

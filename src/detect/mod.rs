@@ -213,7 +213,7 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// pkgsrc's configuration directory.
-    pub fn pkgsrc_prefix(&self) -> &str {
+    pub(crate) fn pkgsrc_prefix(&self) -> &str {
         self.options.prefix.as_deref().unwrap_or("/usr/pkg/etc").trim_end_matches('/')
     }
 }
@@ -244,19 +244,19 @@ pub(crate) enum SpecSource {
 
 impl SpecSource {
     /// The variable `name` of `shell` as a socket value.
-    pub fn var(shell: &shell::Shell, name: &str) -> SpecSource {
+    pub(crate) fn var(shell: &shell::Shell, name: &str) -> Self {
         match shell.var(name) {
-            Some(var) => SpecSource::Value {
+            Some(var) => Self::Value {
                 label: format!("{name} in {}", var.origin),
                 value: Some(var.value.clone()),
             },
-            None => SpecSource::Value { label: name.to_string(), value: None },
+            None => Self::Value { label: name.to_string(), value: None },
         }
     }
 
     /// The variable `name` of `shell` as a string of options; nothing when unset.
-    pub fn options_var(shell: &shell::Shell, name: &str) -> Option<SpecSource> {
-        shell.var(name).map(|var| SpecSource::Options {
+    pub(crate) fn options_var(shell: &shell::Shell, name: &str) -> Option<Self> {
+        shell.var(name).map(|var| Self::Options {
             label: format!("{name} in {}", var.origin),
             words: var.value.as_deref().map(shell::split_words).map_err(Clone::clone),
         })

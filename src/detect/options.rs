@@ -34,9 +34,9 @@ impl PackageOptions {
     /// Parses `name=value,name=value`; spaces around names and values are ignored; an
     /// empty text gives no options. Each item needs a name, `=` and a value, once;
     /// `prefix` and `rcddir` must be absolute paths.
-    pub fn parse(text: &str) -> Result<PackageOptions, PackageOptionsError> {
+    pub fn parse(text: &str) -> Result<Self, PackageOptionsError> {
         let error = |reason: String| PackageOptionsError { text: text.to_string(), reason };
-        let mut options = PackageOptions::default();
+        let mut options = Self::default();
         if text.trim().is_empty() {
             return Ok(options);
         }
@@ -75,6 +75,6 @@ impl FromStr for PackageOptions {
     type Err = PackageOptionsError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        PackageOptions::parse(text)
+        Self::parse(text)
     }
 }

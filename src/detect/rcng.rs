@@ -18,7 +18,7 @@ pub(crate) struct RcScript {
 }
 
 impl RcScript {
-    pub fn enabled(&self) -> bool {
+    pub(super) fn enabled(&self) -> bool {
         self.shell.known(&self.rcvar).is_some_and(shell::is_yes)
     }
 }

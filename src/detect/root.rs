@@ -12,24 +12,24 @@ pub(crate) struct Root<'a> {
 }
 
 impl<'a> Root<'a> {
-    pub fn new(dir: &'a Path) -> Root<'a> {
+    pub(crate) fn new(dir: &'a Path) -> Self {
         Root { dir, notes: RefCell::new(Vec::new()) }
     }
 
     /// The notes about unreadable files, once each.
-    pub fn take_notes(&self) -> Vec<String> {
+    pub(crate) fn take_notes(&self) -> Vec<String> {
         self.notes.take()
     }
 }
 
 impl Root<'_> {
-    pub fn path(&self, path: &str) -> PathBuf {
+    pub(crate) fn path(&self, path: &str) -> PathBuf {
         self.dir.join(path.trim_start_matches('/'))
     }
 
     /// A file's text; `None` when it is absent or not a regular file, or unreadable (which
     /// is noted).
-    pub fn read(&self, path: &str) -> Option<String> {
+    pub(crate) fn read(&self, path: &str) -> Option<String> {
         let real = self.path(path);
         if !real.is_file() {
             return None;
@@ -48,20 +48,20 @@ impl Root<'_> {
     }
 
     /// Whether something (a dangling symbolic link too) is there.
-    pub fn exists(&self, path: &str) -> bool {
+    pub(crate) fn exists(&self, path: &str) -> bool {
         self.path(path).symlink_metadata().is_ok()
     }
 
-    pub fn is_file(&self, path: &str) -> bool {
+    pub(crate) fn is_file(&self, path: &str) -> bool {
         self.path(path).is_file()
     }
 
-    pub fn read_link(&self, path: &str) -> Option<PathBuf> {
+    pub(crate) fn read_link(&self, path: &str) -> Option<PathBuf> {
         std::fs::read_link(self.path(path)).ok()
     }
 
     /// The names in a directory, sorted; none when it is absent.
-    pub fn list(&self, dir: &str) -> Vec<String> {
+    pub(crate) fn list(&self, dir: &str) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.path(dir))
             .map(|entries| {
                 entries

@@ -13,8 +13,8 @@ use super::Ctx;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Node {
     Scalar(String),
-    List(Vec<Node>),
-    Object(Vec<(String, Node)>),
+    List(Vec<Self>),
+    Object(Vec<(String, Self)>),
 }
 
 pub(crate) fn proxy_socket(ctx: &Ctx, conf: &str) -> ConfigSocket {

@@ -45,13 +45,13 @@ impl fmt::Debug for Body {
 }
 
 impl Body {
-    pub fn new(memory_limit: usize, factory: Arc<dyn SpillFactory>) -> Body {
-        Body { memory: Vec::new(), spill: None, len: 0, memory_limit, factory }
+    pub fn new(memory_limit: usize, factory: Arc<dyn SpillFactory>) -> Self {
+        Self { memory: Vec::new(), spill: None, len: 0, memory_limit, factory }
     }
 
     /// An empty body with the same limits.
-    pub fn empty_like(&self) -> Body {
-        Body::new(self.memory_limit, Arc::clone(&self.factory))
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.memory_limit, Arc::clone(&self.factory))
     }
 
     pub fn len(&self) -> u64 {
@@ -88,7 +88,7 @@ impl Body {
         if self.spill.is_some() {
             return &[];
         }
-        let start = (offset as usize).min(self.memory.len());
+        let start = as_index(offset).min(self.memory.len());
         let end = self.memory.len().min(start.saturating_add(max));
         &self.memory[start..end]
     }
@@ -98,9 +98,12 @@ impl Body {
         if offset >= end {
             return Ok(Vec::new());
         }
-        let wanted = (end - offset) as usize;
+        let wanted = as_index(end - offset);
         match &mut self.spill {
-            None => Ok(self.memory[offset as usize..offset as usize + wanted].to_vec()),
+            None => {
+                let start = as_index(offset);
+                Ok(self.memory[start..start + wanted].to_vec())
+            }
             Some(file) => {
                 let mut chunk = vec![0; wanted];
                 let mut filled = 0;
@@ -133,7 +136,7 @@ impl SpillFile for MemoryFile {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let start = (offset as usize).min(self.0.len());
+        let start = as_index(offset).min(self.0.len());
         let n = buf.len().min(self.0.len() - start);
         buf[..n].copy_from_slice(&self.0[start..start + n]);
         Ok(n)
@@ -144,6 +147,12 @@ impl SpillFactory for MemorySpill {
     fn create(&self) -> io::Result<Box<dyn SpillFile>> {
         Ok(Box::new(MemoryFile(Vec::new())))
     }
+}
+
+/// A body offset as an index: past `usize::MAX` (32-bit targets) it is past any body
+/// held in memory, which the callers clamp to.
+fn as_index(offset: u64) -> usize {
+    usize::try_from(offset).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

@@ -66,8 +66,8 @@ pub(super) struct Child {
 }
 
 impl Child {
-    pub fn new(tag: u64, now: Instant) -> Child {
-        Child {
+    pub(super) fn new(tag: u64, now: Instant) -> Self {
+        Self {
             tag,
             phase: Phase::Idle,
             // A child may send a body chunk of 65535 bytes; anything bigger is refused
@@ -93,17 +93,17 @@ impl Child {
     }
 
     /// Answers for the current session: negotiated, or failed (then by its fallback).
-    pub fn takes_part(&self) -> bool {
+    pub(super) fn takes_part(&self) -> bool {
         matches!(self.phase, Phase::Ready | Phase::Failed)
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(super) fn is_connected(&self) -> bool {
         matches!(self.phase, Phase::Connecting | Phase::Negotiating | Phase::Ready)
     }
 
     /// It asked not to get this event, or its protocol version has no such command (no
     /// DATA before version 4, no unknown command before 3), as Postfix treats it.
-    pub fn declines(&self, stage: Stage) -> bool {
+    pub(super) fn declines(&self, stage: Stage) -> bool {
         let step = stage.no_event_step();
         !step.is_empty()
             && (self.answer.steps.contains(step)
@@ -111,7 +111,7 @@ impl Child {
     }
 
     /// It asked not to answer this event.
-    pub fn does_not_reply(&self, stage: Stage) -> bool {
+    pub(super) fn does_not_reply(&self, stage: Stage) -> bool {
         let step = stage.no_reply_step();
         !step.is_empty() && self.answer.steps.contains(step)
     }
@@ -124,7 +124,7 @@ impl Child {
     /// only be a stray one. While a later command is awaited, an unreplied command of a
     /// step it was already seen answering owes its stray first; any other is taken as
     /// unanswered, as agreed (the well-behaved case, which nothing else tells apart).
-    pub fn take_stray(&mut self) -> Option<Stage> {
+    pub(super) fn take_stray(&mut self) -> Option<Stage> {
         while let Some(stage) = self.unreplied.pop_front() {
             let step = stage.no_reply_step();
             if self.waiting.is_none() || self.answers_anyway.contains(step) {
@@ -135,11 +135,11 @@ impl Child {
         None
     }
 
-    pub fn send(&mut self, command: &Command) {
+    pub(super) fn send(&mut self, command: &Command) {
         command.encode(&mut self.out);
     }
 
-    pub fn start_message(&mut self) {
+    pub(super) fn start_message(&mut self) {
         self.in_message = true;
         self.message_open = false;
         self.accepted_recipients = 0;

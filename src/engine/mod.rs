@@ -60,7 +60,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
+        Self {
             children: Vec::new(),
             fallback_status: FallbackStatus::Accept,
             fallback_status_at_disconnect: FallbackStatus::TemporaryFailure,
@@ -95,8 +95,8 @@ pub struct ChildConfig {
 }
 
 impl ChildConfig {
-    pub fn new(name: &str) -> ChildConfig {
-        ChildConfig {
+    pub fn new(name: &str) -> Self {
+        Self {
             name: name.to_string(),
             fallback_status: FallbackStatus::Accept,
             evaluation_mode: false,
@@ -121,7 +121,7 @@ pub struct ChildTimeouts {
 
 impl Default for ChildTimeouts {
     fn default() -> Self {
-        ChildTimeouts {
+        Self {
             connection: Duration::from_secs(297),
             writing: Duration::from_secs(7),
             reading: Duration::from_secs(7),

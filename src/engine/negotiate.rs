@@ -48,7 +48,7 @@ pub enum AnswerError {
 /// child the next header. A child's refusal at a header is told at end-of-header, the next
 /// command with a reply (`Session::end_message_with`). No SMTP client can tell the
 /// difference: SMTP answers a message only after its final `.`.
-pub const HEADERS_UNANSWERED: Steps = Steps::NR_HEADER;
+pub(super) const HEADERS_UNANSWERED: Steps = Steps::NR_HEADER;
 
 /// The manager's answer to the MTA, from the answers of the children that negotiated.
 ///

@@ -25,20 +25,20 @@ impl Stage {
     /// The command that brings a session to this stage (none for the start).
     pub fn command(self) -> Option<CommandKind> {
         Some(match self {
-            Stage::Start => return None,
-            Stage::Negotiate => CommandKind::Negotiate,
-            Stage::Connect => CommandKind::Connect,
-            Stage::Helo => CommandKind::Helo,
-            Stage::EnvelopeFrom => CommandKind::EnvelopeFrom,
-            Stage::EnvelopeRecipient => CommandKind::EnvelopeRecipient,
-            Stage::Data => CommandKind::Data,
-            Stage::Unknown => CommandKind::Unknown,
-            Stage::Header => CommandKind::Header,
-            Stage::EndOfHeader => CommandKind::EndOfHeader,
-            Stage::Body => CommandKind::Body,
-            Stage::EndOfMessage => CommandKind::EndOfMessage,
-            Stage::Abort => CommandKind::Abort,
-            Stage::Quit => CommandKind::Quit,
+            Self::Start => return None,
+            Self::Negotiate => CommandKind::Negotiate,
+            Self::Connect => CommandKind::Connect,
+            Self::Helo => CommandKind::Helo,
+            Self::EnvelopeFrom => CommandKind::EnvelopeFrom,
+            Self::EnvelopeRecipient => CommandKind::EnvelopeRecipient,
+            Self::Data => CommandKind::Data,
+            Self::Unknown => CommandKind::Unknown,
+            Self::Header => CommandKind::Header,
+            Self::EndOfHeader => CommandKind::EndOfHeader,
+            Self::Body => CommandKind::Body,
+            Self::EndOfMessage => CommandKind::EndOfMessage,
+            Self::Abort => CommandKind::Abort,
+            Self::Quit => CommandKind::Quit,
         })
     }
 
@@ -51,7 +51,7 @@ impl Stage {
     /// the stages that have no macros).
     pub fn command_code(self) -> Option<u8> {
         match self {
-            Stage::Start | Stage::Negotiate | Stage::Abort | Stage::Quit => None,
+            Self::Start | Self::Negotiate | Self::Abort | Self::Quit => None,
             other => other.command().map(CommandKind::byte),
         }
     }
@@ -60,15 +60,15 @@ impl Stage {
     /// it, if it can.
     fn steps(self) -> (Steps, Steps) {
         match self {
-            Stage::Connect => (Steps::NO_CONNECT, Steps::NR_CONNECT),
-            Stage::Helo => (Steps::NO_HELO, Steps::NR_HELO),
-            Stage::EnvelopeFrom => (Steps::NO_MAIL, Steps::NR_MAIL),
-            Stage::EnvelopeRecipient => (Steps::NO_RCPT, Steps::NR_RCPT),
-            Stage::Data => (Steps::NO_DATA, Steps::NR_DATA),
-            Stage::Unknown => (Steps::NO_UNKNOWN, Steps::NR_UNKNOWN),
-            Stage::Header => (Steps::NO_HEADERS, Steps::NR_HEADER),
-            Stage::EndOfHeader => (Steps::NO_EOH, Steps::NR_EOH),
-            Stage::Body => (Steps::NO_BODY, Steps::NR_BODY),
+            Self::Connect => (Steps::NO_CONNECT, Steps::NR_CONNECT),
+            Self::Helo => (Steps::NO_HELO, Steps::NR_HELO),
+            Self::EnvelopeFrom => (Steps::NO_MAIL, Steps::NR_MAIL),
+            Self::EnvelopeRecipient => (Steps::NO_RCPT, Steps::NR_RCPT),
+            Self::Data => (Steps::NO_DATA, Steps::NR_DATA),
+            Self::Unknown => (Steps::NO_UNKNOWN, Steps::NR_UNKNOWN),
+            Self::Header => (Steps::NO_HEADERS, Steps::NR_HEADER),
+            Self::EndOfHeader => (Steps::NO_EOH, Steps::NR_EOH),
+            Self::Body => (Steps::NO_BODY, Steps::NR_BODY),
             _ => (Steps::empty(), Steps::empty()),
         }
     }
@@ -85,7 +85,7 @@ impl Stage {
 
     /// Whether commands of this stage belong to the message phase (one child at a time).
     pub fn is_message_stage(self) -> bool {
-        matches!(self, Stage::Header | Stage::EndOfHeader | Stage::Body | Stage::EndOfMessage)
+        matches!(self, Self::Header | Self::EndOfHeader | Self::Body | Self::EndOfMessage)
     }
 }
 

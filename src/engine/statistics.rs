@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Seconds as C's `%g` prints them (6 significant digits, no trailing zeros), which is
 /// what the analyzer's patterns expect.
-pub fn elapsed(duration: Duration) -> String {
+pub(super) fn elapsed(duration: Duration) -> String {
     let seconds = duration.as_secs_f64();
     if seconds == 0.0 {
         return "0".to_string();
@@ -32,16 +32,16 @@ fn trim_zeros(text: &str) -> &str {
     }
 }
 
-pub fn session_end(tag: u64, last_state: &str, status: &str, duration: Duration) {
+pub(super) fn session_end(tag: u64, last_state: &str, status: &str, duration: Duration) {
     log::info!(target: "statistics", "[session][end][{last_state}][{status}][{}]({tag})", elapsed(duration));
 }
 
 /// The SMTP client left while the children were deciding (the original's line).
-pub fn session_disconnected(tag: u64, duration: Duration) {
+pub(super) fn session_disconnected(tag: u64, duration: Duration) {
     log::info!(target: "statistics", "[session][disconnected][{}]({tag})", elapsed(duration));
 }
 
-pub fn milter_end(tag: u64, last_state: &str, status: &str, duration: Duration, name: &str) {
+pub(super) fn milter_end(tag: u64, last_state: &str, status: &str, duration: Duration, name: &str) {
     log::info!(
         target: "statistics",
         "[milter][end][{last_state}][{status}][{}]({tag}): {name}",
@@ -51,7 +51,7 @@ pub fn milter_end(tag: u64, last_state: &str, status: &str, duration: Duration, 
 
 /// A header a child added or changed (logged for evaluation-mode children too, which is
 /// what makes evaluation mode useful).
-pub fn milter_header(tag: u64, operation: &str, name: &[u8], value: &[u8], milter: &str) {
+pub(super) fn milter_header(tag: u64, operation: &str, name: &[u8], value: &[u8], milter: &str) {
     log::info!(
         target: "statistics",
         "[milter][header][{operation}]({tag}): {}={}: {milter}",
@@ -61,7 +61,7 @@ pub fn milter_header(tag: u64, operation: &str, name: &[u8], value: &[u8], milte
 }
 
 /// A header the MTA is told to add or change.
-pub fn session_header(tag: u64, operation: &str, name: &[u8], value: &[u8]) {
+pub(super) fn session_header(tag: u64, operation: &str, name: &[u8], value: &[u8]) {
     log::info!(
         target: "statistics",
         "[session][header][{operation}]({tag}): {}={}",
@@ -70,7 +70,7 @@ pub fn session_header(tag: u64, operation: &str, name: &[u8], value: &[u8]) {
     );
 }
 
-pub fn quarantine(tag: u64) {
+pub(super) fn quarantine(tag: u64) {
     log::info!(target: "statistics", "[reply][end-of-message][quarantine]({tag})");
 }
 

@@ -77,7 +77,10 @@ impl log::Log for Logger {
             let prefix = if level == Level::Statistics { "[statistics] " } else { "" };
             if let Ok(text) = std::ffi::CString::new(format!("{prefix}{}", record.args())) {
                 // SAFETY: both strings are NUL-terminated and "%s" consumes exactly one.
-                unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::syslog(priority, c"%s".as_ptr(), text.as_ptr())
+                };
             }
         }
     }
@@ -140,7 +143,10 @@ fn open_outputs(options: &LogOptions) -> Result<Outputs, LogError> {
         // openlog keeps the pointer: leak the ident so it lives as long as the process.
         let ident: &'static std::ffi::CStr = Box::leak(ident.into_boxed_c_str());
         // SAFETY: the ident is 'static and NUL-terminated.
-        unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, facility) };
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::openlog(ident.as_ptr(), libc::LOG_PID, facility)
+        };
     }
     Ok(Outputs { levels: options.levels, writer: writer(file), path, syslog: options.syslog })
 }
@@ -217,8 +223,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    // 1..=31 and 1..=12 by construction.
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }

@@ -19,10 +19,10 @@ pub enum Connection {
 
 impl Connection {
     /// Connects to `spec`, resolving its host first.
-    pub fn open(spec: &Spec, timeout: Duration) -> Result<Connection, ConnectError> {
+    pub fn open(spec: &Spec, timeout: Duration) -> Result<Self, ConnectError> {
         let endpoints = super::endpoints(spec)
             .map_err(|error| ConnectError::Resolve { spec: spec.clone(), error })?;
-        Connection::open_endpoints(spec, &endpoints, timeout)
+        Self::open_endpoints(spec, &endpoints, timeout)
     }
 
     /// Connects to the first of `endpoints` (the addresses of `spec`) that answers.
@@ -32,7 +32,7 @@ impl Connection {
         spec: &Spec,
         endpoints: &[workers::Endpoint],
         timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Self, ConnectError> {
         let mut last_error = None;
         for endpoint in endpoints {
             let attempt = match endpoint {
@@ -40,7 +40,7 @@ impl Connection {
                 workers::Endpoint::Tcp(address) => TcpStream::connect_timeout(address, timeout)
                     .and_then(|stream| {
                         stream.set_nodelay(true)?;
-                        Ok(Connection::Tcp(stream))
+                        Ok(Self::Tcp(stream))
                     }),
             };
             match attempt {
@@ -55,15 +55,15 @@ impl Connection {
     fn set_read_timeout_io(&self, timeout: Duration) -> std::io::Result<()> {
         let timeout = Some(timeout.max(Duration::from_millis(1)));
         match self {
-            Connection::Unix(s) => s.set_read_timeout(timeout),
-            Connection::Tcp(s) => s.set_read_timeout(timeout),
+            Self::Unix(s) => s.set_read_timeout(timeout),
+            Self::Tcp(s) => s.set_read_timeout(timeout),
         }
     }
 
     pub fn set_write_timeout(&self, timeout: Duration) -> Result<(), ConnectError> {
         match self {
-            Connection::Unix(s) => s.set_write_timeout(Some(timeout)),
-            Connection::Tcp(s) => s.set_write_timeout(Some(timeout)),
+            Self::Unix(s) => s.set_write_timeout(Some(timeout)),
+            Self::Tcp(s) => s.set_write_timeout(Some(timeout)),
         }
         .map_err(ConnectError::WriteTimeout)
     }
@@ -87,8 +87,8 @@ pub enum ConnectError {
 impl Read for Connection {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Connection::Unix(s) => s.read(buffer),
-            Connection::Tcp(s) => s.read(buffer),
+            Self::Unix(s) => s.read(buffer),
+            Self::Tcp(s) => s.read(buffer),
         }
     }
 }
@@ -96,8 +96,8 @@ impl Read for Connection {
 impl Write for Connection {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         match self {
-            Connection::Unix(s) => s.write(bytes),
-            Connection::Tcp(s) => s.write(bytes),
+            Self::Unix(s) => s.write(bytes),
+            Self::Tcp(s) => s.write(bytes),
         }
     }
 
@@ -120,11 +120,9 @@ impl DriveError {
     /// The error as one line naming the milter.
     pub fn message_at(&self, spec: &Spec) -> String {
         match self {
-            DriveError::Write(error) => format!("cannot write to the milter at {spec}: {error}"),
-            DriveError::Read(error) => format!("cannot read from the milter at {spec}: {error}"),
-            DriveError::NoDeadline => {
-                "internal error: the session waits without a deadline".to_string()
-            }
+            Self::Write(error) => format!("cannot write to the milter at {spec}: {error}"),
+            Self::Read(error) => format!("cannot read from the milter at {spec}: {error}"),
+            Self::NoDeadline => "internal error: the session waits without a deadline".to_string(),
         }
     }
 }

@@ -21,10 +21,10 @@ pub enum ConnectAddress {
 impl ConnectAddress {
     pub fn family(&self) -> u8 {
         match self {
-            ConnectAddress::Unknown => b'U',
-            ConnectAddress::Unix { .. } => b'L',
-            ConnectAddress::Inet { .. } => b'4',
-            ConnectAddress::Inet6 { .. } => b'6',
+            Self::Unknown => b'U',
+            Self::Unix { .. } => b'L',
+            Self::Inet { .. } => b'4',
+            Self::Inet6 { .. } => b'6',
         }
     }
 }
@@ -68,21 +68,21 @@ impl Command {
     /// Which command this is.
     pub fn kind(&self) -> CommandKind {
         match self {
-            Command::Negotiate(_) => CommandKind::Negotiate,
-            Command::DefineMacros { .. } => CommandKind::DefineMacros,
-            Command::Connect { .. } => CommandKind::Connect,
-            Command::Helo { .. } => CommandKind::Helo,
-            Command::EnvelopeFrom { .. } => CommandKind::EnvelopeFrom,
-            Command::EnvelopeRecipient { .. } => CommandKind::EnvelopeRecipient,
-            Command::Data => CommandKind::Data,
-            Command::Header { .. } => CommandKind::Header,
-            Command::EndOfHeader => CommandKind::EndOfHeader,
-            Command::Body { .. } => CommandKind::Body,
-            Command::EndOfMessage { .. } => CommandKind::EndOfMessage,
-            Command::Abort => CommandKind::Abort,
-            Command::Unknown { .. } => CommandKind::Unknown,
-            Command::Quit => CommandKind::Quit,
-            Command::QuitNewConnection => CommandKind::QuitNewConnection,
+            Self::Negotiate(_) => CommandKind::Negotiate,
+            Self::DefineMacros { .. } => CommandKind::DefineMacros,
+            Self::Connect { .. } => CommandKind::Connect,
+            Self::Helo { .. } => CommandKind::Helo,
+            Self::EnvelopeFrom { .. } => CommandKind::EnvelopeFrom,
+            Self::EnvelopeRecipient { .. } => CommandKind::EnvelopeRecipient,
+            Self::Data => CommandKind::Data,
+            Self::Header { .. } => CommandKind::Header,
+            Self::EndOfHeader => CommandKind::EndOfHeader,
+            Self::Body { .. } => CommandKind::Body,
+            Self::EndOfMessage { .. } => CommandKind::EndOfMessage,
+            Self::Abort => CommandKind::Abort,
+            Self::Unknown { .. } => CommandKind::Unknown,
+            Self::Quit => CommandKind::Quit,
+            Self::QuitNewConnection => CommandKind::QuitNewConnection,
         }
     }
 
@@ -97,12 +97,12 @@ impl Command {
     }
 
     /// Decodes one frame's data.
-    pub fn decode(code: u8, data: &[u8]) -> Result<Command, DecodeError> {
+    pub fn decode(code: u8, data: &[u8]) -> Result<Self, DecodeError> {
         let kind =
             CommandKind::from_byte(code).ok_or(DecodeError::UnknownCode { code, reply: false })?;
         let mut r = Reader::new(kind.name(), data);
         let command = match kind {
-            CommandKind::Negotiate => Command::Negotiate(Negotiation::decode(&mut r, false)?),
+            CommandKind::Negotiate => Self::Negotiate(Negotiation::decode(&mut r, false)?),
             CommandKind::DefineMacros => {
                 let stage = r.u8("macro stage")?;
                 let mut macros = Vec::new();
@@ -111,7 +111,7 @@ impl Command {
                     let value = r.cstr("macro value")?;
                     macros.push((name.to_vec(), value.to_vec()));
                 }
-                Command::DefineMacros { stage, macros }
+                Self::DefineMacros { stage, macros }
             }
             CommandKind::Connect => {
                 let hostname = r.cstr("hostname")?.to_vec();
@@ -134,9 +134,9 @@ impl Command {
                         ))
                     }
                 };
-                Command::Connect { hostname, address }
+                Self::Connect { hostname, address }
             }
-            CommandKind::Helo => Command::Helo { fqdn: r.cstr("HELO name")?.to_vec() },
+            CommandKind::Helo => Self::Helo { fqdn: r.cstr("HELO name")?.to_vec() },
             CommandKind::EnvelopeFrom | CommandKind::EnvelopeRecipient => {
                 let address = r.cstr("address")?.to_vec();
                 let mut parameters = Vec::new();
@@ -144,24 +144,24 @@ impl Command {
                     parameters.push(r.cstr("ESMTP parameter")?.to_vec());
                 }
                 if kind == CommandKind::EnvelopeFrom {
-                    Command::EnvelopeFrom { address, parameters }
+                    Self::EnvelopeFrom { address, parameters }
                 } else {
-                    Command::EnvelopeRecipient { address, parameters }
+                    Self::EnvelopeRecipient { address, parameters }
                 }
             }
-            CommandKind::Data => Command::Data,
+            CommandKind::Data => Self::Data,
             CommandKind::Header => {
                 let name = r.cstr("header name")?.to_vec();
                 let value = r.cstr("header value")?.to_vec();
-                Command::Header { name, value }
+                Self::Header { name, value }
             }
-            CommandKind::EndOfHeader => Command::EndOfHeader,
-            CommandKind::Body => Command::Body { chunk: r.rest().to_vec() },
-            CommandKind::EndOfMessage => Command::EndOfMessage { chunk: r.rest().to_vec() },
-            CommandKind::Abort => Command::Abort,
-            CommandKind::Unknown => Command::Unknown { command: r.cstr("command line")?.to_vec() },
-            CommandKind::Quit => Command::Quit,
-            CommandKind::QuitNewConnection => Command::QuitNewConnection,
+            CommandKind::EndOfHeader => Self::EndOfHeader,
+            CommandKind::Body => Self::Body { chunk: r.rest().to_vec() },
+            CommandKind::EndOfMessage => Self::EndOfMessage { chunk: r.rest().to_vec() },
+            CommandKind::Abort => Self::Abort,
+            CommandKind::Unknown => Self::Unknown { command: r.cstr("command line")?.to_vec() },
+            CommandKind::Quit => Self::Quit,
+            CommandKind::QuitNewConnection => Self::QuitNewConnection,
         };
         r.finish()?;
         Ok(command)
@@ -198,12 +198,12 @@ impl Command {
     fn encode_data(&self, out: &mut Vec<u8>) {
         match self {
             // The MTA's offer has no symbol lists.
-            Command::Negotiate(negotiation) => negotiation.encode_numbers(out),
-            Command::DefineMacros { stage, macros } => {
+            Self::Negotiate(negotiation) => negotiation.encode_numbers(out),
+            Self::DefineMacros { stage, macros } => {
                 let pairs = macros.iter().map(|(name, value)| (name.as_slice(), value.as_slice()));
                 put_macros(out, *stage, pairs)
             }
-            Command::Connect { hostname, address } => {
+            Self::Connect { hostname, address } => {
                 put_cstr(out, hostname);
                 out.push(address.family());
                 match address {
@@ -216,27 +216,22 @@ impl Command {
                     }
                 }
             }
-            Command::Helo { fqdn } => put_cstr(out, fqdn),
-            Command::EnvelopeFrom { address, parameters }
-            | Command::EnvelopeRecipient { address, parameters } => {
+            Self::Helo { fqdn } => put_cstr(out, fqdn),
+            Self::EnvelopeFrom { address, parameters }
+            | Self::EnvelopeRecipient { address, parameters } => {
                 put_cstr(out, address);
                 for parameter in parameters {
                     put_cstr(out, parameter);
                 }
             }
-            Command::Header { name, value } => {
+            Self::Header { name, value } => {
                 put_cstr(out, name);
                 put_cstr(out, value);
             }
-            Command::Body { chunk } | Command::EndOfMessage { chunk } => {
-                out.extend_from_slice(chunk)
+            Self::Body { chunk } | Self::EndOfMessage { chunk } => out.extend_from_slice(chunk),
+            Self::Unknown { command } => put_cstr(out, command),
+            Self::Data | Self::EndOfHeader | Self::Abort | Self::Quit | Self::QuitNewConnection => {
             }
-            Command::Unknown { command } => put_cstr(out, command),
-            Command::Data
-            | Command::EndOfHeader
-            | Command::Abort
-            | Command::Quit
-            | Command::QuitNewConnection => {}
         }
     }
 }

@@ -56,7 +56,7 @@ pub enum FlagsError {
 
 /// Lets code that gathers its errors as text (the scenario reader of the tests) use `?`.
 impl From<FlagsError> for String {
-    fn from(error: FlagsError) -> String {
+    fn from(error: FlagsError) -> Self {
         error.to_string()
     }
 }
@@ -127,12 +127,10 @@ named_flags! {
 
 impl Actions {
     /// Everything protocol version 6 defines (`SMFI_CURR_ACTS`).
-    pub const ALL: Actions = Actions::all();
+    pub const ALL: Self = Self::all();
     /// What libmilter assumes when an MTA offers no actions at all (`SMFI_V1_ACTS`).
-    pub const V1: Actions = Actions::ADD_HEADERS
-        .union(Actions::CHANGE_BODY)
-        .union(Actions::ADD_RCPT)
-        .union(Actions::DELETE_RCPT);
+    pub const V1: Self =
+        Self::ADD_HEADERS.union(Self::CHANGE_BODY).union(Self::ADD_RCPT).union(Self::DELETE_RCPT);
 }
 
 named_flags! {
@@ -170,55 +168,55 @@ named_flags! {
 
 impl Steps {
     /// The "do not send this event" bits.
-    pub const NO_EVENTS: Steps = Steps::NO_CONNECT
-        .union(Steps::NO_HELO)
-        .union(Steps::NO_MAIL)
-        .union(Steps::NO_RCPT)
-        .union(Steps::NO_BODY)
-        .union(Steps::NO_HEADERS)
-        .union(Steps::NO_EOH)
-        .union(Steps::NO_UNKNOWN)
-        .union(Steps::NO_DATA);
+    pub const NO_EVENTS: Self = Self::NO_CONNECT
+        .union(Self::NO_HELO)
+        .union(Self::NO_MAIL)
+        .union(Self::NO_RCPT)
+        .union(Self::NO_BODY)
+        .union(Self::NO_HEADERS)
+        .union(Self::NO_EOH)
+        .union(Self::NO_UNKNOWN)
+        .union(Self::NO_DATA);
     /// The "the milter will not reply to this event" bits.
-    pub const NO_REPLIES: Steps = Steps::NR_HEADER
-        .union(Steps::NR_CONNECT)
-        .union(Steps::NR_HELO)
-        .union(Steps::NR_MAIL)
-        .union(Steps::NR_RCPT)
-        .union(Steps::NR_DATA)
-        .union(Steps::NR_UNKNOWN)
-        .union(Steps::NR_EOH)
-        .union(Steps::NR_BODY);
+    pub const NO_REPLIES: Self = Self::NR_HEADER
+        .union(Self::NR_CONNECT)
+        .union(Self::NR_HELO)
+        .union(Self::NR_MAIL)
+        .union(Self::NR_RCPT)
+        .union(Self::NR_DATA)
+        .union(Self::NR_UNKNOWN)
+        .union(Self::NR_EOH)
+        .union(Self::NR_BODY);
     /// Extras that need both the MTA's offer and a milter's request.
-    pub const EXTRAS: Steps = Steps::SKIP.union(Steps::RCPT_REJ).union(Steps::HDR_LEADSPC);
+    pub const EXTRAS: Self = Self::SKIP.union(Self::RCPT_REJ).union(Self::HDR_LEADSPC);
     /// Maximum data size bits: between the MTA and libmilter only.
-    pub const MAX_DATA_SIZE: Steps = Steps::MDS_256K.union(Steps::MDS_1M);
+    pub const MAX_DATA_SIZE: Self = Self::MDS_256K.union(Self::MDS_1M);
     /// Every step bit protocol version 6 defines (`SMFI_CURR_PROT`).
-    pub const ALL: Steps = Steps::NO_EVENTS.union(Steps::NO_REPLIES).union(Steps::EXTRAS);
+    pub const ALL: Self = Self::NO_EVENTS.union(Self::NO_REPLIES).union(Self::EXTRAS);
     /// What libmilter assumes when an MTA offers no steps at all (`SMFI_V1_PROT`).
-    pub const V1: Steps = Steps::NO_CONNECT
-        .union(Steps::NO_HELO)
-        .union(Steps::NO_MAIL)
-        .union(Steps::NO_RCPT)
-        .union(Steps::NO_BODY)
-        .union(Steps::NO_HEADERS);
+    pub const V1: Self = Self::NO_CONNECT
+        .union(Self::NO_HELO)
+        .union(Self::NO_MAIL)
+        .union(Self::NO_RCPT)
+        .union(Self::NO_BODY)
+        .union(Self::NO_HEADERS);
 
     /// The step bits an MTA speaking `version` can offer (as Postfix masks them).
-    pub fn for_version(version: u32) -> Steps {
-        let v2 = Steps::V1 | Steps::NO_EOH;
+    pub fn for_version(version: u32) -> Self {
+        let v2 = Self::V1 | Self::NO_EOH;
         match version {
             0..=2 => v2,
-            3 => v2 | Steps::NO_UNKNOWN,
-            4 | 5 => v2 | Steps::NO_UNKNOWN | Steps::NO_DATA,
-            _ => Steps::ALL.union(Steps::MAX_DATA_SIZE),
+            3 => v2 | Self::NO_UNKNOWN,
+            4 | 5 => v2 | Self::NO_UNKNOWN | Self::NO_DATA,
+            _ => Self::ALL.union(Self::MAX_DATA_SIZE),
         }
     }
 
     /// The largest payload a peer may send once these steps are agreed.
     pub fn max_data_size(self) -> usize {
-        if self.contains(Steps::MDS_1M) {
+        if self.contains(Self::MDS_1M) {
             1024 * 1024 - 1
-        } else if self.contains(Steps::MDS_256K) {
+        } else if self.contains(Self::MDS_256K) {
             256 * 1024 - 1
         } else {
             super::MAX_DATA_SIZE

@@ -27,8 +27,8 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::ZeroLength => f.write_str("packet with length 0 (no command byte)"),
-            FrameError::TooLarge { data_len, max } => {
+            Self::ZeroLength => f.write_str("packet with length 0 (no command byte)"),
+            Self::TooLarge { data_len, max } => {
                 write!(f, "packet of {data_len} data bytes is larger than the limit of {max} bytes")
             }
         }
@@ -56,14 +56,14 @@ pub struct Deframer {
 
 impl Default for Deframer {
     fn default() -> Self {
-        Deframer::new(DEFAULT_MAX_FRAME_DATA)
+        Self::new(DEFAULT_MAX_FRAME_DATA)
     }
 }
 
 impl Deframer {
     /// A deframer that refuses frames with more than `max_data` bytes of data.
     pub fn new(max_data: usize) -> Self {
-        Deframer { buffer: Vec::new(), start: 0, max_data, failed: None }
+        Self { buffer: Vec::new(), start: 0, max_data, failed: None }
     }
 
     /// Changes the bound, e.g. after a larger data size was negotiated.
@@ -132,7 +132,8 @@ pub fn encode_frame(out: &mut Vec<u8>, code: u8, write_data: impl FnOnce(&mut Ve
     let length_at = out.len();
     out.extend_from_slice(&[0, 0, 0, 0, code]);
     write_data(out);
-    let length = (out.len() - length_at - 4) as u32;
+    // Frames are built from bounded data (at most MAX_DATA_SIZE): the length fits.
+    let length = u32::try_from(out.len() - length_at - 4).expect("a frame under 4 GiB");
     out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
 }
 

@@ -25,14 +25,14 @@ pub enum MacroStage {
 }
 
 impl MacroStage {
-    pub const ALL: [MacroStage; 7] = [
-        MacroStage::Connect,
-        MacroStage::Helo,
-        MacroStage::EnvelopeFrom,
-        MacroStage::EnvelopeRecipient,
-        MacroStage::Data,
-        MacroStage::EndOfMessage,
-        MacroStage::EndOfHeader,
+    pub const ALL: [Self; 7] = [
+        Self::Connect,
+        Self::Helo,
+        Self::EnvelopeFrom,
+        Self::EnvelopeRecipient,
+        Self::Data,
+        Self::EndOfMessage,
+        Self::EndOfHeader,
     ];
 
     /// The `SMFIM_*` index.
@@ -40,20 +40,20 @@ impl MacroStage {
         self as u32
     }
 
-    pub fn from_index(index: u32) -> Option<MacroStage> {
-        MacroStage::ALL.into_iter().find(|s| s.index() == index)
+    pub fn from_index(index: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.index() == index)
     }
 
     /// The command whose macros these are.
     pub fn command(self) -> CommandKind {
         match self {
-            MacroStage::Connect => CommandKind::Connect,
-            MacroStage::Helo => CommandKind::Helo,
-            MacroStage::EnvelopeFrom => CommandKind::EnvelopeFrom,
-            MacroStage::EnvelopeRecipient => CommandKind::EnvelopeRecipient,
-            MacroStage::Data => CommandKind::Data,
-            MacroStage::EndOfMessage => CommandKind::EndOfMessage,
-            MacroStage::EndOfHeader => CommandKind::EndOfHeader,
+            Self::Connect => CommandKind::Connect,
+            Self::Helo => CommandKind::Helo,
+            Self::EnvelopeFrom => CommandKind::EnvelopeFrom,
+            Self::EnvelopeRecipient => CommandKind::EnvelopeRecipient,
+            Self::Data => CommandKind::Data,
+            Self::EndOfMessage => CommandKind::EndOfMessage,
+            Self::EndOfHeader => CommandKind::EndOfHeader,
         }
     }
 
@@ -87,26 +87,25 @@ pub enum MacroRequestStage {
 
 impl MacroRequestStage {
     pub fn from_index(index: u32) -> Self {
-        MacroStage::from_index(index)
-            .map_or(MacroRequestStage::Other(index), MacroRequestStage::Known)
+        MacroStage::from_index(index).map_or(Self::Other(index), MacroRequestStage::Known)
     }
 
     pub fn index(self) -> u32 {
         match self {
-            MacroRequestStage::Known(stage) => stage.index(),
-            MacroRequestStage::Other(index) => index,
+            Self::Known(stage) => stage.index(),
+            Self::Other(index) => index,
         }
     }
 }
 
 impl Negotiation {
     pub fn new(version: u32, actions: Actions, steps: Steps) -> Self {
-        Negotiation { version, actions, steps, macro_requests: Vec::new() }
+        Self { version, actions, steps, macro_requests: Vec::new() }
     }
 
     /// What a protocol-6 MTA offers: every action and every step.
     pub fn mta_default() -> Self {
-        Negotiation::new(MAX_VERSION, Actions::ALL, Steps::ALL)
+        Self::new(MAX_VERSION, Actions::ALL, Steps::ALL)
     }
 
     pub(crate) fn decode(
@@ -124,7 +123,7 @@ impl Negotiation {
                 macro_requests.push((MacroRequestStage::from_index(index), names.to_vec()));
             }
         }
-        Ok(Negotiation { version, actions, steps, macro_requests })
+        Ok(Self { version, actions, steps, macro_requests })
     }
 
     /// The three numbers every negotiation packet starts with (all an MTA's offer has).

@@ -108,16 +108,16 @@ const SEQUENCE: [Row; 9] = [
 impl Position {
     /// Where the conversation is after `command`, or why `command` does not fit here.
     /// `granted` is what the MTA was answered in the negotiation.
-    pub fn next(self, command: &Command, granted: &Negotiation) -> Result<Position, OutOfOrder> {
+    pub fn next(self, command: &Command, granted: &Negotiation) -> Result<Self, OutOfOrder> {
         match (self, command) {
-            (Position::Start, Command::Negotiate(_)) => return Ok(Position::Negotiated),
-            (Position::Start, _) => return Err(OutOfOrder::BeforeNegotiation),
-            (Position::Quit, _) => return Err(OutOfOrder::AfterQuit),
+            (Self::Start, Command::Negotiate(_)) => return Ok(Self::Negotiated),
+            (Self::Start, _) => return Err(OutOfOrder::BeforeNegotiation),
+            (Self::Quit, _) => return Err(OutOfOrder::AfterQuit),
             (_, Command::Negotiate(_)) => return Err(OutOfOrder::NegotiatedTwice),
             (_, Command::DefineMacros { .. } | Command::Unknown { .. }) => return Ok(self),
             (_, Command::Abort) => return Ok(self.after_abort()),
-            (_, Command::Quit) => return Ok(Position::Quit),
-            (_, Command::QuitNewConnection) => return Ok(Position::Start),
+            (_, Command::Quit) => return Ok(Self::Quit),
+            (_, Command::QuitNewConnection) => return Ok(Self::Start),
             _ => {}
         }
         let code = command.code();
@@ -140,45 +140,45 @@ impl Position {
     /// looked for from that row on.
     fn rows_done(self) -> usize {
         match self {
-            Position::Start | Position::Negotiated => 0,
-            Position::Connected => 1,
-            Position::Greeted => 2,
-            Position::Mail => 3,
-            Position::Recipients => 4,
-            Position::Data => 5,
-            Position::Headers => 6,
-            Position::EndOfHeader => 7,
-            Position::Body | Position::Quit => 8,
+            Self::Start | Self::Negotiated => 0,
+            Self::Connected => 1,
+            Self::Greeted => 2,
+            Self::Mail => 3,
+            Self::Recipients => 4,
+            Self::Data => 5,
+            Self::Headers => 6,
+            Self::EndOfHeader => 7,
+            Self::Body | Self::Quit => 8,
         }
     }
 
     /// Abort ends a message; outside one it changes nothing (Postfix sends it after
     /// end-of-message too, often twice).
-    fn after_abort(self) -> Position {
+    fn after_abort(self) -> Self {
         match self {
-            Position::Mail
-            | Position::Recipients
-            | Position::Data
-            | Position::Headers
-            | Position::EndOfHeader
-            | Position::Body => Position::Greeted,
+            Self::Mail
+            | Self::Recipients
+            | Self::Data
+            | Self::Headers
+            | Self::EndOfHeader
+            | Self::Body => Self::Greeted,
             other => other,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Position::Start => "the start",
-            Position::Negotiated => "the negotiation",
-            Position::Connected => "connect",
-            Position::Greeted => "helo",
-            Position::Mail => "envelope-from",
-            Position::Recipients => "envelope-recipient",
-            Position::Data => "data",
-            Position::Headers => "header",
-            Position::EndOfHeader => "end-of-header",
-            Position::Body => "body",
-            Position::Quit => "quit",
+            Self::Start => "the start",
+            Self::Negotiated => "the negotiation",
+            Self::Connected => "connect",
+            Self::Greeted => "helo",
+            Self::Mail => "envelope-from",
+            Self::Recipients => "envelope-recipient",
+            Self::Data => "data",
+            Self::Headers => "header",
+            Self::EndOfHeader => "end-of-header",
+            Self::Body => "body",
+            Self::Quit => "quit",
         }
     }
 }

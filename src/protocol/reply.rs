@@ -55,26 +55,26 @@ impl Reply {
     /// Which reply this is.
     pub fn kind(&self) -> ReplyKind {
         match self {
-            Reply::Negotiate(_) => ReplyKind::Negotiate,
-            Reply::Continue => ReplyKind::Continue,
-            Reply::Accept => ReplyKind::Accept,
-            Reply::Reject => ReplyKind::Reject,
-            Reply::TemporaryFailure => ReplyKind::TemporaryFailure,
-            Reply::Discard => ReplyKind::Discard,
-            Reply::Skip => ReplyKind::Skip,
-            Reply::Progress => ReplyKind::Progress,
-            Reply::ConnectionFailure => ReplyKind::ConnectionFailure,
-            Reply::Shutdown => ReplyKind::Shutdown,
-            Reply::ReplyCode { .. } => ReplyKind::ReplyCode,
-            Reply::AddHeader { .. } => ReplyKind::AddHeader,
-            Reply::InsertHeader { .. } => ReplyKind::InsertHeader,
-            Reply::ChangeHeader { .. } => ReplyKind::ChangeHeader,
-            Reply::ChangeFrom { .. } => ReplyKind::ChangeFrom,
-            Reply::AddRecipient { .. } => ReplyKind::AddRecipient,
-            Reply::AddRecipientWithParameters { .. } => ReplyKind::AddRecipientWithParameters,
-            Reply::DeleteRecipient { .. } => ReplyKind::DeleteRecipient,
-            Reply::ReplaceBody { .. } => ReplyKind::ReplaceBody,
-            Reply::Quarantine { .. } => ReplyKind::Quarantine,
+            Self::Negotiate(_) => ReplyKind::Negotiate,
+            Self::Continue => ReplyKind::Continue,
+            Self::Accept => ReplyKind::Accept,
+            Self::Reject => ReplyKind::Reject,
+            Self::TemporaryFailure => ReplyKind::TemporaryFailure,
+            Self::Discard => ReplyKind::Discard,
+            Self::Skip => ReplyKind::Skip,
+            Self::Progress => ReplyKind::Progress,
+            Self::ConnectionFailure => ReplyKind::ConnectionFailure,
+            Self::Shutdown => ReplyKind::Shutdown,
+            Self::ReplyCode { .. } => ReplyKind::ReplyCode,
+            Self::AddHeader { .. } => ReplyKind::AddHeader,
+            Self::InsertHeader { .. } => ReplyKind::InsertHeader,
+            Self::ChangeHeader { .. } => ReplyKind::ChangeHeader,
+            Self::ChangeFrom { .. } => ReplyKind::ChangeFrom,
+            Self::AddRecipient { .. } => ReplyKind::AddRecipient,
+            Self::AddRecipientWithParameters { .. } => ReplyKind::AddRecipientWithParameters,
+            Self::DeleteRecipient { .. } => ReplyKind::DeleteRecipient,
+            Self::ReplaceBody { .. } => ReplyKind::ReplaceBody,
+            Self::Quarantine { .. } => ReplyKind::Quarantine,
         }
     }
 
@@ -91,15 +91,15 @@ impl Reply {
     pub fn is_modification(&self) -> bool {
         matches!(
             self,
-            Reply::AddHeader { .. }
-                | Reply::InsertHeader { .. }
-                | Reply::ChangeHeader { .. }
-                | Reply::ChangeFrom { .. }
-                | Reply::AddRecipient { .. }
-                | Reply::AddRecipientWithParameters { .. }
-                | Reply::DeleteRecipient { .. }
-                | Reply::ReplaceBody { .. }
-                | Reply::Quarantine { .. }
+            Self::AddHeader { .. }
+                | Self::InsertHeader { .. }
+                | Self::ChangeHeader { .. }
+                | Self::ChangeFrom { .. }
+                | Self::AddRecipient { .. }
+                | Self::AddRecipientWithParameters { .. }
+                | Self::DeleteRecipient { .. }
+                | Self::ReplaceBody { .. }
+                | Self::Quarantine { .. }
         )
     }
 
@@ -107,49 +107,49 @@ impl Reply {
     /// other replies).
     pub fn required_action(&self) -> Actions {
         match self {
-            Reply::AddHeader { .. } | Reply::InsertHeader { .. } => Actions::ADD_HEADERS,
-            Reply::ChangeHeader { .. } => Actions::CHANGE_HEADERS,
-            Reply::ChangeFrom { .. } => Actions::CHANGE_FROM,
-            Reply::AddRecipient { .. } => Actions::ADD_RCPT,
-            Reply::AddRecipientWithParameters { .. } => Actions::ADD_RCPT_WITH_ARGS,
-            Reply::DeleteRecipient { .. } => Actions::DELETE_RCPT,
-            Reply::ReplaceBody { .. } => Actions::CHANGE_BODY,
-            Reply::Quarantine { .. } => Actions::QUARANTINE,
+            Self::AddHeader { .. } | Self::InsertHeader { .. } => Actions::ADD_HEADERS,
+            Self::ChangeHeader { .. } => Actions::CHANGE_HEADERS,
+            Self::ChangeFrom { .. } => Actions::CHANGE_FROM,
+            Self::AddRecipient { .. } => Actions::ADD_RCPT,
+            Self::AddRecipientWithParameters { .. } => Actions::ADD_RCPT_WITH_ARGS,
+            Self::DeleteRecipient { .. } => Actions::DELETE_RCPT,
+            Self::ReplaceBody { .. } => Actions::CHANGE_BODY,
+            Self::Quarantine { .. } => Actions::QUARANTINE,
             _ => Actions::empty(),
         }
     }
 
     /// Decodes one frame's data. Simple replies must carry no data (Postfix refuses
     /// trailing bytes too).
-    pub fn decode(code: u8, data: &[u8]) -> Result<Reply, DecodeError> {
+    pub fn decode(code: u8, data: &[u8]) -> Result<Self, DecodeError> {
         let kind =
             ReplyKind::from_byte(code).ok_or(DecodeError::UnknownCode { code, reply: true })?;
         let mut r = Reader::new(kind.name(), data);
         let reply = match kind {
-            ReplyKind::Negotiate => Reply::Negotiate(Negotiation::decode(&mut r, true)?),
-            ReplyKind::Continue => Reply::Continue,
-            ReplyKind::Accept => Reply::Accept,
-            ReplyKind::Reject => Reply::Reject,
-            ReplyKind::TemporaryFailure => Reply::TemporaryFailure,
-            ReplyKind::Discard => Reply::Discard,
-            ReplyKind::Skip => Reply::Skip,
-            ReplyKind::Progress => Reply::Progress,
-            ReplyKind::ConnectionFailure => Reply::ConnectionFailure,
-            ReplyKind::Shutdown => Reply::Shutdown,
-            ReplyKind::ReplyCode => Reply::ReplyCode { text: r.cstr("reply text")?.to_vec() },
+            ReplyKind::Negotiate => Self::Negotiate(Negotiation::decode(&mut r, true)?),
+            ReplyKind::Continue => Self::Continue,
+            ReplyKind::Accept => Self::Accept,
+            ReplyKind::Reject => Self::Reject,
+            ReplyKind::TemporaryFailure => Self::TemporaryFailure,
+            ReplyKind::Discard => Self::Discard,
+            ReplyKind::Skip => Self::Skip,
+            ReplyKind::Progress => Self::Progress,
+            ReplyKind::ConnectionFailure => Self::ConnectionFailure,
+            ReplyKind::Shutdown => Self::Shutdown,
+            ReplyKind::ReplyCode => Self::ReplyCode { text: r.cstr("reply text")?.to_vec() },
             ReplyKind::AddHeader => {
                 let name = r.cstr("header name")?.to_vec();
                 let value = r.cstr("header value")?.to_vec();
-                Reply::AddHeader { name, value }
+                Self::AddHeader { name, value }
             }
             ReplyKind::InsertHeader | ReplyKind::ChangeHeader => {
                 let index = r.u32("header index")?;
                 let name = r.cstr("header name")?.to_vec();
                 let value = r.cstr("header value")?.to_vec();
                 if kind == ReplyKind::InsertHeader {
-                    Reply::InsertHeader { index, name, value }
+                    Self::InsertHeader { index, name, value }
                 } else {
-                    Reply::ChangeHeader { index, name, value }
+                    Self::ChangeHeader { index, name, value }
                 }
             }
             ReplyKind::ChangeFrom | ReplyKind::AddRecipientWithParameters => {
@@ -157,17 +157,17 @@ impl Reply {
                 let parameters =
                     if r.is_empty() { None } else { Some(r.cstr("ESMTP parameters")?.to_vec()) };
                 if kind == ReplyKind::ChangeFrom {
-                    Reply::ChangeFrom { address, parameters }
+                    Self::ChangeFrom { address, parameters }
                 } else {
-                    Reply::AddRecipientWithParameters { address, parameters }
+                    Self::AddRecipientWithParameters { address, parameters }
                 }
             }
-            ReplyKind::AddRecipient => Reply::AddRecipient { address: r.cstr("address")?.to_vec() },
+            ReplyKind::AddRecipient => Self::AddRecipient { address: r.cstr("address")?.to_vec() },
             ReplyKind::DeleteRecipient => {
-                Reply::DeleteRecipient { address: r.cstr("address")?.to_vec() }
+                Self::DeleteRecipient { address: r.cstr("address")?.to_vec() }
             }
-            ReplyKind::ReplaceBody => Reply::ReplaceBody { chunk: r.rest().to_vec() },
-            ReplyKind::Quarantine => Reply::Quarantine { reason: r.cstr("reason")?.to_vec() },
+            ReplyKind::ReplaceBody => Self::ReplaceBody { chunk: r.rest().to_vec() },
+            ReplyKind::Quarantine => Self::Quarantine { reason: r.cstr("reason")?.to_vec() },
         };
         r.finish()?;
         Ok(reply)
@@ -186,39 +186,39 @@ impl Reply {
 
     fn encode_data(&self, out: &mut Vec<u8>) {
         match self {
-            Reply::Negotiate(negotiation) => negotiation.encode_data(out),
-            Reply::ReplyCode { text } => put_cstr(out, text),
-            Reply::AddHeader { name, value } => {
+            Self::Negotiate(negotiation) => negotiation.encode_data(out),
+            Self::ReplyCode { text } => put_cstr(out, text),
+            Self::AddHeader { name, value } => {
                 put_cstr(out, name);
                 put_cstr(out, value);
             }
-            Reply::InsertHeader { index, name, value }
-            | Reply::ChangeHeader { index, name, value } => {
+            Self::InsertHeader { index, name, value }
+            | Self::ChangeHeader { index, name, value } => {
                 out.extend_from_slice(&index.to_be_bytes());
                 put_cstr(out, name);
                 put_cstr(out, value);
             }
-            Reply::ChangeFrom { address, parameters }
-            | Reply::AddRecipientWithParameters { address, parameters } => {
+            Self::ChangeFrom { address, parameters }
+            | Self::AddRecipientWithParameters { address, parameters } => {
                 put_cstr(out, address);
                 if let Some(parameters) = parameters {
                     put_cstr(out, parameters);
                 }
             }
-            Reply::AddRecipient { address } | Reply::DeleteRecipient { address } => {
+            Self::AddRecipient { address } | Self::DeleteRecipient { address } => {
                 put_cstr(out, address)
             }
-            Reply::ReplaceBody { chunk } => out.extend_from_slice(chunk),
-            Reply::Quarantine { reason } => put_cstr(out, reason),
-            Reply::Continue
-            | Reply::Accept
-            | Reply::Reject
-            | Reply::TemporaryFailure
-            | Reply::Discard
-            | Reply::Skip
-            | Reply::Progress
-            | Reply::ConnectionFailure
-            | Reply::Shutdown => {}
+            Self::ReplaceBody { chunk } => out.extend_from_slice(chunk),
+            Self::Quarantine { reason } => put_cstr(out, reason),
+            Self::Continue
+            | Self::Accept
+            | Self::Reject
+            | Self::TemporaryFailure
+            | Self::Discard
+            | Self::Skip
+            | Self::Progress
+            | Self::ConnectionFailure
+            | Self::Shutdown => {}
         }
     }
 }

@@ -35,7 +35,7 @@ impl std::error::Error for InvalidReplyCode {}
 
 impl ReplyCode {
     /// Parses and checks the text of a `y` packet (without its NUL).
-    pub fn parse(text: &[u8]) -> Result<ReplyCode, InvalidReplyCode> {
+    pub fn parse(text: &[u8]) -> Result<Self, InvalidReplyCode> {
         let shown = String::from_utf8_lossy(text).into_owned();
         let invalid = |reason: String| InvalidReplyCode { text: shown.clone(), reason };
         let text = std::str::from_utf8(text).map_err(|_| invalid("not valid UTF-8".into()))?;
@@ -94,7 +94,7 @@ impl ReplyCode {
             }
             lines.push(rest.to_string());
         }
-        Ok(ReplyCode { code: code.expect("at least one line"), enhanced, lines })
+        Ok(Self { code: code.expect("at least one line"), enhanced, lines })
     }
 
     /// 4xx: a temporary failure; 5xx: a rejection.

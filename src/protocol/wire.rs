@@ -20,20 +20,20 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::UnknownCode { code, reply } => {
+            Self::UnknownCode { code, reply } => {
                 let kind = if *reply { "reply" } else { "command" };
                 write!(f, "unknown {kind} code {}", super::code_name(*code))
             }
-            DecodeError::Truncated { packet, field } => {
+            Self::Truncated { packet, field } => {
                 write!(f, "{packet} packet ends before its {field}")
             }
-            DecodeError::Unterminated { packet, field } => {
+            Self::Unterminated { packet, field } => {
                 write!(f, "{packet} packet: {field} is not NUL-terminated")
             }
-            DecodeError::TrailingData { packet, extra } => {
+            Self::TrailingData { packet, extra } => {
                 write!(f, "{packet} packet has {extra} unexpected trailing bytes")
             }
-            DecodeError::Invalid { packet, field, detail } => {
+            Self::Invalid { packet, field, detail } => {
                 write!(f, "{packet} packet: invalid {field}: {detail}")
             }
         }
@@ -58,26 +58,26 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(packet: &'static str, data: &'a [u8]) -> Self {
+    pub(crate) fn new(packet: &'static str, data: &'a [u8]) -> Self {
         Reader { data, packet }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
-    pub fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         let (&byte, rest) = self.data.split_first().ok_or(self.truncated(field))?;
         self.data = rest;
         Ok(byte)
     }
 
-    pub fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         let bytes = self.take(2, field)?;
         Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
     }
 
-    pub fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         let bytes = self.take(4, field)?;
         Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
@@ -92,7 +92,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A NUL-terminated string, without its NUL.
-    pub fn cstr(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn cstr(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.data.is_empty() {
             return Err(self.truncated(field));
         }
@@ -107,12 +107,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Everything that is left.
-    pub fn rest(&mut self) -> &'a [u8] {
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.data)
     }
 
     /// Fails if anything is left.
-    pub fn finish(self) -> Result<(), DecodeError> {
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
         if self.data.is_empty() {
             Ok(())
         } else {
@@ -120,7 +120,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn invalid(&self, field: &'static str, detail: impl Into<String>) -> DecodeError {
+    pub(crate) fn invalid(&self, field: &'static str, detail: impl Into<String>) -> DecodeError {
         DecodeError::Invalid { packet: self.packet, field, detail: detail.into() }
     }
 

@@ -16,46 +16,46 @@ pub enum Ending {
 }
 
 impl Ending {
-    pub const PASS: Ending = Ending::Status(Status::Continue);
+    pub const PASS: Self = Self::Status(Status::Continue);
 
     /// The name in the tools' output.
     pub fn name(self) -> &'static str {
         match self {
-            Ending::Status(status) => status.statistics_name(),
-            Ending::Quarantine => "quarantine",
-            Ending::Shutdown => "shutdown",
+            Self::Status(status) => status.statistics_name(),
+            Self::Quarantine => "quarantine",
+            Self::Shutdown => "shutdown",
         }
     }
 
     /// Where the performance report lists it: from "mail went through" to "mail refused".
     fn rank(self) -> u8 {
         match self {
-            Ending::Status(Status::Continue) => 0,
-            Ending::Status(Status::Skip) => 1,
-            Ending::Status(Status::Accept) => 2,
-            Ending::Quarantine => 3,
-            Ending::Status(Status::Discard) => 4,
-            Ending::Status(Status::TemporaryFailure) => 5,
-            Ending::Status(Status::Reject) => 6,
-            Ending::Shutdown => 7,
+            Self::Status(Status::Continue) => 0,
+            Self::Status(Status::Skip) => 1,
+            Self::Status(Status::Accept) => 2,
+            Self::Quarantine => 3,
+            Self::Status(Status::Discard) => 4,
+            Self::Status(Status::TemporaryFailure) => 5,
+            Self::Status(Status::Reject) => 6,
+            Self::Shutdown => 7,
         }
     }
 }
 
 impl From<Status> for Ending {
-    fn from(status: Status) -> Ending {
-        Ending::Status(status)
+    fn from(status: Status) -> Self {
+        Self::Status(status)
     }
 }
 
 impl Ord for Ending {
-    fn cmp(&self, other: &Ending) -> Ordering {
+    fn cmp(&self, other: &Self) -> Ordering {
         self.rank().cmp(&other.rank())
     }
 }
 
 impl PartialOrd for Ending {
-    fn partial_cmp(&self, other: &Ending) -> Option<Ordering> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }

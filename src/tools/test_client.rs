@@ -58,7 +58,7 @@ impl TestClientSession {
     /// `label` names the session in the report (`[label] ...`); `report_requests` false
     /// keeps the report to errors only (`--no-report-request`).
     pub fn new(label: impl Into<String>, report_requests: bool, now: Instant) -> Self {
-        TestClientSession {
+        Self {
             label: label.into(),
             report_requests,
             // Up to the largest negotiable data size; the MTA decides what it sends.

@@ -75,14 +75,14 @@ impl BoundSocket {
 pub(crate) struct SocketFileGuard(Option<PathBuf>);
 
 impl SocketFileGuard {
-    pub(crate) fn none() -> SocketFileGuard {
-        SocketFileGuard(None)
+    pub(crate) fn none() -> Self {
+        Self(None)
     }
 
     /// The guard of a socket being served: it removes the file on close only when
     /// `remove_on_close`.
-    pub(crate) fn served(mut self, remove_on_close: bool) -> SocketFileGuard {
-        SocketFileGuard(self.0.take().filter(|_| remove_on_close))
+    pub(crate) fn served(mut self, remove_on_close: bool) -> Self {
+        Self(self.0.take().filter(|_| remove_on_close))
     }
 
     /// Keeps the file after all.
@@ -110,8 +110,8 @@ impl Drop for SocketFileGuard {
 impl fmt::Display for BindTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BindTarget::Unix(path) => write!(f, "unix:{}", path.display()),
-            BindTarget::Tcp(addresses) => {
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Tcp(addresses) => {
                 for (i, address) in addresses.iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;

@@ -19,9 +19,9 @@ pub struct SessionBoard {
 
 impl SessionBoard {
     /// A board for `workers` slots (at least one, for a manager serving alone).
-    pub fn new(workers: usize) -> io::Result<SessionBoard> {
+    pub fn new(workers: usize) -> io::Result<Self> {
         let len = workers.max(1);
-        Ok(SessionBoard { counters: SharedArray::new(len + 1)?, len })
+        Ok(Self { counters: SharedArray::new(len + 1)?, len })
     }
 
     fn counters(&self) -> &[AtomicU32] {

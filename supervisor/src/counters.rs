@@ -14,8 +14,8 @@ pub struct SharedCounters {
 }
 
 impl SharedCounters {
-    pub fn new(len: usize) -> io::Result<SharedCounters> {
-        Ok(SharedCounters { counters: SharedArray::new(len)? })
+    pub fn new(len: usize) -> io::Result<Self> {
+        Ok(Self { counters: SharedArray::new(len)? })
     }
 
     fn counters(&self) -> &[AtomicU64] {

@@ -27,24 +27,24 @@ pub(crate) struct StartupReport {
 }
 
 impl StartupReport {
-    pub fn foreground() -> StartupReport {
-        StartupReport::default()
+    pub(crate) fn foreground() -> Self {
+        Self::default()
     }
 
     /// Start-up succeeded: the launching process exits 0.
-    pub fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         self.send(READY);
     }
 
     /// Start-up failed: the launching process prints `error` and exits 1.
-    pub fn failed(&mut self, error: &Error) {
+    pub(crate) fn failed(&mut self, error: &Error) {
         let line = error.to_string().replace('\n', " ");
         self.send(&format!("{ERROR_PREFIX}{line}"));
     }
 
     /// The pipe, for closing in forked workers (the launcher reads up to the first line, but
     /// a worker must not keep its end open anyway).
-    pub fn raw_fd(&self) -> Option<RawFd> {
+    pub(crate) fn raw_fd(&self) -> Option<RawFd> {
         self.to_launcher.as_ref().map(|file| file.as_raw_fd())
     }
 

@@ -142,7 +142,7 @@ pub enum Error {
     },
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The OS's words for an error, without Rust's " (os error 98)" suffix.
 pub(crate) fn os_words(error: &io::Error) -> String {

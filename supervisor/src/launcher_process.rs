@@ -149,7 +149,7 @@ impl Launcher {
                     "privilege mode: launcher started (pid {child}) on {}",
                     socket.display()
                 );
-                Ok(Launcher { pid: child, socket, _alive: watch_write })
+                Ok(Self { pid: child, socket, _alive: watch_write })
             }
         }
     }
@@ -362,7 +362,7 @@ struct ChildIdentity {
 }
 
 impl ChildIdentity {
-    fn resolve(user: &str) -> Result<ChildIdentity> {
+    fn resolve(user: &str) -> Result<Self> {
         let account = privileges::lookup_user(user)?;
         let name = CString::new(account.name.clone())
             .map_err(|_| Error::UnknownUser { name: user.to_string() })?;
@@ -371,7 +371,7 @@ impl ChildIdentity {
                 what: format!("the groups of user \"{}\"", account.name),
                 source: io::Error::from(errno),
             })?;
-        Ok(ChildIdentity { uid: account.uid, gid: account.gid, groups })
+        Ok(Self { uid: account.uid, gid: account.gid, groups })
     }
 }
 

@@ -51,7 +51,7 @@ pub struct ListenOptions {
 
 impl Default for ListenOptions {
     fn default() -> Self {
-        ListenOptions {
+        Self {
             unix_socket_mode: None,
             unix_socket_group: None,
             remove_unix_socket_on_create: true,

@@ -23,7 +23,7 @@ pub struct PidFile {
 
 impl PidFile {
     /// Opens (creating it with mode 0644) and locks the pid file, without writing anything yet.
-    pub fn acquire(path: &Path) -> Result<PidFile> {
+    pub fn acquire(path: &Path) -> Result<Self> {
         let path = std::path::absolute(path)
             .map_err(|source| Error::PidFileOpen { path: path.to_path_buf(), source })?;
         let file = OpenOptions::new()
@@ -35,7 +35,7 @@ impl PidFile {
             .open(&path)
             .map_err(|source| Error::PidFileOpen { path: path.clone(), source })?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(locked) => Ok(PidFile { path, file: Some(locked) }),
+            Ok(locked) => Ok(Self { path, file: Some(locked) }),
             Err((mut file, nix::Error::EWOULDBLOCK)) => {
                 let pid = read_pid(&mut file);
                 Err(Error::PidFileLocked { path, pid })

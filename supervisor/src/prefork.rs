@@ -89,7 +89,7 @@ pub(crate) struct Prefork<'a> {
 }
 
 impl<'a> Prefork<'a> {
-    pub fn new(
+    pub(crate) fn new(
         listener: Listener,
         n_workers: u32,
         serve: Serve<'a>,
@@ -111,7 +111,7 @@ impl<'a> Prefork<'a> {
 
     /// Starts the workers, reports readiness, then supervises until SIGTERM/SIGINT, when it
     /// stops every worker and returns 0.
-    pub fn run(mut self, report: &mut StartupReport) -> Result<i32> {
+    pub(crate) fn run(mut self, report: &mut StartupReport) -> Result<i32> {
         // Open only until readiness: the first workers close it, later ones must not close
         // whatever then has its number.
         let report_fd = report.raw_fd();
@@ -176,7 +176,7 @@ impl<'a> Prefork<'a> {
             Ok(reloaded) => reloaded,
             Err(reason) => return failed(self.generation, reason.to_string()),
         };
-        let running = self.slots.len() as u32;
+        let running = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
         let n_workers = if n_workers == 0 {
             log::warn!(
                 "n_workers = 0 (serving in one process) needs a restart; keeping {running} workers"

@@ -56,16 +56,16 @@ pub struct Identity {
 impl Identity {
     /// Resolves `user` and `group` (names or numeric ids). With only a user, the group is the
     /// user's primary group and the supplementary groups are the user's.
-    pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Identity>> {
+    pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Self>> {
         let user = user.map(lookup_user).transpose()?;
         let explicit_gid = group.map(lookup_group).transpose()?;
         let identity = match (user, explicit_gid) {
             (None, None) => return Ok(None),
-            (None, Some(gid)) => Identity { user: None, gid, groups: vec![gid] },
+            (None, Some(gid)) => Self { user: None, gid, groups: vec![gid] },
             (Some(user), explicit_gid) => {
                 let gid = explicit_gid.unwrap_or(user.gid);
                 let groups = supplementary_groups(&user.name, gid)?;
-                Identity { user: Some((user.name, user.uid)), gid, groups }
+                Self { user: Some((user.name, user.uid)), gid, groups }
             }
         };
         Ok(Some(identity))

@@ -17,7 +17,7 @@ pub(crate) struct SharedArray<T: ZeroedAtomic> {
 }
 
 impl<T: ZeroedAtomic> SharedArray<T> {
-    pub(crate) fn new(len: usize) -> io::Result<SharedArray<T>> {
+    pub(crate) fn new(len: usize) -> io::Result<Self> {
         let len = len.max(1);
         // SAFETY: an anonymous shared mapping of fresh zeroed memory; no file, no alias.
         let address = unsafe {
@@ -34,7 +34,7 @@ impl<T: ZeroedAtomic> SharedArray<T> {
             return Err(io::Error::last_os_error());
         }
         let start = NonNull::new(address.cast::<T>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(SharedArray { start, len })
+        Ok(Self { start, len })
     }
 
     pub(crate) fn as_slice(&self) -> &[T] {

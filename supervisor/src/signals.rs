@@ -32,11 +32,11 @@ pub(crate) struct SignalPipe {
 }
 
 impl SignalPipe {
-    pub fn install() -> Result<SignalPipe> {
+    pub(crate) fn install() -> Result<Self> {
         let setup_error = |source: io::Error| Error::Signals { source };
         let (wake_read, wake_write) = UnixStream::pair().map_err(setup_error)?;
         wake_read.set_nonblocking(true).map_err(setup_error)?;
-        let mut pipe = SignalPipe { wake_read, flags: Vec::new(), registrations: Vec::new() };
+        let mut pipe = Self { wake_read, flags: Vec::new(), registrations: Vec::new() };
         for signal in HANDLED {
             let flag = Arc::new(AtomicBool::new(false));
             // The flag first, then the wake-up byte: the reader drains, then reads flags.
@@ -51,12 +51,12 @@ impl SignalPipe {
     }
 
     /// The descriptor to poll for readability.
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn wake_fd(&self) -> BorrowedFd<'_> {
         self.wake_read.as_fd()
     }
 
     /// Drains the pipe, then takes (and clears) the flags.
-    pub fn take_pending(&mut self) -> Pending {
+    pub(crate) fn take_pending(&mut self) -> Pending {
         let mut buffer = [0u8; 64];
         while let Ok(n) = self.wake_read.read(&mut buffer) {
             if n == 0 {
@@ -85,7 +85,7 @@ impl SignalPipe {
     /// signals are caught and do nothing (signal-hook keeps its handler installed), so a
     /// worker must install its SIGTERM handling itself; EOF on `parent_watch` is the signal
     /// that cannot be lost.
-    pub fn forget_in_child(self) {
+    pub(crate) fn forget_in_child(self) {
         drop(self);
     }
 }

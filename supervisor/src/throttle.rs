@@ -17,7 +17,7 @@ pub(crate) struct RespawnThrottle {
 
 impl Default for RespawnThrottle {
     fn default() -> Self {
-        RespawnThrottle { next_delay: FIRST_DELAY }
+        Self { next_delay: FIRST_DELAY }
     }
 }
 
@@ -25,9 +25,9 @@ impl RespawnThrottle {
     /// How long to wait before replacing a worker that lived `lifetime`. A healthy lifetime
     /// resets the back-off; a short one returns the current delay and doubles the next (1 s,
     /// 2 s, 4 s … capped at 60 s).
-    pub fn delay_after(&mut self, lifetime: Duration) -> Duration {
+    pub(crate) fn delay_after(&mut self, lifetime: Duration) -> Duration {
         if lifetime >= HEALTHY_LIFETIME {
-            *self = RespawnThrottle::default();
+            *self = Self::default();
             return Duration::ZERO;
         }
         let delay = self.next_delay;

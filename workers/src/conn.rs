@@ -48,7 +48,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn accepted(serial: u64, owner: Owner, stream: Stream) -> Self {
-        Connection {
+        Self {
             serial,
             owner,
             wants_writable: stream.keeps_writable_interest(),
@@ -70,7 +70,7 @@ impl Connection {
         // A connect in flight is watched for writability, which is how it ends.
         let wants_writable = !matches!(state, ConnState::Open)
             || stream.as_ref().is_some_and(Stream::keeps_writable_interest);
-        Connection {
+        Self {
             serial,
             owner,
             stream,

@@ -85,7 +85,7 @@ impl<F: SessionFactory> EventLoop<F> {
             config.parent_watch,
         )?;
         stop_sources.register(poll.registry(), SIGNALS_TOKEN, PARENT_TOKEN)?;
-        Ok(EventLoop {
+        Ok(Self {
             poll,
             factory,
             limits: Limits {

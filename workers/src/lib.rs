@@ -80,7 +80,7 @@ pub enum PeerAddr {
 pub struct ConnKey(pub u32);
 
 impl ConnKey {
-    pub const PEER: ConnKey = ConnKey(0);
+    pub const PEER: Self = Self(0);
 }
 
 /// What a session asks the runtime to do.
@@ -179,7 +179,7 @@ impl std::fmt::Debug for WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig {
+        Self {
             max_sessions: None,
             admission: None,
             accept_pause: Duration::from_millis(100),

@@ -35,11 +35,11 @@ impl AcceptListener {
         Ok(match listener {
             Listener::Tcp(l) => {
                 l.set_nonblocking(true)?;
-                AcceptListener::Tcp(TcpListener::from_std(l))
+                Self::Tcp(TcpListener::from_std(l))
             }
             Listener::Unix(l) => {
                 l.set_nonblocking(true)?;
-                AcceptListener::Unix(UnixListener::from_std(l))
+                Self::Unix(UnixListener::from_std(l))
             }
         })
     }
@@ -48,13 +48,13 @@ impl AcceptListener {
     /// TCP_NODELAY.
     pub(crate) fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
         match self {
-            AcceptListener::Tcp(l) => {
+            Self::Tcp(l) => {
                 let (stream, addr) = l.accept()?;
                 let stream = Stream::Tcp(stream);
                 stream.set_nodelay();
                 Ok((stream, PeerAddr::Tcp(addr)))
             }
-            AcceptListener::Unix(l) => {
+            Self::Unix(l) => {
                 let (stream, addr) = l.accept()?;
                 let path = addr.as_pathname().map(|p| p.to_path_buf());
                 Ok((Stream::Unix(stream), PeerAddr::Unix(path)))
@@ -95,8 +95,8 @@ impl AcceptListener {
     fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         match self {
-            AcceptListener::Tcp(l) => l.as_raw_fd(),
-            AcceptListener::Unix(l) => l.as_raw_fd(),
+            Self::Tcp(l) => l.as_raw_fd(),
+            Self::Unix(l) => l.as_raw_fd(),
         }
     }
 }

@@ -40,7 +40,7 @@ pub(crate) struct SessionSlot<S> {
 
 impl<S: Session> SessionSlot<S> {
     pub(crate) fn new(session: S, serial: u64) -> Self {
-        SessionSlot {
+        Self {
             session,
             serial,
             conns: Vec::new(),

@@ -51,7 +51,7 @@ impl StopSources {
             }
             None => None,
         };
-        Ok(StopSources { signals, parent })
+        Ok(Self { signals, parent })
     }
 
     pub(crate) fn register(

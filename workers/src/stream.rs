@@ -19,7 +19,7 @@ impl Stream {
     /// [`Stream::connect_status`]). A unix connect usually completes or fails right here.
     /// TCP_NODELAY is set here, while the handshake may still be in flight, so the first
     /// write (often in the same turn of the loop, see `EventLoop::connect`) goes out unheld.
-    pub(crate) fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
+    pub(crate) fn connect(endpoint: &Endpoint) -> io::Result<Self> {
         let stream = match endpoint {
             Endpoint::Tcp(addr) => TcpStream::connect(*addr).map(Stream::Tcp)?,
             Endpoint::Unix(path) => UnixStream::connect(path).map(Stream::Unix)?,
@@ -33,7 +33,7 @@ impl Stream {
     /// interest costs no wakeups and saves an `epoll_ctl` per change. A unix socket signals
     /// it each time the peer consumes a packet, so it is watched only while output waits.
     pub(crate) fn keeps_writable_interest(&self) -> bool {
-        matches!(self, Stream::Tcp(_))
+        matches!(self, Self::Tcp(_))
     }
 
     /// The interest an accepted socket is registered with.
@@ -51,16 +51,16 @@ impl Stream {
     /// peer address is asked first, so a connected socket costs one syscall.
     pub(crate) fn connect_status(&self) -> io::Result<bool> {
         let peer = match self {
-            Stream::Tcp(s) => s.peer_addr().map(drop),
-            Stream::Unix(s) => s.peer_addr().map(drop),
+            Self::Tcp(s) => s.peer_addr().map(drop),
+            Self::Unix(s) => s.peer_addr().map(drop),
         };
         let peer_error = match peer {
             Ok(()) => return Ok(true),
             Err(e) => e,
         };
         let pending_error = match self {
-            Stream::Tcp(s) => s.take_error()?,
-            Stream::Unix(s) => s.take_error()?,
+            Self::Tcp(s) => s.take_error()?,
+            Self::Unix(s) => s.take_error()?,
         };
         if let Some(error) = pending_error {
             return Err(error);
@@ -75,7 +75,7 @@ impl Stream {
 
     /// Small request/response packets must not wait for Nagle.
     pub(crate) fn set_nodelay(&self) {
-        if let Stream::Tcp(s) = self {
+        if let Self::Tcp(s) = self {
             if let Err(e) = s.set_nodelay(true) {
                 log::debug!("setting TCP_NODELAY on a connection failed: {e}");
             }
@@ -87,7 +87,7 @@ impl Stream {
     /// TCP_QUICKACK does both on Linux; the kernel clears it again by itself.
     pub(crate) fn acknowledge_now(&self) {
         #[cfg(target_os = "linux")]
-        if let Stream::Tcp(s) = self {
+        if let Self::Tcp(s) = self {
             // A failure only costs latency, and logging it per read would flood the log.
             let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
         }
@@ -97,8 +97,8 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
+            Self::Tcp(s) => s.read(buf),
+            Self::Unix(s) => s.read(buf),
         }
     }
 }
@@ -106,8 +106,8 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
+            Self::Tcp(s) => s.write(buf),
+            Self::Unix(s) => s.write(buf),
         }
     }
 
@@ -124,8 +124,8 @@ impl Source for Stream {
         interests: Interest,
     ) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.register(registry, token, interests),
-            Stream::Unix(s) => s.register(registry, token, interests),
+            Self::Tcp(s) => s.register(registry, token, interests),
+            Self::Unix(s) => s.register(registry, token, interests),
         }
     }
 
@@ -136,15 +136,15 @@ impl Source for Stream {
         interests: Interest,
     ) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.reregister(registry, token, interests),
-            Stream::Unix(s) => s.reregister(registry, token, interests),
+            Self::Tcp(s) => s.reregister(registry, token, interests),
+            Self::Unix(s) => s.reregister(registry, token, interests),
         }
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.deregister(registry),
-            Stream::Unix(s) => s.deregister(registry),
+            Self::Tcp(s) => s.deregister(registry),
+            Self::Unix(s) => s.deregister(registry),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::maintenance::Maintenance;
 
 /// One configuration generation: the engine's view, where each child listens, and the
 /// applicable conditions.
-pub struct Generation {
+pub(crate) struct Generation {
     pub engine: Arc<EngineConfig>,
     pub endpoints: Vec<Endpoint>,
     pub conditions: Rc<ConditionSet>,
@@ -34,7 +34,7 @@ pub struct Generation {
 }
 
 /// The sessions of every worker, as the stress conditions count them.
-pub struct BoardCount(pub Rc<SessionBoard>);
+pub(crate) struct BoardCount(pub Rc<SessionBoard>);
 
 impl SessionCount for BoardCount {
     fn n_sessions(&self) -> usize {
@@ -44,7 +44,7 @@ impl SessionCount for BoardCount {
 
 /// Starts engine sessions. Sessions are counted on the board by the worker's admission
 /// (`worker::BoardAdmission`), not here.
-pub struct Factory {
+pub(crate) struct Factory {
     /// The generation new sessions get; replaced by an in-process reload, while sessions
     /// already running keep theirs.
     pub current: Rc<RefCell<Rc<Generation>>>,
@@ -72,7 +72,9 @@ impl workers::SessionFactory for Factory {
         // Only when a milter uses a DNSBL condition is CONNECT held for the lookups. The
         // query ids only have to tell this session's own queries apart.
         let gate = generation.conditions.dnsbl().map(|setup| {
-            ConnectGate::new(Rc::clone(setup), verdict.clone(), tag, (tag as u16) << 4)
+            // The low 16 bits of the tag: ids only tell this session's queries apart.
+            let first_id = (tag & 0xffff) as u16;
+            ConnectGate::new(Rc::clone(setup), verdict.clone(), tag, first_id << 4)
         });
         let conditions = Box::new(generation.conditions.session_with(verdict));
         let engine = Session::new(Arc::clone(&generation.engine), conditions, tag, now);
@@ -82,7 +84,7 @@ impl workers::SessionFactory for Factory {
     }
 }
 
-pub struct ManagerSession {
+pub(crate) struct ManagerSession {
     engine: Session,
     /// Holds the MTA's CONNECT back while its client is looked up in the DNSBLs.
     gate: Option<ConnectGate>,
@@ -110,16 +112,16 @@ impl Drop for ManagerSession {
 const DNS: ConnKey = ConnKey(0x4000_0000);
 
 /// Child `i` uses connection key `i + 1`; key 0 is the MTA.
-pub fn child_of(conn: ConnKey) -> Option<usize> {
+pub(crate) fn child_of(conn: ConnKey) -> Option<usize> {
     (conn != ConnKey::PEER && conn.0 < DNS.0).then(|| conn.0 as usize - 1)
 }
 
 impl ManagerSession {
-    pub fn generation(&self) -> &Rc<Generation> {
+    pub(crate) fn generation(&self) -> &Rc<Generation> {
         &self.generation
     }
 
-    pub fn tag(&self) -> u64 {
+    pub(crate) fn tag(&self) -> u64 {
         self.engine.tag()
     }
 
@@ -142,8 +144,10 @@ impl ManagerSession {
     }
 }
 
-pub fn key_of(child: usize) -> ConnKey {
-    ConnKey(child as u32 + 1)
+pub(crate) fn key_of(child: usize) -> ConnKey {
+    // A configuration names far fewer than 2^30 children (keys from 2^30 are the DNS's and
+    // the launcher's).
+    ConnKey(u32::try_from(child).expect("a child index under 2^30") + 1)
 }
 
 impl workers::Session for ManagerSession {

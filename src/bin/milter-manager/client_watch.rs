@@ -17,14 +17,14 @@ const TABLES_LIFETIME: Duration = Duration::from_millis(500);
 
 /// The worker's last reading of the socket tables.
 #[derive(Default)]
-pub struct TableCache {
+pub(crate) struct TableCache {
     read_at: Option<Instant>,
     texts: Vec<String>,
 }
 
 impl TableCache {
-    pub fn shared() -> Rc<RefCell<TableCache>> {
-        Rc::new(RefCell::new(TableCache::default()))
+    pub(crate) fn shared() -> Rc<RefCell<Self>> {
+        Rc::new(RefCell::new(Self::default()))
     }
 
     fn texts(&mut self, now: Instant) -> &[String] {
@@ -42,7 +42,7 @@ impl TableCache {
 }
 
 /// One session's checks.
-pub struct ClientWatch {
+pub(crate) struct ClientWatch {
     interval: Duration,
     tables: Rc<RefCell<TableCache>>,
     next_check: Option<Instant>,
@@ -53,8 +53,8 @@ pub struct ClientWatch {
 
 impl ClientWatch {
     /// `None` when checking is off (an interval of 0).
-    pub fn new(interval: Duration, tables: &Rc<RefCell<TableCache>>) -> Option<ClientWatch> {
-        (!interval.is_zero()).then(|| ClientWatch {
+    pub(crate) fn new(interval: Duration, tables: &Rc<RefCell<TableCache>>) -> Option<Self> {
+        (!interval.is_zero()).then(|| Self {
             interval,
             tables: Rc::clone(tables),
             next_check: None,
@@ -64,7 +64,7 @@ impl ClientWatch {
 
     /// After every event of the session: a check is due `interval` after the session
     /// started waiting on its children, and none while it does not wait.
-    pub fn follow(&mut self, engine: &Session, now: Instant) {
+    pub(crate) fn follow(&mut self, engine: &Session, now: Instant) {
         if !engine.is_waiting_on_children() {
             self.next_check = None;
         } else if self.next_check.is_none() {
@@ -72,12 +72,12 @@ impl ClientWatch {
         }
     }
 
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.next_check
     }
 
     /// Checks the client if a check is due, and tells the engine if it left.
-    pub fn check_if_due(&mut self, engine: &mut Session, now: Instant) {
+    pub(crate) fn check_if_due(&mut self, engine: &mut Session, now: Instant) {
         if self.next_check.is_none_or(|at| at > now) {
             return;
         }

@@ -15,7 +15,7 @@ use milter_manager::control_protocol::{
 use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest};
 use supervisor::{ControlAnswer, ControlContext, ReloadOutcome, SessionBoard, SharedCounters};
 
-pub struct Controller {
+pub(crate) struct Controller {
     pub board: Rc<SessionBoard>,
     pub counters: Rc<SharedCounters>,
     /// The running configuration as the controller shows it; every reload replaces it.
@@ -144,7 +144,7 @@ enum StopChildError {
 
 /// Binds `controller.connection_spec` (as root, before the privilege drop) with its socket
 /// options, and hands each request to `controller`. `None` when no controller is configured.
-pub fn bind(
+pub(crate) fn bind(
     config: &Config,
     controller: Controller,
 ) -> Result<Option<supervisor::ControlSocket>, StartError> {
@@ -158,7 +158,7 @@ pub fn bind(
 
 /// Fails as [`bind`] would on what is at the controller's socket path already, without
 /// binding anything.
-pub fn check_bindable(config: &Config) -> Result<(), StartError> {
+pub(crate) fn check_bindable(config: &Config) -> Result<(), StartError> {
     let Some((target, listen)) = target(config)? else { return Ok(()) };
     supervisor::check_bindable(&target, &listen).map_err(StartError::ControllerBind)
 }

@@ -12,7 +12,7 @@ use milter_manager::spec::{Spec, SpecError};
 use nix::errno::Errno;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]

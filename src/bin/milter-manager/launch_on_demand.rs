@@ -21,14 +21,14 @@ use workers::{Action, ConnKey, Endpoint, PeerAddr};
 use crate::adapter::{child_of, key_of, Factory, Generation, ManagerSession};
 
 /// How often a launched child's connection is tried again.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// How long the launcher may take to accept the request.
 const LAUNCHER_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connection keys from here on talk to the launcher, one per child.
 const LAUNCHER_KEYS: u32 = 0x8000_0000;
 
 /// Makes [`LaunchingSession`]s; without a launcher the sessions are the manager's own.
-pub struct LaunchingFactory {
+pub(crate) struct LaunchingFactory {
     pub inner: Factory,
     /// The launcher's socket; `None`: privilege mode is off.
     pub launcher: Option<Rc<Endpoint>>,
@@ -67,7 +67,7 @@ struct Retry {
     ask_at: Option<Instant>,
 }
 
-pub struct LaunchingSession {
+pub(crate) struct LaunchingSession {
     inner: ManagerSession,
     generation: Rc<Generation>,
     launcher: Option<Rc<Endpoint>>,
@@ -76,7 +76,7 @@ pub struct LaunchingSession {
 }
 
 fn launcher_key(child: usize) -> ConnKey {
-    ConnKey(LAUNCHER_KEYS + child as u32)
+    ConnKey(LAUNCHER_KEYS + u32::try_from(child).expect("a child index under 2^30"))
 }
 
 fn launcher_child(conn: ConnKey) -> Option<usize> {

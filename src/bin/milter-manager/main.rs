@@ -257,7 +257,7 @@ fn generation(
         fallback_status: manager.fallback_status,
         fallback_status_at_disconnect: manager.fallback_status_at_disconnect,
         chunk_size: manager.chunk_size as usize,
-        max_body_memory: manager.max_body_memory as usize,
+        max_body_memory: usize::try_from(manager.max_body_memory).unwrap_or(usize::MAX),
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
         spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.clone())),
     };

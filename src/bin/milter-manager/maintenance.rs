@@ -5,22 +5,22 @@ use milter_manager::config::Config;
 
 /// The settings of one configuration generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Maintenance {
+pub(crate) struct Maintenance {
     /// Sessions between maintenances; 0: never.
     pub interval: u32,
     pub report_memory: bool,
 }
 
 impl Maintenance {
-    pub fn of(config: &Config) -> Maintenance {
-        Maintenance {
+    pub(crate) fn of(config: &Config) -> Self {
+        Self {
             interval: config.manager.maintenance_interval,
             report_memory: config.manager.report_memory_statistics,
         }
     }
 
     /// Called with the worker's session count after each new session.
-    pub fn after_session(&self, sessions: u64) {
+    pub(crate) fn after_session(&self, sessions: u64) {
         if self.interval == 0 || sessions % u64::from(self.interval) != 0 {
             return;
         }

@@ -19,7 +19,7 @@ const DEFAULT_USERS: [&str; 2] = ["milter-manager", "nobody"];
 /// The user the processes serve as: `security.effective_user`, or when started as root
 /// without one, [`DEFAULT_USERS`]' first that exists (root only when written out). `None`:
 /// the user that started it, unchanged. The second value says why, for the log.
-pub fn serving_user(config: &Config) -> (Option<String>, Option<String>) {
+pub(crate) fn serving_user(config: &Config) -> (Option<String>, Option<String>) {
     if let Some(user) = &config.security.effective_user {
         return (Some(user.clone()), None);
     }
@@ -62,7 +62,7 @@ enum Allowed {
 /// Starts the launcher when `security.privilege_mode` is on and the manager runs as root;
 /// its socket is for `user` (the one the manager serves as). It reads the configuration
 /// again the way `options` say when asked to reload.
-pub fn start_launcher(
+pub(crate) fn start_launcher(
     config: &Config,
     user: Option<&str>,
     options: &crate::Options,
@@ -128,9 +128,9 @@ fn answer(
                 match programs.start(&name, argv, user.as_deref()) {
                     Ok(Started::New(pid)) => LaunchAnswer::Started(pid),
                     Ok(Started::AlreadyRunning(pid)) => LaunchAnswer::Running(pid),
-                    Ok(Started::BackingOff(wait)) => {
-                        LaunchAnswer::Wait(wait.as_millis().max(1) as u64)
-                    }
+                    Ok(Started::BackingOff(wait)) => LaunchAnswer::Wait(
+                        u64::try_from(wait.as_millis().max(1)).unwrap_or(u64::MAX),
+                    ),
                     Err(reason) => LaunchAnswer::Refused(reason.to_string()),
                 }
             }

@@ -19,7 +19,7 @@ use crate::error::StartError;
 use crate::worker::{self, Plan};
 use crate::Options;
 
-pub struct Reloader {
+pub(crate) struct Reloader {
     options: Options,
     board: Rc<SessionBoard>,
     /// The configuration the process started with: restart-only items are compared to it.
@@ -31,21 +31,21 @@ pub struct Reloader {
 }
 
 /// A configuration that loaded, and what the controller is told of it.
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub config: Config,
     pub generation: Generation,
     pub report: ReloadReport,
 }
 
 impl Reloader {
-    pub fn new(
+    pub(crate) fn new(
         options: &Options,
         board: &Rc<SessionBoard>,
         started: &Config,
         slots: &CounterSlots,
         launcher: Option<PathBuf>,
-    ) -> Reloader {
-        Reloader {
+    ) -> Self {
+        Self {
             options: options.clone(),
             board: Rc::clone(board),
             started: started.clone(),
@@ -55,7 +55,7 @@ impl Reloader {
     }
 
     /// The configuration as the files say now, or why not (also logged, in one line).
-    pub fn load(&mut self) -> Result<Loaded, StartError> {
+    pub(crate) fn load(&mut self) -> Result<Loaded, StartError> {
         let (config, generation) = crate::load(&self.options, &self.board, &mut self.slots)
             .map_err(|error| {
                 log::error!("reload failed; keeping the running configuration: {error}");
@@ -180,7 +180,10 @@ fn restart_needed(running: &Config, new: &Config, as_root: bool) -> Vec<String> 
 
 /// The supervisor's reload hook (`n_workers` > 0): a new generation of workers with the
 /// configuration loaded again, or the error (the running one stays).
-pub fn prefork_hook(mut reloader: Reloader, shared: worker::Shared) -> supervisor::ReloadHook {
+pub(crate) fn prefork_hook(
+    mut reloader: Reloader,
+    shared: worker::Shared,
+) -> supervisor::ReloadHook {
     Box::new(move || {
         let Loaded { config, generation, report } = reloader.load()?;
         let plan = Rc::new(Plan::new(&config, generation));
@@ -198,7 +201,7 @@ pub fn prefork_hook(mut reloader: Reloader, shared: worker::Shared) -> superviso
 /// SIGHUP in a process serving alone (`n_workers = 0`): sessions that start afterwards get
 /// the configuration loaded again (children, conditions, timeouts, max_connections);
 /// sessions in flight keep theirs. Every outcome goes to the controller's process, if any.
-pub fn in_process_hook(
+pub(crate) fn in_process_hook(
     mut reloader: Reloader,
     plan: Rc<Plan>,
     reporter: Option<ReloadReporter>,

@@ -9,16 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use milter_manager::engine::{SpillFactory, SpillFile};
 
-pub struct TempFiles {
+pub(crate) struct TempFiles {
     directory: PathBuf,
 }
 
 impl TempFiles {
-    pub fn new(directory: Option<PathBuf>) -> TempFiles {
+    pub(crate) fn new(directory: Option<PathBuf>) -> Self {
         let directory = directory
             .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/tmp"));
-        TempFiles { directory }
+        Self { directory }
     }
 }
 

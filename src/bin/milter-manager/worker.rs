@@ -14,7 +14,7 @@ use crate::launch_on_demand::LaunchingFactory;
 /// What every generation's workers share: the session board, the status counters and the
 /// privilege-mode launcher's socket.
 #[derive(Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub board: Rc<SessionBoard>,
     pub counters: Rc<SharedCounters>,
     /// `None`: privilege mode is off.
@@ -28,7 +28,7 @@ const TEST_CRASH_WORKER: &str = "MILTER_MANAGER_TEST_CRASH_WORKER";
 /// What a serving process takes from one configuration. Shared with the in-process reload
 /// (`n_workers = 0`), which replaces the parts in place; a worker of a prefork generation
 /// keeps its own for life.
-pub struct Plan {
+pub(crate) struct Plan {
     /// Shared with the session factory: the generation new sessions get.
     pub generation: Rc<RefCell<Rc<Generation>>>,
     /// `manager.max_connections` (None: no limit), counted over every worker.
@@ -38,9 +38,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(config: &Config, generation: Generation) -> Plan {
+    pub(crate) fn new(config: &Config, generation: Generation) -> Self {
         let manager = &config.manager;
-        Plan {
+        Self {
             generation: Rc::new(RefCell::new(Rc::new(generation))),
             max_connections: Cell::new(max_connections(config)),
             accept_pause: Duration::from_secs(manager.suspend_time_on_unacceptable.max(1) as u64),
@@ -48,7 +48,7 @@ impl Plan {
     }
 }
 
-pub fn max_connections(config: &Config) -> Option<usize> {
+pub(crate) fn max_connections(config: &Config) -> Option<usize> {
     let max = config.manager.max_connections;
     (max > 0).then_some(max as usize)
 }
@@ -85,7 +85,7 @@ impl workers::Admission for BoardAdmission {
 }
 
 /// Serves `listener` until told to stop; returns the process's exit code.
-pub fn serve(
+pub(crate) fn serve(
     plan: Rc<Plan>,
     shared: &Shared,
     listener: Listener,
@@ -129,7 +129,7 @@ pub fn serve(
 }
 
 /// SIGUSR1: the log file is opened again (after a rotation).
-pub fn reopen_logs() {
+pub(crate) fn reopen_logs() {
     match milter_manager::program::logger::reopen() {
         Ok(()) => log::info!("SIGUSR1 received: log file reopened (pid {})", std::process::id()),
         Err(error) => log::error!("SIGUSR1 received: {error}; still logging to the old file"),

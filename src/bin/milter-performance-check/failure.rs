@@ -6,7 +6,7 @@ use milter_manager::tools::performance::{ErrorKind, Failure};
 
 /// The kind of a socket error: timeouts and closed connections are told apart from the
 /// rest so the report can count them separately.
-pub fn kind_of(error: &io::Error) -> ErrorKind {
+pub(crate) fn kind_of(error: &io::Error) -> ErrorKind {
     match error.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Timeout,
         io::ErrorKind::ConnectionReset
@@ -18,6 +18,6 @@ pub fn kind_of(error: &io::Error) -> ErrorKind {
 }
 
 /// `error`, met while doing `what`, as a failure.
-pub fn io_failure(error: &io::Error, what: &str) -> Failure {
+pub(crate) fn io_failure(error: &io::Error, what: &str) -> Failure {
     Failure::new(kind_of(error), format!("{what}: {error}"))
 }

@@ -129,7 +129,7 @@ impl CheckError {
     /// 2 for a bad argument, 1 when the target cannot be found.
     fn exit_status(&self) -> u8 {
         match self {
-            CheckError::MilterAddress(_) | CheckError::SmtpAddress(_) => 1,
+            Self::MilterAddress(_) | Self::SmtpAddress(_) => 1,
             _ => 2,
         }
     }

@@ -14,7 +14,7 @@ use milter_manager::program::milter_connection::{drive, Connection, DriveError};
 use milter_manager::program::ResolveError;
 
 /// A milter and the sessions to run against it.
-pub struct MilterTarget {
+pub(crate) struct MilterTarget {
     spec: Spec,
     /// The spec's addresses, looked up once rather than per session.
     endpoints: Vec<workers::Endpoint>,
@@ -25,12 +25,12 @@ pub struct MilterTarget {
 
 impl MilterTarget {
     /// Looks up `spec`'s addresses; an error says why they cannot be found.
-    pub fn new(
+    pub(crate) fn new(
         spec: Spec,
         mails: &[Mail],
         helo_fqdn: Option<&str>,
         timeout: Duration,
-    ) -> Result<MilterTarget, ResolveError> {
+    ) -> Result<Self, ResolveError> {
         let endpoints = milter_manager::program::endpoints(&spec)?;
         let hostname = milter_manager::program::hostname();
         let scripts = mails
@@ -43,15 +43,15 @@ impl MilterTarget {
                 script
             })
             .collect();
-        Ok(MilterTarget { spec, endpoints, scripts, timeout })
+        Ok(Self { spec, endpoints, scripts, timeout })
     }
 
-    pub fn description(&self) -> String {
+    pub(crate) fn description(&self) -> String {
         self.spec.to_string()
     }
 
     /// Session number `index`: connect, run the session, read how it ended.
-    pub fn run_session(&self, index: usize) -> Result<Outcome, Failure> {
+    pub(crate) fn run_session(&self, index: usize) -> Result<Outcome, Failure> {
         let script = self.scripts[index % self.scripts.len()].clone();
         let mut connection = Connection::open_endpoints(&self.spec, &self.endpoints, self.timeout)
             .map_err(|error| Failure::new(ErrorKind::Connect, error.to_string()))?;

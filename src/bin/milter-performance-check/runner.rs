@@ -9,7 +9,7 @@ use milter_manager::tools::performance::{Failure, Outcome, SessionRecord};
 
 /// Runs `session` for the numbers `0..n_sessions`, `concurrency` at a time; gives every
 /// session's record (in no particular order) and the time the whole run took.
-pub fn run_sessions(
+pub(crate) fn run_sessions(
     n_sessions: usize,
     concurrency: usize,
     session: impl Fn(usize) -> Result<Outcome, Failure> + Sync,

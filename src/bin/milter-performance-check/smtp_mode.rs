@@ -26,7 +26,7 @@ struct PreparedMail {
 
 /// Why the SMTP server's address cannot be found.
 #[derive(Debug, thiserror::Error)]
-pub enum SmtpTargetError {
+pub(crate) enum SmtpTargetError {
     #[error("cannot resolve the SMTP server {host:?}: {error}")]
     Resolve { host: String, error: std::io::Error },
     #[error("the SMTP server {0:?} has no address")]
@@ -34,7 +34,7 @@ pub enum SmtpTargetError {
 }
 
 /// An SMTP server and the mails to send it.
-pub struct SmtpTarget {
+pub(crate) struct SmtpTarget {
     description: String,
     addresses: Vec<SocketAddr>,
     helo: String,
@@ -44,13 +44,13 @@ pub struct SmtpTarget {
 
 impl SmtpTarget {
     /// Looks up `host`; an error says why it cannot be found.
-    pub fn new(
+    pub(crate) fn new(
         host: &str,
         port: u16,
         helo: String,
         mails: &[Mail],
         timeout: Duration,
-    ) -> Result<SmtpTarget, SmtpTargetError> {
+    ) -> Result<Self, SmtpTargetError> {
         let description =
             if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let addresses: Vec<SocketAddr> = (host, port)
@@ -73,15 +73,15 @@ impl SmtpTarget {
                 data: dot_stuffed_data(mail),
             })
             .collect();
-        Ok(SmtpTarget { description, addresses, helo, mails, timeout })
+        Ok(Self { description, addresses, helo, mails, timeout })
     }
 
-    pub fn description(&self) -> String {
+    pub(crate) fn description(&self) -> String {
         self.description.clone()
     }
 
     /// Session number `index`: one mail over one connection.
-    pub fn run_session(&self, index: usize) -> Result<Outcome, Failure> {
+    pub(crate) fn run_session(&self, index: usize) -> Result<Outcome, Failure> {
         let mail = &self.mails[index % self.mails.len()];
         let mut connection = SmtpConnection::open(self)?;
         let outcome = connection.send(mail, &self.helo);
@@ -100,7 +100,7 @@ struct SmtpConnection<'a> {
 }
 
 impl<'a> SmtpConnection<'a> {
-    fn open(target: &'a SmtpTarget) -> Result<SmtpConnection<'a>, Failure> {
+    fn open(target: &'a SmtpTarget) -> Result<Self, Failure> {
         let mut last_error = None;
         for address in &target.addresses {
             match TcpStream::connect_timeout(address, target.timeout) {

@@ -32,7 +32,7 @@ pub struct DnsblService {
 
 impl DnsblService {
     /// `expected` is an address or a network such as `127.0.0.10/31`.
-    pub fn parse(zone: &str, expected: Option<&str>) -> Result<DnsblService, EntryError> {
+    pub fn parse(zone: &str, expected: Option<&str>) -> Result<Self, EntryError> {
         let zone = zone.trim().trim_end_matches('.').to_ascii_lowercase();
         validate_zone(&zone)?;
         let expected = match expected.map(str::trim) {
@@ -42,7 +42,7 @@ impl DnsblService {
                 zone: zone.clone(),
             })?),
         };
-        Ok(DnsblService { zone, expected })
+        Ok(Self { zone, expected })
     }
 }
 
@@ -148,10 +148,11 @@ pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, DnsError> {
     packet.extend_from_slice(&1u16.to_be_bytes()); // one question
     packet.extend_from_slice(&[0; 6]); // no answer, authority or additional records
     for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
+        let length = u8::try_from(label.len()).unwrap_or(u8::MAX);
+        if length == 0 || length > 63 {
             return Err(DnsError::LabelLength { name: name.to_string() });
         }
-        packet.push(label.len() as u8);
+        packet.push(length);
         packet.extend_from_slice(label.as_bytes());
     }
     packet.push(0);
@@ -176,9 +177,9 @@ impl Listing {
     /// Listed with one of the `expected` answers (any answer when `None`).
     pub fn is_listed_for(&self, expected: Option<Ipv4Net>) -> bool {
         match (self, expected) {
-            (Listing::NotListed, _) => false,
-            (Listing::Listed(answers), None) => !answers.is_empty(),
-            (Listing::Listed(answers), Some(net)) => answers.iter().any(|a| net.contains(a)),
+            (Self::NotListed, _) => false,
+            (Self::Listed(answers), None) => !answers.is_empty(),
+            (Self::Listed(answers), Some(net)) => answers.iter().any(|a| net.contains(a)),
         }
     }
 }

@@ -20,8 +20,8 @@ pub struct RemoteNetwork {
 }
 
 impl RemoteNetwork {
-    pub fn new() -> RemoteNetwork {
-        RemoteNetwork::default()
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Treats `address` (`160.29.167.10`, `160.29.167.0/24`, `2001:db8::/64`, or an IPv4
@@ -75,7 +75,7 @@ impl RemoteNetwork {
         if self.remote.iter().any(|net| net.contains(&ip)) {
             return true;
         }
-        !(RemoteNetwork::is_local(ip) || self.local.iter().any(|net| net.contains(&ip)))
+        !(Self::is_local(ip) || self.local.iter().any(|net| net.contains(&ip)))
     }
 
     /// True when the child milter applies to this client (it is remote); the condition's

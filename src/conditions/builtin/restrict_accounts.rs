@@ -23,9 +23,9 @@ pub enum AccountMatcher {
 }
 
 impl AccountMatcher {
-    pub fn parse(text: &str) -> Result<AccountMatcher, EntryError> {
+    pub fn parse(text: &str) -> Result<Self, EntryError> {
         if let Some(compiled) = pattern::parse_slashed(text, false) {
-            return Ok(AccountMatcher::Pattern(compiled?));
+            return Ok(Self::Pattern(compiled?));
         }
         let account = text.trim();
         let account =
@@ -36,10 +36,10 @@ impl AccountMatcher {
         }
         match account.rsplit_once('@') {
             Some(("", domain)) if !domain.is_empty() => {
-                Ok(AccountMatcher::Domain(domain.to_ascii_lowercase()))
+                Ok(Self::Domain(domain.to_ascii_lowercase()))
             }
             Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-                Ok(AccountMatcher::Address(account.to_string()))
+                Ok(Self::Address(account.to_string()))
             }
             _ => Err(invalid("not an address")),
         }
@@ -48,11 +48,11 @@ impl AccountMatcher {
     /// `address` is without angle brackets.
     fn matches(&self, address: &str) -> bool {
         match self {
-            AccountMatcher::Address(account) => account.eq_ignore_ascii_case(address),
-            AccountMatcher::Domain(domain) => address.rsplit_once('@').is_some_and(|(_, d)| {
+            Self::Address(account) => account.eq_ignore_ascii_case(address),
+            Self::Domain(domain) => address.rsplit_once('@').is_some_and(|(_, d)| {
                 d.strip_suffix('.').unwrap_or(d).eq_ignore_ascii_case(domain)
             }),
-            AccountMatcher::Pattern(regex) => regex.is_match(address),
+            Self::Pattern(regex) => regex.is_match(address),
         }
     }
 }
@@ -64,16 +64,14 @@ pub struct RestrictAccounts {
 }
 
 impl RestrictAccounts {
-    pub fn new() -> RestrictAccounts {
-        RestrictAccounts::default()
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// A list of accounts; the first wrong entry is the error.
-    pub fn parse<'a>(
-        accounts: impl IntoIterator<Item = &'a str>,
-    ) -> Result<RestrictAccounts, EntryError> {
+    pub fn parse<'a>(accounts: impl IntoIterator<Item = &'a str>) -> Result<Self, EntryError> {
         let accounts = accounts.into_iter().map(AccountMatcher::parse).collect::<Result<_, _>>()?;
-        Ok(RestrictAccounts { accounts })
+        Ok(Self { accounts })
     }
 
     pub fn add(&mut self, account: &str) -> Result<(), EntryError> {
@@ -102,8 +100,8 @@ pub struct RestrictState {
 }
 
 impl RestrictState {
-    pub fn new() -> RestrictState {
-        RestrictState::default()
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// At RCPT: true when the milter stops for this recipient.

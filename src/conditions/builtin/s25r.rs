@@ -32,9 +32,9 @@ pub enum HostMatcher {
 impl HostMatcher {
     /// `/regex/` or `/regex/i` is a pattern (Rust regex syntax, `\A` and `\z` included);
     /// anything else is an exact host name.
-    pub fn parse(text: &str) -> Result<HostMatcher, EntryError> {
+    pub fn parse(text: &str) -> Result<Self, EntryError> {
         if let Some(compiled) = pattern::parse_slashed(text, false) {
-            return Ok(HostMatcher::Pattern(compiled?));
+            return Ok(Self::Pattern(compiled?));
         }
         let host = text.trim();
         if host.is_empty() {
@@ -43,14 +43,14 @@ impl HostMatcher {
         if host.contains(char::is_whitespace) {
             return Err(EntryError::HostWithSpace(host.to_string()));
         }
-        Ok(HostMatcher::Exact(host.to_string()))
+        Ok(Self::Exact(host.to_string()))
     }
 
     pub fn matches(&self, host: &str) -> bool {
         match self {
-            HostMatcher::Exact(name) => name.eq_ignore_ascii_case(host),
-            HostMatcher::Pattern(regex) => regex.is_match(host),
-            HostMatcher::Custom(test) => test(host),
+            Self::Exact(name) => name.eq_ignore_ascii_case(host),
+            Self::Pattern(regex) => regex.is_match(host),
+            Self::Custom(test) => test(host),
         }
     }
 }
@@ -58,9 +58,9 @@ impl HostMatcher {
 impl fmt::Debug for HostMatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HostMatcher::Exact(name) => f.debug_tuple("Exact").field(name).finish(),
-            HostMatcher::Pattern(regex) => write!(f, "Pattern(/{}/)", regex.as_str()),
-            HostMatcher::Custom(_) => f.write_str("Custom(..)"),
+            Self::Exact(name) => f.debug_tuple("Exact").field(name).finish(),
+            Self::Pattern(regex) => write!(f, "Pattern(/{}/)", regex.as_str()),
+            Self::Custom(_) => f.write_str("Custom(..)"),
         }
     }
 }
@@ -113,20 +113,20 @@ pub struct S25r {
 
 impl Default for S25r {
     fn default() -> Self {
-        S25r::new()
+        Self::new()
     }
 }
 
 impl S25r {
     /// The original's defaults: the big senders whitelisted, no extra blacklist entries,
     /// IPv4 clients only.
-    pub fn new() -> S25r {
+    pub fn new() -> Self {
         let whitelist = DEFAULT_WHITELIST
             .iter()
             .filter_map(|p| RegexBuilder::new(p).case_insensitive(true).build().ok())
             .map(HostMatcher::Pattern)
             .collect();
-        S25r { whitelist, blacklist: Vec::new(), check_only_ipv4: true }
+        Self { whitelist, blacklist: Vec::new(), check_only_ipv4: true }
     }
 
     pub fn add_whitelist(&mut self, matcher: HostMatcher) {
@@ -186,7 +186,7 @@ impl S25r {
         if self.is_whitelisted(host) {
             return false;
         }
-        self.is_blacklisted(host) || S25r::is_generic(host)
+        self.is_blacklisted(host) || Self::is_generic(host)
     }
 }
 

@@ -148,12 +148,12 @@ struct Service {
 }
 
 impl Service {
-    fn parse(line: &str) -> Option<Service> {
+    fn parse(line: &str) -> Option<Self> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() < 8 {
             return None;
         }
-        Some(Service {
+        Some(Self {
             name: fields[0].to_string(),
             kind: fields[1].to_string(),
             max_processes: fields[6].to_string(),

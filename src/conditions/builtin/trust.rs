@@ -39,9 +39,9 @@ pub enum DomainMatcher {
 
 impl DomainMatcher {
     /// `/regex/` is a pattern; anything else is a whole domain name.
-    pub fn parse(text: &str) -> Result<DomainMatcher, EntryError> {
+    pub fn parse(text: &str) -> Result<Self, EntryError> {
         if let Some(compiled) = pattern::parse_slashed(text, true) {
-            return Ok(DomainMatcher::Pattern(compiled?));
+            return Ok(Self::Pattern(compiled?));
         }
         let domain = normalize_domain(text.trim());
         if domain.is_empty() {
@@ -50,14 +50,14 @@ impl DomainMatcher {
         if domain.contains(|c: char| c.is_whitespace() || c == '@' || c == '<' || c == '>') {
             return Err(EntryError::NotADomain(text.trim().to_string()));
         }
-        Ok(DomainMatcher::Exact(domain))
+        Ok(Self::Exact(domain))
     }
 
     /// `domain` is already in lower case.
     fn matches(&self, domain: &str) -> bool {
         match self {
-            DomainMatcher::Exact(name) => name == domain,
-            DomainMatcher::Pattern(regex) => regex.is_match(domain),
+            Self::Exact(name) => name == domain,
+            Self::Pattern(regex) => regex.is_match(domain),
         }
     }
 }
@@ -70,14 +70,14 @@ pub struct Trust {
 
 impl Default for Trust {
     fn default() -> Self {
-        Trust::new()
+        Self::new()
     }
 }
 
 impl Trust {
     /// With the original's default domains.
-    pub fn new() -> Trust {
-        Trust {
+    pub fn new() -> Self {
+        Self {
             domains: DEFAULT_DOMAINS.iter().map(|d| DomainMatcher::Exact(d.to_string())).collect(),
         }
     }

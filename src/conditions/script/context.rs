@@ -36,7 +36,7 @@ pub struct ScriptContext {
 
 /// `context.children`: the children by name.
 #[derive(Clone)]
-pub struct ScriptChildren {
+pub(super) struct ScriptChildren {
     snapshot: Rc<Snapshot>,
 }
 
@@ -46,7 +46,7 @@ fn bare(name: &str) -> &str {
 
 impl ScriptContext {
     /// A snapshot of `context` for a stopper of child `own`.
-    pub fn new(context: &Context<'_>, own: usize) -> ScriptContext {
+    pub fn new(context: &Context<'_>, own: usize) -> Self {
         let macros = context
             .macros()
             .map(|(name, value)| {
@@ -69,7 +69,7 @@ impl ScriptContext {
             own,
             set: RefCell::new(Vec::new()),
         };
-        ScriptContext { snapshot: Rc::new(snapshot), child: own }
+        Self { snapshot: Rc::new(snapshot), child: own }
     }
 
     /// The macros the script set, braces added to long names as the protocol wants.
@@ -137,16 +137,16 @@ pub enum ScriptAddress {
 }
 
 impl ScriptAddress {
-    pub fn from_connect(address: &ConnectAddress) -> ScriptAddress {
+    pub fn from_connect(address: &ConnectAddress) -> Self {
         match address {
-            ConnectAddress::Unknown => ScriptAddress::Unknown,
+            ConnectAddress::Unknown => Self::Unknown,
             ConnectAddress::Unix { path, .. } => {
-                ScriptAddress::Unix { path: String::from_utf8_lossy(path).into_owned() }
+                Self::Unix { path: String::from_utf8_lossy(path).into_owned() }
             }
             ConnectAddress::Inet { port, .. } | ConnectAddress::Inet6 { port, .. } => {
                 match ip_of(address) {
-                    Some(ip) => ScriptAddress::Inet { ip, port: *port },
-                    None => ScriptAddress::Unknown,
+                    Some(ip) => Self::Inet { ip, port: *port },
+                    None => Self::Unknown,
                 }
             }
         }
@@ -155,19 +155,19 @@ impl ScriptAddress {
     /// The connection-spec form: `inet:25@[192.0.2.1]`, `inet6:25@[::1]`, `unix:/path`.
     pub fn to_spec(&self) -> String {
         match self {
-            ScriptAddress::Inet { ip: IpAddr::V4(ip), port } => format!("inet:{port}@[{ip}]"),
-            ScriptAddress::Inet { ip: IpAddr::V6(ip), port } => format!("inet6:{port}@[{ip}]"),
-            ScriptAddress::Unix { path } => format!("unix:{path}"),
-            ScriptAddress::Unknown => "unknown".to_string(),
+            Self::Inet { ip: IpAddr::V4(ip), port } => format!("inet:{port}@[{ip}]"),
+            Self::Inet { ip: IpAddr::V6(ip), port } => format!("inet6:{port}@[{ip}]"),
+            Self::Unix { path } => format!("unix:{path}"),
+            Self::Unknown => "unknown".to_string(),
         }
     }
 
     /// The private ranges of Remote Network; a unix socket is local too.
     pub fn is_local(&self) -> bool {
         match self {
-            ScriptAddress::Inet { ip, .. } => RemoteNetwork::is_local(*ip),
-            ScriptAddress::Unix { .. } => true,
-            ScriptAddress::Unknown => false,
+            Self::Inet { ip, .. } => RemoteNetwork::is_local(*ip),
+            Self::Unix { .. } => true,
+            Self::Unknown => false,
         }
     }
 }
@@ -177,7 +177,7 @@ fn verdict_getter(status: Status) -> impl Fn(&mut ScriptContext) -> bool + Clone
 }
 
 /// Makes the types of this module known to `engine`.
-pub fn register(engine: &mut Engine) {
+pub(super) fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<ScriptContext>("Context")
         .register_get("name", |c: &mut ScriptContext| c.snapshot.children[c.child].0.clone())

@@ -91,7 +91,7 @@ impl fmt::Debug for ScriptFn {
 
 /// Two functions are the same when they were given at the same place.
 impl PartialEq for ScriptFn {
-    fn eq(&self, other: &ScriptFn) -> bool {
+    fn eq(&self, other: &Self) -> bool {
         self.origin == other.origin
     }
 }
@@ -107,8 +107,8 @@ impl fmt::Display for ScriptError {
 }
 
 impl ScriptFn {
-    pub fn new(engine: Rc<Engine>, ast: Rc<AST>, function: FnPtr, origin: String) -> ScriptFn {
-        ScriptFn { engine, ast, function, origin }
+    pub fn new(engine: Rc<Engine>, ast: Rc<AST>, function: FnPtr, origin: String) -> Self {
+        Self { engine, ast, function, origin }
     }
 
     pub fn origin(&self) -> &str {

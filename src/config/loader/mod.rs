@@ -38,8 +38,8 @@ pub(super) struct Loader {
 }
 
 impl Loader {
-    pub fn new(config_dir: &Path) -> Loader {
-        Loader {
+    pub(super) fn new(config_dir: &Path) -> Self {
+        Self {
             config_dir: config_dir.to_path_buf(),
             stack: Vec::new(),
             scripts: None,
@@ -51,12 +51,12 @@ impl Loader {
 
     /// A loader that never loads the platform default: for loading again when a file read
     /// after the default turned `load_default` off.
-    pub fn without_default(config_dir: &Path) -> Loader {
-        Loader { default_allowed: false, ..Loader::new(config_dir) }
+    pub(super) fn without_default(config_dir: &Path) -> Self {
+        Self { default_allowed: false, ..Self::new(config_dir) }
     }
 
     /// Where `load_default = false` was set last, when that is the final word.
-    pub fn default_turned_off(&self) -> Option<&Origin> {
+    pub(super) fn default_turned_off(&self) -> Option<&Origin> {
         match &self.load_default {
             Some((false, origin)) => Some(origin),
             _ => None,
@@ -64,12 +64,12 @@ impl Loader {
     }
 
     /// Whether the platform default (and detection) was loaded.
-    pub fn default_loaded(&self) -> bool {
+    pub(super) fn default_loaded(&self) -> bool {
         self.default_loaded
     }
 
     /// Loads the top file and everything it includes into `config`.
-    pub fn load(&mut self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
+    pub(super) fn load(&mut self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         let canonical = fs::canonicalize(path)
             .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
         self.load_canonical(config, path, canonical)

@@ -28,7 +28,7 @@ pub(super) enum ScriptError {
     Literal(String),
     /// `key` names the item, e.g. `milter.clamav.reading_timeout`.
     #[error("{key}: {error}")]
-    Item { key: String, error: Box<ScriptError> },
+    Item { key: String, error: Box<Self> },
     #[error(transparent)]
     Value(#[from] ValueError),
     #[error(transparent)]
@@ -42,7 +42,7 @@ impl From<ScriptError> for Box<EvalAltResult> {
 }
 
 impl ScriptError {
-    pub(super) fn at_item(key: String) -> impl FnOnce(ScriptError) -> ScriptError {
-        move |error| ScriptError::Item { key, error: Box::new(error) }
+    pub(super) fn at_item(key: String) -> impl FnOnce(Self) -> Self {
+        move |error| Self::Item { key, error: Box::new(error) }
     }
 }

@@ -63,18 +63,18 @@ pub(super) struct ScriptLoader {
 }
 
 impl ScriptLoader {
-    pub fn new() -> ScriptLoader {
+    pub(super) fn new() -> Self {
         let state: SharedState = Rc::default();
         let mut engine = new_engine();
         register_milters(&mut engine, &state);
         register_conditions(&mut engine, &state);
         register_settings(&mut engine, &state);
         register_dnsbl(&mut engine, &state);
-        ScriptLoader { engine: Rc::new(engine), state }
+        Self { engine: Rc::new(engine), state }
     }
 
     /// Runs the file at `path` on `config`.
-    pub fn load(&self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
+    pub(super) fn load(&self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         let text = fs::read_to_string(path)
             .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
         let ast = self.engine.compile(&text).map_err(|e| {

@@ -6,7 +6,7 @@ use super::{is_name, Shell, Unknown};
 impl Shell {
     /// Expands a word as the shell would, without field splitting: quotes are removed,
     /// parameters replaced (unset ones by nothing).
-    pub fn expand(&mut self, raw: &str) -> Result<String, Unknown> {
+    pub(crate) fn expand(&mut self, raw: &str) -> Result<String, Unknown> {
         let chars: Vec<char> = raw.chars().collect();
         let mut out = String::new();
         let mut i = 0;

@@ -54,16 +54,16 @@ const SKIPPED: [&str; 12] =
     ["if", "elif", "while", "until", "fi", "done", "esac", "case", "for", "}", "in", ";;"];
 
 impl Shell {
-    pub fn new() -> Shell {
-        Shell::default()
+    pub(crate) fn new() -> Self {
+        Self::default()
     }
 
-    pub fn var(&self, name: &str) -> Option<&Var> {
+    pub(crate) fn var(&self, name: &str) -> Option<&Var> {
         self.vars.get(name)
     }
 
     /// A variable's value; `None` when unset.
-    pub fn value(&self, name: &str) -> Option<Result<&str, &str>> {
+    pub(crate) fn value(&self, name: &str) -> Option<Result<&str, &str>> {
         self.vars.get(name).map(|var| match &var.value {
             Ok(value) => Ok(value.as_str()),
             Err(why) => Err(why.as_str()),
@@ -71,7 +71,7 @@ impl Shell {
     }
 
     /// A variable's value when it is known and not empty.
-    pub fn known(&self, name: &str) -> Option<&str> {
+    pub(crate) fn known(&self, name: &str) -> Option<&str> {
         match self.value(name) {
             Some(Ok(value)) if !value.trim().is_empty() => Some(value),
             _ => None,
@@ -79,19 +79,25 @@ impl Shell {
     }
 
     /// Sets a known value, recording where it came from.
-    pub fn define(&mut self, name: &str, value: &str, origin: &str) {
+    pub(crate) fn define(&mut self, name: &str, value: &str, origin: &str) {
         self.vars.insert(
             name.to_string(),
             Var { value: Ok(value.to_string()), origin: origin.to_string() },
         );
     }
 
-    pub fn set(&mut self, name: &str, value: Result<String, Unknown>) {
+    pub(crate) fn set(&mut self, name: &str, value: Result<String, Unknown>) {
         self.vars.insert(name.to_string(), Var { value, origin: self.origin.clone() });
     }
 
     /// Evaluates `text`, read from `origin`: the commands `filter` accepts, in order.
-    pub fn run(&mut self, origin: &str, text: &str, filter: &dyn Fn(&Command) -> bool, hook: Hook) {
+    pub(crate) fn run(
+        &mut self,
+        origin: &str,
+        text: &str,
+        filter: &dyn Fn(&Command) -> bool,
+        hook: Hook,
+    ) {
         let saved = std::mem::replace(&mut self.origin, origin.to_string());
         for command in parse(text) {
             if filter(&command) {
@@ -102,7 +108,7 @@ impl Shell {
     }
 
     /// Evaluates every command of `text`, with no hook.
-    pub fn run_all(&mut self, origin: &str, text: &str) {
+    pub(crate) fn run_all(&mut self, origin: &str, text: &str) {
         self.run(origin, text, &|_| true, &mut |_, _| {});
     }
 

@@ -264,8 +264,8 @@ impl Session {
 }
 
 impl Chain {
-    pub(super) fn new(queue: VecDeque<usize>) -> Chain {
-        Chain {
+    pub(super) fn new(queue: VecDeque<usize>) -> Self {
+        Self {
             queue,
             cursor: Cursor::default(),
             finished: Fold::default(),
@@ -284,10 +284,10 @@ impl Chain {
 impl Item {
     pub(super) fn stage(self) -> Stage {
         match self {
-            Item::Header(_) => Stage::Header,
-            Item::EndOfHeader => Stage::EndOfHeader,
-            Item::Body => Stage::Body,
-            Item::EndOfMessage => Stage::EndOfMessage,
+            Self::Header(_) => Stage::Header,
+            Self::EndOfHeader => Stage::EndOfHeader,
+            Self::Body => Stage::Body,
+            Self::EndOfMessage => Stage::EndOfMessage,
         }
     }
 }

@@ -100,11 +100,11 @@ impl Session {
         conditions: Box<dyn Conditions>,
         tag: u64,
         now: Instant,
-    ) -> Session {
+    ) -> Self {
         let children =
             (0..config.children.len()).map(|i| Child::new(tag + 1 + i as u64, now)).collect();
         let mta_deadline = now + config.mta_idle_timeout;
-        Session {
+        Self {
             config,
             conditions,
             tag,

@@ -31,10 +31,7 @@ pub(super) enum Phase {
 impl Phase {
     /// Between MTA commands: the next one may start, and the MTA's idle timeout runs.
     pub(super) fn awaits_mta(&self) -> bool {
-        matches!(
-            self,
-            Phase::AwaitingOffer | Phase::Unfiltered | Phase::Idle(_) | Phase::ClientGone
-        )
+        matches!(self, Self::AwaitingOffer | Self::Unfiltered | Self::Idle(_) | Self::ClientGone)
     }
 }
 
@@ -53,9 +50,9 @@ pub(super) enum Mail {
 
 impl Mail {
     /// DATA was answered continue (or an emulated DATA was): the message may come.
-    pub(super) fn data_through(self) -> Mail {
+    pub(super) fn data_through(self) -> Self {
         match self {
-            Mail::Envelope => Mail::Data,
+            Self::Envelope => Self::Data,
             other => other,
         }
     }

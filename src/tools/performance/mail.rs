@@ -4,9 +4,9 @@
 use crate::message::{header_address, parse_mail, HeaderFields, MailError};
 
 /// The envelope sender when neither `--from` nor the mail file gives one.
-pub const DEFAULT_FROM: &str = "sender@example.com";
+pub(super) const DEFAULT_FROM: &str = "sender@example.com";
 /// The envelope recipient when neither `--recipient` nor the mail file gives one.
-pub const DEFAULT_RECIPIENT: &str = "receiver@example.com";
+pub(super) const DEFAULT_RECIPIENT: &str = "receiver@example.com";
 
 /// Bytes of a generated body line, CRLF included (RFC 5322 recommends at most 78).
 const BODY_LINE: usize = 78;
@@ -21,7 +21,7 @@ pub struct Envelope {
 impl Envelope {
     /// The given addresses where there are some, else the mail's From:/To: header (the
     /// first address of each), else the defaults.
-    pub fn choose(from: Option<&str>, recipients: &[String], headers: &HeaderFields) -> Envelope {
+    pub fn choose(from: Option<&str>, recipients: &[String], headers: &HeaderFields) -> Self {
         let header = |name: &str| {
             headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
         };
@@ -37,7 +37,7 @@ impl Envelope {
             vec![header("To")
                 .map_or_else(|| angle_address(DEFAULT_RECIPIENT), |v| header_address(v))]
         };
-        Envelope { from, recipients }
+        Self { from, recipients }
     }
 }
 

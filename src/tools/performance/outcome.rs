@@ -30,11 +30,11 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn name(self) -> &'static str {
         match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Closed => "closed",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::Io => "io",
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Protocol => "protocol",
+            Self::Io => "io",
         }
     }
 }
@@ -47,8 +47,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
-        Failure { kind, message: message.into() }
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
     }
 }
 

@@ -14,9 +14,9 @@ pub struct Latencies {
 }
 
 impl Latencies {
-    pub fn new(mut latencies: Vec<Duration>) -> Latencies {
+    pub fn new(mut latencies: Vec<Duration>) -> Self {
         latencies.sort_unstable();
-        Latencies { sorted: latencies }
+        Self { sorted: latencies }
     }
 
     /// The nearest-rank percentile: the smallest latency that at least `percent` % of
@@ -26,6 +26,8 @@ impl Latencies {
         if n == 0 {
             return None;
         }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        // A float in 0..=n (percent is 0..=100), rounded up: it fits, and clamp keeps it in range.
         let rank = ((percent / 100.0) * n as f64).ceil() as usize;
         Some(self.sorted[rank.clamp(1, n) - 1])
     }
@@ -71,7 +73,7 @@ pub struct Summary {
 
 impl Summary {
     /// Sums up `records` (in any order: "first" means the lowest session number).
-    pub fn new(mut records: Vec<SessionRecord>, elapsed: Duration) -> Summary {
+    pub fn new(mut records: Vec<SessionRecord>, elapsed: Duration) -> Self {
         records.sort_by_key(|r| r.index);
         let mut statuses: BTreeMap<Ending, StatusCount> = BTreeMap::new();
         let mut errors: BTreeMap<ErrorKind, ErrorCount> = BTreeMap::new();
@@ -95,7 +97,7 @@ impl Summary {
                 }
             }
         }
-        Summary {
+        Self {
             sessions: records.len(),
             elapsed,
             statuses,

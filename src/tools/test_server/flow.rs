@@ -94,7 +94,7 @@ impl TestServerSession {
         }
         // Postfix aborts the milter's message state after every message.
         Command::Abort.encode(&mut self.output);
-        if (self.messages.len() as u32) < self.script.n_messages {
+        if self.messages.len() < self.script.n_messages as usize {
             self.phase = Phase::Mail;
             self.advance(now);
         } else {

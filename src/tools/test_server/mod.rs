@@ -53,7 +53,7 @@ pub struct TestServerSession {
 
 impl TestServerSession {
     pub fn new(script: Script, now: Instant) -> Self {
-        let mut session = TestServerSession {
+        let mut session = Self {
             script,
             deframer: Deframer::default(),
             output: Vec::new(),

@@ -55,13 +55,13 @@ pub enum SessionError {
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SessionError::Protocol(detail) => write!(f, "the milter broke the protocol: {detail}"),
-            SessionError::Timeout { waiting_for, after } => write!(
+            Self::Protocol(detail) => write!(f, "the milter broke the protocol: {detail}"),
+            Self::Timeout { waiting_for, after } => write!(
                 f,
                 "the milter did not answer {waiting_for} within {} seconds",
                 after.as_secs_f64()
             ),
-            SessionError::Closed { waiting_for } => {
+            Self::Closed { waiting_for } => {
                 write!(f, "the milter closed the connection while {waiting_for} was unanswered")
             }
         }

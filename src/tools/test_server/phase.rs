@@ -23,18 +23,18 @@ impl Phase {
     /// The command this phase waits on the answer to.
     pub(super) fn command(self) -> CommandKind {
         match self {
-            Phase::Negotiate => CommandKind::Negotiate,
-            Phase::Connect => CommandKind::Connect,
-            Phase::Helo => CommandKind::Helo,
-            Phase::Unknown => CommandKind::Unknown,
-            Phase::Mail => CommandKind::EnvelopeFrom,
-            Phase::Rcpt(_) => CommandKind::EnvelopeRecipient,
-            Phase::Data => CommandKind::Data,
-            Phase::Header(_) => CommandKind::Header,
-            Phase::EndOfHeader => CommandKind::EndOfHeader,
-            Phase::Body(_) => CommandKind::Body,
-            Phase::EndOfMessage => CommandKind::EndOfMessage,
-            Phase::Done => CommandKind::Quit,
+            Self::Negotiate => CommandKind::Negotiate,
+            Self::Connect => CommandKind::Connect,
+            Self::Helo => CommandKind::Helo,
+            Self::Unknown => CommandKind::Unknown,
+            Self::Mail => CommandKind::EnvelopeFrom,
+            Self::Rcpt(_) => CommandKind::EnvelopeRecipient,
+            Self::Data => CommandKind::Data,
+            Self::Header(_) => CommandKind::Header,
+            Self::EndOfHeader => CommandKind::EndOfHeader,
+            Self::Body(_) => CommandKind::Body,
+            Self::EndOfMessage => CommandKind::EndOfMessage,
+            Self::Done => CommandKind::Quit,
         }
     }
 

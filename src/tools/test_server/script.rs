@@ -19,7 +19,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
+        Self {
             connection: Duration::from_secs(300),
             writing: Duration::from_secs(10),
             reading: Duration::from_secs(10),
@@ -60,7 +60,7 @@ pub struct Script {
 
 impl Default for Script {
     fn default() -> Self {
-        Script {
+        Self {
             offer: Negotiation::mta_default(),
             daemon_name: "milter-test-server".into(),
             mta_hostname: "mta.example.org".into(),

@@ -27,9 +27,9 @@ mod reload_outcome;
 mod tests;
 
 /// How long one client may take for its request and for reading the answer.
-pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a client waits for the outcome of the reload it asked for.
-pub const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
 /// The longest request line read; a longer one is answered by the handler as it is cut.
 const MAX_REQUEST: usize = 4096;
 /// Clients served at once; more wait in the listen backlog.
@@ -95,10 +95,7 @@ impl std::fmt::Debug for ControlSocket {
 }
 
 impl ControlSocket {
-    pub fn new(
-        mut bound: BoundSocket,
-        handler: Box<dyn ControlHandler>,
-    ) -> io::Result<ControlSocket> {
+    pub fn new(mut bound: BoundSocket, handler: Box<dyn ControlHandler>) -> io::Result<Self> {
         let file = Some(std::mem::replace(&mut bound.unserved, SocketFileGuard::none()));
         let remove_on_close = bound.remove_on_close;
         let unix_path = bound.unix_path.clone().map(|path| (path, bound.group_applied));
@@ -107,7 +104,7 @@ impl ControlSocket {
             Listener::Unix(listener) => listener.set_nonblocking(true)?,
             Listener::Tcp(listener) => listener.set_nonblocking(true)?,
         }
-        Ok(ControlSocket {
+        Ok(Self {
             listener,
             file,
             remove_on_close,

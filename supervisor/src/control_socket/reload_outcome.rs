@@ -29,7 +29,7 @@ impl ReloadOutcome {
         format!("{}\n{status}\n{}", self.generation, self.report).into_bytes()
     }
 
-    pub fn decode(bytes: &[u8]) -> Option<ReloadOutcome> {
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut parts = text.splitn(3, '\n');
         let generation = parts.next()?.parse().ok()?;
@@ -52,6 +52,6 @@ impl ReloadOutcome {
                 (Ok(workers), wanted)
             }
         };
-        Some(ReloadOutcome { generation, result, workers_wanted, report })
+        Some(Self { generation, result, workers_wanted, report })
     }
 }
