@@ -2,7 +2,7 @@
 //! stage, two recipients, headers, a 200 KiB body, a second message on the same
 //! connection) and the client's report shows exactly what was sent.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

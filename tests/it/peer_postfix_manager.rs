@@ -15,8 +15,8 @@
 //! python3-milter and python3-dkim. These tests fail, never skip, when something is
 //! missing: `scripts/install-test-deps.sh` installs it all.
 
-mod postfix;
-mod support;
+use crate::support;
+use crate::support::postfix;
 
 use postfix::{simple_message, ManagedMilter, Manager, OpenDkim, Postfix, Pymilter, PYMILTER_BODY};
 use support::{deadline, wait_for, TempDir, TestClient};

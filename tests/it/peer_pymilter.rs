@@ -6,8 +6,8 @@
 //! These tests fail, never skip, when python3-milter is missing:
 //! `scripts/install-test-deps.sh` installs it.
 
-mod postfix;
-mod support;
+use crate::support;
+use crate::support::postfix;
 
 use std::process::Command;
 

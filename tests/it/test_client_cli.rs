@@ -1,7 +1,7 @@
 //! milter-test-client's command line and process behaviour, through the real binary:
 //! exit status and one-line reasons for bad input, workers, daemon mode, privileges.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 //! never answers), against nothing at all, and with bad arguments. Every test checks the
 //! counts the tool prints and its exit status.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

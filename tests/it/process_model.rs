@@ -4,7 +4,7 @@
 //! comes from milter-performance-check; the child milters are milter-test-client or a small
 //! milter written here. Processes are found through /proc.
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::io::{Read, Write};

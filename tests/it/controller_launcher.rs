@@ -3,7 +3,7 @@
 //! configuration does not allow; milter-manager-ctl asks the controller for the status,
 //! the configuration, a reload and a child's stop.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -8,6 +8,9 @@
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod postfix;
+pub mod scenario;
+
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;

@@ -5,8 +5,8 @@
 //! Whatever happens, the package is purged at the end ([`Installed`]'s drop), which also
 //! takes away the user, the group and every file it created.
 
-mod postfix;
-mod support;
+use crate::support;
+use crate::support::postfix;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

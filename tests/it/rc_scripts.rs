@@ -4,7 +4,7 @@
 //! line, pid file and reload signal milter-manager needs, with the rc.conf variables'
 //! defaults and with them set.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

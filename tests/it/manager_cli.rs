@@ -2,7 +2,7 @@
 //! and serving mail through real child milters (milter-test-client) driven by
 //! milter-test-server.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
