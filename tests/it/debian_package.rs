@@ -160,6 +160,8 @@ impl Drop for Installed {
 
 #[test]
 fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly() {
+    // It creates the user milter-manager that other tests' managers would serve as.
+    let _host = support::host::changing_host();
     let own_uid = status_field(std::process::id(), "Uid");
     assert!(own_uid.starts_with("0\t"), "this test runs as root (CI does): Uid {own_uid}");
     let installed_before = Command::new("dpkg-query")

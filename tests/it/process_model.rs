@@ -527,6 +527,8 @@ fn default_user() -> &'static str {
 
 #[test]
 fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_the_log() {
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
     let uid_line = status_field(std::process::id(), "Uid");
     assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
     let user = default_user();
@@ -579,6 +581,8 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
 /// manager serves as and what to do, not only "Permission denied".
 #[test]
 fn a_child_socket_the_serving_user_cannot_open_is_explained() {
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
     let uid_line = status_field(std::process::id(), "Uid");
     assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
     let user = default_user();
@@ -607,6 +611,8 @@ fn a_child_socket_the_serving_user_cannot_open_is_explained() {
 
 #[test]
 fn as_root_a_pid_file_the_user_cannot_write_fails_at_once_and_leaves_no_socket() {
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
     let uid_line = status_field(std::process::id(), "Uid");
     assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
     let user = default_user();

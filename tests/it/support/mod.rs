@@ -8,6 +8,7 @@
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod host;
 pub mod postfix;
 pub mod scenario;
 

@@ -1,0 +1,33 @@
+//! The host is shared by every test of this one binary, which runs them on parallel
+//! threads (before, each test file was its own binary and the files ran one after
+//! another). A test that changes the host for everyone takes [`changing_host`]; a test
+//! whose outcome depends on that state takes [`depending_on_host`], so the two never
+//! overlap. Tests that only use their own temp dirs, loopback ports and child processes
+//! take neither.
+//!
+//! What changes the host: `debian_package` installs and purges the package, which creates
+//! and removes the user and group `milter-manager`, /etc/milter-manager, /run/milter-manager,
+//! /var/log/milter-manager.log, and replaces /usr/sbin/policy-rc.d for the duration.
+//! What depends on it: milter-manager started as root without a user serves as
+//! `milter-manager` when that user exists and as `nobody` otherwise, and the package test
+//! counts the processes of user `milter-manager`.
+//!
+//! Nothing here changes process-wide state (current directory, environment, umask, signal
+//! dispositions): a test that needs it must not, and gives a child process its own instead.
+
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+static HOST: RwLock<()> = RwLock::new(());
+
+/// Held for the whole of a test that changes the host (see the module's documentation).
+/// A test that failed while holding it leaves the host as its drop guards restore it, so
+/// a poisoned lock is taken over rather than failing every later test.
+pub fn changing_host() -> RwLockWriteGuard<'static, ()> {
+    HOST.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held for the whole of a test whose outcome depends on what [`changing_host`] tests
+/// change; any number of them run together.
+pub fn depending_on_host() -> RwLockReadGuard<'static, ()> {
+    HOST.read().unwrap_or_else(PoisonError::into_inner)
+}
