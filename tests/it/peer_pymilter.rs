@@ -13,9 +13,9 @@ use std::process::Command;
 
 use postfix::Pymilter;
 use serde_json::Value;
-use support::{free_tcp_port, run, Finished, ManagerProcess, TempDir, TEST_SERVER, TIMEOUT};
-
-const PERFORMANCE_CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
+use support::{
+    free_tcp_port, run, Finished, ManagerProcess, TempDir, PERFORMANCE_CHECK, TEST_SERVER, TIMEOUT,
+};
 
 /// The pymilter child's connection spec.
 fn spec_of(milter: &Pymilter) -> String {

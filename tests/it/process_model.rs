@@ -21,11 +21,10 @@ use milter_manager::protocol::{
 };
 use serde_json::Value;
 use support::{
-    deadline, read_lossy, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir,
-    TestClient, TEST_SERVER,
+    children_of, ctl, deadline, getent, group_id, kill, read_lossy, require_root, status_field,
+    user_id, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir, TestClient,
+    PERFORMANCE_CHECK, TEST_SERVER,
 };
-
-const CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
 
 /// A running milter-manager (in the foreground, so its pid is the supervisor's), with what
 /// these tests ask of its processes.
@@ -83,26 +82,6 @@ impl Manager {
     }
 }
 
-fn children_of(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect()
-}
-
-/// A field of /proc/PID/status ("State", "Uid", ...), or "" once the process is gone.
-fn status_field(pid: u32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let prefix = format!("{field}:");
-    status.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or("").trim().to_string()
-}
-
-fn kill(pid: u32, signal: &str) {
-    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
-    assert!(status.unwrap().success(), "kill -{signal} {pid}");
-}
-
 fn child_config(spec: &str, manager_items: &str) -> String {
     format!("[manager]\n{manager_items}\n\n[milter.\"child\"]\nconnection_spec = \"{spec}\"\n")
 }
@@ -122,7 +101,7 @@ fn start_load(
     mails: usize,
     concurrency: usize,
 ) -> ChildGuard {
-    let mut command = Command::new(CHECK);
+    let mut command = Command::new(PERFORMANCE_CHECK);
     command
         .args(["--milter", spec, "--json", "--timeout", "30"])
         .args(["--n-mails", &mails.to_string()])
@@ -267,8 +246,7 @@ fn a_reload_with_an_error_keeps_the_running_configuration_and_says_where() {
 
 #[test]
 fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_file() {
-    let uid_line = status_field(std::process::id(), "Uid");
-    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    require_root();
     let dir = TempDir::new("pm-root");
     // The unprivileged supervisor removes the socket and the pid file here at the end.
     let run_dir = dir.join("run");
@@ -292,7 +270,7 @@ fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_
     let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
     let workers = manager.wait_for_workers(2);
 
-    let nobody = id("-u", "nobody");
+    let nobody = user_id("nobody");
     for pid in &workers {
         let uid = status_field(*pid, "Uid");
         let uids: Vec<&str> = uid.split_whitespace().collect();
@@ -310,17 +288,6 @@ fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_
     assert_eq!(status.code(), Some(0), "{}", manager.log());
     assert!(!pid_file.exists(), "the pid file is removed on SIGTERM");
     assert!(!manager.socket.exists(), "the socket is removed on SIGTERM");
-}
-
-fn id(flag: &str, user: &str) -> String {
-    let out = Command::new("id").args([flag, user]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn group_id(group: &str) -> String {
-    let out = Command::new("getent").args(["group", group]).output().unwrap();
-    let line = String::from_utf8(out.stdout).unwrap();
-    line.split(':').nth(2).unwrap_or_else(|| panic!("no group {group}")).to_string()
 }
 
 #[test]
@@ -476,12 +443,6 @@ fn sessions_after_a_reload_use_the_new_configuration_with_and_without_workers() 
     }
 }
 
-/// milter-manager-ctl with `args`.
-fn ctl(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_milter-manager-ctl"));
-    support::run(dir, name, command.args(args), support::TIMEOUT)
-}
-
 #[test]
 fn sigusr1_reopens_the_log_file_in_the_supervisor_and_every_worker() {
     let dir = TempDir::new("pm-reopen-logs");
@@ -517,8 +478,7 @@ fn sigusr1_reopens_the_log_file_in_the_supervisor_and_every_worker() {
 
 /// The user a manager started as root without `security.effective_user` serves as.
 fn default_user() -> &'static str {
-    let package_user = Command::new("id").arg("milter-manager").output().unwrap();
-    if package_user.status.success() {
+    if getent("passwd", "milter-manager").is_some() {
         "milter-manager"
     } else {
         "nobody"
@@ -529,8 +489,7 @@ fn default_user() -> &'static str {
 fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_the_log() {
     // Whom it serves as depends on whether the package's user exists (debian_package).
     let _host = support::host::depending_on_host();
-    let uid_line = status_field(std::process::id(), "Uid");
-    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    require_root();
     let user = default_user();
     let dir = TempDir::new("pm-default-user");
     // The unprivileged supervisor removes its socket here at the end.
@@ -546,7 +505,7 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
     let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
     let workers = manager.wait_for_workers(1);
 
-    let uid = id("-u", user);
+    let uid = user_id(user);
     for pid in workers.iter().chain([&manager.pid()]) {
         let line = status_field(*pid, "Uid");
         assert!(line.split_whitespace().all(|u| u == uid), "process {pid}: Uid {line}");
@@ -583,8 +542,7 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
 fn a_child_socket_the_serving_user_cannot_open_is_explained() {
     // Whom it serves as depends on whether the package's user exists (debian_package).
     let _host = support::host::depending_on_host();
-    let uid_line = status_field(std::process::id(), "Uid");
-    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    require_root();
     let user = default_user();
     let dir = TempDir::new("pm-child-access");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -613,8 +571,7 @@ fn a_child_socket_the_serving_user_cannot_open_is_explained() {
 fn as_root_a_pid_file_the_user_cannot_write_fails_at_once_and_leaves_no_socket() {
     // Whom it serves as depends on whether the package's user exists (debian_package).
     let _host = support::host::depending_on_host();
-    let uid_line = status_field(std::process::id(), "Uid");
-    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    require_root();
     let user = default_user();
     let dir = TempDir::new("pm-pid-root-only");
     let root_only = dir.join("root-only");

@@ -33,7 +33,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,16 +42,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    accepts_tcp, deadline, free_tcp_port, read_lossy, run, source_path, wait_for, ChildGuard,
-    TempDir, TIMEOUT,
+    accepts_tcp, deadline, free_tcp_port, read_lossy, require_program, require_root, run,
+    source_path, wait_for, ChildGuard, TempDir, MANAGER, TIMEOUT,
 };
 
 /// Debian's interpreter, which sees python3-milter and python3-dkim (a pyenv `python3` on
 /// PATH may not).
 pub const PYTHON: &str = "/usr/bin/python3";
-
-/// The proxy under test.
-pub const MILTER_MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
 
 /// The domain OpenDKIM signs for and its selector (`test._domainkey.example.com`).
 pub const DKIM_DOMAIN: &str = "example.com";
@@ -65,22 +62,6 @@ const POSTCONF: &str = "/usr/sbin/postconf";
 const POSTQUEUE: &str = "/usr/sbin/postqueue";
 const OPENDKIM: &str = "/usr/sbin/opendkim";
 const OPENDKIM_GENKEY: &str = "/usr/sbin/opendkim-genkey";
-
-/// Fails the test (never skips it) unless `path` exists.
-pub fn require(path: &str, package: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: install the Debian package {package} \
-         (run scripts/install-test-deps.sh as root)"
-    );
-}
-
-/// Fails the test unless it runs as root (Postfix's master must).
-pub fn require_root() {
-    // /proc/self belongs to the effective user.
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
-    assert_eq!(uid, 0, "the Postfix end-to-end tests run a Postfix instance and need root");
-}
 
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
@@ -447,9 +428,10 @@ impl Postfix {
     /// Like [`Postfix::start_with_milters`] with the milters in Postfix's syntax
     /// (`unix:/path`, `inet:host:port`), as `smtpd_milters` lists them.
     pub fn start_with_milter_specs(dir: &TempDir, milter_specs: &[String]) -> Postfix {
+        // Postfix's master runs as root.
         require_root();
-        require(POSTFIX, "postfix");
-        require(POSTCONF, "postfix");
+        require_program(POSTFIX, "postfix");
+        require_program(POSTCONF, "postfix");
         // Postfix's daemons run as user postfix and must get to the queue.
         let traversable = std::fs::Permissions::from_mode(0o755);
         std::fs::set_permissions(dir.path(), traversable.clone()).expect("chmod the temp dir");
@@ -828,8 +810,8 @@ impl OpenDkim {
     /// Generates the key, writes `opendkim.conf`, starts opendkim and waits until its
     /// port accepts connections.
     pub fn start(dir: &TempDir) -> OpenDkim {
-        require(OPENDKIM, "opendkim");
-        require(OPENDKIM_GENKEY, "opendkim-tools");
+        require_program(OPENDKIM, "opendkim");
+        require_program(OPENDKIM_GENKEY, "opendkim-tools");
         let home = dir.join("opendkim");
         std::fs::create_dir_all(&home).expect("create the opendkim directory");
         let mut genkey = Command::new(OPENDKIM_GENKEY);
@@ -902,7 +884,7 @@ impl Drop for OpenDkim {
 /// DKIM-Signature of `message` verifies against that key (at least one needed), `Err(its
 /// output)` otherwise. No DNS is used.
 pub fn dkim_verify(public_key_txt: &Path, message: &[u8]) -> Result<String, String> {
-    require(PYTHON, "python3");
+    require_program(PYTHON, "python3");
     let mut child = Command::new(PYTHON)
         .arg(source_path("tests/peers/dkim_verify.py"))
         .arg(public_key_txt)
@@ -948,7 +930,7 @@ pub struct Pymilter {
 impl Pymilter {
     /// Starts it and waits until its port accepts connections.
     pub fn start(dir: &TempDir) -> Pymilter {
-        require(PYTHON, "python3");
+        require_program(PYTHON, "python3");
         let log_path = dir.join("pymilter.log");
         // libmilter cannot report a port it picked itself, so take one that is free now.
         let port = free_tcp_port();
@@ -1033,7 +1015,7 @@ impl Manager {
             .expect("write milter-manager.toml");
         let output_path = config_dir.join("output.log");
         let output = create(&output_path);
-        let mut command = Command::new(MILTER_MANAGER);
+        let mut command = Command::new(MANAGER);
         command
             .arg("--config-dir")
             .arg(&config_dir)
