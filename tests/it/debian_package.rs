@@ -86,7 +86,7 @@ impl ServicesForbidden {
         });
         std::fs::write(
             policy,
-            "#!/bin/sh\n# tests/debian_package.rs: no service starts\nexit 101\n",
+            "#!/bin/sh\n# tests/it/debian_package.rs: no service starts\nexit 101\n",
         )
         .expect("write policy-rc.d");
         std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -1,5 +1,5 @@
 //! End to end with real peers: Postfix in front, milter-manager in the middle, real child
-//! milters behind it, the delivered mail checked byte by byte (harness: `tests/postfix/`).
+//! milters behind it, the delivered mail checked byte by byte (harness: `support::postfix`).
 //!
 //! ```text
 //! send_mail -> Postfix -> milter-manager -> [milter-test-client, pymilter_modifier.py, opendkim]

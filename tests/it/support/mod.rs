@@ -1,12 +1,8 @@
-//! Helpers shared by the integration tests (standard library only).
-//!
-//! Include it from a test crate with `mod support;`. Every process a test starts is
+//! Helpers shared by the integration tests (std, tempfile and nix), `crate::support` of
+//! the one test binary (tests/it/main.rs). Every process a test starts is
 //! wrapped in a [`ChildGuard`], which kills it when the test ends, pass or panic; every
 //! file goes into a [`TempDir`], removed the same way. Waiting is done by polling a
 //! condition against a deadline ([`wait_for`]), never by sleeping a fixed time.
-
-// Each test crate uses its own subset of these helpers.
-#![allow(dead_code)]
 
 pub mod host;
 pub mod postfix;

@@ -1,7 +1,6 @@
 //! End-to-end harness: a real Postfix in front, real milters behind (standard library only).
 //!
-//! Include it from a test crate with `mod postfix;` next to `mod support;`. What it runs,
-//! all on 127.0.0.1 and inside one [`TempDir`]:
+//! `crate::support::postfix`. What it runs, all on 127.0.0.1 and inside one [`TempDir`]:
 //!
 //! ```text
 //!  send_mail ──SMTP──> Postfix smtpd ──milter──> (milter-manager ──> children | a milter)
@@ -26,9 +25,6 @@
 //! each part prints what it logged (Postfix's maillog, the manager's output, ...), so the
 //! failure report explains itself. A missing program fails the test with a pointer to
 //! `scripts/install-test-deps.sh`; nothing is ever skipped.
-
-// Each test crate uses its own subset of these helpers.
-#![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -445,7 +441,7 @@ impl Postfix {
         let smtp_port = free_tcp_port();
         let r = root.display();
         let main_cf = format!(
-            "# Written by tests/postfix/mod.rs: a throwaway instance, loopback only.\n\
+            "# Written by tests/it/support/postfix.rs: a throwaway instance, loopback only.\n\
              compatibility_level = 3.6\n\
              queue_directory = {r}/spool\n\
              data_directory = {r}/data\n\
@@ -549,11 +545,6 @@ impl Postfix {
         send_mail(self.smtp_port, from, recipients, message)
     }
 
-    /// Everything delivered so far.
-    pub fn delivered(&self) -> Vec<DeliveredMessage> {
-        self.sink.messages()
-    }
-
     /// Waits (up to `TIMEOUT`) until at least `count` messages have been delivered and
     /// returns all of them. On timeout, panics with the queue and the maillog's tail.
     pub fn wait_for_deliveries(&self, count: usize) -> Vec<DeliveredMessage> {
@@ -628,11 +619,6 @@ pub struct SmtpReply {
 }
 
 impl SmtpReply {
-    /// The lines joined with newlines.
-    pub fn text(&self) -> String {
-        self.lines.join("\n")
-    }
-
     /// 2xx or 3xx.
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
