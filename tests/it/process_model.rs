@@ -626,7 +626,11 @@ fn as_a_daemon_workers_forked_after_start_up_serve_and_log() {
     let options =
         ManagerOptions { args: &["--daemon", "--pid-file", &pid_path], ..Default::default() };
     let config = child_config(&client.spec, "n_workers = 2");
-    let manager = ManagerProcess::start_with(&dir, &config, &options);
+    let mut manager = ManagerProcess::start_with(&dir, &config, &options);
+    // The socket appears before the pid file is written; the launching process exits 0
+    // only once both are there, as an init script expects.
+    let launched = manager.process.wait_until(deadline());
+    assert!(launched.success(), "the launching process: {launched}\n{}", manager.log());
     let pid: u32 = read_lossy(&pid_file).trim().parse().expect("the daemon's pid file");
     let mut workers = Vec::new();
     let two = wait_for(deadline(), || {
