@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Verify the DKIM signatures of one message without DNS, for tests/peer_postfix_manager.rs.
+"""Verify the DKIM signatures of one message without DNS, for tests/it/peer_postfix_manager.rs.
 
     /usr/bin/python3 dkim_verify.py PUBLIC_KEY_TXT_FILE < message
 

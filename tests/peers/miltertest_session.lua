@@ -7,7 +7,7 @@
 -- Connects to inet:PORT@127.0.0.1 (or to the given socket spec).  Exits 0 when every step was sent and answered
 -- with SMFIR_CONTINUE; otherwise prints "FAIL: ..." and exits non-zero.  Every step
 -- runs inside pcall: a bare Lua error would make miltertest exit 1 and print nothing.
--- Keep tests/peer_miltertest.rs in step with what this script sends.
+-- Keep tests/it/peer_miltertest.rs in step with what this script sends.
 
 local function fail(message)
     print("FAIL: " .. message)

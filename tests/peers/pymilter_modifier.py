@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A pymilter (real libmilter) peer that modifies messages, for tests/peer_pymilter.rs.
+"""A pymilter (real libmilter) peer that modifies messages, for tests/it/peer_pymilter.rs.
 
     /usr/bin/python3 pymilter_modifier.py PORT
 

@@ -2,18 +2,16 @@
 //! and serving mail through real child milters (milter-test-client) driven by
 //! milter-test-server.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{deadline, run, wait_for, ManagerProcess, TempDir, TestClient, MANAGER, TEST_SERVER};
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
+use support::{
+    deadline, entry_field, getent, run, wait_for, write_file as write, ManagerProcess, TempDir,
+    TestClient, MANAGER, TEST_SERVER,
+};
 
 fn manager(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
     run(dir, name, Command::new(MANAGER).args(args), Duration::from_secs(20))
@@ -600,21 +598,12 @@ fn a_second_instance_refused_on_the_controller_socket_leaves_nothing_behind() {
 
     // The first instance took the probe for what it is, not for a bad request: by the time
     // it answers a later request, it has seen the probe (accepted before it).
-    let ctl = env!("CARGO_BIN_EXE_milter-manager-ctl");
     let spec = format!("unix:{}", controller.display());
-    let status =
-        run(&dir, "ctl", Command::new(ctl).args(["-s", &spec, "status"]), Duration::from_secs(20));
+    let status = support::ctl(&dir, "ctl", &["-s", &spec, "status"]);
     assert!(status.status.success(), "{}", status.describe());
     let log = first.log();
     assert!(log.contains("control client closed without a request"), "{log}");
     assert!(!log.contains("controller: refused"), "{log}");
-}
-
-/// The name `getent DATABASE ID` gives for a numeric id.
-fn name_of(database: &str, id: &str) -> String {
-    let out = Command::new("getent").args([database, id]).output().unwrap();
-    let line = String::from_utf8(out.stdout).unwrap();
-    line.split(':').next().unwrap_or_else(|| panic!("no {database} entry {id}")).to_string()
 }
 
 #[test]
@@ -647,8 +636,14 @@ fn the_originals_options_map_to_their_configuration_items() {
     let out = manager(&dir, "show", &args);
     assert!(out.status.success(), "{}", out.describe());
     for item in [
-        format!("effective_user = \"{}\"", name_of("passwd", "65534")),
-        format!("effective_group = \"{}\"", name_of("group", "65534")),
+        format!(
+            "effective_user = \"{}\"",
+            entry_field(&getent("passwd", "65534").expect("user 65534"), 0)
+        ),
+        format!(
+            "effective_group = \"{}\"",
+            entry_field(&getent("group", "65534").expect("group 65534"), 0)
+        ),
         "connection_spec = \"inet:10026@[127.0.0.1]\"".to_string(),
         "unix_socket_mode = 0o600".to_string(),
         "event_loop_backend = \"libev\"".to_string(),

@@ -4,7 +4,7 @@
 //! The programs cargo built for this test run are packaged (`--binaries`), so the test
 //! adds one rpmbuild and no second cargo build.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! End to end with real peers: Postfix in front, milter-manager in the middle, real child
-//! milters behind it, the delivered mail checked byte by byte (harness: `tests/postfix/`).
+//! milters behind it, the delivered mail checked byte by byte (harness: `support::postfix`).
 //!
 //! ```text
 //! send_mail -> Postfix -> milter-manager -> [milter-test-client, pymilter_modifier.py, opendkim]
@@ -15,8 +15,8 @@
 //! python3-milter and python3-dkim. These tests fail, never skip, when something is
 //! missing: `scripts/install-test-deps.sh` installs it all.
 
-mod postfix;
-mod support;
+use crate::support;
+use crate::support::postfix;
 
 use postfix::{simple_message, ManagedMilter, Manager, OpenDkim, Postfix, Pymilter, PYMILTER_BODY};
 use support::{deadline, wait_for, TempDir, TestClient};

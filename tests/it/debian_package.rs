@@ -5,8 +5,8 @@
 //! Whatever happens, the package is purged at the end ([`Installed`]'s drop), which also
 //! takes away the user, the group and every file it created.
 
-mod postfix;
-mod support;
+use crate::support;
+use crate::support::postfix;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use postfix::{send_mail, simple_message, Postfix};
-use support::{deadline, read_lossy, run, source_path, wait_for, Finished, TempDir, TestClient};
+use support::{
+    deadline, entry_field, getent, is_alive, live_processes_of, read_lossy, require_root, run,
+    source_path, status_field, wait_for, Finished, TempDir, TestClient,
+};
 
 const INIT_SCRIPT: &str = "/etc/init.d/milter-manager";
 const SOCKET: &str = "/run/milter-manager/milter-manager.sock";
@@ -55,40 +58,6 @@ fn init_script(dir: &TempDir, action: &str) -> Finished {
     command_line(dir, &format!("init-{action}"), INIT_SCRIPT, &[action])
 }
 
-/// A passwd or group entry, if there is one.
-fn getent(database: &str, name: &str) -> Option<String> {
-    let out = Command::new("getent").args([database, name]).output().expect("run getent");
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Field `index` (0-based, ':'-separated) of a passwd or group entry.
-fn entry_field(entry: &str, index: usize) -> String {
-    entry.split(':').nth(index).unwrap_or_else(|| panic!("field {index} of {entry:?}")).into()
-}
-
-fn status_field(pid: u32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let prefix = format!("{field}:");
-    status.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or("").trim().to_string()
-}
-
-/// Whether `pid` is a process that has not exited (a zombie has).
-fn alive(pid: u32) -> bool {
-    let state = status_field(pid, "State");
-    !state.is_empty() && !state.starts_with('Z')
-}
-
-/// Processes (not zombies) whose real user id is `uid`.
-fn live_processes_of(uid: &str) -> Vec<u32> {
-    let entries = std::fs::read_dir("/proc").expect("read /proc");
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            status_field(*pid, "Uid").split_whitespace().next() == Some(uid) && alive(*pid)
-        })
-        .collect()
-}
-
 /// One session through the installed service; its `status:` line.
 fn session(dir: &TempDir, name: &str) -> String {
     let finished = command_line(
@@ -117,7 +86,7 @@ impl ServicesForbidden {
         });
         std::fs::write(
             policy,
-            "#!/bin/sh\n# tests/debian_package.rs: no service starts\nexit 101\n",
+            "#!/bin/sh\n# tests/it/debian_package.rs: no service starts\nexit 101\n",
         )
         .expect("write policy-rc.d");
         std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -160,8 +129,9 @@ impl Drop for Installed {
 
 #[test]
 fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly() {
-    let own_uid = status_field(std::process::id(), "Uid");
-    assert!(own_uid.starts_with("0\t"), "this test runs as root (CI does): Uid {own_uid}");
+    // It creates the user milter-manager that other tests' managers would serve as.
+    let _host = support::host::changing_host();
+    require_root();
     let installed_before = Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", "milter-manager"])
         .output()
@@ -264,7 +234,7 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     assert!(restarted.status.success(), "init script restart: {}", restarted.describe());
     let new_pid = read_lossy(Path::new(PID_FILE)).trim().to_string();
     assert_ne!(new_pid, pid.to_string(), "restart after an upgrade left the old daemon running");
-    assert!(!alive(pid), "the old daemon {pid} is still there");
+    assert!(!is_alive(pid), "the old daemon {pid} is still there");
     let restarted_session = session(&dir, "restarted");
     assert!(restarted_session.starts_with("status: accept "), "{restarted_session}");
 

@@ -3,7 +3,7 @@
 //! MTA" (a TCP connection the test holds open on this host) the session waits; once the
 //! client closes, the manager answers `fallback_status_at_disconnect`.
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::io::{Read, Write};

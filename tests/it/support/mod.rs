@@ -1,12 +1,18 @@
-//! Helpers shared by the integration tests (standard library only).
-//!
-//! Include it from a test crate with `mod support;`. Every process a test starts is
+//! Helpers shared by the integration tests (std, tempfile and nix), `crate::support` of
+//! the one test binary (tests/it/main.rs). Every process a test starts is
 //! wrapped in a [`ChildGuard`], which kills it when the test ends, pass or panic; every
 //! file goes into a [`TempDir`], removed the same way. Waiting is done by polling a
 //! condition against a deadline ([`wait_for`]), never by sleeping a fixed time.
 
-// Each test crate uses its own subset of these helpers.
-#![allow(dead_code)]
+pub mod host;
+pub mod postfix;
+pub mod processes;
+pub mod scenario;
+
+pub use processes::{
+    children_of, entry_field, getent, group_id, is_alive, kill, live_processes_of, processes_with,
+    real_uid, require_root, running_as_root, status_field, user_id,
+};
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -22,6 +28,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 pub const TEST_CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
 pub const TEST_SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
 pub const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
+pub const CTL: &str = env!("CARGO_BIN_EXE_milter-manager-ctl");
+pub const PERFORMANCE_CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
 
 /// `TIMEOUT` from now.
 pub fn deadline() -> Instant {
@@ -59,6 +67,13 @@ pub fn free_tcp_port() -> u16 {
 pub fn accepts_tcp(port: u16) -> bool {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
+}
+
+/// Writes `text` to `path`, creating the directories above it.
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("a file in a directory"))
+        .unwrap_or_else(|e| panic!("create the directory of {}: {e}", path.display()));
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// The file's contents, or "" if it cannot be read (yet).
@@ -191,6 +206,12 @@ pub fn run(dir: &TempDir, name: &str, command: &mut Command, timeout: Duration) 
         );
     };
     Finished { status, stdout, stderr }
+}
+
+/// milter-manager-ctl with `args`, to completion (a reload answers once every worker has
+/// taken the new configuration, hence more than `TIMEOUT`).
+pub fn ctl(dir: &TempDir, name: &str, args: &[&str]) -> Finished {
+    run(dir, name, Command::new(CTL).args(args), Duration::from_secs(30))
 }
 
 /// A running `milter-test-client`: its report (standard output) goes to one file, its

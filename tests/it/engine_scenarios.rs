@@ -5,7 +5,7 @@
 //! Besides the files, `precedence_matrix` generates one scenario per pair of verdicts at
 //! each envelope stage, checked against the explicit table `FOLD`.
 
-mod scenario;
+use crate::support::scenario;
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! `packaging/man/update` (which runs this test with `MAN_PAGES_UPDATE=1`) rewrites the
 //! generated sections from `--help`; without it, a difference fails the test and shows it.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Command;

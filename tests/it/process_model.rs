@@ -4,7 +4,7 @@
 //! comes from milter-performance-check; the child milters are milter-test-client or a small
 //! milter written here. Processes are found through /proc.
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -21,11 +21,10 @@ use milter_manager::protocol::{
 };
 use serde_json::Value;
 use support::{
-    deadline, read_lossy, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir,
-    TestClient, TEST_SERVER,
+    children_of, ctl, deadline, getent, group_id, kill, read_lossy, require_root, status_field,
+    user_id, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir, TestClient,
+    PERFORMANCE_CHECK, TEST_SERVER,
 };
-
-const CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
 
 /// A running milter-manager (in the foreground, so its pid is the supervisor's), with what
 /// these tests ask of its processes.
@@ -83,26 +82,6 @@ impl Manager {
     }
 }
 
-fn children_of(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect()
-}
-
-/// A field of /proc/PID/status ("State", "Uid", ...), or "" once the process is gone.
-fn status_field(pid: u32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let prefix = format!("{field}:");
-    status.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or("").trim().to_string()
-}
-
-fn kill(pid: u32, signal: &str) {
-    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
-    assert!(status.unwrap().success(), "kill -{signal} {pid}");
-}
-
 fn child_config(spec: &str, manager_items: &str) -> String {
     format!("[manager]\n{manager_items}\n\n[milter.\"child\"]\nconnection_spec = \"{spec}\"\n")
 }
@@ -122,7 +101,7 @@ fn start_load(
     mails: usize,
     concurrency: usize,
 ) -> ChildGuard {
-    let mut command = Command::new(CHECK);
+    let mut command = Command::new(PERFORMANCE_CHECK);
     command
         .args(["--milter", spec, "--json", "--timeout", "30"])
         .args(["--n-mails", &mails.to_string()])
@@ -267,8 +246,7 @@ fn a_reload_with_an_error_keeps_the_running_configuration_and_says_where() {
 
 #[test]
 fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_file() {
-    let uid_line = status_field(std::process::id(), "Uid");
-    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    require_root();
     let dir = TempDir::new("pm-root");
     // The unprivileged supervisor removes the socket and the pid file here at the end.
     let run_dir = dir.join("run");
@@ -292,7 +270,7 @@ fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_
     let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
     let workers = manager.wait_for_workers(2);
 
-    let nobody = id("-u", "nobody");
+    let nobody = user_id("nobody");
     for pid in &workers {
         let uid = status_field(*pid, "Uid");
         let uids: Vec<&str> = uid.split_whitespace().collect();
@@ -310,17 +288,6 @@ fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_
     assert_eq!(status.code(), Some(0), "{}", manager.log());
     assert!(!pid_file.exists(), "the pid file is removed on SIGTERM");
     assert!(!manager.socket.exists(), "the socket is removed on SIGTERM");
-}
-
-fn id(flag: &str, user: &str) -> String {
-    let out = Command::new("id").args([flag, user]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn group_id(group: &str) -> String {
-    let out = Command::new("getent").args(["group", group]).output().unwrap();
-    let line = String::from_utf8(out.stdout).unwrap();
-    line.split(':').nth(2).unwrap_or_else(|| panic!("no group {group}")).to_string()
 }
 
 #[test]
@@ -476,12 +443,6 @@ fn sessions_after_a_reload_use_the_new_configuration_with_and_without_workers() 
     }
 }
 
-/// milter-manager-ctl with `args`.
-fn ctl(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_milter-manager-ctl"));
-    support::run(dir, name, command.args(args), support::TIMEOUT)
-}
-
 #[test]
 fn sigusr1_reopens_the_log_file_in_the_supervisor_and_every_worker() {
     let dir = TempDir::new("pm-reopen-logs");
@@ -517,8 +478,7 @@ fn sigusr1_reopens_the_log_file_in_the_supervisor_and_every_worker() {
 
 /// The user a manager started as root without `security.effective_user` serves as.
 fn default_user() -> &'static str {
-    let package_user = Command::new("id").arg("milter-manager").output().unwrap();
-    if package_user.status.success() {
+    if getent("passwd", "milter-manager").is_some() {
         "milter-manager"
     } else {
         "nobody"
@@ -527,8 +487,9 @@ fn default_user() -> &'static str {
 
 #[test]
 fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_the_log() {
-    let uid_line = status_field(std::process::id(), "Uid");
-    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
+    require_root();
     let user = default_user();
     let dir = TempDir::new("pm-default-user");
     // The unprivileged supervisor removes its socket here at the end.
@@ -544,7 +505,7 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
     let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
     let workers = manager.wait_for_workers(1);
 
-    let uid = id("-u", user);
+    let uid = user_id(user);
     for pid in workers.iter().chain([&manager.pid()]) {
         let line = status_field(*pid, "Uid");
         assert!(line.split_whitespace().all(|u| u == uid), "process {pid}: Uid {line}");
@@ -579,8 +540,9 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
 /// manager serves as and what to do, not only "Permission denied".
 #[test]
 fn a_child_socket_the_serving_user_cannot_open_is_explained() {
-    let uid_line = status_field(std::process::id(), "Uid");
-    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
+    require_root();
     let user = default_user();
     let dir = TempDir::new("pm-child-access");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -607,8 +569,9 @@ fn a_child_socket_the_serving_user_cannot_open_is_explained() {
 
 #[test]
 fn as_root_a_pid_file_the_user_cannot_write_fails_at_once_and_leaves_no_socket() {
-    let uid_line = status_field(std::process::id(), "Uid");
-    assert!(uid_line.starts_with("0\t"), "this test runs as root (CI does): Uid {uid_line}");
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
+    require_root();
     let user = default_user();
     let dir = TempDir::new("pm-pid-root-only");
     let root_only = dir.join("root-only");
@@ -663,16 +626,12 @@ fn as_a_daemon_workers_forked_after_start_up_serve_and_log() {
     let options =
         ManagerOptions { args: &["--daemon", "--pid-file", &pid_path], ..Default::default() };
     let config = child_config(&client.spec, "n_workers = 2");
-    let manager = ManagerProcess::start_with(&dir, &config, &options);
-    // The socket exists before the daemon has written its pid file; the launching process
-    // exits once it has.
-    let mut pid = None;
-    let written = wait_for(deadline(), || {
-        pid = read_lossy(&pid_file).trim().parse::<u32>().ok();
-        pid.is_some()
-    });
-    assert!(written, "no pid in {}\n{}", pid_file.display(), manager.log());
-    let pid = pid.expect("the daemon's pid");
+    let mut manager = ManagerProcess::start_with(&dir, &config, &options);
+    // The socket appears before the pid file is written; the launching process exits 0
+    // only once both are there, as an init script expects.
+    let launched = manager.process.wait_until(deadline());
+    assert!(launched.success(), "the launching process: {launched}\n{}", manager.log());
+    let pid: u32 = read_lossy(&pid_file).trim().parse().expect("the daemon's pid file");
     let mut workers = Vec::new();
     let two = wait_for(deadline(), || {
         workers = children_of(pid);

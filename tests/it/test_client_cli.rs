@@ -1,25 +1,15 @@
 //! milter-test-client's command line and process behaviour, through the real binary:
 //! exit status and one-line reasons for bad input, workers, daemon mode, privileges.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-const CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
-const SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
-
-/// Kills the process (and, for daemons, the pid given) when the test ends.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use support::{
+    children_of, group_id, kill, processes_with, status_field, user_id, ChildGuard,
+    TEST_CLIENT as CLIENT, TEST_SERVER as SERVER,
+};
 
 fn wait_for(what: &str, condition: impl FnMut() -> bool) {
     assert!(support::wait_for(support::deadline(), condition), "timed out waiting for {what}");
@@ -30,24 +20,6 @@ fn failing_start(args: &[&str]) -> String {
     let output = Command::new(CLIENT).args(args).stdin(Stdio::null()).output().unwrap();
     assert!(!output.status.success(), "{args:?} should fail");
     String::from_utf8(output.stderr).unwrap()
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect()
-}
-
-fn status_field(pid: u32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap().trim().to_string()
-}
-
-fn kill(pid: u32, signal: &str) {
-    Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
 }
 
 fn session_passes(socket: &Path) -> bool {
@@ -141,7 +113,8 @@ fn help_and_version() {
 fn workers_share_the_listener_and_stop_on_sigterm() {
     let dir = support::TempDir::new("workers");
     let socket = dir.path().join("w.sock");
-    let child = Command::new(CLIENT)
+    let mut command = Command::new(CLIENT);
+    command
         .args([
             "-s",
             &format!("unix:{}", socket.display()),
@@ -149,18 +122,16 @@ fn workers_share_the_listener_and_stop_on_sigterm() {
             "3",
             "--no-report-request",
         ])
-        .args(["--log-path", &dir.path().join("log").display().to_string()])
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut guard = Guard(Some(child));
+        .args(["--log-path", &dir.path().join("log").display().to_string()]);
+    let mut guard = ChildGuard::spawn("milter-test-client", &mut command);
+    let pid = guard.id();
     wait_for("3 workers", || children_of(pid).len() == 3);
     wait_for("the socket", || socket.exists());
     for _ in 0..6 {
         assert!(session_passes(&socket));
     }
     kill(pid, "TERM");
-    let status = guard.0.as_mut().unwrap().wait().unwrap();
+    let status = guard.wait_until(support::deadline());
     assert!(status.success(), "{status}");
     assert!(!socket.exists(), "the socket is removed on exit");
 }
@@ -170,7 +141,8 @@ fn report_memory_profile_prints_after_each_session() {
     let dir = support::TempDir::new("memory");
     let socket = dir.path().join("m.sock");
     let report = dir.path().join("report");
-    let child = Command::new(CLIENT)
+    let mut command = Command::new(CLIENT);
+    command
         .args([
             "-s",
             &format!("unix:{}", socket.display()),
@@ -179,10 +151,8 @@ fn report_memory_profile_prints_after_each_session() {
         ])
         .args(["--log-path", &dir.path().join("log").display().to_string()])
         .env("MILTER_MEMORY_PROFILE", "yes")
-        .stdout(std::fs::File::create(&report).unwrap())
-        .spawn()
-        .unwrap();
-    let _guard = Guard(Some(child));
+        .stdout(std::fs::File::create(&report).unwrap());
+    let _guard = ChildGuard::spawn("milter-test-client", &mut command);
     wait_for("the socket", || socket.exists());
     assert!(session_passes(&socket));
     wait_for("the memory line", || std::fs::read_to_string(&report).unwrap().contains("memory:"));
@@ -197,7 +167,7 @@ fn daemon_returns_once_accepting_and_drops_privileges() {
     // The socket directory must be usable by the unprivileged user.
     let run_dir = dir.path().join("run");
     std::fs::create_dir_all(&run_dir).unwrap();
-    let running_as_root = status_field(std::process::id(), "Uid").starts_with("0\t");
+    let running_as_root = support::running_as_root();
     let socket = run_dir.join("d.sock");
     let mut args = vec![
         "-s".to_string(),
@@ -219,25 +189,15 @@ fn daemon_returns_once_accepting_and_drops_privileges() {
     assert!(socket.exists());
     assert!(session_passes(&socket));
     let meta = std::fs::metadata(&socket).unwrap();
-    let daemon_gid = String::from_utf8(
-        Command::new("getent").args(["group", "daemon"]).output().unwrap().stdout,
-    )
-    .unwrap()
-    .split(':')
-    .nth(2)
-    .unwrap()
-    .to_string();
+    let daemon_gid = group_id("daemon");
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta).to_string(), daemon_gid);
     // Find the daemon: the process whose command line names this socket and has a worker child.
     let supervisor = find_process(&socket).expect("the daemon runs");
     let workers = children_of(supervisor);
     assert_eq!(workers.len(), 1);
     if running_as_root {
-        let nobody =
-            String::from_utf8(Command::new("id").args(["-u", "nobody"]).output().unwrap().stdout)
-                .unwrap();
         let uid = status_field(workers[0], "Uid");
-        assert!(uid.starts_with(&format!("{}\t", nobody.trim())), "worker uid line: {uid}");
+        assert!(uid.starts_with(&format!("{}\t", user_id("nobody"))), "worker uid line: {uid}");
     }
     kill(supervisor, "TERM");
     wait_for("the daemon to exit", || !Path::new(&format!("/proc/{supervisor}")).exists());
@@ -246,14 +206,5 @@ fn daemon_returns_once_accepting_and_drops_privileges() {
 
 fn find_process(socket: &Path) -> Option<u32> {
     let needle = socket.display().to_string();
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let name = entry.ok()?.file_name();
-        let Ok(pid) = name.to_string_lossy().parse::<u32>() else { continue };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains(&needle) && !children_of(pid).is_empty() {
-            return Some(pid);
-        }
-    }
-    None
+    processes_with(&needle).into_iter().find(|pid| !children_of(*pid).is_empty())
 }

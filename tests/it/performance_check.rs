@@ -3,7 +3,7 @@
 //! never answers), against nothing at all, and with bad arguments. Every test checks the
 //! counts the tool prints and its exit status.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -15,9 +15,7 @@ use milter_manager::protocol::{
     Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
 };
 use serde_json::Value;
-use support::{Finished, TempDir, TestClient};
-
-const CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
+use support::{Finished, TempDir, TestClient, PERFORMANCE_CHECK as CHECK};
 
 fn check(dir: &TempDir, args: &[&str]) -> Finished {
     support::run(dir, "milter-performance-check", Command::new(CHECK).args(args), support::TIMEOUT)

@@ -1,7 +1,6 @@
 //! End-to-end harness: a real Postfix in front, real milters behind (standard library only).
 //!
-//! Include it from a test crate with `mod postfix;` next to `mod support;`. What it runs,
-//! all on 127.0.0.1 and inside one [`TempDir`]:
+//! `crate::support::postfix`. What it runs, all on 127.0.0.1 and inside one [`TempDir`]:
 //!
 //! ```text
 //!  send_mail ──SMTP──> Postfix smtpd ──milter──> (milter-manager ──> children | a milter)
@@ -27,13 +26,10 @@
 //! failure report explains itself. A missing program fails the test with a pointer to
 //! `scripts/install-test-deps.sh`; nothing is ever skipped.
 
-// Each test crate uses its own subset of these helpers.
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,16 +38,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    accepts_tcp, deadline, free_tcp_port, read_lossy, run, source_path, wait_for, ChildGuard,
-    TempDir, TIMEOUT,
+    accepts_tcp, deadline, free_tcp_port, read_lossy, require_program, require_root, run,
+    source_path, wait_for, ChildGuard, TempDir, MANAGER, TIMEOUT,
 };
 
 /// Debian's interpreter, which sees python3-milter and python3-dkim (a pyenv `python3` on
 /// PATH may not).
 pub const PYTHON: &str = "/usr/bin/python3";
-
-/// The proxy under test.
-pub const MILTER_MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
 
 /// The domain OpenDKIM signs for and its selector (`test._domainkey.example.com`).
 pub const DKIM_DOMAIN: &str = "example.com";
@@ -65,22 +58,6 @@ const POSTCONF: &str = "/usr/sbin/postconf";
 const POSTQUEUE: &str = "/usr/sbin/postqueue";
 const OPENDKIM: &str = "/usr/sbin/opendkim";
 const OPENDKIM_GENKEY: &str = "/usr/sbin/opendkim-genkey";
-
-/// Fails the test (never skips it) unless `path` exists.
-pub fn require(path: &str, package: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: install the Debian package {package} \
-         (run scripts/install-test-deps.sh as root)"
-    );
-}
-
-/// Fails the test unless it runs as root (Postfix's master must).
-pub fn require_root() {
-    // /proc/self belongs to the effective user.
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
-    assert_eq!(uid, 0, "the Postfix end-to-end tests run a Postfix instance and need root");
-}
 
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
@@ -447,9 +424,10 @@ impl Postfix {
     /// Like [`Postfix::start_with_milters`] with the milters in Postfix's syntax
     /// (`unix:/path`, `inet:host:port`), as `smtpd_milters` lists them.
     pub fn start_with_milter_specs(dir: &TempDir, milter_specs: &[String]) -> Postfix {
+        // Postfix's master runs as root.
         require_root();
-        require(POSTFIX, "postfix");
-        require(POSTCONF, "postfix");
+        require_program(POSTFIX, "postfix");
+        require_program(POSTCONF, "postfix");
         // Postfix's daemons run as user postfix and must get to the queue.
         let traversable = std::fs::Permissions::from_mode(0o755);
         std::fs::set_permissions(dir.path(), traversable.clone()).expect("chmod the temp dir");
@@ -463,7 +441,7 @@ impl Postfix {
         let smtp_port = free_tcp_port();
         let r = root.display();
         let main_cf = format!(
-            "# Written by tests/postfix/mod.rs: a throwaway instance, loopback only.\n\
+            "# Written by tests/it/support/postfix.rs: a throwaway instance, loopback only.\n\
              compatibility_level = 3.6\n\
              queue_directory = {r}/spool\n\
              data_directory = {r}/data\n\
@@ -567,11 +545,6 @@ impl Postfix {
         send_mail(self.smtp_port, from, recipients, message)
     }
 
-    /// Everything delivered so far.
-    pub fn delivered(&self) -> Vec<DeliveredMessage> {
-        self.sink.messages()
-    }
-
     /// Waits (up to `TIMEOUT`) until at least `count` messages have been delivered and
     /// returns all of them. On timeout, panics with the queue and the maillog's tail.
     pub fn wait_for_deliveries(&self, count: usize) -> Vec<DeliveredMessage> {
@@ -646,11 +619,6 @@ pub struct SmtpReply {
 }
 
 impl SmtpReply {
-    /// The lines joined with newlines.
-    pub fn text(&self) -> String {
-        self.lines.join("\n")
-    }
-
     /// 2xx or 3xx.
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
@@ -828,8 +796,8 @@ impl OpenDkim {
     /// Generates the key, writes `opendkim.conf`, starts opendkim and waits until its
     /// port accepts connections.
     pub fn start(dir: &TempDir) -> OpenDkim {
-        require(OPENDKIM, "opendkim");
-        require(OPENDKIM_GENKEY, "opendkim-tools");
+        require_program(OPENDKIM, "opendkim");
+        require_program(OPENDKIM_GENKEY, "opendkim-tools");
         let home = dir.join("opendkim");
         std::fs::create_dir_all(&home).expect("create the opendkim directory");
         let mut genkey = Command::new(OPENDKIM_GENKEY);
@@ -902,7 +870,7 @@ impl Drop for OpenDkim {
 /// DKIM-Signature of `message` verifies against that key (at least one needed), `Err(its
 /// output)` otherwise. No DNS is used.
 pub fn dkim_verify(public_key_txt: &Path, message: &[u8]) -> Result<String, String> {
-    require(PYTHON, "python3");
+    require_program(PYTHON, "python3");
     let mut child = Command::new(PYTHON)
         .arg(source_path("tests/peers/dkim_verify.py"))
         .arg(public_key_txt)
@@ -948,7 +916,7 @@ pub struct Pymilter {
 impl Pymilter {
     /// Starts it and waits until its port accepts connections.
     pub fn start(dir: &TempDir) -> Pymilter {
-        require(PYTHON, "python3");
+        require_program(PYTHON, "python3");
         let log_path = dir.join("pymilter.log");
         // libmilter cannot report a port it picked itself, so take one that is free now.
         let port = free_tcp_port();
@@ -1033,7 +1001,7 @@ impl Manager {
             .expect("write milter-manager.toml");
         let output_path = config_dir.join("output.log");
         let output = create(&output_path);
-        let mut command = Command::new(MILTER_MANAGER);
+        let mut command = Command::new(MANAGER);
         command
             .arg("--config-dir")
             .arg(&config_dir)

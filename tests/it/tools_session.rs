@@ -2,65 +2,18 @@
 //! stage, two recipients, headers, a 200 KiB body, a second message on the same
 //! connection) and the client's report shows exactly what was sent.
 
-mod support;
+use crate::support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-const CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
-const SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
+use support::{TestClient, TEST_SERVER as SERVER};
 
-/// milter-test-client on a unix socket, stopped with SIGTERM; its report goes to a file.
-struct TestClient {
-    child: Option<Child>,
-    report: PathBuf,
-}
-
-impl TestClient {
-    fn start(dir: &Path, extra: &[&str]) -> TestClient {
-        let socket = dir.join("client.sock");
-        let report = dir.join("report.txt");
-        let child = Command::new(CLIENT)
-            .arg("-s")
-            .arg(format!("unix:{}", socket.display()))
-            .arg("--log-path")
-            .arg(dir.join("client.log"))
-            .args(extra)
-            .stdout(std::fs::File::create(&report).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "milter-test-client did not create its socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        TestClient { child: Some(child), report }
-    }
-
-    /// Stops the client and returns its report.
-    fn stop(mut self) -> String {
-        let mut child = self.child.take().unwrap();
-        nix_kill(child.id(), "TERM");
-        let status = child.wait().unwrap();
-        assert!(status.success(), "milter-test-client exited with {status}");
-        std::fs::read_to_string(&self.report).unwrap()
-    }
-}
-
-impl Drop for TestClient {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn nix_kill(pid: u32, signal: &str) {
-    let status =
-        Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
-    assert!(status.success());
+/// Stops milter-test-client with SIGTERM, which it exits 0 on, and returns its report.
+fn report_of(client: TestClient) -> String {
+    let (status, report) = client.stop();
+    assert!(status.success(), "milter-test-client exited with {status}");
+    report
 }
 
 fn run_server(dir: &Path, args: &[String]) -> Output {
@@ -80,7 +33,7 @@ fn escape(bytes: &[u8]) -> String {
 #[test]
 fn whole_session_is_reported_exactly() {
     let dir = support::TempDir::new("whole-session");
-    let client = TestClient::start(dir.path(), &[]);
+    let client = TestClient::start_unix(&dir, &[]);
     // 200 KiB of every byte value but CR and LF, NUL included, in CRLF-ended lines. It
     // travels in a mail file: a command-line argument cannot hold a NUL.
     let body: Vec<u8> = (0..200 * 1024u32)
@@ -143,7 +96,7 @@ fn whole_session_is_reported_exactly() {
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout.matches("status: pass\n").count(), 2, "{stdout}");
     assert!(stdout.contains("elapsed-time: "), "{stdout}");
-    let report = client.stop();
+    let report = report_of(client);
     let lines: Vec<&str> = report.lines().collect();
 
     // What the client must have printed, in order (--header replaces the file's headers).
@@ -209,7 +162,7 @@ fn whole_session_is_reported_exactly() {
 #[test]
 fn mail_file_and_output_message() {
     let dir = support::TempDir::new("mail-file");
-    let client = TestClient::start(dir.path(), &["--no-report-request"]);
+    let client = TestClient::start_unix(&dir, &["--no-report-request"]);
     let mail = dir.path().join("mail.eml");
     std::fs::write(
         &mail,
@@ -236,7 +189,7 @@ line two
 ";
     assert!(stdout.starts_with(expected), "{stdout}");
     // --no-report-request: nothing about the session is printed.
-    assert_eq!(client.stop(), "");
+    assert_eq!(report_of(client), "");
 }
 
 fn nix_hostname() -> String {
@@ -246,14 +199,14 @@ fn nix_hostname() -> String {
 #[test]
 fn version_8_is_offered_as_the_original_does_and_gets_a_version_6_session() {
     let dir = support::TempDir::new("negotiate-8");
-    let client = TestClient::start(dir.path(), &[]);
+    let client = TestClient::start_unix(&dir, &[]);
     let mut lines = Vec::new();
     for version in ["6", "8"] {
         let out = run_server(dir.path(), &["--negotiate-version".into(), version.into()]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && stdout.contains("status: pass"), "{version}: {out:?}");
     }
-    let report = client.stop();
+    let report = report_of(client);
     for line in report.lines().filter(|l| l.contains("] negotiate: ")) {
         lines.push(line.split_once("] ").unwrap().1.to_string());
     }
@@ -274,7 +227,7 @@ fn version_8_is_offered_as_the_original_does_and_gets_a_version_6_session() {
 #[test]
 fn output_cut_short_by_the_reader_ends_quietly() {
     let dir = support::TempDir::new("broken-pipe");
-    let client = TestClient::start(dir.path(), &[]);
+    let client = TestClient::start_unix(&dir, &[]);
     // The reader is gone before the server prints anything, as `| head` is after its lines.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);

@@ -6,16 +6,16 @@
 //! These tests fail, never skip, when python3-milter is missing:
 //! `scripts/install-test-deps.sh` installs it.
 
-mod postfix;
-mod support;
+use crate::support;
+use crate::support::postfix;
 
 use std::process::Command;
 
 use postfix::Pymilter;
 use serde_json::Value;
-use support::{free_tcp_port, run, Finished, ManagerProcess, TempDir, TEST_SERVER, TIMEOUT};
-
-const PERFORMANCE_CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
+use support::{
+    free_tcp_port, run, Finished, ManagerProcess, TempDir, PERFORMANCE_CHECK, TEST_SERVER, TIMEOUT,
+};
 
 /// The pymilter child's connection spec.
 fn spec_of(milter: &Pymilter) -> String {

@@ -4,7 +4,7 @@
 //! line, pid file and reload signal milter-manager needs, with the rc.conf variables'
 //! defaults and with them set.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -287,7 +287,7 @@ fn ports_set_their_platform() {
 }
 
 /// The SysV init scripts (Debian's, and Red Hat's for `--with sysvinit`): shell syntax
-/// and shellcheck clean. Debian's runs for real in tests/debian_package.rs.
+/// and shellcheck clean. Debian's runs for real in tests/it/debian_package.rs.
 #[test]
 fn sysv_init_scripts_pass_shellcheck() {
     require_program("/usr/bin/shellcheck", "shellcheck");

@@ -3,7 +3,7 @@
 //! configuration does not allow; milter-manager-ctl asks the controller for the status,
 //! the configuration, a reload and a child's stop.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -13,16 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{
-    deadline, free_tcp_port, read_lossy, run, wait_for, ManagerOptions, ManagerProcess, TempDir,
-    TestClient, MANAGER, TEST_CLIENT, TEST_SERVER,
+    ctl, deadline, free_tcp_port, is_alive, kill, processes_with, read_lossy, real_uid,
+    require_root, run, user_id, wait_for, write_file as write, ManagerOptions, ManagerProcess,
+    TempDir, TestClient, MANAGER, TEST_CLIENT, TEST_SERVER,
 };
-const CTL: &str = env!("CARGO_BIN_EXE_milter-manager-ctl");
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 /// A running milter-manager, with what these tests ask of it.
 struct Manager(ManagerProcess);
 
@@ -77,11 +71,6 @@ fn session(dir: &TempDir, name: &str, manager: &Manager) -> support::Finished {
     run(dir, name, &mut command, Duration::from_secs(60))
 }
 
-/// milter-manager-ctl with `args`.
-fn ctl(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
-    run(dir, name, Command::new(CTL).args(args), Duration::from_secs(30))
-}
-
 /// One request line straight to the launcher; its answer line.
 fn ask_launcher(socket: &Path, request: &str) -> String {
     let mut stream = UnixStream::connect(socket).expect("connect to the launcher");
@@ -92,48 +81,9 @@ fn ask_launcher(socket: &Path, request: &str) -> String {
     answer
 }
 
-/// Processes whose command line contains `needle`.
-fn processes_with(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) && is_alive(pid) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// Running (a zombie counts as gone).
-fn is_alive(pid: u32) -> bool {
-    let status = read_lossy(Path::new(&format!("/proc/{pid}/status")));
-    !status.is_empty() && !status.lines().any(|line| line.starts_with("State:\tZ"))
-}
-
-/// The real uid of process `pid`.
-fn uid_of(pid: u32) -> u32 {
-    let status = read_lossy(Path::new(&format!("/proc/{pid}/status")));
-    let line = status.lines().find(|line| line.starts_with("Uid:")).expect("a Uid line");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn nobody_uid() -> u32 {
-    let out = Command::new("id").args(["-u", "nobody"]).output().expect("run id");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("user nobody exists")
-}
-
-fn running_as_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
 #[test]
 fn privilege_mode_starts_a_missing_child_as_its_user_once() {
-    if !running_as_root() {
-        eprintln!("skipped: privilege mode needs root");
-        return;
-    }
+    require_root();
     let dir = TempDir::new("launcher");
     // The child runs as nobody: its log and report go where nobody may write.
     let work = dir.join("work");
@@ -173,7 +123,7 @@ fn privilege_mode_starts_a_missing_child_as_its_user_once() {
     let clients = processes_with(&child_spec);
     assert_eq!(clients.len(), 1, "one child milter runs: {clients:?}");
     let pid = clients[0];
-    assert_eq!(uid_of(pid), nobody_uid(), "the child runs as user_name");
+    assert_eq!(real_uid(pid).to_string(), user_id("nobody"), "the child runs as user_name");
 
     // It runs, so the second session reaches it and nothing is started again.
     let second = session(&dir, "second", &manager);
@@ -484,10 +434,7 @@ fn client_script(dir: &TempDir, name: &str, spec: &str) -> PathBuf {
 
 #[test]
 fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a_pause() {
-    if !running_as_root() {
-        eprintln!("skipped: privilege mode needs root");
-        return;
-    }
+    require_root();
     let dir = TempDir::new("launcher-reload");
     let spec = |port: u16| format!("inet:{port}@[127.0.0.1]");
     let (first_spec, added_spec) = (spec(free_tcp_port()), spec(free_tcp_port()));
@@ -536,7 +483,7 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
     // when it had only just started), and the session gets its answer.
     let dead = processes_with(&first_spec);
     assert_eq!(dead.len(), 1, "{dead:?}");
-    kill_process(dead[0]);
+    kill(dead[0], "KILL");
     let ended = format!("launcher: milter \"first\" (pid {}) ended: killed by SIGKILL", dead[0]);
     assert!(wait_for(deadline(), || manager.log().contains(&ended)), "{}", manager.log());
     let out = session(&dir, "after-death", &manager);
@@ -564,9 +511,4 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
     let starts = answers.iter().filter(|a| a.starts_with("started ")).count();
     assert_eq!(starts, 3, "{answers:?}");
     assert!(answers.iter().any(|a| a.starts_with("wait ")), "{answers:?}");
-}
-
-fn kill_process(pid: u32) {
-    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
-    assert!(status.success(), "kill -KILL {pid}");
 }

@@ -7,7 +7,7 @@
 //! These tests fail, never skip, when miltertest is missing: `scripts/install-test-deps.sh`
 //! installs it.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

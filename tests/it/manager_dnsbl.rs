@@ -2,7 +2,7 @@
 //! session is looked up over TCP in a DNS server run by the test, and the two child
 //! milters (milter-test-client) see the session or not.
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::io::{Read, Write};
