@@ -298,7 +298,7 @@ mod tests {
         if listed {
             message.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 2]);
         }
-        let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+        let mut framed = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
         framed.extend(message);
         framed
     }

@@ -330,14 +330,14 @@ mod tests {
         let mut message = query[..2].to_vec();
         message.extend_from_slice(&(0x8180u16 | rcode).to_be_bytes());
         message.extend_from_slice(&[0, 1]);
-        message.extend_from_slice(&(addresses.len() as u16).to_be_bytes());
+        message.extend_from_slice(&u16::try_from(addresses.len()).unwrap().to_be_bytes());
         message.extend_from_slice(&[0, 0, 0, 0]);
         message.extend_from_slice(&query[12..]);
         for address in addresses {
             message.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
             message.extend_from_slice(address);
         }
-        let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+        let mut framed = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
         framed.extend(message);
         framed
     }
@@ -437,7 +437,7 @@ mod tests {
         // The first answer cut short inside its record: a framed message, but broken.
         let full = answer(&queries[0], &[LISTED]);
         let mut cut = full[..full.len() - 3].to_vec();
-        let length = (cut.len() - 2) as u16;
+        let length = u16::try_from(cut.len() - 2).unwrap();
         cut[..2].copy_from_slice(&length.to_be_bytes());
         lookup.handle_data(&cut);
         lookup.handle_data(&[0, 1]); // too short even for an id: ignored once complete

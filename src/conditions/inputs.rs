@@ -52,7 +52,7 @@ pub(super) mod testing {
     /// Owned values to borrow [`ConditionInputs`] from: every setting at its default, no
     /// milter, files from memory.
     #[derive(Default)]
-    pub struct OwnedInputs {
+    pub(crate) struct OwnedInputs {
         pub s25r: S25rSettings,
         pub remote_network: RemoteNetworkSettings,
         pub trust: TrustSettings,
@@ -69,11 +69,11 @@ pub(super) mod testing {
     }
 
     impl OwnedInputs {
-        pub fn under(root: &str) -> OwnedInputs {
-            OwnedInputs { root: root.into(), ..OwnedInputs::default() }
+        pub(crate) fn under(root: &str) -> Self {
+            Self { root: root.into(), ..Self::default() }
         }
 
-        pub fn inputs(&self) -> ConditionInputs<'_> {
+        pub(crate) fn inputs(&self) -> ConditionInputs<'_> {
             ConditionInputs {
                 s25r: &self.s25r,
                 remote_network: &self.remote_network,

@@ -145,9 +145,9 @@ impl Config {
 
     /// [`Config::load_file`] over the machine whose `/` is `root`.
     #[cfg(test)]
-    fn load_file_under(path: &Path, root: &Path) -> Result<Config, ConfigError> {
+    fn load_file_under(path: &Path, root: &Path) -> Result<Self, ConfigError> {
         let dir = path.parent().expect("a file in a directory");
-        Config::load_from(dir, path, Some(root.to_path_buf()))
+        Self::load_from(dir, path, Some(root.to_path_buf()))
     }
 
     fn load_with_dir(config_dir: &Path, path: &Path) -> Result<Self, ConfigError> {

@@ -12,7 +12,7 @@ struct FakeRoot {
 }
 
 impl FakeRoot {
-    fn new() -> FakeRoot {
+    fn new() -> Self {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "milter-manager-detect-{}-{}",
@@ -21,21 +21,21 @@ impl FakeRoot {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        FakeRoot { dir }
+        Self { dir }
     }
 
     fn path(&self, path: &str) -> PathBuf {
         self.dir.join(path.trim_start_matches('/'))
     }
 
-    fn write(&self, path: &str, text: &str) -> &FakeRoot {
+    fn write(&self, path: &str, text: &str) -> &Self {
         let real = self.path(path);
         std::fs::create_dir_all(real.parent().unwrap()).unwrap();
         std::fs::write(real, text).unwrap();
         self
     }
 
-    fn link(&self, path: &str, target: &str) -> &FakeRoot {
+    fn link(&self, path: &str, target: &str) -> &Self {
         let real = self.path(path);
         std::fs::create_dir_all(real.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(target, real).unwrap();
@@ -1160,7 +1160,7 @@ fn garbage_never_panics() {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                ALPHABET[(state % ALPHABET.len() as u64) as usize] as char
+                ALPHABET[usize::try_from(state % ALPHABET.len() as u64).unwrap()] as char
             })
             .collect();
         let mut shell = shell::Shell::new();

@@ -183,7 +183,7 @@ impl XorShift {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        usize::try_from(self.next() % n as u64).unwrap()
     }
 }
 
@@ -220,7 +220,7 @@ fn random_input_never_panics() {
         encode_frame(&mut bytes, code, |o| o.extend_from_slice(&data));
         check_stream(&bytes, round % 2 == 0);
         // And raw noise, which mostly fails framing.
-        let noise: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+        let noise: Vec<u8> = (0..rng.below(64)).map(|_| rng.next().to_le_bytes()[0]).collect();
         check_stream(&noise, round % 2 == 1);
     }
 }
@@ -246,12 +246,12 @@ fn mutated_valid_packets_never_panic() {
                 2 => {
                     bytes.remove(at);
                 }
-                _ => bytes.insert(at, rng.next() as u8),
+                _ => bytes.insert(at, rng.next().to_le_bytes()[0]),
             }
         }
         // Keep the length field consistent half of the time, so mutations reach decoding.
         if round % 4 < 2 && bytes.len() >= 5 {
-            let len = (bytes.len() - 4) as u32;
+            let len = u32::try_from(bytes.len() - 4).unwrap();
             bytes[..4].copy_from_slice(&len.to_be_bytes());
         }
         check_stream(&bytes, as_replies);

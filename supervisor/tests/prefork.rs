@@ -33,12 +33,12 @@ fn echo_daemon() -> PathBuf {
 struct TestDir(PathBuf);
 
 impl TestDir {
-    fn new(label: &str) -> TestDir {
+    fn new(label: &str) -> Self {
         let path =
             std::env::temp_dir().join(format!("supervisor-it-{}-{label}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
-        TestDir(path)
+        Self(path)
     }
 
     fn join(&self, name: &str) -> PathBuf {
@@ -61,7 +61,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &TestDir, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    fn start(dir: &TestDir, args: &[&str], env: &[(&str, &str)]) -> Self {
         let log = dir.join("daemon.log");
         let child = Command::new(echo_daemon())
             .args(args)
@@ -71,7 +71,7 @@ impl Daemon {
             .stderr(File::create(&log).unwrap())
             .spawn()
             .expect("start echo_daemon");
-        Daemon { supervisor: Some(child.id() as i32), foreground: Some(child), log }
+        Self { supervisor: Some(child.id() as i32), foreground: Some(child), log }
     }
 
     fn log(&self) -> String {

@@ -36,18 +36,18 @@ impl std::ops::DerefMut for Manager {
 
 impl Manager {
     /// Starts it and waits for its workers.
-    fn start(dir: &TempDir, config: &str) -> Manager {
-        Manager::start_with(dir, config, "supervising")
+    fn start(dir: &TempDir, config: &str) -> Self {
+        Self::start_with(dir, config, "supervising")
     }
 
     /// Starts it with `n_workers = 0` and waits until it listens.
-    fn start_alone(dir: &TempDir, config: &str) -> Manager {
-        Manager::start_with(dir, config, "listening on")
+    fn start_alone(dir: &TempDir, config: &str) -> Self {
+        Self::start_with(dir, config, "listening on")
     }
 
-    fn start_with(dir: &TempDir, config: &str, ready_line: &str) -> Manager {
+    fn start_with(dir: &TempDir, config: &str, ready_line: &str) -> Self {
         let options = ManagerOptions { ready_line: Some(ready_line), ..Default::default() };
-        Manager(ManagerProcess::start_with(dir, config, &options))
+        Self(ManagerProcess::start_with(dir, config, &options))
     }
 
     /// The launcher's socket, from its start-up log line.

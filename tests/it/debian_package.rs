@@ -77,7 +77,7 @@ struct ServicesForbidden {
 }
 
 impl ServicesForbidden {
-    fn new() -> ServicesForbidden {
+    fn new() -> Self {
         let policy = Path::new(POLICY);
         let saved = policy.exists().then(|| {
             let saved = PathBuf::from(format!("{POLICY}.debian-package-test"));
@@ -90,7 +90,7 @@ impl ServicesForbidden {
         )
         .expect("write policy-rc.d");
         std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)).unwrap();
-        ServicesForbidden { saved }
+        Self { saved }
     }
 }
 

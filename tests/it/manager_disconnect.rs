@@ -43,7 +43,7 @@ fn serve(mut stream: TcpStream) {
             b'Q' => return,
             _ => b"c",
         };
-        let mut packet = (reply.len() as u32).to_be_bytes().to_vec();
+        let mut packet = u32::try_from(reply.len()).unwrap().to_be_bytes().to_vec();
         packet.extend_from_slice(reply);
         if stream.write_all(&packet).is_err() {
             return;

@@ -34,11 +34,11 @@ struct FakeDns {
 }
 
 impl FakeDns {
-    fn start(answering: bool) -> FakeDns {
+    fn start(answering: bool) -> Self {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the DNS server");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let dns = FakeDns {
+        let dns = Self {
             port,
             questions: Arc::default(),
             answering: Arc::new(AtomicBool::new(answering)),
@@ -139,7 +139,7 @@ fn answer(query: &[u8], listed: bool) -> Vec<u8> {
     if listed {
         message.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 2]);
     }
-    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+    let mut framed = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
     framed.extend(message);
     framed
 }
@@ -155,7 +155,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn start(name: &str, dns: &FakeDns, timeout: u32) -> Setup {
+    fn start(name: &str, dns: &FakeDns, timeout: u32) -> Self {
         let dir = TempDir::new(name);
         let dirs = vec![TempDir::new(&format!("{name}-a")), TempDir::new(&format!("{name}-b"))];
         let listed_only = TestClient::start_unix(&dirs[0], &[]);
@@ -170,7 +170,7 @@ impl Setup {
             dns.port, listed_only.spec, unlisted_only.spec
         );
         let manager = ManagerProcess::start(&dir, &config);
-        Setup { _dirs: dirs, dir, listed_only, unlisted_only, manager }
+        Self { _dirs: dirs, dir, listed_only, unlisted_only, manager }
     }
 
     fn log(&self) -> String {

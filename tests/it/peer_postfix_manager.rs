@@ -41,7 +41,7 @@ struct Chain {
 }
 
 impl Chain {
-    fn start(name: &str) -> Chain {
+    fn start(name: &str) -> Self {
         let dir = TempDir::new(name);
         let test_client = TestClient::start_tcp(&dir, &[]);
         let pymilter = Pymilter::start(&dir);
@@ -63,7 +63,7 @@ impl Chain {
             ],
         );
         let postfix = Postfix::start(&dir, manager.port());
-        Chain { postfix, manager, test_client, pymilter, opendkim, _dir: dir }
+        Self { postfix, manager, test_client, pymilter, opendkim, _dir: dir }
     }
 }
 

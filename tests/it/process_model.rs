@@ -47,9 +47,9 @@ impl std::ops::DerefMut for Manager {
 impl Manager {
     /// Starts it on `unix:<socket_dir>/manager.sock` with `config` as milter-manager.toml
     /// and waits until the socket exists.
-    fn start(dir: &TempDir, socket_dir: &Path, config: &str, env: &[(&str, &str)]) -> Manager {
+    fn start(dir: &TempDir, socket_dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
         let options = ManagerOptions { socket_dir: Some(socket_dir), env, ..Default::default() };
-        Manager(ManagerProcess::start_with(dir, config, &options))
+        Self(ManagerProcess::start_with(dir, config, &options))
     }
 
     fn pid(&self) -> u32 {
@@ -118,7 +118,7 @@ fn finish_load(dir: &TempDir, name: &str, mut load: ChildGuard) -> Load {
     let report = read_lossy(&dir.join(&format!("{name}.json")));
     let parsed: Value = serde_json::from_str(&report)
         .unwrap_or_else(|e| panic!("the report is not JSON: {e}:\n{report}"));
-    let count = |value: &Value| value.as_u64().expect("a count") as usize;
+    let count = |value: &Value| usize::try_from(value.as_u64().expect("a count")).unwrap();
     Load {
         completed: count(&parsed["completed"]),
         errors: count(&parsed["errors"]["count"]),

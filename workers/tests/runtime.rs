@@ -43,7 +43,7 @@ struct Worker {
 impl Worker {
     /// `config` is called in the worker's thread: a `WorkerConfig` may hold hooks that
     /// cannot cross threads.
-    fn start<F, C>(listener: Listener, factory: F, config: C) -> Worker
+    fn start<F, C>(listener: Listener, factory: F, config: C) -> Self
     where
         F: SessionFactory + Send + 'static,
         C: FnOnce() -> WorkerConfig + Send + 'static,
@@ -57,7 +57,7 @@ impl Worker {
             };
             run(listener, factory, config)
         });
-        Worker { parent: Some(parent), thread }
+        Self { parent: Some(parent), thread }
     }
 
     /// Closes the parent's end of the pipe and waits for `run` to return.
@@ -96,7 +96,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 fn patterned(len: usize, seed: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i * 31 + seed * 7) % 251) as u8).collect()
+    (0..len).map(|i| u8::try_from((i * 31 + seed * 7) % 251).unwrap()).collect()
 }
 
 /// What every test session needs: a queue of actions, a deadline and a finished flag.
@@ -172,11 +172,8 @@ where
 {
     fn new(make: M) -> (Self, Arc<Counts>) {
         let counts = Arc::new(Counts::default());
-        let factory = CountingFactory {
-            counts: Arc::clone(&counts),
-            make,
-            _session: std::marker::PhantomData,
-        };
+        let factory =
+            Self { counts: Arc::clone(&counts), make, _session: std::marker::PhantomData };
         (factory, counts)
     }
 }
@@ -270,7 +267,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn new(upstream: Endpoint, log: Arc<Mutex<ProxyLog>>) -> Proxy {
+    fn new(upstream: Endpoint, log: Arc<Mutex<ProxyLog>>) -> Self {
         let mut outbox = Outbox::default();
         outbox.actions.push_back(Action::Connect {
             conn: CHILD,
@@ -278,7 +275,7 @@ impl Proxy {
             write_timeout: None,
         });
         outbox.send(CHILD, b"greeting;");
-        Proxy { outbox, log }
+        Self { outbox, log }
     }
 }
 

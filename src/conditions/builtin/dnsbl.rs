@@ -314,7 +314,7 @@ mod tests {
     fn qname(name: &str) -> Vec<u8> {
         let mut p = Vec::new();
         for label in name.split('.') {
-            p.push(label.len() as u8);
+            p.push(u8::try_from(label.len()).unwrap());
             p.extend_from_slice(label.as_bytes());
         }
         p.push(0);
@@ -323,7 +323,7 @@ mod tests {
 
     /// An answer to `name` with A records, the answers' owner a pointer to the question.
     fn response(id: u16, rcode: u16, name: &str, addresses: &[[u8; 4]]) -> Vec<u8> {
-        let mut p = header(id, 0x8180 | rcode, 1, addresses.len() as u16);
+        let mut p = header(id, 0x8180 | rcode, 1, u16::try_from(addresses.len()).unwrap());
         p.extend(qname(name));
         p.extend_from_slice(&[0, 1, 0, 1]);
         for a in addresses {
@@ -445,7 +445,7 @@ mod tests {
         // CNAME: owner a pointer to the question, target a new name ending in a pointer.
         let target = [&[5u8][..], b"alias", &[0xc0, 0x0c]].concat();
         p.extend_from_slice(&[0xc0, 0x0c, 0, 5, 0, 1, 0, 0, 0, 60]);
-        p.extend_from_slice(&(target.len() as u16).to_be_bytes());
+        p.extend_from_slice(&u16::try_from(target.len()).unwrap().to_be_bytes());
         p.extend(target);
         // A: owner written out in full.
         p.extend(qname("alias.2.0.0.127.bl.example"));

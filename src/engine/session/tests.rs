@@ -11,13 +11,13 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(children: &[&str]) -> Harness {
+    fn new(children: &[&str]) -> Self {
         let config = EngineConfig {
             children: children.iter().map(|name| ChildConfig::new(name)).collect(),
             ..EngineConfig::default()
         };
         let now = Instant::now();
-        Harness { session: Session::new(Arc::new(config), Box::new(NoConditions), 1, now), now }
+        Self { session: Session::new(Arc::new(config), Box::new(NoConditions), 1, now), now }
     }
 
     fn mta(&mut self, command: Command) {

@@ -31,7 +31,7 @@ static HOST: RwLock<()> = RwLock::new(());
 const HOST_LOCK_FILE: &str = "/run/lock/milter-manager-tests-host.lock";
 
 /// What [`changing_host`] and [`depending_on_host`] hold until dropped.
-pub struct HostLock<G> {
+pub(crate) struct HostLock<G> {
     _in_process: G,
     _across_processes: Option<Flock<File>>,
 }
@@ -48,14 +48,14 @@ fn lock_file(exclusive: bool) -> Option<Flock<File>> {
 /// Held for the whole of a test that changes the host (see the module's documentation).
 /// A test that failed while holding it leaves the host as its drop guards restore it, so
 /// a poisoned lock is taken over rather than failing every later test.
-pub fn changing_host() -> HostLock<RwLockWriteGuard<'static, ()>> {
+pub(crate) fn changing_host() -> HostLock<RwLockWriteGuard<'static, ()>> {
     let in_process = HOST.write().unwrap_or_else(PoisonError::into_inner);
     HostLock { _in_process: in_process, _across_processes: lock_file(true) }
 }
 
 /// Held for the whole of a test whose outcome depends on what [`changing_host`] tests
 /// change; any number of them run together.
-pub fn depending_on_host() -> HostLock<RwLockReadGuard<'static, ()>> {
+pub(crate) fn depending_on_host() -> HostLock<RwLockReadGuard<'static, ()>> {
     let in_process = HOST.read().unwrap_or_else(PoisonError::into_inner);
     HostLock { _in_process: in_process, _across_processes: lock_file(false) }
 }

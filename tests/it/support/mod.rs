@@ -4,12 +4,12 @@
 //! file goes into a [`TempDir`], removed the same way. Waiting is done by polling a
 //! condition against a deadline ([`wait_for`]), never by sleeping a fixed time.
 
-pub mod host;
-pub mod postfix;
-pub mod processes;
-pub mod scenario;
+pub(crate) mod host;
+pub(crate) mod postfix;
+pub(crate) mod processes;
+pub(crate) mod scenario;
 
-pub use processes::{
+pub(crate) use processes::{
     children_of, entry_field, getent, group_id, is_alive, kill, live_processes_of, processes_with,
     real_uid, require_root, running_as_root, status_field, user_id,
 };
@@ -22,28 +22,28 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for something that normally takes milliseconds.
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The binaries under test.
-pub const TEST_CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
-pub const TEST_SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
-pub const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
-pub const CTL: &str = env!("CARGO_BIN_EXE_milter-manager-ctl");
-pub const PERFORMANCE_CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
+pub(crate) const TEST_CLIENT: &str = env!("CARGO_BIN_EXE_milter-test-client");
+pub(crate) const TEST_SERVER: &str = env!("CARGO_BIN_EXE_milter-test-server");
+pub(crate) const MANAGER: &str = env!("CARGO_BIN_EXE_milter-manager");
+pub(crate) const CTL: &str = env!("CARGO_BIN_EXE_milter-manager-ctl");
+pub(crate) const PERFORMANCE_CHECK: &str = env!("CARGO_BIN_EXE_milter-performance-check");
 
 /// `TIMEOUT` from now.
-pub fn deadline() -> Instant {
+pub(crate) fn deadline() -> Instant {
     Instant::now() + TIMEOUT
 }
 
 /// A file of the source tree, e.g. `source_path("tests/peers/x.lua")`.
-pub fn source_path(relative: &str) -> PathBuf {
+pub(crate) fn source_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
 /// Polls `condition` every 10 ms until it holds (true) or `deadline` passes (false).
 /// The condition is checked once more at the deadline, so a slow machine only costs time.
-pub fn wait_for(deadline: Instant, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(deadline: Instant, mut condition: impl FnMut() -> bool) -> bool {
     loop {
         if condition() {
             return true;
@@ -57,78 +57,78 @@ pub fn wait_for(deadline: Instant, mut condition: impl FnMut() -> bool) -> bool 
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 /// Prefer letting the program bind port 0 itself when it can report the port it got.
-pub fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`. The probe connects
 /// and closes at once, so the listener sees one empty connection.
-pub fn accepts_tcp(port: u16) -> bool {
+pub(crate) fn accepts_tcp(port: u16) -> bool {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
 }
 
 /// Writes `text` to `path`, creating the directories above it.
-pub fn write_file(path: &Path, text: &str) {
+pub(crate) fn write_file(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("a file in a directory"))
         .unwrap_or_else(|e| panic!("create the directory of {}: {e}", path.display()));
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// The file's contents, or "" if it cannot be read (yet).
-pub fn read_lossy(path: &Path) -> String {
+pub(crate) fn read_lossy(path: &Path) -> String {
     std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// A fresh directory under the system temp dir, removed with its contents on drop.
-pub struct TempDir(tempfile::TempDir);
+pub(crate) struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// `name` only makes the directory recognisable; the path is unique.
-    pub fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix(&format!("mm-test-{name}-"))
             // The programs under test may run as another user (tempfile's default is 0700).
             .permissions(std::fs::Permissions::from_mode(0o755))
             .tempdir()
             .unwrap_or_else(|e| panic!("create a test directory for {name}: {e}"));
-        TempDir(dir)
+        Self(dir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.0.path()
     }
 
-    pub fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.path().join(name)
     }
 }
 
 /// A child process that is killed (SIGKILL) and reaped when the guard is dropped.
-pub struct ChildGuard {
+pub(crate) struct ChildGuard {
     name: String,
     child: Child,
 }
 
 impl ChildGuard {
     /// Spawns `command`; panics with `name` and the reason if it cannot be started.
-    pub fn spawn(name: &str, command: &mut Command) -> ChildGuard {
+    pub(crate) fn spawn(name: &str, command: &mut Command) -> Self {
         let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        ChildGuard { name: name.to_string(), child }
+        Self { name: name.to_string(), child }
     }
 
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.child.id()
     }
 
     /// The exit status if the process has exited, without waiting.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().unwrap_or_else(|e| panic!("wait for {}: {e}", self.name))
     }
 
     /// Waits until the process exits; panics if it is still running at `deadline`.
-    pub fn wait_until(&mut self, deadline: Instant) -> ExitStatus {
+    pub(crate) fn wait_until(&mut self, deadline: Instant) -> ExitStatus {
         let mut status = None;
         wait_for(deadline, || {
             status = self.exited();
@@ -138,7 +138,7 @@ impl ChildGuard {
     }
 
     /// Sends `signal` (a name such as "TERM") unless the process has already exited.
-    pub fn signal(&mut self, signal: &str) {
+    pub(crate) fn signal(&mut self, signal: &str) {
         if self.exited().is_some() {
             return; // reaped: the pid may belong to someone else by now
         }
@@ -151,7 +151,7 @@ impl ChildGuard {
     }
 
     /// SIGTERM, then waits (until `TIMEOUT`) for the exit status.
-    pub fn terminate(&mut self) -> ExitStatus {
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
         self.signal("TERM");
         self.wait_until(deadline())
     }
@@ -166,7 +166,7 @@ impl Drop for ChildGuard {
 }
 
 /// What a finished command printed.
-pub struct Finished {
+pub(crate) struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -174,7 +174,7 @@ pub struct Finished {
 
 impl Finished {
     /// Everything, for assertion messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "exit: {}\n--- stdout:\n{}--- stderr:\n{}---",
             self.status, self.stdout, self.stderr
@@ -185,7 +185,7 @@ impl Finished {
 /// Runs `command` to completion with no stdin, its output captured in files of `dir`
 /// (`NAME.stdout`, `NAME.stderr`). Panics if it is still running after `timeout`, or if
 /// it cannot be started (e.g. the program is not installed).
-pub fn run(dir: &TempDir, name: &str, command: &mut Command, timeout: Duration) -> Finished {
+pub(crate) fn run(dir: &TempDir, name: &str, command: &mut Command, timeout: Duration) -> Finished {
     let stdout_path = dir.join(&format!("{name}.stdout"));
     let stderr_path = dir.join(&format!("{name}.stderr"));
     command
@@ -210,13 +210,13 @@ pub fn run(dir: &TempDir, name: &str, command: &mut Command, timeout: Duration) 
 
 /// milter-manager-ctl with `args`, to completion (a reload answers once every worker has
 /// taken the new configuration, hence more than `TIMEOUT`).
-pub fn ctl(dir: &TempDir, name: &str, args: &[&str]) -> Finished {
+pub(crate) fn ctl(dir: &TempDir, name: &str, args: &[&str]) -> Finished {
     run(dir, name, Command::new(CTL).args(args), Duration::from_secs(30))
 }
 
 /// A running `milter-test-client`: its report (standard output) goes to one file, its
 /// log to another, so the report holds only the `[N] ...` lines.
-pub struct TestClient {
+pub(crate) struct TestClient {
     /// The spec it listens on, as its "listening on" log line gives it (with the
     /// real port when it was started on port 0).
     pub spec: String,
@@ -229,7 +229,7 @@ impl TestClient {
     /// Starts milter-test-client on `spec` with `extra` arguments and waits for its
     /// "listening on" log line (and, for a unix socket, for the socket file). Waiting
     /// on the log rather than probing the socket keeps session numbers starting at 1.
-    pub fn start(dir: &TempDir, spec: &str, extra: &[&str]) -> TestClient {
+    pub(crate) fn start(dir: &TempDir, spec: &str, extra: &[&str]) -> Self {
         let report_path = dir.join("client-report.txt");
         let log_path = dir.join("client.log");
         let mut command = Command::new(TEST_CLIENT);
@@ -267,23 +267,23 @@ impl TestClient {
                 path.display()
             );
         }
-        TestClient { spec: listening, process, report_path, log_path }
+        Self { spec: listening, process, report_path, log_path }
     }
 
     /// Listens on `unix:DIR/client.sock`.
-    pub fn start_unix(dir: &TempDir, extra: &[&str]) -> TestClient {
+    pub(crate) fn start_unix(dir: &TempDir, extra: &[&str]) -> Self {
         let spec = format!("unix:{}", dir.join("client.sock").display());
-        TestClient::start(dir, &spec, extra)
+        Self::start(dir, &spec, extra)
     }
 
     /// Listens on a port of 127.0.0.1 picked by the kernel (no race with other tests);
     /// [`TestClient::port`] tells which.
-    pub fn start_tcp(dir: &TempDir, extra: &[&str]) -> TestClient {
-        TestClient::start(dir, "inet:0@[127.0.0.1]", extra)
+    pub(crate) fn start_tcp(dir: &TempDir, extra: &[&str]) -> Self {
+        Self::start(dir, "inet:0@[127.0.0.1]", extra)
     }
 
     /// The TCP port of an `inet:PORT@...` spec.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         let port = self
             .spec
             .strip_prefix("inet:")
@@ -295,17 +295,17 @@ impl TestClient {
     }
 
     /// The report so far.
-    pub fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         read_lossy(&self.report_path)
     }
 
     /// The log so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         read_lossy(&self.log_path)
     }
 
     /// Stops it with SIGTERM; returns its exit status and complete report.
-    pub fn stop(mut self) -> (ExitStatus, String) {
+    pub(crate) fn stop(mut self) -> (ExitStatus, String) {
         let status = self.process.terminate();
         (status, self.report())
     }
@@ -313,7 +313,7 @@ impl TestClient {
 
 /// Fails the test (never skips it) when a peer program the test suite relies on is not
 /// installed; `scripts/install-test-deps.sh` installs them all.
-pub fn require_program(path: &str, package: &str) {
+pub(crate) fn require_program(path: &str, package: &str) {
     assert!(
         Path::new(path).exists(),
         "{path} is missing: install the Debian package {package} (scripts/install-test-deps.sh)"
@@ -322,7 +322,7 @@ pub fn require_program(path: &str, package: &str) {
 
 /// How [`ManagerProcess::start_with`] starts milter-manager.
 #[derive(Default)]
-pub struct ManagerOptions<'a> {
+pub(crate) struct ManagerOptions<'a> {
     /// Where `manager.sock` goes (default: the test's directory).
     pub socket_dir: Option<&'a Path>,
     /// More command-line arguments.
@@ -337,14 +337,14 @@ pub struct ManagerOptions<'a> {
 }
 
 /// The name of the user running the tests.
-pub fn own_user_name() -> String {
+pub(crate) fn own_user_name() -> String {
     let out = Command::new("id").arg("-un").output().expect("run id -un");
     String::from_utf8(out.stdout).expect("a user name").trim().to_string()
 }
 
 /// A running milter-manager on `unix:<dir>/manager.sock`, with `config` as
 /// `<dir>/conf/milter-manager.toml` and everything logged to `<dir>/manager.log`.
-pub struct ManagerProcess {
+pub(crate) struct ManagerProcess {
     pub process: ChildGuard,
     pub conf: PathBuf,
     pub socket: PathBuf,
@@ -352,12 +352,12 @@ pub struct ManagerProcess {
 }
 
 impl ManagerProcess {
-    pub fn start(dir: &TempDir, config: &str) -> ManagerProcess {
-        ManagerProcess::start_with(dir, config, &ManagerOptions::default())
+    pub(crate) fn start(dir: &TempDir, config: &str) -> Self {
+        Self::start_with(dir, config, &ManagerOptions::default())
     }
 
     /// Starts it and waits until it is ready; panics with its stderr and log if it is not.
-    pub fn start_with(dir: &TempDir, config: &str, options: &ManagerOptions) -> ManagerProcess {
+    pub(crate) fn start_with(dir: &TempDir, config: &str, options: &ManagerOptions) -> Self {
         let conf = dir.join("conf");
         std::fs::create_dir_all(&conf).expect("create the configuration directory");
         std::fs::write(conf.join("milter-manager.toml"), config).expect("write the configuration");
@@ -393,14 +393,14 @@ impl ManagerProcess {
             read_lossy(&dir.join("manager.stderr")),
             read_lossy(&log)
         );
-        ManagerProcess { process, conf, socket, log }
+        Self { process, conf, socket, log }
     }
 
-    pub fn spec(&self) -> String {
+    pub(crate) fn spec(&self) -> String {
         format!("unix:{}", self.socket.display())
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         read_lossy(&self.log)
     }
 }

@@ -44,14 +44,14 @@ use crate::support::{
 
 /// Debian's interpreter, which sees python3-milter and python3-dkim (a pyenv `python3` on
 /// PATH may not).
-pub const PYTHON: &str = "/usr/bin/python3";
+pub(crate) const PYTHON: &str = "/usr/bin/python3";
 
 /// The domain OpenDKIM signs for and its selector (`test._domainkey.example.com`).
-pub const DKIM_DOMAIN: &str = "example.com";
-pub const DKIM_SELECTOR: &str = "test";
+pub(crate) const DKIM_DOMAIN: &str = "example.com";
+pub(crate) const DKIM_SELECTOR: &str = "test";
 
 /// The body `tests/peers/pymilter_modifier.py` puts in place of every message's body.
-pub const PYMILTER_BODY: &[u8] = b"Replaced by pymilter.\r\nSecond replaced line.\r\n";
+pub(crate) const PYMILTER_BODY: &[u8] = b"Replaced by pymilter.\r\nSecond replaced line.\r\n";
 
 const POSTFIX: &str = "/usr/sbin/postfix";
 const POSTCONF: &str = "/usr/sbin/postconf";
@@ -60,7 +60,7 @@ const OPENDKIM: &str = "/usr/sbin/opendkim";
 const OPENDKIM_GENKEY: &str = "/usr/sbin/opendkim-genkey";
 
 /// The last `n` lines of `text`.
-pub fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
     lines[start..].iter().map(|line| format!("{line}\n")).collect()
@@ -78,7 +78,7 @@ fn print_if_failing(title: &str, text: impl FnOnce() -> String) {
 
 /// A milter that listens on 127.0.0.1:`port`, in the syntax of the project's tools
 /// (`inet:PORT@[127.0.0.1]`).
-pub fn milter_spec(port: u16) -> String {
+pub(crate) fn milter_spec(port: u16) -> String {
     format!("inet:{port}@[127.0.0.1]")
 }
 
@@ -112,7 +112,7 @@ fn create(path: &Path) -> File {
 /// One message as Postfix delivered it to the sink: the envelope, and the DATA bytes
 /// exactly as sent (dot-stuffing undone, CRLF line ends, no final `.` line).
 #[derive(Clone, Debug)]
-pub struct DeliveredMessage {
+pub(crate) struct DeliveredMessage {
     /// The MAIL FROM address with its angle brackets, e.g. `<sender@example.com>`.
     pub mail_from: String,
     /// The RCPT TO addresses, each with its angle brackets, in the order sent.
@@ -124,7 +124,7 @@ pub struct DeliveredMessage {
 
 impl DeliveredMessage {
     /// The message as text (lossy), for assertion messages.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.data).into_owned()
     }
 
@@ -147,20 +147,20 @@ impl DeliveredMessage {
     }
 
     /// The header section, without the empty line that ends it.
-    pub fn header_section(&self) -> &[u8] {
+    pub(crate) fn header_section(&self) -> &[u8] {
         let start = self.body_start();
         let data = &self.data[..start];
         data.strip_suffix(b"\r\n").or(data.strip_suffix(b"\n")).unwrap_or(data)
     }
 
     /// The body, byte-exact.
-    pub fn body(&self) -> &[u8] {
+    pub(crate) fn body(&self) -> &[u8] {
         &self.data[self.body_start()..]
     }
 
     /// Every header field as (name, unfolded value with surrounding blanks trimmed), in
     /// message order.
-    pub fn headers(&self) -> Vec<(String, String)> {
+    pub(crate) fn headers(&self) -> Vec<(String, String)> {
         let text = String::from_utf8_lossy(self.header_section()).into_owned();
         let mut fields: Vec<(String, String)> = Vec::new();
         for line in text.split('\n') {
@@ -178,7 +178,7 @@ impl DeliveredMessage {
     }
 
     /// The values of every field named `name` (case-insensitive), in message order.
-    pub fn header_values(&self, name: &str) -> Vec<String> {
+    pub(crate) fn header_values(&self, name: &str) -> Vec<String> {
         self.headers()
             .into_iter()
             .filter(|(field, _)| field.eq_ignore_ascii_case(name))
@@ -199,7 +199,7 @@ struct SinkShared {
 /// A minimal SMTP server on 127.0.0.1 that accepts everything and stores each message it
 /// receives (see [`DeliveredMessage`]). It is where [`Postfix`] relays all mail. It
 /// offers no ESMTP extension, so Postfix sends one command at a time.
-pub struct MailSink {
+pub(crate) struct MailSink {
     port: u16,
     shared: Arc<SinkShared>,
     acceptor: Option<JoinHandle<()>>,
@@ -207,7 +207,7 @@ pub struct MailSink {
 
 impl MailSink {
     /// Listens on a port picked by the kernel; messages go to files in `dir` (created).
-    pub fn start(dir: &Path) -> MailSink {
+    pub(crate) fn start(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the mail sink");
         let port = listener.local_addr().expect("sink address").port();
@@ -239,20 +239,20 @@ impl MailSink {
                 }
             })
             .expect("spawn the mail sink thread");
-        MailSink { port, shared, acceptor: Some(acceptor) }
+        Self { port, shared, acceptor: Some(acceptor) }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// Every message received so far, in order of arrival.
-    pub fn messages(&self) -> Vec<DeliveredMessage> {
+    pub(crate) fn messages(&self) -> Vec<DeliveredMessage> {
         self.shared.messages.lock().unwrap().clone()
     }
 
     /// What went wrong in sink sessions, if anything.
-    pub fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         self.shared.problems.lock().unwrap().clone()
     }
 }
@@ -398,7 +398,7 @@ fn store_message(
 /// 127.0.0.1 port, the given milter in `smtpd_milters`, every accepted message relayed to
 /// a [`MailSink`]. Stopped on drop; if the test is failing, the tail of its maillog is
 /// printed first.
-pub struct Postfix {
+pub(crate) struct Postfix {
     root: PathBuf,
     config_dir: PathBuf,
     smtp_port: u16,
@@ -409,21 +409,21 @@ impl Postfix {
     /// Starts an instance whose smtpd talks to the milter on 127.0.0.1:`milter_port`
     /// (`smtpd_milters = inet:127.0.0.1:PORT`, protocol 6, `milter_default_action =
     /// tempfail`). The milter may start later: smtpd connects to it per SMTP session.
-    pub fn start(dir: &TempDir, milter_port: u16) -> Postfix {
-        Postfix::start_with_milters(dir, &[milter_port])
+    pub(crate) fn start(dir: &TempDir, milter_port: u16) -> Self {
+        Self::start_with_milters(dir, &[milter_port])
     }
 
     /// Like [`Postfix::start`] with several milters in `smtpd_milters`, in order: Postfix
     /// chains them itself (the reference to compare the manager with).
-    pub fn start_with_milters(dir: &TempDir, milter_ports: &[u16]) -> Postfix {
+    pub(crate) fn start_with_milters(dir: &TempDir, milter_ports: &[u16]) -> Self {
         let specs: Vec<String> =
             milter_ports.iter().map(|port| format!("inet:127.0.0.1:{port}")).collect();
-        Postfix::start_with_milter_specs(dir, &specs)
+        Self::start_with_milter_specs(dir, &specs)
     }
 
     /// Like [`Postfix::start_with_milters`] with the milters in Postfix's syntax
     /// (`unix:/path`, `inet:host:port`), as `smtpd_milters` lists them.
-    pub fn start_with_milter_specs(dir: &TempDir, milter_specs: &[String]) -> Postfix {
+    pub(crate) fn start_with_milter_specs(dir: &TempDir, milter_specs: &[String]) -> Self {
         // Postfix's master runs as root.
         require_root();
         require_program(POSTFIX, "postfix");
@@ -508,7 +508,7 @@ impl Postfix {
         let finished = run(dir, "chown", &mut chown, TIMEOUT);
         assert!(finished.status.success(), "chown postfix data_directory\n{}", finished.describe());
 
-        let postfix = Postfix { root, config_dir, smtp_port, sink };
+        let postfix = Self { root, config_dir, smtp_port, sink };
         // 'postfix start' creates the queue directories, checks, and waits (master -w)
         // until the master has bound its sockets.
         let finished = run(dir, "postfix-start", &mut postfix.command(&["start"]), TIMEOUT);
@@ -536,18 +536,18 @@ impl Postfix {
     }
 
     /// The port its smtpd listens on (127.0.0.1).
-    pub fn smtp_port(&self) -> u16 {
+    pub(crate) fn smtp_port(&self) -> u16 {
         self.smtp_port
     }
 
     /// Sends one message through its smtpd; see [`send_mail`].
-    pub fn send(&self, from: &str, recipients: &[&str], message: &str) -> SmtpTranscript {
+    pub(crate) fn send(&self, from: &str, recipients: &[&str], message: &str) -> SmtpTranscript {
         send_mail(self.smtp_port, from, recipients, message)
     }
 
     /// Waits (up to `TIMEOUT`) until at least `count` messages have been delivered and
     /// returns all of them. On timeout, panics with the queue and the maillog's tail.
-    pub fn wait_for_deliveries(&self, count: usize) -> Vec<DeliveredMessage> {
+    pub(crate) fn wait_for_deliveries(&self, count: usize) -> Vec<DeliveredMessage> {
         let start = Instant::now();
         if wait_for(start + TIMEOUT, || self.sink.messages().len() >= count) {
             return self.sink.messages();
@@ -571,12 +571,12 @@ impl Postfix {
     }
 
     /// The whole maillog so far (Postfix writes it through postlogd, a moment late).
-    pub fn maillog(&self) -> String {
+    pub(crate) fn maillog(&self) -> String {
         read_lossy(&self.root.join("maillog"))
     }
 
     /// The last `lines` lines of the maillog.
-    pub fn maillog_tail(&self, lines: usize) -> String {
+    pub(crate) fn maillog_tail(&self, lines: usize) -> String {
         tail(&self.maillog(), lines)
     }
 
@@ -613,14 +613,14 @@ impl Drop for Postfix {
 /// One SMTP reply: its code and every line as received (e.g. `550 5.7.1 no thanks`),
 /// without line ends.
 #[derive(Clone, Debug)]
-pub struct SmtpReply {
+pub(crate) struct SmtpReply {
     pub code: u16,
     pub lines: Vec<String>,
 }
 
 impl SmtpReply {
     /// 2xx or 3xx.
-    pub fn is_positive(&self) -> bool {
+    pub(crate) fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
 }
@@ -628,7 +628,7 @@ impl SmtpReply {
 /// Every reply of one SMTP transaction, step by step. A step that was not reached (a
 /// real client stops after a refusal) is `None` or missing.
 #[derive(Clone, Debug, Default)]
-pub struct SmtpTranscript {
+pub(crate) struct SmtpTranscript {
     pub greeting: Option<SmtpReply>,
     pub ehlo: Option<SmtpReply>,
     pub mail_from: Option<SmtpReply>,
@@ -646,7 +646,7 @@ pub struct SmtpTranscript {
 
 impl SmtpTranscript {
     /// The reply to RCPT TO `recipient`; panics if it was not sent.
-    pub fn rcpt_reply(&self, recipient: &str) -> &SmtpReply {
+    pub(crate) fn rcpt_reply(&self, recipient: &str) -> &SmtpReply {
         self.rcpt_to
             .iter()
             .find(|(address, _)| address == recipient)
@@ -655,12 +655,12 @@ impl SmtpTranscript {
     }
 
     /// Whether the message was accepted for delivery (250 after the final `.`).
-    pub fn accepted(&self) -> bool {
+    pub(crate) fn accepted(&self) -> bool {
         self.end_of_data.as_ref().is_some_and(|reply| reply.code == 250)
     }
 
     /// The dialogue, for assertion messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.dialogue.iter().map(|line| format!("{line}\n")).collect()
     }
 }
@@ -710,7 +710,12 @@ impl SmtpConnection {
 /// reply. `from` and `recipients` are bare addresses (`a@example.com`); `message` is the
 /// header and body, with `\n` or `\r\n` line ends (sent as CRLF, dot-stuffed). Panics on
 /// a connection error, with the dialogue so far.
-pub fn send_mail(port: u16, from: &str, recipients: &[&str], message: &str) -> SmtpTranscript {
+pub(crate) fn send_mail(
+    port: u16,
+    from: &str,
+    recipients: &[&str],
+    message: &str,
+) -> SmtpTranscript {
     let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
         .unwrap_or_else(|e| panic!("connect to SMTP 127.0.0.1:{port}: {e}"));
     // Generous: Postfix waits for the milters before it answers.
@@ -761,7 +766,7 @@ pub fn send_mail(port: u16, from: &str, recipients: &[&str], message: &str) -> S
 
 /// A small message with the usual header fields (From, To, Subject, Date, a unique
 /// Message-ID) and `body` (`\n` line ends are fine).
-pub fn simple_message(from: &str, to: &[&str], subject: &str, body: &str) -> String {
+pub(crate) fn simple_message(from: &str, to: &[&str], subject: &str, body: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let unique = format!(
         "{}.{}.{}",
@@ -786,7 +791,7 @@ pub fn simple_message(from: &str, to: &[&str], subject: &str, body: &str) -> Str
 /// opendkim in the foreground on a free 127.0.0.1 port, signing mail from
 /// [`DKIM_DOMAIN`] with selector [`DKIM_SELECTOR`] and a key generated for the test
 /// (`DIR/opendkim/test.private`, public record `test.txt`). Killed on drop.
-pub struct OpenDkim {
+pub(crate) struct OpenDkim {
     port: u16,
     dir: PathBuf,
     process: ChildGuard,
@@ -795,7 +800,7 @@ pub struct OpenDkim {
 impl OpenDkim {
     /// Generates the key, writes `opendkim.conf`, starts opendkim and waits until its
     /// port accepts connections.
-    pub fn start(dir: &TempDir) -> OpenDkim {
+    pub(crate) fn start(dir: &TempDir) -> Self {
         require_program(OPENDKIM, "opendkim");
         require_program(OPENDKIM_GENKEY, "opendkim-tools");
         let home = dir.join("opendkim");
@@ -835,20 +840,20 @@ impl OpenDkim {
         let mut process = ChildGuard::spawn("opendkim", &mut command);
         let logs = || format!("--- opendkim stderr:\n{}", read_lossy(&home.join("stderr")));
         wait_listening("opendkim", port, &mut process, logs);
-        OpenDkim { port, dir: home, process }
+        Self { port, dir: home, process }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// The public key as a DNS record (`test.txt` from opendkim-genkey).
-    pub fn public_key_txt(&self) -> PathBuf {
+    pub(crate) fn public_key_txt(&self) -> PathBuf {
         self.dir.join(format!("{DKIM_SELECTOR}.txt"))
     }
 
     /// Panics unless `message` carries a DKIM-Signature that verifies with this key.
-    pub fn assert_signed(&self, message: &DeliveredMessage) {
+    pub(crate) fn assert_signed(&self, message: &DeliveredMessage) {
         if let Err(report) = dkim_verify(&self.public_key_txt(), &message.data) {
             panic!(
                 "the DKIM signature of {} does not verify\n{report}\n--- message:\n{}",
@@ -869,7 +874,7 @@ impl Drop for OpenDkim {
 /// Runs `tests/peers/dkim_verify.py PUBLIC_KEY_TXT < message`: `Ok(its output)` if every
 /// DKIM-Signature of `message` verifies against that key (at least one needed), `Err(its
 /// output)` otherwise. No DNS is used.
-pub fn dkim_verify(public_key_txt: &Path, message: &[u8]) -> Result<String, String> {
+pub(crate) fn dkim_verify(public_key_txt: &Path, message: &[u8]) -> Result<String, String> {
     require_program(PYTHON, "python3");
     let mut child = Command::new(PYTHON)
         .arg(source_path("tests/peers/dkim_verify.py"))
@@ -907,7 +912,7 @@ pub fn dkim_verify(public_key_txt: &Path, message: &[u8]) -> Result<String, Stri
 
 /// `tests/peers/pymilter_modifier.py` on a free 127.0.0.1 port (see that file for what it
 /// does). Killed on drop; its log is printed if the test is failing.
-pub struct Pymilter {
+pub(crate) struct Pymilter {
     port: u16,
     log_path: PathBuf,
     process: ChildGuard,
@@ -915,7 +920,7 @@ pub struct Pymilter {
 
 impl Pymilter {
     /// Starts it and waits until its port accepts connections.
-    pub fn start(dir: &TempDir) -> Pymilter {
+    pub(crate) fn start(dir: &TempDir) -> Self {
         require_program(PYTHON, "python3");
         let log_path = dir.join("pymilter.log");
         // libmilter cannot report a port it picked itself, so take one that is free now.
@@ -936,20 +941,20 @@ impl Pymilter {
             )
         };
         wait_listening("pymilter_modifier.py", port, &mut process, logs);
-        Pymilter { port, log_path, process }
+        Self { port, log_path, process }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// What it logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         read_lossy(&self.log_path)
     }
 
     /// SIGKILL, and waits until it is gone (its port then refuses connections).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.process.signal("KILL");
         self.process.wait_until(deadline());
     }
@@ -962,7 +967,7 @@ impl Drop for Pymilter {
 }
 
 /// One `[milter."NAME"]` section of the manager's configuration.
-pub struct ManagedMilter<'a> {
+pub(crate) struct ManagedMilter<'a> {
     pub name: &'a str,
     pub port: u16,
     /// `fallback_status = "..."`, or none to keep the default.
@@ -972,7 +977,7 @@ pub struct ManagedMilter<'a> {
 /// `milter-manager --config-dir DIR/manager` in the foreground on a free 127.0.0.1 port,
 /// its children on 127.0.0.1 too. Its output goes to `DIR/manager/output.log`; killed on
 /// drop, after printing that output if the test is failing.
-pub struct Manager {
+pub(crate) struct Manager {
     port: u16,
     output_path: PathBuf,
     process: ChildGuard,
@@ -982,7 +987,7 @@ impl Manager {
     /// Writes `DIR/manager/milter-manager.toml` naming `children` in order, starts the
     /// manager and waits until its port accepts connections (panics with its output if
     /// it exits first).
-    pub fn start(dir: &TempDir, children: &[ManagedMilter]) -> Manager {
+    pub(crate) fn start(dir: &TempDir, children: &[ManagedMilter]) -> Self {
         let config_dir = dir.join("manager");
         std::fs::create_dir_all(&config_dir).expect("create the manager directory");
         let port = free_tcp_port();
@@ -1016,20 +1021,20 @@ impl Manager {
             )
         };
         wait_listening("milter-manager", port, &mut process, logs);
-        Manager { port, output_path, process }
+        Self { port, output_path, process }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// Its output (stdout and stderr) so far.
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         read_lossy(&self.output_path)
     }
 
     /// Its exit status if it has exited, without waiting.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.process.exited()
     }
 }

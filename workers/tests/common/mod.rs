@@ -8,16 +8,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The environment variable that carries the child's socket path.
-pub const CHILD_SOCKET_ENV: &str = "WORKERS_TEST_CHILD_SOCKET";
+pub(crate) const CHILD_SOCKET_ENV: &str = "WORKERS_TEST_CHILD_SOCKET";
 
 /// The socket path when running as the child.
-pub fn child_socket() -> Option<PathBuf> {
+pub(crate) fn child_socket() -> Option<PathBuf> {
     std::env::var_os(CHILD_SOCKET_ENV).map(PathBuf::from)
 }
 
 /// Runs only `test_name` of this test binary in a child process that serves on `socket`,
 /// with its stdin, stdout and stderr piped.
-pub fn spawn_child(test_name: &str, socket: &Path) -> Child {
+pub(crate) fn spawn_child(test_name: &str, socket: &Path) -> Child {
     let _ = std::fs::remove_file(socket);
     Command::new(std::env::current_exe().unwrap())
         .args([OsStr::new(test_name), OsStr::new("--exact"), OsStr::new("--nocapture")])
@@ -29,12 +29,12 @@ pub fn spawn_child(test_name: &str, socket: &Path) -> Child {
         .unwrap()
 }
 
-pub fn socket_path(name: &str) -> PathBuf {
+pub(crate) fn socket_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("workers-{}-{name}.sock", std::process::id()))
 }
 
 /// Prints every log record on stderr, one per line, for the parent to follow.
-pub struct StderrLogger;
+pub(crate) struct StderrLogger;
 
 impl log::Log for StderrLogger {
     fn enabled(&self, _: &log::Metadata) -> bool {
@@ -46,13 +46,13 @@ impl log::Log for StderrLogger {
     fn flush(&self) {}
 }
 
-pub fn log_to_stderr() {
+pub(crate) fn log_to_stderr() {
     log::set_logger(&StderrLogger).unwrap();
     log::set_max_level(log::LevelFilter::Info);
 }
 
 /// Waits until the child listens on `socket`, and connects.
-pub fn connect_when_ready(socket: &Path) -> std::os::unix::net::UnixStream {
+pub(crate) fn connect_when_ready(socket: &Path) -> std::os::unix::net::UnixStream {
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
         match std::os::unix::net::UnixStream::connect(socket) {

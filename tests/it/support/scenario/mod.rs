@@ -29,8 +29,8 @@
 //!
 //! Before every input, everything the session sent must have been asserted.
 
-pub mod packets;
-pub mod text;
+pub(crate) mod packets;
+pub(crate) mod text;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -47,7 +47,7 @@ use milter_manager::engine::{
 use milter_manager::protocol::{Command, Deframer, Reply};
 use milter_manager::status::FallbackStatus;
 
-pub struct Scenario {
+pub(crate) struct Scenario {
     pub name: String,
     pub file: String,
     pub line: usize,
@@ -101,10 +101,10 @@ enum Seen {
 impl fmt::Display for Seen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Seen::Command(c) => write!(f, "{}", describe_command(c)),
-            Seen::Reply(r) => write!(f, "{}", describe_reply(r)),
-            Seen::Close => f.write_str("close"),
-            Seen::Ack => f.write_str("ack"),
+            Self::Command(c) => write!(f, "{}", describe_command(c)),
+            Self::Reply(r) => write!(f, "{}", describe_reply(r)),
+            Self::Close => f.write_str("close"),
+            Self::Ack => f.write_str("ack"),
         }
     }
 }
@@ -125,7 +125,7 @@ fn describe_reply(reply: &Reply) -> String {
 }
 
 /// Parses every scenario of a file.
-pub fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
+pub(crate) fn parse(source: &str, file: &str) -> Result<Vec<Scenario>, String> {
     let mut scenarios: Vec<Scenario> = Vec::new();
     // A `rhai` or `toml` block being read: its kind, the line it starts on, its text.
     let mut block: Option<(String, usize, String)> = None;
@@ -413,7 +413,7 @@ impl Scenario {
     }
 
     /// Runs the scenario; the error names the line that failed and why.
-    pub fn run(&self) -> Result<(), String> {
+    pub(crate) fn run(&self) -> Result<(), String> {
         let mut run = Run::new(self);
         for (line, step) in &self.steps {
             run.step(step).map_err(|e| format!("{}:{line}: {e}", self.file))?;
@@ -539,7 +539,7 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(scenario: &'a Scenario) -> Run<'a> {
+    fn new(scenario: &'a Scenario) -> Self {
         captured_log::install();
         captured_log::take();
         let now = Instant::now();
@@ -743,14 +743,14 @@ mod captured_log {
 
     static CAPTURE: Capture = Capture;
 
-    pub fn install() {
+    pub(super) fn install() {
         if log::set_logger(&CAPTURE).is_ok() {
             log::set_max_level(log::LevelFilter::Debug);
         }
     }
 
     /// The lines logged on this thread since the last call.
-    pub fn take() -> Vec<(log::Level, String)> {
+    pub(super) fn take() -> Vec<(log::Level, String)> {
         LINES.with(|lines| std::mem::take(&mut *lines.borrow_mut()))
     }
 }

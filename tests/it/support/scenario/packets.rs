@@ -47,7 +47,7 @@ fn parameters(args: &[Vec<u8>], from: usize) -> Vec<Vec<u8>> {
     args[from.min(args.len())..].to_vec()
 }
 
-pub fn command(args: &[Vec<u8>]) -> Result<Command, String> {
+pub(crate) fn command(args: &[Vec<u8>]) -> Result<Command, String> {
     let code = text(&arg(args, 0, "command")?);
     Ok(match code.as_str() {
         "O" => Command::Negotiate(negotiation(args)?),
@@ -68,7 +68,8 @@ pub fn command(args: &[Vec<u8>]) -> Result<Command, String> {
                 "L" => ConnectAddress::Unix { port: 0, path: arg(args, 3, "path")? },
                 "4" | "6" => {
                     let address = arg(args, 3, "address")?;
-                    let port = number(args, 4, "port")? as u16;
+                    let port = u16::try_from(number(args, 4, "port")?)
+                        .map_err(|_| "port: out of range".to_string())?;
                     if family == "4" {
                         ConnectAddress::Inet { port, address }
                     } else {
@@ -101,7 +102,7 @@ pub fn command(args: &[Vec<u8>]) -> Result<Command, String> {
     })
 }
 
-pub fn reply(args: &[Vec<u8>]) -> Result<Reply, String> {
+pub(crate) fn reply(args: &[Vec<u8>]) -> Result<Reply, String> {
     let code = text(&arg(args, 0, "reply")?);
     let optional = |i: usize| args.get(i).cloned();
     Ok(match code.as_str() {

@@ -2,12 +2,12 @@
 //! bytes (`@LEN` or `@LEN+OFFSET`: a slice of the endless pattern 0, 1, ..., 250, 0, ...,
 //! which has NUL bytes and every other value).
 
-pub fn pattern(offset: usize, len: usize) -> Vec<u8> {
-    (offset..offset + len).map(|p| (p % 251) as u8).collect()
+pub(crate) fn pattern(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(|p| u8::try_from(p % 251).unwrap()).collect()
 }
 
 /// Splits a line into tokens, each as bytes.
-pub fn tokens(line: &str) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn tokens(line: &str) -> Result<Vec<Vec<u8>>, String> {
     let mut out = Vec::new();
     let bytes = line.as_bytes();
     let mut i = 0;
@@ -76,7 +76,7 @@ pub fn tokens(line: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-pub fn show(bytes: &[u8]) -> String {
+pub(crate) fn show(bytes: &[u8]) -> String {
     if bytes.len() > 80 {
         return format!("<{} bytes>", bytes.len());
     }
