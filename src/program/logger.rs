@@ -29,6 +29,8 @@ pub struct LogOptions {
 pub enum LogError {
     #[error("cannot open log file {}: {error}", path.display())]
     OpenFile { path: PathBuf, error: std::io::Error },
+    #[error("log file {}: {problem}; remove it or give another path", path.display())]
+    UnsafeFile { path: PathBuf, problem: &'static str },
     #[error("unknown syslog facility {0:?}")]
     UnknownFacility(String),
     #[error("cannot install the logger: {0}")]
@@ -75,7 +77,9 @@ impl log::Log for Logger {
                 Level::Debug => libc::LOG_DEBUG,
             };
             let prefix = if level == Level::Statistics { "[statistics] " } else { "" };
-            if let Ok(text) = std::ffi::CString::new(format!("{prefix}{}", record.args())) {
+            let text = record.args().to_string();
+            let message = one_line(&text);
+            if let Ok(text) = std::ffi::CString::new(format!("{prefix}{message}")) {
                 // SAFETY: both strings are NUL-terminated and "%s" consumes exactly one.
                 #[allow(unsafe_code)]
                 unsafe {
@@ -126,12 +130,27 @@ pub fn reopen() -> Result<(), LogError> {
     Ok(())
 }
 
+/// Opens the log for appending without following a symbolic link: the file is opened
+/// as root, in a directory the serving user may be able to write, where a link planted to
+/// another file would have root append to it.
 fn open_log_file(path: &Path) -> Result<File, LogError> {
-    OpenOptions::new()
+    use std::os::unix::fs::OpenOptionsExt;
+    let unsafe_file = |problem| LogError::UnsafeFile { path: path.to_path_buf(), problem };
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|error| LogError::OpenFile { path: path.to_path_buf(), error })
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => unsafe_file("is a symbolic link"),
+            _ => LogError::OpenFile { path: path.to_path_buf(), error },
+        })?;
+    let metadata =
+        file.metadata().map_err(|error| LogError::OpenFile { path: path.to_path_buf(), error })?;
+    if !metadata.is_file() {
+        return Err(unsafe_file("is not a regular file"));
+    }
+    Ok(file)
 }
 
 fn open_outputs(options: &LogOptions) -> Result<Outputs, LogError> {
@@ -160,7 +179,9 @@ fn writer(file: Option<File>) -> env_logger::Logger {
         .write_style(env_logger::WriteStyle::Never)
         .format(|out, record| {
             let level = Level::of_record(record.level(), record.target());
-            writeln!(out, "[{}]: [{}] {}", timestamp(), level.name(), record.args())
+            let text = record.args().to_string();
+            let message = one_line(&text);
+            writeln!(out, "[{}]: [{}] {message}", timestamp(), level.name())
         });
     if let Some(file) = file {
         // One write per line on an O_APPEND file: lines of several processes do not mix.
@@ -169,6 +190,25 @@ fn writer(file: Option<File>) -> env_logger::Logger {
         builder.target(env_logger::Target::Stdout);
     }
     builder.build()
+}
+
+/// A message as one line: control characters (CR, LF, NUL, ...) that a peer put in a header
+/// or a command are escaped, so that no text can forge a line of its own.
+fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.chars().any(char::is_control) {
+        return message.into();
+    }
+    let mut line = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        match c {
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push(' '),
+            c if c.is_control() => line.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => line.push(c),
+        }
+    }
+    line.into()
 }
 
 /// The syslog facility called `name`.
@@ -260,6 +300,52 @@ mod tests {
         )
         .unwrap();
         assert!(line.is_match(&text), "{text:?}");
+    }
+
+    #[test]
+    fn a_message_with_line_breaks_stays_one_line() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("log");
+        let writer = super::writer(Some(super::open_log_file(&path).expect("open the log")));
+        log::Log::log(
+            &writer,
+            &log::Record::builder()
+                .args(format_args!(
+                    "header X: {}",
+                    "a\r\n[2026-01-01T00:00:00.000Z]: [critical] b\0"
+                ))
+                .level(log::Level::Info)
+                .build(),
+        );
+        let text = std::fs::read_to_string(&path).expect("read the log");
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            text.ends_with("header X: a\\r\\n[2026-01-01T00:00:00.000Z]: [critical] b\\x00\n"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn a_symbolic_link_is_not_followed() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let target = dir.path().join("secret");
+        std::fs::write(&target, "kept\n").unwrap();
+        let link = dir.path().join("mm.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = super::open_log_file(&link).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "log file {}: is a symbolic link; remove it or give another path",
+                link.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept\n");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // No reader: refused at open (ENXIO) rather than blocking on it; with one, refused
+        // as not a regular file.
+        assert!(super::open_log_file(&fifo).is_err(), "a FIFO is taken as the log");
     }
 
     #[test]

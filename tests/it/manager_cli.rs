@@ -693,3 +693,35 @@ fn the_originals_options_map_to_their_configuration_items() {
         assert!(description.concat().contains("No effect"), "{option}: {description:?}");
     }
 }
+
+/// A log file that is a symbolic link (planted where the serving user may write) is not
+/// followed by the manager, which opens it as root: it refuses to start and says why.
+#[test]
+fn a_symbolic_link_as_the_log_file_is_refused() {
+    let dir = TempDir::new("manager-log-link");
+    let conf = dir.join("conf");
+    write(&conf.join("milter-manager.toml"), "load_default = false\n");
+    let secret = dir.join("secret");
+    write(&secret, "untouched\n");
+    let link = dir.join("mm.log");
+    std::os::unix::fs::symlink(&secret, &link).expect("plant the link");
+    let socket = format!("unix:{}", dir.join("manager.sock").display());
+    let out = manager(
+        &dir,
+        "link",
+        &[
+            "-c",
+            conf.to_str().unwrap(),
+            "-s",
+            &socket,
+            "--log-path",
+            link.to_str().unwrap(),
+            "--user-name",
+            &support::own_user_name(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    let expected = format!("log file {}: is a symbolic link", link.display());
+    assert!(out.stderr.contains(&expected), "{}", out.describe());
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "untouched\n");
+}
