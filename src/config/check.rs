@@ -32,7 +32,7 @@ impl Config {
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
-        for warning in self.compatibility_warnings() {
+        for warning in self.warnings.iter().cloned().chain(self.compatibility_warnings()) {
             let _ = writeln!(out, "warning: {warning}");
         }
         out

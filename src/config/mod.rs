@@ -20,6 +20,7 @@ mod check;
 mod condition_inputs;
 mod document;
 mod error;
+mod file_safety;
 mod glob;
 mod loader;
 mod model;
@@ -74,6 +75,9 @@ pub struct Config {
     /// What loading has to tell the admin: milters the platform detection found but
     /// could not define, and why. One line each, for the log.
     pub notes: Vec<String>,
+    /// What the admin should fix though the configuration loads (configuration files
+    /// others may write, outside privilege mode). One line each, for the log.
+    pub warnings: Vec<String>,
     origins: origin::Origins,
     /// The directory platform files are read under when `package.options` names none
     /// (`/` when unset): tests load over a fake machine.
@@ -100,6 +104,7 @@ impl PartialEq for Config {
             conditions,
             milters,
             notes: _,
+            warnings: _,
             origins: _,
             root: _,
         } = self;
@@ -178,6 +183,7 @@ impl Config {
         config.settle_platform();
         config.settle_detected_conditions();
         config.check_complete()?;
+        file_safety::check(&mut config, loader.files())?;
         Ok(config)
     }
 

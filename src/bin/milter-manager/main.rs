@@ -307,7 +307,7 @@ fn run(options: &Options) -> Result<i32, StartError> {
     for note in &config.notes {
         log::info!("[configuration] {note}");
     }
-    for warning in config.compatibility_warnings() {
+    for warning in config.warnings.iter().cloned().chain(config.compatibility_warnings()) {
         log::warn!("[configuration] {warning}");
     }
     if let Some(why) = why_this_user {

@@ -35,6 +35,8 @@ pub(super) struct Loader {
     default_loaded: bool,
     /// False when loading again after a later file turned `load_default` off.
     default_allowed: bool,
+    /// Every file read, in order (for the check of who may write them).
+    files: Vec<PathBuf>,
 }
 
 impl Loader {
@@ -46,6 +48,7 @@ impl Loader {
             load_default: None,
             default_loaded: false,
             default_allowed: true,
+            files: Vec::new(),
         }
     }
 
@@ -61,6 +64,11 @@ impl Loader {
             Some((false, origin)) => Some(origin),
             _ => None,
         }
+    }
+
+    /// Every configuration file read, in the order read.
+    pub(super) fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// Whether the platform default (and detection) was loaded.
@@ -81,6 +89,7 @@ impl Loader {
         path: &Path,
         canonical: PathBuf,
     ) -> Result<(), ConfigError> {
+        self.files.push(path.to_path_buf());
         if path.extension().is_some_and(|e| e == "rhai") {
             return self.scripts.get_or_insert_with(ScriptLoader::new).load(config, path);
         }
