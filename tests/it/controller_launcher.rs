@@ -107,7 +107,9 @@ fn privilege_mode_starts_a_missing_child_as_its_user_once() {
          [controller]\nconnection_spec = \"unix:{controller}\"\n\n\
          [milter.\"client\"]\nconnection_spec = \"{child_spec}\"\ncommand = \"{script}\"\n\
          user_name = \"nobody\"\nfallback_status = \"reject\"\nconnection_timeout = 60\n\n\
-         [milter.\"plain\"]\nconnection_spec = \"unix:{plain}\"\nenabled = false\n",
+         [milter.\"plain\"]\nconnection_spec = \"unix:{plain}\"\nenabled = false\n\n\
+         [milter.\"off\"]\nconnection_spec = \"{child_spec}\"\nenabled = false\n\
+         command = \"{script}\"\n",
         controller = controller.display(),
         script = script.display(),
         plain = dir.join("plain.sock").display(),
@@ -134,8 +136,12 @@ fn privilege_mode_starts_a_missing_child_as_its_user_once() {
     let log = manager.log();
     assert_eq!(log.matches("launcher: started milter \"client\"").count(), 1, "{log}");
 
-    // Only configured milters with a command may be started.
+    // Only enabled milters of the configuration with a command may be started.
     assert_eq!(ask_launcher(&socket, "start plain\n"), "error milter \"plain\" has no command\n");
+    assert_eq!(
+        ask_launcher(&socket, "start off\n"),
+        "error milter \"off\" is disabled (enabled = false)\n"
+    );
     assert_eq!(
         ask_launcher(&socket, "start nope\n"),
         "error no milter named \"nope\" in the configuration\n"
@@ -470,8 +476,9 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
     let conf = manager.conf.to_str().unwrap().to_string();
     let reload = ctl(&dir, "reload", &["-c", &conf, "reload"]);
     assert!(reload.status.success(), "{}", reload.describe());
+    // A disabled milter's command is not startable.
     assert!(
-        manager.log().contains("launcher: configuration read again: 3 milters can be started"),
+        manager.log().contains("launcher: configuration read again: 2 milters can be started"),
         "{}",
         manager.log()
     );
@@ -491,7 +498,20 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
     let again = processes_with(&first_spec);
     assert!(again.len() == 1 && again[0] != dead[0], "{again:?}\n{}", manager.log());
 
-    // A milter that ends at once is started at most once per pause: 1 s, 2 s, 4 s.
+    // Enabled (no session needs it: nothing listens on its socket), the milter that ends at
+    // once is started at most once per pause: 1 s, 2 s, 4 s.
+    let enabled = reloaded.replace(
+        "enabled = false\n",
+        &format!("connection_spec = \"unix:{}\"\n", dir.join("crash.sock").display()),
+    );
+    write(&manager.conf.join("milter-manager.toml"), &enabled);
+    let reload = ctl(&dir, "reload-enabled", &["-c", &conf, "reload"]);
+    assert!(reload.status.success(), "{}", reload.describe());
+    assert!(
+        manager.log().contains("launcher: configuration read again: 3 milters can be started"),
+        "{}",
+        manager.log()
+    );
     let socket = manager.launcher_socket();
     let mut answers = Vec::new();
     let backed_off = wait_for(Instant::now() + Duration::from_secs(60), || {
