@@ -7,10 +7,12 @@
 //!
 //! What a request means is the caller's business: the launcher hands each line to a
 //! handler, which decides with [`Programs`] what to start or stop. Programs are tracked by
-//! name: one that is still running is not started again; exited ones are reaped. One that
-//! ended on its own soon after its start is started again only after a pause that doubles
-//! with each such end (1 s, 2 s, 4 s … 60 s; [`RespawnThrottle`]), so a milter that cannot
-//! run is not started for every session.
+//! name: one that is still running is not started again, nor one that was stopped and has
+//! not ended yet; exited ones are reaped. A milter is started at most once per
+//! [`MIN_START_INTERVAL`], however often it is asked for. One that ended on its own soon
+//! after its start is started again only after a pause that doubles with each such end
+//! (1 s, 2 s, 4 s … 60 s; [`RespawnThrottle`]), so a milter that cannot run is not started
+//! for every session. A request refused for either reason is answered with the wait.
 //!
 //! The launcher lives as long as someone holds the write end of its watch pipe (the
 //! supervisor and every worker inherit it): when the last holder is gone it stops the
@@ -46,6 +48,11 @@ const MAX_REQUEST: usize = 4096;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often exited programs are reaped when nothing else happens.
 const REAP_INTERVAL_MS: u16 = 200;
+/// The least time between two starts of one milter: a flood of requests runs its command
+/// (as root, perhaps) once, not once per request.
+pub const MIN_START_INTERVAL: Duration = Duration::from_secs(3);
+/// How long to wait before asking again for a milter that was stopped and has not ended.
+const STOPPING_RECHECK: Duration = Duration::from_millis(200);
 
 /// Why the launcher did not start or stop a program; the handler sends it back as the answer.
 /// The messages carry their cause's words, so no `source()` repeats them.
@@ -181,6 +188,8 @@ pub fn ask(socket: &Path, request: &str) -> io::Result<String> {
 #[derive(Debug, Default)]
 pub struct Programs {
     running: BTreeMap<String, Running>,
+    /// Stopped (SIGTERM sent) but not reaped yet: not started again before it has ended.
+    stopping: BTreeMap<String, Pid>,
     backoff: BTreeMap<String, LaunchBackoff>,
 }
 
@@ -196,18 +205,26 @@ pub enum Started {
     New(u32),
     /// Started earlier and still running: left alone.
     AlreadyRunning(u32),
-    /// It ended soon after its last start: not started before this much time has passed.
+    /// Started too recently, ended soon after its last start, or stopped and not ended yet:
+    /// not started before this much time has passed.
     BackingOff(Duration),
 }
 
-/// When a program that ends on its own may be started again. Pure: time is passed in.
+/// When a program may be started again: [`MIN_START_INTERVAL`] after its last start, and
+/// after the pause of one that ends on its own. Pure: time is passed in.
 #[derive(Debug, Clone, Default)]
 pub struct LaunchBackoff {
     throttle: RespawnThrottle,
     not_before: Option<Instant>,
+    last_start: Option<Instant>,
 }
 
 impl LaunchBackoff {
+    /// The program was started at `now`.
+    pub fn started(&mut self, now: Instant) {
+        self.last_start = Some(now);
+    }
+
     /// The program ended at `now` after `lifetime`; returns the pause before its next start
     /// (zero after a healthy life).
     pub fn ended(&mut self, lifetime: Duration, now: Instant) -> Duration {
@@ -218,7 +235,14 @@ impl LaunchBackoff {
 
     /// How long a start asked for at `now` must still wait; `None`: start it.
     pub fn wait(&self, now: Instant) -> Option<Duration> {
-        self.not_before.filter(|at| *at > now).map(|at| at - now)
+        let rate_limit = self.last_start.map(|at| at + MIN_START_INTERVAL);
+        let at = self.not_before.into_iter().chain(rate_limit).max()?;
+        (at > now).then(|| at - now)
+    }
+
+    /// Whether the pause after an early end (not only the rate limit) holds a start at `now`.
+    fn pausing(&self, now: Instant) -> bool {
+        self.not_before.is_some_and(|at| at > now)
     }
 }
 
@@ -235,12 +259,29 @@ impl Programs {
         if let Some(running) = self.running.get(name) {
             return Ok(Started::AlreadyRunning(running.pid.as_raw() as u32));
         }
-        if let Some(wait) = self.backoff.get(name).and_then(|b| b.wait(Instant::now())) {
-            log::info!(
-                "launcher: milter {name:?} ended soon after its last start; not starting it \
-                 again for {:.1}s (back-off)",
-                wait.as_secs_f64()
-            );
+        let now = Instant::now();
+        let backoff = self.backoff.get(name);
+        let wait = backoff.and_then(|b| b.wait(now));
+        if let Some(pid) = self.stopping.get(name) {
+            log::debug!("launcher: milter {name:?} (pid {pid}) was stopped and has not ended yet");
+            return Ok(Started::BackingOff(wait.unwrap_or_default().max(STOPPING_RECHECK)));
+        }
+        if let Some(wait) = wait {
+            // A flood of requests is answered with waits, not with a log line each.
+            if backoff.is_some_and(|b| b.pausing(now)) {
+                log::info!(
+                    "launcher: milter {name:?} ended soon after its last start; not starting \
+                     it again for {:.1}s (back-off)",
+                    wait.as_secs_f64()
+                );
+            } else {
+                log::debug!(
+                    "launcher: milter {name:?} was started less than {}s ago; not starting it \
+                     again for {:.1}s",
+                    MIN_START_INTERVAL.as_secs(),
+                    wait.as_secs_f64()
+                );
+            }
             return Ok(Started::BackingOff(wait));
         }
         let (program, arguments) =
@@ -278,7 +319,9 @@ impl Programs {
             user.unwrap_or("root"),
             argv.join(" ")
         );
-        self.running.insert(name.to_string(), Running { pid, started: Instant::now() });
+        let now = Instant::now();
+        self.running.insert(name.to_string(), Running { pid, started: now });
+        self.backoff.entry(name.to_string()).or_default().started(now);
         Ok(Started::New(pid.as_raw() as u32))
     }
 
@@ -291,6 +334,7 @@ impl Programs {
             .ok_or_else(|| ProgramError::NotRunning { name: name.into() })?;
         terminate(pid);
         log::info!("launcher: stopped milter {name:?} (pid {pid})");
+        self.stopping.insert(name.to_string(), pid);
         Ok(pid.as_raw() as u32)
     }
 
@@ -320,7 +364,22 @@ impl Programs {
                                 lifetime.as_secs_f64()
                             );
                         }
-                        None => log::debug!("launcher: reaped pid {pid}: {}", describe(&status)),
+                        None => {
+                            let stopped = self.stopping.iter().find(|(_, p)| **p == pid);
+                            match stopped.map(|(name, _)| name.clone()) {
+                                Some(name) => {
+                                    self.stopping.remove(&name);
+                                    log::info!(
+                                        "launcher: milter {name:?} (pid {pid}) ended after its \
+                                         stop: {}",
+                                        describe(&status)
+                                    );
+                                }
+                                None => {
+                                    log::debug!("launcher: reaped pid {pid}: {}", describe(&status))
+                                }
+                            }
+                        }
                     }
                 }
                 Err(Errno::EINTR) => continue,
@@ -546,5 +605,28 @@ mod tests {
         assert_eq!(backoff.ended(Duration::from_secs(3600), now), Duration::ZERO);
         assert_eq!(backoff.wait(now), None);
         assert_eq!(backoff.ended(quick, now), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_milter_is_started_at_most_once_per_interval() {
+        let mut backoff = LaunchBackoff::default();
+        let start = Instant::now();
+        backoff.started(start);
+        assert_eq!(backoff.wait(start), Some(MIN_START_INTERVAL), "asked again at once");
+        let second = Duration::from_secs(1);
+        assert_eq!(backoff.wait(start + second), Some(MIN_START_INTERVAL - second));
+        assert_eq!(backoff.wait(start + MIN_START_INTERVAL), None);
+        assert!(!backoff.pausing(start), "the rate limit is no back-off");
+        // Ended at once: the longer of the two waits holds.
+        let early = Duration::from_millis(10);
+        assert_eq!(backoff.ended(early, start + early), Duration::from_secs(1));
+        assert_eq!(backoff.wait(start + early), Some(MIN_START_INTERVAL - early));
+        assert!(backoff.pausing(start + early));
+        let later = start + MIN_START_INTERVAL;
+        backoff.started(later);
+        assert_eq!(backoff.ended(early, later + early), Duration::from_secs(2));
+        assert_eq!(backoff.wait(later + early), Some(MIN_START_INTERVAL - early));
+        assert_eq!(backoff.ended(early, later + early), Duration::from_secs(4));
+        assert_eq!(backoff.wait(later + early), Some(Duration::from_secs(4)), "over the limit");
     }
 }

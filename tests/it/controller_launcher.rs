@@ -532,3 +532,53 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
     assert_eq!(starts, 3, "{answers:?}");
     assert!(answers.iter().any(|a| a.starts_with("wait ")), "{answers:?}");
 }
+
+#[test]
+fn the_launcher_starts_a_milter_at_most_once_per_pause_and_not_while_it_stops() {
+    require_root();
+    let dir = TempDir::new("launcher-rate");
+    // It ignores SIGTERM, so a stop leaves it running until the test kills it.
+    let stubborn = dir.join("stubborn.sh");
+    let ready = dir.join("ignores-term");
+    write(
+        &stubborn,
+        &format!("#!/bin/sh\ntrap '' TERM\ntouch {}\nexec sleep 600\n", ready.display()),
+    );
+    std::fs::set_permissions(&stubborn, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [milter.\"stubborn\"]\nconnection_spec = \"unix:{}\"\ncommand = \"{}\"\n",
+        dir.join("stubborn.sock").display(),
+        stubborn.display()
+    );
+    let manager = Manager::start(&dir, &config);
+    let socket = manager.launcher_socket();
+    let started = ask_launcher(&socket, "start stubborn\n");
+    let pid: u32 = started.strip_prefix("started ").unwrap().trim().parse().unwrap();
+    assert!(wait_for(deadline(), || ready.exists()), "{}", manager.log());
+    assert_eq!(ask_launcher(&socket, "stop stubborn\n"), format!("stopped {pid}\n"));
+
+    // Stopped but still running, then a flood: every request is answered with a wait.
+    for _ in 0..50 {
+        let answer = ask_launcher(&socket, "start stubborn\n");
+        assert!(answer.starts_with("wait "), "{answer}\n{}", manager.log());
+    }
+    assert!(is_alive(pid));
+    let starts = || manager.log().matches("launcher: started milter \"stubborn\"").count();
+    assert_eq!(starts(), 1, "{}", manager.log());
+
+    // Once it has ended it is started again, after the pause.
+    kill(pid, "KILL");
+    let ended = format!("launcher: milter \"stubborn\" (pid {pid}) ended after its stop: killed");
+    assert!(wait_for(deadline(), || manager.log().contains(&ended)), "{}", manager.log());
+    let mut answers = Vec::new();
+    let again = wait_for(deadline(), || {
+        answers.push(ask_launcher(&socket, "start stubborn\n"));
+        answers.last().is_some_and(|answer| answer.starts_with("started "))
+    });
+    assert!(again, "{answers:?}\n{}", manager.log());
+    assert_eq!(starts(), 2, "{}", manager.log());
+    assert!(answers[..answers.len() - 1].iter().all(|a| a.starts_with("wait ")), "{answers:?}");
+    let last = answers.last().unwrap().strip_prefix("started ").unwrap().trim().parse().unwrap();
+    kill(last, "KILL");
+}
