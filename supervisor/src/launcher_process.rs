@@ -3,7 +3,9 @@
 //! configured users. It never sees mail: it answers one request line per connection on a
 //! unix socket that only the effective user can reach (a private 0700 directory and a 0600
 //! socket, both owned by that user), so the unprivileged workers and the supervisor can ask
-//! it with an ordinary non-blocking connection.
+//! it with an ordinary non-blocking connection. It stays single-threaded (it is forked)
+//! and polls up to [`MAX_CLIENTS`] clients at once, each with its own deadline, so a slow
+//! or silent client delays no other request.
 //!
 //! What a request means is the caller's business: the launcher hands each line to a
 //! handler, which decides with [`Programs`] what to start or stop. Programs are tracked by
@@ -39,13 +41,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{self, ForkResult, Gid, Pid, Uid};
 
 use crate::error::{Error, Result};
+use crate::launcher_client::{Client, CLIENT_DEADLINE, MAX_REQUEST};
 use crate::throttle::RespawnThrottle;
 use crate::{fork, privileges};
 
-/// The longest request line read; a longer one is refused.
-const MAX_REQUEST: usize = 4096;
-/// How long one client may take to send its request or read the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many clients are served at once; more wait in the listen queue.
+const MAX_CLIENTS: usize = 32;
 /// How often exited programs are reaped when nothing else happens.
 const REAP_INTERVAL_MS: u16 = 200;
 /// The least time between two starts of one milter: a flood of requests runs its command
@@ -67,21 +68,6 @@ pub enum ProgramError {
     Run { name: String, program: String, error: io::Error },
     #[error("milter {name:?} is not running as a program of the launcher")]
     NotRunning { name: String },
-}
-
-/// Why a request line could not be read from a launcher client.
-#[derive(Debug, thiserror::Error)]
-enum RequestError {
-    #[error("cannot set up the connection: {0}")]
-    SetUp(io::Error),
-    #[error("cannot read the request: {0}")]
-    Read(io::Error),
-    #[error("the request is longer than {MAX_REQUEST} bytes")]
-    TooLong,
-    #[error("the request has no line end")]
-    NoLineEnd,
-    #[error("the request is not UTF-8")]
-    NotUtf8,
 }
 
 /// The running launcher, as the supervisor holds it.
@@ -175,8 +161,8 @@ impl Launcher {
 /// with a timeout): for the supervisor, which asks rarely.
 pub fn ask(socket: &Path, request: &str) -> io::Result<String> {
     let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_read_timeout(Some(CLIENT_DEADLINE))?;
+    stream.set_write_timeout(Some(CLIENT_DEADLINE))?;
     stream.write_all(request.as_bytes())?;
     let mut answer = String::new();
     stream.take(MAX_REQUEST as u64).read_to_string(&mut answer)?;
@@ -472,33 +458,57 @@ where
         }
     }
     let mut programs = Programs::default();
+    let mut clients: Vec<Client> = Vec::new();
     loop {
         programs.reap();
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(watch.as_fd(), PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut fds, PollTimeout::from(REAP_INTERVAL_MS)) {
+        let now = Instant::now();
+        let wait = clients.iter().map(|c| c.deadline.saturating_duration_since(now)).min();
+        // Rounded up, so that a deadline is past when poll returns.
+        let wait_ms = wait.map_or(REAP_INTERVAL_MS, |wait| {
+            u16::try_from(wait.as_millis() + 1).unwrap_or(u16::MAX).min(REAP_INTERVAL_MS)
+        });
+        let accepting = clients.len() < MAX_CLIENTS;
+        let mut fds = vec![PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+        if accepting {
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+        }
+        fds.extend(clients.iter().map(|client| PollFd::new(client.as_fd(), client.interest())));
+        match nix::poll::poll(&mut fds, PollTimeout::from(wait_ms)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => {
                 log::error!("launcher: poll failed: {}; stopping", errno.desc());
                 break;
             }
         }
-        if fds[1].revents().is_some_and(|events| !events.is_empty()) {
+        let ready: Vec<bool> =
+            fds.iter().map(|fd| fd.revents().is_some_and(|events| !events.is_empty())).collect();
+        drop(fds);
+        if ready[0] {
             log::info!("launcher: the manager is gone; stopping");
             break;
         }
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => answer(stream, &mut handler, &mut programs),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("launcher: accept failed: {e}");
-                    break;
-                }
+        let (listener_ready, clients_ready) =
+            if accepting { (ready[1], &ready[2..]) } else { (false, &ready[1..]) };
+        let mut index = 0;
+        clients.retain_mut(|client| {
+            let ready = clients_ready[index];
+            index += 1;
+            !ready || serve_client(client, &mut handler, &mut programs)
+        });
+        let now = Instant::now();
+        clients.retain(|client| {
+            let waiting = client.deadline > now;
+            if !waiting {
+                let what = if client.answered() { "take its answer" } else { "send a request" };
+                log::warn!(
+                    "launcher: dropped a client that did not {what} within {}s",
+                    CLIENT_DEADLINE.as_secs()
+                );
             }
+            waiting
+        });
+        if listener_ready {
+            accept_clients(&listener, &mut clients);
         }
     }
     programs.stop_all();
@@ -506,56 +516,50 @@ where
     0
 }
 
-/// Reads one request line from `stream`, answers it and closes.
-fn answer<H>(mut stream: UnixStream, handler: &mut H, programs: &mut Programs)
-where
-    H: FnMut(&str, &mut Programs) -> String,
-{
-    let line = read_line(&mut stream);
-    let answer = match line {
-        Ok(line) => handler(&line, programs),
-        Err(reason) => {
-            log::warn!("launcher: refused a request: {reason}");
-            format!("error {reason}\n")
+/// Takes the waiting connections, as many as [`MAX_CLIENTS`] allows.
+fn accept_clients(listener: &UnixListener, clients: &mut Vec<Client>) {
+    while clients.len() < MAX_CLIENTS {
+        match listener.accept() {
+            Ok((stream, _)) => match Client::new(stream, Instant::now()) {
+                Ok(client) => clients.push(client),
+                Err(e) => log::warn!("launcher: cannot set up a connection: {e}"),
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("launcher: accept failed: {e}");
+                return;
+            }
         }
-    };
-    if let Err(e) = stream.write_all(answer.as_bytes()) {
-        log::warn!("launcher: cannot send the answer: {e}");
     }
 }
 
-fn read_line(stream: &mut UnixStream) -> std::result::Result<String, RequestError> {
-    let set_up = stream
-        .set_nonblocking(false)
-        .and_then(|()| stream.set_read_timeout(Some(CLIENT_TIMEOUT)))
-        .and_then(|()| stream.set_write_timeout(Some(CLIENT_TIMEOUT)));
-    set_up.map_err(RequestError::SetUp)?;
-    let mut line = Vec::new();
-    let mut buffer = [0u8; 512];
-    loop {
-        let n = match stream.read(&mut buffer) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(RequestError::Read(e)),
+/// Moves one ready client on: reads its request, answers it, sends the answer. `false`
+/// once it is done with (answered or failed), which closes it.
+fn serve_client<H>(client: &mut Client, handler: &mut H, programs: &mut Programs) -> bool
+where
+    H: FnMut(&str, &mut Programs) -> String,
+{
+    let sent = if client.answered() {
+        client.write_answer()
+    } else {
+        let answer = match client.read_request() {
+            None => return true,
+            Some(Ok(line)) => handler(&line, programs),
+            Some(Err(reason)) => {
+                log::warn!("launcher: refused a request: {reason}");
+                format!("error {reason}\n")
+            }
         };
-        if n == 0 {
-            break;
-        }
-        line.extend_from_slice(&buffer[..n]);
-        if line.contains(&b'\n') || line.len() > MAX_REQUEST {
-            break;
-        }
-    }
-    let end = match line.iter().position(|b| *b == b'\n') {
-        Some(end) if end <= MAX_REQUEST => end,
-        _ if line.len() > MAX_REQUEST => return Err(RequestError::TooLong),
-        _ => return Err(RequestError::NoLineEnd),
+        client.answer(answer)
     };
-    line.truncate(end);
-    if line.last() == Some(&b'\r') {
-        line.pop();
+    match sent {
+        Ok(done) => !done,
+        Err(e) => {
+            log::warn!("launcher: cannot send the answer: {e}");
+            false
+        }
     }
-    String::from_utf8(line).map_err(|_| RequestError::NotUtf8)
 }
 
 #[cfg(test)]

@@ -582,3 +582,42 @@ fn the_launcher_starts_a_milter_at_most_once_per_pause_and_not_while_it_stops() 
     let last = answers.last().unwrap().strip_prefix("started ").unwrap().trim().parse().unwrap();
     kill(last, "KILL");
 }
+
+#[test]
+fn the_launcher_answers_while_other_clients_are_slow_or_silent() {
+    require_root();
+    let dir = TempDir::new("launcher-clients");
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [milter.\"only\"]\nconnection_spec = \"unix:{}\"\ncommand = \"/bin/true\"\nenabled = false\n",
+        dir.join("only.sock").display()
+    );
+    let manager = Manager::start(&dir, &config);
+    let socket = manager.launcher_socket();
+    // Ten clients send half a request and stop; one says nothing at all.
+    let mut slow: Vec<UnixStream> = (0..10)
+        .map(|_| {
+            let mut stream = UnixStream::connect(&socket).expect("connect to the launcher");
+            stream.write_all(b"start no").unwrap();
+            stream
+        })
+        .collect();
+    let silent = UnixStream::connect(&socket).expect("connect to the launcher");
+    // A real request is answered meanwhile, and so are the slow ones once they finish:
+    // served one at a time, each would have waited for the others' timeouts and failed.
+    assert_eq!(
+        ask_launcher(&socket, "start only\n"),
+        "error milter \"only\" is disabled (enabled = false)\n"
+    );
+    for stream in &mut slow {
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.write_all(b"pe\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "error no milter named \"nope\" in the configuration\n");
+    }
+    // The silent one is dropped at its deadline, with a word in the log.
+    let dropped = "launcher: dropped a client that did not send a request within 2s";
+    assert!(wait_for(deadline(), || manager.log().contains(dropped)), "{}", manager.log());
+    drop(silent);
+}
