@@ -45,6 +45,8 @@ use crate::launcher_client::{Client, CLIENT_DEADLINE, MAX_REQUEST};
 use crate::throttle::RespawnThrottle;
 use crate::{fork, privileges};
 
+/// The `PATH` a started milter gets (the usual system one; not the manager's own).
+const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How many clients are served at once; more wait in the listen queue.
 const MAX_CLIENTS: usize = 32;
 /// How often exited programs are reaped when nothing else happens.
@@ -234,7 +236,8 @@ impl LaunchBackoff {
 
 impl Programs {
     /// Starts `argv` under `name` as `user` (name or uid; `None`: root), in a process group
-    /// of its own, with standard input from /dev/null, unless `name` is still running.
+    /// of its own, with standard input from /dev/null, `/` as its working directory and a
+    /// clean environment (`PATH`, `LANG`, the user's `HOME`), unless `name` is still running.
     pub fn start(
         &mut self,
         name: &str,
@@ -278,8 +281,21 @@ impl Programs {
             })?),
             None => None,
         };
+        let home = match &identity {
+            Some(identity) => identity.home.clone(),
+            None => root_home(),
+        };
         let mut command = Command::new(program);
-        command.args(arguments).stdin(Stdio::null());
+        // Nothing of root's environment or working directory leaks into the milter: only
+        // what a login would give the user.
+        command
+            .args(arguments)
+            .stdin(Stdio::null())
+            .env_clear()
+            .env("PATH", CHILD_PATH)
+            .env("LANG", std::env::var_os("LANG").unwrap_or_else(|| "C".into()))
+            .env("HOME", home)
+            .current_dir("/");
         // SAFETY: the closure runs between fork and exec in a single-threaded process and
         // only makes system calls (no allocation: the group list was built before).
         unsafe {
@@ -404,6 +420,7 @@ struct ChildIdentity {
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
+    home: PathBuf,
 }
 
 impl ChildIdentity {
@@ -416,7 +433,15 @@ impl ChildIdentity {
                 what: format!("the groups of user \"{}\"", account.name),
                 source: io::Error::from(errno),
             })?;
-        Ok(Self { uid: account.uid, gid: account.gid, groups })
+        Ok(Self { uid: account.uid, gid: account.gid, groups, home: account.dir })
+    }
+}
+
+/// Root's home directory, for a milter without `user_name`.
+fn root_home() -> PathBuf {
+    match nix::unistd::User::from_uid(Uid::from_raw(0)) {
+        Ok(Some(root)) => root.dir,
+        _ => PathBuf::from("/"),
     }
 }
 

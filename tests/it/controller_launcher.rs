@@ -621,3 +621,49 @@ fn the_launcher_answers_while_other_clients_are_slow_or_silent() {
     assert!(wait_for(deadline(), || manager.log().contains(dropped)), "{}", manager.log());
     drop(silent);
 }
+
+#[test]
+fn a_started_milter_gets_a_clean_environment_and_the_root_directory() {
+    require_root();
+    let dir = TempDir::new("launcher-environment");
+    let work = dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let report = work.join("environment.txt");
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [milter.\"show\"]\nconnection_spec = \"unix:{}\"\ncommand = \"/bin/sh\"\n\
+         command_options = [\"-c\", \"pwd >{report}; exec /usr/bin/env >>{report}\"]\n\
+         user_name = \"nobody\"\n",
+        dir.join("show.sock").display(),
+        report = report.display()
+    );
+    // What root's shell has must not reach the milter.
+    let env = [("MILTER_TEST_SECRET", "root's"), ("LANG", "C.UTF-8"), ("HOME", "/root")];
+    let options =
+        ManagerOptions { ready_line: Some("supervising"), env: &env, ..Default::default() };
+    let manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
+    let started = ask_launcher(&manager.launcher_socket(), "start show\n");
+    assert!(started.starts_with("started "), "{started}\n{}", manager.log());
+    let written = wait_for(deadline(), || read_lossy(&report).contains("PATH="));
+    let shown = read_lossy(&report);
+    assert!(written, "{shown}\n{}", manager.log());
+    let passwd = Command::new("getent").args(["passwd", "nobody"]).output().unwrap();
+    let home =
+        String::from_utf8_lossy(&passwd.stdout).trim().split(':').nth(5).unwrap().to_string();
+    let mut lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.remove(0), "/", "the working directory:\n{shown}");
+    // The shell itself adds PWD (and some shells more); everything else comes from the launcher.
+    lines.retain(|line| !["PWD=", "OLDPWD=", "SHLVL=", "_="].iter().any(|p| line.starts_with(p)));
+    lines.sort_unstable();
+    let expected_home = format!("HOME={home}");
+    assert_eq!(
+        lines,
+        [
+            expected_home.as_str(),
+            "LANG=C.UTF-8",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ],
+        "{shown}"
+    );
+}
