@@ -10,8 +10,9 @@
 //! reload            ->  reloaded N | error REASON
 //! ```
 //!
-//! `wait MS`: the milter ended soon after its last start and is started again no sooner
-//! than in MS milliseconds (the launcher's back-off); ask again then. `reload`: the
+//! `wait MS`: the milter is started again no sooner than in MS milliseconds (it was
+//! started less than 3 s ago, ended soon after its last start, or was stopped and has not
+//! ended yet); ask again then. `reload`: the
 //! launcher reads the configuration files again (it takes no list of commands from the
 //! unprivileged processes); N milters of it can be started.
 //!
@@ -131,7 +132,7 @@ impl fmt::Display for LaunchAnswer {
             Self::Running(pid) => write!(f, "already running (pid {pid})"),
             Self::Stopped(pid) => write!(f, "stopped (pid {pid})"),
             Self::Wait(ms) => {
-                write!(f, "ended soon after its start; started again in {ms} ms at the earliest")
+                write!(f, "not started now; started again in {ms} ms at the earliest")
             }
             Self::Reloaded(n) => {
                 write!(f, "configuration read again: {n} milters can be started")

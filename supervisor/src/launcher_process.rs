@@ -3,14 +3,18 @@
 //! configured users. It never sees mail: it answers one request line per connection on a
 //! unix socket that only the effective user can reach (a private 0700 directory and a 0600
 //! socket, both owned by that user), so the unprivileged workers and the supervisor can ask
-//! it with an ordinary non-blocking connection.
+//! it with an ordinary non-blocking connection. It stays single-threaded (it is forked)
+//! and polls up to [`MAX_CLIENTS`] clients at once, each with its own deadline, so a slow
+//! or silent client delays no other request.
 //!
 //! What a request means is the caller's business: the launcher hands each line to a
 //! handler, which decides with [`Programs`] what to start or stop. Programs are tracked by
-//! name: one that is still running is not started again; exited ones are reaped. One that
-//! ended on its own soon after its start is started again only after a pause that doubles
-//! with each such end (1 s, 2 s, 4 s … 60 s; [`RespawnThrottle`]), so a milter that cannot
-//! run is not started for every session.
+//! name: one that is still running is not started again, nor one that was stopped and has
+//! not ended yet; exited ones are reaped. A milter is started at most once per
+//! [`MIN_START_INTERVAL`], however often it is asked for. One that ended on its own soon
+//! after its start is started again only after a pause that doubles with each such end
+//! (1 s, 2 s, 4 s … 60 s; [`RespawnThrottle`]), so a milter that cannot run is not started
+//! for every session. A request refused for either reason is answered with the wait.
 //!
 //! The launcher lives as long as someone holds the write end of its watch pipe (the
 //! supervisor and every worker inherit it): when the last holder is gone it stops the
@@ -37,15 +41,21 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{self, ForkResult, Gid, Pid, Uid};
 
 use crate::error::{Error, Result};
+use crate::launcher_client::{Client, CLIENT_DEADLINE, MAX_REQUEST};
 use crate::throttle::RespawnThrottle;
 use crate::{fork, privileges};
 
-/// The longest request line read; a longer one is refused.
-const MAX_REQUEST: usize = 4096;
-/// How long one client may take to send its request or read the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The `PATH` a started milter gets (the usual system one; not the manager's own).
+const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How many clients are served at once; more wait in the listen queue.
+const MAX_CLIENTS: usize = 32;
 /// How often exited programs are reaped when nothing else happens.
 const REAP_INTERVAL_MS: u16 = 200;
+/// The least time between two starts of one milter: a flood of requests runs its command
+/// (as root, perhaps) once, not once per request.
+pub const MIN_START_INTERVAL: Duration = Duration::from_secs(3);
+/// How long to wait before asking again for a milter that was stopped and has not ended.
+const STOPPING_RECHECK: Duration = Duration::from_millis(200);
 
 /// Why the launcher did not start or stop a program; the handler sends it back as the answer.
 /// The messages carry their cause's words, so no `source()` repeats them.
@@ -60,21 +70,6 @@ pub enum ProgramError {
     Run { name: String, program: String, error: io::Error },
     #[error("milter {name:?} is not running as a program of the launcher")]
     NotRunning { name: String },
-}
-
-/// Why a request line could not be read from a launcher client.
-#[derive(Debug, thiserror::Error)]
-enum RequestError {
-    #[error("cannot set up the connection: {0}")]
-    SetUp(io::Error),
-    #[error("cannot read the request: {0}")]
-    Read(io::Error),
-    #[error("the request is longer than {MAX_REQUEST} bytes")]
-    TooLong,
-    #[error("the request has no line end")]
-    NoLineEnd,
-    #[error("the request is not UTF-8")]
-    NotUtf8,
 }
 
 /// The running launcher, as the supervisor holds it.
@@ -168,8 +163,8 @@ impl Launcher {
 /// with a timeout): for the supervisor, which asks rarely.
 pub fn ask(socket: &Path, request: &str) -> io::Result<String> {
     let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_read_timeout(Some(CLIENT_DEADLINE))?;
+    stream.set_write_timeout(Some(CLIENT_DEADLINE))?;
     stream.write_all(request.as_bytes())?;
     let mut answer = String::new();
     stream.take(MAX_REQUEST as u64).read_to_string(&mut answer)?;
@@ -181,6 +176,8 @@ pub fn ask(socket: &Path, request: &str) -> io::Result<String> {
 #[derive(Debug, Default)]
 pub struct Programs {
     running: BTreeMap<String, Running>,
+    /// Stopped (SIGTERM sent) but not reaped yet: not started again before it has ended.
+    stopping: BTreeMap<String, Pid>,
     backoff: BTreeMap<String, LaunchBackoff>,
 }
 
@@ -196,18 +193,26 @@ pub enum Started {
     New(u32),
     /// Started earlier and still running: left alone.
     AlreadyRunning(u32),
-    /// It ended soon after its last start: not started before this much time has passed.
+    /// Started too recently, ended soon after its last start, or stopped and not ended yet:
+    /// not started before this much time has passed.
     BackingOff(Duration),
 }
 
-/// When a program that ends on its own may be started again. Pure: time is passed in.
+/// When a program may be started again: [`MIN_START_INTERVAL`] after its last start, and
+/// after the pause of one that ends on its own. Pure: time is passed in.
 #[derive(Debug, Clone, Default)]
 pub struct LaunchBackoff {
     throttle: RespawnThrottle,
     not_before: Option<Instant>,
+    last_start: Option<Instant>,
 }
 
 impl LaunchBackoff {
+    /// The program was started at `now`.
+    pub fn started(&mut self, now: Instant) {
+        self.last_start = Some(now);
+    }
+
     /// The program ended at `now` after `lifetime`; returns the pause before its next start
     /// (zero after a healthy life).
     pub fn ended(&mut self, lifetime: Duration, now: Instant) -> Duration {
@@ -218,13 +223,21 @@ impl LaunchBackoff {
 
     /// How long a start asked for at `now` must still wait; `None`: start it.
     pub fn wait(&self, now: Instant) -> Option<Duration> {
-        self.not_before.filter(|at| *at > now).map(|at| at - now)
+        let rate_limit = self.last_start.map(|at| at + MIN_START_INTERVAL);
+        let at = self.not_before.into_iter().chain(rate_limit).max()?;
+        (at > now).then(|| at - now)
+    }
+
+    /// Whether the pause after an early end (not only the rate limit) holds a start at `now`.
+    fn pausing(&self, now: Instant) -> bool {
+        self.not_before.is_some_and(|at| at > now)
     }
 }
 
 impl Programs {
     /// Starts `argv` under `name` as `user` (name or uid; `None`: root), in a process group
-    /// of its own, with standard input from /dev/null, unless `name` is still running.
+    /// of its own, with standard input from /dev/null, `/` as its working directory and a
+    /// clean environment (`PATH`, `LANG`, the user's `HOME`), unless `name` is still running.
     pub fn start(
         &mut self,
         name: &str,
@@ -235,12 +248,29 @@ impl Programs {
         if let Some(running) = self.running.get(name) {
             return Ok(Started::AlreadyRunning(running.pid.as_raw() as u32));
         }
-        if let Some(wait) = self.backoff.get(name).and_then(|b| b.wait(Instant::now())) {
-            log::info!(
-                "launcher: milter {name:?} ended soon after its last start; not starting it \
-                 again for {:.1}s (back-off)",
-                wait.as_secs_f64()
-            );
+        let now = Instant::now();
+        let backoff = self.backoff.get(name);
+        let wait = backoff.and_then(|b| b.wait(now));
+        if let Some(pid) = self.stopping.get(name) {
+            log::debug!("launcher: milter {name:?} (pid {pid}) was stopped and has not ended yet");
+            return Ok(Started::BackingOff(wait.unwrap_or_default().max(STOPPING_RECHECK)));
+        }
+        if let Some(wait) = wait {
+            // A flood of requests is answered with waits, not with a log line each.
+            if backoff.is_some_and(|b| b.pausing(now)) {
+                log::info!(
+                    "launcher: milter {name:?} ended soon after its last start; not starting \
+                     it again for {:.1}s (back-off)",
+                    wait.as_secs_f64()
+                );
+            } else {
+                log::debug!(
+                    "launcher: milter {name:?} was started less than {}s ago; not starting it \
+                     again for {:.1}s",
+                    MIN_START_INTERVAL.as_secs(),
+                    wait.as_secs_f64()
+                );
+            }
             return Ok(Started::BackingOff(wait));
         }
         let (program, arguments) =
@@ -251,8 +281,21 @@ impl Programs {
             })?),
             None => None,
         };
+        let home = match &identity {
+            Some(identity) => identity.home.clone(),
+            None => root_home(),
+        };
         let mut command = Command::new(program);
-        command.args(arguments).stdin(Stdio::null());
+        // Nothing of root's environment or working directory leaks into the milter: only
+        // what a login would give the user.
+        command
+            .args(arguments)
+            .stdin(Stdio::null())
+            .env_clear()
+            .env("PATH", CHILD_PATH)
+            .env("LANG", std::env::var_os("LANG").unwrap_or_else(|| "C".into()))
+            .env("HOME", home)
+            .current_dir("/");
         // SAFETY: the closure runs between fork and exec in a single-threaded process and
         // only makes system calls (no allocation: the group list was built before).
         unsafe {
@@ -278,7 +321,9 @@ impl Programs {
             user.unwrap_or("root"),
             argv.join(" ")
         );
-        self.running.insert(name.to_string(), Running { pid, started: Instant::now() });
+        let now = Instant::now();
+        self.running.insert(name.to_string(), Running { pid, started: now });
+        self.backoff.entry(name.to_string()).or_default().started(now);
         Ok(Started::New(pid.as_raw() as u32))
     }
 
@@ -291,6 +336,7 @@ impl Programs {
             .ok_or_else(|| ProgramError::NotRunning { name: name.into() })?;
         terminate(pid);
         log::info!("launcher: stopped milter {name:?} (pid {pid})");
+        self.stopping.insert(name.to_string(), pid);
         Ok(pid.as_raw() as u32)
     }
 
@@ -320,7 +366,22 @@ impl Programs {
                                 lifetime.as_secs_f64()
                             );
                         }
-                        None => log::debug!("launcher: reaped pid {pid}: {}", describe(&status)),
+                        None => {
+                            let stopped = self.stopping.iter().find(|(_, p)| **p == pid);
+                            match stopped.map(|(name, _)| name.clone()) {
+                                Some(name) => {
+                                    self.stopping.remove(&name);
+                                    log::info!(
+                                        "launcher: milter {name:?} (pid {pid}) ended after its \
+                                         stop: {}",
+                                        describe(&status)
+                                    );
+                                }
+                                None => {
+                                    log::debug!("launcher: reaped pid {pid}: {}", describe(&status))
+                                }
+                            }
+                        }
                     }
                 }
                 Err(Errno::EINTR) => continue,
@@ -359,6 +420,7 @@ struct ChildIdentity {
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
+    home: PathBuf,
 }
 
 impl ChildIdentity {
@@ -371,7 +433,15 @@ impl ChildIdentity {
                 what: format!("the groups of user \"{}\"", account.name),
                 source: io::Error::from(errno),
             })?;
-        Ok(Self { uid: account.uid, gid: account.gid, groups })
+        Ok(Self { uid: account.uid, gid: account.gid, groups, home: account.dir })
+    }
+}
+
+/// Root's home directory, for a milter without `user_name`.
+fn root_home() -> PathBuf {
+    match nix::unistd::User::from_uid(Uid::from_raw(0)) {
+        Ok(Some(root)) => root.dir,
+        _ => PathBuf::from("/"),
     }
 }
 
@@ -413,33 +483,57 @@ where
         }
     }
     let mut programs = Programs::default();
+    let mut clients: Vec<Client> = Vec::new();
     loop {
         programs.reap();
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(watch.as_fd(), PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut fds, PollTimeout::from(REAP_INTERVAL_MS)) {
+        let now = Instant::now();
+        let wait = clients.iter().map(|c| c.deadline.saturating_duration_since(now)).min();
+        // Rounded up, so that a deadline is past when poll returns.
+        let wait_ms = wait.map_or(REAP_INTERVAL_MS, |wait| {
+            u16::try_from(wait.as_millis() + 1).unwrap_or(u16::MAX).min(REAP_INTERVAL_MS)
+        });
+        let accepting = clients.len() < MAX_CLIENTS;
+        let mut fds = vec![PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+        if accepting {
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+        }
+        fds.extend(clients.iter().map(|client| PollFd::new(client.as_fd(), client.interest())));
+        match nix::poll::poll(&mut fds, PollTimeout::from(wait_ms)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => {
                 log::error!("launcher: poll failed: {}; stopping", errno.desc());
                 break;
             }
         }
-        if fds[1].revents().is_some_and(|events| !events.is_empty()) {
+        let ready: Vec<bool> =
+            fds.iter().map(|fd| fd.revents().is_some_and(|events| !events.is_empty())).collect();
+        drop(fds);
+        if ready[0] {
             log::info!("launcher: the manager is gone; stopping");
             break;
         }
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => answer(stream, &mut handler, &mut programs),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("launcher: accept failed: {e}");
-                    break;
-                }
+        let (listener_ready, clients_ready) =
+            if accepting { (ready[1], &ready[2..]) } else { (false, &ready[1..]) };
+        let mut index = 0;
+        clients.retain_mut(|client| {
+            let ready = clients_ready[index];
+            index += 1;
+            !ready || serve_client(client, &mut handler, &mut programs)
+        });
+        let now = Instant::now();
+        clients.retain(|client| {
+            let waiting = client.deadline > now;
+            if !waiting {
+                let what = if client.answered() { "take its answer" } else { "send a request" };
+                log::warn!(
+                    "launcher: dropped a client that did not {what} within {}s",
+                    CLIENT_DEADLINE.as_secs()
+                );
             }
+            waiting
+        });
+        if listener_ready {
+            accept_clients(&listener, &mut clients);
         }
     }
     programs.stop_all();
@@ -447,56 +541,50 @@ where
     0
 }
 
-/// Reads one request line from `stream`, answers it and closes.
-fn answer<H>(mut stream: UnixStream, handler: &mut H, programs: &mut Programs)
-where
-    H: FnMut(&str, &mut Programs) -> String,
-{
-    let line = read_line(&mut stream);
-    let answer = match line {
-        Ok(line) => handler(&line, programs),
-        Err(reason) => {
-            log::warn!("launcher: refused a request: {reason}");
-            format!("error {reason}\n")
+/// Takes the waiting connections, as many as [`MAX_CLIENTS`] allows.
+fn accept_clients(listener: &UnixListener, clients: &mut Vec<Client>) {
+    while clients.len() < MAX_CLIENTS {
+        match listener.accept() {
+            Ok((stream, _)) => match Client::new(stream, Instant::now()) {
+                Ok(client) => clients.push(client),
+                Err(e) => log::warn!("launcher: cannot set up a connection: {e}"),
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("launcher: accept failed: {e}");
+                return;
+            }
         }
-    };
-    if let Err(e) = stream.write_all(answer.as_bytes()) {
-        log::warn!("launcher: cannot send the answer: {e}");
     }
 }
 
-fn read_line(stream: &mut UnixStream) -> std::result::Result<String, RequestError> {
-    let set_up = stream
-        .set_nonblocking(false)
-        .and_then(|()| stream.set_read_timeout(Some(CLIENT_TIMEOUT)))
-        .and_then(|()| stream.set_write_timeout(Some(CLIENT_TIMEOUT)));
-    set_up.map_err(RequestError::SetUp)?;
-    let mut line = Vec::new();
-    let mut buffer = [0u8; 512];
-    loop {
-        let n = match stream.read(&mut buffer) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(RequestError::Read(e)),
+/// Moves one ready client on: reads its request, answers it, sends the answer. `false`
+/// once it is done with (answered or failed), which closes it.
+fn serve_client<H>(client: &mut Client, handler: &mut H, programs: &mut Programs) -> bool
+where
+    H: FnMut(&str, &mut Programs) -> String,
+{
+    let sent = if client.answered() {
+        client.write_answer()
+    } else {
+        let answer = match client.read_request() {
+            None => return true,
+            Some(Ok(line)) => handler(&line, programs),
+            Some(Err(reason)) => {
+                log::warn!("launcher: refused a request: {reason}");
+                format!("error {reason}\n")
+            }
         };
-        if n == 0 {
-            break;
-        }
-        line.extend_from_slice(&buffer[..n]);
-        if line.contains(&b'\n') || line.len() > MAX_REQUEST {
-            break;
-        }
-    }
-    let end = match line.iter().position(|b| *b == b'\n') {
-        Some(end) if end <= MAX_REQUEST => end,
-        _ if line.len() > MAX_REQUEST => return Err(RequestError::TooLong),
-        _ => return Err(RequestError::NoLineEnd),
+        client.answer(answer)
     };
-    line.truncate(end);
-    if line.last() == Some(&b'\r') {
-        line.pop();
+    match sent {
+        Ok(done) => !done,
+        Err(e) => {
+            log::warn!("launcher: cannot send the answer: {e}");
+            false
+        }
     }
-    String::from_utf8(line).map_err(|_| RequestError::NotUtf8)
 }
 
 #[cfg(test)]
@@ -546,5 +634,28 @@ mod tests {
         assert_eq!(backoff.ended(Duration::from_secs(3600), now), Duration::ZERO);
         assert_eq!(backoff.wait(now), None);
         assert_eq!(backoff.ended(quick, now), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_milter_is_started_at_most_once_per_interval() {
+        let mut backoff = LaunchBackoff::default();
+        let start = Instant::now();
+        backoff.started(start);
+        assert_eq!(backoff.wait(start), Some(MIN_START_INTERVAL), "asked again at once");
+        let second = Duration::from_secs(1);
+        assert_eq!(backoff.wait(start + second), Some(MIN_START_INTERVAL - second));
+        assert_eq!(backoff.wait(start + MIN_START_INTERVAL), None);
+        assert!(!backoff.pausing(start), "the rate limit is no back-off");
+        // Ended at once: the longer of the two waits holds.
+        let early = Duration::from_millis(10);
+        assert_eq!(backoff.ended(early, start + early), Duration::from_secs(1));
+        assert_eq!(backoff.wait(start + early), Some(MIN_START_INTERVAL - early));
+        assert!(backoff.pausing(start + early));
+        let later = start + MIN_START_INTERVAL;
+        backoff.started(later);
+        assert_eq!(backoff.ended(early, later + early), Duration::from_secs(2));
+        assert_eq!(backoff.wait(later + early), Some(MIN_START_INTERVAL - early));
+        assert_eq!(backoff.ended(early, later + early), Duration::from_secs(4));
+        assert_eq!(backoff.wait(later + early), Some(Duration::from_secs(4)), "over the limit");
     }
 }

@@ -81,6 +81,7 @@ mod counters;
 mod daemon;
 mod error;
 mod fork;
+mod launcher_client;
 pub mod launcher_process;
 mod pidfile;
 mod prefork;

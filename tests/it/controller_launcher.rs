@@ -107,7 +107,9 @@ fn privilege_mode_starts_a_missing_child_as_its_user_once() {
          [controller]\nconnection_spec = \"unix:{controller}\"\n\n\
          [milter.\"client\"]\nconnection_spec = \"{child_spec}\"\ncommand = \"{script}\"\n\
          user_name = \"nobody\"\nfallback_status = \"reject\"\nconnection_timeout = 60\n\n\
-         [milter.\"plain\"]\nconnection_spec = \"unix:{plain}\"\nenabled = false\n",
+         [milter.\"plain\"]\nconnection_spec = \"unix:{plain}\"\nenabled = false\n\n\
+         [milter.\"off\"]\nconnection_spec = \"{child_spec}\"\nenabled = false\n\
+         command = \"{script}\"\n",
         controller = controller.display(),
         script = script.display(),
         plain = dir.join("plain.sock").display(),
@@ -134,8 +136,12 @@ fn privilege_mode_starts_a_missing_child_as_its_user_once() {
     let log = manager.log();
     assert_eq!(log.matches("launcher: started milter \"client\"").count(), 1, "{log}");
 
-    // Only configured milters with a command may be started.
+    // Only enabled milters of the configuration with a command may be started.
     assert_eq!(ask_launcher(&socket, "start plain\n"), "error milter \"plain\" has no command\n");
+    assert_eq!(
+        ask_launcher(&socket, "start off\n"),
+        "error milter \"off\" is disabled (enabled = false)\n"
+    );
     assert_eq!(
         ask_launcher(&socket, "start nope\n"),
         "error no milter named \"nope\" in the configuration\n"
@@ -470,8 +476,9 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
     let conf = manager.conf.to_str().unwrap().to_string();
     let reload = ctl(&dir, "reload", &["-c", &conf, "reload"]);
     assert!(reload.status.success(), "{}", reload.describe());
+    // A disabled milter's command is not startable.
     assert!(
-        manager.log().contains("launcher: configuration read again: 3 milters can be started"),
+        manager.log().contains("launcher: configuration read again: 2 milters can be started"),
         "{}",
         manager.log()
     );
@@ -491,7 +498,20 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
     let again = processes_with(&first_spec);
     assert!(again.len() == 1 && again[0] != dead[0], "{again:?}\n{}", manager.log());
 
-    // A milter that ends at once is started at most once per pause: 1 s, 2 s, 4 s.
+    // Enabled (no session needs it: nothing listens on its socket), the milter that ends at
+    // once is started at most once per pause: 1 s, 2 s, 4 s.
+    let enabled = reloaded.replace(
+        "enabled = false\n",
+        &format!("connection_spec = \"unix:{}\"\n", dir.join("crash.sock").display()),
+    );
+    write(&manager.conf.join("milter-manager.toml"), &enabled);
+    let reload = ctl(&dir, "reload-enabled", &["-c", &conf, "reload"]);
+    assert!(reload.status.success(), "{}", reload.describe());
+    assert!(
+        manager.log().contains("launcher: configuration read again: 3 milters can be started"),
+        "{}",
+        manager.log()
+    );
     let socket = manager.launcher_socket();
     let mut answers = Vec::new();
     let backed_off = wait_for(Instant::now() + Duration::from_secs(60), || {
@@ -511,4 +531,139 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
     let starts = answers.iter().filter(|a| a.starts_with("started ")).count();
     assert_eq!(starts, 3, "{answers:?}");
     assert!(answers.iter().any(|a| a.starts_with("wait ")), "{answers:?}");
+}
+
+#[test]
+fn the_launcher_starts_a_milter_at_most_once_per_pause_and_not_while_it_stops() {
+    require_root();
+    let dir = TempDir::new("launcher-rate");
+    // It ignores SIGTERM, so a stop leaves it running until the test kills it.
+    let stubborn = dir.join("stubborn.sh");
+    let ready = dir.join("ignores-term");
+    write(
+        &stubborn,
+        &format!("#!/bin/sh\ntrap '' TERM\ntouch {}\nexec sleep 600\n", ready.display()),
+    );
+    std::fs::set_permissions(&stubborn, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [milter.\"stubborn\"]\nconnection_spec = \"unix:{}\"\ncommand = \"{}\"\n",
+        dir.join("stubborn.sock").display(),
+        stubborn.display()
+    );
+    let manager = Manager::start(&dir, &config);
+    let socket = manager.launcher_socket();
+    let started = ask_launcher(&socket, "start stubborn\n");
+    let pid: u32 = started.strip_prefix("started ").unwrap().trim().parse().unwrap();
+    assert!(wait_for(deadline(), || ready.exists()), "{}", manager.log());
+    assert_eq!(ask_launcher(&socket, "stop stubborn\n"), format!("stopped {pid}\n"));
+
+    // Stopped but still running, then a flood: every request is answered with a wait.
+    for _ in 0..50 {
+        let answer = ask_launcher(&socket, "start stubborn\n");
+        assert!(answer.starts_with("wait "), "{answer}\n{}", manager.log());
+    }
+    assert!(is_alive(pid));
+    let starts = || manager.log().matches("launcher: started milter \"stubborn\"").count();
+    assert_eq!(starts(), 1, "{}", manager.log());
+
+    // Once it has ended it is started again, after the pause.
+    kill(pid, "KILL");
+    let ended = format!("launcher: milter \"stubborn\" (pid {pid}) ended after its stop: killed");
+    assert!(wait_for(deadline(), || manager.log().contains(&ended)), "{}", manager.log());
+    let mut answers = Vec::new();
+    let again = wait_for(deadline(), || {
+        answers.push(ask_launcher(&socket, "start stubborn\n"));
+        answers.last().is_some_and(|answer| answer.starts_with("started "))
+    });
+    assert!(again, "{answers:?}\n{}", manager.log());
+    assert_eq!(starts(), 2, "{}", manager.log());
+    assert!(answers[..answers.len() - 1].iter().all(|a| a.starts_with("wait ")), "{answers:?}");
+    let last = answers.last().unwrap().strip_prefix("started ").unwrap().trim().parse().unwrap();
+    kill(last, "KILL");
+}
+
+#[test]
+fn the_launcher_answers_while_other_clients_are_slow_or_silent() {
+    require_root();
+    let dir = TempDir::new("launcher-clients");
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [milter.\"only\"]\nconnection_spec = \"unix:{}\"\ncommand = \"/bin/true\"\nenabled = false\n",
+        dir.join("only.sock").display()
+    );
+    let manager = Manager::start(&dir, &config);
+    let socket = manager.launcher_socket();
+    // Ten clients send half a request and stop; one says nothing at all.
+    let mut slow: Vec<UnixStream> = (0..10)
+        .map(|_| {
+            let mut stream = UnixStream::connect(&socket).expect("connect to the launcher");
+            stream.write_all(b"start no").unwrap();
+            stream
+        })
+        .collect();
+    let silent = UnixStream::connect(&socket).expect("connect to the launcher");
+    // A real request is answered meanwhile, and so are the slow ones once they finish:
+    // served one at a time, each would have waited for the others' timeouts and failed.
+    assert_eq!(
+        ask_launcher(&socket, "start only\n"),
+        "error milter \"only\" is disabled (enabled = false)\n"
+    );
+    for stream in &mut slow {
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.write_all(b"pe\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "error no milter named \"nope\" in the configuration\n");
+    }
+    // The silent one is dropped at its deadline, with a word in the log.
+    let dropped = "launcher: dropped a client that did not send a request within 2s";
+    assert!(wait_for(deadline(), || manager.log().contains(dropped)), "{}", manager.log());
+    drop(silent);
+}
+
+#[test]
+fn a_started_milter_gets_a_clean_environment_and_the_root_directory() {
+    require_root();
+    let dir = TempDir::new("launcher-environment");
+    let work = dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let report = work.join("environment.txt");
+    let config = format!(
+        "[security]\nprivilege_mode = true\n\n[manager]\nn_workers = 1\n\n\
+         [milter.\"show\"]\nconnection_spec = \"unix:{}\"\ncommand = \"/bin/sh\"\n\
+         command_options = [\"-c\", \"pwd >{report}; exec /usr/bin/env >>{report}\"]\n\
+         user_name = \"nobody\"\n",
+        dir.join("show.sock").display(),
+        report = report.display()
+    );
+    // What root's shell has must not reach the milter.
+    let env = [("MILTER_TEST_SECRET", "root's"), ("LANG", "C.UTF-8"), ("HOME", "/root")];
+    let options =
+        ManagerOptions { ready_line: Some("supervising"), env: &env, ..Default::default() };
+    let manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
+    let started = ask_launcher(&manager.launcher_socket(), "start show\n");
+    assert!(started.starts_with("started "), "{started}\n{}", manager.log());
+    let written = wait_for(deadline(), || read_lossy(&report).contains("PATH="));
+    let shown = read_lossy(&report);
+    assert!(written, "{shown}\n{}", manager.log());
+    let passwd = Command::new("getent").args(["passwd", "nobody"]).output().unwrap();
+    let home =
+        String::from_utf8_lossy(&passwd.stdout).trim().split(':').nth(5).unwrap().to_string();
+    let mut lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.remove(0), "/", "the working directory:\n{shown}");
+    // The shell itself adds PWD (and some shells more); everything else comes from the launcher.
+    lines.retain(|line| !["PWD=", "OLDPWD=", "SHLVL=", "_="].iter().any(|p| line.starts_with(p)));
+    lines.sort_unstable();
+    let expected_home = format!("HOME={home}");
+    assert_eq!(
+        lines,
+        [
+            expected_home.as_str(),
+            "LANG=C.UTF-8",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ],
+        "{shown}"
+    );
 }

@@ -3,8 +3,8 @@
 //! launcher to start it (once per session) and tries the connection again every
 //! [`RETRY_INTERVAL`] until it answers or the child's connection timeout, which the engine
 //! keeps, runs out. Only then does the child count as its fallback status. A launcher that
-//! answers `wait` (the milter ended soon after its last start) is asked again when the
-//! pause is over, still within the connection timeout.
+//! answers `wait` (started too recently, ended soon after its last start, or still
+//! stopping) is asked again when the pause is over, still within the connection timeout.
 //!
 //! Sans-IO like the engine: the request to the launcher is one more outbound connection
 //! with a one-line exchange (`milter_manager::launcher_protocol`), a retry is a timer and a new
@@ -176,8 +176,8 @@ impl LaunchingSession {
             }
             Ok(LaunchAnswer::Wait(ms)) if self.children[child].retrying => {
                 log::info!(
-                    "[{tag}] {name}: launcher: it ended soon after its last start; asking \
-                     again in {ms} ms"
+                    "[{tag}] {name}: launcher: not started now (started too recently, ended \
+                     soon after its start, or still stopping); asking again in {ms} ms"
                 );
                 self.children[child].ask_at = Some(now + Duration::from_millis(ms));
             }

@@ -1,5 +1,5 @@
-//! Whom the manager serves as, and privilege mode: the launcher's allow-list. Only milters of the configuration that have a
-//! `command` are started, with their `command_options`, as their `user_name` (root when
+//! Whom the manager serves as, and privilege mode: the launcher's allow-list. Only enabled
+//! milters of the configuration that have a `command` are started, with their `command_options`, as their `user_name` (root when
 //! unset, as in the original); anything else is refused with the reason, and logged. At a
 //! reload the launcher reads the configuration files itself, so milters added by it can be
 //! started without a restart.
@@ -103,6 +103,10 @@ fn allowed_of(config: &Config) -> BTreeMap<String, Allowed> {
             let name = &milter.name;
             let allowed = match &milter.command {
                 None => Allowed::Not(format!("milter {name:?} has no command")),
+                // Disabling a milter must also keep its command from running as root.
+                Some(_) if !milter.enabled => {
+                    Allowed::Not(format!("milter {name:?} is disabled (enabled = false)"))
+                }
                 Some(command) => match command_line(command, milter.command_options.as_ref()) {
                     Ok(argv) => Allowed::Command { argv, user: milter.user_name.clone() },
                     Err(e) => Allowed::Not(format!("milter {name:?}: {e}")),
@@ -158,4 +162,24 @@ fn answer(
         log::warn!("launcher: refused {line:?}: {reason}");
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use milter_manager::config::Milter;
+
+    #[test]
+    fn a_disabled_milter_is_not_started() {
+        let mut config = Config::default();
+        let mut off = Milter::new("off");
+        off.enabled = false;
+        off.command = Some("/bin/true".into());
+        config.milters.push(off);
+        let mut allowed = allowed_of(&config);
+        let reload = || Ok(Config::default());
+        // Refused before any program is touched: nothing runs, nothing is reaped.
+        let answer = answer(&mut allowed, &reload, "start off", &mut Programs::default());
+        assert_eq!(answer.encode(), "error milter \"off\" is disabled (enabled = false)\n");
+    }
 }
