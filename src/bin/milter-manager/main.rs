@@ -259,7 +259,9 @@ fn generation(
         chunk_size: manager.chunk_size as usize,
         max_body_memory: usize::try_from(manager.max_body_memory).unwrap_or(usize::MAX),
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
-        spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.clone())),
+        spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.as_deref())),
+        // Anew at each reload: a configuration that fails again says so again, once.
+        store_failures: Arc::default(),
     };
     Ok(Generation {
         engine: Arc::new(engine),
@@ -372,13 +374,26 @@ fn run(options: &Options) -> Result<i32, StartError> {
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the
     // event loop instead of the supervisor.
     let mut alone_reloader = (manager.n_workers == 0).then(reloader);
-    supervisor::run_with_hooks(bound, &process, hooks, move |listener, mut context| {
-        let reporter = context.reload_reporter.take();
-        let on_hangup =
-            alone_reloader.take().map(|r| reload::in_process_hook(r, Rc::clone(&plan), reporter));
-        worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
-    })
-    .map_err(StartError::from)
+    // Made as late as can be, so that a start that fails before leaves no directory
+    // behind; as root here, and the serving user needs it for the files of large bodies.
+    let spill_directory = spill::prepare(manager.temporary_directory.as_deref());
+    if let (Some(directory), Some(identity)) = (&spill_directory, &identity) {
+        if let Err(error) = identity.give_file(directory) {
+            spill::remove_private_directories();
+            return Err(error.into());
+        }
+    }
+    let served =
+        supervisor::run_with_hooks(bound, &process, hooks, move |listener, mut context| {
+            let reporter = context.reload_reporter.take();
+            let on_hangup = alone_reloader
+                .take()
+                .map(|r| reload::in_process_hook(r, Rc::clone(&plan), reporter));
+            worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
+        })
+        .map_err(StartError::from);
+    spill::remove_private_directories();
+    served
 }
 
 /// Started as root, fails unless the user the processes will serve as can write the pid file
