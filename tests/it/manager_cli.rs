@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    deadline, entry_field, getent, run, wait_for, write_file as write, ManagerProcess, TempDir,
-    TestClient, MANAGER, TEST_SERVER,
+    assert_ended_quietly, deadline, entry_field, getent, run, run_with_stdout_closed, wait_for,
+    write_file as write, ManagerProcess, TempDir, TestClient, MANAGER, TEST_SERVER,
 };
 
 fn manager(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
@@ -272,6 +272,22 @@ fn milter_config(children: &[(&str, &str)], manager_extra: &str) -> String {
         config.push_str(&format!("\n[milter.\"{name}\"]\nconnection_spec = \"{spec}\"\n"));
     }
     config
+}
+
+#[test]
+fn show_and_check_config_end_quietly_when_the_reader_is_gone() {
+    let dir = TempDir::new("manager-stdout-closed");
+    let conf = dir.join("conf");
+    write(
+        &conf.join("milter-manager.toml"),
+        &milter_config(&[("a", "inet:10025@[127.0.0.1]")], ""),
+    );
+    for option in ["--show-config", "--check-config"] {
+        let mut command = Command::new(MANAGER);
+        command.arg("-c").arg(&conf).arg(option);
+        let out = run_with_stdout_closed(&dir, option, &mut command, Duration::from_secs(20));
+        assert_ended_quietly(&out);
+    }
 }
 
 #[test]

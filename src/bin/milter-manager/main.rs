@@ -1,7 +1,7 @@
 //! milter-manager: the milter proxy. The MTA talks to this one socket; every session is
 //! fanned out to the configured child milters and their answers folded into one.
 
-use milter_manager::program;
+use milter_manager::{out, outln, program};
 
 mod adapter;
 mod client_watch;
@@ -284,13 +284,13 @@ fn run(options: &Options) -> Result<i32, StartError> {
     let mut slots = CounterSlots::default();
     let (config, generation) = load(options, &board, &mut slots)?;
     if options.show_config {
-        print!("{}", config.show());
+        out!("{}", config.show());
         return Ok(0);
     }
     if options.check_config {
-        print!("{}", config.check_report());
+        out!("{}", config.check_report());
         let enabled = config.milters.iter().filter(|m| m.enabled).count();
-        println!(
+        outln!(
             "{}: configuration is valid ({} child milters, {enabled} enabled)",
             options.config_dir.display(),
             config.milters.len()
