@@ -479,6 +479,41 @@ fn a_large_binary_body_spills_to_a_file_and_reaches_every_child_intact() {
 }
 
 #[test]
+fn a_manager_started_as_root_spills_as_its_serving_user() {
+    support::require_root();
+    let dir = TempDir::new("manager-spill-nobody");
+    let client = TestClient::start_tcp(&dir, &[]);
+    // Like /tmp: anyone may make files there, only their owner remove them.
+    let spill_dir = dir.join("spill");
+    std::fs::create_dir_all(&spill_dir).unwrap();
+    std::fs::set_permissions(&spill_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let settings = format!(
+        "n_workers = 1\nmax_body_memory = 1000\ntemporary_directory = \"{}\"",
+        spill_dir.display()
+    );
+    let options = support::ManagerOptions {
+        args: &["--user-name", "nobody"],
+        user_from_config: true,
+        ..Default::default()
+    };
+    let config = milter_config(&[("client", &client.spec)], &settings);
+    let mut manager = ManagerProcess::start_with(&dir, &config, &options);
+    let entries: Vec<_> =
+        std::fs::read_dir(&spill_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&entries[0]).unwrap());
+    assert_eq!(owner.to_string(), support::user_id("nobody"), "given to the serving user");
+    let body = "y".repeat(5000);
+    let out = test_server(&dir, "server", &manager.spec(), &["--body", &body]);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    let complete = wait_for(deadline(), || client.report().contains("] end-of-message:"));
+    assert!(complete, "the child saw the message:\n{}\n{}", client.report(), manager.log());
+    assert!(!manager.log().contains("cannot store"), "{}", manager.log());
+    assert!(manager.process.terminate().success());
+    assert_eq!(std::fs::read_dir(&spill_dir).unwrap().count(), 0, "{}", manager.log());
+}
+
+#[test]
 fn squatted_spill_file_names_do_not_keep_a_large_message_from_the_child() {
     let dir = TempDir::new("manager-spill-squat");
     let client_dir = TempDir::new("manager-spill-squat-client");
