@@ -406,8 +406,11 @@ impl ManagerProcess {
         if !options.user_from_config {
             command.args(["--user-name", &own_user_name()]);
         }
+        // Its private directory for large bodies goes with the test's files, not into /tmp
+        // (a manager killed at the end of a test cannot remove it).
         command
             .args(options.args)
+            .env("TMPDIR", dir.path())
             .envs(options.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(dir.join("manager.stdout")).expect("create stdout file"))
