@@ -1,9 +1,10 @@
 //! A message body of any size: in memory up to a bound, then in a spill file the runtime
 //! provides (the engine itself opens no files).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Where a body goes once it outgrows memory: an append-only file read back by offset.
 pub trait SpillFile {
@@ -23,6 +24,19 @@ pub struct NoSpill;
 impl SpillFactory for NoSpill {
     fn create(&self) -> io::Result<Box<dyn SpillFile>> {
         Err(io::Error::other("no temporary directory is configured for large bodies"))
+    }
+}
+
+/// The causes of body storage failures logged so far: a temporary directory that fails
+/// fails for every large message, and one line per cause says as much as one per message.
+#[derive(Debug, Default)]
+pub struct ReportedOnce(Mutex<HashSet<String>>);
+
+impl ReportedOnce {
+    /// Whether `cause` is new (and now remembered).
+    pub fn first_time(&self, cause: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(cause.to_owned())
     }
 }
 
@@ -175,6 +189,14 @@ mod tests {
             back.extend(chunk);
         }
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn a_cause_is_reported_the_first_time_only() {
+        let reported = ReportedOnce::default();
+        assert!(reported.first_time("/tmp/x: Permission denied"));
+        assert!(!reported.first_time("/tmp/x: Permission denied"));
+        assert!(reported.first_time("/tmp/x: No space left on device"));
     }
 
     #[test]

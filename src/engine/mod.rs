@@ -28,7 +28,7 @@ mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use body::{Body, MemorySpill, NoSpill, SpillFactory, SpillFile};
+pub use body::{Body, MemorySpill, NoSpill, ReportedOnce, SpillFactory, SpillFile};
 pub use event::{ChildView, Conditions, Context, Event, MacroList, NoConditions};
 pub use negotiate::{check_child_answer, merge_answers, offer_for_children, AnswerError};
 pub use session::{Output, Session};
@@ -56,6 +56,8 @@ pub struct EngineConfig {
     pub max_body_memory: usize,
     pub mta_idle_timeout: Duration,
     pub spill: Arc<dyn SpillFactory>,
+    /// Body storage failures already logged (each cause once).
+    pub store_failures: Arc<ReportedOnce>,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +70,7 @@ impl Default for EngineConfig {
             max_body_memory: DEFAULT_MAX_BODY_MEMORY,
             mta_idle_timeout: MTA_IDLE_TIMEOUT,
             spill: Arc::new(NoSpill),
+            store_failures: Arc::default(),
         }
     }
 }

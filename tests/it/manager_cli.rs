@@ -4,13 +4,14 @@
 
 use crate::support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    deadline, entry_field, getent, run, wait_for, write_file as write, ManagerProcess, TempDir,
-    TestClient, MANAGER, TEST_SERVER,
+    assert_ended_quietly, deadline, entry_field, getent, run, run_with_stdout_closed, wait_for,
+    write_file as write, ManagerProcess, TempDir, TestClient, MANAGER, TEST_SERVER,
 };
 
 fn manager(dir: &TempDir, name: &str, args: &[&str]) -> support::Finished {
@@ -274,6 +275,22 @@ fn milter_config(children: &[(&str, &str)], manager_extra: &str) -> String {
 }
 
 #[test]
+fn show_and_check_config_end_quietly_when_the_reader_is_gone() {
+    let dir = TempDir::new("manager-stdout-closed");
+    let conf = dir.join("conf");
+    write(
+        &conf.join("milter-manager.toml"),
+        &milter_config(&[("a", "inet:10025@[127.0.0.1]")], ""),
+    );
+    for option in ["--show-config", "--check-config"] {
+        let mut command = Command::new(MANAGER);
+        command.arg("-c").arg(&conf).arg(option);
+        let out = run_with_stdout_closed(&dir, option, &mut command, Duration::from_secs(20));
+        assert_ended_quietly(&out);
+    }
+}
+
+#[test]
 fn a_session_goes_through_two_children() {
     let dir = TempDir::new("manager-two-children");
     let first_dir = TempDir::new("manager-two-children-a");
@@ -449,8 +466,79 @@ fn a_large_binary_body_spills_to_a_file_and_reaches_every_child_intact() {
         assert_eq!(seen.len(), body.len(), "every byte reaches the child");
         assert!(seen == body, "the body reaches the child unchanged");
     }
-    // The spill file was unlinked as soon as it was created.
-    assert_eq!(std::fs::read_dir(&spill_dir).unwrap().count(), 0);
+    // The spill file has no name in the manager's private directory, the one entry there.
+    let entries: Vec<_> =
+        std::fs::read_dir(&spill_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mode = std::fs::metadata(&entries[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", entries[0].display());
+    assert_eq!(std::fs::read_dir(&entries[0]).unwrap().count(), 0);
+    let mut manager = manager;
+    assert!(manager.process.terminate().success());
+    assert_eq!(std::fs::read_dir(&spill_dir).unwrap().count(), 0, "removed at exit");
+}
+
+#[test]
+fn a_manager_started_as_root_spills_as_its_serving_user() {
+    support::require_root();
+    let dir = TempDir::new("manager-spill-nobody");
+    let client = TestClient::start_tcp(&dir, &[]);
+    // Like /tmp: anyone may make files there, only their owner remove them.
+    let spill_dir = dir.join("spill");
+    std::fs::create_dir_all(&spill_dir).unwrap();
+    std::fs::set_permissions(&spill_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let settings = format!(
+        "n_workers = 1\nmax_body_memory = 1000\ntemporary_directory = \"{}\"",
+        spill_dir.display()
+    );
+    let options = support::ManagerOptions {
+        args: &["--user-name", "nobody"],
+        user_from_config: true,
+        ..Default::default()
+    };
+    let config = milter_config(&[("client", &client.spec)], &settings);
+    let mut manager = ManagerProcess::start_with(&dir, &config, &options);
+    let entries: Vec<_> =
+        std::fs::read_dir(&spill_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&entries[0]).unwrap());
+    assert_eq!(owner.to_string(), support::user_id("nobody"), "given to the serving user");
+    let body = "y".repeat(5000);
+    let out = test_server(&dir, "server", &manager.spec(), &["--body", &body]);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    let complete = wait_for(deadline(), || client.report().contains("] end-of-message:"));
+    assert!(complete, "the child saw the message:\n{}\n{}", client.report(), manager.log());
+    assert!(!manager.log().contains("cannot store"), "{}", manager.log());
+    assert!(manager.process.terminate().success());
+    assert_eq!(std::fs::read_dir(&spill_dir).unwrap().count(), 0, "{}", manager.log());
+}
+
+#[test]
+fn squatted_spill_file_names_do_not_keep_a_large_message_from_the_child() {
+    let dir = TempDir::new("manager-spill-squat");
+    let client_dir = TempDir::new("manager-spill-squat-client");
+    let client = TestClient::start_unix(&client_dir, &[]);
+    let spill_dir = dir.join("spill");
+    std::fs::create_dir_all(&spill_dir).unwrap();
+    let settings = format!(
+        "n_workers = 0\nmax_body_memory = 1000\ntemporary_directory = \"{}\"",
+        spill_dir.display()
+    );
+    let manager =
+        ManagerProcess::start(&dir, &milter_config(&[("client", &client.spec)], &settings));
+    // A local user takes every name a worker named by its pid and a counter would use.
+    let pid = manager.process.id();
+    for counter in 0..200 {
+        write(&spill_dir.join(format!("milter-manager-body-{pid}-{counter}")), "");
+    }
+    let body = "x".repeat(5000);
+    let out = test_server(&dir, "server", &manager.spec(), &["--body", &body]);
+    assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
+    let complete = wait_for(deadline(), || client.report().contains("] end-of-message:"));
+    assert!(complete, "the child saw the message:\n{}\n{}", client.report(), manager.log());
+    let seen = String::from_utf8_lossy(&reported_body(&client.report())).into_owned();
+    assert!(seen.contains(&body), "the whole body reached the child:\n{}", client.report());
+    assert!(!manager.log().contains("cannot store"), "{}", manager.log());
 }
 
 #[test]
@@ -472,6 +560,16 @@ fn a_body_that_cannot_be_stored_gets_the_manager_fallback_status() {
         manager.log()
     );
     assert!(manager.log().contains("cannot store the message body"), "{}", manager.log());
+    // The same cause again: the same answer, and no second error line.
+    let out = test_server(&dir, "server", &manager.spec(), &["--body", &"x".repeat(100)]);
+    assert!(out.stdout.contains("status: temporary-failure"), "{}", out.describe());
+    let log = manager.log();
+    let errors = log
+        .lines()
+        .filter(|line| line.contains("cannot store the message body"))
+        .filter(|line| line.contains("logged once per cause"))
+        .count();
+    assert_eq!(errors, 1, "{log}");
 }
 
 #[test]

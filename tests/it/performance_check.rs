@@ -125,6 +125,18 @@ fn milter_mode_against_the_test_client_reports_json_that_adds_up() {
 }
 
 #[test]
+fn a_report_nobody_reads_ends_quietly() {
+    let dir = TempDir::new("perf-stdout-closed");
+    let client = TestClient::start_tcp(&dir, &[]);
+    for (name, json) in [("text", None), ("json", Some("--json"))] {
+        let mut command = Command::new(CHECK);
+        command.args(["--milter", &client.spec, "--n-mails", "2"]).args(json);
+        let out = support::run_with_stdout_closed(&dir, name, &mut command, support::TIMEOUT);
+        support::assert_ended_quietly(&out);
+    }
+}
+
+#[test]
 fn rejects_and_temporary_failures_are_counted_not_errors() {
     // Connection k: k % 4 == 0 rejected at RCPT, == 1 answered 451 at end of message,
     // otherwise accepted at the end of message with a header added on the way.

@@ -1,7 +1,7 @@
 //! milter-manager: the milter proxy. The MTA talks to this one socket; every session is
 //! fanned out to the configured child milters and their answers folded into one.
 
-use milter_manager::program;
+use milter_manager::{out, outln, program};
 
 mod adapter;
 mod client_watch;
@@ -259,7 +259,9 @@ fn generation(
         chunk_size: manager.chunk_size as usize,
         max_body_memory: usize::try_from(manager.max_body_memory).unwrap_or(usize::MAX),
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
-        spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.clone())),
+        spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.as_deref())),
+        // Anew at each reload: a configuration that fails again says so again, once.
+        store_failures: Arc::default(),
     };
     Ok(Generation {
         engine: Arc::new(engine),
@@ -282,13 +284,13 @@ fn run(options: &Options) -> Result<i32, StartError> {
     let mut slots = CounterSlots::default();
     let (config, generation) = load(options, &board, &mut slots)?;
     if options.show_config {
-        print!("{}", config.show());
+        out!("{}", config.show());
         return Ok(0);
     }
     if options.check_config {
-        print!("{}", config.check_report());
+        out!("{}", config.check_report());
         let enabled = config.milters.iter().filter(|m| m.enabled).count();
-        println!(
+        outln!(
             "{}: configuration is valid ({} child milters, {enabled} enabled)",
             options.config_dir.display(),
             config.milters.len()
@@ -372,13 +374,26 @@ fn run(options: &Options) -> Result<i32, StartError> {
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the
     // event loop instead of the supervisor.
     let mut alone_reloader = (manager.n_workers == 0).then(reloader);
-    supervisor::run_with_hooks(bound, &process, hooks, move |listener, mut context| {
-        let reporter = context.reload_reporter.take();
-        let on_hangup =
-            alone_reloader.take().map(|r| reload::in_process_hook(r, Rc::clone(&plan), reporter));
-        worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
-    })
-    .map_err(StartError::from)
+    // Made as late as can be, so that a start that fails before leaves no directory
+    // behind; as root here, and the serving user needs it for the files of large bodies.
+    let spill_directory = spill::prepare(manager.temporary_directory.as_deref());
+    if let (Some(directory), Some(identity)) = (&spill_directory, &identity) {
+        if let Err(error) = identity.give_file(directory) {
+            spill::remove_private_directories();
+            return Err(error.into());
+        }
+    }
+    let served =
+        supervisor::run_with_hooks(bound, &process, hooks, move |listener, mut context| {
+            let reporter = context.reload_reporter.take();
+            let on_hangup = alone_reloader
+                .take()
+                .map(|r| reload::in_process_hook(r, Rc::clone(&plan), reporter));
+            worker::serve(Rc::clone(&plan), &shared, listener, context, on_hangup)
+        })
+        .map_err(StartError::from);
+    spill::remove_private_directories();
+    served
 }
 
 /// Started as root, fails unless the user the processes will serve as can write the pid file

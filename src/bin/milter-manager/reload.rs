@@ -72,6 +72,8 @@ impl Reloader {
             log::warn!("reload: {error}; logging stays as it was");
         }
         self.reload_launcher();
+        // Made by the serving user itself after the switch: nothing to hand over.
+        crate::spill::prepare(config.manager.temporary_directory.as_deref());
         let view = ControllerView::of(&config, &self.slots);
         Ok(Loaded { config, generation, report: ReloadReport { restart_needed, view } })
     }

@@ -120,7 +120,7 @@ impl Session {
             _ => Ok(()),
         };
         if let Err(error) = stored {
-            log::error!("[{}] cannot store the message body: {error}", self.tag);
+            self.log_store_failure("the message body", &error);
             let verdict = self.manager_fallback();
             self.end_message_with(stage, &verdict);
             return Phase::Idle(Mail::Closed);

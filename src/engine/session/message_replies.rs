@@ -118,7 +118,7 @@ impl Session {
             Reply::ReplaceBody { chunk } => {
                 let body = chain.head_body.get_or_insert_with(|| message.body.empty_like());
                 if let Err(error) = body.append(&chunk) {
-                    log::error!("[{tag}] cannot store the replaced body: {error}");
+                    self.log_store_failure("the replaced body", &error);
                     chain.outcome = Some(self.manager_fallback());
                 }
             }

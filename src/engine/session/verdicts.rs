@@ -31,6 +31,23 @@ impl Session {
         Verdict::of(Status::from_fallback(self.config.fallback_status))
     }
 
+    /// The manager cannot store `what` (a body, a replaced body) and answers its fallback:
+    /// an error the first time for each cause, a debug line for each message after.
+    pub(super) fn log_store_failure(&self, what: &str, error: &std::io::Error) {
+        let (tag, fallback) = (self.tag, self.config.fallback_status);
+        let cause = error.to_string();
+        if self.config.store_failures.first_time(&cause) {
+            log::error!(
+                "[{tag}] cannot store {what}: {cause}; every message this happens to gets \
+                 manager.fallback_status ({fallback}) (logged once per cause)"
+            );
+        } else {
+            log::debug!(
+                "[{tag}] cannot store {what}: {cause} (logged before); answering {fallback}"
+            );
+        }
+    }
+
     /// What the MTA may act on: an evaluation-mode child's refusal counts as accept.
     pub(super) fn obeyed(&self, i: usize, verdict: &Verdict) -> Verdict {
         if self.config.children[i].evaluation_mode && verdict.status.is_refusal() {

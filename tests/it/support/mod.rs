@@ -187,18 +187,49 @@ impl Finished {
 /// it cannot be started (e.g. the program is not installed).
 pub(crate) fn run(dir: &TempDir, name: &str, command: &mut Command, timeout: Duration) -> Finished {
     let stdout_path = dir.join(&format!("{name}.stdout"));
+    command.stdout(File::create(&stdout_path).expect("create stdout file"));
+    run_to_end(dir, name, command, timeout, &stdout_path)
+}
+
+/// [`run`] with standard output a pipe whose reader is gone, as `prog | head` leaves it once
+/// `head` has its lines (Finished::stdout is empty).
+pub(crate) fn run_with_stdout_closed(
+    dir: &TempDir,
+    name: &str,
+    command: &mut Command,
+    timeout: Duration,
+) -> Finished {
+    let (reader, writer) = nix::unistd::pipe().expect("create a pipe");
+    drop(reader);
+    command.stdout(Stdio::from(writer));
+    let nothing = dir.join(&format!("{name}.stdout"));
+    File::create(&nothing).expect("create stdout file");
+    run_to_end(dir, name, command, timeout, &nothing)
+}
+
+/// What a tool whose reader went away must do: end with status 0 (as `| head` expects),
+/// without a panic on standard error.
+pub(crate) fn assert_ended_quietly(out: &Finished) {
+    assert!(!out.stderr.contains("panicked"), "{}", out.describe());
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+}
+
+fn run_to_end(
+    dir: &TempDir,
+    name: &str,
+    command: &mut Command,
+    timeout: Duration,
+    stdout_path: &Path,
+) -> Finished {
     let stderr_path = dir.join(&format!("{name}.stderr"));
-    command
-        .stdin(Stdio::null())
-        .stdout(File::create(&stdout_path).expect("create stdout file"))
-        .stderr(File::create(&stderr_path).expect("create stderr file"));
+    command.stdin(Stdio::null()).stderr(File::create(&stderr_path).expect("create stderr file"));
     let mut child = ChildGuard::spawn(name, command);
     let mut status = None;
     wait_for(Instant::now() + timeout, || {
         status = child.exited();
         status.is_some()
     });
-    let stdout = read_lossy(&stdout_path);
+    let stdout = read_lossy(stdout_path);
     let stderr = read_lossy(&stderr_path);
     let Some(status) = status else {
         panic!(
@@ -375,8 +406,11 @@ impl ManagerProcess {
         if !options.user_from_config {
             command.args(["--user-name", &own_user_name()]);
         }
+        // Its private directory for large bodies goes with the test's files, not into /tmp
+        // (a manager killed at the end of a test cannot remove it).
         command
             .args(options.args)
+            .env("TMPDIR", dir.path())
             .envs(options.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(dir.join("manager.stdout")).expect("create stdout file"))

@@ -1010,6 +1010,8 @@ impl Manager {
         command
             .arg("--config-dir")
             .arg(&config_dir)
+            // Its private directory for large bodies goes with the test's files.
+            .env("TMPDIR", &config_dir)
             .stdin(Stdio::null())
             .stdout(output.try_clone().expect("clone the output file"))
             .stderr(output);
