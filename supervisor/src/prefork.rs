@@ -134,6 +134,10 @@ impl<'a> Prefork<'a> {
             if pending.terminate || pending.interrupt {
                 let name = if pending.terminate { "SIGTERM" } else { "SIGINT" };
                 log::info!("{name} received: stopping the workers");
+                // The workers close their copies as they start draining; with this one
+                // closed too, a new client is refused at once instead of waiting in a
+                // backlog that would be reset when the manager exits.
+                self.listener.take();
                 self.stop_all()?;
                 return Ok(0);
             }

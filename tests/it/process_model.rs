@@ -674,3 +674,27 @@ fn as_a_daemon_workers_forked_after_start_up_serve_and_log() {
     });
     assert!(logged, "the reloaded workers' sessions are not in the log\n{}", manager.log());
 }
+
+/// While the workers drain after SIGTERM, a new client is refused at once instead of
+/// waiting in a backlog that is reset when the manager exits.
+#[test]
+fn during_a_stop_new_clients_are_refused_at_once() {
+    let dir = TempDir::new("pm-stop-refuse");
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let mut manager =
+        Manager::start(&dir, dir.path(), &child_config(&client.spec, "n_workers = 2"), &[]);
+    manager.wait_for_workers(2);
+    // A session in flight keeps a worker draining.
+    let socket = manager.spec().trim_start_matches("unix:").to_string();
+    let _in_flight = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    manager.signal("TERM");
+    let draining =
+        wait_for(deadline(), || manager.log().matches("no longer accepting").count() >= 2);
+    assert!(draining, "the workers did not start draining\n{}", manager.log());
+    // At once: the stop has no reason to wait for anything before refusing.
+    let refused = match std::os::unix::net::UnixStream::connect(&socket) {
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionRefused,
+        Ok(_) => false,
+    };
+    assert!(refused, "a client is still taken into the backlog while draining\n{}", manager.log());
+}
