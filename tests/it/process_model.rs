@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -387,6 +388,30 @@ fn max_connections_holds_over_all_workers_and_everyone_is_served() {
     assert!(most <= 5, "{most} sessions at once with max_connections = 5\n{}", manager.log());
     assert!(most >= 2, "the sessions overlapped ({most} at most)");
     assert!(manager.log().contains("the maximum (manager.max_connections)"), "{}", manager.log());
+}
+
+#[test]
+fn a_connection_that_never_negotiates_is_closed_and_frees_its_max_connections_place() {
+    let dir = TempDir::new("pm-negotiation-timeout");
+    let items = "max_connections = 1\nnegotiation_timeout = 1\nsuspend_time_on_unacceptable = 1";
+    let manager = Manager::start(&dir, dir.path(), &format!("[manager]\n{items}\n"), &[]);
+    // Takes the only place and sends nothing.
+    let mut idle = UnixStream::connect(&manager.socket).expect("connect to the manager");
+    idle.set_read_timeout(Some(support::TIMEOUT)).unwrap();
+
+    // Served once the idle connection is gone (before, it held the place for two hours).
+    let out = support::run(
+        &dir,
+        "served",
+        Command::new(TEST_SERVER).args(["-s", &manager.spec()]),
+        support::TIMEOUT,
+    );
+    assert!(out.status.success(), "{}\n{}", out.describe(), manager.log());
+    let mut byte = [0; 1];
+    let read = idle.read(&mut byte);
+    assert!(matches!(read, Ok(0)), "the idle connection was not closed: {read:?}");
+    let line = "the MTA made no option offer within 1s (manager.negotiation_timeout); closing";
+    assert!(manager.log().contains(line), "{}", manager.log());
 }
 
 fn session_status(dir: &TempDir, name: &str, spec: &str) -> String {

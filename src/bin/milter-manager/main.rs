@@ -259,6 +259,7 @@ fn generation(
         chunk_size: manager.chunk_size as usize,
         max_body_memory: usize::try_from(manager.max_body_memory).unwrap_or(usize::MAX),
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
+        mta_negotiation_timeout: Duration::from_secs_f64(manager.negotiation_timeout),
         spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.clone())),
     };
     Ok(Generation {
