@@ -641,6 +641,43 @@ impl Drop for DaemonStopper {
     }
 }
 
+/// Started from the test's directory with relative paths: the daemon works in `/`, yet
+/// its reloads read the same configuration directory and SIGUSR1 reopens the same log.
+#[test]
+fn a_daemon_started_with_relative_paths_reloads_and_reopens_its_log() {
+    let dir = TempDir::new("pm-daemon-relative");
+    support::write_file(&dir.join("conf/milter-manager.toml"), "[manager]\nn_workers = 0\n");
+    let pid_file = dir.join("manager.pid");
+    let _stopper = DaemonStopper(pid_file.clone());
+    let log = dir.join("manager.log");
+    let mut command = Command::new(support::MANAGER);
+    command
+        .current_dir(dir.path())
+        .args(["--daemon", "-c", "conf", "--log-path", "manager.log", "--pid-file", "manager.pid"])
+        .args(["--log-level", "all", "--no-syslog", "--user-name", &support::own_user_name()])
+        .arg("-s")
+        .arg(format!("unix:{}", dir.join("manager.sock").display()));
+    let launched = support::run(&dir, "launch", &mut command, support::TIMEOUT);
+    assert!(launched.status.success(), "{}\n{}", launched.describe(), read_lossy(&log));
+    let pid: u32 = read_lossy(&pid_file).trim().parse().expect("the daemon's pid file");
+
+    kill(pid, "HUP");
+    let reloaded =
+        wait_for(deadline(), || read_lossy(&log).contains("reloaded configuration (generation 2)"));
+    assert!(reloaded, "{}", read_lossy(&log));
+    assert!(!read_lossy(&log).contains("reload failed"), "{}", read_lossy(&log));
+
+    // A rotation: the daemon logs to a new manager.log in the same directory.
+    std::fs::rename(&log, dir.join("manager.log.1")).expect("rotate the log");
+    kill(pid, "USR1");
+    let reopened = wait_for(deadline(), || read_lossy(&log).contains("log file reopened"));
+    assert!(
+        reopened,
+        "no new manager.log\n--- manager.log.1:\n{}",
+        read_lossy(&dir.join("manager.log.1"))
+    );
+}
+
 #[test]
 fn as_a_daemon_workers_forked_after_start_up_serve_and_log() {
     let dir = TempDir::new("pm-daemon");
