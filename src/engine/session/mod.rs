@@ -199,7 +199,12 @@ impl Session {
                 let offer = Command::Negotiate(state.offer.clone());
                 state.send(&offer);
             }
-            Err(error) => self.fail_child(child, &format!("cannot connect: {error}"), now),
+            Err(error) => {
+                // No descriptor for the socket: the manager's failure, not the child's.
+                let exhausted = matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                self.children[child].failed_by_manager = exhausted;
+                self.fail_child(child, &format!("cannot connect: {error}"), now);
+            }
         }
         self.drive(now);
     }
