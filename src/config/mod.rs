@@ -463,6 +463,7 @@ pid_file = "/run/m.pid"
 maintenance_interval = 10
 suspend_time_on_unacceptable = 10
 max_connections = 10
+negotiation_timeout = 4.5
 max_file_descriptors = 65535
 custom_configuration_directory = "/tmp/m/"
 fallback_status = "reject"
@@ -559,6 +560,7 @@ end_of_message_timeout = 60
         assert_eq!((m.unix_socket_mode, m.n_workers, m.chunk_size), (0o600, 10, 1000));
         assert_eq!(m.fallback_status_at_disconnect, FallbackStatus::Discard);
         assert_eq!(m.temporary_directory, Some(PathBuf::from("/var/tmp")));
+        assert_eq!(m.negotiation_timeout, 4.5);
         assert_eq!(config.controller.unix_socket_mode, 0o600);
         assert_eq!(
             config.controller.connection_spec.as_ref().unwrap().to_string(),

@@ -40,6 +40,8 @@ pub struct Manager {
     pub suspend_time_on_unacceptable: u32,
     /// 0: no limit.
     pub max_connections: u32,
+    /// Seconds a new MTA connection may take to make its option offer.
+    pub negotiation_timeout: f64,
     /// 0: keep the system's limit.
     pub max_file_descriptors: u64,
     pub custom_configuration_directory: Option<PathBuf>,
@@ -155,6 +157,7 @@ impl Default for Manager {
             maintenance_interval: 100,
             suspend_time_on_unacceptable: 5,
             max_connections: 0,
+            negotiation_timeout: 30.0,
             max_file_descriptors: 0,
             custom_configuration_directory: None,
             fallback_status: FallbackStatus::Accept,

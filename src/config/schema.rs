@@ -115,6 +115,7 @@ pub(super) const MANAGER: &[Item<Manager>] = &[
     item!(maintenance_interval, |v| values::integer_u32(v, 0, u32::MAX), show_u32),
     item!(suspend_time_on_unacceptable, |v| values::integer_u32(v, 0, u32::MAX), show_u32),
     item!(max_connections, |v| values::integer_u32(v, 0, u32::MAX), show_u32),
+    item!(negotiation_timeout, values::seconds, show_seconds),
     item!(max_file_descriptors, |v| values::integer(v, 0, u64::MAX), show_u64),
     item!(custom_configuration_directory, values::optional_path, show_optional_path),
     item!(fallback_status, values::status, show_status),

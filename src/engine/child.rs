@@ -51,6 +51,9 @@ pub(super) struct Child {
     pub started: Instant,
     pub last_stage: Stage,
     pub last_status: Option<Status>,
+    /// It failed through the manager's fault (no file descriptor left to connect to it),
+    /// so manager.fallback_status counts too (see `Session::failed_status`).
+    pub failed_by_manager: bool,
     /// The MTA keeps the leading space of header values but this child did not ask to.
     pub leadspace_conversion: bool,
     /// Commands it was sent at stages it negotiated no reply for, oldest first, that it
@@ -84,6 +87,7 @@ impl Child {
             started: now,
             last_stage: Stage::Start,
             last_status: None,
+            failed_by_manager: false,
             leadspace_conversion: false,
             unreplied: VecDeque::new(),
             answers_anyway: Steps::empty(),

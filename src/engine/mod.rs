@@ -39,6 +39,9 @@ use crate::status::FallbackStatus;
 
 /// How long the MTA may stay silent between commands (libmilter's default).
 pub const MTA_IDLE_TIMEOUT: Duration = Duration::from_secs(7210);
+/// How long a new MTA connection may take to make its option offer
+/// (`manager.negotiation_timeout`'s default).
+pub const MTA_NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Body bytes kept in memory per message before they go to a spill file.
 pub const DEFAULT_MAX_BODY_MEMORY: usize = 5 * 1024 * 1024;
 
@@ -55,6 +58,10 @@ pub struct EngineConfig {
     pub chunk_size: usize,
     pub max_body_memory: usize,
     pub mta_idle_timeout: Duration,
+    /// From the connection to the MTA's first option offer. Shorter than the idle timeout:
+    /// a connection that never negotiates would otherwise hold a place of
+    /// `max_connections` for two hours.
+    pub mta_negotiation_timeout: Duration,
     pub spill: Arc<dyn SpillFactory>,
     /// Body storage failures already logged (each cause once).
     pub store_failures: Arc<ReportedOnce>,
@@ -69,6 +76,7 @@ impl Default for EngineConfig {
             chunk_size: crate::protocol::MAX_DATA_SIZE,
             max_body_memory: DEFAULT_MAX_BODY_MEMORY,
             mta_idle_timeout: MTA_IDLE_TIMEOUT,
+            mta_negotiation_timeout: MTA_NEGOTIATION_TIMEOUT,
             spill: Arc::new(NoSpill),
             store_failures: Arc::default(),
         }

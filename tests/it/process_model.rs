@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use milter_manager::protocol::{
-    Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
+    Actions, Command as MilterCommand, ConnectAddress, Deframer, Negotiation, Reply, Steps,
 };
 use serde_json::Value;
 use support::{
@@ -389,6 +390,119 @@ fn max_connections_holds_over_all_workers_and_everyone_is_served() {
     assert!(manager.log().contains("the maximum (manager.max_connections)"), "{}", manager.log());
 }
 
+#[test]
+fn a_connection_that_never_negotiates_is_closed_and_frees_its_max_connections_place() {
+    let dir = TempDir::new("pm-negotiation-timeout");
+    let items = "max_connections = 1\nnegotiation_timeout = 1\nsuspend_time_on_unacceptable = 1";
+    let manager = Manager::start(&dir, dir.path(), &format!("[manager]\n{items}\n"), &[]);
+    // Takes the only place and sends nothing.
+    let mut idle = UnixStream::connect(&manager.socket).expect("connect to the manager");
+    idle.set_read_timeout(Some(support::TIMEOUT)).unwrap();
+
+    // Served once the idle connection is gone (before, it held the place for two hours).
+    let out = support::run(
+        &dir,
+        "served",
+        Command::new(TEST_SERVER).args(["-s", &manager.spec()]),
+        support::TIMEOUT,
+    );
+    assert!(out.status.success(), "{}\n{}", out.describe(), manager.log());
+    let mut byte = [0; 1];
+    let read = idle.read(&mut byte);
+    assert!(matches!(read, Ok(0)), "the idle connection was not closed: {read:?}");
+    let line = "the MTA made no option offer within 1s (manager.negotiation_timeout); closing";
+    assert!(manager.log().contains(line), "{}", manager.log());
+}
+
+/// The descriptors process `pid` holds: how many, and the highest number.
+fn descriptors_of(pid: u32) -> (u64, u64) {
+    let numbers: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the process's descriptors")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (numbers.len() as u64, numbers.iter().copied().max().unwrap_or(0))
+}
+
+/// Sets process `pid`'s limit of open files (the soft one) to `limit`.
+fn limit_files_of(pid: u32, limit: u64) {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let pid = libc::pid_t::try_from(pid).expect("a pid");
+    // SAFETY: prlimit reads and writes only the two structs, which outlive the calls.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: old.rlim_max };
+    // SAFETY: as above.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// An MTA session on the manager's socket: negotiation, then connect; the reply to connect.
+fn connect_reply(socket: &Path) -> (UnixStream, Reply) {
+    let mut stream = UnixStream::connect(socket).expect("connect to the manager");
+    stream.set_read_timeout(Some(support::TIMEOUT)).unwrap();
+    let mut deframer = Deframer::default();
+    let mut next_reply = |stream: &mut UnixStream| loop {
+        if let Some(frame) = deframer.next_frame() {
+            let frame = frame.expect("a packet from the manager");
+            return Reply::decode(frame.code, frame.data).expect("a reply");
+        }
+        let mut buffer = [0; 4096];
+        let n = stream.read(&mut buffer).expect("the manager's reply");
+        assert_ne!(n, 0, "the manager closed the session");
+        deframer.push(&buffer[..n]);
+    };
+    let mut out = Vec::new();
+    MilterCommand::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty())).encode(&mut out);
+    stream.write_all(&out).unwrap();
+    assert!(matches!(next_reply(&mut stream), Reply::Negotiate(_)));
+    let mut out = Vec::new();
+    let address = ConnectAddress::Inet { port: 25, address: b"192.0.2.1".to_vec() };
+    MilterCommand::Connect { hostname: b"mx.example.net".to_vec(), address }.encode(&mut out);
+    stream.write_all(&out).unwrap();
+    let reply = next_reply(&mut stream);
+    (stream, reply)
+}
+
+/// Out of file descriptors, a child that cannot be connected to is the manager's failure:
+/// the session gets manager.fallback_status (not the child's fallback, accept), and
+/// accepting pauses.
+#[test]
+fn out_of_descriptors_an_unreachable_child_counts_as_the_managers_failure() {
+    let dir = TempDir::new("pm-descriptors");
+    let (port_a, _, _) = start_counting_milter();
+    let (port_b, _, _) = start_counting_milter();
+    let config = format!(
+        "[manager]\nfallback_status = \"reject\"\n\n\
+         [milter.\"a\"]\nconnection_spec = \"inet:{port_a}@[127.0.0.1]\"\n\n\
+         [milter.\"b\"]\nconnection_spec = \"inet:{port_b}@[127.0.0.1]\"\n"
+    );
+    let manager = Manager::start(&dir, dir.path(), &config, &[]);
+    // Each session takes three descriptors (the MTA's, a's, b's). The limit leaves room
+    // for whole sessions and two more: the last session gets its MTA connection and a,
+    // and finds no descriptor for b.
+    let (count, highest) = descriptors_of(manager.pid());
+    let mut limit = highest + 1;
+    while (limit - count) % 3 != 2 {
+        limit += 1;
+    }
+    limit_files_of(manager.pid(), limit);
+    let whole_sessions = (limit - count - 2) / 3;
+
+    let mut held = Vec::new();
+    for _ in 0..whole_sessions {
+        let (stream, reply) = connect_reply(&manager.socket);
+        assert!(matches!(reply, Reply::Continue), "{reply:?} before the limit\n{}", manager.log());
+        held.push(stream);
+    }
+    let (_last, reply) = connect_reply(&manager.socket);
+    assert!(matches!(reply, Reply::Reject), "{reply:?} out of descriptors\n{}", manager.log());
+    let log = manager.log();
+    let counted = "b: cannot connect: Too many open files (os error 24); counting it as reject \
+                   (the manager is out of file descriptors";
+    assert!(log.contains(counted), "{log}");
+    assert!(log.contains("Too many open files (os error 24); pausing accepts"), "{log}");
+}
+
 fn session_status(dir: &TempDir, name: &str, spec: &str) -> String {
     let out =
         support::run(dir, name, Command::new(TEST_SERVER).args(["-s", spec]), support::TIMEOUT);
@@ -614,6 +728,43 @@ impl Drop for DaemonStopper {
             wait_for(deadline(), || status_field(pid, "State").is_empty());
         }
     }
+}
+
+/// Started from the test's directory with relative paths: the daemon works in `/`, yet
+/// its reloads read the same configuration directory and SIGUSR1 reopens the same log.
+#[test]
+fn a_daemon_started_with_relative_paths_reloads_and_reopens_its_log() {
+    let dir = TempDir::new("pm-daemon-relative");
+    support::write_file(&dir.join("conf/milter-manager.toml"), "[manager]\nn_workers = 0\n");
+    let pid_file = dir.join("manager.pid");
+    let _stopper = DaemonStopper(pid_file.clone());
+    let log = dir.join("manager.log");
+    let mut command = Command::new(support::MANAGER);
+    command
+        .current_dir(dir.path())
+        .args(["--daemon", "-c", "conf", "--log-path", "manager.log", "--pid-file", "manager.pid"])
+        .args(["--log-level", "all", "--no-syslog", "--user-name", &support::own_user_name()])
+        .arg("-s")
+        .arg(format!("unix:{}", dir.join("manager.sock").display()));
+    let launched = support::run(&dir, "launch", &mut command, support::TIMEOUT);
+    assert!(launched.status.success(), "{}\n{}", launched.describe(), read_lossy(&log));
+    let pid: u32 = read_lossy(&pid_file).trim().parse().expect("the daemon's pid file");
+
+    kill(pid, "HUP");
+    let reloaded =
+        wait_for(deadline(), || read_lossy(&log).contains("reloaded configuration (generation 2)"));
+    assert!(reloaded, "{}", read_lossy(&log));
+    assert!(!read_lossy(&log).contains("reload failed"), "{}", read_lossy(&log));
+
+    // A rotation: the daemon logs to a new manager.log in the same directory.
+    std::fs::rename(&log, dir.join("manager.log.1")).expect("rotate the log");
+    kill(pid, "USR1");
+    let reopened = wait_for(deadline(), || read_lossy(&log).contains("log file reopened"));
+    assert!(
+        reopened,
+        "no new manager.log\n--- manager.log.1:\n{}",
+        read_lossy(&dir.join("manager.log.1"))
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Accepting connections and starting sessions, and keeping the listener registered only
 //! while this process should accept (not paused after resource errors, not at the cap).
 
+use std::io;
 use std::time::Instant;
 
 use mio::Interest;
@@ -82,6 +83,13 @@ impl<F: SessionFactory> EventLoop<F> {
 
     pub(crate) fn at_session_cap(&self) -> bool {
         self.limits.max_sessions.is_some_and(|max| self.sessions.len() >= max)
+    }
+
+    /// A socket for a session could not be had for want of a file descriptor: a new
+    /// session would fare no better, so accepting pauses, as after such an accept error.
+    pub(crate) fn pause_for_descriptors(&mut self, what: &str, error: &io::Error, now: Instant) {
+        log::warn!("{what} failed: {error}; pausing accepts for {:?}", self.limits.accept_pause);
+        self.pause_accepting(now);
     }
 
     pub(crate) fn pause_accepting(&mut self, now: Instant) {

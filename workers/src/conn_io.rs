@@ -9,6 +9,7 @@ use mio::Interest;
 use crate::conn::{ConnState, Connection, Owner};
 use crate::drive::{CONNECT_RETRY_MAX_DELAY, CONNECT_RETRY_WINDOW};
 use crate::event_loop::{conn_token, EventLoop};
+use crate::listener::is_out_of_descriptors;
 use crate::output::WriteOutcome;
 use crate::session_slot::Deferred;
 use crate::stream::Stream;
@@ -366,6 +367,12 @@ impl<F: SessionFactory> EventLoop<F> {
                 *delay = (*delay * 2).min(CONNECT_RETRY_MAX_DELAY);
                 let kind = TimerKind::ConnectRetry { index: conn_index, serial };
                 self.timers.schedule(now + *delay, kind);
+            }
+            Err(e) if is_out_of_descriptors(&e) => {
+                let what = format!("connecting to {endpoint:?}");
+                self.pause_for_descriptors(&what, &e, now);
+                // As it is: the session tells the manager's failure by the errno.
+                self.fail_connect(conn_index, e, now);
             }
             Err(e) => {
                 let error =

@@ -8,6 +8,7 @@ use mio::Interest;
 
 use crate::conn::{ConnState, Connection, Owner};
 use crate::event_loop::{conn_token, EventLoop};
+use crate::listener::is_out_of_descriptors;
 use crate::session_slot::Deferred;
 use crate::stream::Stream;
 use crate::timers::TimerKind;
@@ -212,7 +213,11 @@ impl<F: SessionFactory> EventLoop<F> {
                 }
             }
             Err(e) => {
-                log::debug!("connecting to {endpoint:?} failed: {e}");
+                if is_out_of_descriptors(&e) {
+                    self.pause_for_descriptors(&format!("connecting to {endpoint:?}"), &e, now);
+                } else {
+                    log::debug!("connecting to {endpoint:?} failed: {e}");
+                }
                 self.defer(index, Deferred::Connected { conn: key, result: Err(e) });
             }
         }

@@ -29,6 +29,11 @@ pub(crate) enum AcceptFailure {
     Pause,
 }
 
+/// EMFILE or ENFILE: the process or the system has no file descriptor left.
+pub(crate) fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 impl AcceptListener {
     /// Takes over the supervisor's listener, switching it to non-blocking mode.
     pub(crate) fn from_std(listener: Listener) -> io::Result<Self> {

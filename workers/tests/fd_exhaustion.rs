@@ -11,7 +11,9 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use workers::{run, Action, ConnKey, Listener, PeerAddr, Session, SessionFactory, WorkerConfig};
+use workers::{
+    run, Action, ConnKey, Endpoint, Listener, PeerAddr, Session, SessionFactory, WorkerConfig,
+};
 
 use common::{child_socket, connect_when_ready, log_to_stderr, socket_path, spawn_child};
 
@@ -128,5 +130,113 @@ fn pauses_accepting_when_out_of_descriptors_and_serves_everyone_later() {
         log.iter()
             .any(|line| line.contains("Too many open files") && line.contains("pausing accepts")),
         "the child never paused accepting: {log:?}"
+    );
+}
+
+/// Connects out as soon as its client is accepted, having taken every descriptor left, and
+/// tells the client how that went.
+struct ConnectOut {
+    actions: Vec<Action>,
+    finished: bool,
+    hoard: Vec<std::fs::File>,
+}
+
+const OUTBOUND: ConnKey = ConnKey(1);
+
+impl Session for ConnectOut {
+    fn handle_read(&mut self, _: ConnKey, _: &[u8], _: Instant) {}
+    fn handle_connected(&mut self, _: ConnKey, result: std::io::Result<()>, _: Instant) {
+        let answer = match result {
+            Ok(()) => "connected".to_string(),
+            Err(e) => format!("connect failed: {e}"),
+        };
+        self.hoard.clear();
+        self.actions.push(Action::Close { conn: ConnKey::PEER });
+        self.actions.push(Action::Send { conn: ConnKey::PEER, bytes: answer.into_bytes() });
+        self.finished = true;
+    }
+    fn handle_closed(&mut self, conn: ConnKey, _: Option<std::io::Error>, _: Instant) {
+        self.finished |= conn == ConnKey::PEER;
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+struct ConnectOutFactory(std::path::PathBuf);
+
+impl SessionFactory for ConnectOutFactory {
+    type Session = ConnectOut;
+    fn new_session(&mut self, _: &PeerAddr, _: Instant) -> ConnectOut {
+        let connect = Action::Connect {
+            conn: OUTBOUND,
+            endpoint: Endpoint::Unix(self.0.clone()),
+            write_timeout: None,
+        };
+        let mut hoard = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            hoard.push(file);
+        }
+        ConnectOut { actions: vec![connect], finished: false, hoard }
+    }
+}
+
+/// The child's part: a worker whose sessions find no descriptor left to connect out.
+fn run_connecting_worker_child(socket: &Path) {
+    log_to_stderr();
+    let listener = Listener::Unix(UnixListener::bind(socket).unwrap());
+    let parent_watch = std::io::stdin().as_fd().try_clone_to_owned().unwrap();
+    // Room for the epoll instance and the client; the session takes the rest.
+    limit_open_descriptors(open_descriptors() + 16);
+    let config = WorkerConfig {
+        handle_signals: false,
+        accept_pause: Duration::from_millis(20),
+        parent_watch: Some(parent_watch),
+        ..WorkerConfig::default()
+    };
+    let target = socket.with_extension("nowhere");
+    let exit = run(listener, ConnectOutFactory(target), config).unwrap();
+    println!("EXIT {exit:?}");
+}
+
+#[test]
+fn a_connect_out_of_descriptors_fails_the_session_and_pauses_accepting() {
+    if let Some(socket) = child_socket() {
+        return run_connecting_worker_child(&socket);
+    }
+    let socket = socket_path("fd-exhaustion-connect");
+    let mut child =
+        spawn_child("a_connect_out_of_descriptors_fails_the_session_and_pauses_accepting", &socket);
+    let log_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+
+    let mut client = connect_when_ready(&socket);
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    drop(child.stdin.take()); // the stop request
+
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let log: Vec<String> = log_lines.map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success(), "child failed; stderr: {log:?}");
+    let _ = std::fs::remove_file(&socket);
+
+    assert!(
+        answer.starts_with("connect failed: Too many open files"),
+        "the session heard: {answer:?}; child log: {log:?}"
+    );
+    assert!(stdout.contains("EXIT Drained"), "child said: {stdout}");
+    assert!(
+        log.iter().any(|line| line.contains("connecting to")
+            && line.contains("Too many open files")
+            && line.contains("pausing accepts")),
+        "the child did not pause accepting after the failed connect: {log:?}"
     );
 }

@@ -174,8 +174,13 @@ impl workers::Session for ManagerSession {
             return self.feed_engine(now);
         }
         if let Some(child) = child_of(conn) {
-            // The engine only words the error: give it the address and what to do.
+            // The engine only words the error: give it the address and what to do. Out of
+            // file descriptors, the error goes as it is: the engine tells the manager's
+            // failure by its errno, and the child's address has nothing to do with it.
             let result = result.map_err(|e| {
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    return e;
+                }
                 let endpoint = &self.generation.endpoints[child];
                 let text = format!("{e} ({}){}", describe(endpoint), access_hint(&e, endpoint));
                 io::Error::new(e.kind(), text)

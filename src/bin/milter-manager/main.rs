@@ -14,7 +14,7 @@ mod reload;
 mod spill;
 mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -122,10 +122,36 @@ struct Options {
     /// the original's command lines; finished sessions are freed at once.
     #[arg(long = "max-pending-finished-sessions", value_name = "N")]
     max_pending_finished_sessions: Option<u32>,
+    /// The directory milter-manager started in, which relative paths are taken from
+    /// (`None` if it cannot be told: they are then used as given).
+    #[arg(skip)]
+    start_dir: Option<PathBuf>,
+}
+
+impl Options {
+    /// Takes a relative `--config-dir` from the directory the program starts in, and keeps
+    /// that directory for a relative log path (see `load`): a daemon works in `/`, and a
+    /// reload reads the configuration and SIGUSR1 reopens the log file long after the start.
+    fn anchored(mut self) -> Self {
+        self.start_dir = std::env::current_dir().ok();
+        if let Some(dir) = &self.start_dir {
+            self.config_dir = dir.join(&self.config_dir);
+        }
+        self
+    }
+}
+
+/// `path` from `dir` if it is relative, except `-` (standard output).
+fn anchored_log_path(dir: &Path, path: PathBuf) -> PathBuf {
+    if path.as_os_str() == "-" {
+        path
+    } else {
+        dir.join(path)
+    }
 }
 
 fn main() -> ExitCode {
-    let options = Options::parse();
+    let options = Options::parse().anchored();
     match run(&options) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(error) => {
@@ -211,6 +237,11 @@ fn load(
 ) -> Result<(Config, Generation), StartError> {
     let mut config = Config::load(&options.config_dir)?;
     config.apply_overrides(&overrides(options)?)?;
+    // A relative log path (`--log-path` or log.path) is taken from the start directory
+    // too, at a reload as at start.
+    if let (Some(dir), Some(path)) = (&options.start_dir, config.log.path.take()) {
+        config.log.path = Some(anchored_log_path(dir, path));
+    }
     let generation = generation(&config, board, slots)?;
     Ok((config, generation))
 }
@@ -259,6 +290,7 @@ fn generation(
         chunk_size: manager.chunk_size as usize,
         max_body_memory: usize::try_from(manager.max_body_memory).unwrap_or(usize::MAX),
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
+        mta_negotiation_timeout: Duration::from_secs_f64(manager.negotiation_timeout),
         spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.as_deref())),
         // Anew at each reload: a configuration that fails again says so again, once.
         store_failures: Arc::default(),

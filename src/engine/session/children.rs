@@ -7,7 +7,7 @@ use super::verdicts::reply_verdict;
 use super::{Output, Session};
 use crate::engine::child::{Child, Phase as ChildPhase, Waiting};
 use crate::engine::event::{Conditions, Context, MacroList};
-use crate::engine::{EngineConfig, Stage, Status};
+use crate::engine::{EngineConfig, Stage};
 use crate::protocol::{Command, Reply};
 
 impl Session {
@@ -83,17 +83,24 @@ impl Session {
         reason: &str,
         now: Instant,
     ) -> Option<Waiting> {
-        let fallback = self.config.children[i].fallback_status;
+        let status = self.failed_status(i);
+        let why = if self.children[i].failed_by_manager {
+            "the manager is out of file descriptors; the stricter of its fallback_status and \
+             manager.fallback_status"
+        } else {
+            "its fallback_status"
+        };
         log::warn!(
-            "[{}] [children][error] {}: {reason}; counting it as {fallback} (its fallback_status)",
+            "[{}] [children][error] {}: {reason}; counting it as {} ({why})",
             self.tag,
-            self.config.children[i].name
+            self.config.children[i].name,
+            status.name()
         );
         let was_connected = self.children[i].is_connected();
         let waiting = self.children[i].waiting.take();
         self.children[i].out.clear();
         self.children[i].phase = ChildPhase::Failed;
-        self.children[i].last_status = Some(Status::from_fallback(fallback));
+        self.children[i].last_status = Some(status);
         if was_connected {
             self.actions.push_back(Output::CloseChild { child: i });
         }

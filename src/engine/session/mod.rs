@@ -70,6 +70,9 @@ pub struct Session {
     mta_position: Position,
     /// When the MTA's silence between commands ends the session.
     mta_deadline: Instant,
+    /// When the session ends if the MTA has not made its first option offer by then,
+    /// whatever else it sent; `None` once it has.
+    first_offer_due: Option<Instant>,
     /// What the MTA was granted (our answer to its offer).
     mta_granted: Negotiation,
     /// Where the session is with the MTA, with what that phase needs.
@@ -103,7 +106,7 @@ impl Session {
     ) -> Self {
         let children =
             (0..config.children.len()).map(|i| Child::new(tag + 1 + i as u64, now)).collect();
-        let mta_deadline = now + config.mta_idle_timeout;
+        let first_offer_due = now + config.mta_negotiation_timeout;
         Self {
             config,
             conditions,
@@ -114,7 +117,8 @@ impl Session {
             spare_buffers: Vec::new(),
             mta_queue: VecDeque::new(),
             mta_position: Position::Start,
-            mta_deadline,
+            mta_deadline: first_offer_due,
+            first_offer_due: Some(first_offer_due),
             mta_granted: Negotiation::default(),
             phase: Phase::AwaitingOffer,
             children,
@@ -158,8 +162,12 @@ impl Session {
                 }
             }
         }
-        self.mta_deadline = now + self.config.mta_idle_timeout;
         self.drive(now);
+        if self.mta_position != Position::Start {
+            self.first_offer_due = None;
+        }
+        // Bytes that are not yet an offer do not extend the negotiation timeout.
+        self.mta_deadline = self.first_offer_due.unwrap_or(now + self.config.mta_idle_timeout);
     }
 
     pub fn handle_mta_closed(&mut self, now: Instant) {
@@ -191,7 +199,12 @@ impl Session {
                 let offer = Command::Negotiate(state.offer.clone());
                 state.send(&offer);
             }
-            Err(error) => self.fail_child(child, &format!("cannot connect: {error}"), now),
+            Err(error) => {
+                // No descriptor for the socket: the manager's failure, not the child's.
+                let exhausted = matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                self.children[child].failed_by_manager = exhausted;
+                self.fail_child(child, &format!("cannot connect: {error}"), now);
+            }
         }
         self.drive(now);
     }
@@ -255,7 +268,18 @@ impl Session {
             }
         }
         if self.phase.awaits_mta() && self.mta_deadline <= now {
-            log::warn!("[{}] the MTA sent nothing for too long; closing the session", self.tag);
+            match self.first_offer_due {
+                Some(_) => log::warn!(
+                    "[{}] the MTA made no option offer within {:?} \
+                     (manager.negotiation_timeout); closing the connection",
+                    self.tag,
+                    self.config.mta_negotiation_timeout
+                ),
+                None => log::warn!(
+                    "[{}] the MTA sent nothing for too long; closing the session",
+                    self.tag
+                ),
+            }
             self.close_mta = true;
             self.phase = self.finish(now);
             return;

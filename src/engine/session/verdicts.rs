@@ -24,7 +24,20 @@ impl Session {
     }
 
     pub(super) fn fallback_verdict(&self, i: usize) -> Verdict {
-        Verdict::of(Status::from_fallback(self.config.children[i].fallback_status))
+        Verdict::of(self.failed_status(i))
+    }
+
+    /// What failed child `i` counts as: its `fallback_status`; when the manager failed it
+    /// (out of file descriptors), the stricter of that and `manager.fallback_status`, as
+    /// the manager cannot filter the session as configured, and a child meant to fail
+    /// safe still does.
+    pub(super) fn failed_status(&self, i: usize) -> Status {
+        let own = Status::from_fallback(self.config.children[i].fallback_status);
+        if self.children[i].failed_by_manager {
+            own.max(Status::from_fallback(self.config.fallback_status))
+        } else {
+            own
+        }
     }
 
     pub(super) fn manager_fallback(&self) -> Verdict {

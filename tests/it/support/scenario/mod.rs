@@ -8,7 +8,8 @@
 //! children a b
 //! set b fallback reject          # also: evaluation, timeout reading|writing|connection|end-of-message SECONDS
 //! set manager fallback reject    # also: set chunk-size N, set body-memory N
-//! refuse a                       # connecting to child a fails
+//! refuse a                       # connecting to child a fails (refused)
+//! refuse a emfile                # ... for want of a file descriptor (EMFILE)
 //! stop a envelope-recipient <x@example.com>   # a condition stops a there (value optional)
 //! stop-if-macro a envelope-from auth_type      # ... when the MTA sent that macro (non-empty)
 //! stop-if-child b data a reject                # ... when child a's last verdict is reject
@@ -53,7 +54,8 @@ pub(crate) struct Scenario {
     pub line: usize,
     config: EngineConfig,
     names: Vec<String>,
-    refused: Vec<usize>,
+    /// Children whose connect fails, with the error's errno.
+    refused: Vec<(usize, i32)>,
     stops: Vec<Stop>,
     injections: Vec<(usize, Stage, Vec<u8>, Vec<u8>)>,
     show_macros: bool,
@@ -220,7 +222,12 @@ impl Scenario {
             "set" => return self.setting(args),
             "refuse" => {
                 let child = self.child(&word(args.first().ok_or("refuse whom?")?))?;
-                self.refused.push(child);
+                let errno = match args.get(1).map(|arg| word(arg)).as_deref() {
+                    None => libc::ECONNREFUSED,
+                    Some("emfile") => libc::EMFILE,
+                    Some(other) => return Err(format!("refuse with what? {other:?}")),
+                };
+                self.refused.push((child, errno));
                 return Ok(());
             }
             "stop" => {
@@ -673,10 +680,10 @@ impl<'a> Run<'a> {
         while let Some(output) = self.session.poll_output() {
             match output {
                 Output::Connect { child } => {
-                    let result = if self.scenario.refused.contains(&child) {
-                        Err(std::io::ErrorKind::ConnectionRefused.into())
-                    } else {
-                        Ok(())
+                    let refusal = self.scenario.refused.iter().find(|(c, _)| *c == child);
+                    let result = match refusal {
+                        Some((_, errno)) => Err(std::io::Error::from_raw_os_error(*errno)),
+                        None => Ok(()),
                     };
                     self.session.handle_child_connected(child, result, self.now);
                 }
