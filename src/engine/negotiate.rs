@@ -1,6 +1,8 @@
 //! The option negotiation between the MTA, the manager and the children: what the children
 //! are offered, which child answers are acceptable, and the merged answer for the MTA.
 
+use std::collections::HashSet;
+
 use crate::protocol::{Actions, MacroRequestStage, Negotiation, Steps, MAX_VERSION};
 
 /// What every child is offered: the MTA's offer, capped at the version we speak. The
@@ -82,26 +84,38 @@ pub fn merge_answers(mta: &Negotiation, answers: &[&Negotiation]) -> Negotiation
     merged
 }
 
+/// One stage's united names: in first-seen order, and as a set to find duplicates at once.
+struct StageNames<'a> {
+    stage: MacroRequestStage,
+    ordered: Vec<&'a [u8]>,
+    known: HashSet<&'a [u8]>,
+}
+
+/// Linear in the total number of names: each stage keeps a set of the names it holds, so
+/// children with thousands of names do not cost a quadratic scan per session.
 fn union_of_symbol_lists(answers: &[&Negotiation]) -> Vec<(MacroRequestStage, Vec<u8>)> {
-    let mut lists: Vec<(MacroRequestStage, Vec<Vec<u8>>)> = Vec::new();
+    let mut lists: Vec<StageNames<'_>> = Vec::new();
     for answer in answers {
         for (stage, names) in &answer.macro_requests {
-            let index = match lists.iter().position(|(s, _)| s == stage) {
+            let index = match lists.iter().position(|list| list.stage == *stage) {
                 Some(i) => i,
                 None => {
-                    lists.push((*stage, Vec::new()));
+                    let list =
+                        StageNames { stage: *stage, ordered: Vec::new(), known: HashSet::new() };
+                    lists.push(list);
                     lists.len() - 1
                 }
             };
+            let list = &mut lists[index];
             for name in names.split(|&b| b == b' ').filter(|n| !n.is_empty()) {
-                if !lists[index].1.iter().any(|known| known == name) {
-                    lists[index].1.push(name.to_vec());
+                if list.known.insert(name) {
+                    list.ordered.push(name);
                 }
             }
         }
     }
-    lists.sort_by_key(|(stage, _)| stage.index());
-    lists.into_iter().map(|(stage, names)| (stage, names.join(&b' '))).collect()
+    lists.sort_by_key(|list| list.stage.index());
+    lists.into_iter().map(|list| (list.stage, list.ordered.join(&b' '))).collect()
 }
 
 #[cfg(test)]
@@ -184,6 +198,27 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// Three children of 9,000 names each, overlapping by a third: the union keeps the
+    /// first-seen order and each name once. (Quadratic merging took 0.2 s CPU here.)
+    #[test]
+    fn large_symbol_lists_are_united_in_order_without_duplicates() {
+        let mta = Negotiation::new(6, Actions::ALL, Steps::ALL);
+        let stage = MacroRequestStage::Known(MacroStage::EnvelopeFrom);
+        let children: Vec<Negotiation> = (0..3)
+            .map(|child| {
+                let names: Vec<String> =
+                    (child * 6_000..child * 6_000 + 9_000).map(|n| format!("{{m{n}}}")).collect();
+                let mut answer = answer(Actions::SET_SYMBOL_LIST, Steps::empty());
+                answer.macro_requests = vec![(stage, names.join(" ").into_bytes())];
+                answer
+            })
+            .collect();
+        let answers: Vec<&Negotiation> = children.iter().collect();
+        let merged = merge_answers(&mta, &answers);
+        let expected: Vec<String> = (0..21_000).map(|n| format!("{{m{n}}}")).collect();
+        assert_eq!(merged.macro_requests, vec![(stage, expected.join(" ").into_bytes())]);
     }
 
     #[test]
