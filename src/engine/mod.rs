@@ -44,6 +44,24 @@ pub const MTA_IDLE_TIMEOUT: Duration = Duration::from_secs(7210);
 pub const MTA_NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Body bytes kept in memory per message before they go to a spill file.
 pub const DEFAULT_MAX_BODY_MEMORY: usize = 5 * 1024 * 1024;
+/// Bytes of MTA macros (names and values) a session keeps; past it the session fails.
+/// Real MTAs send a few hundred bytes per stage.
+pub const DEFAULT_MAX_MACRO_BYTES: usize = 1024 * 1024;
+
+/// What one session may hold in memory besides the body (which spills to a file).
+/// Constants, not configuration items: no real peer comes near them. Fields so tests can
+/// lower them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The MTA's stored macros, names and values; past it the session fails.
+    pub macro_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { macro_bytes: DEFAULT_MAX_MACRO_BYTES }
+    }
+}
 
 /// What a session needs to know, shared by every session of one configuration generation.
 #[derive(Clone)]
@@ -57,6 +75,7 @@ pub struct EngineConfig {
     /// Largest body chunk sent to a child (1..=65535).
     pub chunk_size: usize,
     pub max_body_memory: usize,
+    pub limits: Limits,
     pub mta_idle_timeout: Duration,
     /// From the connection to the MTA's first option offer. Shorter than the idle timeout:
     /// a connection that never negotiates would otherwise hold a place of
@@ -75,6 +94,7 @@ impl Default for EngineConfig {
             fallback_status_at_disconnect: FallbackStatus::TemporaryFailure,
             chunk_size: crate::protocol::MAX_DATA_SIZE,
             max_body_memory: DEFAULT_MAX_BODY_MEMORY,
+            limits: Limits::default(),
             mta_idle_timeout: MTA_IDLE_TIMEOUT,
             mta_negotiation_timeout: MTA_NEGOTIATION_TIMEOUT,
             spill: Arc::new(NoSpill),

@@ -105,6 +105,11 @@ impl Command {
             CommandKind::Negotiate => Self::Negotiate(Negotiation::decode(&mut r, false)?),
             CommandKind::DefineMacros => {
                 let stage = r.u8("macro stage")?;
+                if !takes_macros(stage) {
+                    let detail =
+                        format!("{} is not a command that macros go with", super::code_name(stage));
+                    return Err(r.invalid("macro stage", detail));
+                }
                 let mut macros = Vec::new();
                 while !r.is_empty() {
                     let name = r.cstr("macro name")?;
@@ -237,6 +242,27 @@ impl Command {
 }
 
 /// The data of a `D` frame: the stage's command letter, then NUL-terminated names and values.
+/// Whether `stage` is a command letter the MTAs send macros before: libmilter's seven,
+/// and Postfix's `L`, `B` and `U`. Any other byte would let an MTA store lists under
+/// stages no child can use.
+fn takes_macros(stage: u8) -> bool {
+    matches!(
+        CommandKind::from_byte(stage),
+        Some(
+            CommandKind::Connect
+                | CommandKind::Helo
+                | CommandKind::EnvelopeFrom
+                | CommandKind::EnvelopeRecipient
+                | CommandKind::Data
+                | CommandKind::Header
+                | CommandKind::EndOfHeader
+                | CommandKind::Body
+                | CommandKind::EndOfMessage
+                | CommandKind::Unknown
+        )
+    )
+}
+
 fn put_macros<'a>(
     out: &mut Vec<u8>,
     stage: u8,

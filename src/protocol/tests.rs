@@ -272,3 +272,20 @@ fn macro_stages_keep_their_indices_letters_and_names() {
     assert_eq!(MacroStage::from_index(6), Some(MacroStage::EndOfHeader));
     assert_eq!(MacroStage::from_index(7), None);
 }
+
+#[test]
+fn macros_only_go_with_commands_that_take_them() {
+    for stage in *b"CHMRTLNBEU" {
+        assert!(Command::decode(b'D', &[stage, b'i', 0, b'1', 0]).is_ok(), "{}", stage as char);
+    }
+    for stage in [b'A', b'Q', b'O', b'D', b'Z', 0] {
+        let error = Command::decode(b'D', &[stage]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "define-macro packet: invalid macro stage: {} is not a command that macros go with",
+                code_name(stage)
+            )
+        );
+    }
+}

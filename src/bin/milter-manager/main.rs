@@ -23,7 +23,7 @@ use std::time::Duration;
 use clap::Parser;
 use milter_manager::conditions::ConditionSet;
 use milter_manager::config::{Config, Overrides, DEFAULT_CONFIG_DIR, MAX_WORKERS};
-use milter_manager::engine::{ChildConfig, ChildTimeouts, EngineConfig, MTA_IDLE_TIMEOUT};
+use milter_manager::engine::{ChildConfig, ChildTimeouts, EngineConfig, Limits, MTA_IDLE_TIMEOUT};
 use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
 
@@ -291,6 +291,7 @@ fn generation(
         max_body_memory: usize::try_from(manager.max_body_memory).unwrap_or(usize::MAX),
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
         mta_negotiation_timeout: Duration::from_secs_f64(manager.negotiation_timeout),
+        limits: Limits::default(),
         spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.as_deref())),
         // Anew at each reload: a configuration that fails again says so again, once.
         store_failures: Arc::default(),

@@ -7,6 +7,7 @@ use super::message::message_stage;
 use super::phase::{Mail, Phase};
 use super::Session;
 use crate::engine::child::Phase as ChildPhase;
+use crate::engine::MacroList;
 use crate::engine::Stage;
 use crate::protocol::order::OutOfOrder;
 use crate::protocol::Command;
@@ -92,6 +93,15 @@ impl Session {
                 // newest first.
                 self.macros.retain(|(s, _)| *s != stage);
                 self.macros.push((stage, macros));
+                let stored = stored_macro_bytes(&self.macros);
+                if stored > self.config.limits.macro_bytes {
+                    let reason = format!(
+                        "the MTA's macros hold {stored} bytes, past the limit of {} bytes \
+                         per session",
+                        self.config.limits.macro_bytes
+                    );
+                    return self.mta_failure(&reason, now);
+                }
                 phase
             }
             Command::Connect { .. }
@@ -126,4 +136,13 @@ impl Session {
             Command::QuitNewConnection => self.restart(now),
         }
     }
+}
+
+/// The bytes of the macros a session keeps: names and values.
+fn stored_macro_bytes(macros: &[(u8, MacroList)]) -> usize {
+    macros
+        .iter()
+        .flat_map(|(_, list)| list.iter())
+        .map(|(name, value)| name.len() + value.len())
+        .sum()
 }

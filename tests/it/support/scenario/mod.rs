@@ -7,7 +7,7 @@
 //! scenario envelope-from: reject beats continue
 //! children a b
 //! set b fallback reject          # also: evaluation, timeout reading|writing|connection|end-of-message SECONDS
-//! set manager fallback reject    # also: set chunk-size N, set body-memory N
+//! set manager fallback reject    # also: set chunk-size N, set body-memory N, set macro-memory N
 //! refuse a                       # connecting to child a fails (refused)
 //! refuse a emfile                # ... for want of a file descriptor (EMFILE)
 //! stop a envelope-recipient <x@example.com>   # a condition stops a there (value optional)
@@ -350,6 +350,9 @@ impl Scenario {
             "chunk-size" => self.config.chunk_size = value(1)?.parse().map_err(|_| "bad size")?,
             "body-memory" => {
                 self.config.max_body_memory = value(1)?.parse().map_err(|_| "bad size")?
+            }
+            "macro-memory" => {
+                self.config.limits.macro_bytes = value(1)?.parse().map_err(|_| "bad size")?
             }
             "manager" => match value(1)?.as_str() {
                 "fallback" => {
