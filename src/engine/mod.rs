@@ -47,6 +47,11 @@ pub const DEFAULT_MAX_BODY_MEMORY: usize = 5 * 1024 * 1024;
 /// Bytes of MTA macros (names and values) a session keeps; past it the session fails.
 /// Real MTAs send a few hundred bytes per stage.
 pub const DEFAULT_MAX_MACRO_BYTES: usize = 1024 * 1024;
+/// Header and recipient modifications one child may send in one end-of-message, and
+/// their bytes (names, values, addresses, parameters). A replaced body is not counted: it
+/// is stored like the MTA's body, spilling to a file.
+pub const DEFAULT_MAX_MODIFICATIONS: usize = 10_000;
+pub const DEFAULT_MAX_MODIFICATION_BYTES: usize = 10 * 1024 * 1024;
 
 /// What one session may hold in memory besides the body (which spills to a file).
 /// Constants, not configuration items: no real peer comes near them. Fields so tests can
@@ -55,11 +60,18 @@ pub const DEFAULT_MAX_MACRO_BYTES: usize = 1024 * 1024;
 pub struct Limits {
     /// The MTA's stored macros, names and values; past it the session fails.
     pub macro_bytes: usize,
+    /// One child's modifications in one end-of-message; past either, the child fails.
+    pub modifications: usize,
+    pub modification_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { macro_bytes: DEFAULT_MAX_MACRO_BYTES }
+        Self {
+            macro_bytes: DEFAULT_MAX_MACRO_BYTES,
+            modifications: DEFAULT_MAX_MODIFICATIONS,
+            modification_bytes: DEFAULT_MAX_MODIFICATION_BYTES,
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub(super) struct Chain {
     /// The head's modifications, kept until its final answer (a child that fails halfway
     /// through end-of-message must not leave half its changes behind).
     pub(super) head_edits: Vec<Reply>,
+    /// The bytes `head_edits` hold, against `Limits::modification_bytes`.
+    pub(super) head_edit_bytes: usize,
     pub(super) head_body: Option<Body>,
     /// Committed modifications for the MTA, in the children's order.
     pub(super) mta_edits: Vec<Reply>,
@@ -272,6 +274,7 @@ impl Chain {
             last: Verdict::of(Status::Continue),
             outcome: None,
             head_edits: Vec::new(),
+            head_edit_bytes: 0,
             head_body: None,
             mta_edits: Vec::new(),
             change_from: None,

@@ -31,7 +31,7 @@ impl Session {
                 );
                 return self.fail_in_message(run, i, &reason, now);
             }
-            return self.take_modification(run, i, reply);
+            return self.take_modification(run, i, reply, now);
         }
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
@@ -73,13 +73,14 @@ impl Session {
     pub(super) fn head_failed(&mut self, run: &mut MessageRun, i: usize, waiting: Waiting) {
         if run.chain.queue.front() == Some(&i) {
             run.chain.head_edits.clear();
+            run.chain.head_edit_bytes = 0;
             run.chain.head_body = None;
             let verdict = self.fallback_verdict(i);
             self.message_verdict(run, i, waiting.stage, verdict);
         }
     }
 
-    fn take_modification(&mut self, run: &mut MessageRun, i: usize, reply: Reply) {
+    fn take_modification(&mut self, run: &mut MessageRun, i: usize, reply: Reply, now: Instant) {
         let needed = reply.required_action();
         if !self.children[i].answer.actions.contains(needed) {
             // Only this edit goes: the MTA may not have granted its action (it would then
@@ -122,7 +123,26 @@ impl Session {
                     chain.outcome = Some(self.manager_fallback());
                 }
             }
-            other => chain.head_edits.push(other),
+            other => {
+                let limits = self.config.limits;
+                let bytes = chain.head_edit_bytes + modification_bytes(&other);
+                let reason = if chain.head_edits.len() >= limits.modifications {
+                    format!(
+                        "sent more than {} modifications at end-of-message, the limit",
+                        limits.modifications
+                    )
+                } else if bytes > limits.modification_bytes {
+                    format!(
+                        "sent more than {} bytes of modifications at end-of-message, the limit",
+                        limits.modification_bytes
+                    )
+                } else {
+                    chain.head_edit_bytes = bytes;
+                    chain.head_edits.push(other);
+                    return;
+                };
+                self.fail_in_message(run, i, &reason, now);
+            }
         }
     }
 
@@ -169,6 +189,7 @@ impl Session {
     /// next child sees and of what the MTA will be told.
     fn finish_head(&mut self, run: &mut MessageRun, i: usize, status: Status) {
         let MessageRun { message, chain } = run;
+        chain.head_edit_bytes = 0;
         for edit in std::mem::take(&mut chain.head_edits) {
             match edit {
                 Reply::ChangeFrom { .. } => chain.change_from = Some(edit),
@@ -215,6 +236,7 @@ impl Session {
     /// refusal): the next child takes over from the start of the message.
     pub(super) fn head_leaves(&mut self, chain: &mut Chain, i: usize) {
         chain.head_edits.clear();
+        chain.head_edit_bytes = 0;
         chain.head_body = None;
         chain.finished.add(&Verdict::of(Status::Accept));
         chain.queue.pop_front();
@@ -326,5 +348,22 @@ fn with_leading_space(reply: Reply) -> Reply {
             Reply::ChangeHeader { index, name, value: add(value) }
         }
         other => other,
+    }
+}
+
+/// What a header or envelope modification holds, as counted against
+/// `Limits::modification_bytes`.
+fn modification_bytes(reply: &Reply) -> usize {
+    match reply {
+        Reply::AddHeader { name, value }
+        | Reply::InsertHeader { name, value, .. }
+        | Reply::ChangeHeader { name, value, .. } => name.len() + value.len(),
+        Reply::ChangeFrom { address, parameters }
+        | Reply::AddRecipientWithParameters { address, parameters } => {
+            address.len() + parameters.as_ref().map_or(0, Vec::len)
+        }
+        Reply::AddRecipient { address } | Reply::DeleteRecipient { address } => address.len(),
+        Reply::Quarantine { reason } => reason.len(),
+        _ => 0,
     }
 }

@@ -7,7 +7,8 @@
 //! scenario envelope-from: reject beats continue
 //! children a b
 //! set b fallback reject          # also: evaluation, timeout reading|writing|connection|end-of-message SECONDS
-//! set manager fallback reject    # also: set chunk-size N, set body-memory N, set macro-memory N
+//! set manager fallback reject    # also: set chunk-size N, set body-memory N, set macro-memory N,
+//!                                #   set modifications N, set modification-bytes N
 //! refuse a                       # connecting to child a fails (refused)
 //! refuse a emfile                # ... for want of a file descriptor (EMFILE)
 //! stop a envelope-recipient <x@example.com>   # a condition stops a there (value optional)
@@ -353,6 +354,12 @@ impl Scenario {
             }
             "macro-memory" => {
                 self.config.limits.macro_bytes = value(1)?.parse().map_err(|_| "bad size")?
+            }
+            "modifications" => {
+                self.config.limits.modifications = value(1)?.parse().map_err(|_| "bad count")?
+            }
+            "modification-bytes" => {
+                self.config.limits.modification_bytes = value(1)?.parse().map_err(|_| "bad size")?
             }
             "manager" => match value(1)?.as_str() {
                 "fallback" => {
