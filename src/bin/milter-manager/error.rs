@@ -34,6 +34,12 @@ pub(crate) enum StartError {
     Endpoint { name: String, reason: ResolveError },
     #[error("milter {name:?}: {spec} has no address")]
     NoAddress { name: String, spec: Spec },
+    #[error(
+        "security.privilege_mode: started as root without security.effective_user, and neither \
+         user \"milter-manager\" nor \"nobody\" exists to serve as: set \
+         security.effective_user to an unprivileged user (the launcher alone keeps root)"
+    )]
+    RootInPrivilegeMode,
     #[error("cannot map the shared session counters: {0}")]
     SessionBoard(io::Error),
     #[error("cannot map the shared status counters: {0}")]
