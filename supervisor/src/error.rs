@@ -137,7 +137,7 @@ pub enum Error {
     /// `who` (the identity the process will serve as) cannot read `what` (`path`) because of
     /// `place` (the file itself or a directory above it): `reason`.
     NotReadable {
-        what: String,
+        what: &'static str,
         path: PathBuf,
         place: PathBuf,
         who: String,

@@ -202,10 +202,10 @@ impl Identity {
     /// Fails unless this identity will be able to read `path` (`what` names it): read on
     /// the file and search on every directory above it, from the mode bits and owners. A
     /// configuration file read again at a reload, after the switch, is checked so at start.
-    pub fn check_readable(&self, what: &str, path: &Path) -> Result<()> {
+    pub fn check_readable(&self, what: &'static str, path: &Path) -> Result<()> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let refused = |place: &Path, reason: String| Error::NotReadable {
-            what: what.to_string(),
+            what,
             path: path.clone(),
             place: place.to_path_buf(),
             who: self.describe(),
