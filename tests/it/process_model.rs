@@ -801,11 +801,23 @@ fn as_root_a_socket_directory_the_user_cannot_write_fails_at_start() {
         stderr,
         format!(
             "milter-manager: socket {}: directory {} is not writable by user \"{user}\", whom \
-             the processes run as (owned by root:root, mode 0755)\n",
+             the processes run as (owned by root:root, mode 0755): the stop removes it as \
+             that user; let that user write there (chown/chmod), or set \
+             manager.remove_unix_socket_on_close = false\n",
             socket.display(),
             run_dir.display()
         )
     );
+
+    // Kept at the stop, the socket's directory does not matter.
+    let options =
+        ManagerOptions { socket_dir: Some(&run_dir), user_from_config: true, ..Default::default() };
+    let config = "[manager]\nremove_unix_socket_on_close = false\n";
+    let mut manager = ManagerProcess::start_with(&dir, config, &options);
+    assert_eq!(manager.socket, socket);
+    let status = manager.process.terminate();
+    assert_eq!(status.code(), Some(0), "{}", manager.log());
+    assert!(socket.exists(), "kept, as configured");
 
     // The controller's socket likewise.
     let writable = directory_with_mode(&dir, "writable", 0o777);
@@ -820,7 +832,9 @@ fn as_root_a_socket_directory_the_user_cannot_write_fails_at_start() {
         stderr,
         format!(
             "milter-manager: controller socket {}: directory {} is not writable by user \
-             \"{user}\", whom the processes run as (owned by root:root, mode 0755)\n",
+             \"{user}\", whom the processes run as (owned by root:root, mode 0755): the stop \
+             removes it as that user; let that user write there (chown/chmod), or set \
+             controller.remove_unix_socket_on_close = false\n",
             controller.display(),
             run_dir.display()
         )

@@ -456,20 +456,18 @@ fn check_files_for(
         identity.check_readable("configuration file", path)?;
     }
     let sockets = [
-        (
-            "socket",
-            &Some(config.manager.connection_spec.clone()),
-            config.manager.remove_unix_socket_on_close,
-        ),
-        (
-            "controller socket",
-            &config.controller.connection_spec,
-            config.controller.remove_unix_socket_on_close,
-        ),
+        ("manager", "socket", Some(&config.manager.connection_spec)),
+        ("controller", "controller socket", config.controller.connection_spec.as_ref()),
     ];
-    for (what, spec, removed_at_stop) in sockets {
+    for (section, what, spec) in sockets {
+        let removed_at_stop = match section {
+            "manager" => config.manager.remove_unix_socket_on_close,
+            _ => config.controller.remove_unix_socket_on_close,
+        };
         if let (Some(Spec::Unix { path, .. }), true) = (spec, removed_at_stop) {
-            identity.check_removable(what, path)?;
+            identity.check_removable(what, path).map_err(|source| {
+                StartError::SocketNotRemovable { section, source: Box::new(source) }
+            })?;
         }
     }
     Ok(Some(identity))
