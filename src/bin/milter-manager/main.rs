@@ -455,15 +455,17 @@ fn check_files_for(
     for path in &config.files_read {
         identity.check_readable("configuration file", path)?;
     }
+    let (manager, controller) = (&config.manager, &config.controller);
     let sockets = [
-        ("manager", "socket", Some(&config.manager.connection_spec)),
-        ("controller", "controller socket", config.controller.connection_spec.as_ref()),
+        ("manager", "socket", Some(&manager.connection_spec), manager.remove_unix_socket_on_close),
+        (
+            "controller",
+            "controller socket",
+            controller.connection_spec.as_ref(),
+            controller.remove_unix_socket_on_close,
+        ),
     ];
-    for (section, what, spec) in sockets {
-        let removed_at_stop = match section {
-            "manager" => config.manager.remove_unix_socket_on_close,
-            _ => config.controller.remove_unix_socket_on_close,
-        };
+    for (section, what, spec, removed_at_stop) in sockets {
         if let (Some(Spec::Unix { path, .. }), true) = (spec, removed_at_stop) {
             identity.check_removable(what, path).map_err(|source| {
                 StartError::SocketNotRemovable { section, source: Box::new(source) }
