@@ -78,6 +78,9 @@ pub struct Config {
     /// What the admin should fix though the configuration loads (configuration files
     /// others may write, outside privilege mode). One line each, for the log.
     pub warnings: Vec<String>,
+    /// Every configuration file read, in order: a manager started as root checks that the
+    /// user it serves as can read them again at a reload.
+    pub files_read: Vec<PathBuf>,
     origins: origin::Origins,
     /// The directory platform files are read under when `package.options` names none
     /// (`/` when unset): tests load over a fake machine.
@@ -105,6 +108,7 @@ impl PartialEq for Config {
             milters,
             notes: _,
             warnings: _,
+            files_read: _,
             origins: _,
             root: _,
         } = self;
@@ -184,6 +188,7 @@ impl Config {
         config.settle_detected_conditions();
         config.check_complete()?;
         file_safety::check(&mut config, loader.files())?;
+        config.files_read = loader.files().to_vec();
         Ok(config)
     }
 

@@ -134,6 +134,15 @@ pub enum Error {
         who: String,
         reason: String,
     },
+    /// `who` (the identity the process will serve as) cannot read `what` (`path`) because of
+    /// `place` (the file itself or a directory above it): `reason`.
+    NotReadable {
+        what: &'static str,
+        path: PathBuf,
+        place: PathBuf,
+        who: String,
+        reason: String,
+    },
     /// chown of a file this process created failed.
     FileOwner {
         path: PathBuf,
@@ -283,6 +292,20 @@ impl fmt::Display for Error {
                 f,
                 "{what} {}: directory {} is not writable by {who}, whom the processes run as \
                  ({reason})",
+                path.display(),
+                place.display()
+            ),
+            NotReadable { what, path, place, who, reason } if place == path => write!(
+                f,
+                "{what} {} is not readable by {who}, whom the processes run as and who reads \
+                 it again at a reload ({reason}): let that user read it (chgrp/chmod g+r)",
+                path.display()
+            ),
+            NotReadable { what, path, place, who, reason } => write!(
+                f,
+                "{what} {}: directory {} cannot be searched by {who}, whom the processes run as \
+                 and who reads the file again at a reload ({reason}): let that user in \
+                 (chgrp/chmod g+x)",
                 path.display(),
                 place.display()
             ),

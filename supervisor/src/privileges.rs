@@ -179,10 +179,61 @@ impl Identity {
         Ok(())
     }
 
+    /// Fails unless this identity will be able to remove a file in `path`'s directory
+    /// (`what` names the file): a unix socket removed at stop by the unprivileged process.
+    /// The file itself does not matter (it may be a stale one, replaced at the bind).
+    pub fn check_removable(&self, what: &str, path: &Path) -> Result<()> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let directory = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let refused = |reason: String| Error::NotWritable {
+            what: what.to_string(),
+            path: path.clone(),
+            place: directory.clone(),
+            who: self.describe(),
+            reason,
+        };
+        match std::fs::metadata(&directory) {
+            Ok(metadata) if self.may(&metadata, WRITE | SEARCH) => Ok(()),
+            Ok(metadata) => Err(refused(describe_metadata(&metadata))),
+            Err(e) => Err(refused(crate::error::os_words(&e))),
+        }
+    }
+
+    /// Fails unless this identity will be able to read `path` (`what` names it): read on
+    /// the file and search on every directory above it, from the mode bits and owners. A
+    /// configuration file read again at a reload, after the switch, is checked so at start.
+    pub fn check_readable(&self, what: &'static str, path: &Path) -> Result<()> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let refused = |place: &Path, reason: String| Error::NotReadable {
+            what,
+            path: path.clone(),
+            place: place.to_path_buf(),
+            who: self.describe(),
+            reason,
+        };
+        for directory in path.ancestors().skip(1) {
+            match std::fs::metadata(directory) {
+                Ok(metadata) if self.may(&metadata, SEARCH) => {}
+                Ok(metadata) => return Err(refused(directory, describe_metadata(&metadata))),
+                Err(e) => return Err(refused(directory, crate::error::os_words(&e))),
+            }
+        }
+        match std::fs::metadata(&path) {
+            Ok(metadata) if self.may(&metadata, READ) => Ok(()),
+            Ok(metadata) => Err(refused(&path, describe_metadata(&metadata))),
+            Err(e) => Err(refused(&path, crate::error::os_words(&e))),
+        }
+    }
+
     fn may_write(&self, metadata: &std::fs::Metadata) -> bool {
+        self.may(metadata, WRITE)
+    }
+
+    fn may(&self, metadata: &std::fs::Metadata, wanted: u32) -> bool {
         use std::os::unix::fs::MetadataExt;
         let groups: Vec<u32> = self.groups.iter().map(|g| g.as_raw()).collect();
-        may_write(self.uid().as_raw(), &groups, metadata.uid(), metadata.gid(), metadata.mode())
+        let (uid, mode) = (self.uid().as_raw(), metadata.mode());
+        may(uid, &groups, metadata.uid(), metadata.gid(), mode, wanted)
     }
 
     /// Gives a file this process created (still as root) to this identity, so that it can
@@ -197,18 +248,30 @@ impl Identity {
     }
 }
 
-/// Whether a process with `uid` and `groups` may write a file owned by `owner`:`group` with
-/// `mode`, by the permission bits alone (root always may).
-fn may_write(uid: u32, groups: &[u32], owner: u32, group: u32, mode: u32) -> bool {
-    if uid == 0 {
-        true
+/// The "others" bits of an access: read, write, search (execute).
+const READ: u32 = 0o4;
+const WRITE: u32 = 0o2;
+const SEARCH: u32 = 0o1;
+
+/// Whether a process with `uid` and `groups` may access (`wanted`: [`READ`], [`WRITE`],
+/// [`SEARCH`], or-ed) a file owned by `owner`:`group` with `mode`, by the permission bits
+/// alone (root always may, as for the checks it needs).
+fn may(uid: u32, groups: &[u32], owner: u32, group: u32, mode: u32, wanted: u32) -> bool {
+    let bits = if uid == 0 {
+        return true;
     } else if uid == owner {
-        mode & 0o200 != 0
+        mode >> 6
     } else if groups.contains(&group) {
-        mode & 0o020 != 0
+        mode >> 3
     } else {
-        mode & 0o002 != 0
-    }
+        mode
+    };
+    bits & wanted == wanted
+}
+
+#[cfg(test)]
+fn may_write(uid: u32, groups: &[u32], owner: u32, group: u32, mode: u32) -> bool {
+    may(uid, groups, owner, group, mode, WRITE)
 }
 
 /// `owned by root:root, mode 0755` for a refusal.
@@ -305,6 +368,16 @@ mod tests {
         assert!(!may_write(7, &[7, 9], 0, 9, 0o202), "the group's bits decide for members");
         assert!(may_write(7, &[7], 0, 0, 0o002));
         assert!(!may_write(7, &[7], 0, 0, 0o755));
+    }
+
+    #[test]
+    fn reading_and_searching_use_their_own_bits() {
+        assert!(may(7, &[7], 0, 0, 0o644, READ));
+        assert!(!may(7, &[7], 0, 0, 0o640, READ), "others may not read 0640");
+        assert!(may(7, &[7, 9], 0, 9, 0o640, READ));
+        assert!(!may(7, &[7], 0, 0, 0o754, SEARCH));
+        assert!(may(7, &[7], 0, 0, 0o773, WRITE | SEARCH));
+        assert!(!may(7, &[7], 0, 0, 0o776, WRITE | SEARCH), "removing needs both");
     }
 
     #[test]

@@ -482,6 +482,8 @@ fn a_large_binary_body_spills_to_a_file_and_reaches_every_child_intact() {
 fn a_manager_started_as_root_spills_as_its_serving_user() {
     support::require_root();
     let dir = TempDir::new("manager-spill-nobody");
+    // The unprivileged supervisor removes its socket here at the end.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let client = TestClient::start_tcp(&dir, &[]);
     // Like /tmp: anyone may make files there, only their owner remove them.
     let spill_dir = dir.join("spill");

@@ -643,6 +643,10 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
     let reopened = |log: &str| log.matches("SIGUSR1 received: log file reopened").count() >= 2;
     assert!(wait_for(deadline(), || reopened(&manager.log())), "{}", manager.log());
     assert!(!manager.log().contains("still logging to the old file"), "{}", manager.log());
+    // The configuration, read as root at start, is read again as the user.
+    manager.signal("HUP");
+    let reloaded = |log: &str| log.contains("reloaded configuration (generation 2)");
+    assert!(wait_for(deadline(), || reloaded(&manager.log())), "{}", manager.log());
 
     let status = manager.process.terminate();
     assert_eq!(status.code(), Some(0), "{}", manager.log());
@@ -715,6 +719,156 @@ fn as_root_a_pid_file_the_user_cannot_write_fails_at_once_and_leaves_no_socket()
     );
     assert!(!socket.exists(), "nothing was bound");
     assert!(!pid_file.exists());
+}
+
+/// Starts the manager as root with `conf` (the serving user is the default one) and the
+/// socket `socket`, expecting a refusal at start: its stderr, and that nothing was bound.
+fn refused_start(dir: &TempDir, conf: &Path, socket: &Path) -> String {
+    let mut command = Command::new(support::MANAGER);
+    command.arg("-c").arg(conf).arg("-s").arg(format!("unix:{}", socket.display()));
+    let out = support::run(dir, "manager", &mut command, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert!(!socket.exists(), "nothing was bound");
+    out.stderr
+}
+
+/// A directory of `dir` with `mode`, owned by root.
+fn directory_with_mode(dir: &TempDir, name: &str, mode: u32) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// SIGHUP reads the configuration as the serving user: a file only root can read would
+/// pass at start and fail every reload, so the start refuses it and says what to change.
+#[test]
+fn as_root_a_configuration_file_the_user_cannot_read_fails_at_start() {
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
+    require_root();
+    let user = default_user();
+    let dir = TempDir::new("pm-conf-root-only");
+    let run_dir = directory_with_mode(&dir, "run", 0o777);
+    let conf = directory_with_mode(&dir, "conf", 0o755);
+    let main = conf.join("milter-manager.toml");
+    std::fs::write(&main, "include_optional = [\"local.toml\"]\n").unwrap();
+    let local = conf.join("local.toml");
+    std::fs::write(&local, "[manager]\nn_workers = 0\n").unwrap();
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let stderr = refused_start(&dir, &conf, &run_dir.join("manager.sock"));
+    assert_eq!(
+        stderr,
+        format!(
+            "milter-manager: configuration file {} is not readable by user \"{user}\", whom \
+             the processes run as and who reads it again at a reload (owned by root:root, mode \
+             0600): let that user read it (chgrp/chmod g+r)\n",
+            local.display()
+        )
+    );
+
+    // A directory the user cannot enter is named as such.
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = refused_start(&dir, &conf, &run_dir.join("manager.sock"));
+    assert_eq!(
+        stderr,
+        format!(
+            "milter-manager: configuration file {}: directory {} cannot be searched by user \
+             \"{user}\", whom the processes run as and who reads the file again at a reload \
+             (owned by root:root, mode 0700): let that user in (chgrp/chmod g+x)\n",
+            main.display(),
+            conf.display()
+        )
+    );
+}
+
+/// The unprivileged supervisor removes the socket at the stop: a directory only root may
+/// write is refused at start (unless the socket is kept at close).
+#[test]
+fn as_root_a_socket_directory_the_user_cannot_write_fails_at_start() {
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
+    require_root();
+    let user = default_user();
+    let dir = TempDir::new("pm-socket-root-only");
+    let run_dir = directory_with_mode(&dir, "run", 0o755);
+    let conf = directory_with_mode(&dir, "conf", 0o755);
+    std::fs::write(conf.join("milter-manager.toml"), "").unwrap();
+    let socket = run_dir.join("manager.sock");
+    let stderr = refused_start(&dir, &conf, &socket);
+    assert_eq!(
+        stderr,
+        format!(
+            "milter-manager: socket {}: directory {} is not writable by user \"{user}\", whom \
+             the processes run as (owned by root:root, mode 0755): the stop removes it as \
+             that user; let that user write there (chown/chmod), or set \
+             manager.remove_unix_socket_on_close = false\n",
+            socket.display(),
+            run_dir.display()
+        )
+    );
+
+    // Kept at the stop, the socket's directory does not matter.
+    let options =
+        ManagerOptions { socket_dir: Some(&run_dir), user_from_config: true, ..Default::default() };
+    let config = "[manager]\nremove_unix_socket_on_close = false\n";
+    let mut manager = ManagerProcess::start_with(&dir, config, &options);
+    assert_eq!(manager.socket, socket);
+    let status = manager.process.terminate();
+    assert_eq!(status.code(), Some(0), "{}", manager.log());
+    assert!(socket.exists(), "kept, as configured");
+
+    // The controller's socket likewise.
+    let writable = directory_with_mode(&dir, "writable", 0o777);
+    let controller = run_dir.join("controller.sock");
+    std::fs::write(
+        conf.join("milter-manager.toml"),
+        format!("[controller]\nconnection_spec = \"unix:{}\"\n", controller.display()),
+    )
+    .unwrap();
+    let stderr = refused_start(&dir, &conf, &writable.join("manager.sock"));
+    assert_eq!(
+        stderr,
+        format!(
+            "milter-manager: controller socket {}: directory {} is not writable by user \
+             \"{user}\", whom the processes run as (owned by root:root, mode 0755): the stop \
+             removes it as that user; let that user write there (chown/chmod), or set \
+             controller.remove_unix_socket_on_close = false\n",
+            controller.display(),
+            run_dir.display()
+        )
+    );
+}
+
+/// SIGUSR1 reopens the log file as the serving user: an existing one only root may write
+/// is refused at start.
+#[test]
+fn as_root_a_log_file_the_user_cannot_write_fails_at_start() {
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
+    require_root();
+    let user = default_user();
+    let dir = TempDir::new("pm-log-root-only");
+    let run_dir = directory_with_mode(&dir, "run", 0o777);
+    let conf = directory_with_mode(&dir, "conf", 0o755);
+    let log = dir.join("manager.log");
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(
+        conf.join("milter-manager.toml"),
+        format!("[log]\npath = \"{}\"\nuse_syslog = false\n", log.display()),
+    )
+    .unwrap();
+    let stderr = refused_start(&dir, &conf, &run_dir.join("manager.sock"));
+    assert_eq!(
+        stderr,
+        format!(
+            "milter-manager: log file {} is not writable by user \"{user}\", whom the \
+             processes run as (owned by root:root, mode 0644)\n",
+            log.display()
+        )
+    );
 }
 
 /// Stops, on drop, the daemon whose pid file this is (the launching process the test

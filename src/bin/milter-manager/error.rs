@@ -34,6 +34,18 @@ pub(crate) enum StartError {
     Endpoint { name: String, reason: ResolveError },
     #[error("milter {name:?}: {spec} has no address")]
     NoAddress { name: String, spec: Spec },
+    #[error(
+        "security.privilege_mode: started as root without security.effective_user, and neither \
+         user \"milter-manager\" nor \"nobody\" exists to serve as: set \
+         security.effective_user to an unprivileged user (the launcher alone keeps root)"
+    )]
+    RootInPrivilegeMode,
+    /// A unix socket the serving user could not remove at the stop.
+    #[error(
+        "{source}: the stop removes it as that user; let that user write there \
+         (chown/chmod), or set {section}.remove_unix_socket_on_close = false"
+    )]
+    SocketNotRemovable { section: &'static str, source: Box<supervisor::Error> },
     #[error("cannot map the shared session counters: {0}")]
     SessionBoard(io::Error),
     #[error("cannot map the shared status counters: {0}")]

@@ -330,7 +330,7 @@ fn run(options: &Options) -> Result<i32, StartError> {
         );
         return Ok(0);
     }
-    let (serving_user, why_this_user) = privilege::serving_user(&config);
+    let (serving_user, why_this_user) = privilege::serving_user(&config)?;
     let identity = check_files_for(&config, serving_user.as_deref())?;
     let new_log_file =
         config.log.path.as_ref().filter(|path| path.as_os_str() != "-" && !path.exists());
@@ -430,8 +430,11 @@ fn run(options: &Options) -> Result<i32, StartError> {
 }
 
 /// Started as root, fails unless the user the processes will serve as can write the pid file
-/// (and remove it at the end) and an existing log file (reopened on SIGUSR1): before
-/// anything is bound or written. The identity, when there is one to switch to.
+/// (and remove it at the end) and an existing log file (reopened on SIGUSR1), read every
+/// configuration file (read again at a reload), and remove the unix sockets at the end:
+/// before anything is bound or written. Checked, not worked around with descriptors kept
+/// from root: a reload may read new files, and the admin fixes the owner once, as sshd and
+/// Postfix ask. The identity, when there is one to switch to.
 fn check_files_for(
     config: &Config,
     user: Option<&str>,
@@ -449,6 +452,26 @@ fn check_files_for(
     // A log file that does not exist yet is created as root and given to the user.
     if let Some(path) = config.log.path.as_ref().filter(|p| p.as_os_str() != "-" && p.exists()) {
         identity.check_writable("log file", path, false)?;
+    }
+    for path in &config.files_read {
+        identity.check_readable("configuration file", path)?;
+    }
+    let (manager, controller) = (&config.manager, &config.controller);
+    let sockets = [
+        ("manager", "socket", Some(&manager.connection_spec), manager.remove_unix_socket_on_close),
+        (
+            "controller",
+            "controller socket",
+            controller.connection_spec.as_ref(),
+            controller.remove_unix_socket_on_close,
+        ),
+    ];
+    for (section, what, spec, removed_at_stop) in sockets {
+        if let (Some(Spec::Unix { path, .. }), true) = (spec, removed_at_stop) {
+            identity.check_removable(what, path).map_err(|source| {
+                StartError::SocketNotRemovable { section, source: Box::new(source) }
+            })?;
+        }
     }
     Ok(Some(identity))
 }

@@ -19,17 +19,33 @@ const DEFAULT_USERS: [&str; 2] = ["milter-manager", "nobody"];
 /// The user the processes serve as: `security.effective_user`, or when started as root
 /// without one, [`DEFAULT_USERS`]' first that exists (root only when written out). `None`:
 /// the user that started it, unchanged. The second value says why, for the log.
-pub(crate) fn serving_user(config: &Config) -> (Option<String>, Option<String>) {
+/// In privilege mode, with neither default user, it fails: the launcher runs commands as
+/// root on request, so the side that talks to the MTA must not be root too.
+pub(crate) fn serving_user(
+    config: &Config,
+) -> Result<(Option<String>, Option<String>), StartError> {
     if let Some(user) = &config.security.effective_user {
-        return (Some(user.clone()), None);
+        return Ok((Some(user.clone()), None));
     }
     if !nix::unistd::Uid::effective().is_root() {
-        return (None, None);
+        return Ok((None, None));
     }
     let found = DEFAULT_USERS
         .into_iter()
         .find(|name| matches!(nix::unistd::User::from_name(name), Ok(Some(_))));
-    match found {
+    default_user_choice(found, config.security.privilege_mode)
+}
+
+/// Whom to serve as when started as root without `security.effective_user`, given the
+/// first of [`DEFAULT_USERS`] that exists.
+fn default_user_choice(
+    found: Option<&str>,
+    privilege_mode: bool,
+) -> Result<(Option<String>, Option<String>), StartError> {
+    if found.is_none() && privilege_mode {
+        return Err(StartError::RootInPrivilegeMode);
+    }
+    Ok(match found {
         Some(name) => (
             Some(name.to_string()),
             Some(format!(
@@ -46,7 +62,7 @@ pub(crate) fn serving_user(config: &Config) -> (Option<String>, Option<String>) 
                     .to_string(),
             ),
         ),
-    }
+    })
 }
 
 /// What the launcher may run for one milter.
@@ -168,6 +184,22 @@ fn answer(
 mod tests {
     use super::*;
     use milter_manager::config::Milter;
+
+    #[test]
+    fn privilege_mode_without_a_user_to_serve_as_is_refused() {
+        let error = default_user_choice(None, true).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "security.privilege_mode: started as root without security.effective_user, and \
+             neither user \"milter-manager\" nor \"nobody\" exists to serve as: set \
+             security.effective_user to an unprivileged user (the launcher alone keeps root)"
+        );
+        let (user, why) = default_user_choice(None, false).unwrap();
+        assert_eq!(user, None);
+        assert!(why.unwrap().ends_with("serving as root"));
+        let (user, _) = default_user_choice(Some("nobody"), true).unwrap();
+        assert_eq!(user.as_deref(), Some("nobody"));
+    }
 
     #[test]
     fn a_disabled_milter_is_not_started() {
