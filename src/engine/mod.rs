@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use body::{Body, MemorySpill, NoSpill, ReportedOnce, SpillFactory, SpillFile};
 pub use event::{ChildView, Conditions, Context, Event, MacroList, NoConditions};
 pub use negotiate::{check_child_answer, merge_answers, offer_for_children, AnswerError};
-pub use session::{Output, Session};
+pub use session::{ConnectFailure, Output, Session};
 pub use stage::Stage;
 pub use status::{Fold, Status, Verdict};
 

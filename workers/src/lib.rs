@@ -50,6 +50,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub use admission::Admission;
+pub use listener::is_out_of_descriptors;
 
 /// A listening socket created (and set up) by the supervisor before any fork. Every worker
 /// process shares the same listener; the loop sets it non-blocking itself.

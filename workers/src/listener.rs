@@ -30,7 +30,7 @@ pub(crate) enum AcceptFailure {
 }
 
 /// EMFILE or ENFILE: the process or the system has no file descriptor left.
-pub(crate) fn is_out_of_descriptors(error: &io::Error) -> bool {
+pub fn is_out_of_descriptors(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 

@@ -11,7 +11,7 @@ use milter_manager::conditions::{
     ConditionSet, ConnectGate, DnsblVerdict, LookupAction, SessionCount,
 };
 use milter_manager::control_protocol::Counters;
-use milter_manager::engine::{EngineConfig, Output, Session};
+use milter_manager::engine::{ConnectFailure, EngineConfig, Output, Session};
 use supervisor::{SessionBoard, SharedCounters};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
@@ -175,15 +175,14 @@ impl workers::Session for ManagerSession {
         }
         if let Some(child) = child_of(conn) {
             // The engine only words the error: give it the address and what to do. Out of
-            // file descriptors, the error goes as it is: the engine tells the manager's
-            // failure by its errno, and the child's address has nothing to do with it.
+            // file descriptors, the child's address has nothing to do with it.
             let result = result.map_err(|e| {
-                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                    return e;
+                if workers::is_out_of_descriptors(&e) {
+                    return ConnectFailure::OutOfDescriptors(e);
                 }
                 let endpoint = &self.generation.endpoints[child];
                 let text = format!("{e} ({}){}", describe(endpoint), access_hint(&e, endpoint));
-                io::Error::new(e.kind(), text)
+                ConnectFailure::Unreachable(io::Error::new(e.kind(), text))
             });
             self.engine.handle_child_connected(child, result, now);
         }

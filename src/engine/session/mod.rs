@@ -55,6 +55,16 @@ pub enum Output {
 /// but body chunks.
 const SPARE_BUFFER_MAX: usize = 4096;
 
+/// Why a child's connection could not be opened, as the runtime tells it.
+#[derive(Debug)]
+pub enum ConnectFailure {
+    /// The child could not be reached: refused, no socket, no permission...
+    Unreachable(io::Error),
+    /// The manager had no file descriptor left for the socket: its failure, not the
+    /// child's (it counts as `manager.fallback_status` too).
+    OutOfDescriptors(io::Error),
+}
+
 /// One MTA connection and the connections to its children.
 pub struct Session {
     config: Arc<EngineConfig>,
@@ -185,7 +195,12 @@ impl Session {
         self.phase = self.finish(now);
     }
 
-    pub fn handle_child_connected(&mut self, child: usize, result: io::Result<()>, now: Instant) {
+    pub fn handle_child_connected(
+        &mut self,
+        child: usize,
+        result: Result<(), ConnectFailure>,
+        now: Instant,
+    ) {
         self.now = now;
         if self.is_finished() || self.children[child].phase != ChildPhase::Connecting {
             return;
@@ -199,10 +214,12 @@ impl Session {
                 let offer = Command::Negotiate(state.offer.clone());
                 state.send(&offer);
             }
-            Err(error) => {
-                // No descriptor for the socket: the manager's failure, not the child's.
-                let exhausted = matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                self.children[child].failed_by_manager = exhausted;
+            Err(failure) => {
+                let (error, by_manager) = match failure {
+                    ConnectFailure::Unreachable(error) => (error, false),
+                    ConnectFailure::OutOfDescriptors(error) => (error, true),
+                };
+                self.children[child].failed_by_manager = by_manager;
                 self.fail_child(child, &format!("cannot connect: {error}"), now);
             }
         }

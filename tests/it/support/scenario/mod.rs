@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 use milter_manager::conditions::{ConditionSet, DnsblVerdict, SessionCount};
 use milter_manager::config::Config;
 use milter_manager::engine::{
-    ChildConfig, Conditions, Context, EngineConfig, Event, MemorySpill, Output, Session, Stage,
-    Status,
+    ChildConfig, Conditions, ConnectFailure, Context, EngineConfig, Event, MemorySpill, Output,
+    Session, Stage, Status,
 };
 use milter_manager::protocol::{Command, Deframer, Reply};
 use milter_manager::status::FallbackStatus;
@@ -692,7 +692,14 @@ impl<'a> Run<'a> {
                 Output::Connect { child } => {
                     let refusal = self.scenario.refused.iter().find(|(c, _)| *c == child);
                     let result = match refusal {
-                        Some((_, errno)) => Err(std::io::Error::from_raw_os_error(*errno)),
+                        Some((_, errno)) => {
+                            let error = std::io::Error::from_raw_os_error(*errno);
+                            Err(if workers::is_out_of_descriptors(&error) {
+                                ConnectFailure::OutOfDescriptors(error)
+                            } else {
+                                ConnectFailure::Unreachable(error)
+                            })
+                        }
                         None => Ok(()),
                     };
                     self.session.handle_child_connected(child, result, self.now);
