@@ -54,13 +54,6 @@ pub enum FlagsError {
     Unknown { flag: String, known: String },
 }
 
-/// Lets code that gathers its errors as text (the scenario reader of the tests) use `?`.
-impl From<FlagsError> for String {
-    fn from(error: FlagsError) -> Self {
-        error.to_string()
-    }
-}
-
 fn parse_names<'a>(
     text: &str,
     named: impl Iterator<Item = (u32, &'a str)> + Clone,

@@ -21,13 +21,15 @@ fn negotiation(args: &[Vec<u8>]) -> Result<Negotiation, String> {
     let version = number(args, 1, "version")?;
     let actions = match text(&arg(args, 2, "actions")?).as_str() {
         "all" => Actions::ALL,
-        other => Actions::parse(other)?,
+        other => Actions::parse(other).map_err(|e| e.to_string())?,
     };
     let steps = match text(&arg(args, 3, "steps")?).as_str() {
         "all" => Steps::ALL,
         other => match other.strip_prefix("all-but:") {
-            Some(left_out) => Steps::ALL.difference(Steps::parse(left_out)?),
-            None => Steps::parse(other)?,
+            Some(left_out) => {
+                Steps::ALL.difference(Steps::parse(left_out).map_err(|e| e.to_string())?)
+            }
+            None => Steps::parse(other).map_err(|e| e.to_string())?,
         },
     };
     let mut negotiation = Negotiation::new(version, actions, steps);
