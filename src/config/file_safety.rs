@@ -9,9 +9,10 @@ use std::path::Path;
 use super::{Config, ConfigError};
 
 /// Checks every file read (and its directory); see the module's documentation.
-pub(super) fn check(config: &mut Config, files: &[std::path::PathBuf]) -> Result<(), ConfigError> {
+pub(super) fn check(config: &mut Config) -> Result<(), ConfigError> {
     let trusted = [0, nix::unistd::geteuid().as_raw()];
-    for path in files {
+    let mut warnings = Vec::new();
+    for path in &config.files_read {
         let Some(problem) = problem(path, &trusted) else { continue };
         if config.security.privilege_mode {
             return Err(ConfigError::file(
@@ -22,11 +23,12 @@ pub(super) fn check(config: &mut Config, files: &[std::path::PathBuf]) -> Result
                 ),
             ));
         }
-        config.warnings.push(format!(
+        warnings.push(format!(
             "{}: {problem}: whoever can write it can change what the manager does",
             path.display()
         ));
     }
+    config.warnings.extend(warnings);
     Ok(())
 }
 

@@ -187,8 +187,8 @@ impl Config {
         config.settle_platform();
         config.settle_detected_conditions();
         config.check_complete()?;
-        file_safety::check(&mut config, loader.files())?;
-        config.files_read = loader.files().to_vec();
+        config.files_read = loader.into_files();
+        file_safety::check(&mut config)?;
         Ok(config)
     }
 

@@ -67,8 +67,8 @@ impl Loader {
     }
 
     /// Every configuration file read, in the order read.
-    pub(super) fn files(&self) -> &[PathBuf] {
-        &self.files
+    pub(super) fn into_files(self) -> Vec<PathBuf> {
+        self.files
     }
 
     /// Whether the platform default (and detection) was loaded.
