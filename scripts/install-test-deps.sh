@@ -43,3 +43,8 @@ if [ -n "$need" ]; then
         trap - EXIT
     fi
 fi
+
+# scripts/fuzz runs the fuzz targets through cargo-fuzz (from crates.io; stable Rust will do).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi

@@ -1,0 +1,63 @@
+//! One engine session driven by arbitrary MTA and child byte streams on a virtual clock.
+//! The first byte picks the number of children (1 to 3) and which of them refuse the
+//! connection; then each record is an operation byte, a length byte and that many bytes:
+//! bytes from the MTA or from a child, a close of either, or the clock moving on.
+#![no_main]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use milter_manager::engine::{
+    ChildConfig, EngineConfig, MemorySpill, NoConditions, Output, Session,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&setup, mut rest)) = data.split_first() else { return };
+    let n_children = usize::from(setup % 3) + 1;
+    let refused = setup >> 2;
+    let config = EngineConfig {
+        children: (0..n_children).map(|i| ChildConfig::new(&format!("child{i}"))).collect(),
+        chunk_size: 64,
+        max_body_memory: 256,
+        spill: Arc::new(MemorySpill),
+        ..EngineConfig::default()
+    };
+    let mut now = Instant::now();
+    let mut session = Session::new(Arc::new(config), Box::new(NoConditions), 1, now);
+    while let Some((&op, tail)) = rest.split_first() {
+        let Some((&len, tail)) = tail.split_first() else { break };
+        let (bytes, tail) = tail.split_at(usize::from(len).min(tail.len()));
+        rest = tail;
+        let child = usize::from(op >> 4) % n_children;
+        match op % 8 {
+            0..=2 => session.handle_mta_data(bytes, now),
+            3..=5 => session.handle_child_data(child, bytes, now),
+            6 => match len % 4 {
+                0 => session.handle_mta_closed(now),
+                _ => session.handle_child_closed(child, None, now),
+            },
+            _ => {
+                // The clock moves on by up to about 4 hours, in 1/16-second to 64-second steps.
+                let step = u64::from(len) << (op >> 4);
+                now += Duration::from_millis(step * 62);
+                if session.poll_timeout().is_some_and(|t| t <= now) {
+                    session.handle_timeout(now);
+                }
+            }
+        }
+        while let Some(output) = session.poll_output() {
+            if let Output::Connect { child } = output {
+                let result = if refused & (1 << child) != 0 {
+                    Err(std::io::Error::from_raw_os_error(111))
+                } else {
+                    Ok(())
+                };
+                session.handle_child_connected(child, result, now);
+            }
+        }
+        if session.is_finished() {
+            break;
+        }
+    }
+});
