@@ -178,6 +178,9 @@ pub enum IncludeError {
     Missing(PathBuf),
     #[error("cannot list {}: {error}", directory.display())]
     List { directory: PathBuf, error: std::io::Error },
+    /// Whether the file exists cannot be told (a directory above it cannot be searched).
+    #[error("cannot tell whether {} exists: {error}", path.display())]
+    Unknown { path: PathBuf, error: std::io::Error },
 }
 
 fn quoted_list(choices: &[&str]) -> String {

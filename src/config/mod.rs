@@ -81,6 +81,8 @@ pub struct Config {
     /// Every configuration file read, in order: a manager started as root checks that the
     /// user it serves as can read them again at a reload.
     pub files_read: Vec<PathBuf>,
+    /// Every existing directory an include glob listed: listed again at a reload.
+    pub directories_listed: Vec<PathBuf>,
     origins: origin::Origins,
     /// The directory platform files are read under when `package.options` names none
     /// (`/` when unset): tests load over a fake machine.
@@ -109,6 +111,7 @@ impl PartialEq for Config {
             notes: _,
             warnings: _,
             files_read: _,
+            directories_listed: _,
             origins: _,
             root: _,
         } = self;
@@ -187,7 +190,7 @@ impl Config {
         config.settle_platform();
         config.settle_detected_conditions();
         config.check_complete()?;
-        config.files_read = loader.into_files();
+        (config.files_read, config.directories_listed) = loader.into_files();
         file_safety::check(&mut config)?;
         Ok(config)
     }

@@ -37,6 +37,13 @@ pub enum LogError {
     Install(log::SetLoggerError),
 }
 
+impl LogError {
+    /// Whether the file could not be opened for lack of permission.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, Self::OpenFile { error, .. } if error.kind() == std::io::ErrorKind::PermissionDenied)
+    }
+}
+
 /// What the logger does now; replaced as a whole by [`reconfigure`].
 struct Outputs {
     levels: Levels,

@@ -143,6 +143,15 @@ pub enum Error {
         who: String,
         reason: String,
     },
+    /// `who` cannot list the directory `what` (`path`) because of `place` (the directory
+    /// itself or one above it): `reason`.
+    NotListable {
+        what: &'static str,
+        path: PathBuf,
+        place: PathBuf,
+        who: String,
+        reason: String,
+    },
     /// chown of a file this process created failed.
     FileOwner {
         path: PathBuf,
@@ -305,6 +314,21 @@ impl fmt::Display for Error {
                 f,
                 "{what} {}: directory {} cannot be searched by {who}, whom the processes run as \
                  and who reads the file again at a reload ({reason}): let that user in \
+                 (chgrp/chmod g+x)",
+                path.display(),
+                place.display()
+            ),
+            NotListable { what, path, place, who, reason } if place == path => write!(
+                f,
+                "{what} {} cannot be listed by {who}, whom the processes run as and who lists \
+                 it again at a reload for new files ({reason}): let that user list it \
+                 (chgrp/chmod g+rx)",
+                path.display()
+            ),
+            NotListable { what, path, place, who, reason } => write!(
+                f,
+                "{what} {}: directory {} cannot be searched by {who}, whom the processes run as \
+                 and who lists it again at a reload ({reason}): let that user in \
                  (chgrp/chmod g+x)",
                 path.display(),
                 place.display()

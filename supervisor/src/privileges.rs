@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::{self, Gid, Group, Uid, User};
 
@@ -203,13 +203,36 @@ impl Identity {
     /// the file and search on every directory above it, from the mode bits and owners. A
     /// configuration file read again at a reload, after the switch, is checked so at start.
     pub fn check_readable(&self, what: &'static str, path: &Path) -> Result<()> {
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let refused = |place: &Path, reason: String| Error::NotReadable {
+        self.check_access(what, path, READ, |what, path, place, who, reason| Error::NotReadable {
             what,
-            path: path.clone(),
-            place: place.to_path_buf(),
-            who: self.describe(),
+            path,
+            place,
+            who,
             reason,
+        })
+    }
+
+    /// Fails unless this identity will be able to list the directory `path` (`what` names
+    /// it): read and search on it, search on every directory above it. The directory of an
+    /// include glob is listed again at every reload, where new files may have come.
+    pub fn check_listable(&self, what: &'static str, path: &Path) -> Result<()> {
+        self.check_access(what, path, READ | SEARCH, |what, path, place, who, reason| {
+            Error::NotListable { what, path, place, who, reason }
+        })
+    }
+
+    /// `wanted` on `path` itself and search on every directory above it, or the error
+    /// `refusal` makes of (what, path, the place refused, who, why).
+    fn check_access(
+        &self,
+        what: &'static str,
+        path: &Path,
+        wanted: u32,
+        refusal: fn(&'static str, PathBuf, PathBuf, String, String) -> Error,
+    ) -> Result<()> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let refused = |place: &Path, reason| {
+            refusal(what, path.clone(), place.to_path_buf(), self.describe(), reason)
         };
         for directory in path.ancestors().skip(1) {
             match std::fs::metadata(directory) {
@@ -219,7 +242,7 @@ impl Identity {
             }
         }
         match std::fs::metadata(&path) {
-            Ok(metadata) if self.may(&metadata, READ) => Ok(()),
+            Ok(metadata) if self.may(&metadata, wanted) => Ok(()),
             Ok(metadata) => Err(refused(&path, describe_metadata(&metadata))),
             Err(e) => Err(refused(&path, crate::error::os_words(&e))),
         }

@@ -783,6 +783,105 @@ fn as_root_a_configuration_file_the_user_cannot_read_fails_at_start() {
     );
 }
 
+/// An include glob's directory is listed again at every reload: one the user can enter
+/// but not list would pass at start and fail every reload, so the start refuses it.
+#[test]
+fn as_root_an_include_directory_the_user_cannot_list_fails_at_start() {
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
+    require_root();
+    let user = default_user();
+    let dir = TempDir::new("pm-conf-d-unlisted");
+    let run_dir = directory_with_mode(&dir, "run", 0o777);
+    let conf = directory_with_mode(&dir, "conf", 0o755);
+    std::fs::write(conf.join("milter-manager.toml"), "include = [\"conf.d/*.toml\"]\n").unwrap();
+    let conf_d = conf.join("conf.d");
+    std::fs::create_dir(&conf_d).unwrap();
+    std::fs::write(conf_d.join("local.toml"), "[manager]\nn_workers = 0\n").unwrap();
+    std::fs::set_permissions(&conf_d, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let stderr = refused_start(&dir, &conf, &run_dir.join("manager.sock"));
+    assert_eq!(
+        stderr,
+        format!(
+            "milter-manager: configuration directory {} cannot be listed by user \"{user}\", \
+             whom the processes run as and who lists it again at a reload for new files (owned \
+             by root:root, mode 0711): let that user list it (chgrp/chmod g+rx)\n",
+            conf_d.display()
+        )
+    );
+}
+
+/// What the serving user meets after the start: a file a reload's glob picks up that it
+/// cannot read, or an optional file in a directory it cannot enter, fails that reload (it
+/// is not skipped), and a log that a rotation moved out of a directory it
+/// cannot write stays the one written. The log says each, and mail goes on.
+#[test]
+fn as_root_a_reload_or_reopen_the_user_cannot_do_is_logged_and_mail_goes_on() {
+    // Whom it serves as depends on whether the package's user exists (debian_package).
+    let _host = support::host::depending_on_host();
+    require_root();
+    let user = default_user();
+    let dir = TempDir::new("pm-after-start");
+    // The user may enter but not write here, where the log is.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run_dir = directory_with_mode(&dir, "run", 0o777);
+    let conf_d = dir.join("conf/conf.d");
+    std::fs::create_dir_all(&conf_d).unwrap();
+    let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
+    let options =
+        ManagerOptions { socket_dir: Some(&run_dir), user_from_config: true, ..Default::default() };
+    // Only root may enter `private`, where an optional file is not there yet.
+    let private = dir.join("conf/private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = format!(
+        "include = [\"conf.d/*.toml\"]\ninclude_optional = [\"private/local.toml\"]\n{}",
+        child_config(&client.spec, "n_workers = 1")
+    );
+    let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
+    manager.wait_for_workers(1);
+
+    let root_only = conf_d.join("root-only.toml");
+    std::fs::write(&root_only, "[manager]\nn_workers = 2\n").unwrap();
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o600)).unwrap();
+    manager.signal("HUP");
+    let failed = format!(
+        "reload failed; keeping the running configuration: {}: cannot read the file: \
+         Permission denied",
+        root_only.display()
+    );
+    assert!(wait_for(deadline(), || manager.log().contains(&failed)), "{}", manager.log());
+    assert!(session_passes(&dir, "after-reload", &manager.spec()), "{}", manager.log());
+    assert_eq!(manager.workers().len(), 1, "the running configuration stays");
+    // An optional file the user cannot see is not taken for missing.
+    std::fs::remove_file(&root_only).unwrap();
+    let local = private.join("local.toml");
+    std::fs::write(&local, "[manager]\nn_workers = 2\n").unwrap();
+    manager.signal("HUP");
+    let unseen = format!(
+        "include_optional: cannot tell whether {} exists: Permission denied",
+        local.display()
+    );
+    assert!(wait_for(deadline(), || manager.log().contains(&unseen)), "{}", manager.log());
+    assert!(!manager.log().contains("reloaded configuration"), "{}", manager.log());
+
+    let rotated = dir.join("manager.log.1");
+    std::fs::rename(&manager.log, &rotated).unwrap();
+    manager.signal("USR1");
+    let kept = format!(
+        "SIGUSR1 received: cannot open log file {}: Permission denied (os error 13); still \
+         logging to the old file; the processes serve as user \"{user}\": let the rotation \
+         create the new file for that user",
+        manager.log.display()
+    );
+    let rotated_log = || read_lossy(&rotated);
+    assert!(wait_for(deadline(), || rotated_log().contains(&kept)), "{}", rotated_log());
+    assert!(!manager.log.exists(), "no file is made in a directory the user cannot write");
+    assert!(session_passes(&dir, "after-reopen", &manager.spec()), "{}", rotated_log());
+    let status = manager.process.terminate();
+    assert_eq!(status.code(), Some(0), "{}", rotated_log());
+}
+
 /// The unprivileged supervisor removes the socket at the stop: a directory only root may
 /// write is refused at start (unless the socket is kept at close).
 #[test]

@@ -269,17 +269,23 @@ fn describe(endpoint: &Endpoint) -> String {
     }
 }
 
+/// `user "milter-manager"` (or `uid 999` when the system has no name for it): whom this
+/// process serves as, for hints.
+pub(crate) fn serving_user_words() -> String {
+    let uid = nix::unistd::Uid::effective();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |user| format!("user {:?}", user.name))
+}
+
 /// What to do when a unix socket refuses this process: it serves as a user that is not
 /// allowed in (the milter's socket, or its directory, belongs to the milter's group).
 fn access_hint(error: &io::Error, endpoint: &Endpoint) -> String {
     if error.kind() != io::ErrorKind::PermissionDenied || !matches!(endpoint, Endpoint::Unix(_)) {
         return String::new();
     }
-    let uid = nix::unistd::Uid::effective();
-    let user = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {uid}"), |user| format!("user {:?}", user.name));
+    let user = serving_user_words();
     format!(
         "; the manager serves as {user}: give it access to the socket and its directory \
          (e.g. add {user} to the socket's group)"

@@ -431,7 +431,8 @@ fn run(options: &Options) -> Result<i32, StartError> {
 
 /// Started as root, fails unless the user the processes will serve as can write the pid file
 /// (and remove it at the end) and an existing log file (reopened on SIGUSR1), read every
-/// configuration file (read again at a reload), and remove the unix sockets at the end:
+/// configuration file and list every directory an include glob lists (both again at a
+/// reload), and remove the unix sockets at the end:
 /// before anything is bound or written. Checked, not worked around with descriptors kept
 /// from root: a reload may read new files, and the admin fixes the owner once, as sshd and
 /// Postfix ask. The identity, when there is one to switch to.
@@ -455,6 +456,9 @@ fn check_files_for(
     }
     for path in &config.files_read {
         identity.check_readable("configuration file", path)?;
+    }
+    for path in &config.directories_listed {
+        identity.check_listable("configuration directory", path)?;
     }
     let (manager, controller) = (&config.manager, &config.controller);
     let sockets = [

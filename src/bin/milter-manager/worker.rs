@@ -132,6 +132,20 @@ pub(crate) fn serve(
 pub(crate) fn reopen_logs() {
     match milter_manager::program::logger::reopen() {
         Ok(()) => log::info!("SIGUSR1 received: log file reopened (pid {})", std::process::id()),
-        Err(error) => log::error!("SIGUSR1 received: {error}; still logging to the old file"),
+        Err(error) => {
+            // A rotation that moved the file away from a directory the serving user cannot
+            // write: the new file must be made for that user.
+            let hint = if error.is_permission_denied() {
+                format!(
+                    "; the processes serve as {}: let the rotation create the new file for \
+                     that user (logrotate's \"create MODE USER GROUP\") or copy and truncate \
+                     it (\"copytruncate\")",
+                    crate::adapter::serving_user_words()
+                )
+            } else {
+                String::new()
+            };
+            log::error!("SIGUSR1 received: {error}; still logging to the old file{hint}")
+        }
     }
 }

@@ -21,6 +21,13 @@ pub(super) struct Found {
     pub by_glob: bool,
 }
 
+/// The directory a pattern lists, when its file name is a glob.
+pub(super) fn listed_directory(base: &Path, pattern: &str) -> Option<PathBuf> {
+    let (directory, name) = pattern.rsplit_once('/').unwrap_or(("", pattern));
+    let directory = if directory.is_empty() && pattern.starts_with('/') { "/" } else { directory };
+    glob::is_pattern(name).then(|| base.join(directory))
+}
+
 /// The files a pattern names, relative to `base` unless absolute. Pattern characters are
 /// allowed in the file name only; matches come sorted by name. A plain name is returned
 /// whether or not it exists, for the caller to decide.

@@ -13,7 +13,7 @@ use super::schema;
 use super::script::ScriptLoader;
 use super::Config;
 use detected::define_detected;
-use include::{resolve, Need};
+use include::{listed_directory, resolve, Need};
 
 mod detected;
 mod include;
@@ -37,6 +37,8 @@ pub(super) struct Loader {
     default_allowed: bool,
     /// Every file read, in order (for the check of who may write them).
     files: Vec<PathBuf>,
+    /// The existing directories include globs listed, in order, each once.
+    listed: Vec<PathBuf>,
 }
 
 impl Loader {
@@ -49,6 +51,7 @@ impl Loader {
             default_loaded: false,
             default_allowed: true,
             files: Vec::new(),
+            listed: Vec::new(),
         }
     }
 
@@ -66,9 +69,10 @@ impl Loader {
         }
     }
 
-    /// Every configuration file read, in the order read.
-    pub(super) fn into_files(self) -> Vec<PathBuf> {
-        self.files
+    /// Every configuration file read, in the order read, and every directory an include
+    /// glob listed.
+    pub(super) fn into_files(self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        (self.files, self.listed)
     }
 
     /// Whether the platform default (and detection) was loaded.
@@ -156,8 +160,20 @@ impl Loader {
             ConfigError::at(source.path, pattern.line, Some(key.to_string()), message)
         };
         let base = source.path.parent().unwrap_or(Path::new(""));
-        for found in resolve(base, &pattern.text).map_err(error)? {
-            if !found.by_glob && !found.path.exists() {
+        let found = resolve(base, &pattern.text).map_err(error)?;
+        if let Some(directory) = listed_directory(base, &pattern.text) {
+            if directory.is_dir() && !self.listed.contains(&directory) {
+                self.listed.push(directory);
+            }
+        }
+        for found in found {
+            // An error other than "not found" (a directory that cannot be searched) is
+            // reported: an optional file must not be skipped for lack of permission.
+            let missing = !found.by_glob
+                && !found.path.try_exists().map_err(|e| {
+                    error(IncludeError::Unknown { path: found.path.clone(), error: e })
+                })?;
+            if missing {
                 if need == Need::Optional {
                     continue;
                 }

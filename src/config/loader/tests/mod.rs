@@ -57,6 +57,29 @@ fn globs_matching_nothing_and_missing_optional_files_are_fine() {
 }
 
 #[test]
+fn the_files_read_and_the_directories_globs_list_are_kept() {
+    let dir = TestDir::new("listed");
+    dir.write(
+        MAIN_FILE,
+        "include = [\"conf.d/*.toml\", \"none/*.toml\", \"plain.toml\"]\n\
+         include_optional = [\"conf.d/*.toml\", \"local.d/*.rhai\"]\n",
+    );
+    dir.write("plain.toml", "");
+    dir.write("conf.d/10-a.toml", "");
+    std::fs::create_dir(dir.path().join("local.d")).unwrap();
+    let config = load(&dir).unwrap();
+    let names = |paths: &[std::path::PathBuf]| -> Vec<String> {
+        paths.iter().map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect()
+    };
+    // A directory that does not exist is not listed; one listed twice is kept once.
+    assert_eq!(names(&config.directories_listed), ["conf.d", "local.d"]);
+    assert_eq!(
+        names(&config.files_read),
+        [MAIN_FILE, "conf.d/10-a.toml", "plain.toml", "conf.d/10-a.toml"]
+    );
+}
+
+#[test]
 fn a_missing_plain_include_is_an_error() {
     let dir = TestDir::new("missing");
     let main = dir.write(MAIN_FILE, "# first\ninclude = [\n  \"a.toml\",\n  \"b.toml\",\n]\n");
