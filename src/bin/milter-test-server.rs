@@ -1,8 +1,10 @@
 //! milter-test-server: an MTA simulator. It connects to a milter, drives it through one
 //! SMTP session the way Postfix would, and prints the milter's verdict and the time taken.
 
-use milter_manager::{outln, program};
+use milter_manager::{out, outln, program};
 
+use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -97,9 +99,14 @@ struct Options {
     /// Print the message as the milter left it, with + and - marking its changes.
     #[arg(long = "output-message")]
     output_message: bool,
-    /// Accepted for compatibility; output is never colored.
+    /// Color --output-message's changes (added green, removed red): yes, no, or auto (when
+    /// standard output is a terminal; the default).
     #[arg(long, num_args = 0..=1, default_missing_value = "auto", value_parser = ["yes", "no", "auto"])]
     color: Option<String>,
+    /// Run this many sessions at once, each on its own connection; each is printed whole,
+    /// in order, after "session: N".
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    threads: u32,
     /// Seconds for connecting and the negotiation reply.
     #[arg(long = "connection-timeout", default_value_t = 300.0)]
     connection_timeout: f64,
@@ -162,67 +169,143 @@ enum ServerError {
     Drive { spec: Spec, error: DriveError },
     #[error(transparent)]
     Session(SessionError),
+    #[error("{failed} of {of} sessions failed")]
+    SessionsFailed { failed: u32, of: u32 },
 }
 
 fn run(options: &Options) -> Result<(), ServerError> {
     let spec = Spec::parse(&options.connection_spec).map_err(ServerError::Spec)?;
     let script = build_script(options)?;
+    let color = match options.color.as_deref() {
+        Some("yes") => true,
+        Some("no") => false,
+        _ => std::io::stdout().is_terminal(),
+    };
+    let printer =
+        Printer { verbose: options.verbose, output_message: options.output_message, color };
+    if options.threads == 1 {
+        // Printed as it comes, so --verbose shows the replies while the session runs.
+        return run_session(&spec, script, &printer, &mut |text| out!("{text}"));
+    }
+    // Each session's text is kept and printed whole, in order, once all are done.
+    let outcomes: Vec<(String, Result<(), ServerError>)> = std::thread::scope(|scope| {
+        let sessions: Vec<_> = (0..options.threads)
+            .map(|_| {
+                let (spec, script, printer) = (&spec, script.clone(), &printer);
+                scope.spawn(move || {
+                    let mut text = String::new();
+                    let result = run_session(spec, script, printer, &mut |t| text.push_str(t));
+                    (text, result)
+                })
+            })
+            .collect();
+        sessions.into_iter().map(|s| s.join().expect("a session thread panicked")).collect()
+    });
+    let mut failed = 0;
+    for (i, (text, result)) in outcomes.into_iter().enumerate() {
+        outln!("session: {}", i + 1);
+        out!("{text}");
+        if let Err(error) = result {
+            eprintln!("milter-test-server: session {}: {error}", i + 1);
+            failed += 1;
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(ServerError::SessionsFailed { failed: n, of: options.threads }),
+    }
+}
+
+/// How a session is printed.
+struct Printer {
+    verbose: bool,
+    output_message: bool,
+    /// ANSI colors on --output-message's changed lines.
+    color: bool,
+}
+
+/// One session on a connection of its own; its text goes to `out` as it comes.
+fn run_session(
+    spec: &Spec,
+    script: Script,
+    printer: &Printer,
+    out: &mut dyn FnMut(&str),
+) -> Result<(), ServerError> {
     let timeouts = script.timeouts;
     let started = Instant::now();
-    let mut connection = Connection::open(&spec, timeouts.connection)?;
+    let mut connection = Connection::open(spec, timeouts.connection)?;
     connection.set_write_timeout(timeouts.writing)?;
     let mut session = TestServerSession::new(script, started);
-    drive(&mut session, &mut connection, |session| print_log(session, options.verbose))
-        .map_err(|error| ServerError::Drive { spec: spec.clone(), error })?;
+    drive(&mut session, &mut connection, |session| {
+        for line in session.take_log() {
+            if printer.verbose {
+                out(&format!("reply: {line}\n"));
+            }
+        }
+    })
+    .map_err(|error| ServerError::Drive { spec: spec.clone(), error })?;
     let elapsed = started.elapsed();
     if let Some(error) = session.error() {
         return Err(ServerError::Session(error.clone()));
     }
-    report(&session, options.output_message);
-    outln!("elapsed-time: {:.6} seconds", elapsed.as_secs_f64());
+    let mut text = String::new();
+    report(&mut text, &session, printer);
+    writeln!(text, "elapsed-time: {:.6} seconds", elapsed.as_secs_f64()).expect("to a String");
+    out(&text);
     Ok(())
 }
 
-fn print_log(session: &mut TestServerSession, verbose: bool) {
-    for line in session.take_log() {
-        if verbose {
-            outln!("reply: {line}");
-        }
-    }
-}
-
-fn report(session: &TestServerSession, output_message: bool) {
+fn report(out: &mut String, session: &TestServerSession, printer: &Printer) {
     if let Some(verdict) = session.session_verdict() {
-        outln!("status: {verdict}");
+        writeln!(out, "status: {verdict}").expect("to a String");
         return;
     }
     for (i, result) in session.messages().iter().enumerate() {
         if session.messages().len() > 1 {
-            outln!("message: {}", i + 1);
+            writeln!(out, "message: {}", i + 1).expect("to a String");
         }
         for (recipient, verdict) in &result.rejected_recipients {
-            outln!("recipient: <{}> {verdict}", escape(&recipient[..]).trim_matches(['<', '>']));
+            let recipient = escape(&recipient[..]);
+            writeln!(out, "recipient: <{}> {verdict}", recipient.trim_matches(['<', '>']))
+                .expect("to a String");
         }
-        outln!("status: {}", result.verdict);
-        if output_message {
-            print_message(&result.message);
+        writeln!(out, "status: {}", result.verdict).expect("to a String");
+        if printer.output_message {
+            print_message(out, &result.message, printer.color);
         }
     }
 }
 
+/// `text` on its own line, green (added) or red (removed) when colored.
+fn colored_line(out: &mut String, color: bool, marker: &str, text: &str) {
+    let code = match marker.trim_end() {
+        "+" if color => "32",
+        "-" if color => "31",
+        _ => "",
+    };
+    if code.is_empty() {
+        writeln!(out, "{marker}{text}")
+    } else {
+        writeln!(out, "\x1b[{code}m{marker}{text}\x1b[0m")
+    }
+    .expect("to a String");
+}
+
 /// Prints the message with `+ ` before what milters added, `- ` before what they removed
 /// and two spaces before the rest.
-fn print_message(message: &Message) {
-    let line = |marker: &str, text: String| {
+fn print_message(out: &mut String, message: &Message, color: bool) {
+    let separator_line = "------------------------------\n";
+    let line = |out: &mut String, marker: &str, text: String| {
         for part in text.split('\n') {
-            outln!("{marker} {part}");
+            colored_line(out, color, &format!("{marker} "), part);
         }
     };
     let show = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    outln!("------------------------------");
+    out.push_str(separator_line);
     if let Some(old) = &message.original_sender {
-        line("-", format!("envelope-from: {}", show(old)));
+        line(out, "-", format!("envelope-from: {}", show(old)));
         line(
+            out,
             "+",
             format!(
                 "envelope-from: {}{}",
@@ -231,11 +314,12 @@ fn print_message(message: &Message) {
             ),
         );
     } else {
-        line(" ", format!("envelope-from: {}", show(&message.sender)));
+        line(out, " ", format!("envelope-from: {}", show(&message.sender)));
     }
     for recipient in &message.recipients {
         let marker = marker_of(&recipient.change);
         line(
+            out,
             marker,
             format!(
                 "envelope-recipient: {}{}",
@@ -244,7 +328,7 @@ fn print_message(message: &Message) {
             ),
         );
     }
-    outln!("------------------------------");
+    out.push_str(separator_line);
     for header in &message.headers {
         let separator = if header.value.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
             ":"
@@ -252,33 +336,34 @@ fn print_message(message: &Message) {
             ": "
         };
         if let Change::Changed { old } = &header.change {
-            line("-", format!("{}{separator}{}", show(&header.name), show(old)));
-            line("+", format!("{}{separator}{}", show(&header.name), show(&header.value)));
+            line(out, "-", format!("{}{separator}{}", show(&header.name), show(old)));
+            line(out, "+", format!("{}{separator}{}", show(&header.name), show(&header.value)));
         } else {
             line(
+                out,
                 marker_of(&header.change),
                 format!("{}{separator}{}", show(&header.name), show(&header.value)),
             );
         }
     }
-    outln!();
-    let body_lines = |marker: &str, body: &[u8]| {
+    out.push('\n');
+    let body_lines = |out: &mut String, marker: &str, body: &[u8]| {
         let text = show(body);
         let text = text.strip_suffix("\r\n").unwrap_or(&text);
         for part in text.split("\r\n") {
-            outln!("{marker}{part}");
+            colored_line(out, color, marker, part);
         }
     };
     match &message.original_body {
         Some(old) => {
-            body_lines("- ", old);
-            body_lines("+ ", &message.body);
+            body_lines(out, "- ", old);
+            body_lines(out, "+ ", &message.body);
         }
-        None => body_lines("", &message.body),
+        None => body_lines(out, "", &message.body),
     }
     if let Some(reason) = &message.quarantine_reason {
-        outln!("------------------------------");
-        outln!("quarantine: {}", show(reason));
+        out.push_str(separator_line);
+        writeln!(out, "quarantine: {}", show(reason)).expect("to a String");
     }
 }
 

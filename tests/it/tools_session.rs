@@ -244,3 +244,86 @@ fn output_cut_short_by_the_reader_ends_quietly() {
     assert_eq!(out.status.code(), Some(0));
     drop(client);
 }
+
+/// Answers every command with continue and end-of-message with an added header and
+/// accept; the connect of each session waits until `together` sessions are connected (or
+/// 20 s), then answers temporary failure if they never were.
+fn accepting_milter(together: usize) -> u16 {
+    use milter_manager::protocol::{Command as MilterCommand, Reply};
+    use std::sync::{Arc, Condvar, Mutex};
+    let arrived = Arc::new((Mutex::new(0), Condvar::new()));
+    support::milter_stub::serve_tcp(move |stream, _| {
+        let arrived = Arc::clone(&arrived);
+        support::milter_stub::milter_session(stream, move |command| match command {
+            MilterCommand::Connect { .. } => {
+                let (count, changed) = &*arrived;
+                let mut count = count.lock().unwrap();
+                *count += 1;
+                changed.notify_all();
+                let timeout = std::time::Duration::from_secs(20);
+                let (count, _) =
+                    changed.wait_timeout_while(count, timeout, |n| *n < together).unwrap();
+                vec![if *count >= together { Reply::Continue } else { Reply::TemporaryFailure }]
+            }
+            MilterCommand::EndOfMessage { .. } => vec![
+                Reply::AddHeader { name: b"X-Added".to_vec(), value: b"yes".to_vec() },
+                Reply::Accept,
+            ],
+            _ => vec![Reply::Continue],
+        })
+    })
+}
+
+fn run_against(port: u16, args: &[&str]) -> Output {
+    Command::new(SERVER)
+        .args(["-s", &format!("inet:{port}@[127.0.0.1]")])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn threads_run_sessions_at_once_and_print_each_whole_in_order() {
+    // Run one after the other, the first session would wait for the others in vain.
+    let port = accepting_milter(3);
+    let out = run_against(port, &["--threads", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let shown: Vec<&str> =
+        stdout.lines().map(|l| l.split_once(": ").map_or(l, |(key, _)| key)).collect();
+    let one = ["status", "elapsed-time"];
+    let expected: Vec<&str> = (0..3).flat_map(|_| ["session"].into_iter().chain(one)).collect();
+    assert_eq!(shown, expected, "{stdout}");
+    let labels: Vec<&str> = stdout.lines().filter(|l| l.starts_with("session: ")).collect();
+    assert_eq!(labels, ["session: 1", "session: 2", "session: 3"]);
+    assert_eq!(stdout.matches("status: accept at end-of-message\n").count(), 3, "{stdout}");
+
+    let out = run_against(port, &["--threads", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads <THREADS>"), "{out:?}");
+}
+
+#[test]
+fn color_marks_the_changes_when_asked_or_on_a_terminal_only() {
+    let port = accepting_milter(1);
+    let added = "+ X-Added: yes\n";
+    let colored = "\x1b[32m+ X-Added: yes\x1b[0m\n";
+    for (color, expected) in [
+        (Some("--color=yes"), colored),
+        (Some("--color"), added),
+        (Some("--color=auto"), added),
+        (Some("--color=no"), added),
+        (None, added),
+    ] {
+        let mut args = vec!["--output-message"];
+        args.extend(color);
+        let out = run_against(port, &args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{color:?}: {out:?}");
+        assert!(stdout.contains(expected), "{color:?}: {stdout}");
+        // Only the change is colored.
+        let escapes = if expected == colored { 2 } else { 0 };
+        assert_eq!(stdout.matches('\x1b').count(), escapes, "{color:?}: {stdout}");
+    }
+}
