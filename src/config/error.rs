@@ -143,6 +143,10 @@ pub enum ValueError {
     Entry(#[from] EntryError),
     #[error(transparent)]
     LogLevel(#[from] UnknownLevel),
+    /// One of the above, as text: a value's `Deserialize` hands its error to serde as
+    /// text, and serde hands back only that.
+    #[error("{0}")]
+    Decoded(String),
 }
 
 /// A file mode written as text that is not one.
