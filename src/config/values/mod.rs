@@ -9,7 +9,7 @@ use super::model::MAX_SOCKET_MODE;
 mod raw;
 mod settings;
 
-pub(super) use raw::{decode, decode_plain, found_kind, Input, Raw, Setting};
+pub(super) use raw::{decode, decode_plain, found_kind, Input, Setting};
 pub(super) use settings::*;
 
 /// A value as `--show-config` prints it.
