@@ -171,7 +171,9 @@ pub(in crate::config) fn decode<S: Setting>(input: &Input<'_>) -> Result<S::Fiel
             let value: Spanned<DeValue<'_>> = (*value).clone();
             S::deserialize(value.into_deserializer()).map_err(|e| message(e.message()))?
         }
-        Input::Script(value) => rhai::serde::from_dynamic::<S>(value).map_err(script_message)?,
+        Input::Script(value) => {
+            rhai::serde::from_dynamic::<S>(value).map_err(|e| script_message(*e))?
+        }
     };
     Ok(setting.field())
 }
@@ -182,7 +184,7 @@ where
     S: Setting,
     V: IntoDeserializer<'de, de::value::Error>,
 {
-    let setting = S::deserialize(value.into_deserializer()).map_err(|e| message(e))?;
+    let setting = S::deserialize(value.into_deserializer()).map_err(message)?;
     Ok(setting.field())
 }
 
@@ -192,8 +194,8 @@ fn message(text: impl fmt::Display) -> ValueError {
 
 /// The message of a script value's checks: Rhai carries serde's custom errors in a lexer
 /// error, whose own text would add "Improper symbol".
-fn script_message(error: Box<EvalAltResult>) -> ValueError {
-    match *error {
+fn script_message(error: EvalAltResult) -> ValueError {
+    match error {
         EvalAltResult::ErrorParsing(
             ParseErrorType::BadInput(LexError::ImproperSymbol(_, m)),
             _,
