@@ -9,8 +9,9 @@ use std::path::Path;
 use super::{Config, ConfigError};
 
 /// Checks every file read (and its directory); see the module's documentation.
-pub(super) fn check(config: &mut Config) -> Result<(), ConfigError> {
-    let trusted = [0, nix::unistd::geteuid().as_raw()];
+/// `serving_uid`: the user the manager serves as, trusted besides root.
+pub(super) fn check(config: &mut Config, serving_uid: u32) -> Result<(), ConfigError> {
+    let trusted = [0, serving_uid];
     let mut warnings = Vec::new();
     for path in &config.files_read {
         let Some(problem) = problem(path, &trusted) else { continue };
@@ -90,6 +91,33 @@ mod tests {
         assert!(
             error.starts_with(&format!(
                 "{}: writable by group or others (mode 0666): with",
+                main.display()
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_caller_names_the_user_trusted_besides_root() {
+        let dir = TestDir::new("file-safety");
+        let main = dir.write(
+            "milter-manager.toml",
+            "load_default = false\n[security]\nprivilege_mode = true\n",
+        );
+        set_mode(&main, 0o644);
+        if dir.owner() == 0 {
+            // Root is always trusted: hand the files to another user to test the rest.
+            let other = Some(nix::unistd::Uid::from_raw(4242));
+            nix::unistd::chown(&main, other, None).unwrap();
+            nix::unistd::chown(dir.path(), other, None).unwrap();
+        }
+        let owner = dir.owner();
+        let machine = dir.machine();
+        assert!(Config::load_under(dir.path(), &machine, owner).is_ok());
+        let error = Config::load_under(dir.path(), &machine, owner + 1).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "{}: owned by uid {owner} (mode 0644): with",
                 main.display()
             )),
             "{error}"
