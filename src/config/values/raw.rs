@@ -172,6 +172,9 @@ pub(in crate::config) fn decode<S: Setting>(input: &Input<'_>) -> Result<S::Fiel
             S::deserialize(value.into_deserializer()).map_err(|e| message(e.message()))?
         }
         Input::Script(value) => {
+            if let Some(kind) = not_plain(value) {
+                return Err(ValueError::ScriptType(kind));
+            }
             rhai::serde::from_dynamic::<S>(value).map_err(|e| script_message(*e))?
         }
     };
@@ -190,6 +193,22 @@ where
 
 fn message(text: impl fmt::Display) -> ValueError {
     ValueError::Decoded(text.to_string())
+}
+
+/// The type of the part of a script value that is not plain data (a function, a map, a
+/// handle), which Rhai's deserializer would refuse naming Rust types.
+fn not_plain(value: &Dynamic) -> Option<String> {
+    if value.is_array() {
+        let items = value.as_array_ref().ok()?;
+        return items.iter().find_map(not_plain);
+    }
+    let plain = value.is_unit()
+        || value.is_bool()
+        || value.is_int()
+        || value.is_float()
+        || value.is_char()
+        || value.is_string();
+    (!plain).then(|| value.type_name().to_string())
 }
 
 /// The message of a script value's checks: Rhai carries serde's custom errors in a lexer
