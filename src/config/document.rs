@@ -163,7 +163,8 @@ fn patterns(
         .collect()
 }
 
-/// A string or an array of strings, each with its line.
+/// A string or an array of strings, each with its line. Read from the spanned tree, not
+/// through serde: these directives are TOML-only and each entry's error names its own line.
 fn spanned_strings(
     source: &Source<'_>,
     key: &str,
