@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let (dir, machine) = scratch();
     std::fs::write(dir.join("milter-manager.toml"), toml).expect("write the configuration");
     std::fs::write(dir.join("conditions.rhai"), rhai).expect("write the script");
-    let Ok(config) = Config::load_under(dir, machine) else { return };
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir).expect("scratch"));
+    let Ok(config) = Config::load_under(dir, machine, owner) else { return };
     let _ = ConditionSet::new(&config, Rc::new(NoSessions));
 });

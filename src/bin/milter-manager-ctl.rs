@@ -84,7 +84,7 @@ fn run(options: &Options) -> Result<String, CtlError> {
     let spec = match &options.connection_spec {
         Some(text) => Spec::parse(text).map_err(CtlError::Spec)?,
         None => {
-            let config = Config::load(&options.config_dir)?;
+            let config = Config::load(&options.config_dir, nix::unistd::geteuid().as_raw())?;
             let spec = config.controller.connection_spec.clone();
             spec.ok_or_else(|| CtlError::NoController(options.config_dir.clone()))?
         }

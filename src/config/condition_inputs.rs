@@ -76,7 +76,7 @@ mod tests {
             list.display().to_string()
         );
         dir.write(MAIN_FILE, &toml);
-        let config = Config::load_under(dir.path(), &root).unwrap();
+        let config = Config::load_under(dir.path(), &root, dir.owner()).unwrap();
         let inputs = ConditionInputs::from(&config);
         assert_eq!(inputs.root, root);
         let set = ConditionSet::new(&config, Rc::new(NoSessions)).unwrap();

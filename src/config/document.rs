@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::error::ConfigError;
 use super::origin::{Origin, Origins};
 use super::schema::{self, Item};
-use super::values;
+use super::values::{self, Input};
 use super::Config;
 
 /// A file being applied: its path, and where its lines start, to turn byte offsets into
@@ -62,6 +62,11 @@ pub(super) struct Directives {
     pub load_default: Option<(bool, usize)>,
 }
 
+/// `found a table`: for messages about a TOML value of the wrong type.
+fn found(value: &DeValue<'_>) -> String {
+    values::found_kind(value.type_str())
+}
+
 type Entry<'t, 'i> = (&'t Spanned<DeString<'i>>, &'t Spanned<DeValue<'i>>);
 
 /// The entries of a table in the order they are written (the parsed map is sorted by key),
@@ -90,7 +95,7 @@ pub(super) fn apply(
                 directives.include_optional = patterns(source, name, value)?
             }
             schema::LOAD_DEFAULT => {
-                let load = values::boolean(value.get_ref())
+                let load = values::decode::<values::Flag>(&Input::Toml(value))
                     .map_err(|message| source.error(value, Some(name.into()), message))?;
                 directives.load_default = Some((load, source.line(key.span().start)));
             }
@@ -107,8 +112,7 @@ pub(super) fn apply(
     for (key, value) in tables {
         let name: &str = key.get_ref();
         let Some(table) = value.get_ref().as_table() else {
-            let message =
-                format!("expected a table ([{name}]), {}", values::found(value.get_ref()));
+            let message = format!("expected a table ([{name}]), {}", found(value.get_ref()));
             return Err(source.error(value, Some(name.into()), message));
         };
         // The section's name is its field's name in `Config`.
@@ -159,7 +163,8 @@ fn patterns(
         .collect()
 }
 
-/// A string or an array of strings, each with its line.
+/// A string or an array of strings, each with its line. Read from the spanned tree, not
+/// through serde: these directives are TOML-only and each entry's error names its own line.
 fn spanned_strings(
     source: &Source<'_>,
     key: &str,
@@ -169,7 +174,7 @@ fn spanned_strings(
         DeValue::Array(items) => items.iter().collect(),
         DeValue::String(_) => vec![value],
         other => {
-            let message = format!("expected an array of strings, {}", values::found(other));
+            let message = format!("expected an array of strings, {}", found(other));
             return Err(source.error(value, Some(key.into()), message));
         }
     };
@@ -178,7 +183,7 @@ fn spanned_strings(
         .map(|item| match item.get_ref().as_str() {
             Some(text) => Ok((text.to_string(), source.line(item.span().start))),
             None => {
-                let message = format!("expected a string, {}", values::found(item.get_ref()));
+                let message = format!("expected a string, {}", found(item.get_ref()));
                 Err(source.error(item, Some(key.into()), message))
             }
         })
@@ -212,7 +217,7 @@ fn apply_section<T>(
             let message = schema::unknown_key(Some(section), name);
             return Err(source.error(key, Some(format!("{section}.{name}")), message));
         };
-        (item.set)(target, value.get_ref())
+        (item.set)(target, &Input::Toml(value))
             .map_err(|message| source.error(value, Some(format!("{section}.{name}")), message))?;
         origins.set(section, item.key, source.origin(key));
     }
@@ -235,7 +240,7 @@ fn apply_milters(
         let Some(items) = value.get_ref().as_table() else {
             let message = format!(
                 "expected a table ([milter.{name}] with its items), {}",
-                values::found(value.get_ref())
+                found(value.get_ref())
             );
             return Err(source.error(value, Some(label), message));
         };
@@ -247,7 +252,7 @@ fn apply_milters(
                 let message = schema::unknown_key(Some(schema::MILTER_TABLE), item_name);
                 return Err(source.error(item_key, Some(full_key), message));
             };
-            (item.set)(milter, item_value.get_ref())
+            (item.set)(milter, &Input::Toml(item_value))
                 .map_err(|message| source.error(item_value, Some(full_key), message))?;
             config.origins.set_milter(name, item.key, source.origin(item_key));
         }

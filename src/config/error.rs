@@ -143,6 +143,13 @@ pub enum ValueError {
     Entry(#[from] EntryError),
     #[error(transparent)]
     LogLevel(#[from] UnknownLevel),
+    /// A script value of a type no item takes (a function, a map, a handle).
+    #[error("expected a string, a number, true or false, or an array, found {0}")]
+    ScriptType(String),
+    /// One of the above, as text: a value's `Deserialize` hands its error to serde as
+    /// text, and serde hands back only that.
+    #[error("{0}")]
+    Decoded(String),
 }
 
 /// A file mode written as text that is not one.

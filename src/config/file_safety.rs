@@ -8,12 +8,20 @@ use std::path::Path;
 
 use super::{Config, ConfigError};
 
-/// Checks every file read (and its directory); see the module's documentation.
-pub(super) fn check(config: &mut Config) -> Result<(), ConfigError> {
-    let trusted = [0, nix::unistd::geteuid().as_raw()];
+/// Checks every file read (and its directory) and every directory an include glob lists;
+/// see the module's documentation.
+/// `serving_uid`: the user the manager serves as, trusted besides root.
+pub(super) fn check(config: &mut Config, serving_uid: u32) -> Result<(), ConfigError> {
+    let trusted = [0, serving_uid];
     let mut warnings = Vec::new();
-    for path in &config.files_read {
-        let Some(problem) = problem(path, &trusted) else { continue };
+    let files = config.files_read.iter().filter_map(|path| Some((path, problem(path, &trusted)?)));
+    // A glob's directory counts even when it matches nothing yet: a file put there is
+    // loaded at the next reload.
+    let directories = config.directories_listed.iter().filter_map(|path| {
+        let problem = writable_by_others(&std::fs::metadata(path).ok()?, &trusted)?;
+        Some((path, format!("{problem}, and include globs load the files put there")))
+    });
+    for (path, problem) in files.chain(directories) {
         if config.security.privilege_mode {
             return Err(ConfigError::file(
                 path,
@@ -97,6 +105,33 @@ mod tests {
     }
 
     #[test]
+    fn the_caller_names_the_user_trusted_besides_root() {
+        let dir = TestDir::new("file-safety");
+        let main = dir.write(
+            "milter-manager.toml",
+            "load_default = false\n[security]\nprivilege_mode = true\n",
+        );
+        set_mode(&main, 0o644);
+        if dir.owner() == 0 {
+            // Root is always trusted: hand the files to another user to test the rest.
+            let other = Some(nix::unistd::Uid::from_raw(4242));
+            nix::unistd::chown(&main, other, None).unwrap();
+            nix::unistd::chown(dir.path(), other, None).unwrap();
+        }
+        let owner = dir.owner();
+        let machine = dir.machine();
+        assert!(Config::load_under(dir.path(), &machine, owner).is_ok());
+        let error = Config::load_under(dir.path(), &machine, owner + 1).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "{}: owned by uid {owner} (mode 0644): with",
+                main.display()
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_directory_others_may_write_counts_as_well() {
         let dir = TestDir::new("file-safety");
         dir.write("milter-manager.toml", "load_default = false\ninclude = [\"conf.d/*.toml\"]\n");
@@ -112,6 +147,30 @@ mod tests {
             "{error}"
         );
         set_mode(conf_d, 0o755);
+        assert!(dir.load().is_ok());
+    }
+
+    #[test]
+    fn a_glob_directory_others_may_write_counts_while_empty() {
+        let dir = TestDir::new("file-safety");
+        dir.write(
+            "milter-manager.toml",
+            "include = [\"conf.d/*.toml\"]\n[security]\nprivilege_mode = true\n",
+        );
+        let conf_d = dir.path().join("conf.d");
+        std::fs::create_dir(&conf_d).unwrap();
+        set_mode(&conf_d, 0o1777);
+        let error = dir.load().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{}: writable by group or others (mode 1777), and include globs load the files \
+                 put there: with security.privilege_mode it could make the launcher run any \
+                 command as root; make it root's and not writable by group or others",
+                conf_d.display()
+            )
+        );
+        set_mode(&conf_d, 0o755);
         assert!(dir.load().is_ok());
     }
 }

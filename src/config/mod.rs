@@ -14,7 +14,8 @@
 //! key; a milter defined again is changed only in the keys given. Patterns are relative to
 //! the including file's directory and may use `*`, `?` and `[...]` in the file name.
 //!
-//! This module reads files and nothing else: no socket, no process.
+//! This module reads files and nothing else: no socket, no process, and it does not ask
+//! the system who it runs as (the caller names the serving user).
 
 mod check;
 mod condition_inputs;
@@ -133,43 +134,56 @@ impl PartialEq for Config {
 
 impl Config {
     /// Loads `milter-manager.toml` of `config_dir` and what it includes.
-    pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
-        Self::load_with_dir(config_dir, &config_dir.join(MAIN_FILE))
+    ///
+    /// `serving_uid` is the user the manager serves as: besides root, the only user who
+    /// may own the files read (see `file_safety`). The caller says who that is: this
+    /// module does not ask the system who it runs as.
+    pub fn load(config_dir: &Path, serving_uid: u32) -> Result<Self, ConfigError> {
+        Self::load_with_dir(config_dir, &config_dir.join(MAIN_FILE), serving_uid)
     }
 
     /// Loads one file and what it includes; its directory is the configuration directory
-    /// (where `defaults/` is looked up).
-    pub fn load_file(path: &Path) -> Result<Self, ConfigError> {
+    /// (where `defaults/` is looked up). `serving_uid` as for [`Config::load`].
+    pub fn load_file(path: &Path, serving_uid: u32) -> Result<Self, ConfigError> {
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Self::load_with_dir(&dir, path)
+        Self::load_with_dir(&dir, path, serving_uid)
     }
 
     /// Loads `milter-manager.toml` of `config_dir` as on the machine whose `/` is `root`
     /// (platform detection, installed milters, Postfix's files), unless `package.options`
-    /// names another root.
-    pub fn load_under(config_dir: &Path, root: &Path) -> Result<Self, ConfigError> {
+    /// names another root. `serving_uid` as for [`Config::load`].
+    pub fn load_under(
+        config_dir: &Path,
+        root: &Path,
+        serving_uid: u32,
+    ) -> Result<Self, ConfigError> {
         let path = config_dir.join(MAIN_FILE);
-        Self::load_from(config_dir, &path, Some(root.to_path_buf()))
+        Self::load_from(config_dir, &path, Some(root.to_path_buf()), serving_uid)
     }
 
     /// [`Config::load_file`] over the machine whose `/` is `root`.
     #[cfg(test)]
-    fn load_file_under(path: &Path, root: &Path) -> Result<Self, ConfigError> {
+    fn load_file_under(path: &Path, root: &Path, serving_uid: u32) -> Result<Self, ConfigError> {
         let dir = path.parent().expect("a file in a directory");
-        Self::load_from(dir, path, Some(root.to_path_buf()))
+        Self::load_from(dir, path, Some(root.to_path_buf()), serving_uid)
     }
 
-    fn load_with_dir(config_dir: &Path, path: &Path) -> Result<Self, ConfigError> {
-        Self::load_from(config_dir, path, None)
+    fn load_with_dir(
+        config_dir: &Path,
+        path: &Path,
+        serving_uid: u32,
+    ) -> Result<Self, ConfigError> {
+        Self::load_from(config_dir, path, None, serving_uid)
     }
 
     fn load_from(
         config_dir: &Path,
         path: &Path,
         root: Option<PathBuf>,
+        serving_uid: u32,
     ) -> Result<Self, ConfigError> {
         let fresh = || Self { root: root.clone(), ..Self::default() };
         let mut config = fresh();
@@ -191,7 +205,7 @@ impl Config {
         config.settle_detected_conditions();
         config.check_complete()?;
         (config.files_read, config.directories_listed) = loader.into_files();
-        file_safety::check(&mut config)?;
+        file_safety::check(&mut config, serving_uid)?;
         Ok(config)
     }
 

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
+use serde::de::{value, IntoDeserializer};
+
 use super::error::ConfigError;
-use super::model::{EVENT_LOOP_BACKENDS, MAX_SOCKET_MODE, MAX_WORKERS, SYSLOG_FACILITIES};
+use super::model::MAX_WORKERS;
 use super::origin::Origin;
+use super::values::{self as v, Setting};
 use super::Config;
-use crate::logging::Levels;
 use crate::spec::Spec;
 
 /// The values given on the command line; `None` leaves the file's value.
@@ -30,15 +32,18 @@ pub struct Overrides {
     pub max_pending_finished_sessions: Option<u32>,
 }
 
-fn one_of(key: &str, text: &str, choices: &[&str]) -> Result<(), ConfigError> {
-    if choices.contains(&text) {
-        return Ok(());
-    }
-    let names: Vec<String> = choices.iter().map(|c| format!("{c:?}")).collect();
-    let message = format!("unknown value {text:?} (use one of {})", names.join(", "));
-    Err(ConfigError::command_line(key, message))
+/// An option's value read as an `S`, with the checks (and messages) of a file's value.
+fn checked<'de, S: Setting>(
+    key: &str,
+    option: Option<impl IntoDeserializer<'de, value::Error>>,
+) -> Result<Option<S::Field>, ConfigError> {
+    option
+        .map(|value| v::decode_plain::<S, _>(value))
+        .transpose()
+        .map_err(|message| ConfigError::command_line(key, message))
 }
 
+/// An empty option is a slip rather than a wish to unset the item, as `""` is in a file.
 fn not_empty(key: &str, text: &str) -> Result<(), ConfigError> {
     if text.is_empty() {
         return Err(ConfigError::command_line(key, "must not be empty"));
@@ -80,30 +85,18 @@ impl Config {
         if let Some(group) = unix_socket_group {
             not_empty("manager.unix_socket_group", group)?;
         }
-        if let Some(n) = n_workers {
-            if *n > MAX_WORKERS {
-                let message = format!("must be a whole number from 0 to {MAX_WORKERS}");
-                return Err(ConfigError::command_line("manager.n_workers", message));
-            }
-        }
-        if let Some(level) = log_level {
-            Levels::parse(level).map_err(|m| ConfigError::command_line("log.level", m))?;
-        }
+        let n_workers = checked::<v::Whole32<0, MAX_WORKERS>>("manager.n_workers", *n_workers)?;
+        let log_level = checked::<v::LogLevels>("log.level", log_level.as_deref())?;
         if let Some(path) = log_path {
             not_empty("log.path", &path.to_string_lossy())?;
         }
-        if let Some(mode) = unix_socket_mode {
-            if *mode > MAX_SOCKET_MODE {
-                let message = format!("a file mode is at most 0o{MAX_SOCKET_MODE:o}");
-                return Err(ConfigError::command_line("manager.unix_socket_mode", message));
-            }
-        }
-        if let Some(facility) = syslog_facility {
-            one_of("log.syslog_facility", facility, &SYSLOG_FACILITIES)?;
-        }
-        if let Some(backend) = event_loop_backend {
-            one_of("manager.event_loop_backend", backend, &EVENT_LOOP_BACKENDS)?;
-        }
+        let unix_socket_mode = checked::<v::Mode>("manager.unix_socket_mode", *unix_socket_mode)?;
+        let syslog_facility =
+            checked::<v::SyslogFacility>("log.syslog_facility", syslog_facility.as_deref())?;
+        let event_loop_backend = checked::<v::EventLoopBackend>(
+            "manager.event_loop_backend",
+            event_loop_backend.as_deref(),
+        )?;
 
         let origins = &mut self.origins;
         let mut mark = |section, key| origins.set(section, key, Origin::CommandLine);
@@ -132,11 +125,11 @@ impl Config {
             mark("manager", "unix_socket_group");
         }
         if let Some(n) = n_workers {
-            self.manager.n_workers = *n;
+            self.manager.n_workers = n;
             mark("manager", "n_workers");
         }
         if let Some(level) = log_level {
-            self.log.level = level.clone();
+            self.log.level = level;
             mark("log", "level");
         }
         if let Some(path) = log_path {
@@ -148,15 +141,15 @@ impl Config {
             mark("log", "use_syslog");
         }
         if let Some(mode) = unix_socket_mode {
-            self.manager.unix_socket_mode = *mode;
+            self.manager.unix_socket_mode = mode;
             mark("manager", "unix_socket_mode");
         }
         if let Some(facility) = syslog_facility {
-            self.log.syslog_facility = facility.clone();
+            self.log.syslog_facility = facility;
             mark("log", "syslog_facility");
         }
         if let Some(backend) = event_loop_backend {
-            self.manager.event_loop_backend = backend.clone();
+            self.manager.event_loop_backend = backend;
             mark("manager", "event_loop_backend");
         }
         if let Some(size) = packet_buffer_size {
@@ -255,6 +248,11 @@ mod tests {
         assert!(config.apply_overrides(&overrides).unwrap_err().to_string().starts_with(
             "command line: log.syslog_facility: unknown value \"email\" (use one of \"kern\""
         ));
+        let overrides = Overrides { unix_socket_mode: Some(0o10000), ..Default::default() };
+        assert_eq!(
+            config.apply_overrides(&overrides).unwrap_err().to_string(),
+            "command line: manager.unix_socket_mode: a file mode is at most 0o7777"
+        );
         let overrides =
             Overrides { event_loop_backend: Some("epoll".into()), ..Default::default() };
         assert!(config.apply_overrides(&overrides).unwrap_err().to_string().starts_with(

@@ -1,38 +1,37 @@
-//! Every configuration item, in one table per section: its key, how a TOML value sets it,
-//! and how `--show-config` prints it. Loading, printing and the "did you mean" hints all
-//! walk these tables, so an item added here is known everywhere.
+//! Every configuration item, in one table per section: its key, the type its value is read
+//! as (whose `Deserialize` holds the checks), and how `--show-config` prints it. Loading,
+//! scripts, printing and the "did you mean" hints all walk these tables, so an item added
+//! here is known everywhere.
 
 use super::error::ValueError;
 use super::model::{
-    CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
-    MAX_CHUNK_SIZE, MAX_WORKERS, PLATFORMS, SYSLOG_FACILITIES,
+    CommandOptions, Controller, Log, Manager, Milter, Package, Security, MAX_CHUNK_SIZE,
+    MAX_WORKERS,
 };
-use super::values::{self, Shown};
+use super::values::{self as v, Input, Shown};
 use crate::conditions::{
     DnsblSettings, RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, StressSettings,
     TrustSettings,
 };
-use crate::logging::Levels;
 use crate::spec::Spec;
 use crate::status::FallbackStatus;
 use std::path::PathBuf;
-use toml::de::DeValue;
 
 /// One item of a section whose values live in a `T`.
 pub(super) struct Item<T> {
     pub key: &'static str,
-    pub set: fn(&mut T, &DeValue<'_>) -> Result<(), ValueError>,
+    pub set: fn(&mut T, &Input<'_>) -> Result<(), ValueError>,
     pub show: fn(&T) -> Shown,
 }
 
-/// `item!(field, parse, show)`: the key is the field's name, so the TOML key and the Rust
-/// field cannot drift apart.
+/// `item!(field, Setting, show)`: the key is the field's name, so the TOML key and the Rust
+/// field cannot drift apart; the value is read as a `Setting` type.
 macro_rules! item {
-    ($field:ident, $parse:expr, $show:expr) => {
+    ($field:ident, $setting:ty, $show:expr) => {
         Item {
             key: stringify!($field),
-            set: |target, value| {
-                target.$field = ($parse)(value)?;
+            set: |target, input| {
+                target.$field = v::decode::<$setting>(input)?;
                 Ok(())
             },
             show: |target| ($show)(&target.$field),
@@ -87,111 +86,105 @@ fn show_command_options(value: &Option<CommandOptions>) -> Shown {
     }
 }
 
-fn log_level(value: &DeValue<'_>) -> Result<String, ValueError> {
-    let text = values::string(value)?;
-    Levels::parse(&text).map_err(ValueError::LogLevel)?;
-    Ok(text)
-}
-
 pub(super) const PACKAGE: &[Item<Package>] = &[
-    item!(platform, |v| values::choice(v, &PLATFORMS), show_string),
-    item!(options, values::package_options, show_optional_string),
+    item!(platform, v::Platform, show_string),
+    item!(options, v::Optional<v::PackageOptions>, show_optional_string),
 ];
 
 pub(super) const SECURITY: &[Item<Security>] = &[
-    item!(privilege_mode, values::boolean, show_bool),
-    item!(effective_user, values::optional_string, show_optional_string),
-    item!(effective_group, values::optional_string, show_optional_string),
+    item!(privilege_mode, v::Flag, show_bool),
+    item!(effective_user, v::Optional<v::Text>, show_optional_string),
+    item!(effective_group, v::Optional<v::Text>, show_optional_string),
 ];
 
 pub(super) const MANAGER: &[Item<Manager>] = &[
-    item!(connection_spec, values::spec, show_spec),
-    item!(unix_socket_mode, values::mode, show_mode),
-    item!(unix_socket_group, values::optional_string, show_optional_string),
-    item!(remove_unix_socket_on_create, values::boolean, show_bool),
-    item!(remove_unix_socket_on_close, values::boolean, show_bool),
-    item!(daemon, values::boolean, show_bool),
-    item!(pid_file, values::optional_path, show_optional_path),
-    item!(maintenance_interval, |v| values::integer_u32(v, 0, u32::MAX), show_u32),
-    item!(suspend_time_on_unacceptable, |v| values::integer_u32(v, 0, u32::MAX), show_u32),
-    item!(max_connections, |v| values::integer_u32(v, 0, u32::MAX), show_u32),
-    item!(negotiation_timeout, values::seconds, show_seconds),
-    item!(max_file_descriptors, |v| values::integer(v, 0, u64::MAX), show_u64),
-    item!(custom_configuration_directory, values::optional_path, show_optional_path),
-    item!(fallback_status, values::status, show_status),
-    item!(fallback_status_at_disconnect, values::status, show_status),
-    item!(event_loop_backend, |v| values::choice(v, &EVENT_LOOP_BACKENDS), show_string),
-    item!(n_workers, |v| values::integer_u32(v, 0, MAX_WORKERS), show_u32),
-    item!(packet_buffer_size, |v| values::integer(v, 0, u64::MAX), show_u64),
-    item!(chunk_size, |v| values::integer_u32(v, 1, MAX_CHUNK_SIZE), show_u32),
-    item!(max_pending_finished_sessions, |v| values::integer_u32(v, 0, u32::MAX), show_u32),
-    item!(connection_check_interval, |v| values::integer_u32(v, 0, u32::MAX), show_u32),
-    item!(report_memory_statistics, values::boolean, show_bool),
-    item!(max_body_memory, |v| values::integer(v, 0, u64::MAX), show_u64),
-    item!(temporary_directory, values::optional_path, show_optional_path),
+    item!(connection_spec, Spec, show_spec),
+    item!(unix_socket_mode, v::Mode, show_mode),
+    item!(unix_socket_group, v::Optional<v::Text>, show_optional_string),
+    item!(remove_unix_socket_on_create, v::Flag, show_bool),
+    item!(remove_unix_socket_on_close, v::Flag, show_bool),
+    item!(daemon, v::Flag, show_bool),
+    item!(pid_file, v::Optional<v::FilePath>, show_optional_path),
+    item!(maintenance_interval, v::AnyU32, show_u32),
+    item!(suspend_time_on_unacceptable, v::AnyU32, show_u32),
+    item!(max_connections, v::AnyU32, show_u32),
+    item!(negotiation_timeout, v::Seconds, show_seconds),
+    item!(max_file_descriptors, v::AnyU64, show_u64),
+    item!(custom_configuration_directory, v::Optional<v::FilePath>, show_optional_path),
+    item!(fallback_status, FallbackStatus, show_status),
+    item!(fallback_status_at_disconnect, FallbackStatus, show_status),
+    item!(event_loop_backend, v::EventLoopBackend, show_string),
+    item!(n_workers, v::Whole32<0, MAX_WORKERS>, show_u32),
+    item!(packet_buffer_size, v::AnyU64, show_u64),
+    item!(chunk_size, v::Whole32<1, MAX_CHUNK_SIZE>, show_u32),
+    item!(max_pending_finished_sessions, v::AnyU32, show_u32),
+    item!(connection_check_interval, v::AnyU32, show_u32),
+    item!(report_memory_statistics, v::Flag, show_bool),
+    item!(max_body_memory, v::AnyU64, show_u64),
+    item!(temporary_directory, v::Optional<v::FilePath>, show_optional_path),
 ];
 
 pub(super) const CONTROLLER: &[Item<Controller>] = &[
-    item!(connection_spec, values::optional_spec, show_optional_spec),
-    item!(unix_socket_mode, values::mode, show_mode),
-    item!(unix_socket_group, values::optional_string, show_optional_string),
-    item!(remove_unix_socket_on_create, values::boolean, show_bool),
-    item!(remove_unix_socket_on_close, values::boolean, show_bool),
+    item!(connection_spec, v::Optional<Spec>, show_optional_spec),
+    item!(unix_socket_mode, v::Mode, show_mode),
+    item!(unix_socket_group, v::Optional<v::Text>, show_optional_string),
+    item!(remove_unix_socket_on_create, v::Flag, show_bool),
+    item!(remove_unix_socket_on_close, v::Flag, show_bool),
 ];
 
 pub(super) const LOG: &[Item<Log>] = &[
-    item!(level, log_level, show_string),
-    item!(path, values::optional_path, show_optional_path),
-    item!(use_syslog, values::boolean, show_bool),
-    item!(syslog_facility, |v| values::choice(v, &SYSLOG_FACILITIES), show_string),
+    item!(level, v::LogLevels, show_string),
+    item!(path, v::Optional<v::FilePath>, show_optional_path),
+    item!(use_syslog, v::Flag, show_bool),
+    item!(syslog_facility, v::SyslogFacility, show_string),
 ];
 
 pub(super) const S25R: &[Item<S25rSettings>] = &[
-    item!(whitelist, values::names_or_patterns, show_names),
-    item!(blacklist, values::names_or_patterns, show_names),
-    item!(default_whitelist, values::boolean, show_bool),
-    item!(check_only_ipv4, values::boolean, show_bool),
+    item!(whitelist, v::NamesOrPatterns, show_names),
+    item!(blacklist, v::NamesOrPatterns, show_names),
+    item!(default_whitelist, v::Flag, show_bool),
+    item!(check_only_ipv4, v::Flag, show_bool),
 ];
 
 pub(super) const REMOTE_NETWORK: &[Item<RemoteNetworkSettings>] = &[
-    item!(local_addresses, values::addresses_or_networks, show_names),
-    item!(remote_addresses, values::addresses_or_networks, show_names),
+    item!(local_addresses, v::Networks, show_names),
+    item!(remote_addresses, v::Networks, show_names),
 ];
 
 pub(super) const TRUST: &[Item<TrustSettings>] = &[
-    item!(envelope_from_domains, values::names_or_patterns, show_names),
-    item!(default_envelope_from_domains, values::boolean, show_bool),
-    item!(envelope_from_domain_files, values::paths, show_names),
+    item!(envelope_from_domains, v::NamesOrPatterns, show_names),
+    item!(default_envelope_from_domains, v::Flag, show_bool),
+    item!(envelope_from_domain_files, v::FileNames, show_names),
 ];
 
 pub(super) const STRESS: &[Item<StressSettings>] =
-    &[item!(threshold_n_connections, values::optional_u32, show_optional_u32)];
+    &[item!(threshold_n_connections, v::Automatic, show_optional_u32)];
 
 pub(super) const DNSBL: &[Item<DnsblSettings>] = &[
-    item!(services, values::dnsbl_services, show_names),
-    item!(default_services, values::boolean, show_bool),
-    item!(name_servers, values::name_servers, show_names),
-    item!(timeout, values::dnsbl_timeout, show_seconds),
+    item!(services, v::DnsblServices, show_names),
+    item!(default_services, v::Flag, show_bool),
+    item!(name_servers, v::NameServers, show_names),
+    item!(timeout, v::DnsblTimeout, show_seconds),
 ];
 
 pub(super) const RESTRICT_ACCOUNTS: &[Item<RestrictAccountsSettings>] =
-    &[item!(accounts, values::accounts, show_names)];
+    &[item!(accounts, v::Accounts, show_names)];
 
 /// The items of `[milter.NAME]`; the name is the table's.
 pub(super) const MILTER: &[Item<Milter>] = &[
-    item!(connection_spec, values::optional_spec, show_optional_spec),
-    item!(description, values::optional_string, show_optional_string),
-    item!(enabled, values::boolean, show_bool),
-    item!(fallback_status, values::status, show_status),
-    item!(evaluation_mode, values::boolean, show_bool),
-    item!(applicable_conditions, values::names, show_names),
-    item!(command, values::optional_string, show_optional_string),
-    item!(command_options, values::command_options, show_command_options),
-    item!(user_name, values::optional_string, show_optional_string),
-    item!(connection_timeout, values::seconds, show_seconds),
-    item!(writing_timeout, values::seconds, show_seconds),
-    item!(reading_timeout, values::seconds, show_seconds),
-    item!(end_of_message_timeout, values::seconds, show_seconds),
+    item!(connection_spec, v::Optional<Spec>, show_optional_spec),
+    item!(description, v::Optional<v::Text>, show_optional_string),
+    item!(enabled, v::Flag, show_bool),
+    item!(fallback_status, FallbackStatus, show_status),
+    item!(evaluation_mode, v::Flag, show_bool),
+    item!(applicable_conditions, v::Names, show_names),
+    item!(command, v::Optional<v::Text>, show_optional_string),
+    item!(command_options, v::Optional<CommandOptions>, show_command_options),
+    item!(user_name, v::Optional<v::Text>, show_optional_string),
+    item!(connection_timeout, v::Seconds, show_seconds),
+    item!(writing_timeout, v::Seconds, show_seconds),
+    item!(reading_timeout, v::Seconds, show_seconds),
+    item!(end_of_message_timeout, v::Seconds, show_seconds),
 ];
 
 /// The sections with a fixed set of items, in the order `--show-config` prints them.

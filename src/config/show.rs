@@ -192,14 +192,17 @@ connection_spec = "inet6:8891@[::1]"
     #[test]
     fn shown_text_loads_back_to_the_same_configuration() {
         let dir = TestDir::new("show-round-trip");
-        let original =
-            Config::load_file_under(&dir.write("milter-manager.toml", RICH), &dir.machine())
-                .unwrap();
+        let original = Config::load_file_under(
+            &dir.write("milter-manager.toml", RICH),
+            &dir.machine(),
+            dir.owner(),
+        )
+        .unwrap();
         let shown = original.show();
         assert!(shown.starts_with("# The effective"), "{shown}");
         assert!(shown.contains("\nload_default = false\n"));
         let printed = dir.write("printed.toml", &shown);
-        let reloaded = Config::load_file_under(&printed, &dir.machine())
+        let reloaded = Config::load_file_under(&printed, &dir.machine(), dir.owner())
             .unwrap_or_else(|e| panic!("{e}\n{shown}"));
         assert_eq!(reloaded, original);
         let shown_again = reloaded.show();
@@ -216,8 +219,12 @@ connection_spec = "inet6:8891@[::1]"
         assert!(shown.contains("# default\n# pid_file = (not set)\n"), "{shown}");
         assert!(shown.contains("# default\nunix_socket_mode = 0o660\n"), "{shown}");
         assert!(shown.contains("# default\nconnection_spec = \"inet:10025@[127.0.0.1]\"\n"));
-        let reloaded =
-            Config::load_file_under(&dir.write("printed.toml", &shown), &dir.machine()).unwrap();
+        let reloaded = Config::load_file_under(
+            &dir.write("printed.toml", &shown),
+            &dir.machine(),
+            dir.owner(),
+        )
+        .unwrap();
         assert_eq!(reloaded, Config::default());
         assert_eq!(without_origins(&reloaded.show()), without_origins(&shown));
     }
@@ -229,7 +236,7 @@ connection_spec = "inet6:8891@[::1]"
             "milter-manager.toml",
             "[manager]\nn_workers = 3\n\n[milter.a]\nconnection_spec = \"inet:1\"\n",
         );
-        let mut config = Config::load_file_under(&path, &dir.machine()).unwrap();
+        let mut config = Config::load_file_under(&path, &dir.machine(), dir.owner()).unwrap();
         config
             .apply_overrides(&super::super::Overrides { daemon: Some(true), ..Default::default() })
             .unwrap();

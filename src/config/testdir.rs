@@ -1,7 +1,7 @@
 //! Temporary directories for the tests, removed when dropped.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub(super) struct TestDir(tempfile::TempDir);
@@ -29,9 +29,15 @@ impl TestDir {
         root
     }
 
+    /// The owner of this directory (and of the files the test writes): the serving user
+    /// of the configurations loaded from it.
+    pub(super) fn owner(&self) -> u32 {
+        fs::metadata(self.path()).expect("a test directory").uid()
+    }
+
     /// Loads `milter-manager.toml` of this directory over [`TestDir::machine`].
     pub(super) fn load(&self) -> Result<super::Config, super::ConfigError> {
-        super::Config::load_under(self.path(), &self.machine())
+        super::Config::load_under(self.path(), &self.machine(), self.owner())
     }
 
     /// Writes `text` to `relative` (creating directories) and returns the file's path.

@@ -1279,8 +1279,12 @@ fn the_shipped_configuration_loads_with_every_known_milter_installed() {
             format!("[package]\nplatform = \"{platform}\"\n"),
         )
         .unwrap();
-        let config =
-            Config::load_under(&conf, &root.dir).unwrap_or_else(|e| panic!("{platform}: {e}"));
+        let config = Config::load_under(
+            &conf,
+            &root.dir,
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&conf).unwrap()),
+        )
+        .unwrap_or_else(|e| panic!("{platform}: {e}"));
         let candidates = match platform {
             "debian" => DEBIAN,
             "redhat" => REDHAT,

@@ -235,7 +235,9 @@ fn load(
     board: &Rc<SessionBoard>,
     slots: &mut CounterSlots,
 ) -> Result<(Config, Generation), StartError> {
-    let mut config = Config::load(&options.config_dir)?;
+    // Root at start, the serving user at a reload after the drop of privileges.
+    let serving_uid = nix::unistd::geteuid().as_raw();
+    let mut config = Config::load(&options.config_dir, serving_uid)?;
     config.apply_overrides(&overrides(options)?)?;
     // A relative log path (`--log-path` or log.path) is taken from the start directory
     // too, at a reload as at start.

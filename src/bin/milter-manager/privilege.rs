@@ -96,7 +96,8 @@ pub(crate) fn start_launcher(
     let mut allowed = allowed_of(config);
     let options = options.clone();
     let reload = move || -> Result<Config, StartError> {
-        let mut config = Config::load(&options.config_dir)?;
+        // The launcher runs as root: only root may own what tells it what to run.
+        let mut config = Config::load(&options.config_dir, nix::unistd::geteuid().as_raw())?;
         config.apply_overrides(&crate::overrides(&options)?)?;
         Ok(config)
     };

@@ -21,11 +21,6 @@ pub(super) enum ScriptError {
     MatcherType { method: &'static str, kind: String },
     #[error("trust.load_envelope_from_domains: an empty file name")]
     EmptyFileName,
-    #[error("expected a string, a number, true or false, or an array, found {0}")]
-    UnsupportedValue(String),
-    /// The TOML text made of a script value did not read back (the toml crate's words).
-    #[error("{0}")]
-    Literal(String),
     /// `key` names the item, e.g. `milter.clamav.reading_timeout`.
     #[error("{key}: {error}")]
     Item { key: String, error: Box<Self> },

@@ -90,6 +90,26 @@ fn bad_values_in_a_script_name_the_line_and_the_item() {
             "let c = define_applicable_condition(\"c\");\nc.description = 1;",
             "2: a description is a string",
         ),
+        (
+            "let m = define_milter(\"a\");\nm.command = |x| x;",
+            "2: milter.a.command: expected a string, a number, true or false, or an array, \
+             found Fn",
+        ),
+        (
+            "let m = define_milter(\"a\");\nm.command_options = [\"a\", #{}];",
+            "2: milter.a.command_options: expected a string, a number, true or false, or an \
+             array, found map",
+        ),
+        (
+            "let m = define_milter(\"a\");\nm.connection_timeout = -3;",
+            "2: milter.a.connection_timeout: must be a number of seconds above 0 and at most \
+             86400",
+        ),
+        (
+            "let m = define_milter(\"a\");\nm.applicable_conditions = [\"S25R\", 1];",
+            "2: milter.a.applicable_conditions: expected an array of strings, found an \
+             integer in it",
+        ),
         ("loop { }", "1: stopped after"),
     ];
     for (script, wanted) in cases {

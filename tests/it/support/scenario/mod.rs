@@ -420,7 +420,11 @@ impl Scenario {
         // Over an empty machine: no scenario depends on the host's files.
         let machine = dir.join("machine");
         std::fs::create_dir_all(&machine).expect("create the scenario's machine");
-        let config = Config::load_under(dir, &machine)
+        // The files are the test's own: their owner is the serving user.
+        let owner = std::os::unix::fs::MetadataExt::uid(
+            &std::fs::metadata(dir).expect("the scenario's directory"),
+        );
+        let config = Config::load_under(dir, &machine, owner)
             .unwrap_or_else(|e| panic!("{}:{}: the configuration: {e}", self.file, self.line));
         let set = ConditionSet::new(&config, Rc::new(FixedCount(self.n_sessions)))
             .unwrap_or_else(|e| panic!("{}:{}: the conditions: {e}", self.file, self.line));
