@@ -8,7 +8,6 @@ use crate::support;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -21,6 +20,7 @@ use milter_manager::protocol::{
     Actions, Command as MilterCommand, ConnectAddress, Deframer, Negotiation, Reply, Steps,
 };
 use serde_json::Value;
+use support::milter::{milter_session, serve_tcp};
 use support::{
     children_of, ctl, deadline, getent, group_id, kill, read_lossy, require_root, status_field,
     user_id, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir, TestClient,
@@ -258,58 +258,23 @@ fn a_worker_crashing_at_start_is_restarted_with_growing_delays() {
 /// held at once; the hold lies inside the manager's session, so this is a lower bound of
 /// the manager's concurrency that cannot overcount.
 fn start_counting_milter() -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    let port = listener.local_addr().unwrap().port();
     let holding = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let (holding_in, most_in) = (Arc::clone(&holding), Arc::clone(&most));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let (holding, most) = (Arc::clone(&holding_in), Arc::clone(&most_in));
-            std::thread::spawn(move || counting_session(stream, &holding, &most));
-        }
+    let port = serve_tcp(move |stream, _| {
+        milter_session(stream, |command| match command {
+            MilterCommand::Connect { .. } => {
+                let now = holding_in.fetch_add(1, Ordering::SeqCst) + 1;
+                most_in.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+                holding_in.fetch_sub(1, Ordering::SeqCst);
+                vec![Reply::Continue]
+            }
+            MilterCommand::EndOfMessage { .. } => vec![Reply::Accept],
+            _ => vec![Reply::Continue],
+        })
     });
     (port, holding, most)
-}
-
-fn counting_session(mut stream: TcpStream, holding: &AtomicUsize, most: &AtomicUsize) {
-    let mut deframer = Deframer::default();
-    let mut buffer = [0; 65536];
-    loop {
-        let n = match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        deframer.push(&buffer[..n]);
-        let mut out = Vec::new();
-        while let Some(frame) = deframer.next_frame() {
-            let Ok(frame) = frame else { return };
-            let Ok(command) = MilterCommand::decode(frame.code, frame.data) else { return };
-            let reply = match command {
-                MilterCommand::DefineMacros { .. } | MilterCommand::Abort => None,
-                MilterCommand::Quit => return,
-                MilterCommand::Negotiate(_) => {
-                    Some(Reply::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty())))
-                }
-                MilterCommand::Connect { .. } => {
-                    let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(100));
-                    holding.fetch_sub(1, Ordering::SeqCst);
-                    Some(Reply::Continue)
-                }
-                MilterCommand::EndOfMessage { .. } => Some(Reply::Accept),
-                _ => Some(Reply::Continue),
-            };
-            if let Some(reply) = reply {
-                reply.encode(&mut out);
-            }
-        }
-        if stream.write_all(&out).is_err() {
-            return;
-        }
-    }
 }
 
 #[test]

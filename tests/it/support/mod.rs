@@ -5,6 +5,7 @@
 //! condition against a deadline ([`wait_for`]), never by sleeping a fixed time.
 
 pub(crate) mod host;
+pub(crate) mod milter;
 pub(crate) mod postfix;
 pub(crate) mod processes;
 pub(crate) mod scenario;
