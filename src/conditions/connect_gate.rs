@@ -257,6 +257,7 @@ mod tests {
 
     use super::*;
     use crate::conditions::builtin::dnsbl::DnsblService;
+    use crate::conditions::dns_test_support;
     use crate::protocol::{encode_frame, ConnectAddress};
 
     const SERVER: &str = "192.0.2.53:53";
@@ -288,19 +289,10 @@ mod tests {
         ConnectAddress::Inet { port: 25, address: text.as_bytes().to_vec() }
     }
 
-    /// The framed DNS answer to the query in `sent`: one A record, or NXDOMAIN.
+    /// The framed DNS answer to the framed query in `sent`: 127.0.0.2, or NXDOMAIN.
     fn answer(sent: &[u8], listed: bool) -> Vec<u8> {
-        let query = &sent[2..];
-        let mut message = query[..2].to_vec();
-        message.extend_from_slice(if listed { &[0x81, 0x80] } else { &[0x81, 0x83] });
-        message.extend_from_slice(&[0, 1, 0, u8::from(listed), 0, 0, 0, 0]);
-        message.extend_from_slice(&query[12..]);
-        if listed {
-            message.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 2]);
-        }
-        let mut framed = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
-        framed.extend(message);
-        framed
+        let addresses: &[[u8; 4]] = if listed { &[dns_test_support::LISTED] } else { &[] };
+        dns_test_support::answer(&sent[2..], addresses)
     }
 
     fn actions(gate: &mut ConnectGate) -> Vec<LookupAction> {

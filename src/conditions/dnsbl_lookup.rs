@@ -284,8 +284,7 @@ fn seconds(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const LISTED: [u8; 4] = [127, 0, 0, 2];
+    use crate::conditions::dns_test_support::{answer, messages, question, LISTED};
 
     fn setup(zones: &[(&str, Option<&str>)], servers: &[&str]) -> DnsblSetup {
         DnsblSetup {
@@ -297,49 +296,6 @@ mod tests {
 
     fn actions(lookup: &mut Lookup) -> Vec<LookupAction> {
         std::iter::from_fn(|| lookup.poll_action()).collect()
-    }
-
-    /// The DNS messages in `bytes` (each after its two-byte length).
-    fn messages(bytes: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut rest = bytes;
-        while rest.len() >= 2 {
-            let length = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-            out.push(rest[2..2 + length].to_vec());
-            rest = &rest[2 + length..];
-        }
-        assert!(rest.is_empty(), "a partial message");
-        out
-    }
-
-    /// The question name of a query.
-    fn question(query: &[u8]) -> String {
-        let mut labels = Vec::new();
-        let mut at = 12;
-        while query[at] != 0 {
-            let length = usize::from(query[at]);
-            labels.push(String::from_utf8(query[at + 1..at + 1 + length].to_vec()).unwrap());
-            at += 1 + length;
-        }
-        labels.join(".")
-    }
-
-    /// The framed answer to `query`: NXDOMAIN without addresses, else the A records.
-    fn answer(query: &[u8], addresses: &[[u8; 4]]) -> Vec<u8> {
-        let rcode = if addresses.is_empty() { 3 } else { 0 };
-        let mut message = query[..2].to_vec();
-        message.extend_from_slice(&(0x8180u16 | rcode).to_be_bytes());
-        message.extend_from_slice(&[0, 1]);
-        message.extend_from_slice(&u16::try_from(addresses.len()).unwrap().to_be_bytes());
-        message.extend_from_slice(&[0, 0, 0, 0]);
-        message.extend_from_slice(&query[12..]);
-        for address in addresses {
-            message.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-            message.extend_from_slice(address);
-        }
-        let mut framed = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
-        framed.extend(message);
-        framed
     }
 
     fn sent_queries(actions: &[LookupAction]) -> Vec<Vec<u8>> {

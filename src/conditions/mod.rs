@@ -10,6 +10,8 @@
 pub mod builtin;
 mod connect_gate;
 mod definition;
+#[cfg(test)]
+mod dns_test_support;
 mod dnsbl_lookup;
 mod error;
 mod files;

@@ -24,13 +24,6 @@ pub(super) enum Phase {
     Gone,
 }
 
-/// A reply the engine waits for from a child.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Waiting {
-    pub stage: Stage,
-    pub deadline: Instant,
-}
-
 #[derive(Debug)]
 pub(super) struct Child {
     pub tag: u64,
@@ -41,7 +34,6 @@ pub(super) struct Child {
     pub answer: Negotiation,
     /// Bytes to send, written in one go when the session is polled.
     pub out: Vec<u8>,
-    pub waiting: Option<Waiting>,
     /// Takes part in the current message.
     pub in_message: bool,
     /// Has been sent MAIL and not yet an abort or a finished end-of-message.
@@ -79,7 +71,6 @@ impl Child {
             offer: Negotiation::default(),
             answer: Negotiation::default(),
             out: Vec::new(),
-            waiting: None,
             in_message: false,
             message_open: false,
             accepted_recipients: 0,
@@ -121,17 +112,18 @@ impl Child {
     }
 
     /// A verdict that arrived answers one of the `unreplied` commands rather than the
-    /// command awaited: returns that command's stage, or `None` for a regular answer.
+    /// command awaited (if `awaited`, one is): returns that command's stage, or `None` for
+    /// a regular answer.
     ///
     /// Replies come in order, and a command is only sent when no answer is awaited, so
     /// unreplied commands all precede the awaited one. With nothing awaited the verdict can
     /// only be a stray one. While a later command is awaited, an unreplied command of a
     /// step it was already seen answering owes its stray first; any other is taken as
     /// unanswered, as agreed (the well-behaved case, which nothing else tells apart).
-    pub(super) fn take_stray(&mut self) -> Option<Stage> {
+    pub(super) fn take_stray(&mut self, awaited: bool) -> Option<Stage> {
         while let Some(stage) = self.unreplied.pop_front() {
             let step = stage.no_reply_step();
-            if self.waiting.is_none() || self.answers_anyway.contains(step) {
+            if !awaited || self.answers_anyway.contains(step) {
                 self.answers_anyway = self.answers_anyway.union(step);
                 return Some(stage);
             }
@@ -162,28 +154,26 @@ mod tests {
         child
     }
 
-    fn awaiting(child: &mut Child, stage: Stage) {
-        child.waiting = Some(Waiting { stage, deadline: Instant::now() });
-    }
+    // Whether an answer is awaited is the session's timer table's to say.
+    const NOTHING_AWAITED: bool = false;
+    const AN_ANSWER_AWAITED: bool = true;
 
     #[test]
     fn a_verdict_with_nothing_awaited_is_a_stray_and_teaches_the_step() {
         let mut child = child_with_no_reply_headers();
         child.unreplied.extend([Stage::Header, Stage::Header]);
-        assert_eq!(child.take_stray(), Some(Stage::Header));
+        assert_eq!(child.take_stray(NOTHING_AWAITED), Some(Stage::Header));
         assert_eq!(child.answers_anyway, Steps::NR_HEADER);
         // Known now: the second header's answer comes before end-of-header's.
-        awaiting(&mut child, Stage::EndOfHeader);
-        assert_eq!(child.take_stray(), Some(Stage::Header));
-        assert_eq!(child.take_stray(), None, "then the awaited answer");
+        assert_eq!(child.take_stray(AN_ANSWER_AWAITED), Some(Stage::Header));
+        assert_eq!(child.take_stray(AN_ANSWER_AWAITED), None, "then the awaited answer");
     }
 
     #[test]
     fn a_child_not_seen_answering_keeps_its_word_while_an_answer_is_awaited() {
         let mut child = child_with_no_reply_headers();
         child.unreplied.extend([Stage::Header, Stage::Header]);
-        awaiting(&mut child, Stage::EndOfHeader);
-        assert_eq!(child.take_stray(), None);
+        assert_eq!(child.take_stray(AN_ANSWER_AWAITED), None);
         assert!(child.unreplied.is_empty());
         assert_eq!(child.answers_anyway, Steps::empty());
     }

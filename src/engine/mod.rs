@@ -24,6 +24,7 @@ mod session;
 mod stage;
 mod statistics;
 mod status;
+mod timers;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -288,20 +288,24 @@ mod tests {
         assert_eq!(error, "unknown syslog facility \"mial\"");
     }
 
-    #[test]
-    fn lines_have_the_project_format() {
+    /// What the log file holds after `record` was written to it.
+    fn logged(record: &log::Record) -> String {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("log");
         let writer = super::writer(Some(super::open_log_file(&path).expect("open the log")));
-        log::Log::log(
-            &writer,
+        log::Log::log(&writer, record);
+        std::fs::read_to_string(&path).expect("read the log")
+    }
+
+    #[test]
+    fn lines_have_the_project_format() {
+        let text = logged(
             &log::Record::builder()
                 .args(format_args!("child {} started", "a"))
                 .level(log::Level::Warn)
                 .target("milter_manager::engine")
                 .build(),
         );
-        let text = std::fs::read_to_string(&path).expect("read the log");
         let line = regex::Regex::new(
             r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\]: \[warning\] child a started\n$",
         )
@@ -311,11 +315,7 @@ mod tests {
 
     #[test]
     fn a_message_with_line_breaks_stays_one_line() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("log");
-        let writer = super::writer(Some(super::open_log_file(&path).expect("open the log")));
-        log::Log::log(
-            &writer,
+        let text = logged(
             &log::Record::builder()
                 .args(format_args!(
                     "header X: {}",
@@ -324,7 +324,6 @@ mod tests {
                 .level(log::Level::Info)
                 .build(),
         );
-        let text = std::fs::read_to_string(&path).expect("read the log");
         assert_eq!(text.lines().count(), 1, "{text:?}");
         assert!(
             text.ends_with("header X: a\\r\\n[2026-01-01T00:00:00.000Z]: [critical] b\\x00\n"),

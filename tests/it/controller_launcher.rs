@@ -17,50 +17,8 @@ use support::{
     require_root, run, user_id, wait_for, write_file as write, ManagerOptions, ManagerProcess,
     TempDir, TestClient, MANAGER, TEST_CLIENT, TEST_SERVER,
 };
-/// A running milter-manager, with what these tests ask of it.
-struct Manager(ManagerProcess);
-
-impl std::ops::Deref for Manager {
-    type Target = ManagerProcess;
-
-    fn deref(&self) -> &ManagerProcess {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Manager {
-    fn deref_mut(&mut self) -> &mut ManagerProcess {
-        &mut self.0
-    }
-}
-
-impl Manager {
-    /// Starts it and waits for its workers.
-    fn start(dir: &TempDir, config: &str) -> Self {
-        Self::start_with(dir, config, "supervising")
-    }
-
-    /// Starts it with `n_workers = 0` and waits until it listens.
-    fn start_alone(dir: &TempDir, config: &str) -> Self {
-        Self::start_with(dir, config, "listening on")
-    }
-
-    fn start_with(dir: &TempDir, config: &str, ready_line: &str) -> Self {
-        let options = ManagerOptions { ready_line: Some(ready_line), ..Default::default() };
-        Self(ManagerProcess::start_with(dir, config, &options))
-    }
-
-    /// The launcher's socket, from its start-up log line.
-    fn launcher_socket(&self) -> PathBuf {
-        let log = self.log();
-        let line = log.lines().find(|line| line.contains("launcher started (pid"));
-        let path = line.and_then(|line| line.split(" on ").last());
-        PathBuf::from(path.unwrap_or_else(|| panic!("no launcher in the log:\n{log}")).trim())
-    }
-}
-
 /// One session through the manager, Postfix-style.
-fn session(dir: &TempDir, name: &str, manager: &Manager) -> support::Finished {
+fn session(dir: &TempDir, name: &str, manager: &ManagerProcess) -> support::Finished {
     let mut command = Command::new(TEST_SERVER);
     command.args(["-s", &manager.spec(), "--from", "<sender@example.org>"]).args([
         "--recipient",
@@ -114,7 +72,7 @@ fn privilege_mode_starts_a_missing_child_as_its_user_once() {
         script = script.display(),
         plain = dir.join("plain.sock").display(),
     );
-    let mut manager = Manager::start(&dir, &config);
+    let mut manager = ManagerProcess::start_until(&dir, &config, "supervising");
 
     // Nothing listens on the child's port: the first session has the launcher start it and
     // gets the child's answer (continue: pass), not its fallback (reject).
@@ -188,7 +146,7 @@ fn the_controller_reports_status_configuration_and_reloads() {
         client.spec,
         dir.join("nobody-listens.sock").display()
     );
-    let manager = Manager::start(&dir, &config);
+    let manager = ManagerProcess::start_until(&dir, &config, "supervising");
     const K: usize = 5;
     for i in 0..K {
         let out = session(&dir, &format!("session{i}"), &manager);
@@ -352,7 +310,7 @@ fn without_workers_the_controller_has_a_process_of_its_own() {
         controller.display(),
         client.spec
     );
-    let mut manager = Manager::start_alone(&dir, &config);
+    let mut manager = ManagerProcess::start_until(&dir, &config, "listening on");
     let out = session(&dir, "session", &manager);
     assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
     let spec = format!("unix:{}", controller.display());
@@ -458,7 +416,7 @@ fn privilege_mode_learns_milters_from_a_reload_and_restarts_dead_children_with_a
         controller.display(),
         milter("first", &first_spec)
     );
-    let manager = Manager::start(&dir, &config);
+    let manager = ManagerProcess::start_until(&dir, &config, "supervising");
     let out = session(&dir, "first", &manager);
     assert!(out.stdout.contains("status: pass"), "{}\n{}", out.describe(), manager.log());
 
@@ -551,7 +509,7 @@ fn the_launcher_starts_a_milter_at_most_once_per_pause_and_not_while_it_stops() 
         dir.join("stubborn.sock").display(),
         stubborn.display()
     );
-    let manager = Manager::start(&dir, &config);
+    let manager = ManagerProcess::start_until(&dir, &config, "supervising");
     let socket = manager.launcher_socket();
     let started = ask_launcher(&socket, "start stubborn\n");
     let pid: u32 = started.strip_prefix("started ").unwrap().trim().parse().unwrap();
@@ -592,7 +550,7 @@ fn the_launcher_answers_while_other_clients_are_slow_or_silent() {
          [milter.\"only\"]\nconnection_spec = \"unix:{}\"\ncommand = \"/bin/true\"\nenabled = false\n",
         dir.join("only.sock").display()
     );
-    let manager = Manager::start(&dir, &config);
+    let manager = ManagerProcess::start_until(&dir, &config, "supervising");
     let socket = manager.launcher_socket();
     // Ten clients send half a request and stop; one says nothing at all.
     let mut slow: Vec<UnixStream> = (0..10)
@@ -642,7 +600,7 @@ fn a_started_milter_gets_a_clean_environment_and_the_root_directory() {
     let env = [("MILTER_TEST_SECRET", "root's"), ("LANG", "C.UTF-8"), ("HOME", "/root")];
     let options =
         ManagerOptions { ready_line: Some("supervising"), env: &env, ..Default::default() };
-    let manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
+    let manager = ManagerProcess::start_with(&dir, &config, &options);
     let started = ask_launcher(&manager.launcher_socket(), "start show\n");
     assert!(started.starts_with("started "), "{started}\n{}", manager.log());
     let written = wait_for(deadline(), || read_lossy(&report).contains("PATH="));

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use milter_manager::protocol::{Command as MilterCommand, Reply};
 use serde_json::Value;
-use support::milter_stub::{milter_session, serve_tcp};
+use support::milter::{milter_session, serve_tcp};
 use support::{Finished, TempDir, TestClient, PERFORMANCE_CHECK as CHECK};
 
 fn check(dir: &TempDir, args: &[&str]) -> Finished {

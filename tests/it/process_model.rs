@@ -8,7 +8,6 @@ use crate::support;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -21,67 +20,12 @@ use milter_manager::protocol::{
     Actions, Command as MilterCommand, ConnectAddress, Deframer, Negotiation, Reply, Steps,
 };
 use serde_json::Value;
+use support::milter::{milter_session, serve_tcp};
 use support::{
     children_of, ctl, deadline, getent, group_id, kill, read_lossy, require_root, status_field,
     user_id, wait_for, ChildGuard, ManagerOptions, ManagerProcess, TempDir, TestClient,
     PERFORMANCE_CHECK, TEST_SERVER,
 };
-
-/// A running milter-manager (in the foreground, so its pid is the supervisor's), with what
-/// these tests ask of its processes.
-struct Manager(ManagerProcess);
-
-impl std::ops::Deref for Manager {
-    type Target = ManagerProcess;
-
-    fn deref(&self) -> &ManagerProcess {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Manager {
-    fn deref_mut(&mut self) -> &mut ManagerProcess {
-        &mut self.0
-    }
-}
-
-impl Manager {
-    /// Starts it on `unix:<socket_dir>/manager.sock` with `config` as milter-manager.toml
-    /// and waits until the socket exists.
-    fn start(dir: &TempDir, socket_dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
-        let options = ManagerOptions { socket_dir: Some(socket_dir), env, ..Default::default() };
-        Self(ManagerProcess::start_with(dir, config, &options))
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.id()
-    }
-
-    /// The supervisor's live children (zombies included: they are still its children).
-    fn workers(&self) -> Vec<u32> {
-        children_of(self.pid())
-    }
-
-    /// Waits until exactly `n` workers run and returns them.
-    fn wait_for_workers(&self, n: usize) -> Vec<u32> {
-        let mut workers = Vec::new();
-        let ready = wait_for(deadline(), || {
-            workers = self.workers();
-            workers.len() == n
-        });
-        assert!(ready, "expected {n} workers, have {workers:?}\n--- log:\n{}", self.log());
-        workers
-    }
-
-    fn signal(&mut self, signal: &str) {
-        self.process.signal(signal);
-    }
-
-    /// Replaces milter-manager.toml.
-    fn write_config(&self, config: &str) {
-        std::fs::write(self.conf.join("milter-manager.toml"), config).unwrap();
-    }
-}
 
 fn child_config(spec: &str, manager_items: &str) -> String {
     format!("[manager]\n{manager_items}\n\n[milter.\"child\"]\nconnection_spec = \"{spec}\"\n")
@@ -147,8 +91,7 @@ fn session_passes(dir: &TempDir, name: &str, spec: &str) -> bool {
 fn a_killed_worker_is_replaced_and_the_other_finishes_its_sessions() {
     let dir = TempDir::new("pm-kill");
     let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
-    let manager =
-        Manager::start(&dir, dir.path(), &child_config(&client.spec, "n_workers = 2"), &[]);
+    let manager = ManagerProcess::start(&dir, &child_config(&client.spec, "n_workers = 2"));
     let workers = manager.wait_for_workers(2);
 
     let load = start_load(&dir, "load", &manager.spec(), 1000, 20);
@@ -178,8 +121,7 @@ fn a_killed_worker_is_replaced_and_the_other_finishes_its_sessions() {
 fn twenty_reloads_under_load_lose_no_session_and_leave_only_the_last_generation() {
     let dir = TempDir::new("pm-reload");
     let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
-    let mut manager =
-        Manager::start(&dir, dir.path(), &child_config(&client.spec, "n_workers = 2"), &[]);
+    let mut manager = ManagerProcess::start(&dir, &child_config(&client.spec, "n_workers = 2"));
     manager.wait_for_workers(2);
 
     // Every SIGHUP lands while a load runs: a load that ended is followed by another.
@@ -229,7 +171,7 @@ fn a_reload_with_an_error_keeps_the_running_configuration_and_says_where() {
     let dir = TempDir::new("pm-bad-reload");
     let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
     let config = child_config(&client.spec, "n_workers = 1");
-    let mut manager = Manager::start(&dir, dir.path(), &config, &[]);
+    let mut manager = ManagerProcess::start(&dir, &config);
     let workers = manager.wait_for_workers(1);
 
     manager.write_config(&format!("{config}fallback_status = \"maybe\"\n"));
@@ -268,7 +210,7 @@ fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_
     );
     let options =
         ManagerOptions { socket_dir: Some(&run_dir), user_from_config: true, ..Default::default() };
-    let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
+    let mut manager = ManagerProcess::start_with(&dir, &config, &options);
     let workers = manager.wait_for_workers(2);
 
     let nobody = user_id("nobody");
@@ -294,12 +236,9 @@ fn as_root_workers_run_as_the_effective_user_with_the_configured_socket_and_pid_
 #[test]
 fn a_worker_crashing_at_start_is_restarted_with_growing_delays() {
     let dir = TempDir::new("pm-crash");
-    let manager = Manager::start(
-        &dir,
-        dir.path(),
-        "[manager]\nn_workers = 1\n",
-        &[("MILTER_MANAGER_TEST_CRASH_WORKER", "1")],
-    );
+    let options =
+        ManagerOptions { env: &[("MILTER_MANAGER_TEST_CRASH_WORKER", "1")], ..Default::default() };
+    let manager = ManagerProcess::start_with(&dir, "[manager]\nn_workers = 1\n", &options);
     // 1 s, 2 s, then 4 s: about 3 s after the start.
     let backed_off = wait_for(Instant::now() + Duration::from_secs(30), || {
         manager.log().contains("restarting it in 4s")
@@ -319,58 +258,23 @@ fn a_worker_crashing_at_start_is_restarted_with_growing_delays() {
 /// held at once; the hold lies inside the manager's session, so this is a lower bound of
 /// the manager's concurrency that cannot overcount.
 fn start_counting_milter() -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    let port = listener.local_addr().unwrap().port();
     let holding = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let (holding_in, most_in) = (Arc::clone(&holding), Arc::clone(&most));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let (holding, most) = (Arc::clone(&holding_in), Arc::clone(&most_in));
-            std::thread::spawn(move || counting_session(stream, &holding, &most));
-        }
+    let port = serve_tcp(move |stream, _| {
+        milter_session(stream, |command| match command {
+            MilterCommand::Connect { .. } => {
+                let now = holding_in.fetch_add(1, Ordering::SeqCst) + 1;
+                most_in.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+                holding_in.fetch_sub(1, Ordering::SeqCst);
+                vec![Reply::Continue]
+            }
+            MilterCommand::EndOfMessage { .. } => vec![Reply::Accept],
+            _ => vec![Reply::Continue],
+        })
     });
     (port, holding, most)
-}
-
-fn counting_session(mut stream: TcpStream, holding: &AtomicUsize, most: &AtomicUsize) {
-    let mut deframer = Deframer::default();
-    let mut buffer = [0; 65536];
-    loop {
-        let n = match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        deframer.push(&buffer[..n]);
-        let mut out = Vec::new();
-        while let Some(frame) = deframer.next_frame() {
-            let Ok(frame) = frame else { return };
-            let Ok(command) = MilterCommand::decode(frame.code, frame.data) else { return };
-            let reply = match command {
-                MilterCommand::DefineMacros { .. } | MilterCommand::Abort => None,
-                MilterCommand::Quit => return,
-                MilterCommand::Negotiate(_) => {
-                    Some(Reply::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty())))
-                }
-                MilterCommand::Connect { .. } => {
-                    let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(100));
-                    holding.fetch_sub(1, Ordering::SeqCst);
-                    Some(Reply::Continue)
-                }
-                MilterCommand::EndOfMessage { .. } => Some(Reply::Accept),
-                _ => Some(Reply::Continue),
-            };
-            if let Some(reply) = reply {
-                reply.encode(&mut out);
-            }
-        }
-        if stream.write_all(&out).is_err() {
-            return;
-        }
-    }
 }
 
 #[test]
@@ -379,7 +283,7 @@ fn max_connections_holds_over_all_workers_and_everyone_is_served() {
     let (port, _, most) = start_counting_milter();
     let spec = format!("inet:{port}@[127.0.0.1]");
     let items = "n_workers = 2\nmax_connections = 5\nsuspend_time_on_unacceptable = 1";
-    let manager = Manager::start(&dir, dir.path(), &child_config(&spec, items), &[]);
+    let manager = ManagerProcess::start(&dir, &child_config(&spec, items));
     manager.wait_for_workers(2);
 
     let load = run_load(&dir, "load", &manager.spec(), 20, 20);
@@ -394,7 +298,7 @@ fn max_connections_holds_over_all_workers_and_everyone_is_served() {
 fn a_connection_that_never_negotiates_is_closed_and_frees_its_max_connections_place() {
     let dir = TempDir::new("pm-negotiation-timeout");
     let items = "max_connections = 1\nnegotiation_timeout = 1\nsuspend_time_on_unacceptable = 1";
-    let manager = Manager::start(&dir, dir.path(), &format!("[manager]\n{items}\n"), &[]);
+    let manager = ManagerProcess::start(&dir, &format!("[manager]\n{items}\n"));
     // Takes the only place and sends nothing.
     let mut idle = UnixStream::connect(&manager.socket).expect("connect to the manager");
     idle.set_read_timeout(Some(support::TIMEOUT)).unwrap();
@@ -476,7 +380,7 @@ fn out_of_descriptors_an_unreachable_child_counts_as_the_managers_failure() {
          [milter.\"a\"]\nconnection_spec = \"inet:{port_a}@[127.0.0.1]\"\n\n\
          [milter.\"b\"]\nconnection_spec = \"inet:{port_b}@[127.0.0.1]\"\n"
     );
-    let manager = Manager::start(&dir, dir.path(), &config, &[]);
+    let manager = ManagerProcess::start(&dir, &config);
     // Each session takes three descriptors (the MTA's, a's, b's). The limit leaves room
     // for whole sessions and two more: the last session gets its MTA connection and a,
     // and finds no descriptor for b.
@@ -522,7 +426,7 @@ fn sessions_after_a_reload_use_the_new_configuration_with_and_without_workers() 
                  [controller]\nconnection_spec = \"{controller}\"\n"
             )
         };
-        let mut manager = Manager::start(&dir, dir.path(), &config("reject"), &[]);
+        let mut manager = ManagerProcess::start(&dir, &config("reject"));
         assert_eq!(session_status(&dir, "before", &manager.spec()), "reject", "{}", manager.log());
         manager.write_config(&config("temporary-failure"));
         manager.signal("HUP");
@@ -562,7 +466,7 @@ fn sigusr1_reopens_the_log_file_in_the_supervisor_and_every_worker() {
     let dir = TempDir::new("pm-reopen-logs");
     let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
     let config = child_config(&client.spec, "n_workers = 2");
-    let mut manager = Manager::start(&dir, dir.path(), &config, &[]);
+    let mut manager = ManagerProcess::start(&dir, &config);
     let workers = manager.wait_for_workers(2);
 
     // A log rotation: the file is moved away, then the manager is told.
@@ -616,7 +520,7 @@ fn as_root_without_effective_user_workers_serve_as_the_default_user_and_reopen_t
         controller.display(),
         child_config(&client.spec, "n_workers = 1")
     );
-    let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
+    let mut manager = ManagerProcess::start_with(&dir, &config, &options);
     let workers = manager.wait_for_workers(1);
 
     let uid = user_id(user);
@@ -838,7 +742,7 @@ fn as_root_a_reload_or_reopen_the_user_cannot_do_is_logged_and_mail_goes_on() {
         "include = [\"conf.d/*.toml\"]\ninclude_optional = [\"private/local.toml\"]\n{}",
         child_config(&client.spec, "n_workers = 1")
     );
-    let mut manager = Manager(ManagerProcess::start_with(&dir, &config, &options));
+    let mut manager = ManagerProcess::start_with(&dir, &config, &options);
     manager.wait_for_workers(1);
 
     let root_only = conf_d.join("root-only.toml");
@@ -1085,8 +989,7 @@ fn as_a_daemon_workers_forked_after_start_up_serve_and_log() {
 fn during_a_stop_new_clients_are_refused_at_once() {
     let dir = TempDir::new("pm-stop-refuse");
     let client = TestClient::start_tcp(&dir, &["--no-report-request"]);
-    let mut manager =
-        Manager::start(&dir, dir.path(), &child_config(&client.spec, "n_workers = 2"), &[]);
+    let mut manager = ManagerProcess::start(&dir, &child_config(&client.spec, "n_workers = 2"));
     manager.wait_for_workers(2);
     // A session in flight keeps a worker draining.
     let socket = manager.spec().trim_start_matches("unix:").to_string();

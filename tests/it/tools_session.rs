@@ -252,9 +252,9 @@ fn accepting_milter(together: usize) -> u16 {
     use milter_manager::protocol::{Command as MilterCommand, Reply};
     use std::sync::{Arc, Condvar, Mutex};
     let arrived = Arc::new((Mutex::new(0), Condvar::new()));
-    support::milter_stub::serve_tcp(move |stream, _| {
+    support::milter::serve_tcp(move |stream, _| {
         let arrived = Arc::clone(&arrived);
-        support::milter_stub::milter_session(stream, move |command| match command {
+        support::milter::milter_session(stream, move |command| match command {
             MilterCommand::Connect { .. } => {
                 let (count, changed) = &*arrived;
                 let mut count = count.lock().unwrap();

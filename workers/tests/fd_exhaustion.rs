@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -15,47 +15,14 @@ use workers::{
     run, Action, ConnKey, Endpoint, Listener, PeerAddr, Session, SessionFactory, WorkerConfig,
 };
 
-use common::{child_socket, connect_when_ready, log_to_stderr, socket_path, spawn_child};
+use common::{
+    child_socket, connect_when_ready, finish_child, follow_log, log_to_stderr, socket_path,
+    spawn_child, ReplyingFactory,
+};
 
 const CLIENTS: usize = 6;
 /// How many client connections the child can hold at once.
 const SPARE_DESCRIPTORS: u64 = 2;
-
-/// Answers the peer's bytes with their reverse; finished when the peer closes.
-#[derive(Default)]
-struct Reverse {
-    actions: Vec<Action>,
-    finished: bool,
-}
-
-impl Session for Reverse {
-    fn handle_read(&mut self, conn: ConnKey, bytes: &[u8], _: Instant) {
-        self.actions.push(Action::Send { conn, bytes: bytes.iter().rev().copied().collect() });
-    }
-    fn handle_connected(&mut self, _: ConnKey, _: std::io::Result<()>, _: Instant) {}
-    fn handle_closed(&mut self, _: ConnKey, _: Option<std::io::Error>, _: Instant) {
-        self.finished = true;
-    }
-    fn handle_timeout(&mut self, _: Instant) {}
-    fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop()
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    fn is_finished(&self) -> bool {
-        self.finished
-    }
-}
-
-struct ReverseFactory;
-
-impl SessionFactory for ReverseFactory {
-    type Session = Reverse;
-    fn new_session(&mut self, _: &PeerAddr, _: Instant) -> Reverse {
-        Reverse::default()
-    }
-}
 
 fn open_descriptors() -> u64 {
     // The directory handle itself is among the entries; it is closed again afterwards.
@@ -77,6 +44,11 @@ fn current_hard_limit() -> libc::rlim_t {
     rlimit.rlim_max
 }
 
+/// Answers the peer's bytes with their reverse.
+fn reverse(bytes: &[u8]) -> Vec<u8> {
+    bytes.iter().rev().copied().collect()
+}
+
 /// The child's part: a worker whose process can hold only a couple of client connections.
 fn run_worker_child(socket: &Path) {
     log_to_stderr();
@@ -91,7 +63,7 @@ fn run_worker_child(socket: &Path) {
         parent_watch: Some(parent_watch),
         ..WorkerConfig::default()
     };
-    let exit = run(listener, ReverseFactory, config).unwrap();
+    let exit = run(listener, ReplyingFactory(reverse), config).unwrap();
     println!("EXIT {exit:?}");
 }
 
@@ -103,7 +75,7 @@ fn pauses_accepting_when_out_of_descriptors_and_serves_everyone_later() {
     let socket = socket_path("fd-exhaustion");
     let mut child =
         spawn_child("pauses_accepting_when_out_of_descriptors_and_serves_everyone_later", &socket);
-    let log_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log_lines = follow_log(&mut child);
 
     // All clients connect before any is served: the listen backlog holds them while the
     // child runs out of descriptors accepting them.
@@ -118,12 +90,7 @@ fn pauses_accepting_when_out_of_descriptors_and_serves_everyone_later() {
         assert_eq!(answer, request.bytes().rev().collect::<Vec<_>>());
     }
     drop(child.stdin.take()); // the stop request
-
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    let log: Vec<String> = log_lines.map(Result::unwrap).collect();
-    assert!(child.wait().unwrap().success(), "child failed; stderr: {log:?}");
-    let _ = std::fs::remove_file(&socket);
+    let (stdout, log) = finish_child(child, log_lines, &socket);
 
     assert!(stdout.contains("EXIT Drained"), "child said: {stdout}");
     assert!(
@@ -214,19 +181,14 @@ fn a_connect_out_of_descriptors_fails_the_session_and_pauses_accepting() {
     let socket = socket_path("fd-exhaustion-connect");
     let mut child =
         spawn_child("a_connect_out_of_descriptors_fails_the_session_and_pauses_accepting", &socket);
-    let log_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log_lines = follow_log(&mut child);
 
     let mut client = connect_when_ready(&socket);
     client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut answer = String::new();
     client.read_to_string(&mut answer).unwrap();
     drop(child.stdin.take()); // the stop request
-
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    let log: Vec<String> = log_lines.map(Result::unwrap).collect();
-    assert!(child.wait().unwrap().success(), "child failed; stderr: {log:?}");
-    let _ = std::fs::remove_file(&socket);
+    let (stdout, log) = finish_child(child, log_lines, &socket);
 
     assert!(
         answer.starts_with("connect failed: Too many open files"),

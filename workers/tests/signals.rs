@@ -3,49 +3,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use workers::{run, Action, ConnKey, Listener, PeerAddr, Session, SessionFactory, WorkerConfig};
+use workers::{run, Listener, WorkerConfig};
 
-use common::{child_socket, connect_when_ready, log_to_stderr, socket_path, spawn_child};
+use common::{
+    child_socket, connect_when_ready, finish_child, follow_log, log_to_stderr, socket_path,
+    spawn_child, ReplyingFactory,
+};
 
-/// Says "started" on the peer's first bytes and then runs until the peer hangs up.
-#[derive(Default)]
-struct Stubborn {
-    actions: Vec<Action>,
-    finished: bool,
-}
-
-impl Session for Stubborn {
-    fn handle_read(&mut self, _: ConnKey, _: &[u8], _: Instant) {
-        self.actions.push(Action::Send { conn: ConnKey::PEER, bytes: b"started".to_vec() });
-    }
-    fn handle_connected(&mut self, _: ConnKey, _: std::io::Result<()>, _: Instant) {}
-    fn handle_closed(&mut self, _: ConnKey, _: Option<std::io::Error>, _: Instant) {
-        self.finished = true;
-    }
-    fn handle_timeout(&mut self, _: Instant) {}
-    fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop()
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    fn is_finished(&self) -> bool {
-        self.finished
-    }
-}
-
-struct StubbornFactory;
-
-impl SessionFactory for StubbornFactory {
-    type Session = Stubborn;
-    fn new_session(&mut self, _: &PeerAddr, _: Instant) -> Stubborn {
-        Stubborn::default()
-    }
+/// Says "started" to whatever the peer sends; runs until the peer hangs up.
+fn started(_: &[u8]) -> Vec<u8> {
+    b"started".to_vec()
 }
 
 /// The child's part: a worker with signal handling on `socket`, reporting how it ended.
@@ -58,7 +30,7 @@ fn run_worker_child(socket: &Path) {
         shutdown_deadline: Duration::from_secs(600),
         ..WorkerConfig::default()
     };
-    let exit = run(listener, StubbornFactory, config).unwrap();
+    let exit = run(listener, ReplyingFactory(started), config).unwrap();
     println!("EXIT {exit:?}");
 }
 
@@ -76,7 +48,7 @@ fn a_second_stop_signal_drops_the_sessions_in_flight() {
     }
     let socket = socket_path("signals");
     let mut child = spawn_child("a_second_stop_signal_drops_the_sessions_in_flight", &socket);
-    let mut log_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log_lines = follow_log(&mut child);
 
     let mut client = connect_when_ready(&socket);
     client.write_all(b"hello").unwrap();
@@ -91,11 +63,7 @@ fn a_second_stop_signal_drops_the_sessions_in_flight() {
     assert!(child.try_wait().unwrap().is_none(), "the child exited while a session was in flight");
 
     send_sigterm(child.id());
-    let rest: Vec<String> = log_lines.map(Result::unwrap).collect();
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    assert!(child.wait().unwrap().success(), "child failed; stderr: {rest:?}");
-    let _ = std::fs::remove_file(&socket);
+    let (stdout, rest) = finish_child(child, log_lines, &socket);
 
     assert!(
         rest.iter().any(|line| line.contains("another stop signal")),

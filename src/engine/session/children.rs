@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::phase::Phase;
 use super::verdicts::reply_verdict;
 use super::{Output, Session};
-use crate::engine::child::{Child, Phase as ChildPhase, Waiting};
+use crate::engine::child::{Child, Phase as ChildPhase};
 use crate::engine::event::{Conditions, Context, MacroList};
 use crate::engine::{EngineConfig, Stage};
 use crate::protocol::{Command, Reply};
@@ -17,11 +17,12 @@ impl Session {
             return self.on_negotiation_answer(i, reply, now);
         }
         if matches!(reply_verdict(&reply), Ok(Some(_))) {
-            if let Some(stage) = self.children[i].take_stray() {
+            let awaited = self.timers.awaited(i).is_some();
+            if let Some(stage) = self.children[i].take_stray(awaited) {
                 return self.drop_stray_answer(i, stage, &reply);
             }
         }
-        let awaited = self.children[i].waiting.is_some();
+        let awaited = self.timers.awaited(i).is_some();
         let mut phase = self.take_phase();
         match &mut phase {
             Phase::Envelope { op, .. } if awaited => self.on_envelope_reply(op, i, reply, now),
@@ -62,14 +63,14 @@ impl Session {
     /// Child `i` cannot go on: from now on it answers its fallback status, also to the
     /// command under way if it was awaited there.
     pub(super) fn fail_child(&mut self, i: usize, reason: &str, now: Instant) {
-        let Some(waiting) = self.drop_failed_child(i, reason, now) else { return };
+        let Some(awaited) = self.drop_failed_child(i, reason, now) else { return };
         let mut phase = self.take_phase();
         match &mut phase {
             Phase::Envelope { op, .. } => {
                 let verdict = self.fallback_verdict(i);
                 self.record_envelope_verdict(op, i, verdict);
             }
-            Phase::Message { run, .. } => self.head_failed(run, i, waiting),
+            Phase::Message { run, .. } => self.head_failed(run, i, awaited),
             _ => {}
         }
         self.phase = phase;
@@ -82,7 +83,7 @@ impl Session {
         i: usize,
         reason: &str,
         now: Instant,
-    ) -> Option<Waiting> {
+    ) -> Option<Stage> {
         let status = self.failed_status(i);
         let why = if self.children[i].failed_by_manager {
             "the manager is out of file descriptors; the stricter of its fallback_status and \
@@ -97,7 +98,7 @@ impl Session {
             status.name()
         );
         let was_connected = self.children[i].is_connected();
-        let waiting = self.children[i].waiting.take();
+        let awaited = self.timers.clear_child(i);
         self.children[i].out.clear();
         self.children[i].phase = ChildPhase::Failed;
         self.children[i].last_status = Some(status);
@@ -105,7 +106,7 @@ impl Session {
             self.actions.push_back(Output::CloseChild { child: i });
         }
         self.report_child_end(i, now);
-        waiting
+        awaited
     }
 
     /// Child `i` is done for this session (it accepted or refused at connect or helo, was

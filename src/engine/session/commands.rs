@@ -42,7 +42,7 @@ impl Session {
                 (self.finish_negotiation(&offer), true)
             }
             Phase::Envelope { op, mail } => {
-                if op.eligible.iter().any(|&i| self.children[i].waiting.is_some()) {
+                if self.timers.any_awaited(op.eligible.iter().copied()) {
                     return (Phase::Envelope { op, mail }, false);
                 }
                 (self.finish_envelope(op, mail), true)

@@ -5,8 +5,9 @@ use std::time::Instant;
 use super::message::message_stage;
 use super::phase::{Mail, Phase};
 use super::Session;
-use crate::engine::child::{Phase as ChildPhase, Waiting};
+use crate::engine::child::Phase as ChildPhase;
 use crate::engine::event::{Context, Event};
+use crate::engine::timers::{Owner, Timer};
 use crate::engine::{Fold, Stage, Status, Verdict};
 use crate::protocol::{socket_address_of, Command, Reply, Steps};
 
@@ -106,7 +107,7 @@ impl Session {
                 self.record_envelope_verdict(&mut op, i, Verdict::of(Status::Continue));
             } else {
                 let reading = self.config.children[i].timeouts.reading;
-                self.children[i].waiting = Some(Waiting { stage, deadline: now + reading });
+                self.timers.set(Timer::Child(i, stage), now + reading);
             }
         }
         Phase::Envelope { op, mail }
@@ -145,17 +146,15 @@ impl Session {
     ) {
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
-                self.children[i].waiting = None;
+                self.timers.clear_child(i);
                 self.record_envelope_verdict(op, i, verdict);
             }
             Ok(None) => {
                 let reading = self.config.children[i].timeouts.reading;
-                if let Some(waiting) = &mut self.children[i].waiting {
-                    waiting.deadline = now + reading;
-                }
+                self.timers.postpone(Owner::Child(i), now + reading);
             }
             Err(()) => {
-                let stage = self.children[i].waiting.map_or(Stage::Start, |w| w.stage);
+                let stage = self.timers.awaited(i).unwrap_or(Stage::Start);
                 let reason = format!("sent {} in answer to {}", reply.name(), stage.name());
                 if self.drop_failed_child(i, &reason, now).is_some() {
                     let verdict = self.fallback_verdict(i);

@@ -26,6 +26,7 @@ impl Session {
             let tag = self.children[i].tag;
             self.children[i] = Child::new(tag, now);
         }
+        self.timers.clear_children();
         self.mta_granted = Negotiation::default();
         self.macros.clear();
         self.untold = None;
@@ -39,9 +40,9 @@ impl Session {
             if self.children[i].is_connected() {
                 self.quit_child(i);
             }
-            self.children[i].waiting = None;
             self.report_child_end(i, now);
         }
+        self.timers.clear_children();
         let status = self.last_status.map_or("pass", Status::statistics_name);
         statistics::session_end(self.tag, self.last_stage.name(), status, now - self.started);
         Phase::Finished

@@ -8,8 +8,9 @@ use super::children::stage_macros_to;
 use super::phase::{Mail, MessageRun, Phase};
 use super::Session;
 use crate::engine::body::Body;
-use crate::engine::child::{Phase as ChildPhase, Waiting};
+use crate::engine::child::Phase as ChildPhase;
 use crate::engine::event::{Context, Event};
+use crate::engine::timers::Timer;
 use crate::engine::{Fold, Stage, Status, Verdict};
 use crate::message::{Change, Message};
 use crate::protocol::{Command, Reply};
@@ -153,7 +154,7 @@ impl Session {
                     ChainProgress::AllAccepted
                 };
             };
-            if self.children[head].waiting.is_some() {
+            if self.timers.awaited(head).is_some() {
                 return ChainProgress::Waiting;
             }
             match next_item(message, &chain.cursor) {
@@ -260,7 +261,7 @@ impl Session {
             } else {
                 timeouts.reading
             };
-            self.children[head].waiting = Some(Waiting { stage, deadline: now + timeout });
+            self.timers.set(Timer::Child(head, stage), now + timeout);
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::message::{Chain, ChainProgress, Cursor};
 use super::phase::{Mail, MessageRun, Phase};
 use super::Session;
-use crate::engine::child::Waiting;
+use crate::engine::timers::Owner;
 use crate::engine::{statistics, Stage, Status, Verdict};
 use crate::protocol::{Reply, Steps};
 
@@ -18,16 +18,16 @@ impl Session {
         reply: Reply,
         now: Instant,
     ) {
-        let Some(waiting) = self.children[i].waiting else {
+        let Some(awaited) = self.timers.awaited(i) else {
             let reason = format!("sent {} without being asked", reply.name());
             return self.fail_in_message(run, i, &reason, now);
         };
         if reply.is_modification() {
-            if waiting.stage != Stage::EndOfMessage {
+            if awaited != Stage::EndOfMessage {
                 let reason = format!(
                     "sent {} in answer to {}; modifications belong to end-of-message",
                     reply.name(),
-                    waiting.stage.name()
+                    awaited.name()
                 );
                 return self.fail_in_message(run, i, &reason, now);
             }
@@ -35,26 +35,24 @@ impl Session {
         }
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
-                self.children[i].waiting = None;
-                self.message_verdict(run, i, waiting.stage, verdict);
+                self.timers.clear_child(i);
+                self.message_verdict(run, i, awaited, verdict);
             }
             Ok(None) => {
                 let timeouts = self.config.children[i].timeouts;
-                let timeout = if waiting.stage == Stage::EndOfMessage {
+                let timeout = if awaited == Stage::EndOfMessage {
                     timeouts.end_of_message
                 } else {
                     timeouts.reading
                 };
-                if let Some(waiting) = &mut self.children[i].waiting {
-                    waiting.deadline = now + timeout;
-                }
-                if self.mta_granted.version >= 6 && waiting.stage == Stage::EndOfMessage {
+                self.timers.postpone(Owner::Child(i), now + timeout);
+                if self.mta_granted.version >= 6 && awaited == Stage::EndOfMessage {
                     // Keeps the MTA's own end-of-message timer from expiring meanwhile.
                     Reply::Progress.encode(&mut self.mta_out);
                 }
             }
             Err(()) => {
-                let reason = format!("sent {} in answer to {}", reply.name(), waiting.stage.name());
+                let reason = format!("sent {} in answer to {}", reply.name(), awaited.name());
                 self.fail_in_message(run, i, &reason, now)
             }
         }
@@ -63,20 +61,20 @@ impl Session {
     /// Child `i` fails while a message command goes through the chain: as the head, its
     /// fallback is its verdict on what it was fed, and its unfinished edits are dropped.
     fn fail_in_message(&mut self, run: &mut MessageRun, i: usize, reason: &str, now: Instant) {
-        if let Some(waiting) = self.drop_failed_child(i, reason, now) {
-            self.head_failed(run, i, waiting);
+        if let Some(awaited) = self.drop_failed_child(i, reason, now) {
+            self.head_failed(run, i, awaited);
         }
     }
 
-    /// Child `i` failed while awaited for `waiting`: if it is the head, its fallback is its
-    /// verdict, and its unfinished edits are dropped.
-    pub(super) fn head_failed(&mut self, run: &mut MessageRun, i: usize, waiting: Waiting) {
+    /// Child `i` failed while awaited for its reply to `awaited`: if it is the head, its
+    /// fallback is its verdict, and its unfinished edits are dropped.
+    pub(super) fn head_failed(&mut self, run: &mut MessageRun, i: usize, awaited: Stage) {
         if run.chain.queue.front() == Some(&i) {
             run.chain.head_edits.clear();
             run.chain.head_edit_bytes = 0;
             run.chain.head_body = None;
             let verdict = self.fallback_verdict(i);
-            self.message_verdict(run, i, waiting.stage, verdict);
+            self.message_verdict(run, i, awaited, verdict);
         }
     }
 

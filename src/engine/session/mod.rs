@@ -12,11 +12,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::child::{Child, Phase as ChildPhase, Waiting};
+use super::child::{Child, Phase as ChildPhase};
 use super::event::{Conditions, MacroList};
 use super::stage::Stage;
 use super::statistics;
 use super::status::{Status, Verdict};
+use super::timers::{MtaTimer, Owner, Timer, TimerTable};
 use super::EngineConfig;
 use crate::protocol::order::Position;
 use crate::protocol::{Command, Deframer, Negotiation, PacketError, Reply};
@@ -78,11 +79,9 @@ pub struct Session {
     mta_queue: VecDeque<Command>,
     /// Where the MTA's commands are in the protocol's order.
     mta_position: Position,
-    /// When the MTA's silence between commands ends the session.
-    mta_deadline: Instant,
-    /// When the session ends if the MTA has not made its first option offer by then,
-    /// whatever else it sent; `None` once it has.
-    first_offer_due: Option<Instant>,
+    /// Every deadline: the MTA's (its first offer, then its silence between commands)
+    /// and each child's (the reply it is awaited for).
+    timers: TimerTable,
     /// What the MTA was granted (our answer to its offer).
     mta_granted: Negotiation,
     /// Where the session is with the MTA, with what that phase needs.
@@ -116,7 +115,8 @@ impl Session {
     ) -> Self {
         let children =
             (0..config.children.len()).map(|i| Child::new(tag + 1 + i as u64, now)).collect();
-        let first_offer_due = now + config.mta_negotiation_timeout;
+        let mut timers = TimerTable::new(config.children.len());
+        timers.set(Timer::Mta(MtaTimer::FirstOffer), now + config.mta_negotiation_timeout);
         Self {
             config,
             conditions,
@@ -127,8 +127,7 @@ impl Session {
             spare_buffers: Vec::new(),
             mta_queue: VecDeque::new(),
             mta_position: Position::Start,
-            mta_deadline: first_offer_due,
-            first_offer_due: Some(first_offer_due),
+            timers,
             mta_granted: Negotiation::default(),
             phase: Phase::AwaitingOffer,
             children,
@@ -173,11 +172,12 @@ impl Session {
             }
         }
         self.drive(now);
-        if self.mta_position != Position::Start {
-            self.first_offer_due = None;
-        }
         // Bytes that are not yet an offer do not extend the negotiation timeout.
-        self.mta_deadline = self.first_offer_due.unwrap_or(now + self.config.mta_idle_timeout);
+        let offer_awaited = self.mta_position == Position::Start
+            && self.timers.get(Owner::Mta) == Some(Timer::Mta(MtaTimer::FirstOffer));
+        if !offer_awaited {
+            self.timers.set(Timer::Mta(MtaTimer::Idle), now + self.config.mta_idle_timeout);
+        }
     }
 
     pub fn handle_mta_closed(&mut self, now: Instant) {
@@ -210,7 +210,7 @@ impl Session {
                 let reading = self.config.children[child].timeouts.reading;
                 let state = &mut self.children[child];
                 state.phase = ChildPhase::Negotiating;
-                state.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + reading });
+                self.timers.set(Timer::Child(child, Stage::Negotiate), now + reading);
                 let offer = Command::Negotiate(state.offer.clone());
                 state.send(&offer);
             }
@@ -251,7 +251,8 @@ impl Session {
         // Still waiting on it with nothing new to send it: its answer is not complete yet (a
         // modification or progress packet, or part of a packet, came first). After a
         // complete answer no early ACK is needed: the next request carries it.
-        if state.is_connected() && state.waiting.is_some() && state.out.is_empty() {
+        let awaited = self.timers.awaited(child).is_some();
+        if state.is_connected() && awaited && state.out.is_empty() {
             self.actions.push_back(Output::AcknowledgeChild { child });
         }
     }
@@ -274,32 +275,39 @@ impl Session {
         if self.is_finished() {
             return;
         }
-        for i in 0..self.children.len() {
-            let Some(waiting) = self.children[i].waiting else { continue };
-            if waiting.deadline <= now {
-                let what = match (self.children[i].phase, waiting.stage) {
-                    (ChildPhase::Connecting, _) => "connecting".to_string(),
-                    (_, stage) => format!("the reply to {}", stage.name()),
-                };
-                self.fail_child(i, &format!("timed out waiting for {what}"), now);
+        // Children first; the MTA's deadline counts only in a phase that awaits it.
+        for timer in self.timers.expired(now, true) {
+            // Handling an earlier one may have cleared or moved it.
+            if !self.timers.is_expired(timer, now) {
+                continue;
             }
-        }
-        if self.phase.awaits_mta() && self.mta_deadline <= now {
-            match self.first_offer_due {
-                Some(_) => log::warn!(
-                    "[{}] the MTA made no option offer within {:?} \
-                     (manager.negotiation_timeout); closing the connection",
-                    self.tag,
-                    self.config.mta_negotiation_timeout
-                ),
-                None => log::warn!(
-                    "[{}] the MTA sent nothing for too long; closing the session",
-                    self.tag
-                ),
+            match timer {
+                Timer::Child(i, stage) => {
+                    let what = match self.children[i].phase {
+                        ChildPhase::Connecting => "connecting".to_string(),
+                        _ => format!("the reply to {}", stage.name()),
+                    };
+                    self.fail_child(i, &format!("timed out waiting for {what}"), now);
+                }
+                Timer::Mta(_) if !self.phase.awaits_mta() => {}
+                Timer::Mta(kind) => {
+                    match kind {
+                        MtaTimer::FirstOffer => log::warn!(
+                            "[{}] the MTA made no option offer within {:?} \
+                             (manager.negotiation_timeout); closing the connection",
+                            self.tag,
+                            self.config.mta_negotiation_timeout
+                        ),
+                        MtaTimer::Idle => log::warn!(
+                            "[{}] the MTA sent nothing for too long; closing the session",
+                            self.tag
+                        ),
+                    }
+                    self.close_mta = true;
+                    self.phase = self.finish(now);
+                    return;
+                }
             }
-            self.close_mta = true;
-            self.phase = self.finish(now);
-            return;
         }
         self.drive(now);
     }
@@ -314,7 +322,7 @@ impl Session {
     /// leaves keeps the MTA (and the children) busy for nothing.
     pub fn is_waiting_on_children(&self) -> bool {
         matches!(self.phase, Phase::Envelope { .. } | Phase::Message { .. })
-            && self.children.iter().any(|c| c.waiting.is_some())
+            && self.timers.any_awaited(0..self.children.len())
     }
 
     /// The SMTP client is no longer connected to the MTA. While children are deciding,
@@ -345,8 +353,8 @@ impl Session {
             if self.children[i].is_connected() {
                 self.quit_child(i);
             }
-            self.children[i].waiting = None;
         }
+        self.timers.clear_children();
         self.end_message_with(stage, &Verdict::of(status));
         self.drive(now);
     }
@@ -392,9 +400,7 @@ impl Session {
         if self.is_finished() {
             return None;
         }
-        let children = self.children.iter().filter_map(|c| c.waiting.map(|w| w.deadline));
-        let mta = self.phase.awaits_mta().then_some(self.mta_deadline);
-        children.chain(mta).min()
+        self.timers.next(self.phase.awaits_mta())
     }
 
     pub fn is_finished(&self) -> bool {

@@ -4,8 +4,9 @@ use std::time::Instant;
 
 use super::phase::{Mail, Phase};
 use super::{Output, Session};
-use crate::engine::child::{Phase as ChildPhase, Waiting};
+use crate::engine::child::Phase as ChildPhase;
 use crate::engine::negotiate::{check_child_answer, merge_answers, offer_for_children};
+use crate::engine::timers::Timer;
 use crate::engine::Stage;
 use crate::protocol::{Negotiation, Reply, Steps};
 
@@ -23,7 +24,7 @@ impl Session {
             child.started = now;
             child.last_stage = Stage::Negotiate;
             let timeout = self.config.children[i].timeouts.connection;
-            child.waiting = Some(Waiting { stage: Stage::Negotiate, deadline: now + timeout });
+            self.timers.set(Timer::Child(i, Stage::Negotiate), now + timeout);
             self.actions.push_back(Output::Connect { child: i });
         }
         Phase::Negotiating { offer }
@@ -78,6 +79,6 @@ impl Session {
         let child = &mut self.children[i];
         child.answer = answer;
         child.phase = ChildPhase::Ready;
-        child.waiting = None;
+        self.timers.clear_child(i);
     }
 }

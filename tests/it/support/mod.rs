@@ -5,7 +5,7 @@
 //! condition against a deadline ([`wait_for`]), never by sleeping a fixed time.
 
 pub(crate) mod host;
-pub(crate) mod milter_stub;
+pub(crate) mod milter;
 pub(crate) mod postfix;
 pub(crate) mod processes;
 pub(crate) mod scenario;
@@ -431,8 +431,56 @@ impl ManagerProcess {
         Self { process, conf, socket, log }
     }
 
+    /// Starts it and waits until `line` is in its log ("supervising": its workers run;
+    /// "listening on", with `n_workers = 0`).
+    pub(crate) fn start_until(dir: &TempDir, config: &str, line: &str) -> Self {
+        Self::start_with(
+            dir,
+            config,
+            &ManagerOptions { ready_line: Some(line), ..Default::default() },
+        )
+    }
+
     pub(crate) fn spec(&self) -> String {
         format!("unix:{}", self.socket.display())
+    }
+
+    /// Its pid: the supervisor's when it runs in the foreground.
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// The supervisor's live children (zombies included: they are still its children).
+    pub(crate) fn workers(&self) -> Vec<u32> {
+        children_of(self.pid())
+    }
+
+    /// Waits until exactly `n` workers run and returns them.
+    pub(crate) fn wait_for_workers(&self, n: usize) -> Vec<u32> {
+        let mut workers = Vec::new();
+        let ready = wait_for(deadline(), || {
+            workers = self.workers();
+            workers.len() == n
+        });
+        assert!(ready, "expected {n} workers, have {workers:?}\n--- log:\n{}", self.log());
+        workers
+    }
+
+    pub(crate) fn signal(&mut self, signal: &str) {
+        self.process.signal(signal);
+    }
+
+    /// Replaces milter-manager.toml.
+    pub(crate) fn write_config(&self, config: &str) {
+        std::fs::write(self.conf.join("milter-manager.toml"), config).unwrap();
+    }
+
+    /// The privilege-mode launcher's socket, from its start-up log line.
+    pub(crate) fn launcher_socket(&self) -> PathBuf {
+        let log = self.log();
+        let line = log.lines().find(|line| line.contains("launcher started (pid"));
+        let path = line.and_then(|line| line.split(" on ").last());
+        PathBuf::from(path.unwrap_or_else(|| panic!("no launcher in the log:\n{log}")).trim())
     }
 
     pub(crate) fn log(&self) -> String {

@@ -1,5 +1,5 @@
-//! Small milters written in a test: a TCP server that runs a closure per connection, and
-//! a milter session that answers each command as the test says.
+//! Small milters and servers written in the tests: a TCP server with a thread per
+//! connection, and a milter session that answers each command as a closure says.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
