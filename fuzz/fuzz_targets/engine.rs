@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use milter_manager::engine::{
-    ChildConfig, EngineConfig, MemorySpill, NoConditions, Output, Session,
+    ChildConfig, ConnectFailure, EngineConfig, MemorySpill, NoConditions, Output, Session,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -49,7 +49,12 @@ fuzz_target!(|data: &[u8]| {
         while let Some(output) = session.poll_output() {
             if let Output::Connect { child } = output {
                 let result = if refused & (1 << child) != 0 {
-                    Err(std::io::Error::from_raw_os_error(111))
+                    // Both kinds of failure, by the child's parity.
+                    Err(if child % 2 == 0 {
+                        ConnectFailure::Unreachable(std::io::Error::from_raw_os_error(111))
+                    } else {
+                        ConnectFailure::OutOfDescriptors(std::io::Error::from_raw_os_error(24))
+                    })
                 } else {
                     Ok(())
                 };
