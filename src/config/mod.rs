@@ -370,6 +370,7 @@ mod tests {
         assert_eq!(m.connection_check_interval, 0);
         assert!(!m.report_memory_statistics);
         assert_eq!(m.max_body_memory, 5 * 1024 * 1024);
+        assert_eq!(m.max_spill_size, 1024 * 1024 * 1024);
         assert_eq!(m.temporary_directory, None);
         let c = &config.controller;
         assert_eq!(c.connection_spec, None);
@@ -498,6 +499,7 @@ max_pending_finished_sessions = 5
 connection_check_interval = 5
 report_memory_statistics = true
 max_body_memory = 1024
+max_spill_size = 0
 temporary_directory = "/var/tmp"
 [controller]
 connection_spec = "inet:10026@localhost"

@@ -121,6 +121,7 @@ pub(super) const MANAGER: &[Item<Manager>] = &[
     item!(connection_check_interval, v::AnyU32, show_u32),
     item!(report_memory_statistics, v::Flag, show_bool),
     item!(max_body_memory, v::AnyU64, show_u64),
+    item!(max_spill_size, v::AnyU64, show_u64),
     item!(temporary_directory, v::Optional<v::FilePath>, show_optional_path),
 ];
 

@@ -294,7 +294,10 @@ fn generation(
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
         mta_negotiation_timeout: Duration::from_secs_f64(manager.negotiation_timeout),
         limits: Limits::default(),
-        spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.as_deref())),
+        spill: Arc::new(spill::TempFiles::new(
+            manager.temporary_directory.as_deref(),
+            manager.max_spill_size,
+        )),
         // Anew at each reload: a configuration that fails again says so again, once.
         store_failures: Arc::default(),
     };
