@@ -54,9 +54,12 @@ fn main_file(dir: &str, collected: &Collected) -> String {
          # applicable conditions are built in here. Put later changes in\n\
          # milter-manager.local.toml; `milter-manager --check-config` checks the result.\n\n",
     );
+    // conf.d as in the shipped configuration: settings of this machine, read first.
+    let mut include = vec![toml_string("conf.d/*.toml"), toml_string("conf.d/*.rhai")];
     if !collected.rhai_before.is_empty() {
-        out.push_str(&format!("include = [{}]\n", toml_string(RHAI_BEFORE)));
+        include.push(toml_string(RHAI_BEFORE));
     }
+    out.push_str(&format!("include = [{}]\n", include.join(", ")));
     match &collected.load_default {
         Some(at) => out.push_str(&format!("# load_default at {at}\nload_default = true\n")),
         None => out.push_str("# The original did not call load_default.\nload_default = false\n"),
