@@ -53,6 +53,13 @@ pub enum Expr {
         then: Vec<Stmt>,
         otherwise: Vec<Stmt>,
     },
+    /// `case subject when a, b then ... else ... end`: each arm's values are matched with
+    /// `===` (equality, or a regexp's match).
+    Case {
+        subject: Box<Self>,
+        arms: Vec<(Vec<Self>, Vec<Stmt>)>,
+        otherwise: Vec<Stmt>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

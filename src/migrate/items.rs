@@ -30,6 +30,9 @@ pub enum ValueKind {
 /// A value ready to be written out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// `nil` for an item that cannot be unset: our default stays (the original's `nil`
+    /// meant its build-time default).
+    Default,
     Text(String),
     Bool(bool),
     Int(i64),
@@ -41,6 +44,7 @@ pub enum Value {
 impl Value {
     pub fn toml(&self) -> String {
         match self {
+            Self::Default => String::new(),
             Self::Text(text) => toml_string(text),
             Self::Bool(flag) => flag.to_string(),
             Self::Int(number) => number.to_string(),
@@ -110,6 +114,7 @@ pub fn convert(kind: ValueKind, expr: &Expr) -> Result<Value, String> {
         (K::Text | K::OptionalText | K::Status, Expr::Str(text)) => Ok(Value::Text(text.clone())),
         (K::Status, Expr::Symbol(name)) => Ok(Value::Text(name.replace('_', "-"))),
         (K::OptionalText | K::TextOrNames, Expr::Nil) => Ok(Value::Text(String::new())),
+        (K::Text, Expr::Nil) => Ok(Value::Default),
         (K::Bool, Expr::Bool(flag)) => Ok(Value::Bool(*flag)),
         (K::Count | K::CountOrNever | K::OptionalCount, Expr::Int(n)) if *n >= 0 => {
             Ok(Value::Int(*n))
@@ -175,7 +180,9 @@ pub fn describe(expr: &Expr) -> &'static str {
         Expr::Array(_) => "a list",
         Expr::Pair(..) => "a keyword argument",
         Expr::Call(_) | Expr::Index(..) | Expr::Constant(_) => "Ruby code (computed in Ruby)",
-        Expr::Unary(..) | Expr::Binary(..) | Expr::If { .. } => "an expression (computed in Ruby)",
+        Expr::Unary(..) | Expr::Binary(..) | Expr::If { .. } | Expr::Case { .. } => {
+            "an expression (computed in Ruby)"
+        }
     }
 }
 

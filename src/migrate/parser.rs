@@ -281,6 +281,7 @@ impl<'a> Parser<'a> {
                 "false" => Expr::Bool(false),
                 "nil" => Expr::Nil,
                 "if" | "unless" => self.if_rest(word == "unless")?,
+                "case" => self.case_rest()?,
                 _ if is_keyword(word) || word == "end" => {
                     self.at -= 1;
                     return Err(self.unexpected("a value"));
@@ -318,6 +319,31 @@ impl<'a> Parser<'a> {
             return Err(MigrateError::Unterminated { at: opened, what: "if (no end)" });
         }
         Ok(Expr::If { condition: Box::new(condition), then, otherwise })
+    }
+
+    /// After `case`: the subject, the `when` arms, `else` and `end`.
+    fn case_rest(&mut self) -> Parsed<Expr> {
+        let opened = self.location();
+        let subject = self.expression()?;
+        self.skip_newlines();
+        let mut arms = Vec::new();
+        while self.eat_word("when") {
+            let mut values = Vec::new();
+            loop {
+                values.push(self.expression()?);
+                if !self.eat_punct(",") {
+                    break;
+                }
+                self.skip_newlines();
+            }
+            self.eat_word("then");
+            arms.push((values, self.statements(&["when", "else", "end"])?));
+        }
+        let otherwise = if self.eat_word("else") { self.statements(&["end"])? } else { Vec::new() };
+        if !self.eat_word("end") {
+            return Err(MigrateError::Unterminated { at: opened, what: "case (no end)" });
+        }
+        Ok(Expr::Case { subject: Box::new(subject), arms, otherwise })
     }
 
     /// A call's arguments (in parentheses, or after a space as in `load_default`,
@@ -541,7 +567,7 @@ mod tests {
 
     #[test]
     fn keeps_a_stopper_body_it_cannot_read_as_text() {
-        let text = "define_applicable_condition(\"X\") do |c|\n  c.define_connect_stopper do |ctx, host|\n    case host\n    when /a/\n      true\n    end\n  end\nend\n";
+        let text = "define_applicable_condition(\"X\") do |c|\n  c.define_connect_stopper do |ctx, host|\n    begin\n    when /a/\n      true\n    end\n  end\nend\n";
         let Stmt::Expr { expr: Expr::Call(outer), .. } = one(text) else { panic!() };
         let body = outer.block.unwrap().body.unwrap();
         let Stmt::Expr { expr: Expr::Call(stopper), .. } = &body[0] else { panic!() };

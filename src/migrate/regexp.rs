@@ -34,7 +34,7 @@ pub fn rust_pattern(source: &str, flags: &str) -> Result<String, String> {
     if flags.contains('m') {
         inline.push('s');
     }
-    if source.contains('^') || source.contains('$') {
+    if has_line_anchor(source) {
         inline.push('m');
     }
     let body = source.replace("\\Z", "\\n?\\z").replace("\\h", "[0-9a-fA-F]");
@@ -45,6 +45,20 @@ pub fn rust_pattern(source: &str, flags: &str) -> Result<String, String> {
         format!("the regexp does not compile here: {line}")
     })?;
     Ok(pattern)
+}
+
+/// Whether `source` has `^` or `$` as an anchor (not escaped, not `[^...]`).
+fn has_line_anchor(source: &str) -> bool {
+    let mut previous = ' ';
+    let mut escaped = false;
+    for c in source.chars() {
+        if !escaped && (c == '$' || c == '^' && previous != '[') {
+            return true;
+        }
+        escaped = !escaped && c == '\\';
+        previous = c;
+    }
+    false
 }
 
 /// A regexp as an entry of a host or domain list (`"/regex/"`).

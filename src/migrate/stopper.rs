@@ -120,6 +120,25 @@ impl Translator {
                 }
                 text
             }
+            Expr::Case { subject, arms, otherwise } => {
+                let mut text = String::new();
+                for (index, (values, body)) in arms.iter().enumerate() {
+                    let tests: Result<Vec<String>, String> =
+                        values.iter().map(|v| self.case_test(subject, v)).collect();
+                    let body = self.statements(body, value)?;
+                    let keyword = if index == 0 { "if" } else { " else if" };
+                    text.push_str(&format!(
+                        "{keyword} {} {{ {} }}",
+                        tests?.join(" || "),
+                        body.join(" ")
+                    ));
+                }
+                let otherwise = self.statements(otherwise, value)?;
+                if !otherwise.is_empty() {
+                    text.push_str(&format!(" else {{ {} }}", otherwise.join(" ")));
+                }
+                text
+            }
             Expr::Regexp { .. } => return Err("a regexp on its own".into()),
             Expr::Interpolated(_) => return Err("a string with #{...}".into()),
             Expr::Binary(op, ..) => return Err(format!("the operator {op}")),
@@ -130,11 +149,27 @@ impl Translator {
         })
     }
 
+    /// `value === subject` of a `when`: a regexp's match, else equality.
+    fn case_test(&mut self, subject: &Expr, value: &Expr) -> Translated {
+        let test = match value {
+            Expr::Regexp { .. } => {
+                Expr::Binary("=~", Box::new(subject.clone()), Box::new(value.clone()))
+            }
+            Expr::Str(_) | Expr::Int(_) | Expr::Nil | Expr::Bool(_) => {
+                Expr::Binary("==", Box::new(subject.clone()), Box::new(value.clone()))
+            }
+            _ => return Err("a when of something other than a string or a regexp".into()),
+        };
+        self.expr(&test, false)
+    }
+
     /// An operand of an operator, in parentheses unless it is simple.
     fn operand(&mut self, expr: &Expr) -> Translated {
         let text = self.expr(expr, false)?;
         Ok(match expr {
-            Expr::Binary(..) | Expr::Unary(..) | Expr::If { .. } => format!("({text})"),
+            Expr::Binary(..) | Expr::Unary(..) | Expr::If { .. } | Expr::Case { .. } => {
+                format!("({text})")
+            }
             _ => text,
         })
     }
@@ -190,16 +225,21 @@ fn is_boolean(expr: &Expr) -> bool {
             "==" | "!=" | "=~" | "!~" | "===" | "<" | ">" | "<=" | ">=" => true,
             _ => false,
         },
-        Expr::If { then, otherwise, .. } => {
-            let last_is_boolean = |statements: &[Stmt]| match statements.last() {
-                None => true,
-                Some(Stmt::Expr { expr, .. }) => is_boolean(expr),
-                Some(Stmt::Assign { .. }) => false,
-            };
-            last_is_boolean(then) && last_is_boolean(otherwise)
+        Expr::If { then, otherwise, .. } => last_is_boolean(then) && last_is_boolean(otherwise),
+        Expr::Case { arms, otherwise, .. } => {
+            arms.iter().all(|(_, body)| last_is_boolean(body)) && last_is_boolean(otherwise)
         }
         Expr::Call(call) => call.name.ends_with('?'),
         _ => false,
+    }
+}
+
+/// Whether a branch ends in true or false (an empty one is nil: false).
+fn last_is_boolean(statements: &[Stmt]) -> bool {
+    match statements.last() {
+        None => true,
+        Some(Stmt::Expr { expr, .. }) => is_boolean(expr),
+        Some(Stmt::Assign { .. }) => false,
     }
 }
 
@@ -255,6 +295,16 @@ mod tests {
             rhai("context[\"stress\"] = \"yes\" if context[\"n\"] == \"1\"\nfalse", &["context"])
                 .unwrap(),
             "if context[\"n\"] == \"1\" { context[\"stress\"] = \"yes\"; };\nfalse"
+        );
+    }
+
+    #[test]
+    fn translates_case_when_as_the_original_s25r_writes_it() {
+        let body = "case host\nwhen \"unknown\",\n  /\\A\\[.+\\]\\z/,\n  /\\A(?:dhcp|ppp)[^.]*\\d/i\n  false\nelse\n  true\nend";
+        assert_eq!(
+            rhai(body, &["context", "host"]).unwrap(),
+            "if host == \"unknown\" || host.regex_match(\"\\\\A\\\\[.+\\\\]\\\\z\") || \
+             host.regex_match(\"(?i)\\\\A(?:dhcp|ppp)[^.]*\\\\d\") { false } else { true }"
         );
     }
 

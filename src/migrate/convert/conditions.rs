@@ -113,7 +113,7 @@ impl Walker<'_> {
             block
                 .body
                 .clone()
-                .map_err(|e| e.to_string())
+                .map_err(unread_reason)
                 .and_then(|body| stopper::translate(&body, &params, "        "))
         };
         let mut lines = vec![
@@ -149,7 +149,7 @@ impl Walker<'_> {
         let translated = block
             .body
             .clone()
-            .map_err(|e| e.to_string())
+            .map_err(unread_reason)
             .and_then(|body| stopper::translate(&body, &params, "    "));
         let mut lines =
             vec![format!("// {at}"), format!("s25r.{method}(|{}| {{", params.join(", "))];
@@ -171,5 +171,13 @@ impl Walker<'_> {
         lines.push("});".into());
         self.out.rhai_before.extend(lines);
         self.out.rhai_before.push(String::new());
+    }
+}
+
+/// Why a block body was not read, without its place (the finding names it).
+fn unread_reason(error: MigrateError) -> String {
+    match error {
+        MigrateError::NotRuby { what, .. } => format!("Ruby the converter does not read: {what}"),
+        other => other.to_string(),
     }
 }

@@ -239,6 +239,10 @@ impl Walker<'_> {
     fn set(&mut self, section: &str, key: &str, value: Value, at: &Location) {
         let setting = Setting { key: key.to_string(), value, at: at.clone() };
         let settings = &mut self.out.settings;
+        if setting.value == Value::Default {
+            settings.retain(|(s, old)| s != section || old.key != key);
+            return;
+        }
         match settings.iter_mut().find(|(s, old)| s == section && old.key == key) {
             Some((_, old)) => *old = setting,
             None => settings.push((section.to_string(), setting)),
