@@ -14,7 +14,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Stmt>, MigrateError> {
     let file: Rc<str> = Rc::from(file);
     let tokens = tokenize(&file, text)?;
     let lines: Vec<&str> = text.lines().collect();
-    let mut parser = Parser { file: &file, lines: &lines, tokens: &tokens, at: 0 };
+    let mut parser = Parser { file: &file, lines: &lines, tokens: &tokens, at: 0, depth: 0 };
     let statements = parser.statements(&[])?;
     match parser.peek() {
         None => Ok(statements),
@@ -27,7 +27,12 @@ struct Parser<'a> {
     lines: &'a [&'a str],
     tokens: &'a [Token],
     at: usize,
+    /// How deeply expressions nest here: a limit keeps garbage from overflowing the stack.
+    depth: usize,
 }
+
+/// Deeper than any configuration file nests.
+const MAX_DEPTH: usize = 100;
 
 type Parsed<T> = Result<T, MigrateError>;
 
@@ -158,6 +163,10 @@ impl<'a> Parser<'a> {
     }
 
     fn expression(&mut self) -> Parsed<Expr> {
+        self.nested(Self::expression_inner)
+    }
+
+    fn expression_inner(&mut self) -> Parsed<Expr> {
         let mut left = self.not_expression()?;
         loop {
             let op = if self.eat_word("and") {
@@ -207,6 +216,27 @@ impl<'a> Parser<'a> {
     }
 
     fn unary(&mut self) -> Parsed<Expr> {
+        if matches!(self.peek(), Some(Kind::Punct("!" | "-"))) {
+            // `!!!x` nests without passing through `expression`.
+            return self.nested(|parser| parser.unary_inner());
+        }
+        self.unary_inner()
+    }
+
+    fn nested(&mut self, parse: impl FnOnce(&mut Self) -> Parsed<Expr>) -> Parsed<Expr> {
+        if self.depth >= MAX_DEPTH {
+            return Err(MigrateError::NotRuby {
+                at: self.location(),
+                what: format!("nested more than {MAX_DEPTH} deep"),
+            });
+        }
+        self.depth += 1;
+        let result = parse(self);
+        self.depth -= 1;
+        result
+    }
+
+    fn unary_inner(&mut self) -> Parsed<Expr> {
         if self.eat_punct("!") {
             return Ok(Expr::Unary("!", Box::new(self.unary()?)));
         }
@@ -390,6 +420,10 @@ impl<'a> Parser<'a> {
     }
 
     fn argument(&mut self) -> Parsed<Expr> {
+        self.nested(Self::argument_inner)
+    }
+
+    fn argument_inner(&mut self) -> Parsed<Expr> {
         if let Some(Kind::Label(name)) = self.peek() {
             self.at += 1;
             self.skip_newlines();
@@ -444,7 +478,13 @@ impl<'a> Parser<'a> {
             }
         }
         let body_tokens = &self.tokens[self.at..closer];
-        let mut inner = Parser { file: self.file, lines: self.lines, tokens: body_tokens, at: 0 };
+        let mut inner = Parser {
+            file: self.file,
+            lines: self.lines,
+            tokens: body_tokens,
+            at: 0,
+            depth: self.depth + 1,
+        };
         let body = inner.statements(&[]).and_then(|statements| match inner.peek() {
             None => Ok(statements),
             Some(_) => Err(inner.unexpected("a statement")),
@@ -635,6 +675,16 @@ mod tests {
         }
         let mut seed = 7u64;
         let alphabet: Vec<char> = "ab d=.()[]{}|\"'/%w:,\n#\\0123?!-endoif".chars().collect();
+        for deep in [
+            "(".repeat(100_000),
+            "!".repeat(100_000),
+            "a do\n".repeat(20_000),
+            "[".repeat(100_000),
+            "x.y ".repeat(50_000),
+        ] {
+            let error = parse("g", &deep).unwrap_err().to_string();
+            assert!(error.starts_with("g:"), "{error}");
+        }
         for _ in 0..3000 {
             let text: String = (0..(seed % 40))
                 .map(|_| {

@@ -34,7 +34,19 @@ impl Walker<'_> {
                 ("dnsbl", [Expr::Str(zone)]) => Ok(zone.clone()),
                 ("dnsbl", [Expr::Str(zone), Expr::Str(answer)]) => Ok(format!("{zone}={answer}")),
                 ("trust", [Expr::Str(path)]) if key == "envelope_from_domain_files" => {
-                    Ok(self.path_of(path))
+                    let full = self.path_of(path);
+                    if !path.starts_with('/') {
+                        // The new directory may replace the original's one.
+                        self.finding(
+                            at,
+                            format!(
+                                "trust.load_envelope_from_domains: {full} is read from the \
+                                     original's directory; keep it there or copy it and change \
+                                     [trust] envelope_from_domain_files"
+                            ),
+                        );
+                    }
+                    Ok(full)
                 }
                 ("s25r" | "trust", [one]) => list_entry(one),
                 ("remote_network", [Expr::Str(address)]) => Ok(address.clone()),
