@@ -223,3 +223,94 @@ fn bad_input_says_where_and_leaves_nothing_behind() {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
+
+/// A converted configuration drives real sessions as the equivalent written by hand does:
+/// the same child milters apply to the same mail. The two conditions are the manual's
+/// forms: an envelope-from regexp and the case/when over the host of its S25R example.
+#[test]
+fn a_converted_configuration_decides_as_the_hand_written_one() {
+    const RUBY_CONDITIONS: &str = "define_applicable_condition(\"Not From Office\") do |c|\n\
+        \x20 c.define_envelope_from_stopper do |context, from|\n\
+        \x20   /@office\\.example\\.com>\\z/i =~ from\n\
+        \x20 end\n\
+        end\n\
+        define_applicable_condition(\"Unresolved Only\") do |c|\n\
+        \x20 c.define_connect_stopper do |context, host, socket_address|\n\
+        \x20   case host\n\
+        \x20   when \"unknown\", /\\A\\[.+\\]\\z/\n\
+        \x20     false\n\
+        \x20   else\n\
+        \x20     true\n\
+        \x20   end\n\
+        \x20 end\n\
+        end\n";
+    const RHAI_BY_HAND: &str = "define_applicable_condition(\"Not From Office\", |c| {\n\
+        \x20 c.define_envelope_from_stopper(|context, from| from.to_lower().ends_with(\"@office.example.com>\"));\n\
+        });\n\
+        define_applicable_condition(\"Unresolved Only\", |c| {\n\
+        \x20 c.define_connect_stopper(|context, host, address| !(host == \"unknown\" || (host.starts_with(\"[\") && host.ends_with(\"]\"))));\n\
+        });\n";
+    // (client host, envelope sender) of each session.
+    const SESSIONS: [(&str, &str); 4] = [
+        ("mx.example.net", "<a@office.example.com>"),
+        ("mx.example.net", "<b@example.org>"),
+        ("[192.0.2.1]", "<C@Office.Example.COM>"),
+        ("unknown", "<d@example.org>"),
+    ];
+
+    /// For each session, whether milters "a" and "b" saw its recipient, and the verdict.
+    fn applied(name: &str, converted: bool) -> Vec<(bool, bool, String)> {
+        let dir = TempDir::new(name);
+        let client_dirs = [TempDir::new(&format!("{name}-a")), TempDir::new(&format!("{name}-b"))];
+        let a = support::TestClient::start_unix(&client_dirs[0], &[]);
+        let b = support::TestClient::start_unix(&client_dirs[1], &[]);
+        let config = if converted {
+            let original = dir.join("original");
+            write_file(
+                &original.join("milter-manager.conf"),
+                &format!(
+                    "{RUBY_CONDITIONS}define_milter(\"a\") do |milter|\n\
+                     \x20 milter.connection_spec = \"{}\"\n\
+                     \x20 milter.add_applicable_condition(\"Not From Office\")\n\
+                     end\n\
+                     define_milter(\"b\") do |milter|\n\
+                     \x20 milter.connection_spec = \"{}\"\n\
+                     \x20 milter.applicable_conditions = [\"Unresolved Only\"]\n\
+                     end\n",
+                    a.spec, b.spec
+                ),
+            );
+            let out = migrate(&dir, "migrate", &original, &dir.join("conf"));
+            assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+            std::fs::read_to_string(dir.join("conf/milter-manager.toml")).unwrap()
+        } else {
+            write_file(&dir.join("conf/conditions.rhai"), RHAI_BY_HAND);
+            format!(
+                "include = [\"conditions.rhai\"]\n\
+                 [milter.a]\nconnection_spec = \"{}\"\napplicable_conditions = [\"Not From Office\"]\n\
+                 [milter.b]\nconnection_spec = \"{}\"\napplicable_conditions = [\"Unresolved Only\"]\n",
+                a.spec, b.spec
+            )
+        };
+        let manager = support::ManagerProcess::start(&dir, &config);
+        let mut seen = Vec::new();
+        for (index, (host, from)) in SESSIONS.iter().enumerate() {
+            let recipient = format!("<rcpt-{index}@example.com>");
+            let mut command = Command::new(support::TEST_SERVER);
+            command
+                .args(["-s", &manager.spec(), "--connect-host", host, "--from", from])
+                .args(["--recipient", &recipient]);
+            let out = run(&dir, &format!("session-{index}"), &mut command, TIMEOUT);
+            assert!(out.status.success(), "{}\n{}", out.describe(), manager.log());
+            let verdict = out.stdout.lines().next().unwrap_or_default().to_string();
+            seen.push((a.report().contains(&recipient), b.report().contains(&recipient), verdict));
+        }
+        seen
+    }
+
+    let by_hand = applied("migrate-sessions-hand", false);
+    let converted = applied("migrate-sessions-converted", true);
+    let applied: Vec<(bool, bool)> = by_hand.iter().map(|(a, b, _)| (*a, *b)).collect();
+    assert_eq!(applied, [(false, false), (true, false), (false, true), (true, true)]);
+    assert_eq!(converted, by_hand);
+}
