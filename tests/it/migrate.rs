@@ -131,7 +131,12 @@ fn a_sites_configuration_converts_into_one_the_manager_runs() {
     );
     write_file(
         &original.join("milter-manager.local.conf"),
-        "manager.connection_spec = \"inet:10030@[127.0.0.1]\"\n\
+        "define_applicable_condition(\"No Lists\") do |condition|\n\
+         \x20 condition.define_header_stopper do |context, name, value|\n\
+         \x20   name.downcase == \"list-id\"\n\
+         \x20 end\n\
+         end\n\
+         manager.connection_spec = \"inet:10030@[127.0.0.1]\"\n\
          manager.n_workers = 2\n\
          security.effective_user = \"milter-manager\"\n\
          s25r.add_whitelist(\"mx.partner.example\")\n\
@@ -139,6 +144,7 @@ fn a_sites_configuration_converts_into_one_the_manager_runs() {
          \x20 milter.connection_spec = \"unix:/run/clamav/clamav-milter.ctl\"\n\
          \x20 milter.add_applicable_condition(\"Not From Office\")\n\
          \x20 milter.add_applicable_condition(\"Authentication\")\n\
+         \x20 milter.add_applicable_condition(\"No Lists\")\n\
          end\n\
          manager.maintained do\n\
          \x20 Milter::Logger.info(\"maintained!\")\n\
@@ -155,7 +161,7 @@ fn a_sites_configuration_converts_into_one_the_manager_runs() {
              From Office\" is not translated (the method local?); until it is written in Rhai, \
              the condition applies the milter"
         ),
-        format!("{o}/milter-manager.local.conf:10: manager.maintained runs Ruby code; not translated"),
+        format!("{o}/milter-manager.local.conf:16: manager.maintained runs Ruby code; not translated"),
         format!(
             "converted {o} into {}: 2 item(s) to review, listed above",
             output.display()
@@ -165,20 +171,21 @@ fn a_sites_configuration_converts_into_one_the_manager_runs() {
     let check = check_config(&dir, "check", &output);
     assert!(check.status.success(), "{}", check.describe());
     assert!(
-        check.stdout.contains("milter \"clamav-milter\": enabled, unix:/run/clamav/clamav-milter.ctl, applies to: Not From Office, Authenticated"),
+        check.stdout.contains("milter \"clamav-milter\": enabled, unix:/run/clamav/clamav-milter.ctl, applies to: Not From Office, Authenticated, No Lists"),
         "{}",
         check.describe()
     );
     let main = std::fs::read_to_string(output.join("milter-manager.toml")).unwrap();
     assert!(
         main.contains(&format!(
-            "# {o}/milter-manager.local.conf:1\nconnection_spec = \"inet:10030@[127.0.0.1]\"\n"
+            "# {o}/milter-manager.local.conf:6\nconnection_spec = \"inet:10030@[127.0.0.1]\"\n"
         )),
         "{main}"
     );
     let rhai = std::fs::read_to_string(output.join("migrated.rhai")).unwrap();
     assert!(rhai.contains("from.regex_match(\"(?i)@office\\\\.example\\\\.com>\\\\z\")"), "{rhai}");
     assert!(rhai.contains("//   socket_address.local?"), "{rhai}");
+    assert!(rhai.contains("        name.to_lower() == \"list-id\"\n"), "{rhai}");
 
     // The same command again: the output is there, nothing is overwritten.
     let again = migrate(&dir, "again", &original, &output);
@@ -292,7 +299,10 @@ fn a_converted_configuration_decides_as_the_hand_written_one() {
                 a.spec, b.spec
             )
         };
-        let manager = support::ManagerProcess::start(&dir, &config);
+        // Ready once it says so: the socket file exists before it listens.
+        let options =
+            support::ManagerOptions { ready_line: Some("listening on"), ..Default::default() };
+        let manager = support::ManagerProcess::start_with(&dir, &config, &options);
         let mut seen = Vec::new();
         for (index, (host, from)) in SESSIONS.iter().enumerate() {
             let recipient = format!("<rcpt-{index}@example.com>");
