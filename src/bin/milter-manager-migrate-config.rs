@@ -17,6 +17,7 @@ use milter_manager::migrate::{self, Source};
 #[command(
     name = "milter-manager-migrate-config",
     version,
+    override_usage = "milter-manager-migrate-config [ORIGINAL_DIR] <OUTPUT_DIR>",
     about = "Converts the original milter manager's milter-manager.conf (Ruby) into \
              milter-manager.toml and Rhai",
     long_about = "Converts the original milter manager's milter-manager.conf (Ruby), with \
@@ -28,10 +29,10 @@ use milter_manager::migrate::{self, Source};
                   2 nothing written."
 )]
 struct Options {
-    /// [ORIGINAL_DIR] OUTPUT_DIR: the original's configuration directory (default
-    /// /etc/milter-manager), and the directory to create for the result (it must not
-    /// exist).
-    #[arg(num_args = 1..=2, required = true, value_names = ["ORIGINAL_DIR", "OUTPUT_DIR"])]
+    /// The original's configuration directory, holding milter-manager.conf (default
+    /// /etc/milter-manager), then the directory to create for the result (it must not
+    /// exist yet).
+    #[arg(num_args = 1..=2, required = true, value_name = "DIR")]
     dirs: Vec<PathBuf>,
 }
 
