@@ -196,7 +196,9 @@ impl Translator {
             }
         };
         match call.name.as_str() {
-            "name" | "children" => property(&call.name),
+            // The context's, then the socket address's.
+            "name" | "children" | "address" | "port" | "path" | "to_s" => property(&call.name),
+            "local?" => property("local"),
             "reject?" | "accept?" | "temporary_failure?" | "discard?" | "quitted?" | "postfix?"
             | "authenticated?" => property(call.name.trim_end_matches('?')),
             "downcase" => property("to_lower()"),
@@ -280,6 +282,14 @@ mod tests {
             "if from.regex_match(\"@example.com>\\\\z\") { true } else { false }"
         );
         assert_eq!(
+            rhai(
+                "!socket_address.local? && socket_address.port == 25",
+                &["context", "host", "socket_address"]
+            )
+            .unwrap(),
+            "(!socket_address.local) && (socket_address.port == 25)"
+        );
+        assert_eq!(
             rhai("context.children[\"milter-greylist\"].reject?", &["context"]).unwrap(),
             "context.children[\"milter-greylist\"].reject"
         );
@@ -315,9 +325,7 @@ mod tests {
             rhai("(8..19).include?(Time.now.hour)", &["host"]).unwrap_err(),
             "the operator .."
         );
-        assert!(rhai("socket_address.local?", &["context", "host", "socket_address"])
-            .unwrap_err()
-            .contains("the method local?"));
+        assert_eq!(rhai("Time.now.hour < 8", &["context"]).unwrap_err(), "Ruby's Time");
         assert!(rhai("unknown_call == 1", &["context"])
             .unwrap_err()
             .contains("a call of unknown_call"));

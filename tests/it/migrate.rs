@@ -125,7 +125,7 @@ fn a_sites_configuration_converts_into_one_the_manager_runs() {
          \x20   /@office\\.example\\.com>\\z/i =~ from\n\
          \x20 end\n\
          \x20 condition.define_connect_stopper do |context, host, socket_address|\n\
-         \x20   socket_address.local?\n\
+         \x20   Time.now.hour < 8\n\
          \x20 end\n\
          end\n",
     );
@@ -158,7 +158,7 @@ fn a_sites_configuration_converts_into_one_the_manager_runs() {
     assert_eq!(report, [
         format!(
             "{o}/applicable-conditions/office.conf:6: define_connect_stopper of condition \"Not \
-             From Office\" is not translated (the method local?); until it is written in Rhai, \
+             From Office\" is not translated (Ruby's Time); until it is written in Rhai, \
              the condition applies the milter"
         ),
         format!("{o}/milter-manager.local.conf:16: manager.maintained runs Ruby code; not translated"),
@@ -184,7 +184,7 @@ fn a_sites_configuration_converts_into_one_the_manager_runs() {
     );
     let rhai = std::fs::read_to_string(output.join("migrated.rhai")).unwrap();
     assert!(rhai.contains("from.regex_match(\"(?i)@office\\\\.example\\\\.com>\\\\z\")"), "{rhai}");
-    assert!(rhai.contains("//   socket_address.local?"), "{rhai}");
+    assert!(rhai.contains("//   Time.now.hour < 8"), "{rhai}");
     assert!(rhai.contains("        name.to_lower() == \"list-id\"\n"), "{rhai}");
 
     // The same command again: the output is there, nothing is overwritten.

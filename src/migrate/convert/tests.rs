@@ -181,19 +181,19 @@ fn a_condition_keeps_its_stoppers_translated_or_marked_for_review() {
         "define_applicable_condition(\"Local HELO\") do |condition|\n  condition.description = \
          \"skip localhost\"\n  condition.define_helo_stopper do |context, helo|\n    helo == \
          \"localhost.localdomain\"\n  end\n  condition.define_connect_stopper do |context, host, \
-         address|\n    address.local?\n  end\nend\ndefine_milter(\"m\") do |milter|\n  \
+         address|\n    Time.now.hour < 8\n  end\nend\ndefine_milter(\"m\") do |milter|\n  \
          milter.connection_spec = \"inet:1@localhost\"\n  \
          milter.add_applicable_condition(\"Local HELO\")\n  \
          milter.add_applicable_condition(\"Nowhere\")\nend\n",
     )]);
     assert_eq!(findings(&conversion), [
         "/orig/milter-manager.conf:6: define_connect_stopper of condition \"Local HELO\" is not \
-         translated (the method local?); until it is written in Rhai, the condition applies the \
+         translated (Ruby's Time); until it is written in Rhai, the condition applies the \
          milter",
         "/orig/milter-manager.conf:13: no applicable condition \"Nowhere\" is defined",
     ]);
     let rhai = file(&conversion, "migrated.rhai");
-    assert!(rhai.contains("        //   address.local?\n        false\n"), "{rhai}");
+    assert!(rhai.contains("        //   Time.now.hour < 8\n        false\n"), "{rhai}");
     assert!(rhai.contains("condition.define_helo_stopper(|context, helo| {\n        helo == \"localhost.localdomain\"\n    });"), "{rhai}");
 }
 
