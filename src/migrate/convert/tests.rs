@@ -227,3 +227,56 @@ fn what_cannot_be_read_is_one_line_naming_file_and_line() {
         "/orig/milter-manager.conf:1: manager.daemon: expected true or false, found a string"
     );
 }
+
+#[test]
+fn garbage_never_panics_the_converter() {
+    let words = [
+        "define_milter(\"a\")",
+        "define_applicable_condition(\"c\")",
+        "do",
+        "|m|",
+        "|c, h|",
+        "end",
+        "m.enabled = true",
+        "m.add_applicable_condition(\"S25R\")",
+        "load_default",
+        "remove_milter(\"a\")",
+        "defined_milters.each",
+        "c.define_connect_stopper",
+        "case h",
+        "when /x/",
+        "if",
+        "else",
+        "true",
+        "false",
+        "\n",
+        "s25r.add_whitelist",
+        "(",
+        ")",
+        "[",
+        "]",
+        "\"s\"",
+        "0660",
+        "manager.n_workers =",
+        "load(\"x.conf\")",
+        "restrict_accounts_by_list",
+        "milters:",
+        ",",
+        "nil",
+        "{",
+        "}",
+        "h ==",
+        "=~",
+        "!",
+    ];
+    let mut seed = 11u64;
+    for _ in 0..2000 {
+        let mut text = String::new();
+        for _ in 0..(seed % 30) {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            text.push_str(words[(seed >> 33) as usize % words.len()]);
+            text.push(' ');
+        }
+        let _ = convert("/orig", &files(&[("milter-manager.conf", &text), ("x.conf", &text)]));
+    }
+}
