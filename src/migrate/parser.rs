@@ -606,6 +606,23 @@ mod tests {
     }
 
     #[test]
+    fn reads_blocks_after_arguments_without_parentheses_and_in_braces() {
+        for text in [
+            "define_milter \"a\" do |milter|\n  milter.enabled = false\nend",
+            "define_milter(\"a\") { |milter| milter.enabled = false }",
+        ] {
+            let Stmt::Expr { expr: Expr::Call(call), .. } = one(text) else { panic!("{text}") };
+            assert_eq!(call.args, [Expr::Str("a".into())], "{text}");
+            let block = call.block.unwrap();
+            assert_eq!(
+                (block.params.as_slice(), block.body.unwrap().len()),
+                (&["milter".to_string()][..], 1),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn keeps_a_stopper_body_it_cannot_read_as_text() {
         let text = "define_applicable_condition(\"X\") do |c|\n  c.define_connect_stopper do |ctx, host|\n    begin\n    when /a/\n      true\n    end\n  end\nend\n";
         let Stmt::Expr { expr: Expr::Call(outer), .. } = one(text) else { panic!() };
