@@ -52,7 +52,9 @@ fn load(conversion: &Conversion) -> Config {
     }
     let root = dir.path().join("machine");
     std::fs::create_dir(&root).unwrap();
-    Config::load_under(dir.path(), &root).unwrap_or_else(|e| panic!("{e}\n{conversion:#?}"))
+    // The files are this process's: it is the user the loader trusts besides root.
+    let owner = nix::unistd::geteuid().as_raw();
+    Config::load_under(dir.path(), &root, owner).unwrap_or_else(|e| panic!("{e}\n{conversion:#?}"))
 }
 
 #[test]
