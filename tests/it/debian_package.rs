@@ -212,6 +212,35 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         );
     }
 
+    // The installed converter takes an original configuration to one the installed
+    // manager checks.
+    let original = dir.join("original");
+    std::fs::create_dir(&original).unwrap();
+    std::fs::write(
+        original.join("milter-manager.conf"),
+        "manager.connection_spec = \"inet:10030@[127.0.0.1]\"\n\
+         define_milter(\"child\") do |milter|\n\
+         \x20 milter.connection_spec = \"inet:10031@[127.0.0.1]\"\n\
+         end\n",
+    )
+    .unwrap();
+    let converted = dir.join("converted");
+    let (original_arg, converted_arg) = (original.to_string_lossy(), converted.to_string_lossy());
+    let migrate = command_line(
+        &dir,
+        "migrate",
+        "/usr/bin/milter-manager-migrate-config",
+        &[&original_arg, &converted_arg],
+    );
+    assert!(migrate.status.success(), "{}", migrate.describe());
+    let check = command_line(
+        &dir,
+        "check-converted",
+        "/usr/sbin/milter-manager",
+        &["--config-dir", &converted_arg, "--check-config"],
+    );
+    assert!(check.status.success(), "{}", check.describe());
+
     // Started without the host's milters, no child: the fallback status answers.
     std::fs::write(LOCAL_CONFIG, BASE_CONFIG).expect("write the local configuration");
     let started = init_script(&dir, "start");
