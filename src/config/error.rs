@@ -45,7 +45,9 @@ impl ConfigError {
     /// An error about a value that came from `origin`.
     pub(super) fn from_origin(origin: &Origin, key: String, message: impl fmt::Display) -> Self {
         let (path, line) = match origin {
-            Origin::File { path, line } => (Some(path.clone()), Some(*line)),
+            Origin::File { path, line } | Origin::Converted { path, line, .. } => {
+                (Some(path.clone()), Some(*line))
+            }
             Origin::Detected { source } => (Some(source.into()), None),
             Origin::Default | Origin::CommandLine => (None, None),
         };

@@ -41,6 +41,7 @@ pub use crate::conditions::{
     DnsblSettings, RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, ScriptCondition,
     StressSettings, TrustSettings,
 };
+pub(crate) use document::CONVERTED_FROM;
 pub use error::{ConfigError, IncludeError, MilterNameError, ModeError, ValueError};
 pub use model::{
     CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,

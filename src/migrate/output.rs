@@ -3,6 +3,7 @@
 
 use super::convert::{Collected, MAIN_FILE};
 use super::items::{toml_string, Value, SECTIONS};
+use crate::config::CONVERTED_FROM;
 
 /// Rhai run before the platform default: conditions, and code of the original's before
 /// its `load_default`.
@@ -61,7 +62,7 @@ fn main_file(dir: &str, collected: &Collected) -> String {
     }
     out.push_str(&format!("include = [{}]\n", include.join(", ")));
     match &collected.load_default {
-        Some(at) => out.push_str(&format!("# load_default at {at}\nload_default = true\n")),
+        Some(at) => out.push_str(&format!("{CONVERTED_FROM}{at}\nload_default = true\n")),
         None => out.push_str("# The original did not call load_default.\nload_default = false\n"),
     }
     let mut optional = Vec::new();
@@ -80,7 +81,7 @@ fn main_file(dir: &str, collected: &Collected) -> String {
         out.push_str(&format!("\n[{section}]\n"));
         for setting in settings {
             out.push_str(&format!(
-                "# {}\n{} = {}\n",
+                "{CONVERTED_FROM}{}\n{} = {}\n",
                 setting.at,
                 setting.key,
                 setting.value.toml()
@@ -89,6 +90,10 @@ fn main_file(dir: &str, collected: &Collected) -> String {
         let mut keys: Vec<&str> = lists.iter().map(|e| e.key).collect();
         keys.dedup();
         for key in keys {
+            // The list as a whole comes from its first entry; each entry says its own.
+            if let Some(first) = lists.iter().find(|e| e.key == key) {
+                out.push_str(&format!("{CONVERTED_FROM}{}\n", first.at));
+            }
             out.push_str(&format!("{key} = [\n"));
             for entry in lists.iter().filter(|e| e.key == key) {
                 out.push_str(&format!("    {}, # {}\n", toml_string(&entry.entry), entry.at));
@@ -97,14 +102,14 @@ fn main_file(dir: &str, collected: &Collected) -> String {
         }
     }
     for milter in &collected.milters {
-        out.push_str(&format!("\n# define_milter at {}\n", milter.at));
+        out.push_str(&format!("\n{CONVERTED_FROM}{}\n", milter.at));
         out.push_str(&format!("[milter.{}]\n", toml_string(&milter.name)));
         for setting in &milter.settings {
             let value = match &setting.value {
                 Value::Text(text) if text.is_empty() => continue,
                 value => value.toml(),
             };
-            out.push_str(&format!("# {}\n{} = {value}\n", setting.at, setting.key));
+            out.push_str(&format!("{CONVERTED_FROM}{}\n{} = {value}\n", setting.at, setting.key));
         }
     }
     out

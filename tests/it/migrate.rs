@@ -178,7 +178,7 @@ fn a_sites_configuration_converts_into_one_the_manager_runs() {
     let main = std::fs::read_to_string(output.join("milter-manager.toml")).unwrap();
     assert!(
         main.contains(&format!(
-            "# {o}/milter-manager.local.conf:6\nconnection_spec = \"inet:10030@[127.0.0.1]\"\n"
+            "# converted from {o}/milter-manager.local.conf:6\nconnection_spec = \"inet:10030@[127.0.0.1]\"\n"
         )),
         "{main}"
     );

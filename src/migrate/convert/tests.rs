@@ -67,17 +67,25 @@ fn items_become_toml_with_the_line_they_came_from() {
     )]);
     let main = file(&conversion, "milter-manager.toml");
     assert!(
-        main.contains("[security]\n# /orig/milter-manager.conf:2\nprivilege_mode = true\n"),
+        main.contains(
+            "[security]\n# converted from /orig/milter-manager.conf:2\nprivilege_mode = true\n"
+        ),
         "{main}"
     );
     assert!(
-        main.contains("# /orig/milter-manager.conf:5\nconnection_spec = \"unix:/run/m.sock\"\n"),
+        main.contains("# converted from /orig/milter-manager.conf:5\nconnection_spec = \"unix:/run/m.sock\"\n"),
         "{main}"
     );
     assert!(main.contains("unix_socket_mode = 0o600\n"), "{main}");
     assert!(main.contains("load_default = false\n"), "{main}");
     assert!(findings(&conversion).is_empty());
     let config = load(&conversion);
+    // --show-config and late errors name the original line as well as the converted one.
+    let origin = config.origin("manager.connection_spec").to_string();
+    assert!(
+        origin.ends_with("milter-manager.toml:21, converted from /orig/milter-manager.conf:5"),
+        "{origin}"
+    );
     assert_eq!(config.manager.unix_socket_mode, 0o600);
     assert_eq!(config.manager.fallback_status.name(), "reject");
 }
@@ -96,8 +104,11 @@ fn follows_the_loads_in_order_and_skips_the_shipped_conditions() {
         ("milter-manager.local.conf", "manager.n_workers = 4\nmanager.daemon = true\n"),
     ]);
     let main = file(&conversion, "milter-manager.toml");
-    assert!(main.contains("# /orig/milter-manager.conf:5\nn_workers = 2\n"), "{main}");
-    assert!(main.contains("# load_default at /orig/milter-manager.conf:2\nload_default = true\n"));
+    assert!(
+        main.contains("# converted from /orig/milter-manager.conf:5\nn_workers = 2\n"),
+        "{main}"
+    );
+    assert!(main.contains("# converted from /orig/milter-manager.conf:2\nload_default = true\n"));
     assert!(file(&conversion, "migrated.rhai").contains("define_applicable_condition(\"Mine\""));
     let config = load(&conversion);
     assert!(config.manager.daemon);
@@ -140,7 +151,10 @@ fn a_loop_over_the_milters_is_unrolled_before_the_default_and_rhai_after() {
          define_milter(name) do |milter|\n    milter.evaluation_mode = true\n  end\nend\n",
     )]);
     let main = file(&conversion, "milter-manager.toml");
-    assert!(main.contains("# /orig/milter-manager.conf:6\nenabled = false\n"), "{main}");
+    assert!(
+        main.contains("# converted from /orig/milter-manager.conf:6\nenabled = false\n"),
+        "{main}"
+    );
     assert!(file(&conversion, "migrated-after-default.rhai")
         .contains("for name in defined_milters() {"));
     let config = load(&conversion);
