@@ -41,6 +41,8 @@ pub(super) struct Child {
     pub answer: Negotiation,
     /// Bytes to send, written in one go when the session is polled.
     pub out: Vec<u8>,
+    /// Bytes the runtime still holds for it, as it last reported (`handle_child_queued`).
+    pub queued: usize,
     pub waiting: Option<Waiting>,
     /// Takes part in the current message.
     pub in_message: bool,
@@ -79,6 +81,7 @@ impl Child {
             offer: Negotiation::default(),
             answer: Negotiation::default(),
             out: Vec::new(),
+            queued: 0,
             waiting: None,
             in_message: false,
             message_open: false,

@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use body::{Body, MemorySpill, NoSpill, ReportedOnce, SpillFactory, SpillFile};
 pub use event::{ChildView, Conditions, Context, Event, MacroList, NoConditions};
 pub use negotiate::{check_child_answer, merge_answers, offer_for_children, AnswerError};
-pub use session::{ConnectFailure, Output, Session};
+pub use session::{ConnectFailure, Output, PendingBytes, Session};
 pub use stage::Stage;
 pub use status::{Fold, Status, Verdict};
 
@@ -52,6 +52,11 @@ pub const DEFAULT_MAX_MACRO_BYTES: usize = 1024 * 1024;
 /// is stored like the MTA's body, spilling to a file.
 pub const DEFAULT_MAX_MODIFICATIONS: usize = 10_000;
 pub const DEFAULT_MAX_MODIFICATION_BYTES: usize = 10 * 1024 * 1024;
+/// Bytes a session holds waiting in one place (the MTA's input not yet handled, the output
+/// for the MTA, the output for one child) before it stops taking more there. Above the
+/// largest frame (1 MiB) plus one read (64 KiB): a partial frame never stops the reading
+/// that would complete it.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 /// What one session may hold in memory besides the body (which spills to a file).
 /// Constants, not configuration items: no real peer comes near them. Fields so tests can
@@ -63,6 +68,10 @@ pub struct Limits {
     /// One child's modifications in one end-of-message; past either, the child fails.
     pub modifications: usize,
     pub modification_bytes: usize,
+    /// Back-pressure: past this many bytes of MTA input waiting, the session asks not to
+    /// be given more ([`Session::wants_mta_data`]); past it in the output for the MTA or a
+    /// child, it stops producing output until that output drains to half of it.
+    pub pending_bytes: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +80,7 @@ impl Default for Limits {
             macro_bytes: DEFAULT_MAX_MACRO_BYTES,
             modifications: DEFAULT_MAX_MODIFICATIONS,
             modification_bytes: DEFAULT_MAX_MODIFICATION_BYTES,
+            pending_bytes: DEFAULT_MAX_PENDING_BYTES,
         }
     }
 }
