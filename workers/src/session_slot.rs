@@ -23,6 +23,10 @@ pub(crate) enum Deferred {
         conn: ConnKey,
         error: Option<io::Error>,
     },
+    Queued {
+        conn: ConnKey,
+        queued: usize,
+    },
 }
 
 pub(crate) struct SessionSlot<S> {
@@ -36,6 +40,9 @@ pub(crate) struct SessionSlot<S> {
     pub(crate) armed_timeout: Option<Instant>,
     /// The deadline last fired, so a session that keeps returning it does not spin.
     pub(crate) fired_timeout: Option<Instant>,
+    /// Some of its connections may be left unread because it did not want them read; a
+    /// check after its next events finds out which may be read again.
+    pub(crate) reads_paused: bool,
 }
 
 impl<S: Session> SessionSlot<S> {
@@ -47,6 +54,7 @@ impl<S: Session> SessionSlot<S> {
             deferred: VecDeque::new(),
             armed_timeout: None,
             fired_timeout: None,
+            reads_paused: false,
         }
     }
 
@@ -65,6 +73,7 @@ impl<S: Session> SessionSlot<S> {
                 self.session.handle_connected(conn, result, now)
             }
             Deferred::Closed { conn, error } => self.session.handle_closed(conn, error, now),
+            Deferred::Queued { conn, queued } => self.session.handle_queued(conn, queued, now),
         }
     }
 }

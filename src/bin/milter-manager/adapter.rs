@@ -77,7 +77,9 @@ impl workers::SessionFactory for Factory {
             ConnectGate::new(Rc::clone(setup), verdict.clone(), tag, first_id << 4)
         });
         let conditions = Box::new(generation.conditions.session_with(verdict));
-        let engine = Session::new(Arc::clone(&generation.engine), conditions, tag, now);
+        // The workers runtime reports the bytes it holds for each connection.
+        let engine =
+            Session::new(Arc::clone(&generation.engine), conditions, tag, now).with_queue_reports();
         let client_watch = ClientWatch::new(generation.connection_check_interval, &self.tables);
         let counters = Rc::clone(&self.counters);
         ManagerSession { engine, gate, generation, client_watch, counters }
@@ -218,6 +220,25 @@ impl workers::Session for ManagerSession {
             watch.check_if_due(&mut self.engine, now);
         }
         self.follow(now);
+    }
+
+    fn handle_queued(&mut self, conn: ConnKey, queued: usize, now: Instant) {
+        match (conn, child_of(conn)) {
+            (ConnKey::PEER, _) => self.engine.handle_mta_queued(queued, now),
+            (_, Some(child)) => self.engine.handle_child_queued(child, queued, now),
+            _ => {}
+        }
+        self.follow(now);
+    }
+
+    /// Only the MTA is held back: a child's answers are bounded by the limits on
+    /// modifications, and a replaced body is stored like the MTA's.
+    fn wants_read(&self, conn: ConnKey) -> bool {
+        if conn != ConnKey::PEER {
+            return true;
+        }
+        let limit = self.generation.engine.limits.pending_bytes;
+        self.engine.wants_mta_data() && self.gate.as_ref().is_none_or(|g| g.held_bytes() < limit)
     }
 
     fn reclaim(&mut self, spent: Vec<u8>) {

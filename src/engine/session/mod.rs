@@ -97,8 +97,7 @@ pub struct Session {
     mta_queue_bytes: usize,
     /// Bytes the runtime still holds for the MTA, as it last reported (`handle_mta_queued`).
     mta_queued: usize,
-    /// The runtime reports its queues: output handed out is not written yet, so production
-    /// waits for the reports. Without them, what was handed out counts as written.
+    /// The runtime reports its queues (see `with_queue_reports`).
     queue_reports: bool,
     /// Output stopped because a peer's output was full: it resumes once every output is
     /// below half of `Limits::pending_bytes`.
@@ -175,6 +174,14 @@ impl Session {
             client: None,
             now,
         }
+    }
+
+    /// For a runtime that reports what it holds for each peer (`handle_mta_queued`,
+    /// `handle_child_queued`): output handed out then waits for those reports before
+    /// more is produced. Without, what was handed out counts as written.
+    pub fn with_queue_reports(mut self) -> Self {
+        self.queue_reports = true;
+        self
     }
 
     pub fn tag(&self) -> u64 {
@@ -391,14 +398,12 @@ impl Session {
     /// The runtime holds `queued` bytes for the MTA, not yet written: reported when that
     /// changed after a write (see [`PendingBytes`]).
     pub fn handle_mta_queued(&mut self, queued: usize, now: Instant) {
-        self.queue_reports = true;
         self.mta_queued = queued;
         self.resume_output(now);
     }
 
     /// The runtime holds `queued` bytes for child `child`, not yet written.
     pub fn handle_child_queued(&mut self, child: usize, queued: usize, now: Instant) {
-        self.queue_reports = true;
         if self.children[child].is_connected() {
             self.children[child].queued = queued;
         }
