@@ -14,7 +14,11 @@
 //!   time, each next child seeing the message as the earlier ones left it; the MTA gets the
 //!   modifications after the last child;
 //! - a child that fails (refused connection, timeout, garbage, closed socket) answers its
-//!   `fallback_status` from then on.
+//!   `fallback_status` from then on;
+//! - what a session holds is bounded ([`Limits`]): past `pending_bytes` of MTA input it
+//!   asks not to be read ([`Session::wants_mta_data`]), and past it in a peer's output
+//!   (its own plus what the runtime reports holding) it produces no more until that
+//!   drains; large bodies go to a spill file and out again a batch at a time.
 
 mod body;
 mod child;

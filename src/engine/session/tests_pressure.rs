@@ -314,3 +314,20 @@ fn a_replaced_body_goes_to_an_mta_that_does_not_read_a_limit_at_a_time() {
     assert!(got == replaced, "the MTA got {} of {} bytes", got.len(), replaced.len());
     assert!(runtime.peak.to_mta < LIMIT + 2 * CHUNK, "{:?}", runtime.peak);
 }
+
+#[test]
+fn progress_from_a_child_is_not_queued_for_an_mta_that_does_not_read() {
+    let mut runtime = Runtime::new(Steps::empty(), &[Steps::empty()]);
+    runtime.mta_sends(&Command::EndOfMessage { chunk: Vec::new() });
+    assert_eq!(runtime.child_frames(0).len(), 1);
+    runtime.mta.reading = false;
+    // 2.5 MB of progress packets: the first limit's worth (and one read) keeps the MTA's
+    // timer going; the rest would only pile up.
+    runtime.child_replies(0, &vec![Reply::Progress; 500_000]);
+    assert!(runtime.peak.to_mta < LIMIT + READ, "{:?}", runtime.peak);
+    runtime.child_replies(0, &[Reply::Accept]);
+    runtime.drain_mta();
+    let codes = runtime.mta_codes();
+    assert_eq!(codes.last(), Some(&b'a'));
+    assert!(codes[..codes.len() - 1].iter().all(|&code| code == b'p'));
+}
