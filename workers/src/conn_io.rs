@@ -183,8 +183,8 @@ impl<F: SessionFactory> EventLoop<F> {
             }
             Ok(outcome) => {
                 self.set_writable_interest(conn_index, outcome == WriteOutcome::Pending);
-                if let Some((index, news)) = self.queue_news(conn_index) {
-                    self.deliver(index, news, now);
+                if let Some(index) = self.tell_queued(conn_index, now) {
+                    self.drive(index, now);
                 }
             }
             Err(e) => {
@@ -197,9 +197,9 @@ impl<F: SessionFactory> EventLoop<F> {
         }
     }
 
-    /// The session's news that the bytes queued on a connection of its changed since it
-    /// was last told, if they did.
-    pub(crate) fn queue_news(&mut self, conn_index: usize) -> Option<(usize, Deferred)> {
+    /// Tells the session how many bytes are queued on a connection of its, if that
+    /// changed since it was last told; returns the session told.
+    pub(crate) fn tell_queued(&mut self, conn_index: usize, now: Instant) -> Option<usize> {
         let conn = self.conns.get_mut(conn_index)?;
         let Owner::Session { index, key } = conn.owner else {
             return None;
@@ -209,7 +209,8 @@ impl<F: SessionFactory> EventLoop<F> {
             return None;
         }
         conn.reported_queue = queued;
-        Some((index, Deferred::Queued { conn: key, queued }))
+        self.sessions.get_mut(index)?.session.handle_queued(key, queued, now);
+        Some(index)
     }
 
     /// A write failed, so the connection is dead. What the peer sent before is still in the

@@ -176,9 +176,8 @@ impl<F: SessionFactory> EventLoop<F> {
         } else {
             self.watch_write_stall(conn_index);
         }
-        if let Some((index, news)) = self.queue_news(conn_index) {
-            self.defer(index, news);
-        }
+        // Told at once, before the next poll: the session then knows what is queued.
+        self.tell_queued(conn_index, now);
     }
 
     fn connect(

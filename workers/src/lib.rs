@@ -27,9 +27,12 @@
 //! - Before each read of a connection the runtime asks `wants_read`; while it says no, the
 //!   bytes stay in the socket (TCP slows the peer down). It asks again after each of the
 //!   session's events, and reads on, to EOF if it came meanwhile, once it says yes.
-//! - After a `Send` leaves bytes queued, and after each later write, `handle_queued` tells
-//!   how many are still queued, until none are (no call when a `Send` is written whole at
-//!   once). It comes as an event, followed by a drain.
+//! - When the bytes queued on a connection changed, `handle_queued` tells how many there
+//!   are: right after a `Send` leaves some unwritten (or queues them before a connect
+//!   completes), and after each later write, down to 0. A `Send` written whole at once
+//!   changes nothing and is not reported. The call after a `Send` comes before the next
+//!   `poll_action` (the only call inside the drain: it tells a number, and the session
+//!   may give more to send at that poll); after a later write, a drain follows.
 //! - `handle_timeout` fires once per deadline: returning the same deadline again after it
 //!   fired does not re-arm it.
 //! - `session_finished` is called as soon as `is_finished()` is true; flushing the session's
@@ -123,7 +126,8 @@ pub trait Session {
     /// The deadline last returned by [`Session::poll_timeout`] has passed.
     fn handle_timeout(&mut self, now: Instant);
     /// `queued` bytes sent on `conn` are not yet written (the peer reads slowly, or not):
-    /// reported when that number changed, down to 0. The default ignores it.
+    /// reported when that number changed, down to 0 (see the crate's documentation for
+    /// when). The default ignores it.
     fn handle_queued(&mut self, _conn: ConnKey, _queued: usize, _now: Instant) {}
     /// Whether the runtime may read `conn` now (back-pressure). Default: always.
     fn wants_read(&self, _conn: ConnKey) -> bool {

@@ -23,10 +23,6 @@ pub(crate) enum Deferred {
         conn: ConnKey,
         error: Option<io::Error>,
     },
-    Queued {
-        conn: ConnKey,
-        queued: usize,
-    },
 }
 
 pub(crate) struct SessionSlot<S> {
@@ -73,7 +69,6 @@ impl<S: Session> SessionSlot<S> {
                 self.session.handle_connected(conn, result, now)
             }
             Deferred::Closed { conn, error } => self.session.handle_closed(conn, error, now),
-            Deferred::Queued { conn, queued } => self.session.handle_queued(conn, queued, now),
         }
     }
 }

@@ -880,10 +880,23 @@ struct BoundedEcho {
     outbox: Outbox,
     queued: usize,
     most_queued: Arc<AtomicUsize>,
+    reports: Arc<AtomicUsize>,
 }
 
 impl BoundedEcho {
     const LIMIT: usize = 1024 * 1024;
+
+    fn factory() -> (impl SessionFactory<Session = Self>, Arc<Counts>, [Arc<AtomicUsize>; 2]) {
+        let (most_queued, reports) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let shared = [Arc::clone(&most_queued), Arc::clone(&reports)];
+        let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, _| Self {
+            outbox: Outbox::default(),
+            queued: 0,
+            most_queued: Arc::clone(&most_queued),
+            reports: Arc::clone(&reports),
+        });
+        (factory, counts, shared)
+    }
 }
 
 impl Session for BoundedEcho {
@@ -898,6 +911,7 @@ impl Session for BoundedEcho {
     fn handle_queued(&mut self, _: ConnKey, queued: usize, _: Instant) {
         self.queued = queued;
         self.most_queued.fetch_max(queued, Ordering::SeqCst);
+        self.reports.fetch_add(1, Ordering::SeqCst);
     }
     fn wants_read(&self, _: ConnKey) -> bool {
         self.queued < Self::LIMIT
@@ -909,13 +923,7 @@ impl Session for BoundedEcho {
 fn a_session_that_wants_no_input_leaves_it_in_the_socket_until_it_does() {
     const PAYLOAD: usize = 32 * 1024 * 1024;
     let (listener, path) = unix_listener("bounded-echo");
-    let most_queued = Arc::new(AtomicUsize::new(0));
-    let session_most = Arc::clone(&most_queued);
-    let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, _| BoundedEcho {
-        outbox: Outbox::default(),
-        queued: 0,
-        most_queued: Arc::clone(&session_most),
-    });
+    let (factory, counts, [most_queued, _]) = BoundedEcho::factory();
     let worker = Worker::start(listener, factory, WorkerConfig::default);
 
     let client = unix_client(&path);
@@ -954,6 +962,27 @@ fn a_session_that_wants_no_input_leaves_it_in_the_socket_until_it_does() {
     assert!(echoed == payload, "the echo differs from what was sent");
     client.shutdown(Shutdown::Write).unwrap();
     wait_until("the session finished", || counts.finished() == 1);
+    assert_eq!(worker.stop(), Exit::Drained);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn output_written_at_once_is_not_reported() {
+    let (listener, path) = unix_listener("prompt-echo");
+    let (factory, counts, [_, reports]) = BoundedEcho::factory();
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
+    let mut client = unix_client(&path);
+    for round in 0..100 {
+        let request = patterned(100, round);
+        client.write_all(&request).unwrap();
+        let mut echoed = vec![0; request.len()];
+        client.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, request);
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    wait_until("the session finished", || counts.finished() == 1);
+    // A peer that keeps up costs the session no call.
+    assert_eq!(reports.load(Ordering::SeqCst), 0);
     assert_eq!(worker.stop(), Exit::Drained);
     let _ = std::fs::remove_file(path);
 }

@@ -77,9 +77,7 @@ impl workers::SessionFactory for Factory {
             ConnectGate::new(Rc::clone(setup), verdict.clone(), tag, first_id << 4)
         });
         let conditions = Box::new(generation.conditions.session_with(verdict));
-        // The workers runtime reports the bytes it holds for each connection.
-        let engine =
-            Session::new(Arc::clone(&generation.engine), conditions, tag, now).with_queue_reports();
+        let engine = Session::new(Arc::clone(&generation.engine), conditions, tag, now);
         let client_watch = ClientWatch::new(generation.connection_check_interval, &self.tables);
         let counters = Rc::clone(&self.counters);
         ManagerSession { engine, gate, generation, client_watch, counters }

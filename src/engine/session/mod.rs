@@ -97,8 +97,6 @@ pub struct Session {
     mta_queue_bytes: usize,
     /// Bytes the runtime still holds for the MTA, as it last reported (`handle_mta_queued`).
     mta_queued: usize,
-    /// The runtime reports its queues (see `with_queue_reports`).
-    queue_reports: bool,
     /// Output stopped because a peer's output was full: it resumes once every output is
     /// below half of `Limits::pending_bytes`.
     output_blocked: bool,
@@ -156,7 +154,6 @@ impl Session {
             mta_queue: VecDeque::new(),
             mta_queue_bytes: 0,
             mta_queued: 0,
-            queue_reports: false,
             output_blocked: false,
             replacement: None,
             mta_position: Position::Start,
@@ -174,14 +171,6 @@ impl Session {
             client: None,
             now,
         }
-    }
-
-    /// For a runtime that reports what it holds for each peer (`handle_mta_queued`,
-    /// `handle_child_queued`): output handed out then waits for those reports before
-    /// more is produced. Without, what was handed out counts as written.
-    pub fn with_queue_reports(mut self) -> Self {
-        self.queue_reports = true;
-        self
     }
 
     pub fn tag(&self) -> u64 {
@@ -395,8 +384,10 @@ impl Session {
         self.drive(now);
     }
 
-    /// The runtime holds `queued` bytes for the MTA, not yet written: reported when that
-    /// changed after a write (see [`PendingBytes`]).
+    /// The runtime holds `queued` bytes for the MTA, not yet written. The runtime reports
+    /// it when it changed, right after a write (before the next `poll_output`), so the
+    /// session knows the runtime's queues whenever it is polled; a runtime that never
+    /// reports is taken to write everything at once.
     pub fn handle_mta_queued(&mut self, queued: usize, now: Instant) {
         self.mta_queued = queued;
         self.resume_output(now);
@@ -474,8 +465,9 @@ impl Session {
             let spare = self.spare_buffers.pop().unwrap_or_default();
             return Some(Output::ToMta(std::mem::replace(&mut self.mta_out, spare)));
         }
-        if self.output_blocked && !self.queue_reports && !self.is_finished() {
-            // Nobody reports what is still queued: what was handed out counts as written.
+        if self.output_blocked && !self.is_finished() && !self.output_above(self.half_limit()) {
+            // Everything is handed out, and the runtime wrote enough of it (it reports what
+            // it could not write before the next poll): the next batch.
             self.output_blocked = false;
             self.drive(self.now);
             if !self.actions.is_empty()

@@ -62,8 +62,7 @@ impl Runtime {
             ..EngineConfig::default()
         };
         let now = Instant::now();
-        let session =
-            Session::new(Arc::new(config), Box::new(NoConditions), 1, now).with_queue_reports();
+        let session = Session::new(Arc::new(config), Box::new(NoConditions), 1, now);
         let mut runtime = Self {
             session,
             now,
