@@ -48,6 +48,8 @@ struct Runtime {
     unread: Vec<u8>,
     /// The most the session reported holding, by place.
     peak: PendingBytes,
+    /// Queues are reported to the session, as the workers runtime does when one changed.
+    reports: bool,
 }
 
 impl Runtime {
@@ -73,6 +75,7 @@ impl Runtime {
                 .collect(),
             unread: Vec::new(),
             peak: PendingBytes::default(),
+            reports: true,
         };
         runtime.mta_sends(&Command::Negotiate(Negotiation::new(6, Actions::ALL, mta_steps)));
         for (i, steps) in child_steps.iter().enumerate() {
@@ -124,12 +127,16 @@ impl Runtime {
                 match output {
                     Output::ToMta(bytes) => {
                         self.mta.take(bytes);
-                        self.session.handle_mta_queued(self.mta.queued.len(), self.now);
+                        if self.reports {
+                            self.session.handle_mta_queued(self.mta.queued.len(), self.now);
+                        }
                     }
                     Output::ToChild { child, bytes } => {
                         self.children[child].take(bytes);
                         let queued = self.children[child].queued.len();
-                        self.session.handle_child_queued(child, queued, self.now);
+                        if self.reports {
+                            self.session.handle_child_queued(child, queued, self.now);
+                        }
                     }
                     Output::Connect { child } => {
                         self.session.handle_child_connected(child, Ok(()), self.now)
@@ -329,4 +336,33 @@ fn progress_from_a_child_is_not_queued_for_an_mta_that_does_not_read() {
     let codes = runtime.mta_codes();
     assert_eq!(codes.last(), Some(&b'a'));
     assert!(codes[..codes.len() - 1].iter().all(|&code| code == b'p'));
+}
+
+#[test]
+fn output_written_at_once_goes_on_without_any_report() {
+    // The workers runtime tells nothing of a batch it wrote whole: the session goes on by
+    // itself once its buffers are handed out.
+    let mut runtime = Runtime::new(Steps::NR_BODY, &[Steps::NR_BODY]);
+    runtime.reports = false;
+    let body = pattern(6 * LIMIT);
+    for chunk in body.chunks(CHUNK) {
+        Command::Body { chunk: chunk.to_vec() }.encode(&mut runtime.unread);
+    }
+    runtime.mta_sends(&Command::EndOfMessage { chunk: Vec::new() });
+    let frames = runtime.child_frames(0);
+    let got: Vec<u8> =
+        frames.iter().filter(|(code, _)| *code == b'B').flat_map(|f| f.1.clone()).collect();
+    assert!(got == body, "the child got {} of {} bytes", got.len(), body.len());
+    assert_eq!(frames.last().map(|f| f.0), Some(b'E'));
+
+    let replaced = pattern(6 * LIMIT);
+    let mut replies: Vec<Reply> =
+        replaced.chunks(CHUNK).map(|c| Reply::ReplaceBody { chunk: c.to_vec() }).collect();
+    replies.push(Reply::Accept);
+    runtime.child_replies(0, &replies);
+    let frames = runtime.mta.frames();
+    let got: Vec<u8> =
+        frames.iter().filter(|(code, _)| *code == b'b').flat_map(|f| f.1.clone()).collect();
+    assert!(got == replaced, "the MTA got {} of {} bytes", got.len(), replaced.len());
+    assert_eq!(frames.last().map(|f| f.0), Some(b'a'));
 }
