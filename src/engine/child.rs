@@ -34,6 +34,8 @@ pub(super) struct Child {
     pub answer: Negotiation,
     /// Bytes to send, written in one go when the session is polled.
     pub out: Vec<u8>,
+    /// Bytes the runtime still holds for it, as it last reported (`handle_child_queued`).
+    pub queued: usize,
     /// Takes part in the current message.
     pub in_message: bool,
     /// Has been sent MAIL and not yet an abort or a finished end-of-message.
@@ -71,6 +73,7 @@ impl Child {
             offer: Negotiation::default(),
             answer: Negotiation::default(),
             out: Vec::new(),
+            queued: 0,
             in_message: false,
             message_open: false,
             accepted_recipients: 0,

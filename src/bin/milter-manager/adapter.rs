@@ -220,6 +220,25 @@ impl workers::Session for ManagerSession {
         self.follow(now);
     }
 
+    fn handle_queued(&mut self, conn: ConnKey, queued: usize, now: Instant) {
+        match (conn, child_of(conn)) {
+            (ConnKey::PEER, _) => self.engine.handle_mta_queued(queued, now),
+            (_, Some(child)) => self.engine.handle_child_queued(child, queued, now),
+            _ => {}
+        }
+        self.follow(now);
+    }
+
+    /// Only the MTA is held back: a child's answers are bounded by the limits on
+    /// modifications, and a replaced body is stored like the MTA's.
+    fn wants_read(&self, conn: ConnKey) -> bool {
+        if conn != ConnKey::PEER {
+            return true;
+        }
+        let limit = self.generation.engine.limits.pending_bytes;
+        self.engine.wants_mta_data() && self.gate.as_ref().is_none_or(|g| g.held_bytes() < limit)
+    }
+
     fn reclaim(&mut self, spent: Vec<u8>) {
         self.engine.reclaim(spent);
     }

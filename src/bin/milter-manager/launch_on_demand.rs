@@ -256,6 +256,16 @@ impl workers::Session for LaunchingSession {
         }
     }
 
+    fn handle_queued(&mut self, conn: ConnKey, queued: usize, now: Instant) {
+        if launcher_child(conn).is_none() {
+            self.inner.handle_queued(conn, queued, now);
+        }
+    }
+
+    fn wants_read(&self, conn: ConnKey) -> bool {
+        launcher_child(conn).is_some() || self.inner.wants_read(conn)
+    }
+
     fn reclaim(&mut self, spent: Vec<u8>) {
         self.inner.reclaim(spent);
     }

@@ -100,6 +100,7 @@ impl Session {
         let was_connected = self.children[i].is_connected();
         let awaited = self.timers.clear_child(i);
         self.children[i].out.clear();
+        self.children[i].queued = 0;
         self.children[i].phase = ChildPhase::Failed;
         self.children[i].last_status = Some(status);
         if was_connected {
@@ -123,6 +124,8 @@ impl Session {
             self.actions.push_back(Output::ToChild { child: i, bytes });
             self.actions.push_back(Output::CloseChild { child: i });
         }
+        // What the runtime still holds for it is flushed without the session.
+        self.children[i].queued = 0;
         self.children[i].phase = ChildPhase::Gone;
         self.children[i].in_message = false;
         self.children[i].message_open = false;

@@ -204,7 +204,7 @@ impl Session {
         }
         if let Some(parked) = op.parked {
             if verdict.status == Status::Continue {
-                self.mta_queue.push_front(parked);
+                self.mta_queue.push_front((parked, 0));
                 return Phase::Idle(mail.data_through());
             }
             self.end_message_with(message_stage(&parked), &verdict);

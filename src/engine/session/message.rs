@@ -157,10 +157,17 @@ impl Session {
             if self.timers.awaited(head).is_some() {
                 return ChainProgress::Waiting;
             }
-            match next_item(message, &chain.cursor) {
-                None => return ChainProgress::CaughtUp(chain.last.clone()),
-                Some(item) => self.feed_head(run, head, item, now),
+            let Some(item) = next_item(message, &chain.cursor) else {
+                return ChainProgress::CaughtUp(chain.last.clone());
+            };
+            // A head that answers no body chunk would otherwise get the whole stored body
+            // at once; it gets more as its output drains.
+            let head_out = &self.children[head];
+            if head_out.out.len() + head_out.queued >= self.config.limits.pending_bytes {
+                self.output_blocked = true;
+                return ChainProgress::Waiting;
             }
+            self.feed_head(run, head, item, now);
         }
     }
 
