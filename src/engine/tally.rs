@@ -22,7 +22,7 @@ pub struct ChildTally {
 
 impl ChildTally {
     /// It answered a command of `stage` after `took`.
-    pub(super) fn record_answer(&mut self, stage: Stage, took: Duration) {
+    pub fn record_answer(&mut self, stage: Stage, took: Duration) {
         self.answer_time[stage.index()] += took;
         self.answered |= 1 << stage.index();
     }

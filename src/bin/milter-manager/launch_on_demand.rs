@@ -15,6 +15,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use milter_manager::control_protocol::Counters;
 use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest, MAX_LINE};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
@@ -181,7 +182,12 @@ impl LaunchingSession {
                 );
                 self.children[child].ask_at = Some(now + Duration::from_millis(ms));
             }
-            Ok(answer) => log::info!("[{tag}] {name}: launcher: {answer}"),
+            Ok(answer) => {
+                if let LaunchAnswer::Started(_) = answer {
+                    self.inner.count(Counters::LAUNCHER_STARTS);
+                }
+                log::info!("[{tag}] {name}: launcher: {answer}")
+            }
             Err(error) => self.give_up(child, format!("launcher: {error}"), now),
         }
     }
