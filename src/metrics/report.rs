@@ -125,7 +125,7 @@ fn render_children(out: &mut Exposition, snapshot: &Snapshot<'_>) {
         (
             ChildEvent::Fallback,
             "milter_fallbacks_total",
-            "Sessions in which each child milter failed and its fallback status answered for it.",
+            "Times each child milter failed and its fallback status answered for it.",
         ),
     ];
     for (event, family, help) in events {

@@ -1,0 +1,186 @@
+//! The metrics through the real binaries: a manager with two workers and two child
+//! milters (one answers, one cannot be reached) counts a known number of sessions; the
+//! page at `controller.metrics_connection_spec` and `milter-manager-ctl metrics` say the
+//! same exact counts, `promtool` accepts the text, the counts survive a worker killed
+//! with SIGKILL, and the HTTP server refuses what it does not serve and keeps serving.
+
+use crate::support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use support::milter::{milter_session, serve_tcp};
+use support::{
+    ctl, deadline, free_tcp_port, kill, require_program, run, wait_for, ManagerProcess, TempDir,
+    TEST_SERVER,
+};
+
+use milter_manager::protocol::{Command as MilterCommand, Reply};
+
+/// One session through the manager.
+fn session(dir: &TempDir, manager: &ManagerProcess) {
+    let mut command = Command::new(TEST_SERVER);
+    command.args(["-s", &manager.spec(), "--from", "<a@example.org>", "-r", "<b@example.com>"]);
+    let finished = run(dir, "test-server", &mut command, Duration::from_secs(60));
+    assert!(finished.status.success(), "milter-test-server failed: {}", finished.stderr);
+}
+
+/// Sends `request` to the metrics port as it is and reads the whole answer.
+fn http(port: u16, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics page");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(request).expect("send the request");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    String::from_utf8(answer).expect("a text answer")
+}
+
+/// The body of `GET /metrics`, after checking the status line and content type.
+fn scrape(port: u16) -> String {
+    let answer = http(port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+    assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())), "{head}");
+    body.to_string()
+}
+
+/// The value of the sample `name{labels}` (exactly that line), or a panic showing the text.
+fn value(text: &str, sample: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{sample}: {e}"))
+}
+
+/// The counts a test checks, as they should be after `n` sessions.
+fn assert_counts(text: &str, n: u64) {
+    assert_eq!(value(text, "milter_manager_sessions_done_total"), n);
+    assert_eq!(value(text, "milter_manager_sessions_total{stage=\"quit\",status=\"accept\"}"), n);
+    let good = |family: &str, rest: &str| format!("{family}{{milter=\"good\"{rest}}}");
+    let down = |family: &str, rest: &str| format!("{family}{{milter=\"down\"{rest}}}");
+    let statuses = "milter_manager_milter_sessions_total";
+    assert_eq!(value(text, &good(statuses, ",status=\"accept\"")), n);
+    assert_eq!(value(text, &good(statuses, ",status=\"pass\"")), 0);
+    assert_eq!(value(text, &down(statuses, ",status=\"accept\"")), n, "its fallback status");
+    assert_eq!(value(text, &good("milter_manager_milter_connect_failures_total", "")), 0);
+    assert_eq!(value(text, &down("milter_manager_milter_connect_failures_total", "")), n);
+    assert_eq!(value(text, &down("milter_manager_milter_fallbacks_total", "")), n);
+    assert_eq!(value(text, &good("milter_manager_milter_fallbacks_total", "")), 0);
+    assert_eq!(value(text, &down("milter_manager_milter_timeouts_total", "")), 0);
+    let answers = "milter_manager_milter_answer_duration_seconds";
+    for stage in ["negotiate", "connect", "helo", "envelope-from", "end-of-message"] {
+        let count = format!("{answers}_count{{milter=\"good\",stage=\"{stage}\"}}");
+        assert_eq!(value(text, &count), n, "{stage}");
+        let inf = format!("{answers}_bucket{{milter=\"good\",stage=\"{stage}\",le=\"+Inf\"}}");
+        assert_eq!(value(text, &inf), n, "{stage}");
+    }
+    assert!(!text.contains(&format!("{answers}_count{{milter=\"down\"")), "it never answered");
+}
+
+/// Runs `promtool check metrics` on `text`: its lint accepts it.
+fn assert_promtool_accepts(text: &str) {
+    require_program("/usr/bin/promtool", "prometheus");
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics refused it:\n{}{}\n--- text:\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn counts_are_exact_survive_a_killed_worker_and_the_page_stays_bounded() {
+    let dir = TempDir::new("metrics");
+    let good = serve_tcp(|stream, _| {
+        milter_session(stream, |command| match command {
+            MilterCommand::EndOfMessage { .. } => vec![Reply::Accept],
+            _ => vec![Reply::Continue],
+        })
+    });
+    let config = format!(
+        "[manager]\nn_workers = 2\n\
+         [controller]\nconnection_spec = \"unix:{ctl}\"\n\
+         metrics_connection_spec = \"inet:0@[127.0.0.1]\"\n\
+         [milter.good]\nconnection_spec = \"inet:{good}@[127.0.0.1]\"\n\
+         [milter.down]\nconnection_spec = \"inet:{down}@[127.0.0.1]\"\n",
+        ctl = dir.join("ctl.sock").display(),
+        down = free_tcp_port(),
+    );
+    let manager = ManagerProcess::start_until(&dir, &config, "supervising 2 workers");
+    let log = manager.log();
+    let port: u16 = log
+        .lines()
+        .find_map(|line| line.split_once("metrics page at http://127.0.0.1:")?.1.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics page in the log:\n{log}"));
+    let ctl_metrics = || {
+        let spec = format!("unix:{}", dir.join("ctl.sock").display());
+        let out = ctl(&dir, "ctl", &["-s", &spec, "metrics"]);
+        assert!(out.status.success(), "milter-manager-ctl metrics: {}", out.stderr);
+        out.stdout
+    };
+
+    for _ in 0..3 {
+        session(&dir, &manager);
+    }
+    // A session is counted when the worker is done with it, a moment after the MTA is.
+    assert!(wait_for(deadline(), || scrape(port).contains("sessions_done_total 3\n")));
+    let page = scrape(port);
+    assert_counts(&page, 3);
+    assert_eq!(value(&page, "milter_manager_workers{generation=\"1\"}"), 2);
+    assert_eq!(value(&page, "milter_manager_sessions_in_flight"), 0);
+    assert_promtool_accepts(&page);
+    let answered = ctl_metrics();
+    assert_counts(&answered, 3);
+    assert_promtool_accepts(&answered);
+
+    let workers = manager.wait_for_workers(2);
+    kill(workers[0], "KILL");
+    assert!(
+        wait_for(deadline(), || {
+            let now = manager.workers();
+            now.len() == 2 && !now.contains(&workers[0])
+        }),
+        "the killed worker was not replaced:\n{}",
+        manager.log()
+    );
+    for _ in 0..2 {
+        session(&dir, &manager);
+    }
+    assert!(wait_for(deadline(), || scrape(port).contains("sessions_done_total 5\n")));
+    let page = scrape(port);
+    assert_counts(&page, 5);
+    assert_counts(&ctl_metrics(), 5);
+
+    let status = |answer: &str| answer.lines().next().unwrap_or("").to_string();
+    let mut too_large = b"GET /metrics HTTP/1.1\r\nX-Filler: ".to_vec();
+    too_large.resize(9 * 1024, b'a');
+    assert_eq!(status(&http(port, &too_large)), "HTTP/1.1 413 Content Too Large");
+    assert_eq!(status(&http(port, b"GET /other HTTP/1.1\r\n\r\n")), "HTTP/1.1 404 Not Found");
+    let post = http(port, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(status(&post), "HTTP/1.1 405 Method Not Allowed");
+    assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
+    assert_eq!(status(&http(port, b"nonsense\r\n\r\n")), "HTTP/1.1 400 Bad Request");
+    assert_counts(&scrape(port), 5);
+
+    let reloaded =
+        ctl(&dir, "reload", &["-s", &format!("unix:{}", dir.join("ctl.sock").display()), "reload"]);
+    assert!(reloaded.status.success(), "reload: {}", reloaded.stderr);
+    let page = scrape(port);
+    assert_eq!(value(&page, "milter_manager_reloads_total{result=\"ok\"}"), 1);
+    assert_eq!(value(&page, "milter_manager_workers{generation=\"2\"}"), 2);
+    assert_counts(&page, 5);
+}
