@@ -3,6 +3,7 @@
 //! page at `controller.metrics_connection_spec` and `milter-manager-ctl metrics` say the
 //! same exact counts, `promtool` accepts the text, the counts survive a worker killed
 //! with SIGKILL, and the HTTP server refuses what it does not serve and keeps serving.
+//! The munin plugin (packaging/munin/milter_manager) reads the same numbers.
 
 use crate::support;
 
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 use support::milter::{milter_session, serve_tcp};
 use support::{
-    ctl, deadline, free_tcp_port, kill, require_program, run, wait_for, ManagerProcess, TempDir,
-    TEST_SERVER,
+    ctl, deadline, free_tcp_port, kill, require_program, run, source_path, wait_for,
+    ManagerProcess, TempDir, CTL, TEST_SERVER,
 };
 
 use milter_manager::protocol::{Command as MilterCommand, Reply};
@@ -183,4 +184,51 @@ fn counts_are_exact_survive_a_killed_worker_and_the_page_stays_bounded() {
     assert_eq!(value(&page, "milter_manager_reloads_total{result=\"ok\"}"), 1);
     assert_eq!(value(&page, "milter_manager_workers{generation=\"2\"}"), 2);
     assert_counts(&page, 5);
+}
+
+/// The munin plugin passes shellcheck, and both ways of reading (milter-manager-ctl, the
+/// page) give the counts of 5 sessions.
+fn assert_munin_plugin_reads(manager: &ManagerProcess, port: u16) {
+    require_program("/usr/bin/shellcheck", "shellcheck");
+    let plugin = source_path("packaging/munin/milter_manager");
+    let out = Command::new("shellcheck").arg("--severity=style").arg(&plugin).output().unwrap();
+    assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let ctl_env = [("ctl", CTL.to_string()), ("config_dir", manager.conf.display().to_string())];
+    for env in [ctl_env.to_vec(), vec![("url", url)]] {
+        let run_plugin = |argument: &str| {
+            let out = Command::new(&plugin).arg(argument).envs(env.iter().cloned()).output();
+            let out = out.expect("run the munin plugin");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(run_plugin("autoconf"), "yes\n");
+        let config = run_plugin("config");
+        for line in [
+            "multigraph milter_manager_sessions",
+            "temporary_failure.label temporary-failure",
+            "multigraph milter_manager_milter_good",
+            "connect_failures.type DERIVE",
+        ] {
+            assert!(config.lines().any(|l| l == line), "{line} missing from\n{config}");
+        }
+        let fetched = run_plugin("fetch");
+        let graph = |name: &str| {
+            let start = format!("multigraph {name}\n");
+            let rest = &fetched[fetched.find(&start).unwrap_or_else(|| panic!("{fetched}"))..];
+            let rest = &rest[start.len()..];
+            rest[..rest.find("multigraph").unwrap_or(rest.len())].to_string()
+        };
+        let sessions = graph("milter_manager_sessions");
+        assert!(sessions.starts_with("pass.value 0\naccept.value 5\nskip.value 0\n"), "{fetched}");
+        assert!(graph("milter_manager_in_flight").contains("sessions.value 0\n"), "{fetched}");
+        let good = graph("milter_manager_milter_good");
+        assert!(
+            good.contains("accept.value 5\n") && good.contains("fallbacks.value 0\n"),
+            "{good}"
+        );
+        let down = graph("milter_manager_milter_down");
+        assert!(down.contains("connect_failures.value 5\n"), "{down}");
+        assert!(down.contains("fallbacks.value 5\n"), "{down}");
+    }
 }
