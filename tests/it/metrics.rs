@@ -121,15 +121,10 @@ fn counts_are_exact_survive_a_killed_worker_and_the_page_stays_bounded() {
         down = free_tcp_port(),
     );
     let manager = ManagerProcess::start_until(&dir, &config, "supervising 2 workers");
-    let log = manager.log();
-    let port: u16 = log
-        .lines()
-        .find_map(|line| line.split_once("metrics page at http://127.0.0.1:")?.1.split('/').next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics page in the log:\n{log}"));
+    let port = metrics_port(&manager);
+    let ctl_spec = format!("unix:{}", dir.join("ctl.sock").display());
     let ctl_metrics = || {
-        let spec = format!("unix:{}", dir.join("ctl.sock").display());
-        let out = ctl(&dir, "ctl", &["-s", &spec, "metrics"]);
+        let out = ctl(&dir, "ctl", &["-s", &ctl_spec, "metrics"]);
         assert!(out.status.success(), "milter-manager-ctl metrics: {}", out.stderr);
         out.stdout
     };
@@ -177,13 +172,92 @@ fn counts_are_exact_survive_a_killed_worker_and_the_page_stays_bounded() {
     assert_eq!(status(&http(port, b"nonsense\r\n\r\n")), "HTTP/1.1 400 Bad Request");
     assert_counts(&scrape(port), 5);
 
-    let reloaded =
-        ctl(&dir, "reload", &["-s", &format!("unix:{}", dir.join("ctl.sock").display()), "reload"]);
+    assert_munin_plugin_reads(&manager, port);
+
+    let reloaded = ctl(&dir, "reload", &["-s", &ctl_spec, "reload"]);
     assert!(reloaded.status.success(), "reload: {}", reloaded.stderr);
     let page = scrape(port);
     assert_eq!(value(&page, "milter_manager_reloads_total{result=\"ok\"}"), 1);
     assert_eq!(value(&page, "milter_manager_workers{generation=\"2\"}"), 2);
     assert_counts(&page, 5);
+    manager.write_config(&format!("{config}[manager]\n"));
+    let refused = ctl(&dir, "reload-bad", &["-s", &ctl_spec, "reload"]);
+    assert!(!refused.status.success(), "a duplicate [manager] table must not load");
+    let page = scrape(port);
+    assert_eq!(value(&page, "milter_manager_reloads_total{result=\"failed\"}"), 1);
+    assert_eq!(value(&page, "milter_manager_reloads_total{result=\"ok\"}"), 1);
+}
+
+/// The metrics page's port, from the manager's log line.
+fn metrics_port(manager: &ManagerProcess) -> u16 {
+    let log = manager.log();
+    log.lines()
+        .find_map(|line| line.split_once("metrics page at http://127.0.0.1:")?.1.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics page in the log:\n{log}"))
+}
+
+/// Serving alone (`n_workers = 0`) and without a controller, the control process serves
+/// the page: sessions are counted, and a reload (SIGHUP to the serving process) brings
+/// the new milters to the page.
+#[test]
+fn a_manager_serving_alone_serves_the_page_and_hears_of_reloads() {
+    let dir = TempDir::new("metrics-alone");
+    let answering = |stream, _| milter_session(stream, |_| vec![Reply::Continue]);
+    let first = serve_tcp(answering);
+    let config = format!(
+        "[manager]\nn_workers = 0\n\
+         [controller]\nmetrics_connection_spec = \"inet:0@[127.0.0.1]\"\n\
+         [milter.first]\nconnection_spec = \"inet:{first}@[127.0.0.1]\"\n"
+    );
+    let mut manager = ManagerProcess::start_until(&dir, &config, "metrics page at");
+    let port = metrics_port(&manager);
+    session(&dir, &manager);
+    let counted = "milter_manager_milter_sessions_total{milter=\"first\",status=\"pass\"} 1\n";
+    assert!(wait_for(deadline(), || scrape(port).contains(counted)), "{}", scrape(port));
+    let page = scrape(port);
+    assert_eq!(value(&page, "milter_manager_sessions_done_total"), 1);
+    assert!(!page.contains("milter_manager_workers{"), "no workers:\n{page}");
+    assert!(page.contains("milter_manager_process_resident_memory_bytes{process=\"supervisor\"} "));
+    assert_promtool_accepts(&page);
+
+    let second = serve_tcp(answering);
+    manager.write_config(&format!(
+        "{config}[milter.second]\nconnection_spec = \"inet:{second}@[127.0.0.1]\"\n"
+    ));
+    manager.signal("HUP");
+    let reloaded = "milter_manager_reloads_total{result=\"ok\"} 1\n";
+    assert!(wait_for(deadline(), || scrape(port).contains(reloaded)), "{}", manager.log());
+    session(&dir, &manager);
+    let counted = "milter_manager_milter_sessions_total{milter=\"second\",status=\"pass\"} 1\n";
+    assert!(wait_for(deadline(), || scrape(port).contains(counted)), "{}", scrape(port));
+    assert_eq!(value(&scrape(port), "milter_manager_generation"), 2);
+}
+
+/// HTTP over a unix socket is refused at start, naming the item.
+#[test]
+fn a_unix_metrics_spec_is_refused_at_start() {
+    let dir = TempDir::new("metrics-unix");
+    let conf = dir.join("conf");
+    support::write_file(
+        &conf.join("milter-manager.toml"),
+        &format!(
+            "[controller]\nmetrics_connection_spec = \"unix:{}\"\n",
+            dir.join("metrics.sock").display()
+        ),
+    );
+    let mut command = Command::new(support::MANAGER);
+    command.arg("-c").arg(&conf).args(["-s", &format!("unix:{}", dir.join("m.sock").display())]);
+    command.args(["--user-name", &support::own_user_name()]);
+    let out = run(&dir, "manager", &mut command, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("controller.metrics_connection_spec = unix:")
+            && out.stderr.contains("give an inet: address"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.join("m.sock").exists() && !dir.join("metrics.sock").exists());
 }
 
 /// The munin plugin passes shellcheck, and both ways of reading (milter-manager-ctl, the
