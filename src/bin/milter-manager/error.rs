@@ -68,11 +68,6 @@ pub(crate) enum StartError {
     ControllerBind(supervisor::Error),
     #[error("controller: cannot set up the socket: {0}")]
     ControllerSocket(io::Error),
-    #[error(
-        "controller.metrics_connection_spec = {0}: the metrics page is served over HTTP; \
-         give an inet: address (inet:PORT@[ADDRESS])"
-    )]
-    MetricsNotInet(Spec),
     #[error("controller.metrics_connection_spec: {0}")]
     MetricsAddress(ResolveError),
     #[error("controller.metrics_connection_spec: {0}")]

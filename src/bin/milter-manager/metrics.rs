@@ -10,7 +10,6 @@ use milter_manager::config::Config;
 use milter_manager::control_protocol::ReloadReport;
 use milter_manager::metrics::exposition::CONTENT_TYPE;
 use milter_manager::metrics::{render, ProcessSample, Snapshot, WorkerProcess};
-use milter_manager::spec::Spec;
 use supervisor::{ControlContext, ReloadOutcome, SessionBoard, SharedCounters};
 
 use crate::error::StartError;
@@ -109,10 +108,8 @@ pub(crate) fn check_bindable(config: &Config) -> Result<(), StartError> {
 }
 
 fn target(config: &Config) -> Result<Option<supervisor::BindTarget>, StartError> {
+    // An inet: spec: the configuration refuses others.
     let Some(spec) = &config.controller.metrics_connection_spec else { return Ok(None) };
-    if matches!(spec, Spec::Unix { .. }) {
-        return Err(StartError::MetricsNotInet(spec.clone()));
-    }
     milter_manager::program::bind_target(spec).map(Some).map_err(StartError::MetricsAddress)
 }
 
