@@ -166,7 +166,11 @@ fn render_processes(out: &mut Exposition, processes: &[ProcessSample]) {
     };
     let families = [
         ("process_resident_memory_bytes", "Resident memory of the manager's processes.", 0),
-        ("process_open_fds", "Open file descriptors of the manager's processes.", 1),
+        (
+            "process_open_fds",
+            "Open file descriptors of the manager's processes (a worker's only if readable).",
+            1,
+        ),
     ];
     for (family, help, which) in families {
         out.family(&format!("{PREFIX}{family}"), Kind::Gauge, help);
