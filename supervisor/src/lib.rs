@@ -301,11 +301,8 @@ where
     if n_workers == 0 {
         let _reload_and_reopen_are_harmless =
             signals::catch_and_ignore(&[libc::SIGHUP, libc::SIGUSR1])?;
-        let (_control_process_lives_while_this_is_held, reload_reporter) = if hooks
-            .control
-            .is_some()
-            || hooks.metrics.is_some()
-        {
+        let served_aside = hooks.control.is_some() || hooks.metrics.is_some();
+        let (_control_process_lives_while_this_is_held, reload_reporter) = if served_aside {
             let fds = serving_fds(&listener, pid_file, report);
             let (alive, reporter) =
                 control_socket::fork_server(hooks.control.as_mut(), hooks.metrics.as_mut(), &fds)?;

@@ -27,9 +27,10 @@ impl ReloadReporter {
 }
 
 /// With `n_workers == 0` the serving process runs the mail loop, which has no room for the
-/// control socket (nor the metrics page): a small process of its own serves them instead, until the serving process
-/// is gone (EOF on the returned pipe's other end). A reload request becomes SIGHUP to the
-/// serving process, which reports every reload's outcome through the returned reporter.
+/// control socket nor the metrics page: a small process of its own serves them instead,
+/// until the serving process is gone (EOF on the returned pipe's other end). A reload
+/// request becomes SIGHUP to the serving process, which reports every reload's outcome
+/// through the returned reporter.
 /// `close_in_child` are descriptors of the serving process the control process must not
 /// keep (the MTA listener among them).
 pub(crate) fn fork_server(
