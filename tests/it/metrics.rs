@@ -198,17 +198,21 @@ fn metrics_port(manager: &ManagerProcess) -> u16 {
 }
 
 /// Serving alone (`n_workers = 0`) and without a controller, the control process serves
-/// the page: sessions are counted, and a reload (SIGHUP to the serving process) brings
-/// the new milters to the page.
+/// the page: sessions are counted (a child that does not answer in time as a timeout),
+/// and a reload (SIGHUP to the serving process) brings the new milters to the page.
 #[test]
 fn a_manager_serving_alone_serves_the_page_and_hears_of_reloads() {
     let dir = TempDir::new("metrics-alone");
     let answering = |stream, _| milter_session(stream, |_| vec![Reply::Continue]);
     let first = serve_tcp(answering);
+    // It negotiates, then never answers CONNECT.
+    let silent = serve_tcp(|stream, _| milter_session(stream, |_| vec![]));
     let config = format!(
         "[manager]\nn_workers = 0\n\
          [controller]\nmetrics_connection_spec = \"inet:0@[127.0.0.1]\"\n\
-         [milter.first]\nconnection_spec = \"inet:{first}@[127.0.0.1]\"\n"
+         [milter.first]\nconnection_spec = \"inet:{first}@[127.0.0.1]\"\n\
+         [milter.silent]\nconnection_spec = \"inet:{silent}@[127.0.0.1]\"\n\
+         reading_timeout = 0.2\n"
     );
     let mut manager = ManagerProcess::start_until(&dir, &config, "metrics page at");
     let port = metrics_port(&manager);
@@ -217,6 +221,9 @@ fn a_manager_serving_alone_serves_the_page_and_hears_of_reloads() {
     assert!(wait_for(deadline(), || scrape(port).contains(counted)), "{}", scrape(port));
     let page = scrape(port);
     assert_eq!(value(&page, "milter_manager_sessions_done_total"), 1);
+    assert_eq!(value(&page, "milter_manager_milter_timeouts_total{milter=\"silent\"}"), 1);
+    assert_eq!(value(&page, "milter_manager_milter_fallbacks_total{milter=\"silent\"}"), 1);
+    assert_eq!(value(&page, "milter_manager_milter_timeouts_total{milter=\"first\"}"), 0);
     assert!(!page.contains("milter_manager_workers{"), "no workers:\n{page}");
     assert!(page.contains("milter_manager_process_resident_memory_bytes{process=\"supervisor\"} "));
     assert_promtool_accepts(&page);
