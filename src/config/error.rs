@@ -97,6 +97,8 @@ pub enum ValueError {
     WrongItemType { found: String },
     #[error("a path cannot contain a NUL character")]
     NulInPath,
+    #[error("{spec} is not an inet: address: HTTP is served over TCP (inet:PORT@[ADDRESS])")]
+    NotInet { spec: String },
     #[error("unknown value {text:?} (use one of {})", quoted_list(choices))]
     UnknownChoice { text: String, choices: &'static [&'static str] },
     #[error("must be a whole number of at least {min}")]

@@ -508,6 +508,7 @@ unix_socket_mode = "0600"
 unix_socket_group = "adm"
 remove_unix_socket_on_create = false
 remove_unix_socket_on_close = false
+metrics_connection_spec = "inet:9115@[127.0.0.1]"
 [log]
 level = "all"
 path = "/var/log/m.log"

@@ -79,6 +79,8 @@ pub struct Controller {
     pub unix_socket_group: Option<String>,
     pub remove_unix_socket_on_create: bool,
     pub remove_unix_socket_on_close: bool,
+    /// `None`: no metrics page; else where `GET /metrics` is served over HTTP.
+    pub metrics_connection_spec: Option<Spec>,
 }
 
 /// `[log]`.
@@ -187,6 +189,7 @@ impl Default for Controller {
             unix_socket_group: None,
             remove_unix_socket_on_create: true,
             remove_unix_socket_on_close: true,
+            metrics_connection_spec: None,
         }
     }
 }

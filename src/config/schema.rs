@@ -131,6 +131,7 @@ pub(super) const CONTROLLER: &[Item<Controller>] = &[
     item!(unix_socket_group, v::Optional<v::Text>, show_optional_string),
     item!(remove_unix_socket_on_create, v::Flag, show_bool),
     item!(remove_unix_socket_on_close, v::Flag, show_bool),
+    item!(metrics_connection_spec, v::Optional<v::InetSpec>, show_optional_spec),
 ];
 
 pub(super) const LOG: &[Item<Log>] = &[

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::stage::Stage;
 use super::status::Status;
+use super::tally::ChildTally;
 use crate::protocol::{Command, Deframer, Negotiation, Steps, MAX_DATA_SIZE};
 
 /// Where a child's connection is.
@@ -60,6 +61,8 @@ pub(super) struct Child {
     pub stray_logged: bool,
     /// Its statistics line was written.
     pub reported: bool,
+    /// Its events for the metrics; kept across `K`.
+    pub tally: ChildTally,
 }
 
 impl Child {
@@ -87,6 +90,7 @@ impl Child {
             answers_anyway: Steps::empty(),
             stray_logged: false,
             reported: false,
+            tally: ChildTally::default(),
         }
     }
 

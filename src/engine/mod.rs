@@ -28,6 +28,7 @@ mod session;
 mod stage;
 mod statistics;
 mod status;
+mod tally;
 mod timers;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use negotiate::{check_child_answer, merge_answers, offer_for_children, Answe
 pub use session::{ConnectFailure, Output, PendingBytes, Session};
 pub use stage::Stage;
 pub use status::{Fold, Status, Verdict};
+pub use tally::ChildTally;
 
 use crate::status::FallbackStatus;
 

@@ -180,6 +180,9 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     let install = apt_get(&dir, "apt-install", &["install", &deb]);
     assert!(install.status.success(), "apt-get install {deb}: {}", install.describe());
     assert!(!Path::new(SOCKET).exists(), "the install started the service despite policy-rc.d");
+    let munin_plugin = Path::new("/usr/share/munin/plugins/milter_manager");
+    let mode = std::fs::metadata(munin_plugin).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o755), "{} is not installed", munin_plugin.display());
     // The unit as installed (its programs exist now); no systemd needs to run.
     let unit = "/lib/systemd/system/milter-manager.service";
     let verify = command_line(&dir, "systemd-analyze", "systemd-analyze", &["verify", unit]);

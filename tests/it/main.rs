@@ -12,6 +12,7 @@ mod manager_cli;
 mod manager_disconnect;
 mod manager_dnsbl;
 mod manager_memory;
+mod metrics;
 mod migrate;
 mod peer_miltertest;
 mod peer_postfix_manager;

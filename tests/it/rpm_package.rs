@@ -86,6 +86,7 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         "/etc/milter-manager/defaults/redhat.toml",
         "/etc/sysconfig/milter-manager",
         "/usr/lib/systemd/system/milter-manager.service",
+        "/usr/share/munin/plugins/milter_manager",
     ] {
         assert!(
             files.contains(&expected),

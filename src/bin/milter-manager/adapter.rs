@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use milter_manager::conditions::{
     ConditionSet, ConnectGate, DnsblVerdict, LookupAction, SessionCount,
 };
-use milter_manager::control_protocol::Counters;
 use milter_manager::engine::{ConnectFailure, EngineConfig, Output, Session};
+use milter_manager::metrics::{record_session, ChildOutcome};
 use supervisor::{SessionBoard, SharedCounters};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
@@ -95,15 +95,17 @@ pub(crate) struct ManagerSession {
 
 impl Drop for ManagerSession {
     fn drop(&mut self) {
-        self.counters.increment(Counters::SESSIONS_DONE);
-        for (child, slot) in self.generation.counter_slots.iter().enumerate() {
-            let status = self.engine.child_final_status(child);
-            let counter =
-                slot.zip(status).and_then(|(slot, status)| Counters::child_status(slot, status));
-            if let Some(index) = counter {
-                self.counters.increment(index);
-            }
-        }
+        let engine = &self.engine;
+        let children = self.generation.counter_slots.iter().enumerate().filter_map(|(i, slot)| {
+            let tally = engine.child_tally(i)?;
+            Some(ChildOutcome { slot: *slot, status: engine.child_final_status(i), tally })
+        });
+        let counters = &self.counters;
+        record_session(
+            &mut |index, amount| counters.add(index, amount),
+            engine.end_state(),
+            children,
+        );
     }
 }
 
@@ -123,6 +125,11 @@ impl ManagerSession {
 
     pub(crate) fn tag(&self) -> u64 {
         self.engine.tag()
+    }
+
+    /// Adds 1 to a shared counter (`Counters`).
+    pub(crate) fn count(&self, index: usize) {
+        self.counters.increment(index);
     }
 
     /// Gives the engine what the gate let through.

@@ -76,6 +76,14 @@ impl Session {
         self.phase = phase;
     }
 
+    /// Child `i` gave the answer it was awaited for: its deadline goes, and the time the
+    /// answer took is tallied.
+    pub(super) fn child_answered(&mut self, i: usize, now: Instant) {
+        if let Some((stage, Some(took))) = self.timers.answered(i, now) {
+            self.children[i].tally.record_answer(stage, took);
+        }
+    }
+
     /// Marks child `i` failed and closes its connection; the reply it was awaited for, if
     /// any, for the caller to answer with its fallback.
     pub(super) fn drop_failed_child(
@@ -98,6 +106,7 @@ impl Session {
             status.name()
         );
         let was_connected = self.children[i].is_connected();
+        self.children[i].tally.fallbacks += 1;
         let awaited = self.timers.clear_child(i);
         self.children[i].out.clear();
         self.children[i].queued = 0;

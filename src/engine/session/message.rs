@@ -10,7 +10,6 @@ use super::Session;
 use crate::engine::body::Body;
 use crate::engine::child::Phase as ChildPhase;
 use crate::engine::event::{Context, Event};
-use crate::engine::timers::Timer;
 use crate::engine::{Fold, Stage, Status, Verdict};
 use crate::message::{Change, Message};
 use crate::protocol::{Command, Reply};
@@ -268,7 +267,7 @@ impl Session {
             } else {
                 timeouts.reading
             };
-            self.timers.set(Timer::Child(head, stage), now + timeout);
+            self.timers.await_reply(head, stage, now, now + timeout);
         }
     }
 }

@@ -36,7 +36,7 @@ impl Session {
         }
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
-                self.timers.clear_child(i);
+                self.child_answered(i, now);
                 self.message_verdict(run, i, awaited, verdict);
             }
             Ok(None) => {

@@ -243,7 +243,7 @@ impl Session {
                 let reading = self.config.children[child].timeouts.reading;
                 let state = &mut self.children[child];
                 state.phase = ChildPhase::Negotiating;
-                self.timers.set(Timer::Child(child, Stage::Negotiate), now + reading);
+                self.timers.await_reply(child, Stage::Negotiate, now, now + reading);
                 let offer = Command::Negotiate(state.offer.clone());
                 state.send(&offer);
             }
@@ -253,6 +253,7 @@ impl Session {
                     ConnectFailure::OutOfDescriptors(error) => (error, true),
                 };
                 self.children[child].failed_by_manager = by_manager;
+                self.children[child].tally.connect_failures += 1;
                 self.fail_child(child, &format!("cannot connect: {error}"), now);
             }
         }
@@ -320,6 +321,7 @@ impl Session {
                         ChildPhase::Connecting => "connecting".to_string(),
                         _ => format!("the reply to {}", stage.name()),
                     };
+                    self.children[i].tally.timeouts += 1;
                     self.fail_child(i, &format!("timed out waiting for {what}"), now);
                 }
                 Timer::Mta(_) if !self.phase.awaits_mta() => {}
@@ -519,6 +521,17 @@ impl Session {
     pub fn child_final_status(&self, i: usize) -> Option<&'static str> {
         let child = self.children.get(i).filter(|child| child.reported)?;
         Some(child.last_status.map_or("pass", Status::statistics_name))
+    }
+
+    /// Child `i`'s events in this session, for the metrics.
+    pub fn child_tally(&self, i: usize) -> Option<&super::ChildTally> {
+        self.children.get(i).map(|child| &child.tally)
+    }
+
+    /// The stage the session is at (ended at, once finished) and its status as the
+    /// statistics line names it ("pass" when no child decided anything).
+    pub fn end_state(&self) -> (Stage, &'static str) {
+        (self.last_stage, self.last_status.map_or("pass", Status::statistics_name))
     }
 
     /// The phase, for a handler that returns the next one; `Finished` stands in
