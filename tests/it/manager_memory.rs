@@ -36,8 +36,12 @@ fn pattern(offset: usize, len: usize) -> Vec<u8> {
 }
 
 fn peak_kib(pid: u32) -> u64 {
-    let field = status_field(pid, "VmHWM");
-    field.trim_end_matches(" kB").trim().parse().unwrap_or_else(|_| panic!("VmHWM: {field:?}"))
+    kib(pid, "VmHWM")
+}
+
+fn kib(pid: u32, name: &str) -> u64 {
+    let field = status_field(pid, name);
+    field.trim_end_matches(" kB").trim().parse().unwrap_or_else(|_| panic!("{name}: {field:?}"))
 }
 
 /// What a test child does.
@@ -46,6 +50,8 @@ enum Child {
     StallAtBody { reached: Sender<()>, release: Receiver<()>, got: Sender<(usize, bool)> },
     /// Replaces the body with `len` bytes of the pattern at end-of-message.
     ReplaceBody { len: usize },
+    /// Adds `count` headers of `len`-byte values at end-of-message.
+    AddHeaders { count: usize, len: usize },
 }
 
 /// A child milter on loopback; serves one connection.
@@ -82,6 +88,7 @@ fn serve(mut stream: TcpStream, role: &mut Child) {
                 b'O' => {
                     let actions = match role {
                         Child::ReplaceBody { .. } => Actions::CHANGE_BODY,
+                        Child::AddHeaders { .. } => Actions::ADD_HEADERS,
                         Child::StallAtBody { .. } => Actions::empty(),
                     };
                     Reply::Negotiate(Negotiation::new(6, actions, Steps::empty()))
@@ -116,6 +123,17 @@ fn serve(mut stream: TcpStream, role: &mut Child) {
                                 return;
                             }
                             offset += n;
+                        }
+                        Reply::Accept
+                    }
+                    Child::AddHeaders { count, len } => {
+                        let value = vec![b'v'; *len];
+                        for n in 0..*count {
+                            let name = format!("X-Flood-{n}").into_bytes();
+                            let header = Reply::AddHeader { name, value: value.clone() };
+                            if !send(&mut stream, &header) {
+                                return;
+                            }
                         }
                         Reply::Accept
                     }
@@ -294,4 +312,31 @@ fn a_large_replaced_body_reaches_the_mta_whole_in_bounded_memory() {
     let peak = peak_kib(pid);
     assert!(peak < RSS_BOUND_KIB, "the worker peaked at {peak} KiB (bound {RSS_BOUND_KIB} KiB)");
     mta.send(&Command::Quit);
+}
+
+/// A session that held much (a child adding 9,000 headers of 1,000 bytes: 9 MB, under the
+/// modification limit) gives its memory back to the system when it ends, so one bad
+/// session does not leave the worker big.
+#[test]
+fn memory_a_session_held_goes_back_when_it_ends() {
+    let dir = TempDir::new("memory-given-back");
+    let port = start_child(Child::AddHeaders { count: 9_000, len: 1_000 });
+    let manager = start_manager(&dir, port);
+    let pid = manager.process.id();
+    let before = kib(pid, "VmRSS");
+    let out = support::run(
+        &dir,
+        "server",
+        std::process::Command::new(support::TEST_SERVER).args(["-s", &manager.spec()]),
+        support::TIMEOUT,
+    );
+    assert!(out.stdout.contains("status: accept"), "{}\n{}", out.describe(), manager.log());
+    let finished = |log: &str| log.contains("a session finished; 0 sessions in flight");
+    assert!(wait_for(deadline(), || finished(&manager.log())), "{}", manager.log());
+    let (peak, after) = (peak_kib(pid), kib(pid, "VmRSS"));
+    assert!(peak > before + 16 * 1024, "the session held much: {before} KiB, then {peak} KiB");
+    assert!(
+        after < before + 4 * 1024,
+        "{before} KiB before the session, {peak} KiB at its peak, {after} KiB after it"
+    );
 }

@@ -56,6 +56,8 @@ pub(crate) struct Factory {
     pub counters: Rc<SharedCounters>,
     /// Sessions this worker started, for `manager.maintenance_interval`.
     pub sessions: u64,
+    /// Sessions of this worker not finished yet.
+    pub in_flight: usize,
 }
 
 impl workers::SessionFactory for Factory {
@@ -64,6 +66,7 @@ impl workers::SessionFactory for Factory {
     fn new_session(&mut self, peer: &PeerAddr, now: Instant) -> ManagerSession {
         let generation = Rc::clone(&self.current.borrow());
         self.sessions += 1;
+        self.in_flight += 1;
         generation.maintenance.after_session(self.sessions);
         let tag = self.next_tag;
         self.next_tag += 1 + generation.endpoints.len() as u64;
@@ -81,6 +84,15 @@ impl workers::SessionFactory for Factory {
         let client_watch = ClientWatch::new(generation.connection_check_interval, &self.tables);
         let counters = Rc::clone(&self.counters);
         ManagerSession { engine, gate, generation, client_watch, counters }
+    }
+
+    fn session_finished(&mut self, session: ManagerSession, _now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        // What the session held is freed first, so that it can go back to the system.
+        drop(session);
+        if self.in_flight == 0 {
+            crate::maintenance::when_idle();
+        }
     }
 }
 

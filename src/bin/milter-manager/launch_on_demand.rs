@@ -50,6 +50,10 @@ impl workers::SessionFactory for LaunchingFactory {
             actions: VecDeque::new(),
         }
     }
+
+    fn session_finished(&mut self, session: LaunchingSession, now: Instant) {
+        self.inner.session_finished(session.inner, now);
+    }
 }
 
 /// Where one child is in the launch-and-retry dance of a session.
@@ -350,6 +354,7 @@ mod tests {
             tables: TableCache::shared(),
             counters: Rc::clone(&counters),
             sessions: 0,
+            in_flight: 0,
         };
         let launcher = Some(Rc::new(Endpoint::Unix("/run/launcher.sock".into())));
         let mut factory = LaunchingFactory { inner, launcher };
