@@ -340,3 +340,46 @@ fn memory_a_session_held_goes_back_when_it_ends() {
         "{before} KiB before the session, {peak} KiB at its peak, {after} KiB after it"
     );
 }
+
+/// An MTA flooding macros (1 MiB values for every stage, eight connections at once) gets
+/// its sessions closed once the stored macros pass the limit, and the worker stays small.
+#[test]
+fn macro_floods_are_cut_off_and_the_worker_stays_small() {
+    let dir = TempDir::new("memory-macros");
+    // A child for every session: it answers continue to all.
+    let port = support::milter::serve_tcp(|stream, _| {
+        support::milter::milter_session(stream, |_| vec![Reply::Continue]);
+    });
+    let manager = start_manager(&dir, port);
+    let pid = manager.process.id();
+    let flooders: Vec<_> = (0..8)
+        .map(|_| {
+            let mut mta = Mta::connect(&manager);
+            mta.send(&Command::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty())));
+            assert_eq!(mta.reply().0, b'O');
+            mta
+        })
+        .collect();
+    let value = vec![b'm'; 1024 * 1024];
+    for mut mta in flooders {
+        let mut closed = false;
+        for stage in *b"CHMRTLNE" {
+            let mut bytes = Vec::new();
+            let macros = vec![(format!("{{flood{stage}}}").into_bytes(), value.clone())];
+            Command::DefineMacros { stage, macros }.encode(&mut bytes);
+            // The manager may close the connection while the flood is still being written.
+            if mta.stream.write_all(&bytes).is_err() {
+                closed = true;
+                break;
+            }
+        }
+        if !closed {
+            let mut buf = [0; 4096];
+            closed = matches!(mta.stream.read(&mut buf), Ok(0) | Err(_));
+        }
+        assert!(closed, "the manager closed the flooding connection\n{}", manager.log());
+    }
+    let peak = peak_kib(pid);
+    assert!(peak < RSS_BOUND_KIB, "the worker peaked at {peak} KiB (bound {RSS_BOUND_KIB} KiB)");
+    assert!(manager.log().contains("macro"), "the log says why\n{}", manager.log());
+}
