@@ -372,6 +372,8 @@ mod tests {
         assert!(!m.report_memory_statistics);
         assert_eq!(m.max_body_memory, 5 * 1024 * 1024);
         assert_eq!(m.max_spill_size, 1024 * 1024 * 1024);
+        assert_eq!(m.max_child_modifications, 10_000);
+        assert_eq!(m.max_child_modification_bytes, 10 * 1024 * 1024);
         assert_eq!(m.temporary_directory, None);
         let c = &config.controller;
         assert_eq!(c.connection_spec, None);
@@ -501,6 +503,8 @@ connection_check_interval = 5
 report_memory_statistics = true
 max_body_memory = 1024
 max_spill_size = 0
+max_child_modifications = 20
+max_child_modification_bytes = 0
 temporary_directory = "/var/tmp"
 [controller]
 connection_spec = "inet:10026@localhost"

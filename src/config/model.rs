@@ -66,6 +66,10 @@ pub struct Manager {
     /// Bytes the temporary files of large bodies may hold together in one process (a
     /// worker); 0: no limit.
     pub max_spill_size: u64,
+    /// Header and recipient changes one child may send at one end-of-message, and their
+    /// bytes; past either, that child fails. 0: no limit.
+    pub max_child_modifications: u64,
+    pub max_child_modification_bytes: u64,
     /// Where body spill files go; `None`: `$TMPDIR` or `/tmp`.
     pub temporary_directory: Option<PathBuf>,
 }
@@ -176,6 +180,8 @@ impl Default for Manager {
             report_memory_statistics: false,
             max_body_memory: 5 * 1024 * 1024,
             max_spill_size: 1024 * 1024 * 1024,
+            max_child_modifications: 10_000,
+            max_child_modification_bytes: 10 * 1024 * 1024,
             temporary_directory: None,
         }
     }

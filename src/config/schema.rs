@@ -122,6 +122,8 @@ pub(super) const MANAGER: &[Item<Manager>] = &[
     item!(report_memory_statistics, v::Flag, show_bool),
     item!(max_body_memory, v::AnyU64, show_u64),
     item!(max_spill_size, v::AnyU64, show_u64),
+    item!(max_child_modifications, v::AnyU64, show_u64),
+    item!(max_child_modification_bytes, v::AnyU64, show_u64),
     item!(temporary_directory, v::Optional<v::FilePath>, show_optional_path),
 ];
 

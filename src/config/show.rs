@@ -146,6 +146,8 @@ connection_check_interval = 5
 report_memory_statistics = true
 max_body_memory = 1048576
 max_spill_size = 0
+max_child_modifications = 20
+max_child_modification_bytes = 0
 temporary_directory = "/var/tmp"
 
 [controller]

@@ -65,9 +65,9 @@ pub const DEFAULT_MAX_MODIFICATION_BYTES: usize = 10 * 1024 * 1024;
 /// that would complete it.
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
-/// What one session may hold in memory besides the body (which spills to a file).
-/// Constants, not configuration items: no real peer comes near them. Fields so tests can
-/// lower them.
+/// What one session may hold in memory besides the body (which spills to a file). The
+/// children's modifications are configuration items (`manager.max_child_modifications`,
+/// `max_child_modification_bytes`); the rest are constants no real peer comes near.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The MTA's stored macros, names and values; past it the session fails.

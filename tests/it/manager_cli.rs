@@ -608,6 +608,42 @@ fn a_body_past_max_spill_size_gets_the_manager_fallback_status() {
     assert_eq!(report.matches(&"x".repeat(4000)).count(), 2, "{report}");
 }
 
+/// `manager.max_child_modifications`: a child sending more header changes at one
+/// end-of-message than the limit counts as failed, its changes are dropped and the log says
+/// why; under the default limit the same changes reach the MTA.
+#[test]
+fn a_child_past_max_child_modifications_fails_and_its_changes_are_dropped() {
+    use milter_manager::protocol::{Command as MilterCommand, Reply};
+    let port = support::milter::serve_tcp(|stream, _| {
+        support::milter::milter_session(stream, |command| match command {
+            MilterCommand::EndOfMessage { .. } => (0..6)
+                .map(|n| Reply::AddHeader {
+                    name: format!("X-Change-{n}").into_bytes(),
+                    value: b"yes".to_vec(),
+                })
+                .chain([Reply::Continue])
+                .collect(),
+            _ => vec![Reply::Continue],
+        })
+    });
+    let spec = format!("inet:{port}@[127.0.0.1]");
+    for (limit, added) in [("", 6), ("max_child_modifications = 5", 0)] {
+        let dir = TempDir::new("manager-modification-limit");
+        let manager = ManagerProcess::start(&dir, &milter_config(&[("child", &spec)], limit));
+        let out = test_server(&dir, "server", &manager.spec(), &["--output-message"]);
+        assert!(out.status.success(), "{limit:?}: {}\n{}", out.describe(), manager.log());
+        let shown = out.stdout.lines().filter(|l| l.starts_with("+ X-Change-")).count();
+        assert_eq!(shown, added, "{limit:?}: {}", out.stdout);
+        let reason = "sent more than 5 modifications at end-of-message, the limit";
+        let wait = || manager.log().contains(reason);
+        if added == 0 {
+            assert!(wait_for(deadline(), wait), "{}", manager.log());
+        } else {
+            assert!(!wait(), "{}", manager.log());
+        }
+    }
+}
+
 #[test]
 fn a_rhai_condition_keeps_one_child_out_of_a_session() {
     let dir = TempDir::new("manager-rhai-condition");

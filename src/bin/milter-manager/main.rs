@@ -294,7 +294,11 @@ fn generation(
         max_body_memory: usize::try_from(manager.max_body_memory).unwrap_or(usize::MAX),
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
         mta_negotiation_timeout: Duration::from_secs_f64(manager.negotiation_timeout),
-        limits: Limits::default(),
+        limits: Limits {
+            modifications: limit(manager.max_child_modifications),
+            modification_bytes: limit(manager.max_child_modification_bytes),
+            ..Limits::default()
+        },
         spill: Arc::new(spill::TempFiles::new(
             manager.temporary_directory.as_deref(),
             manager.max_spill_size,
@@ -311,6 +315,14 @@ fn generation(
         maintenance: maintenance::Maintenance::of(config),
         counter_slots,
     })
+}
+
+/// A configured limit for the engine: 0 means none.
+fn limit(configured: u64) -> usize {
+    match configured {
+        0 => usize::MAX,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    }
 }
 
 fn run(options: &Options) -> Result<i32, StartError> {
