@@ -2,7 +2,8 @@
 //! of the pkgsrc package (packaging/pkgsrc/files/milter-manager.sh): they parse (`sh -n`),
 //! shellcheck finds nothing, and run against a stub rc.subr they hand rc.subr the command
 //! line, pid file and reload signal milter-manager needs, with the rc.conf variables'
-//! defaults and with them set.
+//! defaults and with them set. The Debian SysV init script runs against a stub
+//! start-stop-daemon: it takes the original package's settings file (OPTION_ARGS).
 
 use crate::support;
 
@@ -313,4 +314,66 @@ fn sysv_init_scripts_pass_shellcheck() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+}
+
+/// The Debian SysV init script takes the original milter manager's settings file as it is:
+/// `OPTION_ARGS` (the original's name) reaches milter-manager after `EXTRA_ARGS` (ours).
+/// Run with a stub start-stop-daemon that records its arguments, and stub LSB functions.
+#[test]
+fn debian_init_script_passes_the_original_option_args() {
+    let dir = TempDir::new("debian-init");
+    let stubs = dir.join("bin");
+    std::fs::create_dir(&stubs).unwrap();
+    let record = dir.join("record");
+    let start_stop = stubs.join("start-stop-daemon");
+    std::fs::write(
+        &start_stop,
+        format!(
+            "#!/bin/sh\n# --test: not running; the start: what would run, after --.\n\
+             case \" $* \" in *\" --test \"*) exit 0 ;; esac\n\
+             while [ \"$1\" != -- ]; do shift; done; shift\n\
+             printf '%s\\n' \"$@\" >{}\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&start_stop, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let lsb = dir.join("init-functions");
+    std::fs::write(&lsb, "log_daemon_msg() { :; }\nlog_end_msg() { return \"$1\"; }\n").unwrap();
+    let default = dir.join("default");
+    std::fs::write(
+        &default,
+        "# As the original package's /etc/default/milter-manager writes it.\n\
+         USER=root\nGROUP=root\nSOCKET_GROUP=root\n\
+         OPTION_ARGS=\"--n-workers 3 --log-level all\"\n",
+    )
+    .unwrap();
+    let run_dir = dir.join("run");
+    let text = std::fs::read_to_string(source_path("packaging/debian/milter-manager.init"))
+        .expect("read the init script");
+    let replaced = [
+        ("PATH=/sbin:", format!("PATH={}:/sbin:", stubs.display())),
+        ("DAEMON=/usr/sbin/milter-manager", format!("DAEMON={MANAGER}")),
+        ("RUNDIR=/run/milter-manager", format!("RUNDIR={}", run_dir.display())),
+        ("/etc/default/$NAME", default.display().to_string()),
+        ("/lib/lsb/init-functions", lsb.display().to_string()),
+    ];
+    let mut script = text.clone();
+    for (from, to) in &replaced {
+        assert!(script.contains(from), "the init script no longer has {from:?}");
+        script = script.replace(from, to);
+    }
+    let path = dir.join("milter-manager.init");
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new("sh").arg(&path).arg("start").output().expect("run sh");
+    assert!(out.status.success(), "start failed: {}", String::from_utf8_lossy(&out.stderr));
+    let arguments: Vec<String> = std::fs::read_to_string(&record)
+        .expect("start-stop-daemon started nothing")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let tail: Vec<&str> = arguments.iter().rev().take(4).rev().map(String::as_str).collect();
+    assert_eq!(tail, ["--n-workers", "3", "--log-level", "all"], "{arguments:?}");
+    manager_accepts(&arguments);
 }
