@@ -44,14 +44,15 @@ impl Tally {
     }
 }
 
-/// `paths` in the order they were written: oldest modification first; for the same time
-/// the higher rotation number (`mail.log.2.gz` before `mail.log.1` before `mail.log`).
+/// `paths` in the order they were written: the higher rotation number first (`mail.log.2.gz`
+/// before `mail.log.1` before `mail.log`: compressing may have changed the modification
+/// time), then the oldest modification first.
 pub(crate) fn time_order(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut keyed: Vec<(i64, std::cmp::Reverse<u64>, PathBuf)> = paths
+    let mut keyed: Vec<(std::cmp::Reverse<u64>, i64, PathBuf)> = paths
         .iter()
         .map(|path| {
             let modified = std::fs::metadata(path).map(|m| m.mtime()).unwrap_or(i64::MAX);
-            (modified, std::cmp::Reverse(rotation_number(path)), path.clone())
+            (std::cmp::Reverse(rotation_number(path)), modified, path.clone())
         })
         .collect();
     keyed.sort();
@@ -188,7 +189,9 @@ fn read_compressed(
     analyzer: &mut Analyzer,
     tally: &mut Tally,
 ) -> Result<u64, (u64, io::Error)> {
-    let file = file.try_clone().map_err(|error| (0, error))?;
+    // The clone shares the file's offset, which reading the head moved.
+    let mut file = file.try_clone().map_err(|error| (0, error))?;
+    file.seek(SeekFrom::Start(0)).map_err(|error| (0, error))?;
     let mut reader = BufReader::with_capacity(BUFFER, MultiGzDecoder::new(file));
     let skipped =
         io::copy(&mut (&mut reader).take(start), &mut io::sink()).map_err(|error| (0, error))?;

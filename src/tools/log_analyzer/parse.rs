@@ -46,7 +46,7 @@ pub enum Line<'a> {
 pub struct Parser {
     marker: memmem::Finder<'static>,
     /// Now (Unix seconds): the year of a classic syslog timestamp is the one that does not
-    /// put the line in the future.
+    /// put the line in the future (later than [`super::FUTURE_TOLERANCE`] from now).
     now: i64,
     /// Seconds east of UTC of the local time that classic syslog timestamps are written in.
     local_offset: i64,
@@ -97,7 +97,7 @@ impl Parser {
         let year = clock::year_of(self.now);
         // A line from December read in January belongs to last year.
         let time = local(year);
-        Some(if time > self.now + 86_400 { local(year - 1) } else { time })
+        Some(if time > self.now + super::FUTURE_TOLERANCE { local(year - 1) } else { time })
     }
 }
 

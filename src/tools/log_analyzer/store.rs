@@ -100,6 +100,20 @@ impl Archives {
         }
     }
 
+    /// Each counter summed over the buckets of the ring of `step` (all it holds).
+    pub fn totals(&self, step: i64) -> Vec<u64> {
+        let Some(ring) = self.ring(step) else { return Vec::new() };
+        let mut totals = vec![0; ring.width];
+        for (index, &slot) in ring.slots.iter().enumerate() {
+            if slot == i64::MIN {
+                continue;
+            }
+            let row = &ring.values[index * ring.width..(index + 1) * ring.width];
+            totals.iter_mut().zip(row).for_each(|(total, &value)| *total += u64::from(value));
+        }
+        totals
+    }
+
     /// The ring of the given step (one of [`RESOLUTIONS`]).
     pub fn ring(&self, step: i64) -> Option<&Ring> {
         self.rings.iter().find(|ring| ring.step == step)
@@ -328,6 +342,8 @@ mod tests {
         assert_eq!(five.row(T + 300).unwrap()[2], 4);
         assert_eq!(store.sessions.ring(3600).unwrap().row(T).unwrap()[2], 7);
         assert_eq!(store.sessions.ring(86_400).unwrap().row(T).unwrap()[2], 7);
+        assert_eq!(store.sessions.totals(300)[2], 7);
+        assert_eq!(store.sessions.totals(300).iter().sum::<u64>(), 7);
     }
 
     #[test]
