@@ -46,11 +46,20 @@ impl Tally {
 
 /// `paths` in the order they were written: the higher rotation number first (`mail.log.2.gz`
 /// before `mail.log.1` before `mail.log`: compressing may have changed the modification
-/// time), then the oldest modification first.
+/// time), then the oldest modification first. A file named twice (`--log mail.log --log
+/// mail.log*`) is read once: positions are saved only at the end of the run.
 pub(crate) fn time_order(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut identities = std::collections::HashSet::new();
+    let paths: Vec<&PathBuf> = paths
+        .iter()
+        .filter(|path| match std::fs::metadata(path) {
+            Ok(metadata) => identities.insert((metadata.dev(), metadata.ino())),
+            Err(_) => true, // Told of when it is opened.
+        })
+        .collect();
     let mut keyed: Vec<(std::cmp::Reverse<u64>, i64, PathBuf)> = paths
         .iter()
-        .map(|path| {
+        .map(|&path| {
             let modified = std::fs::metadata(path).map(|m| m.mtime()).unwrap_or(i64::MAX);
             (std::cmp::Reverse(rotation_number(path)), modified, path.clone())
         })

@@ -5,7 +5,9 @@ use plotters::prelude::*;
 
 use super::clock;
 
-pub const WIDTH: u32 = 800;
+pub const WIDTH: u32 = 960;
+/// Room on the right for the legend, outside the lines.
+const LEGEND_WIDTH: u32 = 180;
 pub const HEIGHT: u32 = 360;
 
 /// A line chart over time: one value per series for each of `times` (bucket starts).
@@ -52,6 +54,7 @@ fn draw(chart: &Chart, out: &mut String) -> Result<(), Box<dyn std::error::Error
     let mut context = ChartBuilder::on(&root)
         .caption(&chart.title, ("sans-serif", 24))
         .margin(10)
+        .margin_right(LEGEND_WIDTH)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(
@@ -79,20 +82,31 @@ fn draw(chart: &Chart, out: &mut String) -> Result<(), Box<dyn std::error::Error
             .zip(&series.values)
             .filter(|(_, value)| value.is_finite())
             .map(|(&time, &value)| (time, value));
-        context
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(series.name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        context.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
     }
-    context
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()?;
+    // The legend, in the room kept right of the plotting area (plotters' own legend box
+    // stays inside the plotting area, over the lines).
+    let (width, _) = root.dim_in_pixel();
+    let left = i32::try_from(width - LEGEND_WIDTH).unwrap_or(0) + 20;
+    root.draw(&Text::new(
+        "Legend",
+        (left, 40),
+        ("sans-serif", 15).into_font().style(FontStyle::Bold),
+    ))?;
+    // Up to 22 pixels a line; closer when there are many (all 15 stages fit).
+    let count = i32::try_from(chart.series.len()).unwrap_or(1).max(1);
+    let spacing = (22).min((i32::try_from(HEIGHT).unwrap_or(0) - 80) / count);
+    for (index, series) in chart.series.iter().enumerate() {
+        let color = color_of(&series.name, index);
+        let y = 66 + spacing * i32::try_from(index).unwrap_or(0);
+        root.draw(&PathElement::new(vec![(left, y), (left + 24, y)], color.stroke_width(3)))?;
+        root.draw(&Text::new(
+            series.name.as_str(),
+            // Text hangs from its top-left corner: half a line up centres it on the mark.
+            (left + 32, y - 8),
+            ("sans-serif", 14),
+        ))?;
+    }
     root.present()?;
     Ok(())
 }
@@ -134,7 +148,8 @@ fn color_of(name: &str, index: usize) -> RGBColor {
         "discard" | "virus" => RGBColor(148, 103, 189),
         "temporary-failure" | "greylist" => RGBColor(255, 127, 14),
         "quarantine" => RGBColor(140, 86, 75),
-        "abort" | "disconnected" => RGBColor(127, 127, 127),
+        "abort" => RGBColor(127, 127, 127),
+        "disconnected" => RGBColor(227, 119, 194),
         "error" => RGBColor(0, 0, 0),
         "skip" => RGBColor(23, 190, 207),
         "stop" => RGBColor(188, 189, 34),

@@ -211,7 +211,7 @@ fn chart_html(chart: &Chart) -> String {
     let title = escape(&chart.title);
     let names: Vec<String> = chart.series.iter().map(|series| escape(&series.name)).collect();
     let mut html = format!(
-        "<figure>\n<img src=\"{}.svg\" width=\"800\" height=\"360\" alt=\"{title}: {}\">\n",
+        "<figure>\n<img src=\"{}.svg\" width=\"960\" height=\"360\" alt=\"{title}: {}\">\n",
         chart.id,
         names.join(", ")
     );
