@@ -289,6 +289,22 @@ fn a_rotated_set_is_read_in_order_without_counting_twice() {
 }
 
 #[test]
+fn a_log_copied_then_truncated_is_read_once() {
+    let dir = TempDir::new("analyzer-copytruncate");
+    let output = dir.join("site");
+    let (log, log1) = (dir.join("mail.log"), dir.join("mail.log.1"));
+    append(&log, &session_lines(0..4, "pass"));
+    assert_quiet_success(&analyze(&output, &[&log]));
+    append(&log, &session_lines(4..5, "pass"));
+    // logrotate's copytruncate: a copy (another inode), then the same inode emptied.
+    std::fs::copy(&log, &log1).unwrap();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&log).unwrap();
+    append(&log, &session_lines(5..7, "reject"));
+    assert_quiet_success(&analyze(&output, &[&log1, &log]));
+    assert_eq!(statuses(&store(&output)), map([("pass", 5), ("reject", 2)]));
+}
+
+#[test]
 fn standard_input_read_twice_counts_once() {
     let dir = TempDir::new("analyzer-stdin");
     let output = dir.join("site");

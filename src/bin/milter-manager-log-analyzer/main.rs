@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use milter_manager::tools::log_analyzer::state::State;
 use milter_manager::tools::log_analyzer::{site, Analyzer};
 
 #[derive(Parser, Debug)]
@@ -19,9 +20,9 @@ use milter_manager::tools::log_analyzer::{site, Analyzer};
     name = "milter-manager-log-analyzer",
     version,
     about = "Charts milter-manager's statistics log lines into a static web page",
-    after_help = "Files are read in the order they were written (oldest modification first), \
-                  each from where the last run stopped, so `--log /var/log/mail.log*` over a \
-                  rotated set works every time. Without --log, standard input is read whole; \
+    after_help = "Files are read in the order they were written (higher rotation number \
+                  first, then oldest modification first), each from where the last run \
+                  stopped, so `--log /var/log/mail.log*` over a rotated set works every time. Without --log, standard input is read whole; \
                   what the store has counted already is skipped."
 )]
 struct Options {
@@ -32,10 +33,10 @@ struct Options {
     /// Where the store, the state and the site are.
     #[arg(long = "output-directory", value_name = "DIR", default_value = ".")]
     output_directory: PathBuf,
-    /// Count new log lines into the store (the default); with --no-update-db, only the
-    /// site is drawn again from the store.
+    /// Count new log lines into the store (the default).
     #[arg(long = "update-db", overrides_with = "no_update_db")]
     update_db: bool,
+    /// Read no log: only draw the site again from the store.
     #[arg(long = "no-update-db", overrides_with = "update_db")]
     no_update_db: bool,
 }
@@ -109,7 +110,9 @@ fn run(options: &Options) -> Result<bool, output::OutputError> {
         // The store first: positions saved with an older store are not trusted.
         output::save_store(directory, &analyzer.store)?;
         if !options.logs.is_empty() {
-            output::save_state(directory, &state.after(analyzer.store.watermark, &read))?;
+            // Positions of a state that did not match the store mean nothing: dropped.
+            let kept = if trusted { state } else { State::default() };
+            output::save_state(directory, &kept.after(analyzer.store.watermark, &read))?;
         }
         analyzer.store
     };
