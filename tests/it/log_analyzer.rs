@@ -331,7 +331,7 @@ fn bad_input_is_told_in_one_line_each_and_counting_goes_on() {
     let odd = dir.join("odd.log");
     append(&odd, "[2999-01-01T00:00:00.000Z]: [statistics] [session][end][data][pass][0.5](1)\n");
     append(&odd, "[2026-12-02T11:00:00.000Z]: [statistics] [session][end][data][pass][oops](2)\n");
-    append(&odd, "\u{0}\u{1}binary [statistics] \u{ff}\n");
+    append(&odd, "\u{0}\u{1}binary]: [statistics] \u{ff}\n");
     append(&odd, &session_lines(50..51, "reject"));
     let out = analyze(&output, &[&cut, &odd, &dir.join("missing.log")]);
     let text = stderr(&out);

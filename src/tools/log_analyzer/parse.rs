@@ -59,6 +59,11 @@ impl Parser {
 
     pub fn parse<'a>(&self, line: &'a [u8]) -> Line<'a> {
         let Some(at) = self.marker.find(line) else { return Line::NotOurs };
+        // Ours follows the prefix, `...]: ` in every form; elsewhere (a subject in
+        // postfix's header_checks warning) the marker is someone's text.
+        if !line[..at].ends_with(b"]: ") {
+            return Line::NotOurs;
+        }
         let Some(time) = self.timestamp(&line[..at]) else { return Line::Garbage };
         let message = trim_end(&line[at + MARKER.len()..]);
         let Ok(message) = std::str::from_utf8(message) else { return Line::Garbage };
@@ -343,8 +348,12 @@ mod tests {
             Line::NotOurs
         );
         assert_eq!(parse(""), Line::NotOurs);
+        assert_eq!(parse("[statistics] [session][end][data][pass][1](1)"), Line::NotOurs);
+        let subject =
+            "Dec  2 10:00:01 mx postfix/cleanup[9]: 4AB: warning: header Subject: [statistics] [x]";
+        assert_eq!(parse(subject), Line::NotOurs);
         for garbage in [
-            "[statistics] [session][end][data][pass][1](1)",
+            "[2026-12-02T10:00:00]: [statistics] [session][end][data][pass][1](1)",
             "Dex  2 10:00:01 mx milter-manager[1]: [statistics] [session][start](1)",
             "[2026-13-02T10:00:00Z]: [statistics] [session][start](1)",
             "[2026-12-02T10:00:00Z]: [statistics] [session][end][data][pass][-1](1)",
