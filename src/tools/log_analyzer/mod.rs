@@ -154,6 +154,9 @@ mod tests {
         let line = b"[2099-01-01T00:00:00Z]: [statistics] [session][end][data][pass][0.1](1)";
         assert_eq!(analyzer.feed(line), Fed::Future);
         assert_eq!(analyzer.store, Store::default());
-        assert_eq!(analyzer.feed(b"[2026-12-02T10:00:00Z]: [statistics] [session][end"), Fed::Garbage);
+        assert_eq!(
+            analyzer.feed(b"[2026-12-02T10:00:00Z]: [statistics] [session][end"),
+            Fed::Garbage
+        );
     }
 }

@@ -180,7 +180,7 @@ pub fn index_html(ranges: &[(Range, Vec<Chart>)], now: i64, store: &Store) -> St
         "<title>milter-manager statistics</title>\n<style>\n",
         "body{font-family:sans-serif;margin:1em 2em}figure{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}",
         "table{border-collapse:collapse;font-size:small}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}",
-        "details{max-height:360px;overflow:auto}\n</style>\n</head>\n<body>\n",
+        "img{max-width:100%;height:auto}details{max-height:360px;overflow:auto}\n</style>\n</head>\n<body>\n",
         "<h1>milter-manager statistics</h1>\n"
     ));
     let latest = if store.watermark.count > 0 {
