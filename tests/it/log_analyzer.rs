@@ -314,6 +314,11 @@ fn standard_input_read_twice_counts_once() {
     assert_quiet_success(&analyze_stdin(&output, more.as_bytes()));
     assert_quiet_success(&analyze_stdin(&output, more.as_bytes()));
     assert_eq!(statuses(&store(&output)), map([("pass", 5), ("reject", 2)]));
+    // Compressed (zcat-less cron lines): the same lines and one more.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(format!("{more}{}", session_lines(7..8, "accept")).as_bytes()).unwrap();
+    assert_quiet_success(&analyze_stdin(&output, &encoder.finish().unwrap()));
+    assert_eq!(statuses(&store(&output)), map([("pass", 5), ("reject", 2), ("accept", 1)]));
 }
 
 #[test]
