@@ -17,9 +17,11 @@ need=""
 # systemd-analyze, which checks the package's unit (systemd does not become init);
 # logrotate: the package's snippet is run; lintian checks the .deb. rpm, cpio and elfutils
 # (eu-strip, for the -debuginfo package) build and read the RPM; shellcheck
-# checks the rc.d scripts; mandoc and groff-base render the man pages.
+# checks the rc.d scripts; mandoc and groff-base render the man pages; prometheus gives
+# promtool, which checks the metrics text, and curl reads the page for the munin plugin.
 for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim \
-    dpkg-dev binutils systemd logrotate lintian rpm cpio elfutils shellcheck mandoc groff-base; do
+    dpkg-dev binutils systemd logrotate lintian rpm cpio elfutils shellcheck mandoc groff-base \
+    prometheus curl; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need="$need $package"
 done
 if [ -n "$need" ]; then

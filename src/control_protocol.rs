@@ -1,14 +1,15 @@
 //! The controller's protocol, without I/O: one request line per connection, one answer.
 //!
 //! ```text
-//! status | configuration | reload | stop-child NAME
+//! status | configuration | reload | stop-child NAME | metrics
 //! ```
 //!
 //! An answer is `ok` on its first line and the text after it, or one line `error: REASON`;
 //! the controller closes the connection after it.
 //!
 //! The status counts come from counters shared by the worker processes; their layout
-//! ([`Counters`]) is defined here so that the workers and the controller agree on it. A
+//! ([`Counters`]) is `crate::metrics::layout`'s, so that the workers and the controller
+//! agree on it. A
 //! milter's row is found by its name ([`CounterSlots`]), so a reload that reorders, adds or
 //! removes milters keeps every milter's counts.
 
@@ -31,6 +32,8 @@ pub enum ControlRequest {
     Reload,
     /// Stop a child milter the launcher started.
     StopChild(String),
+    /// The counters in the Prometheus text format, as `GET /metrics` answers them.
+    Metrics,
 }
 
 /// Why a request line is refused; the controller answers it as `error: ...`.
@@ -43,7 +46,8 @@ pub enum RequestError {
     #[error("empty request")]
     Empty,
     #[error(
-        "unknown request {verb:?} (expected status, configuration, reload or stop-child NAME)"
+        "unknown request {verb:?} (expected status, configuration, reload, metrics or \
+         stop-child NAME)"
     )]
     Unknown { verb: String },
 }
@@ -78,6 +82,7 @@ impl ControlRequest {
             "status" => no_argument(Self::Status),
             "configuration" => no_argument(Self::Configuration),
             "reload" => no_argument(Self::Reload),
+            "metrics" => no_argument(Self::Metrics),
             "stop-child" if argument.is_empty() => Err(RequestError::MissingName),
             "stop-child" => Ok(Self::StopChild(argument.to_string())),
             "" => Err(RequestError::Empty),
@@ -91,6 +96,7 @@ impl ControlRequest {
             Self::Status => "status\n".into(),
             Self::Configuration => "configuration\n".into(),
             Self::Reload => "reload\n".into(),
+            Self::Metrics => "metrics\n".into(),
             Self::StopChild(name) => format!("stop-child {}\n", name.replace('\n', " ")),
         }
     }
@@ -128,32 +134,7 @@ pub fn parse_answer(answer: &str) -> Result<String, AnswerError> {
     }
 }
 
-/// A child milter's final status in a session, as its statistics log line names it.
-pub const FINAL_STATUSES: [&str; 6] =
-    ["pass", "accept", "skip", "temporary-failure", "reject", "discard"];
-
-/// The layout of the counters the workers share: the sessions done, then one row of
-/// [`FINAL_STATUSES`] per counter slot ([`CounterSlots`]: one per milter name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counters;
-
-impl Counters {
-    /// Child milters counted; later ones are not (a configuration with more is unusual).
-    pub const MAX_CHILDREN: usize = 256;
-    /// How many counters the layout needs.
-    pub const LEN: usize = 1 + Self::MAX_CHILDREN * FINAL_STATUSES.len();
-    pub const SESSIONS_DONE: usize = 0;
-
-    /// The counter of the milter in counter slot `slot` ending with `status` (a name of
-    /// [`FINAL_STATUSES`]).
-    pub fn child_status(slot: usize, status: &str) -> Option<usize> {
-        if slot >= Self::MAX_CHILDREN {
-            return None;
-        }
-        let column = FINAL_STATUSES.iter().position(|s| *s == status)?;
-        Some(1 + slot * FINAL_STATUSES.len() + column)
-    }
-}
+pub use crate::metrics::{Counters, FINAL_STATUSES};
 
 /// Which row of the shared counters belongs to which milter name: a name keeps its slot
 /// for the life of the process, whatever reloads do to the list. Kept by the process that
@@ -368,6 +349,7 @@ mod tests {
             ControlRequest::Status,
             ControlRequest::Configuration,
             ControlRequest::Reload,
+            ControlRequest::Metrics,
             ControlRequest::StopChild("x".into()),
         ] {
             assert_eq!(ControlRequest::parse(&request.encode()), Ok(request));
@@ -381,8 +363,8 @@ mod tests {
         assert_eq!(refusal("stop-child"), "stop-child: a milter name is missing");
         assert_eq!(
             refusal("shutdown"),
-            "unknown request \"shutdown\" (expected status, configuration, reload or stop-child \
-             NAME)"
+            "unknown request \"shutdown\" (expected status, configuration, reload, metrics or \
+             stop-child NAME)"
         );
         assert_eq!(refusal(""), "empty request");
     }
@@ -395,20 +377,6 @@ mod tests {
         assert_eq!(refusal(&error_answer("no\nway")), "no way");
         assert_eq!(refusal(""), "the controller closed the connection without an answer");
         assert_eq!(refusal("what\nnext\n"), "unexpected answer \"what\"");
-    }
-
-    #[test]
-    fn every_child_status_has_its_own_counter() {
-        let mut seen = std::collections::HashSet::new();
-        for child in 0..Counters::MAX_CHILDREN {
-            for status in FINAL_STATUSES {
-                let index = Counters::child_status(child, status).unwrap();
-                assert!(index > Counters::SESSIONS_DONE && index < Counters::LEN);
-                assert!(seen.insert(index));
-            }
-        }
-        assert_eq!(Counters::child_status(Counters::MAX_CHILDREN, "pass"), None);
-        assert_eq!(Counters::child_status(0, "continue"), None);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub mod engine;
 pub mod launcher_protocol;
 pub mod logging;
 pub mod message;
+pub mod metrics;
+pub mod migrate;
 pub mod program;
 pub mod protocol;
 pub mod spec;

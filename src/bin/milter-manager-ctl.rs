@@ -19,7 +19,7 @@ use milter_manager::spec::{Spec, SpecError};
 #[command(
     name = "milter-manager-ctl",
     version,
-    about = "Asks a running milter-manager: status, configuration, reload, stop-child NAME"
+    about = "Asks a running milter-manager: status, configuration, reload, metrics, stop-child NAME"
 )]
 struct Options {
     /// Directory of milter-manager.toml, whose controller.connection_spec is used.
@@ -31,7 +31,8 @@ struct Options {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
-    /// The request: status, configuration, reload, or stop-child NAME.
+    /// The request: status, configuration, reload, metrics (Prometheus text), or stop-child
+    /// NAME.
     #[arg(required = true, num_args = 1..)]
     request: Vec<String>,
 }

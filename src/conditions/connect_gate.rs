@@ -229,6 +229,11 @@ impl ConnectGate {
         self.scan = Scan::Off;
     }
 
+    /// The MTA's bytes held back while its client is looked up.
+    pub fn held_bytes(&self) -> usize {
+        self.held.len()
+    }
+
     /// Bytes the engine may have now.
     pub fn take_for_engine(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.to_engine)

@@ -13,18 +13,30 @@ use super::schema::{self, Item};
 use super::values::{self, Input};
 use super::Config;
 
-/// A file being applied: its path, and where its lines start, to turn byte offsets into
-/// line numbers.
+/// A file being applied: its path and text, and where its lines start, to turn byte
+/// offsets into line numbers.
 pub(super) struct Source<'a> {
     pub path: &'a Path,
+    text: &'a str,
     line_starts: Vec<usize>,
 }
 
+/// The comment milter-manager-migrate-config writes above each item it converted, before
+/// the original's FILE:LINE.
+pub(crate) const CONVERTED_FROM: &str = "# converted from ";
+
 impl<'a> Source<'a> {
-    pub(super) fn new(path: &'a Path, text: &str) -> Self {
+    pub(super) fn new(path: &'a Path, text: &'a str) -> Self {
         let line_starts =
             std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Source { path, line_starts }
+        Source { path, text, line_starts }
+    }
+
+    /// The text of 1-based `line`, without its line break.
+    fn line_text(&self, line: usize) -> &'a str {
+        let start = self.line_starts[line - 1];
+        let end = self.line_starts.get(line).map_or(self.text.len(), |next| next - 1);
+        self.text[start..end].trim_end_matches('\r')
     }
 
     /// The 1-based line of a byte offset.
@@ -32,8 +44,19 @@ impl<'a> Source<'a> {
         self.line_starts.partition_point(|start| *start <= offset)
     }
 
+    /// Where `spanned` was set: its line, and the original's FILE:LINE when the line above
+    /// is a converter's comment.
     fn origin<T>(&self, spanned: &Spanned<T>) -> Origin {
-        Origin::File { path: self.path.to_path_buf(), line: self.line(spanned.span().start) }
+        let (path, line) = (self.path.to_path_buf(), self.line(spanned.span().start));
+        let original = (line > 1)
+            .then(|| self.line_text(line - 1).trim().strip_prefix(CONVERTED_FROM))
+            .flatten()
+            .map(str::trim)
+            .filter(|original| !original.is_empty());
+        match original {
+            Some(original) => Origin::Converted { path, line, original: original.to_string() },
+            None => Origin::File { path, line },
+        }
     }
 
     fn error<T>(

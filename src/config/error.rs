@@ -45,7 +45,9 @@ impl ConfigError {
     /// An error about a value that came from `origin`.
     pub(super) fn from_origin(origin: &Origin, key: String, message: impl fmt::Display) -> Self {
         let (path, line) = match origin {
-            Origin::File { path, line } => (Some(path.clone()), Some(*line)),
+            Origin::File { path, line } | Origin::Converted { path, line, .. } => {
+                (Some(path.clone()), Some(*line))
+            }
             Origin::Detected { source } => (Some(source.into()), None),
             Origin::Default | Origin::CommandLine => (None, None),
         };
@@ -95,6 +97,8 @@ pub enum ValueError {
     WrongItemType { found: String },
     #[error("a path cannot contain a NUL character")]
     NulInPath,
+    #[error("{spec} is not an inet: address: HTTP is served over TCP (inet:PORT@[ADDRESS])")]
+    NotInet { spec: String },
     #[error("unknown value {text:?} (use one of {})", quoted_list(choices))]
     UnknownChoice { text: String, choices: &'static [&'static str] },
     #[error("must be a whole number of at least {min}")]

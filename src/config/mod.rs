@@ -41,6 +41,7 @@ pub use crate::conditions::{
     DnsblSettings, RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, ScriptCondition,
     StressSettings, TrustSettings,
 };
+pub(crate) use document::CONVERTED_FROM;
 pub use error::{ConfigError, IncludeError, MilterNameError, ModeError, ValueError};
 pub use model::{
     CommandOptions, Controller, Log, Manager, Milter, Package, Security, EVENT_LOOP_BACKENDS,
@@ -370,6 +371,7 @@ mod tests {
         assert_eq!(m.connection_check_interval, 0);
         assert!(!m.report_memory_statistics);
         assert_eq!(m.max_body_memory, 5 * 1024 * 1024);
+        assert_eq!(m.max_spill_size, 1024 * 1024 * 1024);
         assert_eq!(m.temporary_directory, None);
         let c = &config.controller;
         assert_eq!(c.connection_spec, None);
@@ -498,6 +500,7 @@ max_pending_finished_sessions = 5
 connection_check_interval = 5
 report_memory_statistics = true
 max_body_memory = 1024
+max_spill_size = 0
 temporary_directory = "/var/tmp"
 [controller]
 connection_spec = "inet:10026@localhost"
@@ -505,6 +508,7 @@ unix_socket_mode = "0600"
 unix_socket_group = "adm"
 remove_unix_socket_on_create = false
 remove_unix_socket_on_close = false
+metrics_connection_spec = "inet:9115@[127.0.0.1]"
 [log]
 level = "all"
 path = "/var/log/m.log"

@@ -63,6 +63,9 @@ pub struct Manager {
     pub report_memory_statistics: bool,
     /// Bytes of a message body kept in memory before it goes to a temporary file.
     pub max_body_memory: u64,
+    /// Bytes the temporary files of large bodies may hold together in one process (a
+    /// worker); 0: no limit.
+    pub max_spill_size: u64,
     /// Where body spill files go; `None`: `$TMPDIR` or `/tmp`.
     pub temporary_directory: Option<PathBuf>,
 }
@@ -76,6 +79,8 @@ pub struct Controller {
     pub unix_socket_group: Option<String>,
     pub remove_unix_socket_on_create: bool,
     pub remove_unix_socket_on_close: bool,
+    /// `None`: no metrics page; else where `GET /metrics` is served over HTTP.
+    pub metrics_connection_spec: Option<Spec>,
 }
 
 /// `[log]`.
@@ -170,6 +175,7 @@ impl Default for Manager {
             connection_check_interval: 0,
             report_memory_statistics: false,
             max_body_memory: 5 * 1024 * 1024,
+            max_spill_size: 1024 * 1024 * 1024,
             temporary_directory: None,
         }
     }
@@ -183,6 +189,7 @@ impl Default for Controller {
             unix_socket_group: None,
             remove_unix_socket_on_create: true,
             remove_unix_socket_on_close: true,
+            metrics_connection_spec: None,
         }
     }
 }

@@ -13,6 +13,10 @@ pub enum Origin {
     Default,
     /// Set at this line of this file.
     File { path: PathBuf, line: usize },
+    /// Set at this line of a file milter-manager-migrate-config wrote, from `original`
+    /// (FILE:LINE of the original milter manager's Ruby configuration), as the comment
+    /// above the line says.
+    Converted { path: PathBuf, line: usize, original: String },
     /// Set by a command-line option.
     CommandLine,
     /// Found by the platform's milter detection (`load_default`), in this file.
@@ -24,6 +28,9 @@ impl fmt::Display for Origin {
         match self {
             Self::Default => f.write_str("default"),
             Self::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Self::Converted { path, line, original } => {
+                write!(f, "{}:{line}, converted from {original}", path.display())
+            }
             Self::CommandLine => f.write_str("command line"),
             Self::Detected { source } => write!(f, "detected: {source}"),
         }

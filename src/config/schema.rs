@@ -121,6 +121,7 @@ pub(super) const MANAGER: &[Item<Manager>] = &[
     item!(connection_check_interval, v::AnyU32, show_u32),
     item!(report_memory_statistics, v::Flag, show_bool),
     item!(max_body_memory, v::AnyU64, show_u64),
+    item!(max_spill_size, v::AnyU64, show_u64),
     item!(temporary_directory, v::Optional<v::FilePath>, show_optional_path),
 ];
 
@@ -130,6 +131,7 @@ pub(super) const CONTROLLER: &[Item<Controller>] = &[
     item!(unix_socket_group, v::Optional<v::Text>, show_optional_string),
     item!(remove_unix_socket_on_create, v::Flag, show_bool),
     item!(remove_unix_socket_on_close, v::Flag, show_bool),
+    item!(metrics_connection_spec, v::Optional<v::InetSpec>, show_optional_spec),
 ];
 
 pub(super) const LOG: &[Item<Log>] = &[

@@ -145,6 +145,7 @@ max_pending_finished_sessions = 3
 connection_check_interval = 5
 report_memory_statistics = true
 max_body_memory = 1048576
+max_spill_size = 0
 temporary_directory = "/var/tmp"
 
 [controller]

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::stage::Stage;
 use super::status::Status;
+use super::tally::ChildTally;
 use crate::protocol::{Command, Deframer, Negotiation, Steps, MAX_DATA_SIZE};
 
 /// Where a child's connection is.
@@ -34,6 +35,8 @@ pub(super) struct Child {
     pub answer: Negotiation,
     /// Bytes to send, written in one go when the session is polled.
     pub out: Vec<u8>,
+    /// Bytes the runtime still holds for it, as it last reported (`handle_child_queued`).
+    pub queued: usize,
     /// Takes part in the current message.
     pub in_message: bool,
     /// Has been sent MAIL and not yet an abort or a finished end-of-message.
@@ -58,6 +61,8 @@ pub(super) struct Child {
     pub stray_logged: bool,
     /// Its statistics line was written.
     pub reported: bool,
+    /// Its events for the metrics; kept across `K`.
+    pub tally: ChildTally,
 }
 
 impl Child {
@@ -71,6 +76,7 @@ impl Child {
             offer: Negotiation::default(),
             answer: Negotiation::default(),
             out: Vec::new(),
+            queued: 0,
             in_message: false,
             message_open: false,
             accepted_recipients: 0,
@@ -84,6 +90,7 @@ impl Child {
             answers_anyway: Steps::empty(),
             stray_logged: false,
             reported: false,
+            tally: ChildTally::default(),
         }
     }
 

@@ -14,7 +14,11 @@
 //!   time, each next child seeing the message as the earlier ones left it; the MTA gets the
 //!   modifications after the last child;
 //! - a child that fails (refused connection, timeout, garbage, closed socket) answers its
-//!   `fallback_status` from then on.
+//!   `fallback_status` from then on;
+//! - what a session holds is bounded ([`Limits`]): past `pending_bytes` of MTA input it
+//!   asks not to be read ([`Session::wants_mta_data`]), and past it in a peer's output
+//!   (its own plus what the runtime reports holding) it produces no more until that
+//!   drains; large bodies go to a spill file and out again a batch at a time.
 
 mod body;
 mod child;
@@ -24,6 +28,7 @@ mod session;
 mod stage;
 mod statistics;
 mod status;
+mod tally;
 mod timers;
 
 use std::sync::Arc;
@@ -32,9 +37,10 @@ use std::time::Duration;
 pub use body::{Body, MemorySpill, NoSpill, ReportedOnce, SpillFactory, SpillFile};
 pub use event::{ChildView, Conditions, Context, Event, MacroList, NoConditions};
 pub use negotiate::{check_child_answer, merge_answers, offer_for_children, AnswerError};
-pub use session::{ConnectFailure, Output, Session};
+pub use session::{ConnectFailure, Output, PendingBytes, Session};
 pub use stage::Stage;
 pub use status::{Fold, Status, Verdict};
+pub use tally::ChildTally;
 
 use crate::status::FallbackStatus;
 
@@ -53,6 +59,11 @@ pub const DEFAULT_MAX_MACRO_BYTES: usize = 1024 * 1024;
 /// is stored like the MTA's body, spilling to a file.
 pub const DEFAULT_MAX_MODIFICATIONS: usize = 10_000;
 pub const DEFAULT_MAX_MODIFICATION_BYTES: usize = 10 * 1024 * 1024;
+/// Bytes a session holds waiting in one place (the MTA's input not yet handled, the output
+/// for the MTA, the output for one child) before it stops taking more there. Above the
+/// largest frame (1 MiB) plus one read (64 KiB): a partial frame never stops the reading
+/// that would complete it.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 /// What one session may hold in memory besides the body (which spills to a file).
 /// Constants, not configuration items: no real peer comes near them. Fields so tests can
@@ -64,6 +75,10 @@ pub struct Limits {
     /// One child's modifications in one end-of-message; past either, the child fails.
     pub modifications: usize,
     pub modification_bytes: usize,
+    /// Back-pressure: past this many bytes of MTA input waiting, the session asks not to
+    /// be given more ([`Session::wants_mta_data`]); past it in the output for the MTA or a
+    /// child, it stops producing output until that output drains to half of it.
+    pub pending_bytes: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +87,7 @@ impl Default for Limits {
             macro_bytes: DEFAULT_MAX_MACRO_BYTES,
             modifications: DEFAULT_MAX_MODIFICATIONS,
             modification_bytes: DEFAULT_MAX_MODIFICATION_BYTES,
+            pending_bytes: DEFAULT_MAX_PENDING_BYTES,
         }
     }
 }

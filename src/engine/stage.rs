@@ -22,6 +22,29 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in protocol order; [`Stage::index`] is a stage's place here.
+    pub const ALL: [Self; 14] = [
+        Self::Start,
+        Self::Negotiate,
+        Self::Connect,
+        Self::Helo,
+        Self::EnvelopeFrom,
+        Self::EnvelopeRecipient,
+        Self::Data,
+        Self::Unknown,
+        Self::Header,
+        Self::EndOfHeader,
+        Self::Body,
+        Self::EndOfMessage,
+        Self::Abort,
+        Self::Quit,
+    ];
+
+    /// Its place in [`Stage::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The command that brings a session to this stage (none for the start).
     pub fn command(self) -> Option<CommandKind> {
         Some(match self {
@@ -95,22 +118,8 @@ mod tests {
 
     #[test]
     fn stages_keep_their_log_names_and_macro_letters() {
-        let stages = [
-            Stage::Start,
-            Stage::Negotiate,
-            Stage::Connect,
-            Stage::Helo,
-            Stage::EnvelopeFrom,
-            Stage::EnvelopeRecipient,
-            Stage::Data,
-            Stage::Unknown,
-            Stage::Header,
-            Stage::EndOfHeader,
-            Stage::Body,
-            Stage::EndOfMessage,
-            Stage::Abort,
-            Stage::Quit,
-        ];
+        let stages = Stage::ALL;
+        assert!(stages.iter().enumerate().all(|(i, stage)| stage.index() == i));
         let shown: Vec<String> = stages
             .iter()
             .map(|s| match s.command_code() {

@@ -47,7 +47,16 @@ impl Timer {
 #[derive(Debug)]
 pub(super) struct TimerTable {
     mta: Option<(MtaTimer, Instant)>,
-    children: Vec<Option<(Stage, Instant)>>,
+    children: Vec<Option<ChildDeadline>>,
+}
+
+/// What a child is awaited for, until when, and since when (for the time its answer
+/// took: set by [`TimerTable::await_reply`] only).
+#[derive(Debug, Clone, Copy)]
+struct ChildDeadline {
+    stage: Stage,
+    at: Instant,
+    since: Option<Instant>,
 }
 
 impl TimerTable {
@@ -60,20 +69,47 @@ impl TimerTable {
     pub(super) fn set(&mut self, timer: Timer, at: Instant) {
         match timer {
             Timer::Mta(kind) => self.mta = Some((kind, at)),
-            Timer::Child(index, stage) => self.children[index] = Some((stage, at)),
+            Timer::Child(index, stage) => {
+                self.children[index] = Some(ChildDeadline { stage, at, since: None })
+            }
         }
+    }
+
+    /// Child `index` was sent a command of `stage` at `now` and owes its answer by `at`.
+    pub(super) fn await_reply(&mut self, index: usize, stage: Stage, now: Instant, at: Instant) {
+        self.children[index] = Some(ChildDeadline { stage, at, since: Some(now) });
+    }
+
+    /// Child `index` answered at `now`: removes its deadline; what it was awaited for and,
+    /// if it was set by [`TimerTable::await_reply`], how long the answer took.
+    pub(super) fn answered(
+        &mut self,
+        index: usize,
+        now: Instant,
+    ) -> Option<(Stage, Option<std::time::Duration>)> {
+        let deadline = self.children[index].take()?;
+        Some((deadline.stage, deadline.since.map(|since| now.saturating_duration_since(since))))
     }
 
     /// Moves `owner`'s deadline to `at`, keeping what it waits for; nothing if it has none.
     pub(super) fn postpone(&mut self, owner: Owner, at: Instant) {
-        if let Some(timer) = self.get(owner) {
-            self.set(timer, at);
+        match owner {
+            Owner::Mta => {
+                if let Some((_, deadline)) = &mut self.mta {
+                    *deadline = at;
+                }
+            }
+            Owner::Child(index) => {
+                if let Some(deadline) = &mut self.children[index] {
+                    deadline.at = at;
+                }
+            }
         }
     }
 
     /// Removes child `index`'s deadline and returns the reply it was awaited for.
     pub(super) fn clear_child(&mut self, index: usize) -> Option<Stage> {
-        self.children[index].take().map(|(stage, _)| stage)
+        self.children[index].take().map(|deadline| deadline.stage)
     }
 
     /// Clears every child's deadline (the MTA's stays).
@@ -88,7 +124,7 @@ impl TimerTable {
 
     /// What child `index` is awaited for.
     pub(super) fn awaited(&self, index: usize) -> Option<Stage> {
-        self.children[index].map(|(stage, _)| stage)
+        self.children[index].map(|deadline| deadline.stage)
     }
 
     /// Whether any of `indexes` is awaited.
@@ -118,7 +154,7 @@ impl TimerTable {
         match owner {
             Owner::Mta => self.mta.map(|(kind, at)| (Timer::Mta(kind), at)),
             Owner::Child(index) => {
-                self.children[index].map(|(stage, at)| (Timer::Child(index, stage), at))
+                self.children[index].map(|d| (Timer::Child(index, d.stage), d.at))
             }
         }
     }
@@ -229,6 +265,21 @@ mod tests {
         assert!(!table.is_expired(expired[1], at(start, 1)), "now awaits another reply");
         assert!(table.is_expired(Timer::Child(1, Stage::Data), at(start, 1)));
         assert!(!table.is_expired(Timer::Child(1, Stage::Data), start), "not yet");
+    }
+
+    #[test]
+    fn an_answer_says_how_long_it_took_despite_postponing() {
+        let start = Instant::now();
+        let mut table = TimerTable::new(2);
+        table.await_reply(0, Stage::EndOfMessage, at(start, 1), at(start, 10));
+        table.postpone(Owner::Child(0), at(start, 20));
+        table.set(Timer::Child(1, Stage::Helo), at(start, 5));
+        assert_eq!(
+            table.answered(0, at(start, 4)),
+            Some((Stage::EndOfMessage, Some(Duration::from_secs(3))))
+        );
+        assert_eq!(table.answered(0, at(start, 4)), None, "answered once");
+        assert_eq!(table.answered(1, at(start, 4)), Some((Stage::Helo, None)), "no start known");
     }
 
     #[test]

@@ -29,6 +29,13 @@ impl SharedCounters {
         }
     }
 
+    /// Adds `amount` to counter `index`; an index out of range is ignored.
+    pub fn add(&self, index: usize, amount: u64) {
+        if let Some(counter) = self.counters().get(index) {
+            counter.fetch_add(amount, Ordering::Relaxed);
+        }
+    }
+
     /// Counter `index` (0 out of range).
     pub fn get(&self, index: usize) -> u64 {
         self.counters().get(index).map_or(0, |counter| counter.load(Ordering::Relaxed))
@@ -49,6 +56,7 @@ mod tests {
                 counters.increment(1);
                 counters.increment(3);
                 counters.increment(99);
+                counters.add(2, 5);
                 unsafe { libc::_exit(0) };
             }
             pid => {
@@ -57,7 +65,7 @@ mod tests {
                 unsafe { libc::waitpid(pid, &mut status, 0) };
             }
         }
-        assert_eq!([0, 1, 2, 3].map(|i| counters.get(i)), [0, 2, 0, 1]);
+        assert_eq!([0, 1, 2, 3].map(|i| counters.get(i)), [0, 2, 5, 1]);
         assert_eq!(counters.get(99), 0, "out of range reads 0");
     }
 }

@@ -11,7 +11,8 @@
 //! `pidfile`, `prefork` (the supervisor loop), `signals` (its self-pipe), `throttle` (respawn
 //! back-off), `fork` (the one fork call), `board` and `counters` (memory shared with the
 //! workers), `launcher_process` (the privilege-mode root helper, forked before the drop),
-//! `control_socket` (the control socket in the supervisor's loop), `error`.
+//! `control_socket` (the control socket in the supervisor's loop), `metrics_socket` (the
+//! metrics page over HTTP, beside it), `error`.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -24,6 +25,7 @@ pub use control_socket::{
 };
 pub use counters::SharedCounters;
 pub use launcher_process::{Launcher, ProgramError, Programs, Started};
+pub use metrics_socket::{MetricsHandler, MetricsSocket};
 pub use workers::Listener;
 
 /// What to listen on (a resolved connection spec).
@@ -83,6 +85,7 @@ mod error;
 mod fork;
 mod launcher_client;
 pub mod launcher_process;
+mod metrics_socket;
 mod pidfile;
 mod prefork;
 mod privileges;
@@ -154,6 +157,8 @@ pub struct Hooks {
     /// The control socket: served by the supervisor's loop, or with `n_workers == 0` by a
     /// small process of its own.
     pub control: Option<ControlSocket>,
+    /// The metrics page over HTTP, served like the control socket.
+    pub metrics: Option<MetricsSocket>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -163,6 +168,7 @@ impl std::fmt::Debug for Hooks {
             .field("on_reopen_logs", &self.on_reopen_logs.is_some())
             .field("on_worker_exit", &self.on_worker_exit.is_some())
             .field("control", &self.control.is_some())
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -245,6 +251,7 @@ where
             // The pid file goes last, so that its absence means "fully stopped".
             drop(socket_file);
             drop(hooks.control.take());
+            drop(hooks.metrics.take());
             drop(pid_file);
             Ok(code)
         }
@@ -294,15 +301,17 @@ where
     if n_workers == 0 {
         let _reload_and_reopen_are_harmless =
             signals::catch_and_ignore(&[libc::SIGHUP, libc::SIGUSR1])?;
-        let (_control_process_lives_while_this_is_held, reload_reporter) =
-            match hooks.control.as_mut() {
-                Some(control) => {
-                    let fds = serving_fds(&listener, pid_file, report);
-                    let (alive, reporter) = control_socket::fork_server(control, &fds)?;
-                    (Some(alive), Some(reporter))
-                }
-                None => (None, None),
-            };
+        let served_aside = hooks.control.is_some() || hooks.metrics.is_some();
+        let (_control_process_lives_while_this_is_held, reload_reporter) = if served_aside {
+            let fds = serving_fds(&listener, pid_file, report);
+            let (alive, reporter) =
+                control_socket::fork_server(hooks.control.as_mut(), hooks.metrics.as_mut(), &fds)?;
+            // The control process serves the metrics page; this process needs no copy.
+            hooks.metrics.take();
+            (Some(alive), Some(reporter))
+        } else {
+            (None, None)
+        };
         report.ready();
         let context = WorkerContext {
             worker_index: 0,

@@ -23,8 +23,8 @@ use crate::fork;
 use crate::signals::SignalPipe;
 use crate::throttle::RespawnThrottle;
 use crate::{
-    ControlContext, ControlSocket, Hooks, Listener, ReloadOutcome, Reloaded, RunningWorker, Serve,
-    WorkerContext,
+    ControlContext, ControlSocket, Hooks, Listener, MetricsSocket, ReloadOutcome, Reloaded,
+    RunningWorker, Serve, WorkerContext,
 };
 
 /// The most workers one supervisor forks.
@@ -158,6 +158,9 @@ impl<'a> Prefork<'a> {
     /// Reloads, and tells the controller (whose waiting clients get the outcome).
     fn reload_and_tell(&mut self) {
         let outcome = self.reload();
+        if let Some(metrics) = self.hooks.metrics.as_mut() {
+            metrics.reloaded(&outcome);
+        }
         if let Some(control) = self.hooks.control.as_mut() {
             control.reloaded(&outcome);
         }
@@ -248,7 +251,8 @@ impl<'a> Prefork<'a> {
     /// Sleeps until a signal arrives, `until` passes or the control socket has work.
     fn wait_for_signal_or_control(&mut self, until: Option<Instant>) -> Result<()> {
         let control = self.hooks.control.as_ref().and_then(ControlSocket::next_deadline);
-        let until = until.into_iter().chain(control).min();
+        let metrics = self.hooks.metrics.as_ref().and_then(MetricsSocket::next_deadline);
+        let until = until.into_iter().chain(control).chain(metrics).min();
         self.wait(until, true)
     }
 
@@ -258,6 +262,9 @@ impl<'a> Prefork<'a> {
         let mut fds = vec![PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
         if let Some(control) = self.hooks.control.as_ref().filter(|_| with_control) {
             fds.extend(control.poll_fds());
+        }
+        if let Some(metrics) = self.hooks.metrics.as_ref().filter(|_| with_control) {
+            fds.extend(metrics.poll_fds());
         }
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => Ok(()),
@@ -269,6 +276,9 @@ impl<'a> Prefork<'a> {
     /// is done now, and its answer written on the next turn.
     fn serve_control(&mut self) {
         let context = self.control_context();
+        if let Some(metrics) = self.hooks.metrics.as_mut() {
+            metrics.service(&context);
+        }
         let Some(control) = self.hooks.control.as_mut() else { return };
         control.service(&context);
         if control.take_reload_request() {
@@ -372,6 +382,7 @@ impl<'a> Prefork<'a> {
         if let Some(control) = self.hooks.control.take() {
             control.forget_in_child();
         }
+        self.hooks.metrics.take();
         for fd in self.close_in_child.drain(..) {
             let _ = unistd::close(fd);
         }

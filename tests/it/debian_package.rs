@@ -180,6 +180,9 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     let install = apt_get(&dir, "apt-install", &["install", &deb]);
     assert!(install.status.success(), "apt-get install {deb}: {}", install.describe());
     assert!(!Path::new(SOCKET).exists(), "the install started the service despite policy-rc.d");
+    let munin_plugin = Path::new("/usr/share/munin/plugins/milter_manager");
+    let mode = std::fs::metadata(munin_plugin).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o755), "{} is not installed", munin_plugin.display());
     // The unit as installed (its programs exist now); no systemd needs to run.
     let unit = "/lib/systemd/system/milter-manager.service";
     let verify = command_line(&dir, "systemd-analyze", "systemd-analyze", &["verify", unit]);
@@ -211,6 +214,35 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
             "milter-manager joins opendkim's socket group: {opendkim}"
         );
     }
+
+    // The installed converter takes an original configuration to one the installed
+    // manager checks.
+    let original = dir.join("original");
+    std::fs::create_dir(&original).unwrap();
+    std::fs::write(
+        original.join("milter-manager.conf"),
+        "manager.connection_spec = \"inet:10030@[127.0.0.1]\"\n\
+         define_milter(\"child\") do |milter|\n\
+         \x20 milter.connection_spec = \"inet:10031@[127.0.0.1]\"\n\
+         end\n",
+    )
+    .unwrap();
+    let converted = dir.join("converted");
+    let (original_arg, converted_arg) = (original.to_string_lossy(), converted.to_string_lossy());
+    let migrate = command_line(
+        &dir,
+        "migrate",
+        "/usr/bin/milter-manager-migrate-config",
+        &[&original_arg, &converted_arg],
+    );
+    assert!(migrate.status.success(), "{}", migrate.describe());
+    let check = command_line(
+        &dir,
+        "check-converted",
+        "/usr/sbin/milter-manager",
+        &["--config-dir", &converted_arg, "--check-config"],
+    );
+    assert!(check.status.success(), "{}", check.describe());
 
     // Started without the host's milters, no child: the fallback status answers.
     std::fs::write(LOCAL_CONFIG, BASE_CONFIG).expect("write the local configuration");

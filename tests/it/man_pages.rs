@@ -17,9 +17,10 @@ const BEGIN: &str = ".\\\" BEGIN OPTIONS: generated from --help by packaging/man
 const END: &str = ".\\\" END OPTIONS";
 
 /// Each page with an OPTIONS section, and the program whose `--help` it follows.
-const PROGRAM_PAGES: [(&str, &str); 5] = [
+const PROGRAM_PAGES: [(&str, &str); 6] = [
     ("milter-manager.8", env!("CARGO_BIN_EXE_milter-manager")),
     ("milter-manager-ctl.8", env!("CARGO_BIN_EXE_milter-manager-ctl")),
+    ("milter-manager-migrate-config.8", env!("CARGO_BIN_EXE_milter-manager-migrate-config")),
     ("milter-test-client.1", env!("CARGO_BIN_EXE_milter-test-client")),
     ("milter-test-server.1", env!("CARGO_BIN_EXE_milter-test-server")),
     ("milter-performance-check.1", env!("CARGO_BIN_EXE_milter-performance-check")),
@@ -59,13 +60,15 @@ fn parse_help(help: &str) -> Vec<HelpOption> {
         if !in_options {
             continue;
         }
+        // The long layout (a program with `long_about`) puts a blank line between options;
+        // the section ends at the next unindented line.
         if line.trim().is_empty() {
-            if options.is_empty() {
-                continue;
-            }
-            break;
+            continue;
         }
         let indent = line.len() - line.trim_start().len();
+        if indent == 0 {
+            break;
+        }
         let text = line.trim();
         if indent <= 6 && text.starts_with('-') {
             let (head, description) = match text.find("  ") {

@@ -574,6 +574,40 @@ fn a_body_that_cannot_be_stored_gets_the_manager_fallback_status() {
     assert_eq!(errors, 1, "{log}");
 }
 
+/// `manager.max_spill_size` bounds what the temporary files of one process hold: a message
+/// that would pass it gets `manager.fallback_status`, one that fits still passes, and the
+/// space comes back when a message is done.
+#[test]
+fn a_body_past_max_spill_size_gets_the_manager_fallback_status() {
+    let dir = TempDir::new("manager-spill-size");
+    let client_dir = TempDir::new("manager-spill-size-client");
+    let client = TestClient::start_unix(&client_dir, &[]);
+    let settings = "max_body_memory = 1000\nmax_spill_size = 5000\n\
+                    fallback_status = \"temporary-failure\"";
+    let config = milter_config(&[("client", &client.spec)], settings);
+    let manager = ManagerProcess::start(&dir, &config);
+    for (name, size, status) in [
+        ("fits", 4000, "status: pass"),
+        ("too-large", 6000, "status: temporary-failure"),
+        ("fits-again", 4000, "status: pass"),
+        ("too-large-again", 6000, "status: temporary-failure"),
+    ] {
+        let out = test_server(&dir, name, &manager.spec(), &["--body", &"x".repeat(size)]);
+        assert!(out.stdout.contains(status), "{name}: {}\n{}", out.describe(), manager.log());
+    }
+    let log = manager.log();
+    let reason = "the temporary files of large bodies in this process would pass \
+                  manager.max_spill_size (5000 bytes)";
+    let errors = log
+        .lines()
+        .filter(|line| line.contains(reason) && line.contains("logged once per cause"))
+        .count();
+    assert_eq!(errors, 1, "one error line for the cause\n{log}");
+    // The child saw the two bodies that fit, and not the others.
+    let report = client.report();
+    assert_eq!(report.matches(&"x".repeat(4000)).count(), 2, "{report}");
+}
+
 #[test]
 fn a_rhai_condition_keeps_one_child_out_of_a_session() {
     let dir = TempDir::new("manager-rhai-condition");

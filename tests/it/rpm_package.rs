@@ -77,6 +77,7 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
     for expected in [
         "/usr/sbin/milter-manager",
         "/usr/sbin/milter-manager-ctl",
+        "/usr/sbin/milter-manager-migrate-config",
         "/usr/bin/milter-test-client",
         "/usr/bin/milter-test-server",
         "/usr/bin/milter-performance-check",
@@ -85,6 +86,7 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         "/etc/milter-manager/defaults/redhat.toml",
         "/etc/sysconfig/milter-manager",
         "/usr/lib/systemd/system/milter-manager.service",
+        "/usr/share/munin/plugins/milter_manager",
     ] {
         assert!(
             files.contains(&expected),
@@ -97,6 +99,7 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         "man8/milter-manager.8",
         "man5/milter-manager.toml.5",
         "man8/milter-manager-ctl.8",
+        "man8/milter-manager-migrate-config.8",
         "man1/milter-test-client.1",
         "man1/milter-test-server.1",
         "man1/milter-performance-check.1",

@@ -44,6 +44,10 @@ pub(crate) struct Connection {
     pub(crate) write_progress: Instant,
     /// A `WriteStall` timer is scheduled.
     pub(crate) stall_timer_armed: bool,
+    /// Not read because its session did not want to (see [`crate::Session::wants_read`]).
+    pub(crate) reading_paused: bool,
+    /// The queued bytes last reported to the session.
+    pub(crate) reported_queue: usize,
 }
 
 impl Connection {
@@ -58,6 +62,8 @@ impl Connection {
             write_timeout: None,
             write_progress: Instant::now(),
             stall_timer_armed: false,
+            reading_paused: false,
+            reported_queue: 0,
         }
     }
 
@@ -80,6 +86,8 @@ impl Connection {
             write_timeout: None,
             write_progress: Instant::now(),
             stall_timer_armed: false,
+            reading_paused: false,
+            reported_queue: 0,
         }
     }
 

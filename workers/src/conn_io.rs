@@ -181,8 +181,12 @@ impl<F: SessionFactory> EventLoop<F> {
             Ok(WriteOutcome::Drained) if conn.is_closing() => {
                 self.close_conn(conn_index);
             }
-            Ok(WriteOutcome::Drained) => self.set_writable_interest(conn_index, false),
-            Ok(WriteOutcome::Pending) => self.set_writable_interest(conn_index, true),
+            Ok(outcome) => {
+                self.set_writable_interest(conn_index, outcome == WriteOutcome::Pending);
+                if let Some(index) = self.tell_queued(conn_index, now) {
+                    self.drive(index, now);
+                }
+            }
             Err(e) => {
                 let owner = conn.owner;
                 self.write_failed(conn_index, e);
@@ -191,6 +195,22 @@ impl<F: SessionFactory> EventLoop<F> {
                 }
             }
         }
+    }
+
+    /// Tells the session how many bytes are queued on a connection of its, if that
+    /// changed since it was last told; returns the session told.
+    pub(crate) fn tell_queued(&mut self, conn_index: usize, now: Instant) -> Option<usize> {
+        let conn = self.conns.get_mut(conn_index)?;
+        let Owner::Session { index, key } = conn.owner else {
+            return None;
+        };
+        let queued = conn.output.pending_len();
+        if queued == conn.reported_queue {
+            return None;
+        }
+        conn.reported_queue = queued;
+        self.sessions.get_mut(index)?.session.handle_queued(key, queued, now);
+        Some(index)
     }
 
     /// A write failed, so the connection is dead. What the peer sent before is still in the
@@ -237,7 +257,7 @@ impl<F: SessionFactory> EventLoop<F> {
     /// `WouldBlock`, is skipped. Half the read calls of a milter session are saved this way.
     /// A peer's EOF or an error is different: it raised the current event, so with
     /// `until_would_block` the loop reads on until it sees the EOF itself.
-    fn read_ready(
+    pub(crate) fn read_ready(
         &mut self,
         conn_index: usize,
         serial: u64,
@@ -254,6 +274,16 @@ impl<F: SessionFactory> EventLoop<F> {
                 return;
             };
             let owner = conn.owner;
+            if let Owner::Session { index, key } = owner {
+                if let Some(slot) = self.sessions.get_mut(index) {
+                    if !slot.session.wants_read(key) {
+                        // Back-pressure: the bytes wait in the socket.
+                        slot.reads_paused = true;
+                        conn.reading_paused = true;
+                        return;
+                    }
+                }
+            }
             let Some(stream) = conn.stream.as_mut() else {
                 return;
             };

@@ -45,7 +45,30 @@ impl<F: SessionFactory> EventLoop<F> {
         self.rearm_session_deadline(index);
         if self.sessions.get(index).is_some_and(|slot| slot.session.is_finished()) {
             self.finish_session(index, now);
+        } else {
+            self.note_wanted_reads(index);
         }
+    }
+
+    /// Connections of the session left unread that it wants read again go on the list the
+    /// loop reads next (not read here: this may run inside another connection's read).
+    fn note_wanted_reads(&mut self, index: usize) {
+        let Some(slot) = self.sessions.get_mut(index).filter(|slot| slot.reads_paused) else {
+            return;
+        };
+        let mut still_paused = false;
+        for &(key, conn_index) in &slot.conns {
+            let Some(conn) = self.conns.get_mut(conn_index).filter(|c| c.reading_paused) else {
+                continue;
+            };
+            if slot.session.wants_read(key) {
+                conn.reading_paused = false;
+                self.reads_to_resume.push((conn_index, conn.serial));
+            } else {
+                still_paused = true;
+            }
+        }
+        slot.reads_paused = still_paused;
     }
 
     /// Queues an event for the session and drives it.
@@ -153,6 +176,8 @@ impl<F: SessionFactory> EventLoop<F> {
         } else {
             self.watch_write_stall(conn_index);
         }
+        // Told at once, before the next poll: the session then knows what is queued.
+        self.tell_queued(conn_index, now);
     }
 
     fn connect(

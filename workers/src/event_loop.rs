@@ -70,6 +70,8 @@ pub(crate) struct EventLoop<F: SessionFactory> {
     pub(crate) conns: Slab<Connection>,
     pub(crate) timers: Timers,
     pub(crate) read_buf: Box<[u8]>,
+    /// Connections left unread that their session wants read again (slab index, serial).
+    pub(crate) reads_to_resume: Vec<(usize, u64)>,
     next_serial: u64,
 }
 
@@ -106,6 +108,7 @@ impl<F: SessionFactory> EventLoop<F> {
             conns: Slab::new(),
             timers: Timers::default(),
             read_buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
+            reads_to_resume: Vec::new(),
             next_serial: 0,
         })
     }
@@ -129,6 +132,16 @@ impl<F: SessionFactory> EventLoop<F> {
                 self.dispatch(event, Instant::now());
             }
             self.fire_due_timers(Instant::now());
+            self.resume_reads(Instant::now());
+        }
+    }
+
+    /// Reads the connections whose session wants them read again. What came while they
+    /// were left unread raised no new event, and their peer may have closed meanwhile:
+    /// each is read until the socket is empty.
+    fn resume_reads(&mut self, now: Instant) {
+        while let Some((conn_index, serial)) = self.reads_to_resume.pop() {
+            self.read_ready(conn_index, serial, true, now);
         }
     }
 

@@ -24,6 +24,15 @@
 //!   A connect that would block (a full listen backlog) is retried for up to a second.
 //! - A peer's EOF closes the connection at once (no half-close): anything still queued for
 //!   it is dropped, and `handle_closed(conn, None)` is delivered.
+//! - Before each read of a connection the runtime asks `wants_read`; while it says no, the
+//!   bytes stay in the socket (TCP slows the peer down). It asks again after each of the
+//!   session's events, and reads on, to EOF if it came meanwhile, once it says yes.
+//! - When the bytes queued on a connection changed, `handle_queued` tells how many there
+//!   are: right after a `Send` leaves some unwritten (or queues them before a connect
+//!   completes), and after each later write, down to 0. A `Send` written whole at once
+//!   changes nothing and is not reported. The call after a `Send` comes before the next
+//!   `poll_action` (the only call inside the drain: it tells a number, and the session
+//!   may give more to send at that poll); after a later write, a drain follows.
 //! - `handle_timeout` fires once per deadline: returning the same deadline again after it
 //!   fired does not re-arm it.
 //! - `session_finished` is called as soon as `is_finished()` is true; flushing the session's
@@ -116,6 +125,14 @@ pub trait Session {
     fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, now: Instant);
     /// The deadline last returned by [`Session::poll_timeout`] has passed.
     fn handle_timeout(&mut self, now: Instant);
+    /// `queued` bytes sent on `conn` are not yet written (the peer reads slowly, or not):
+    /// reported when that number changed, down to 0 (see the crate's documentation for
+    /// when). The default ignores it.
+    fn handle_queued(&mut self, _conn: ConnKey, _queued: usize, _now: Instant) {}
+    /// Whether the runtime may read `conn` now (back-pressure). Default: always.
+    fn wants_read(&self, _conn: ConnKey) -> bool {
+        true
+    }
     /// The next thing to do, until `None`. Called after every `handle_*`.
     fn poll_action(&mut self) -> Option<Action>;
     /// The buffer of an [`Action::Send`] whose bytes were copied into the connection's own,

@@ -36,6 +36,9 @@ pub(crate) struct SessionSlot<S> {
     pub(crate) armed_timeout: Option<Instant>,
     /// The deadline last fired, so a session that keeps returning it does not spin.
     pub(crate) fired_timeout: Option<Instant>,
+    /// Some of its connections may be left unread because it did not want them read; a
+    /// check after its next events finds out which may be read again.
+    pub(crate) reads_paused: bool,
 }
 
 impl<S: Session> SessionSlot<S> {
@@ -47,6 +50,7 @@ impl<S: Session> SessionSlot<S> {
             deferred: VecDeque::new(),
             armed_timeout: None,
             fired_timeout: None,
+            reads_paused: false,
         }
     }
 

@@ -870,3 +870,119 @@ fn a_peer_that_stops_reading_fails_the_write_timeout() {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(upstream_path);
 }
+
+// ---------------------------------------------------------------------------------------
+// Back-pressure
+// ---------------------------------------------------------------------------------------
+
+/// Echoes, but wants no more input while `LIMIT` bytes of echo wait for the peer.
+struct BoundedEcho {
+    outbox: Outbox,
+    queued: usize,
+    most_queued: Arc<AtomicUsize>,
+    reports: Arc<AtomicUsize>,
+}
+
+impl BoundedEcho {
+    const LIMIT: usize = 1024 * 1024;
+
+    fn factory() -> (impl SessionFactory<Session = Self>, Arc<Counts>, [Arc<AtomicUsize>; 2]) {
+        let (most_queued, reports) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let shared = [Arc::clone(&most_queued), Arc::clone(&reports)];
+        let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, _| Self {
+            outbox: Outbox::default(),
+            queued: 0,
+            most_queued: Arc::clone(&most_queued),
+            reports: Arc::clone(&reports),
+        });
+        (factory, counts, shared)
+    }
+}
+
+impl Session for BoundedEcho {
+    fn handle_read(&mut self, conn: ConnKey, bytes: &[u8], _now: Instant) {
+        self.outbox.send(conn, bytes);
+    }
+    fn handle_connected(&mut self, _: ConnKey, _: io::Result<()>, _: Instant) {}
+    fn handle_closed(&mut self, _: ConnKey, _: Option<io::Error>, _: Instant) {
+        self.outbox.finished = true;
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn handle_queued(&mut self, _: ConnKey, queued: usize, _: Instant) {
+        self.queued = queued;
+        self.most_queued.fetch_max(queued, Ordering::SeqCst);
+        self.reports.fetch_add(1, Ordering::SeqCst);
+    }
+    fn wants_read(&self, _: ConnKey) -> bool {
+        self.queued < Self::LIMIT
+    }
+    polled_through_outbox!();
+}
+
+#[test]
+fn a_session_that_wants_no_input_leaves_it_in_the_socket_until_it_does() {
+    const PAYLOAD: usize = 32 * 1024 * 1024;
+    let (listener, path) = unix_listener("bounded-echo");
+    let (factory, counts, [most_queued, _]) = BoundedEcho::factory();
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
+
+    let client = unix_client(&path);
+    let payload = patterned(PAYLOAD, 3);
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (mut client, payload, written) =
+            (client.try_clone().unwrap(), payload.clone(), Arc::clone(&written));
+        thread::spawn(move || {
+            for piece in payload.chunks(64 * 1024) {
+                client.write_all(piece).unwrap();
+                written.fetch_add(piece.len(), Ordering::SeqCst);
+            }
+        })
+    };
+    // The client reads nothing: its writes block once the echo waiting reached the limit
+    // (without back-pressure the loop would take all of it).
+    let mut last = (0, Instant::now());
+    wait_until("the client's writes block", || {
+        let now = written.load(Ordering::SeqCst);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        writer.is_finished() || last.1.elapsed() > Duration::from_secs(2)
+    });
+    let taken = written.load(Ordering::SeqCst);
+    assert!(taken < PAYLOAD / 2, "the loop took {taken} bytes while the peer read nothing");
+    let most = most_queued.load(Ordering::SeqCst);
+    assert!(most >= BoundedEcho::LIMIT, "the session was told {most} bytes were queued");
+    assert!(most < BoundedEcho::LIMIT + 64 * 1024, "{most} bytes queued: past one read");
+
+    // Reading lets everything through, in order.
+    let mut echoed = vec![0; PAYLOAD];
+    (&client).read_exact(&mut echoed).unwrap();
+    writer.join().unwrap();
+    assert!(echoed == payload, "the echo differs from what was sent");
+    client.shutdown(Shutdown::Write).unwrap();
+    wait_until("the session finished", || counts.finished() == 1);
+    assert_eq!(worker.stop(), Exit::Drained);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn output_written_at_once_is_not_reported() {
+    let (listener, path) = unix_listener("prompt-echo");
+    let (factory, counts, [_, reports]) = BoundedEcho::factory();
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
+    let mut client = unix_client(&path);
+    for round in 0..100 {
+        let request = patterned(100, round);
+        client.write_all(&request).unwrap();
+        let mut echoed = vec![0; request.len()];
+        client.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, request);
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    wait_until("the session finished", || counts.finished() == 1);
+    // A peer that keeps up costs the session no call.
+    assert_eq!(reports.load(Ordering::SeqCst), 0);
+    assert_eq!(worker.stop(), Exit::Drained);
+    let _ = std::fs::remove_file(path);
+}

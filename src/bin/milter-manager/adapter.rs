@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use milter_manager::conditions::{
     ConditionSet, ConnectGate, DnsblVerdict, LookupAction, SessionCount,
 };
-use milter_manager::control_protocol::Counters;
 use milter_manager::engine::{ConnectFailure, EngineConfig, Output, Session};
+use milter_manager::metrics::{record_session, ChildOutcome};
 use supervisor::{SessionBoard, SharedCounters};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
@@ -56,6 +56,8 @@ pub(crate) struct Factory {
     pub counters: Rc<SharedCounters>,
     /// Sessions this worker started, for `manager.maintenance_interval`.
     pub sessions: u64,
+    /// Sessions of this worker not finished yet.
+    pub in_flight: usize,
 }
 
 impl workers::SessionFactory for Factory {
@@ -64,6 +66,7 @@ impl workers::SessionFactory for Factory {
     fn new_session(&mut self, peer: &PeerAddr, now: Instant) -> ManagerSession {
         let generation = Rc::clone(&self.current.borrow());
         self.sessions += 1;
+        self.in_flight += 1;
         generation.maintenance.after_session(self.sessions);
         let tag = self.next_tag;
         self.next_tag += 1 + generation.endpoints.len() as u64;
@@ -82,6 +85,15 @@ impl workers::SessionFactory for Factory {
         let counters = Rc::clone(&self.counters);
         ManagerSession { engine, gate, generation, client_watch, counters }
     }
+
+    fn session_finished(&mut self, session: ManagerSession, _now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        // What the session held is freed first, so that it can go back to the system.
+        drop(session);
+        if self.in_flight == 0 {
+            crate::maintenance::when_idle();
+        }
+    }
 }
 
 pub(crate) struct ManagerSession {
@@ -95,15 +107,17 @@ pub(crate) struct ManagerSession {
 
 impl Drop for ManagerSession {
     fn drop(&mut self) {
-        self.counters.increment(Counters::SESSIONS_DONE);
-        for (child, slot) in self.generation.counter_slots.iter().enumerate() {
-            let status = self.engine.child_final_status(child);
-            let counter =
-                slot.zip(status).and_then(|(slot, status)| Counters::child_status(slot, status));
-            if let Some(index) = counter {
-                self.counters.increment(index);
-            }
-        }
+        let engine = &self.engine;
+        let children = self.generation.counter_slots.iter().enumerate().filter_map(|(i, slot)| {
+            let tally = engine.child_tally(i)?;
+            Some(ChildOutcome { slot: *slot, status: engine.child_final_status(i), tally })
+        });
+        let counters = &self.counters;
+        record_session(
+            &mut |index, amount| counters.add(index, amount),
+            engine.end_state(),
+            children,
+        );
     }
 }
 
@@ -123,6 +137,11 @@ impl ManagerSession {
 
     pub(crate) fn tag(&self) -> u64 {
         self.engine.tag()
+    }
+
+    /// Adds 1 to a shared counter (`Counters`).
+    pub(crate) fn count(&self, index: usize) {
+        self.counters.increment(index);
     }
 
     /// Gives the engine what the gate let through.
@@ -218,6 +237,25 @@ impl workers::Session for ManagerSession {
             watch.check_if_due(&mut self.engine, now);
         }
         self.follow(now);
+    }
+
+    fn handle_queued(&mut self, conn: ConnKey, queued: usize, now: Instant) {
+        match (conn, child_of(conn)) {
+            (ConnKey::PEER, _) => self.engine.handle_mta_queued(queued, now),
+            (_, Some(child)) => self.engine.handle_child_queued(child, queued, now),
+            _ => {}
+        }
+        self.follow(now);
+    }
+
+    /// Only the MTA is held back: a child's answers are bounded by the limits on
+    /// modifications, and a replaced body is stored like the MTA's.
+    fn wants_read(&self, conn: ConnKey) -> bool {
+        if conn != ConnKey::PEER {
+            return true;
+        }
+        let limit = self.generation.engine.limits.pending_bytes;
+        self.engine.wants_mta_data() && self.gate.as_ref().is_none_or(|g| g.held_bytes() < limit)
     }
 
     fn reclaim(&mut self, spent: Vec<u8>) {

@@ -1,7 +1,7 @@
 //! The controller's answers, in the supervisor process (with `n_workers = 0`, in a small
 //! process of its own): status from the counters the workers share, the configuration as
-//! `--show-config` prints it, reload (answered with its outcome once it is done), and
-//! stop-child through the launcher.
+//! `--show-config` prints it, reload (answered with its outcome once it is done),
+//! stop-child through the launcher, and the metrics (`crate::metrics`).
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -15,6 +15,8 @@ use milter_manager::control_protocol::{
 use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest};
 use supervisor::{ControlAnswer, ControlContext, ReloadOutcome, SessionBoard, SharedCounters};
 
+use crate::metrics::MetricsSource;
+
 pub(crate) struct Controller {
     pub board: Rc<SessionBoard>,
     pub counters: Rc<SharedCounters>,
@@ -22,6 +24,8 @@ pub(crate) struct Controller {
     pub view: ControllerView,
     /// The launcher's socket; `None` when privilege mode is off.
     pub launcher: Option<PathBuf>,
+    /// What the `metrics` request answers from.
+    pub metrics: Rc<MetricsSource>,
 }
 
 impl supervisor::ControlHandler for Controller {
@@ -40,6 +44,7 @@ impl supervisor::ControlHandler for Controller {
             ControlRequest::Configuration => Ok(self.view.shown.clone()),
             ControlRequest::Reload => return ControlAnswer::AfterReload,
             ControlRequest::StopChild(name) => self.stop_child(&name),
+            ControlRequest::Metrics => Ok(self.metrics.render(context)),
         };
         ControlAnswer::Now(match answer {
             Ok(body) => ok_answer(&body),
@@ -51,6 +56,7 @@ impl supervisor::ControlHandler for Controller {
     }
 
     fn reloaded(&mut self, outcome: &ReloadOutcome) -> String {
+        self.metrics.reloaded(outcome);
         let workers = match &outcome.result {
             Ok(workers) => workers,
             Err(reason) => {

@@ -68,4 +68,10 @@ pub(crate) enum StartError {
     ControllerBind(supervisor::Error),
     #[error("controller: cannot set up the socket: {0}")]
     ControllerSocket(io::Error),
+    #[error("controller.metrics_connection_spec: {0}")]
+    MetricsAddress(ResolveError),
+    #[error("controller.metrics_connection_spec: {0}")]
+    MetricsBind(supervisor::Error),
+    #[error("controller.metrics_connection_spec: cannot set up the socket: {0}")]
+    MetricsSocket(io::Error),
 }

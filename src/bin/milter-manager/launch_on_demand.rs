@@ -15,6 +15,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use milter_manager::control_protocol::Counters;
 use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest, MAX_LINE};
 use workers::{Action, ConnKey, Endpoint, PeerAddr};
 
@@ -48,6 +49,10 @@ impl workers::SessionFactory for LaunchingFactory {
             children,
             actions: VecDeque::new(),
         }
+    }
+
+    fn session_finished(&mut self, session: LaunchingSession, now: Instant) {
+        self.inner.session_finished(session.inner, now);
     }
 }
 
@@ -181,7 +186,12 @@ impl LaunchingSession {
                 );
                 self.children[child].ask_at = Some(now + Duration::from_millis(ms));
             }
-            Ok(answer) => log::info!("[{tag}] {name}: launcher: {answer}"),
+            Ok(answer) => {
+                if let LaunchAnswer::Started(_) = answer {
+                    self.inner.count(Counters::LAUNCHER_STARTS);
+                }
+                log::info!("[{tag}] {name}: launcher: {answer}")
+            }
             Err(error) => self.give_up(child, format!("launcher: {error}"), now),
         }
     }
@@ -256,6 +266,16 @@ impl workers::Session for LaunchingSession {
         }
     }
 
+    fn handle_queued(&mut self, conn: ConnKey, queued: usize, now: Instant) {
+        if launcher_child(conn).is_none() {
+            self.inner.handle_queued(conn, queued, now);
+        }
+    }
+
+    fn wants_read(&self, conn: ConnKey) -> bool {
+        launcher_child(conn).is_some() || self.inner.wants_read(conn)
+    }
+
     fn reclaim(&mut self, spent: Vec<u8>) {
         self.inner.reclaim(spent);
     }
@@ -307,7 +327,13 @@ mod tests {
 
     /// A session of a manager with one launchable child, after the MTA's negotiation.
     fn session(now: Instant) -> LaunchingSession {
+        session_counted(now).0
+    }
+
+    /// [`session`], and the counters it counts in.
+    fn session_counted(now: Instant) -> (LaunchingSession, Rc<SharedCounters>) {
         let board = Rc::new(SessionBoard::new(1).unwrap());
+        let counters = Rc::new(SharedCounters::new(Counters::LEN).unwrap());
         let mut config = Config::default();
         config.milters.push(Milter::new("client"));
         let sessions = Rc::new(BoardCount(Rc::clone(&board)));
@@ -326,8 +352,9 @@ mod tests {
             current: Rc::new(RefCell::new(Rc::new(generation))),
             next_tag: 1,
             tables: TableCache::shared(),
-            counters: Rc::new(SharedCounters::new(Counters::LEN).unwrap()),
+            counters: Rc::clone(&counters),
             sessions: 0,
+            in_flight: 0,
         };
         let launcher = Some(Rc::new(Endpoint::Unix("/run/launcher.sock".into())));
         let mut factory = LaunchingFactory { inner, launcher };
@@ -335,7 +362,7 @@ mod tests {
         let mut negotiate = Vec::new();
         Command::Negotiate(Negotiation::mta_default()).encode(&mut negotiate);
         session.handle_read(ConnKey::PEER, &negotiate, now);
-        session
+        (session, counters)
     }
 
     fn drain(session: &mut LaunchingSession) -> Vec<String> {
@@ -349,7 +376,7 @@ mod tests {
     #[test]
     fn a_refused_child_is_launched_once_and_retried_until_it_answers() {
         let start = Instant::now();
-        let mut session = session(start);
+        let (mut session, counters) = session_counted(start);
         let actions = drain(&mut session);
         assert!(actions[0].starts_with("Connect { conn: ConnKey(1)"), "{actions:?}");
 
@@ -362,9 +389,11 @@ mod tests {
         let retry_at = start + RETRY_INTERVAL;
         assert_eq!(session.poll_timeout(), Some(retry_at));
 
+        assert_eq!(counters.get(Counters::LAUNCHER_STARTS), 0);
         session.handle_read(launcher_key(0), b"started 42\n", start);
         let actions = drain(&mut session);
         assert_eq!(actions, ["Close { conn: ConnKey(2147483648) }"]);
+        assert_eq!(counters.get(Counters::LAUNCHER_STARTS), 1, "for the metrics");
 
         // Still refused: tried again later, without a second request to the launcher.
         session.handle_timeout(retry_at);

@@ -9,6 +9,7 @@ mod control_handler;
 mod error;
 mod launch_on_demand;
 mod maintenance;
+mod metrics;
 mod privilege;
 mod reload;
 mod spill;
@@ -294,7 +295,10 @@ fn generation(
         mta_idle_timeout: MTA_IDLE_TIMEOUT,
         mta_negotiation_timeout: Duration::from_secs_f64(manager.negotiation_timeout),
         limits: Limits::default(),
-        spill: Arc::new(spill::TempFiles::new(manager.temporary_directory.as_deref())),
+        spill: Arc::new(spill::TempFiles::new(
+            manager.temporary_directory.as_deref(),
+            manager.max_spill_size,
+        )),
         // Anew at each reload: a configuration that fails again says so again, once.
         store_failures: Arc::default(),
     };
@@ -366,6 +370,7 @@ fn run(options: &Options) -> Result<i32, StartError> {
     // must not leave the other behind.
     supervisor::check_bindable(&target, &listen)?;
     control_handler::check_bindable(&config)?;
+    metrics::check_bindable(&config)?;
     // Forked while still root and before any socket is bound, so it holds none of them.
     let launcher = privilege::start_launcher(&config, serving_user.as_deref(), options)?;
     let launcher_path = launcher.as_ref().map(|l| l.socket_path().to_path_buf());
@@ -382,11 +387,18 @@ fn run(options: &Options) -> Result<i32, StartError> {
         pid_file: manager.pid_file.clone(),
         n_workers: manager.n_workers,
     };
+    let view = ControllerView::of(&config, &slots);
+    let metrics_source = Rc::new(metrics::MetricsSource {
+        board: Rc::clone(&board),
+        counters: Rc::clone(&counters),
+        children: std::cell::RefCell::new(view.children.clone()),
+    });
     let controller = control_handler::Controller {
         board: Rc::clone(&board),
         counters: Rc::clone(&counters),
-        view: ControllerView::of(&config, &slots),
+        view,
         launcher: launcher_path.clone(),
+        metrics: Rc::clone(&metrics_source),
     };
     let shared = worker::Shared {
         board: Rc::clone(&board),
@@ -394,7 +406,8 @@ fn run(options: &Options) -> Result<i32, StartError> {
         launcher: launcher_path.clone().map(|path| Rc::new(workers::Endpoint::Unix(path))),
     };
     let plan = Rc::new(Plan::new(&config, generation));
-    let reloader = || Reloader::new(options, &board, &config, &slots, launcher_path.clone());
+    let reloader =
+        || Reloader::new(options, &board, &counters, &config, &slots, launcher_path.clone());
     let hooks = supervisor::Hooks {
         on_reload: Some(reload::prefork_hook(reloader(), shared.clone())),
         on_worker_exit: Some({
@@ -404,6 +417,7 @@ fn run(options: &Options) -> Result<i32, StartError> {
         }),
         on_reopen_logs: Some(Box::new(worker::reopen_logs)),
         control: control_handler::bind(&config, controller)?,
+        metrics: metrics::bind(&config, metrics_source)?,
     };
     log::info!("{listening}");
     // Used only when this process serves alone (n_workers = 0), where SIGHUP reaches the

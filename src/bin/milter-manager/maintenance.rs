@@ -31,6 +31,33 @@ impl Maintenance {
     }
 }
 
+/// Free heap memory that makes an idle worker give it back at once rather than at its next
+/// maintenance: a worker that is often idle between small sessions keeps its few free
+/// pages (giving them back would only have the next session fault them in again).
+const IDLE_TRIM_BYTES: usize = 8 * 1024 * 1024;
+
+/// Called when the worker has no session left: memory a large session freed (a child's
+/// thousands of header changes, say) goes back to the system now, so one bad session does
+/// not leave the worker big.
+pub(crate) fn when_idle() {
+    if free_heap_bytes() > IDLE_TRIM_BYTES {
+        give_back_free_memory();
+    }
+}
+
+/// Bytes the allocator holds free for this process (glibc's count; 0 where it has none).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn free_heap_bytes() -> usize {
+    // SAFETY: mallinfo2 has no preconditions; it reads glibc's own arena statistics.
+    let info = unsafe { libc::mallinfo2() };
+    info.fordblks
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn free_heap_bytes() -> usize {
+    0
+}
+
 /// Freed heap pages go back to the system: one large session must not keep a worker big.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn give_back_free_memory() {

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use milter_manager::config::Config;
-use milter_manager::control_protocol::{ControllerView, CounterSlots, ReloadReport};
+use milter_manager::control_protocol::{ControllerView, CounterSlots, Counters, ReloadReport};
 use milter_manager::launcher_protocol::{LaunchAnswer, LaunchRequest};
-use supervisor::{ReloadOutcome, ReloadReporter, SessionBoard};
+use supervisor::{ReloadOutcome, ReloadReporter, SessionBoard, SharedCounters};
 
 use crate::adapter::Generation;
 use crate::error::StartError;
@@ -22,6 +22,8 @@ use crate::Options;
 pub(crate) struct Reloader {
     options: Options,
     board: Rc<SessionBoard>,
+    /// Where reloads are counted, for the metrics.
+    counters: Rc<SharedCounters>,
     /// The configuration the process started with: restart-only items are compared to it.
     started: Config,
     /// Which counter row each milter name has; grows with the names reloads bring.
@@ -41,6 +43,7 @@ impl Reloader {
     pub(crate) fn new(
         options: &Options,
         board: &Rc<SessionBoard>,
+        counters: &Rc<SharedCounters>,
         started: &Config,
         slots: &CounterSlots,
         launcher: Option<PathBuf>,
@@ -48,6 +51,7 @@ impl Reloader {
         Self {
             options: options.clone(),
             board: Rc::clone(board),
+            counters: Rc::clone(counters),
             started: started.clone(),
             slots: slots.clone(),
             launcher,
@@ -59,8 +63,10 @@ impl Reloader {
         let (config, generation) = crate::load(&self.options, &self.board, &mut self.slots)
             .map_err(|error| {
                 log::error!("reload failed; keeping the running configuration: {error}");
+                self.counters.increment(Counters::RELOADS_FAILED);
                 error
             })?;
+        self.counters.increment(Counters::RELOADS_OK);
         for note in &config.notes {
             log::info!("[configuration] {note}");
         }
@@ -142,6 +148,10 @@ fn restart_needed(running: &Config, new: &Config, as_root: bool) -> Vec<String> 
         (
             "controller.connection_spec",
             old_controller.connection_spec != new_controller.connection_spec,
+        ),
+        (
+            "controller.metrics_connection_spec",
+            old_controller.metrics_connection_spec != new_controller.metrics_connection_spec,
         ),
         (
             "controller.unix_socket_mode",

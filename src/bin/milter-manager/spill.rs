@@ -87,13 +87,19 @@ fn make_private_directory(parent: &Path) -> io::Result<PathBuf> {
     Ok(PathBuf::from(OsString::from_vec(bytes)))
 }
 
+/// Bytes the spill files of this process hold now, against `manager.max_spill_size`:
+/// one process's files together, whatever configuration generation made them.
+static SPILLED: AtomicU64 = AtomicU64::new(0);
+
 pub(crate) struct TempFiles {
     parent: PathBuf,
+    /// `manager.max_spill_size`; 0: no limit.
+    max_spill_size: u64,
 }
 
 impl TempFiles {
-    pub(crate) fn new(configured: Option<&Path>) -> Self {
-        Self { parent: configured_directory(configured) }
+    pub(crate) fn new(configured: Option<&Path>, max_spill_size: u64) -> Self {
+        Self { parent: configured_directory(configured), max_spill_size }
     }
 
     /// The private directory [`prepare`] made for this configuration, or why there is none.
@@ -118,7 +124,7 @@ impl SpillFactory for TempFiles {
             None => randomly_named_file(&directory),
         }
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", directory.display())))?;
-        Ok(Box::new(TempFile(file)))
+        Ok(Box::new(TempFile { file, len: 0, max_spill_size: self.max_spill_size }))
     }
 }
 
@@ -177,15 +183,43 @@ fn random_u64() -> u64 {
     hasher.finish()
 }
 
-struct TempFile(File);
+struct TempFile {
+    file: File,
+    /// Bytes written, counted in [`SPILLED`] until the file is dropped.
+    len: u64,
+    max_spill_size: u64,
+}
 
 impl SpillFile for TempFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.0.write_all(bytes)
+        let more = bytes.len() as u64;
+        let within = |held: u64| {
+            let after = held.saturating_add(more);
+            (self.max_spill_size == 0 || after <= self.max_spill_size).then_some(after)
+        };
+        if SPILLED.fetch_update(Ordering::SeqCst, Ordering::SeqCst, within).is_err() {
+            // The same words each time: the failure is logged once per cause.
+            return Err(io::Error::other(format!(
+                "the temporary files of large bodies in this process would pass \
+                 manager.max_spill_size ({} bytes)",
+                self.max_spill_size
+            )));
+        }
+        self.len += more;
+        self.file.write_all(bytes)
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read_at(buf, offset)
+        self.file.read_at(buf, offset)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let len = self.len;
+        let _ = SPILLED.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+            Some(held.saturating_sub(len))
+        });
     }
 }
 
@@ -205,7 +239,7 @@ mod tests {
     fn a_spilled_body_reads_back_and_leaves_no_name() {
         let dir = tempfile::tempdir().unwrap();
         let private = prepare(Some(dir.path())).unwrap();
-        let mut file = TempFiles::new(Some(dir.path())).create().unwrap();
+        let mut file = TempFiles::new(Some(dir.path()), 0).create().unwrap();
         file.append(b"hello ").unwrap();
         file.append(b"world").unwrap();
         let mut back = [0; 5];
@@ -219,8 +253,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
         assert_eq!(prepare(Some(&missing)), None);
-        let Err(error) = TempFiles::new(Some(&missing)).create() else { panic!("it spilled") };
+        let Err(error) = TempFiles::new(Some(&missing), 0).create() else { panic!("it spilled") };
         assert!(error.to_string().contains(&*missing.to_string_lossy()), "{error}");
+    }
+
+    #[test]
+    fn the_files_of_a_process_share_max_spill_size_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(Some(dir.path())).unwrap();
+        // Other tests' files count too, but hold far less than the margins here.
+        let files = TempFiles::new(Some(dir.path()), 10_000);
+        let mut first = files.create().unwrap();
+        first.append(&[b'a'; 6000]).unwrap();
+        let mut second = files.create().unwrap();
+        let error = second.append(&[b'b'; 6000]).unwrap_err();
+        assert!(error.to_string().contains("manager.max_spill_size (10000 bytes)"), "{error}");
+        drop(first);
+        second.append(&[b'b'; 6000]).unwrap();
+        // 0: no limit.
+        let mut unlimited = TempFiles::new(Some(dir.path()), 0).create().unwrap();
+        unlimited.append(&[b'c'; 20_000]).unwrap();
     }
 
     #[test]

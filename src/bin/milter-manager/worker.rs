@@ -105,6 +105,7 @@ pub(crate) fn serve(
         tables: crate::client_watch::TableCache::shared(),
         counters: Rc::clone(&shared.counters),
         sessions: 0,
+        in_flight: 0,
     };
     let factory = LaunchingFactory { inner: factory, launcher: shared.launcher.clone() };
     let admission = BoardAdmission { board, worker, plan: Rc::clone(&plan), refused: false };

@@ -336,6 +336,15 @@ impl FromRaw for Spec {
 }
 setting_itself!(Spec);
 
+setting!(
+    /// A spec to serve HTTP on: `inet:` or `inet6:` only.
+    InetSpec(Spec),
+    |raw| match Spec::from_raw(raw)? {
+        spec @ Spec::Unix { .. } => Err(ValueError::NotInet { spec: spec.to_string() }),
+        spec => Ok(spec),
+    }
+);
+
 impl FromRaw for FallbackStatus {
     fn from_raw(raw: Raw) -> Result<Self, ValueError> {
         Ok(string(raw)?.parse()?)

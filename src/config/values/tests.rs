@@ -203,6 +203,16 @@ fn specs_and_statuses_are_parsed() {
         script::<Optional<Spec>>("unix:/run/a.sock").map(|s| s.unwrap().to_string()),
         Ok("unix:/run/a.sock".into())
     );
+    assert_eq!(
+        toml::<InetSpec>("\"inet6:9@[::1]\"").map(|spec| spec.to_string()),
+        Ok("inet6:9@[::1]".into())
+    );
+    assert_eq!(
+        toml::<InetSpec>("\"unix:/run/m.sock\""),
+        Err("unix:/run/m.sock is not an inet: address: HTTP is served over TCP \
+             (inet:PORT@[ADDRESS])"
+            .into())
+    );
     assert_eq!(toml::<FallbackStatus>("\"reject\""), Ok(FallbackStatus::Reject));
     assert_eq!(
         toml::<FallbackStatus>("\"pass\""),

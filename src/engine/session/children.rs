@@ -76,6 +76,14 @@ impl Session {
         self.phase = phase;
     }
 
+    /// Child `i` gave the answer it was awaited for: its deadline goes, and the time the
+    /// answer took is tallied.
+    pub(super) fn child_answered(&mut self, i: usize, now: Instant) {
+        if let Some((stage, Some(took))) = self.timers.answered(i, now) {
+            self.children[i].tally.record_answer(stage, took);
+        }
+    }
+
     /// Marks child `i` failed and closes its connection; the reply it was awaited for, if
     /// any, for the caller to answer with its fallback.
     pub(super) fn drop_failed_child(
@@ -98,8 +106,10 @@ impl Session {
             status.name()
         );
         let was_connected = self.children[i].is_connected();
+        self.children[i].tally.fallbacks += 1;
         let awaited = self.timers.clear_child(i);
         self.children[i].out.clear();
+        self.children[i].queued = 0;
         self.children[i].phase = ChildPhase::Failed;
         self.children[i].last_status = Some(status);
         if was_connected {
@@ -123,6 +133,8 @@ impl Session {
             self.actions.push_back(Output::ToChild { child: i, bytes });
             self.actions.push_back(Output::CloseChild { child: i });
         }
+        // What the runtime still holds for it is flushed without the session.
+        self.children[i].queued = 0;
         self.children[i].phase = ChildPhase::Gone;
         self.children[i].in_message = false;
         self.children[i].message_open = false;

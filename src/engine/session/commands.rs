@@ -52,8 +52,23 @@ impl Session {
                 self.finish_message_command(stage, run, progress)
             }
             Phase::AwaitingOffer | Phase::Unfiltered | Phase::Idle(_) | Phase::ClientGone => {
+                // A replaced body still going out comes before any later answer.
+                if self.replacement.is_some() && !self.send_replaced_body() {
+                    return (phase, false);
+                }
+                if self.mta_queue.is_empty() {
+                    return (phase, false);
+                }
+                // A command may add to any peer's output: none starts while one is full.
+                if self.output_full() {
+                    self.output_blocked = true;
+                    return (phase, false);
+                }
                 match self.mta_queue.pop_front() {
-                    Some(command) => (self.start_command(phase, command, now), true),
+                    Some((command, size)) => {
+                        self.mta_queue_bytes -= size;
+                        (self.start_command(phase, command, now), true)
+                    }
                     None => (phase, false),
                 }
             }

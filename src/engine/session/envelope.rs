@@ -7,7 +7,7 @@ use super::phase::{Mail, Phase};
 use super::Session;
 use crate::engine::child::Phase as ChildPhase;
 use crate::engine::event::{Context, Event};
-use crate::engine::timers::{Owner, Timer};
+use crate::engine::timers::Owner;
 use crate::engine::{Fold, Stage, Status, Verdict};
 use crate::protocol::{socket_address_of, Command, Reply, Steps};
 
@@ -107,7 +107,7 @@ impl Session {
                 self.record_envelope_verdict(&mut op, i, Verdict::of(Status::Continue));
             } else {
                 let reading = self.config.children[i].timeouts.reading;
-                self.timers.set(Timer::Child(i, stage), now + reading);
+                self.timers.await_reply(i, stage, now, now + reading);
             }
         }
         Phase::Envelope { op, mail }
@@ -146,7 +146,7 @@ impl Session {
     ) {
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
-                self.timers.clear_child(i);
+                self.child_answered(i, now);
                 self.record_envelope_verdict(op, i, verdict);
             }
             Ok(None) => {
@@ -204,7 +204,7 @@ impl Session {
         }
         if let Some(parked) = op.parked {
             if verdict.status == Status::Continue {
-                self.mta_queue.push_front(parked);
+                self.mta_queue.push_front((parked, 0));
                 return Phase::Idle(mail.data_through());
             }
             self.end_message_with(message_stage(&parked), &verdict);

@@ -24,7 +24,9 @@ impl Session {
             }
             self.report_child_end(i, now);
             let tag = self.children[i].tag;
+            let tally = std::mem::take(&mut self.children[i].tally);
             self.children[i] = Child::new(tag, now);
+            self.children[i].tally = tally;
         }
         self.timers.clear_children();
         self.mta_granted = Negotiation::default();

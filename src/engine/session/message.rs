@@ -10,7 +10,6 @@ use super::Session;
 use crate::engine::body::Body;
 use crate::engine::child::Phase as ChildPhase;
 use crate::engine::event::{Context, Event};
-use crate::engine::timers::Timer;
 use crate::engine::{Fold, Stage, Status, Verdict};
 use crate::message::{Change, Message};
 use crate::protocol::{Command, Reply};
@@ -157,10 +156,17 @@ impl Session {
             if self.timers.awaited(head).is_some() {
                 return ChainProgress::Waiting;
             }
-            match next_item(message, &chain.cursor) {
-                None => return ChainProgress::CaughtUp(chain.last.clone()),
-                Some(item) => self.feed_head(run, head, item, now),
+            let Some(item) = next_item(message, &chain.cursor) else {
+                return ChainProgress::CaughtUp(chain.last.clone());
+            };
+            // A head that answers no body chunk would otherwise get the whole stored body
+            // at once; it gets more as its output drains.
+            let head_out = &self.children[head];
+            if head_out.out.len() + head_out.queued >= self.config.limits.pending_bytes {
+                self.output_blocked = true;
+                return ChainProgress::Waiting;
             }
+            self.feed_head(run, head, item, now);
         }
     }
 
@@ -261,7 +267,7 @@ impl Session {
             } else {
                 timeouts.reading
             };
-            self.timers.set(Timer::Child(head, stage), now + timeout);
+            self.timers.await_reply(head, stage, now, now + timeout);
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 use super::message::{Chain, ChainProgress, Cursor};
 use super::phase::{Mail, MessageRun, Phase};
 use super::Session;
+use crate::engine::body::Body;
 use crate::engine::timers::Owner;
 use crate::engine::{statistics, Stage, Status, Verdict};
 use crate::protocol::{Reply, Steps};
@@ -35,7 +36,7 @@ impl Session {
         }
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
-                self.timers.clear_child(i);
+                self.child_answered(i, now);
                 self.message_verdict(run, i, awaited, verdict);
             }
             Ok(None) => {
@@ -46,8 +47,13 @@ impl Session {
                     timeouts.reading
                 };
                 self.timers.postpone(Owner::Child(i), now + timeout);
-                if self.mta_granted.version >= 6 && awaited == Stage::EndOfMessage {
-                    // Keeps the MTA's own end-of-message timer from expiring meanwhile.
+                let to_mta = self.mta_out.len() + self.mta_queued;
+                if self.mta_granted.version >= 6
+                    && awaited == Stage::EndOfMessage
+                    && to_mta < self.config.limits.pending_bytes
+                {
+                    // Keeps the MTA's own end-of-message timer from expiring meanwhile (an
+                    // MTA that does not read what it has does not need more of it).
                     Reply::Progress.encode(&mut self.mta_out);
                 }
             }
@@ -269,12 +275,11 @@ impl Session {
         (Phase::Idle(Mail::Closed), true)
     }
 
-    /// After the last child: the modifications, then the verdict.
+    /// After the last child: the modifications, then the verdict. A replaced body goes
+    /// between them a batch at a time (`send_replaced_body`), not encoded whole.
     fn send_final_answer(&mut self, run: &mut MessageRun) {
-        let chunk_size = self.config.chunk_size;
         let tag = self.tag;
         let MessageRun { message, chain } = run;
-        let mut out = Vec::new();
         for edit in &chain.mta_edits {
             match edit {
                 Reply::AddHeader { name, value } => {
@@ -288,44 +293,84 @@ impl Session {
                 }
                 _ => {}
             }
-            edit.encode(&mut out);
+            edit.encode(&mut self.mta_out);
         }
         if let Some(change_from) = &chain.change_from {
-            change_from.encode(&mut out);
-        }
-        if chain.body_replaced {
-            let mut offset = 0;
-            loop {
-                match message.body.chunk_at(offset, chunk_size) {
-                    Ok(chunk) if chunk.is_empty() && offset > 0 => break,
-                    Ok(chunk) => {
-                        offset += chunk.len() as u64;
-                        let last = chunk.is_empty();
-                        Reply::ReplaceBody { chunk }.encode(&mut out);
-                        if last {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        log::error!("[{tag}] cannot read the replaced body: {error}");
-                        let verdict = self.manager_fallback();
-                        self.reply_to_mta(Stage::EndOfMessage, &verdict);
-                        return;
-                    }
-                }
-            }
-        }
-        if let Some(quarantine) = &chain.quarantine {
-            statistics::quarantine(tag);
-            quarantine.encode(&mut out);
+            change_from.encode(&mut self.mta_out);
         }
         let verdict = match chain.finished.result() {
             Some(v) if v.status == Status::Accept => Verdict::of(Status::Accept),
             _ => Verdict::of(Status::Continue),
         };
-        self.mta_out.extend_from_slice(&out);
-        self.reply_to_mta(Stage::EndOfMessage, &verdict);
+        let body = chain.body_replaced.then(|| {
+            let empty = message.body.empty_like();
+            std::mem::replace(&mut message.body, empty)
+        });
+        self.replacement = Some(Box::new(Replacement {
+            body,
+            offset: 0,
+            quarantine: chain.quarantine.take(),
+            verdict,
+        }));
+        self.send_replaced_body();
     }
+
+    /// Adds the next chunks of the replaced body to the MTA's output, as long as that is
+    /// under `Limits::pending_bytes`, then the rest of the final answer. Whether it is all
+    /// out (false: it goes on as the output drains).
+    pub(super) fn send_replaced_body(&mut self) -> bool {
+        let Some(mut replacement) = self.replacement.take() else { return true };
+        let (tag, chunk_size, limit) =
+            (self.tag, self.config.chunk_size, self.config.limits.pending_bytes);
+        if let Some(body) = &mut replacement.body {
+            loop {
+                if self.mta_out.len() + self.mta_queued >= limit {
+                    self.output_blocked = true;
+                    self.replacement = Some(replacement);
+                    return false;
+                }
+                let offset = replacement.offset;
+                match body.chunk_at(offset, chunk_size) {
+                    Ok(chunk) => {
+                        replacement.offset += chunk.len() as u64;
+                        Reply::ReplaceBody { chunk }.encode(&mut self.mta_out);
+                        // An empty body is one empty chunk.
+                        if replacement.offset >= body.len() {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        // Part of the new body may be out already: only a refusal keeps a
+                        // cut body from being delivered.
+                        let status = Status::from_fallback(self.config.fallback_status)
+                            .max(Status::TemporaryFailure);
+                        log::error!(
+                            "[{tag}] cannot read the replaced body at byte {offset}: {error}; \
+                             answering {}",
+                            status.name()
+                        );
+                        self.reply_to_mta(Stage::EndOfMessage, &Verdict::of(status));
+                        return true;
+                    }
+                }
+            }
+        }
+        if let Some(quarantine) = &replacement.quarantine {
+            statistics::quarantine(tag);
+            quarantine.encode(&mut self.mta_out);
+        }
+        self.reply_to_mta(Stage::EndOfMessage, &replacement.verdict);
+        true
+    }
+}
+
+/// The end of a final answer still to go to the MTA: the replaced body from `offset`,
+/// then the quarantine and the verdict.
+pub(super) struct Replacement {
+    body: Option<Body>,
+    offset: u64,
+    quarantine: Option<Reply>,
+    verdict: Verdict,
 }
 
 /// A header edit from a child that gets values without their leading space, made to fit

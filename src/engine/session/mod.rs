@@ -32,6 +32,7 @@ mod negotiation;
 mod phase;
 mod verdicts;
 
+use message_replies::Replacement;
 use phase::Phase;
 
 /// What the runtime must do for a session.
@@ -52,9 +53,24 @@ pub enum Output {
     CloseMta,
 }
 
+/// What a session holds waiting, in bytes (see [`Session::pending_bytes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingBytes {
+    /// Received from the MTA and not yet handled: a partial frame, and whole commands
+    /// waiting for the one under way.
+    pub mta_input: usize,
+    /// For the MTA: not yet handed out, plus what the runtime reported it still holds.
+    pub to_mta: usize,
+    /// For the children, all together, counted the same way.
+    pub to_children: usize,
+}
+
 /// The largest output buffer kept for reuse (see `Session::reclaim`): room for any batch
 /// but body chunks.
 const SPARE_BUFFER_MAX: usize = 4096;
+
+/// A frame's length field and command code.
+const FRAME_HEADER: usize = 5;
 
 /// Why a child's connection could not be opened, as the runtime tells it.
 #[derive(Debug)]
@@ -76,7 +92,17 @@ pub struct Session {
     mta_out: Vec<u8>,
     /// Output buffers given back by the runtime (`reclaim`), reused for the next batches.
     spare_buffers: Vec<Vec<u8>>,
-    mta_queue: VecDeque<Command>,
+    /// The MTA's commands decoded and waiting, with the bytes each took on the wire.
+    mta_queue: VecDeque<(Command, usize)>,
+    /// The sum of those sizes.
+    mta_queue_bytes: usize,
+    /// Bytes the runtime still holds for the MTA, as it last reported (`handle_mta_queued`).
+    mta_queued: usize,
+    /// Output stopped because a peer's output was full: it resumes once every output is
+    /// below half of `Limits::pending_bytes`.
+    output_blocked: bool,
+    /// A replaced body going to the MTA a batch at a time, with the rest of its answer.
+    replacement: Option<Box<Replacement>>,
     /// Where the MTA's commands are in the protocol's order.
     mta_position: Position,
     /// Every deadline: the MTA's (its first offer, then its silence between commands)
@@ -126,6 +152,10 @@ impl Session {
             mta_out: Vec::new(),
             spare_buffers: Vec::new(),
             mta_queue: VecDeque::new(),
+            mta_queue_bytes: 0,
+            mta_queued: 0,
+            output_blocked: false,
+            replacement: None,
             mta_position: Position::Start,
             timers,
             mta_granted: Negotiation::default(),
@@ -158,12 +188,15 @@ impl Session {
             let command = match self.mta_deframer.next_frame() {
                 None => break,
                 Some(Err(error)) => Err(PacketError::from(error)),
-                Some(Ok(frame)) => {
-                    Command::decode(frame.code, frame.data).map_err(PacketError::from)
-                }
+                Some(Ok(frame)) => Command::decode(frame.code, frame.data)
+                    .map(|command| (command, FRAME_HEADER + frame.data.len()))
+                    .map_err(PacketError::from),
             };
             match command {
-                Ok(command) => self.mta_queue.push_back(command),
+                Ok((command, size)) => {
+                    self.mta_queue.push_back((command, size));
+                    self.mta_queue_bytes += size;
+                }
                 Err(error) => {
                     self.phase =
                         self.mta_failure(&format!("bad packet from the MTA: {error}"), now);
@@ -210,7 +243,7 @@ impl Session {
                 let reading = self.config.children[child].timeouts.reading;
                 let state = &mut self.children[child];
                 state.phase = ChildPhase::Negotiating;
-                self.timers.set(Timer::Child(child, Stage::Negotiate), now + reading);
+                self.timers.await_reply(child, Stage::Negotiate, now, now + reading);
                 let offer = Command::Negotiate(state.offer.clone());
                 state.send(&offer);
             }
@@ -220,6 +253,7 @@ impl Session {
                     ConnectFailure::OutOfDescriptors(error) => (error, true),
                 };
                 self.children[child].failed_by_manager = by_manager;
+                self.children[child].tally.connect_failures += 1;
                 self.fail_child(child, &format!("cannot connect: {error}"), now);
             }
         }
@@ -287,6 +321,7 @@ impl Session {
                         ChildPhase::Connecting => "connecting".to_string(),
                         _ => format!("the reply to {}", stage.name()),
                     };
+                    self.children[i].tally.timeouts += 1;
                     self.fail_child(i, &format!("timed out waiting for {what}"), now);
                 }
                 Timer::Mta(_) if !self.phase.awaits_mta() => {}
@@ -359,6 +394,68 @@ impl Session {
         self.drive(now);
     }
 
+    /// The runtime holds `queued` bytes for the MTA, not yet written. The runtime reports
+    /// it when it changed, right after a write (before the next `poll_output`), so the
+    /// session knows the runtime's queues whenever it is polled; a runtime that never
+    /// reports is taken to write everything at once.
+    pub fn handle_mta_queued(&mut self, queued: usize, now: Instant) {
+        self.mta_queued = queued;
+        self.resume_output(now);
+    }
+
+    /// The runtime holds `queued` bytes for child `child`, not yet written.
+    pub fn handle_child_queued(&mut self, child: usize, queued: usize, now: Instant) {
+        if self.children[child].is_connected() {
+            self.children[child].queued = queued;
+        }
+        self.resume_output(now);
+    }
+
+    /// Output stopped on a full peer starts again once every output is down to half the
+    /// limit: the next batches are then large ones, not one chunk per write.
+    fn resume_output(&mut self, now: Instant) {
+        if self.output_blocked && !self.is_finished() && !self.output_above(self.half_limit()) {
+            self.output_blocked = false;
+            self.now = now;
+            self.drive(now);
+        }
+    }
+
+    /// What the session holds waiting: the runtime should keep each under
+    /// `Limits::pending_bytes` (plus one read, or one command's output).
+    pub fn pending_bytes(&self) -> PendingBytes {
+        PendingBytes {
+            mta_input: self.mta_input_pending(),
+            to_mta: self.mta_out.len() + self.mta_queued,
+            to_children: self.children.iter().map(|c| c.out.len() + c.queued).sum(),
+        }
+    }
+
+    /// Whether the runtime should read the MTA's connection: false while the MTA's input
+    /// waiting has reached `Limits::pending_bytes`. The runtime leaves further bytes in the
+    /// socket (TCP slows the MTA down) and asks again after each event.
+    pub fn wants_mta_data(&self) -> bool {
+        self.mta_input_pending() < self.config.limits.pending_bytes
+    }
+
+    fn mta_input_pending(&self) -> usize {
+        self.mta_deframer.buffered() + self.mta_queue_bytes
+    }
+
+    /// Some peer's output has reached the limit: no more is produced for now.
+    fn output_full(&self) -> bool {
+        self.output_above(self.config.limits.pending_bytes.saturating_sub(1))
+    }
+
+    fn output_above(&self, level: usize) -> bool {
+        self.mta_out.len() + self.mta_queued > level
+            || self.children.iter().any(|c| c.out.len() + c.queued > level)
+    }
+
+    fn half_limit(&self) -> usize {
+        self.config.limits.pending_bytes / 2
+    }
+
     // ----- output ------------------------------------------------------------------------
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -377,6 +474,18 @@ impl Session {
         if !self.mta_out.is_empty() {
             let spare = self.spare_buffers.pop().unwrap_or_default();
             return Some(Output::ToMta(std::mem::replace(&mut self.mta_out, spare)));
+        }
+        if self.output_blocked && !self.is_finished() && !self.output_above(self.half_limit()) {
+            // Everything is handed out, and the runtime wrote enough of it (it reports what
+            // it could not write before the next poll): the next batch.
+            self.output_blocked = false;
+            self.drive(self.now);
+            if !self.actions.is_empty()
+                || !self.mta_out.is_empty()
+                || self.children.iter().any(|c| !c.out.is_empty())
+            {
+                return self.poll_output();
+            }
         }
         if self.close_mta {
             self.close_mta = false;
@@ -414,6 +523,17 @@ impl Session {
         Some(child.last_status.map_or("pass", Status::statistics_name))
     }
 
+    /// Child `i`'s events in this session, for the metrics.
+    pub fn child_tally(&self, i: usize) -> Option<&super::ChildTally> {
+        self.children.get(i).map(|child| &child.tally)
+    }
+
+    /// The stage the session is at (ended at, once finished) and its status as the
+    /// statistics line names it ("pass" when no child decided anything).
+    pub fn end_state(&self) -> (Stage, &'static str) {
+        (self.last_stage, self.last_status.map_or("pass", Status::statistics_name))
+    }
+
     /// The phase, for a handler that returns the next one; `Finished` stands in
     /// meanwhile, so the handler (and what it calls) must not look at `self.phase`.
     fn take_phase(&mut self) -> Phase {
@@ -423,3 +543,5 @@ impl Session {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_pressure;

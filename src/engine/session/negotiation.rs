@@ -79,6 +79,6 @@ impl Session {
         let child = &mut self.children[i];
         child.answer = answer;
         child.phase = ChildPhase::Ready;
-        self.timers.clear_child(i);
+        self.child_answered(i, now);
     }
 }

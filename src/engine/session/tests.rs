@@ -97,3 +97,48 @@ fn after_the_client_left_a_new_connection_starts_clean() {
     harness.session.handle_client_disconnected(harness.now);
     assert_eq!(harness.codes(), (vec![b't'], vec![(0, b'Q')]));
 }
+
+#[test]
+fn the_tally_counts_answer_times_failures_timeouts_and_fallbacks() {
+    use std::time::Duration;
+    let mut harness = Harness::new(&["fast", "refused", "slow"]);
+    harness.mta(Command::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty())));
+    while let Some(output) = harness.session.poll_output() {
+        if let Output::Connect { child } = output {
+            let result = match child {
+                1 => Err(ConnectFailure::Unreachable(io::ErrorKind::ConnectionRefused.into())),
+                _ => Ok(()),
+            };
+            harness.session.handle_child_connected(child, result, harness.now);
+        }
+    }
+    harness.now += Duration::from_millis(2);
+    let answer = Negotiation::new(6, Actions::empty(), Steps::empty());
+    harness.child(0, Reply::Negotiate(answer.clone()));
+    harness.child(2, Reply::Negotiate(answer));
+    harness.codes();
+    harness.mta(connect());
+    harness.codes();
+    harness.now += Duration::from_millis(5);
+    harness.child(0, Reply::Continue);
+    // "slow" never answers CONNECT: its reading timeout runs out.
+    harness.now += ChildConfig::new("x").timeouts.reading;
+    harness.session.handle_timeout(harness.now);
+    harness.codes();
+
+    let tally = |i| harness.session.child_tally(i).unwrap().clone();
+    let times: Vec<_> = tally(0).answer_times().collect();
+    assert_eq!(
+        times,
+        [(Stage::Negotiate, Duration::from_millis(2)), (Stage::Connect, Duration::from_millis(5))]
+    );
+    assert_eq!((tally(0).connect_failures, tally(0).timeouts, tally(0).fallbacks), (0, 0, 0));
+    assert_eq!((tally(1).connect_failures, tally(1).timeouts, tally(1).fallbacks), (1, 0, 1));
+    assert_eq!((tally(2).connect_failures, tally(2).timeouts, tally(2).fallbacks), (0, 1, 1));
+    assert_eq!(
+        tally(2).answer_times().map(|(stage, _)| stage).collect::<Vec<_>>(),
+        [Stage::Negotiate]
+    );
+    assert_eq!(harness.session.child_tally(3), None);
+    assert_eq!(harness.session.end_state(), (Stage::Connect, "pass"));
+}

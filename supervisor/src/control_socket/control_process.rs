@@ -8,6 +8,7 @@ use std::os::unix::net::UnixDatagram;
 use nix::poll::{PollFd, PollFlags};
 
 use super::{ControlContext, ControlSocket, ReloadOutcome};
+use crate::MetricsSocket;
 
 /// The serving process's end of the socket that tells the control process (with
 /// `n_workers == 0`) about each reload.
@@ -26,13 +27,15 @@ impl ReloadReporter {
 }
 
 /// With `n_workers == 0` the serving process runs the mail loop, which has no room for the
-/// control socket: a small process of its own serves it instead, until the serving process
-/// is gone (EOF on the returned pipe's other end). A reload request becomes SIGHUP to the
-/// serving process, which reports every reload's outcome through the returned reporter.
+/// control socket nor the metrics page: a small process of its own serves them instead,
+/// until the serving process is gone (EOF on the returned pipe's other end). A reload
+/// request becomes SIGHUP to the serving process, which reports every reload's outcome
+/// through the returned reporter.
 /// `close_in_child` are descriptors of the serving process the control process must not
 /// keep (the MTA listener among them).
 pub(crate) fn fork_server(
-    control: &mut ControlSocket,
+    mut control: Option<&mut ControlSocket>,
+    mut metrics: Option<&mut MetricsSocket>,
     close_in_child: &[std::os::fd::RawFd],
 ) -> crate::error::Result<(std::os::fd::OwnedFd, ReloadReporter)> {
     use nix::unistd::{self, ForkResult};
@@ -58,7 +61,9 @@ pub(crate) fn fork_server(
             let mut context =
                 ControlContext { supervisor_pid: server, generation: 1, workers: Vec::new() };
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                serve_alone(control, &watch_read, &reports, &mut context)
+                let sockets =
+                    Sockets { control: control.as_deref_mut(), metrics: metrics.as_deref_mut() };
+                serve_alone(sockets, &watch_read, &reports, &mut context)
             }))
             .unwrap_or(101);
             // No destructors: the socket file belongs to the serving process.
@@ -67,19 +72,33 @@ pub(crate) fn fork_server(
     }
 }
 
+/// What the control process serves.
+struct Sockets<'a> {
+    control: Option<&'a mut ControlSocket>,
+    metrics: Option<&'a mut MetricsSocket>,
+}
+
 fn serve_alone(
-    control: &mut ControlSocket,
+    mut sockets: Sockets<'_>,
     watch: &std::os::fd::OwnedFd,
     reports: &UnixDatagram,
     context: &mut ControlContext,
 ) -> i32 {
     loop {
-        let timeout = crate::poll_timeout(control.next_deadline());
+        let control_deadline = sockets.control.as_deref().and_then(ControlSocket::next_deadline);
+        let metrics_deadline = sockets.metrics.as_deref().and_then(MetricsSocket::next_deadline);
+        let timeout =
+            crate::poll_timeout(control_deadline.into_iter().chain(metrics_deadline).min());
         let mut fds = vec![
             PollFd::new(watch.as_fd(), PollFlags::POLLIN),
             PollFd::new(reports.as_fd(), PollFlags::POLLIN),
         ];
-        fds.extend(control.poll_fds());
+        if let Some(control) = sockets.control.as_deref() {
+            fds.extend(control.poll_fds());
+        }
+        if let Some(metrics) = sockets.metrics.as_deref() {
+            fds.extend(metrics.poll_fds());
+        }
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(errno) => {
@@ -92,7 +111,11 @@ fn serve_alone(
         if server_gone {
             return 0;
         }
-        receive_reports(control, reports, context);
+        if let Some(metrics) = sockets.metrics.as_deref_mut() {
+            metrics.service(context);
+        }
+        receive_reports(&mut sockets, reports, context);
+        let Some(control) = sockets.control.as_deref_mut() else { continue };
         control.service(context);
         if control.take_reload_request() {
             let server = nix::unistd::Pid::from_raw(context.supervisor_pid as i32);
@@ -109,7 +132,7 @@ fn serve_alone(
 
 /// Takes every reload the serving process reported.
 fn receive_reports(
-    control: &mut ControlSocket,
+    sockets: &mut Sockets<'_>,
     reports: &UnixDatagram,
     context: &mut ControlContext,
 ) {
@@ -119,7 +142,12 @@ fn receive_reports(
             Ok(n) => match ReloadOutcome::decode(&buffer[..n]) {
                 Some(outcome) => {
                     context.generation = outcome.generation;
-                    control.reloaded(&outcome);
+                    if let Some(metrics) = sockets.metrics.as_deref_mut() {
+                        metrics.reloaded(&outcome);
+                    }
+                    if let Some(control) = sockets.control.as_deref_mut() {
+                        control.reloaded(&outcome);
+                    }
                 }
                 None => log::warn!("controller: unreadable reload report ignored"),
             },

@@ -419,7 +419,9 @@ impl ManagerProcess {
         let mut process = ChildGuard::spawn("milter-manager", &mut command);
         let ready = || match options.ready_line {
             Some(line) => read_lossy(&log).contains(line),
-            None => socket.exists(),
+            // The socket file exists from its bind, a moment before it listens: the log
+            // line comes after both.
+            None => socket.exists() && read_lossy(&log).contains("] listening on "),
         };
         let up = wait_for(deadline(), || ready() || process.exited().is_some());
         assert!(
