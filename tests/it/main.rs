@@ -7,6 +7,7 @@ mod support;
 mod controller_launcher;
 mod debian_package;
 mod engine_scenarios;
+mod log_analyzer;
 mod man_pages;
 mod manager_cli;
 mod manager_disconnect;
