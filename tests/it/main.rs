@@ -11,6 +11,7 @@ mod man_pages;
 mod manager_cli;
 mod manager_disconnect;
 mod manager_dnsbl;
+mod manager_maintenance;
 mod migrate;
 mod peer_miltertest;
 mod peer_postfix_manager;
