@@ -9,7 +9,7 @@ use super::{Config, Origin};
 use crate::conditions::{ConditionInputs, FileReader, MilterConditions};
 
 /// Reads the real files.
-struct Disk;
+pub(super) struct Disk;
 
 impl FileReader for Disk {
     fn read_to_string(&self, path: &Path) -> io::Result<String> {

@@ -37,6 +37,7 @@ mod testdir;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::conditions::script::ManagerScripts;
 pub use crate::conditions::{
     DnsblSettings, RemoteNetworkSettings, RestrictAccountsSettings, S25rSettings, ScriptCondition,
     StressSettings, TrustSettings,
@@ -72,6 +73,8 @@ pub struct Config {
     pub restrict_accounts: RestrictAccountsSettings,
     /// Applicable conditions defined by Rhai files, in the order they were defined.
     pub conditions: Vec<ScriptCondition>,
+    /// `manager.maintained` and the connection checkers of Rhai files.
+    pub manager_scripts: ManagerScripts,
     /// The child milters in the order they were first defined.
     pub milters: Vec<Milter>,
     /// What loading has to tell the admin: milters the platform detection found but
@@ -109,6 +112,7 @@ impl PartialEq for Config {
             dnsbl,
             restrict_accounts,
             conditions,
+            manager_scripts,
             milters,
             notes: _,
             warnings: _,
@@ -125,6 +129,7 @@ impl PartialEq for Config {
             && *dnsbl == other.dnsbl
             && *restrict_accounts == other.restrict_accounts
             && *conditions == other.conditions
+            && *manager_scripts == other.manager_scripts
             && *security == other.security
             && *manager == other.manager
             && *controller == other.controller

@@ -49,10 +49,20 @@ pub(super) fn show(config: &Config) -> String {
     out
 }
 
-/// The applicable conditions, as comments: a Rhai file's code cannot be shown, so where
-/// each one is defined is.
+/// The applicable conditions and the manager's script hooks, as comments: a Rhai file's
+/// code cannot be shown, so where each one is defined is. One line per condition, in the
+/// form the manual greps for (`--show-config | grep define_applicable_condition`).
 fn conditions(out: &mut String, config: &Config) {
-    out.push_str("\n# Applicable conditions:\n");
+    out.push_str(
+        "\n# Applicable conditions (built in, or defined in the Rhai file and line named):\n",
+    );
+    let mut line = |name: &str, description: &str, origin: &str| {
+        let _ = writeln!(
+            out,
+            "# define_applicable_condition({}) # {description} ({origin})",
+            quote(name)
+        );
+    };
     for (name, description) in BUILT_IN_CONDITIONS {
         let aliases: Vec<String> = BUILT_IN_ALIASES
             .iter()
@@ -64,11 +74,30 @@ fn conditions(out: &mut String, config: &Config) {
         } else {
             format!("; also {}", aliases.join(", "))
         };
-        let _ = writeln!(out, "# {}: {description} (built in{also})", quote(name));
+        line(name, description, &format!("built in{also}"));
     }
     for condition in &config.conditions {
         let description = condition.description.as_deref().unwrap_or("no description");
-        let _ = writeln!(out, "# {}: {description} ({})", quote(&condition.name), condition.origin);
+        line(&condition.name, description, &condition.origin);
+    }
+    let scripts = &config.manager_scripts;
+    if scripts.maintained.is_empty() && scripts.connection_checkers.is_empty() {
+        return;
+    }
+    out.push_str("\n# Manager script hooks (Rhai):\n");
+    for callback in &scripts.maintained {
+        let _ = writeln!(out, "# manager.maintained ({})", callback.origin());
+    }
+    for checker in &scripts.connection_checkers {
+        let _ = writeln!(
+            out,
+            "# manager.define_connection_checker({}) ({})",
+            quote(&checker.name),
+            checker.function.origin()
+        );
+    }
+    if scripts.uses_builtin_checker() {
+        out.push_str("# the built-in connection check runs too\n");
     }
 }
 
@@ -230,6 +259,50 @@ connection_spec = "inet6:8891@[::1]"
         .unwrap();
         assert_eq!(reloaded, Config::default());
         assert_eq!(without_origins(&reloaded.show()), without_origins(&shown));
+    }
+
+    #[test]
+    fn the_defined_conditions_are_found_by_grepping_define_applicable_condition() {
+        let dir = TestDir::new("show-conditions");
+        dir.write(
+            "milter-manager.toml",
+            "include = [\"mine.rhai\"]\n[milter.a]\nconnection_spec = \"inet:1\"\n",
+        );
+        let script = dir.write(
+            "mine.rhai",
+            "\ndefine_applicable_condition(\"Mine\", |condition| {\n\
+             \x20 condition.description = \"only mine\";\n});\n\
+             manager.maintained(|| 1);\n\
+             manager.define_connection_checker(\"netstat-check\", |context| true);\n",
+        );
+        let config = dir.load().unwrap();
+        let shown = config.show();
+        let grepped: Vec<&str> =
+            shown.lines().filter(|l| l.contains("define_applicable_condition")).collect();
+        let here = script.display();
+        assert_eq!(
+            grepped[0],
+            "# define_applicable_condition(\"S25R\") # Selective SMTP Rejection: only clients \
+             whose host name looks dynamic (built in)",
+            "{shown}"
+        );
+        assert!(grepped.contains(
+            &"# define_applicable_condition(\"Authenticated\") # Only senders who authenticated \
+              (SMTP AUTH) (built in; also \"Authentication\")"
+        ));
+        assert_eq!(
+            grepped.last().unwrap(),
+            &format!("# define_applicable_condition(\"Mine\") # only mine ({here}:2)")
+        );
+        assert!(shown.contains(&format!("# manager.maintained ({here}:5)\n")), "{shown}");
+        assert!(shown.contains(&format!(
+            "# manager.define_connection_checker(\"netstat-check\") ({here}:6)\n"
+        )));
+        // Still a file that loads: the conditions and hooks are comments.
+        let printed = dir.write("printed.toml", &shown);
+        let reloaded = Config::load_file_under(&printed, &dir.machine(), dir.owner())
+            .unwrap_or_else(|e| panic!("{e}\n{shown}"));
+        assert_eq!(reloaded.milters, config.milters);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod man_pages;
 mod manager_cli;
 mod manager_disconnect;
 mod manager_dnsbl;
+mod manager_maintenance;
 mod manager_memory;
 mod metrics;
 mod migrate;

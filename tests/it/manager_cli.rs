@@ -257,6 +257,51 @@ fn show_config_round_trips_and_names_origins() {
     assert_eq!(without_comments(&second.stdout), without_comments(shown));
 }
 
+/// As the manual says: `milter-manager --show-config | grep define_applicable_condition`
+/// lists the conditions a milter may name, built in or from a Rhai file (with its line),
+/// and the printed text still loads.
+#[test]
+fn show_config_lists_the_conditions_for_grep() {
+    let dir = TempDir::new("manager-show-conditions");
+    let conf = dir.join("conf");
+    // No platform default and a platform set: nothing of this host is read.
+    write(
+        &conf.join("milter-manager.toml"),
+        "load_default = false\ninclude = [\"conditions.rhai\"]\n[package]\nplatform = \"debian\"\n",
+    );
+    let script = conf.join("conditions.rhai");
+    write(
+        &script,
+        "define_applicable_condition(\"Office Hours\", |condition| {\n\
+         \x20 condition.description = \"only from 8 to 19\";\n\
+         });\n",
+    );
+    let shown = manager(&dir, "show", &["-c", conf.to_str().unwrap(), "--show-config"]);
+    assert!(shown.status.success(), "{}", shown.describe());
+    let grepped: Vec<&str> =
+        shown.stdout.lines().filter(|l| l.contains("define_applicable_condition")).collect();
+    for name in ["S25R", "Remote Network", "No Stress", "Restrict Accounts"] {
+        let line = format!("# define_applicable_condition(\"{name}\") # ");
+        assert!(
+            grepped.iter().any(|l| l.starts_with(&line) && l.ends_with("(built in)")),
+            "{name}: {grepped:#?}"
+        );
+    }
+    assert_eq!(
+        grepped.last(),
+        Some(&&*format!(
+            "# define_applicable_condition(\"Office Hours\") # only from 8 to 19 ({}:1)",
+            script.display()
+        )),
+        "{grepped:#?}"
+    );
+    let again_dir = dir.join("again");
+    write(&again_dir.join("milter-manager.toml"), &shown.stdout);
+    let again = manager(&dir, "show2", &["-c", again_dir.to_str().unwrap(), "--show-config"]);
+    assert!(again.status.success(), "{}", again.describe());
+    assert_eq!(without_comments(&again.stdout), without_comments(&shown.stdout));
+}
+
 fn test_server(dir: &TempDir, name: &str, spec: &str, extra: &[&str]) -> support::Finished {
     let mut command = Command::new(TEST_SERVER);
     command

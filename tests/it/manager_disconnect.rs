@@ -109,3 +109,80 @@ fn a_client_that_leaves_while_a_child_decides_gets_the_status_at_disconnect() {
         "{manager_log}"
     );
 }
+
+/// `manager.define_connection_checker`: a Rhai checker that answers false for the client
+/// ends a session waiting on a slow child with `fallback_status_at_disconnect`; a checker
+/// that fails is logged with its line and counts as "connected".
+#[test]
+fn a_rhai_connection_checker_that_says_gone_ends_the_wait() {
+    let dir = TempDir::new("checker");
+    let milter_port = start_silent_at_mail();
+    let checkers = dir.join("conf/checkers.rhai");
+    support::write_file(
+        &checkers,
+        "manager.define_connection_checker(\"broken\", |context| {\n\
+         \x20 throw \"broken on purpose\";\n\
+         });\n\
+         manager.define_connection_checker(\"not 192.0.2.7\", |context| {\n\
+         \x20 context.smtp_client_address.to_ip_address != \"192.0.2.7\"\n\
+         });\n",
+    );
+    let manager = ManagerProcess::start(
+        &dir,
+        &format!(
+            "include = [\"checkers.rhai\"]\n\
+             [manager]\nconnection_check_interval = 1\n\
+             fallback_status_at_disconnect = \"reject\"\n\n\
+             [milter.\"silent\"]\nconnection_spec = \"inet:{milter_port}@[127.0.0.1]\"\n\
+             fallback_status = \"accept\"\nreading_timeout = 120\n"
+        ),
+    );
+    let run = |client: &str| {
+        let mut session = Command::new(TEST_SERVER);
+        session
+            .args(["-s", &manager.spec(), "--connect-address", client])
+            .args(["--reading-timeout", "120"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        ChildGuard::spawn("milter-test-server", &mut session)
+    };
+
+    // A client the checker keeps: three intervals later the session still waits.
+    let mut kept = run("inet:4242@[192.0.2.8]");
+    let waited = Instant::now() + Duration::from_secs(3);
+    assert!(
+        !wait_for(waited, || kept.exited().is_some()),
+        "the session ended while the checker said connected\n--- log:\n{}",
+        manager.log()
+    );
+    let broken = format!(
+        "[connection-checker][error] \"broken\": {}:2: broken on purpose; counted as connected",
+        checkers.display()
+    );
+    assert!(manager.log().contains(&broken), "{}", manager.log());
+
+    // The client the checker says is gone: answered at the next check.
+    let stdout_path = dir.join("gone.stdout");
+    let mut session = Command::new(TEST_SERVER);
+    session
+        .args(["-s", &manager.spec(), "--connect-address", "inet:4242@[192.0.2.7]"])
+        .args(["--reading-timeout", "120"])
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout_path).unwrap())
+        .stderr(Stdio::null());
+    let mut gone = ChildGuard::spawn("milter-test-server", &mut session);
+    let ended = wait_for(deadline(), || gone.exited().is_some());
+    let report = read_lossy(&stdout_path);
+    let manager_log = manager.log();
+    assert!(ended, "the session still waits though its checker said gone\n--- log:\n{manager_log}");
+    assert!(report.contains("status: reject"), "{report}\n--- log:\n{manager_log}");
+    assert!(
+        manager_log.contains(&format!(
+            "connection checker \"not 192.0.2.7\" ({}:4) says the SMTP client is gone",
+            checkers.display()
+        )) && manager_log.contains("[session][disconnected]"),
+        "{manager_log}"
+    );
+    assert!(kept.exited().is_none(), "the kept session ended too\n--- log:\n{manager_log}");
+}

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use milter_manager::conditions::script::ManagerScripts;
 use milter_manager::conditions::{
     ConditionSet, ConnectGate, DnsblVerdict, LookupAction, SessionCount,
 };
@@ -26,6 +27,8 @@ pub(crate) struct Generation {
     pub conditions: Rc<ConditionSet>,
     /// `manager.connection_check_interval` (zero: no checks).
     pub connection_check_interval: Duration,
+    /// The connection checkers of the Rhai files (and whether the built-in one runs).
+    pub scripts: Rc<ManagerScripts>,
     /// Per child: privilege mode may start it (it has a `command`).
     pub launchable: Vec<bool>,
     pub maintenance: Maintenance,
@@ -81,7 +84,11 @@ impl workers::SessionFactory for Factory {
         });
         let conditions = Box::new(generation.conditions.session_with(verdict));
         let engine = Session::new(Arc::clone(&generation.engine), conditions, tag, now);
-        let client_watch = ClientWatch::new(generation.connection_check_interval, &self.tables);
+        let client_watch = ClientWatch::new(
+            generation.connection_check_interval,
+            &self.tables,
+            &generation.scripts,
+        );
         let counters = Rc::clone(&self.counters);
         ManagerSession { engine, gate, generation, client_watch, counters }
     }

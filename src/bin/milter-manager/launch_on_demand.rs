@@ -344,6 +344,7 @@ mod tests {
             endpoints: vec![Endpoint::Unix("/nowhere/child.sock".into())],
             conditions: Rc::new(ConditionSet::new(&config, sessions).unwrap()),
             connection_check_interval: Duration::ZERO,
+            scripts: Rc::default(),
             launchable: vec![true],
             maintenance: crate::maintenance::Maintenance::of(&config),
             counter_slots: vec![Some(0)],

@@ -311,6 +311,7 @@ fn generation(
         endpoints,
         conditions: Rc::new(conditions),
         connection_check_interval: Duration::from_secs(manager.connection_check_interval.into()),
+        scripts: Rc::new(config.manager_scripts.clone()),
         launchable,
         maintenance: maintenance::Maintenance::of(config),
         counter_slots,

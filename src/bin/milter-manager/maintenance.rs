@@ -1,14 +1,17 @@
 //! `manager.maintenance_interval`: every so many sessions a worker gives freed memory back
-//! to the system and, with `manager.report_memory_statistics`, logs how much it uses.
+//! to the system, runs the `manager.maintained` callbacks of the Rhai files and, with
+//! `manager.report_memory_statistics`, logs how much memory it uses.
 
-use milter_manager::config::Config;
+use milter_manager::config::{Config, ManagerScripts};
 
 /// The settings of one configuration generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Maintenance {
     /// Sessions between maintenances; 0: never.
     pub interval: u32,
     pub report_memory: bool,
+    /// The `manager.maintained` callbacks are run from here.
+    pub scripts: ManagerScripts,
 }
 
 impl Maintenance {
@@ -16,6 +19,7 @@ impl Maintenance {
         Self {
             interval: config.manager.maintenance_interval,
             report_memory: config.manager.report_memory_statistics,
+            scripts: config.manager_scripts.clone(),
         }
     }
 
@@ -25,6 +29,10 @@ impl Maintenance {
             return;
         }
         give_back_free_memory();
+        // A failing callback is only logged: maintenance must never stop the worker.
+        for failure in self.scripts.run_maintained() {
+            log::warn!("[maintain][error] {failure}");
+        }
         if self.report_memory {
             log::info!("[maintain][memory] {} after {sessions} sessions", memory_report());
         }

@@ -172,6 +172,31 @@ impl ScriptAddress {
     }
 }
 
+/// `socket_address.to_ip_address`: the address without its port, as the manual's IPAddr.
+/// Compares with another one or with its text (`ip == "127.0.0.1"`), and tells whether it
+/// is in a network (`ip.include("192.168.0.0/16")`, an IPAddr's `include?` the other way
+/// round: here the address asks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScriptIp(pub IpAddr);
+
+impl ScriptIp {
+    /// Equal to `text`, an address in any of its spellings (`::1`, `0:0::1`).
+    fn equals_text(self, text: &str) -> bool {
+        text.parse::<IpAddr>().is_ok_and(|ip| ip == self.0)
+    }
+
+    /// In `network` (`ADDRESS/BITS` or one address).
+    fn is_in(self, network: &str) -> Result<bool, Box<rhai::EvalAltResult>> {
+        if let Ok(net) = network.parse::<ipnet::IpNet>() {
+            return Ok(net.contains(&self.0));
+        }
+        network
+            .parse::<IpAddr>()
+            .map(|ip| ip == self.0)
+            .map_err(|_| format!("{network:?} is not an address or ADDRESS/BITS network").into())
+    }
+}
+
 fn verdict_getter(status: Status) -> impl Fn(&mut ScriptContext) -> bool + Clone + 'static {
     move |context: &mut ScriptContext| context.status_is(status)
 }
@@ -245,13 +270,29 @@ pub(super) fn register(engine: &mut Engine) {
         .register_get("local", |a: &mut ScriptAddress| a.is_local())
         .register_get("to_ip_address", |a: &mut ScriptAddress| -> Dynamic {
             match a {
-                ScriptAddress::Inet { ip, .. } => Dynamic::from(ip.to_string()),
+                ScriptAddress::Inet { ip, .. } => Dynamic::from(ScriptIp(*ip)),
                 _ => Dynamic::UNIT,
             }
         })
         .register_get("to_s", |a: &mut ScriptAddress| a.to_spec())
         .register_fn("to_s", |a: &mut ScriptAddress| a.to_spec())
         .register_fn("to_string", |a: &mut ScriptAddress| a.to_spec());
+    engine
+        .register_type_with_name::<ScriptIp>("IPAddress")
+        .register_get("to_s", |ip: &mut ScriptIp| ip.0.to_string())
+        .register_fn("to_s", |ip: &mut ScriptIp| ip.0.to_string())
+        .register_fn("to_string", |ip: &mut ScriptIp| ip.0.to_string())
+        .register_fn("to_debug", |ip: &mut ScriptIp| format!("IPAddress({})", ip.0))
+        .register_get("ipv4", |ip: &mut ScriptIp| ip.0.is_ipv4())
+        .register_get("ipv6", |ip: &mut ScriptIp| ip.0.is_ipv6())
+        .register_get("local", |ip: &mut ScriptIp| RemoteNetwork::is_local(ip.0))
+        .register_fn("include", |ip: &mut ScriptIp, network: &str| ip.is_in(network))
+        .register_fn("==", |a: ScriptIp, b: ScriptIp| a == b)
+        .register_fn("!=", |a: ScriptIp, b: ScriptIp| a != b)
+        .register_fn("==", |a: ScriptIp, b: &str| a.equals_text(b))
+        .register_fn("!=", |a: ScriptIp, b: &str| !a.equals_text(b))
+        .register_fn("==", |a: &str, b: ScriptIp| b.equals_text(a))
+        .register_fn("!=", |a: &str, b: ScriptIp| !b.equals_text(a));
 }
 
 #[cfg(test)]
@@ -277,14 +318,26 @@ mod tests {
         assert_eq!(eval(v4.clone(), "address.port"), "12345");
         assert_eq!(eval(v4.clone(), "address.to_s"), "inet:12345@[192.168.1.1]");
         assert_eq!(eval(v4.clone(), "address.local"), "true");
-        assert_eq!(eval(v4, "address.to_ip_address"), "192.168.1.1");
+        assert_eq!(eval(v4.clone(), "address.to_ip_address.to_s"), "192.168.1.1");
+        assert_eq!(eval(v4.clone(), "`${address.to_ip_address}`"), "192.168.1.1");
+        assert_eq!(eval(v4.clone(), "type_of(address.to_ip_address)"), "IPAddress");
+        assert_eq!(eval(v4.clone(), "address.to_ip_address == \"192.168.1.1\""), "true");
+        assert_eq!(eval(v4.clone(), "\"192.168.1.2\" != address.to_ip_address"), "true");
+        assert_eq!(eval(v4.clone(), "address.to_ip_address.include(\"192.168.0.0/16\")"), "true");
+        assert_eq!(eval(v4.clone(), "address.to_ip_address.include(\"10.0.0.0/8\")"), "false");
+        assert_eq!(eval(v4.clone(), "address.to_ip_address.ipv4"), "true");
         let v6 = ScriptAddress::from_connect(&ConnectAddress::Inet6 {
             port: 12345,
             address: b"IPv6:2001:db8::5".to_vec(),
         });
         assert_eq!(eval(v6.clone(), "address.to_s()"), "inet6:12345@[2001:db8::5]");
         assert_eq!(eval(v6.clone(), "address.local"), "false");
-        assert_eq!(eval(v6, "address.family"), "inet6");
+        assert_eq!(eval(v6.clone(), "address.family"), "inet6");
+        assert_eq!(eval(v6.clone(), "address.to_ip_address.to_s()"), "2001:db8::5");
+        assert_eq!(eval(v6.clone(), "address.to_ip_address == \"2001:db8:0::5\""), "true");
+        assert_eq!(eval(v6.clone(), "address.to_ip_address.include(\"2001:db8::/32\")"), "true");
+        assert_eq!(eval(v6.clone(), "address.to_ip_address.ipv6"), "true");
+        assert_eq!(eval(v6.clone(), "address.to_ip_address == address.to_ip_address"), "true");
         let loopback = ScriptAddress::from_connect(&ConnectAddress::Inet6 {
             port: 1,
             address: b"::1".to_vec(),
@@ -297,6 +350,7 @@ mod tests {
         assert_eq!(eval(unix.clone(), "address.path"), "/tmp/local.sock");
         assert_eq!(eval(unix.clone(), "address.to_s"), "unix:/tmp/local.sock");
         assert_eq!(eval(unix.clone(), "address.local"), "true");
-        assert_eq!(eval(unix, "address.to_ip_address == ()"), "true");
+        assert_eq!(eval(unix.clone(), "address.to_ip_address == ()"), "true");
+        assert_eq!(eval(unix, "type_of(address.to_ip_address)"), "()");
     }
 }

@@ -3,6 +3,7 @@
 //! an S25R matcher) safely: an error or a runaway loop is logged and gives a default.
 
 mod context;
+mod hooks;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,7 +12,8 @@ use std::rc::Rc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, FuncArgs, Position, AST};
 
-pub use context::{ScriptAddress, ScriptContext};
+pub use context::{ScriptAddress, ScriptContext, ScriptIp};
+pub use hooks::{ConnectionChecker, ManagerScripts};
 
 /// Operations a single call may take before it is cut off: plenty for any sensible
 /// stopper, and a few milliseconds of a runaway loop at most.
@@ -35,6 +37,7 @@ pub fn new_engine() -> Engine {
         log::debug!("script {}{}: {text}", source.unwrap_or(""), line_suffix(position))
     });
     context::register(&mut engine);
+    hooks::register(&mut engine);
     register_regex(&mut engine);
     engine
 }
@@ -126,6 +129,22 @@ impl ScriptFn {
         }
         result.as_bool().map_err(|kind| {
             ScriptError(format!("returned {kind} where true or false was expected"))
+        })
+    }
+}
+
+impl ScriptFn {
+    /// Calls the function for its answer; an error names the file and line where it
+    /// happened (`FILE:LINE: message`), for callers that log it without other context.
+    pub fn call_located(&self, args: impl FuncArgs) -> Result<Dynamic, ScriptError> {
+        self.function.call::<Dynamic>(&self.engine, &self.ast, args).map_err(|error| {
+            let (line, message) = line_and_message(&error);
+            // A closure is in the file it was given in.
+            let file = self.origin.rsplit_once(':').map_or(self.origin.as_str(), |(f, _)| f);
+            match line {
+                0 => ScriptError(format!("{}: {message}", self.origin)),
+                line => ScriptError(format!("{file}:{line}: {message}")),
+            }
         })
     }
 }

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use rhai::{Dynamic, Engine, FnPtr, NativeCallContext};
 
+use super::super::condition_inputs::Disk;
 use super::super::error::ValueError;
 use super::super::schema;
 use super::super::values;
@@ -13,7 +14,7 @@ use super::super::Config;
 use super::error::ScriptError;
 use super::item_values::{set_item, shown_value};
 use super::{with_state, Fallible, SharedState};
-use crate::conditions::builtin::dnsbl;
+use crate::conditions::builtin::{dnsbl, stress};
 
 /// `s25r`, `remote_network`, `trust`, `stress`, `dnsbl`.
 #[derive(Clone, Copy)]
@@ -175,12 +176,14 @@ pub(super) fn register_settings(engine: &mut Engine, state: &SharedState) {
         },
     );
     let getting = Rc::clone(state);
+    // The value in use, as the manual shows: when no file set one, what the stress
+    // conditions will detect from Postfix's files (0 without Postfix: never stressed).
     engine.register_fn("get$threshold_n_connections", move |_: &mut StressHandle| {
         with_state(&getting, |s| {
-            Ok(s.config
-                .stress
-                .threshold_n_connections
-                .map_or(Dynamic::UNIT, |n| Dynamic::from(i64::from(n))))
+            let threshold = s.config.stress.threshold_n_connections.unwrap_or_else(|| {
+                stress::detect_threshold(&Disk, &s.config.system_root()).unwrap_or(0)
+            });
+            Ok(i64::from(threshold))
         })
     });
 }

@@ -19,6 +19,13 @@ pub(super) enum ScriptError {
     DescriptionType(String),
     #[error("s25r.{method}: expected a host name, \"/regex/\" or a function, found {kind}")]
     MatcherType { method: &'static str, kind: String },
+    #[error("manager.define_connection_checker: a checker needs a name")]
+    NoCheckerName,
+    #[error(
+        "manager.use_netstat_connection_checker: the interval is a number of seconds above 0, \
+         found {0}"
+    )]
+    CheckInterval(i64),
     #[error("trust.load_envelope_from_domains: an empty file name")]
     EmptyFileName,
     /// `key` names the item, e.g. `milter.clamav.reading_timeout`.

@@ -9,7 +9,10 @@
 //! - change the built-in conditions' settings: `s25r.add_whitelist(...)`,
 //!   `remote_network.add_local_address(...)`, `trust.add_envelope_from_domain(...)`,
 //!   `stress.threshold_n_connections = 75`, `dnsbl.add_service("bl.example", "127.0.0.2")`,
-//!   `dnsbl.name_servers = ["192.0.2.53"]`.
+//!   `dnsbl.name_servers = ["192.0.2.53"]`;
+//! - set `[manager]` items (`manager.connection_check_interval = 5`), and give the manager
+//!   script hooks: `manager.use_netstat_connection_checker(5)`, `manager.maintained(|| ...)`,
+//!   `manager.define_connection_checker("name", |context| ...)`.
 //!
 //! Every value goes through the same checks as in TOML, and records the file and line it
 //! was set at. Stoppers are kept compiled and run later, in the workers.
@@ -33,12 +36,14 @@ use builtin_settings::{
 };
 use conditions::register_conditions;
 use error::ScriptError;
+use manager::{register_manager, ManagerHandle};
 use milters::register_milters;
 
 mod builtin_settings;
 mod conditions;
 mod error;
 mod item_values;
+mod manager;
 mod milters;
 #[cfg(test)]
 mod tests;
@@ -70,6 +75,7 @@ impl ScriptLoader {
         register_conditions(&mut engine, &state);
         register_settings(&mut engine, &state);
         register_dnsbl(&mut engine, &state);
+        register_manager(&mut engine, &state);
         Self { engine: Rc::new(engine), state }
     }
 
@@ -96,7 +102,8 @@ impl ScriptLoader {
             .push("remote_network", RemoteNetworkHandle)
             .push("trust", TrustHandle)
             .push("stress", StressHandle)
-            .push("dnsbl", DnsblHandle);
+            .push("dnsbl", DnsblHandle)
+            .push("manager", ManagerHandle);
         let result = self.engine.run_ast_with_scope(&mut scope, &ast);
         let state = self.state.borrow_mut().take().expect("the state set above");
         *config = state.config;

@@ -167,3 +167,118 @@ fn the_shipped_examples_load() {
         ["Unresolved Client", "No Mailing Lists", "Unsigned", "Suspicious", "Submission Flag"]
     );
 }
+
+#[test]
+fn the_stress_threshold_read_is_the_one_in_use() {
+    let dir = TestDir::new("script-stress-detected");
+    dir.machine();
+    // No Postfix on the machine: never stressed, 0.
+    let config = load(&dir, "if stress.threshold_n_connections != 0 { throw \"none\"; }\n");
+    config.unwrap_or_else(|e| panic!("{e}"));
+    // Postfix's default smtpd limit (100): 3/4 of it, as the manual shows.
+    dir.write("machine/etc/postfix/master.cf", "smtp inet n - y - - smtpd\n");
+    let config = load(
+        &dir,
+        "let detected = stress.threshold_n_connections;\n\
+         if detected != 75 { throw `detected ${detected}`; }\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Reading it does not set it: the conditions still detect it themselves.
+    assert_eq!(config.stress.threshold_n_connections, None);
+    let config = load(&dir, "stress.threshold_n_connections = 10;\n").unwrap();
+    assert_eq!(config.stress.threshold_n_connections, Some(10));
+}
+
+#[test]
+fn manager_items_and_the_netstat_checker_as_the_manual_writes_them() {
+    let dir = TestDir::new("script-manager");
+    let config = load(&dir, "manager.use_netstat_connection_checker;\n").unwrap();
+    assert_eq!(config.manager.connection_check_interval, 5);
+    assert!(config.manager_scripts.builtin_checker_requested);
+    let script = dir.path().join("x.rhai");
+    assert_eq!(
+        config.origin("manager.connection_check_interval"),
+        Origin::File { path: script.clone(), line: 1 }
+    );
+    let config = load(
+        &dir,
+        "manager.use_netstat_connection_checker(1);\n\
+         if manager.connection_check_interval != 1 { throw \"read back\"; }\n\
+         manager.maintenance_interval = 10;\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.manager.connection_check_interval, 1);
+    assert_eq!(config.manager.maintenance_interval, 10);
+    let config = load(&dir, "manager.use_netstat_connection_checker();\n").unwrap();
+    assert_eq!(config.manager.connection_check_interval, 5);
+    for (script, wanted) in [
+        ("manager.use_netstat_connection_checker(0);", "1: manager.use_netstat_connection_checker: the interval is a number of seconds above 0, found 0"),
+        ("\nmanager.n_workers = \"many\";", "2: manager.n_workers: "),
+        ("manager.define_connection_checker(\"\", |c| true);", "1: manager.define_connection_checker: a checker needs a name"),
+    ] {
+        let error = load(&dir, script).unwrap_err().to_string();
+        let prefix = format!("{}:", script_path(&dir));
+        assert!(error.starts_with(&format!("{prefix}{wanted}")), "{script}: {error}");
+    }
+}
+
+fn script_path(dir: &TestDir) -> String {
+    dir.path().join("x.rhai").display().to_string()
+}
+
+#[test]
+fn maintained_callbacks_and_connection_checkers_are_kept_for_the_workers() {
+    let dir = TestDir::new("script-hooks");
+    let config = load(
+        &dir,
+        "manager.maintained(|| print(\"maintained!\"));\n\
+         manager.maintained(|| throw \"broken\");\n\
+         manager.define_connection_checker(\"local only\", |context| {\n\
+         \x20 context.smtp_client_address.local\n\
+         });\n\
+         manager.define_connection_checker(\"server\", |context| \
+         context.smtp_server_address.to_s == \"inet:25@[192.0.2.25]\");\n\
+         manager.define_connection_checker(\"answer\", |context| 1);\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let scripts = &config.manager_scripts;
+    let file = script_path(&dir);
+    assert_eq!(scripts.run_maintained(), [format!("manager.maintained: {file}:2: broken")]);
+    // Scripted checkers replace the built-in one unless it is asked for.
+    assert!(!scripts.uses_builtin_checker());
+    let names: Vec<&str> = scripts.connection_checkers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["local only", "server", "answer"]);
+    let inet = |text: &str| crate::conditions::script::ScriptAddress::Inet {
+        ip: text.parse().unwrap(),
+        port: 25,
+    };
+    let [local, server, answer] = &scripts.connection_checkers[..] else { panic!() };
+    assert_eq!(local.is_connected(inet("192.168.1.1"), inet("192.0.2.25")), Ok(true));
+    assert_eq!(local.is_connected(inet("198.51.100.1"), inet("192.0.2.25")), Ok(false));
+    assert_eq!(server.is_connected(inet("198.51.100.1"), inet("192.0.2.25")), Ok(true));
+    let error = answer.is_connected(inet("198.51.100.1"), inet("192.0.2.25")).unwrap_err();
+    assert_eq!(
+        error.0,
+        format!("{file}:7: returned i64 where true (connected) or false was expected")
+    );
+}
+
+#[test]
+fn a_runaway_connection_checker_is_cut_off_at_the_stoppers_limit() {
+    let dir = TestDir::new("script-checker-runaway");
+    let config = load(
+        &dir,
+        "manager.use_netstat_connection_checker;\n\
+         manager.define_connection_checker(\"loop\", |context| {\n  loop { }\n});\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.manager_scripts.uses_builtin_checker());
+    let checker = &config.manager_scripts.connection_checkers[0];
+    let error = checker
+        .is_connected(
+            crate::conditions::script::ScriptAddress::Unknown,
+            crate::conditions::script::ScriptAddress::Unknown,
+        )
+        .unwrap_err();
+    assert!(error.0.starts_with(&format!("{}:2: stopped after", script_path(&dir))), "{error}");
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::child::{Child, Phase as ChildPhase};
-use super::event::{Conditions, MacroList};
+use super::event::{Conditions, Context, MacroList};
 use super::stage::Stage;
 use super::statistics;
 use super::status::{Status, Verdict};
@@ -351,6 +351,14 @@ impl Session {
     /// or unknown client).
     pub fn client_address(&self) -> Option<SocketAddr> {
         self.client
+    }
+
+    /// The value the MTA last gave a macro (`{daemon_addr}` or `daemon_addr`), for the
+    /// connection checkers, which run outside any event.
+    pub fn macro_value(&self, name: &str) -> Option<Vec<u8>> {
+        let context =
+            Context { macros: &self.macros, children: &self.children, config: &self.config };
+        context.macro_value(name).map(<[u8]>::to_vec)
     }
 
     /// Whether an MTA command waits for children's answers: the time when a client that
