@@ -17,10 +17,11 @@ const BEGIN: &str = ".\\\" BEGIN OPTIONS: generated from --help by packaging/man
 const END: &str = ".\\\" END OPTIONS";
 
 /// Each page with an OPTIONS section, and the program whose `--help` it follows.
-const PROGRAM_PAGES: [(&str, &str); 6] = [
+const PROGRAM_PAGES: [(&str, &str); 7] = [
     ("milter-manager.8", env!("CARGO_BIN_EXE_milter-manager")),
     ("milter-manager-ctl.8", env!("CARGO_BIN_EXE_milter-manager-ctl")),
     ("milter-manager-migrate-config.8", env!("CARGO_BIN_EXE_milter-manager-migrate-config")),
+    ("milter-manager-log-analyzer.1", env!("CARGO_BIN_EXE_milter-manager-log-analyzer")),
     ("milter-test-client.1", env!("CARGO_BIN_EXE_milter-test-client")),
     ("milter-test-server.1", env!("CARGO_BIN_EXE_milter-test-server")),
     ("milter-performance-check.1", env!("CARGO_BIN_EXE_milter-performance-check")),
