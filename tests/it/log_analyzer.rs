@@ -478,3 +478,65 @@ fn the_site_has_every_chart_with_title_axes_legend_and_table() {
     assert_eq!(html.matches("<table>").count(), 24);
     assert!(html.contains("<tr><th scope=\"row\">2026-12-02 10:00</th>"), "{html}");
 }
+
+/// Opens `page` in headless Chromium: the lines it logged to its console, and the
+/// screenshot.
+fn open_in_browser(dir: &TempDir, page: &Path) -> (Vec<String>, PathBuf) {
+    support::require_program("/usr/bin/chromium", "chromium");
+    let shot =
+        dir.join(&format!("{}.png", page.file_stem().expect("a page name").to_string_lossy()));
+    let profile = dir.join("chromium-profile");
+    let mut command = Command::new("/usr/bin/chromium");
+    command
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .args(["--window-size=1280,1600", "--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()));
+    let out = support::run(dir, "chromium", &mut command, Duration::from_secs(120));
+    assert!(out.status.success(), "{}", out.describe());
+    // Chromium logs what the page wrote to its console as `INFO:CONSOLE:LINE] "..."`.
+    let console = out.stderr.lines().filter(|l| l.contains(":CONSOLE")).map(String::from).collect();
+    (console, shot)
+}
+
+/// The share of a screenshot's pixels that are not white.
+fn inked(png_path: &Path) -> f64 {
+    let decoder = png::Decoder::new(std::fs::File::open(png_path).expect("the screenshot"));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut pixels).expect("its pixels");
+    let channels = frame.color_type.samples();
+    let bytes = &pixels[..frame.buffer_size()];
+    let total = bytes.len() / channels;
+    let inked = bytes.chunks(channels).filter(|p| p.iter().take(3).any(|c| *c < 0xf0)).count();
+    inked as f64 / total as f64
+}
+
+#[test]
+fn the_page_loads_in_a_real_browser_without_errors_and_is_not_blank() {
+    let dir = TempDir::new("analyzer-browser");
+    let site = dir.join("site");
+    assert_quiet_success(&analyze(&site, &[&fixture("ours.log")]));
+    let index = site.join("index.html");
+    // Every chart the page shows is there (a missing file would leave an empty frame).
+    let html = std::fs::read_to_string(&index).unwrap();
+    let sources: Vec<&str> =
+        html.split("src=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+    assert!(sources.len() >= 4 * 5, "one chart per kind and period: {sources:?}");
+    for source in &sources {
+        assert!(site.join(source).is_file(), "{source} is shown but not written");
+    }
+    let (console, shot) = open_in_browser(&dir, &index);
+    assert!(console.is_empty(), "the browser's console: {console:#?}");
+    let share = inked(&shot);
+    assert!(share > 0.02, "the screenshot is {:.2}% ink: blank", share * 100.0);
+
+    // The same checks see a page that writes to the console, and one with nothing on it.
+    let noisy = site.join("noisy.html");
+    std::fs::write(&noisy, "<!DOCTYPE html><title>x</title><script>console.error('x')</script>")
+        .unwrap();
+    let (console, shot) = open_in_browser(&dir, &noisy);
+    assert_eq!(console.len(), 1, "{console:#?}");
+    assert!(inked(&shot) < 0.01, "a page with nothing on it is blank");
+}
