@@ -215,6 +215,48 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         );
     }
 
+    // The log analyzer's cron job runs as milter-manager-log, who reads the mail log (group
+    // adm) and writes the web directory; run here as cron would, over a log of the test.
+    let cron = read_lossy(Path::new("/etc/cron.d/milter-manager"));
+    assert!(
+        cron.lines().any(|l| l.starts_with("*/5 * * * * milter-manager-log ")
+            && l.contains("/usr/bin/milter-manager-log-analyzer --log /var/log/mail.log* ")),
+        "/etc/cron.d/milter-manager:\n{cron}"
+    );
+    let log_user = getent("passwd", "milter-manager-log").expect("user milter-manager-log");
+    let adm = getent("group", "adm").expect("group adm");
+    assert!(
+        entry_field(&adm, 3).split(',').any(|m| m == "milter-manager-log"),
+        "{adm}: {log_user}"
+    );
+    let mail_log = dir.join("mail.log");
+    std::fs::write(
+        &mail_log,
+        "2026-12-02T10:00:00+00:00 mx milter-manager[1]: [statistics] \
+         [session][end][end-of-message][pass][0.01](1)\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&mail_log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let web = "/var/lib/milter-manager-log/public_html";
+    let analyzed = command_line(
+        &dir,
+        "log-analyzer",
+        "runuser",
+        &[
+            "-u",
+            "milter-manager-log",
+            "--",
+            "/usr/bin/milter-manager-log-analyzer",
+            "--log",
+            &mail_log.to_string_lossy(),
+            "--output-directory",
+            web,
+        ],
+    );
+    assert!(analyzed.status.success(), "{}", analyzed.describe());
+    assert!(Path::new(web).join("index.html").is_file(), "no page in {web}");
+
     // The installed converter takes an original configuration to one the installed
     // manager checks.
     let original = dir.join("original");
@@ -409,6 +451,9 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
     assert!(!Path::new(LOG).exists() && !Path::new(&format!("{LOG}.1")).exists(), "{LOG} is left");
     assert_eq!(getent("passwd", "milter-manager"), None, "user milter-manager after purge");
     assert_eq!(getent("group", "milter-manager"), None, "group milter-manager after purge");
+    assert_eq!(getent("passwd", "milter-manager-log"), None, "user milter-manager-log after purge");
+    assert_eq!(getent("group", "milter-manager-log"), None, "its group after purge");
+    assert!(!Path::new("/var/lib/milter-manager-log").exists(), "its web directory after purge");
     if let Some(opendkim) = getent("group", "opendkim") {
         assert!(!entry_field(&opendkim, 3).contains("milter-manager"), "{opendkim} after purge");
     }
