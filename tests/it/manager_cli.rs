@@ -689,6 +689,32 @@ fn a_child_past_max_child_modifications_fails_and_its_changes_are_dropped() {
     }
 }
 
+/// The manual counts maintenance by sessions that ended: a session still open has not
+/// counted yet, and the maintenance follows its end.
+#[test]
+fn maintenance_follows_the_sessions_that_ended() {
+    use milter_manager::protocol::{Actions, Command as MilterCommand, Negotiation, Steps};
+    use std::io::{Read, Write};
+    let dir = TempDir::new("manager-maintenance-end");
+    let manager = ManagerProcess::start(
+        &dir,
+        "[manager]\nmaintenance_interval = 1\nreport_memory_statistics = true\n",
+    );
+    let mut mta = std::os::unix::net::UnixStream::connect(&manager.socket).unwrap();
+    let mut offer = Vec::new();
+    MilterCommand::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty())).encode(&mut offer);
+    mta.write_all(&offer).unwrap();
+    let mut answer = [0; 5];
+    mta.read_exact(&mut answer).unwrap();
+    assert_eq!(answer[4], b'O', "the manager answered the offer");
+    // The session is under way: nothing ended, no maintenance.
+    let report = "[maintain][memory] pid ";
+    assert!(!manager.log().contains(report), "{}", manager.log());
+    drop(mta);
+    let ended = || manager.log().contains(" after 1 sessions");
+    assert!(wait_for(deadline(), ended), "{}", manager.log());
+}
+
 #[test]
 fn a_rhai_condition_keeps_one_child_out_of_a_session() {
     let dir = TempDir::new("manager-rhai-condition");

@@ -57,7 +57,8 @@ pub(crate) struct Factory {
     pub tables: Rc<RefCell<TableCache>>,
     /// Sessions done and the children's final statuses, for the controller's status.
     pub counters: Rc<SharedCounters>,
-    /// Sessions this worker started, for `manager.maintenance_interval`.
+    /// Sessions of this worker that ended, for `manager.maintenance_interval` (the manual
+    /// counts session ends).
     pub sessions: u64,
     /// Sessions of this worker not finished yet.
     pub in_flight: usize,
@@ -68,9 +69,7 @@ impl workers::SessionFactory for Factory {
 
     fn new_session(&mut self, peer: &PeerAddr, now: Instant) -> ManagerSession {
         let generation = Rc::clone(&self.current.borrow());
-        self.sessions += 1;
         self.in_flight += 1;
-        generation.maintenance.after_session(self.sessions);
         let tag = self.next_tag;
         self.next_tag += 1 + generation.endpoints.len() as u64;
         log::debug!("[{tag}] session from {peer:?}");
@@ -97,7 +96,9 @@ impl workers::SessionFactory for Factory {
         self.in_flight = self.in_flight.saturating_sub(1);
         // What the session held is freed first, so that it can go back to the system.
         drop(session);
-        if self.in_flight == 0 {
+        self.sessions += 1;
+        let maintained = self.current.borrow().maintenance.after_session(self.sessions);
+        if self.in_flight == 0 && !maintained {
             crate::maintenance::when_idle();
         }
     }

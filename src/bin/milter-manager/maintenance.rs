@@ -1,4 +1,4 @@
-//! `manager.maintenance_interval`: every so many sessions a worker gives freed memory back
+//! `manager.maintenance_interval`: every so many ended sessions a worker gives freed memory back
 //! to the system, runs the `manager.maintained` callbacks of the Rhai files and, with
 //! `manager.report_memory_statistics`, logs how much memory it uses.
 
@@ -23,10 +23,11 @@ impl Maintenance {
         }
     }
 
-    /// Called with the worker's session count after each new session.
-    pub(crate) fn after_session(&self, sessions: u64) {
+    /// Called with the worker's count of ended sessions after each one ends; whether the
+    /// maintenance ran (and gave memory back).
+    pub(crate) fn after_session(&self, sessions: u64) -> bool {
         if self.interval == 0 || sessions % u64::from(self.interval) != 0 {
-            return;
+            return false;
         }
         give_back_free_memory();
         // A failing callback is only logged: maintenance must never stop the worker.
@@ -36,6 +37,7 @@ impl Maintenance {
         if self.report_memory {
             log::info!("[maintain][memory] {} after {sessions} sessions", memory_report());
         }
+        true
     }
 }
 
