@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use milter_manager::protocol::{Command as MilterCommand, Reply};
 use serde_json::Value;
@@ -313,4 +314,527 @@ fn bad_usage_exits_2_with_one_line() {
             finished.stderr
         );
     }
+}
+
+// --- The original's SMTP options -------------------------------------------------------
+
+/// What a recording SMTP server saw in one session.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// Every command line, without its CRLF (the DATA bytes are not commands).
+    commands: Vec<String>,
+    data: Vec<u8>,
+    /// When the connection was accepted.
+    accepted: Option<Instant>,
+}
+
+/// A recording SMTP server: every session's commands and data, in connection order.
+#[derive(Clone, Default)]
+struct Recorder {
+    sessions: Arc<Mutex<Vec<(usize, Seen)>>>,
+}
+
+impl Recorder {
+    fn sorted(&self) -> Vec<Seen> {
+        let mut sessions = self.sessions.lock().unwrap().clone();
+        sessions.sort_by_key(|(number, _)| *number);
+        sessions.into_iter().map(|(_, seen)| seen).collect()
+    }
+
+    fn count(&self) -> usize {
+        self.sessions.lock().unwrap().len()
+    }
+}
+
+/// Starts a recording server; `xclient` says whether its EHLO offers XCLIENT, and
+/// `reject_rcpt` refuses every RCPT with a 550.
+fn recording_server(xclient: bool, reject_rcpt: bool) -> (u16, Recorder) {
+    let recorder = Recorder::default();
+    let sessions = Arc::clone(&recorder.sessions);
+    let port = serve_tcp(move |stream, number| {
+        let mut seen = Seen { accepted: Some(Instant::now()), ..Seen::default() };
+        let _ = record_session(stream, xclient, reject_rcpt, &mut seen);
+        sessions.lock().unwrap().push((number, seen));
+    });
+    (port, recorder)
+}
+
+fn record_session(
+    stream: TcpStream,
+    xclient: bool,
+    reject_rcpt: bool,
+    seen: &mut Seen,
+) -> std::io::Result<()> {
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    writer.write_all(b"220 smtp.test ESMTP\r\n")?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let command = String::from_utf8_lossy(&line).trim_end().to_string();
+        seen.commands.push(command.clone());
+        let upper = command.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            if xclient {
+                b"250-smtp.test\r\n250-XCLIENT NAME ADDR\r\n250 8BITMIME\r\n"
+            } else {
+                b"250-smtp.test\r\n250 8BITMIME\r\n"
+            }
+        } else if upper.starts_with("XCLIENT") {
+            b"220 smtp.test ESMTP\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            b"250 2.1.0 Ok\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            if reject_rcpt {
+                b"550 5.1.1 <nobody>: no such user\r\n"
+            } else {
+                b"250 2.1.5 Ok\r\n"
+            }
+        } else if upper == "DATA" {
+            writer.write_all(b"354 go ahead\r\n")?;
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    return Ok(());
+                }
+                if line == b".\r\n" {
+                    break;
+                }
+                seen.data.extend_from_slice(&line);
+            }
+            b"250 2.0.0 queued\r\n"
+        } else if upper == "QUIT" {
+            writer.write_all(b"221 2.0.0 bye\r\n")?;
+            return Ok(());
+        } else {
+            b"502 5.5.2 what?\r\n"
+        };
+        writer.write_all(reply)?;
+    }
+}
+
+fn commands_starting(seen: &Seen, prefix: &str) -> Vec<String> {
+    seen.commands.iter().filter(|c| c.starts_with(prefix)).cloned().collect()
+}
+
+#[test]
+fn xclient_helo_and_forced_envelope_reach_the_server() {
+    let (port, recorder) = recording_server(true, false);
+    let dir = TempDir::new("perf-smtp-xclient");
+    let mail = dir.join("mail.eml");
+    std::fs::write(&mail, "From: file@example.net\nTo: file-to@example.org\n\nbody\n").unwrap();
+    let port_text = port.to_string();
+    let finished = check(
+        &dir,
+        &[
+            "--smtp-port",
+            &port_text,
+            "--connect-host",
+            "client.test",
+            "--connect-address",
+            "192.0.2.7",
+            "--helo-fqdn",
+            "helo.test",
+            "--from",
+            "ignored@example.net",
+            "--force-from",
+            "forced@example.net",
+            "--recipient",
+            "ignored@example.org",
+            "--force-recipient",
+            "one@example.org",
+            "--force-recipient",
+            "two@example.org",
+            "--n-mails",
+            "2",
+            mail.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    let sessions = recorder.sorted();
+    assert_eq!(sessions.len(), 2);
+    for seen in &sessions {
+        assert_eq!(
+            seen.commands,
+            [
+                "EHLO helo.test",
+                "XCLIENT NAME=client.test ADDR=192.0.2.7",
+                "EHLO helo.test",
+                "MAIL FROM:<forced@example.net>",
+                "RCPT TO:<one@example.org>",
+                "RCPT TO:<two@example.org>",
+                "DATA",
+                "QUIT"
+            ],
+            "{seen:?}"
+        );
+    }
+
+    // Without --force-*, the file's From: and To: win over --from and --recipient.
+    let finished = check(
+        &dir,
+        &[
+            "--smtp-port",
+            &port_text,
+            "--from",
+            "ignored@example.net",
+            "--recipient",
+            "ignored@example.org",
+            "--n-mails",
+            "1",
+            mail.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    let last = recorder.sorted().pop().unwrap();
+    assert_eq!(commands_starting(&last, "MAIL"), ["MAIL FROM:<file@example.net>"]);
+    assert_eq!(commands_starting(&last, "RCPT"), ["RCPT TO:<file-to@example.org>"]);
+    assert!(commands_starting(&last, "XCLIENT").is_empty());
+}
+
+#[test]
+fn a_server_without_xclient_fails_each_session_saying_so() {
+    let (port, recorder) = recording_server(false, false);
+    let dir = TempDir::new("perf-smtp-no-xclient");
+    let port_text = port.to_string();
+    let finished = check(
+        &dir,
+        &["--smtp-port", &port_text, "--connect-host", "client.test", "--n-mails", "2"],
+    );
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains(&format!(
+            "errors: 2\n  protocol: 2 (first: the SMTP server at 127.0.0.1:{port} does not offer \
+             XCLIENT, which --connect-host and --connect-address need (Postfix: list this client \
+             in smtpd_authorized_xclient_hosts))\n"
+        )),
+        "{}",
+        finished.describe()
+    );
+    // Nothing was sent as if from the real client.
+    assert!(recorder.sorted().iter().all(|s| commands_starting(s, "MAIL").is_empty()));
+}
+
+#[test]
+fn generated_mails_workers_lines_statistics_data_and_failure_responses() {
+    let (port, recorder) = recording_server(false, false);
+    let dir = TempDir::new("perf-smtp-generated");
+    let data_file = dir.join("statistics.csv");
+    let port_text = port.to_string();
+    let data_arg = format!("--report-statistics-data={}", data_file.display());
+    let finished = check(
+        &dir,
+        &[
+            "--smtp-port",
+            &port_text,
+            "--from",
+            "sender@example.net",
+            "--recipient",
+            "a@example.org",
+            "--recipient",
+            "b@example.org",
+            "--n-additional-lines",
+            "3",
+            "--n-workers",
+            "2",
+            "--n-mails",
+            "3",
+            "--n-concurrent-connections",
+            "2",
+            &data_arg,
+        ],
+    );
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    // Two workers, each sending the 3 mails.
+    assert!(
+        finished.stdout.contains("sessions: 6 (completed: 6, errors: 0, concurrency: 4)\n"),
+        "{}",
+        finished.describe()
+    );
+    let sessions = recorder.sorted();
+    assert_eq!(sessions.len(), 6);
+    let line = std::str::from_utf8(milter_manager::tools::performance::ADDITIONAL_LINE).unwrap();
+    for seen in &sessions {
+        assert_eq!(commands_starting(seen, "MAIL"), ["MAIL FROM:<sender@example.net>"]);
+        assert_eq!(
+            commands_starting(seen, "RCPT"),
+            ["RCPT TO:<a@example.org>", "RCPT TO:<b@example.org>"]
+        );
+        let data = String::from_utf8_lossy(&seen.data);
+        assert!(data.ends_with(&line.repeat(3)), "{data:?}");
+        assert!(!data.ends_with(&line.repeat(4)), "{data:?}");
+    }
+    // One CSV line per session: end time, seconds, the bytes sent after DATA.
+    let csv = std::fs::read_to_string(&data_file).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("wall clock time,response time,message size"));
+    let size = sessions[0].data.len() + ".\r\n".len();
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    for row in rows {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert_eq!(fields.len(), 3, "{row}");
+        assert!(fields[0].len() == 27 && fields[0].ends_with('Z'), "{row}");
+        assert!(fields[1].parse::<f64>().unwrap() > 0.0, "{row}");
+        assert_eq!(fields[2], size.to_string(), "{row}");
+    }
+
+    // A refusing server: the responses are listed once each, with their counts.
+    let (port, _) = recording_server(false, true);
+    let port_text = port.to_string();
+    let finished =
+        check(&dir, &["--smtp-port", &port_text, "--n-mails", "3", "--report-failure-responses"]);
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    assert!(
+        finished.stdout.ends_with(
+            "failure responses: 1\n  reject at envelope-recipient: 3: 550 5.1.1 <nobody>: no such user\n"
+        ),
+        "{}",
+        finished.describe()
+    );
+    let finished = check(
+        &dir,
+        &["--smtp-port", &port_text, "--n-mails", "1", "--report-failure-responses", "--json"],
+    );
+    let report: Value = serde_json::from_str(&finished.stdout).expect("JSON");
+    assert_eq!(
+        report["failure_responses"],
+        serde_json::json!([{"outcome": "reject", "stage": "envelope-recipient",
+                            "response": "550 5.1.1 <nobody>: no such user", "count": 1}])
+    );
+    let finished = check(
+        &dir,
+        &[
+            "--smtp-port",
+            &port_text,
+            "--n-mails",
+            "1",
+            "--report-failure-responses",
+            "--no-report-failure-responses",
+        ],
+    );
+    assert!(!finished.stdout.contains("failure responses"), "{}", finished.describe());
+}
+
+#[test]
+fn interval_and_period_space_the_sessions_out() {
+    let dir = TempDir::new("perf-smtp-pace");
+    for (args, n, at_least) in [
+        (&["--interval=0.2"][..], 3, 0.2),
+        (&["--interval", "200ms"][..], 0, 0.0),
+        (&["--period=0.6s"][..], 3, 0.2),
+    ] {
+        let (port, recorder) = recording_server(false, false);
+        let port_text = port.to_string();
+        let mut all = vec!["--smtp-port", &port_text, "--n-mails", "3"];
+        all.extend_from_slice(args);
+        let finished = check(&dir, &all);
+        if n == 0 {
+            assert_eq!(exit_code(&finished), 2, "{}", finished.describe());
+            assert!(finished.stderr.contains("--interval"), "{}", finished.stderr);
+            continue;
+        }
+        assert_eq!(exit_code(&finished), 0, "{args:?}\n{}", finished.describe());
+        let mut accepted: Vec<Instant> =
+            recorder.sorted().iter().map(|s| s.accepted.unwrap()).collect();
+        accepted.sort();
+        assert_eq!(accepted.len(), n);
+        for pair in accepted.windows(2) {
+            // A sleep never ends early; 10 ms for the thread that accepts.
+            let gap = (pair[1] - pair[0]).as_secs_f64();
+            assert!(gap >= at_least - 0.01, "{args:?}: {gap} s");
+        }
+    }
+}
+
+#[test]
+fn a_flood_runs_for_its_period_and_without_one_until_interrupted() {
+    let dir = TempDir::new("perf-smtp-flood");
+    let (port, recorder) = recording_server(false, false);
+    let port_text = port.to_string();
+    let finished = check(
+        &dir,
+        &["--smtp-port", &port_text, "--flood=0.3", "--n-concurrent-connections", "2", "--json"],
+    );
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    let report: Value = serde_json::from_str(&finished.stdout).expect("JSON");
+    assert!(report["elapsed_seconds"].as_f64().unwrap() >= 0.3, "{report}");
+    let sessions = report["sessions"].as_u64().unwrap();
+    assert!(sessions >= 1, "{report}");
+    assert_eq!(report["completed"].as_u64().unwrap(), sessions);
+
+    let before = recorder.count();
+    let child = Command::new(CHECK)
+        .args(["--smtp-port", &port_text, "--flood", "--n-concurrent-connections", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flooding = support::wait_for(support::deadline(), || recorder.count() >= before + 5);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(flooding, "the flood did not start");
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("errors: 0\n"), "{stdout}");
+    let sessions: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sessions: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(sessions >= 5, "{stdout}");
+}
+
+#[test]
+fn shuffle_sends_every_file_in_another_order() {
+    let dir = TempDir::new("perf-smtp-shuffle");
+    let mails = dir.join("mails");
+    std::fs::create_dir(&mails).unwrap();
+    for n in 0..12 {
+        std::fs::write(mails.join(format!("{n:02}.eml")), format!("Subject: {n:02}\n\nbody\n"))
+            .unwrap();
+    }
+    let subjects = |shuffle: &str| {
+        let (port, recorder) = recording_server(false, false);
+        let port_text = port.to_string();
+        let args = [
+            "--smtp-port",
+            &port_text,
+            "--n-mails",
+            "12",
+            "--n-concurrent-connections",
+            "1",
+            shuffle,
+            mails.to_str().unwrap(),
+        ];
+        let finished = check(&dir, &args);
+        assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+        recorder
+            .sorted()
+            .iter()
+            .map(|s| String::from_utf8_lossy(&s.data[9..11]).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let in_order: Vec<String> = (0..12).map(|n| format!("{n:02}")).collect();
+    assert_eq!(subjects("--no-shuffle"), in_order);
+    let shuffled = subjects("--shuffle");
+    let mut sorted = shuffled.clone();
+    sorted.sort();
+    assert_eq!(sorted, in_order, "every file once");
+    // 1 in 12! (about 2e-9) to come out in name order by chance.
+    assert_ne!(shuffled, in_order);
+}
+
+#[test]
+fn the_reading_timeout_names_itself() {
+    // Greets, then reads and never answers.
+    let port = serve_tcp(|mut stream, _| {
+        let _ = stream.write_all(b"220 slow\r\n");
+        let mut buffer = [0; 4096];
+        while matches!(stream.read(&mut buffer), Ok(n) if n > 0) {}
+    });
+    let dir = TempDir::new("perf-smtp-reading-timeout");
+    let port_text = port.to_string();
+    let finished =
+        check(&dir, &["--smtp-port", &port_text, "--n-mails", "2", "--reading-timeout", "0.3"]);
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains(&format!(
+            "errors: 2\n  timeout: 2 (first: the SMTP server at 127.0.0.1:{port} did not answer \
+             helo within 0.3 seconds (--reading-timeout))\n"
+        )),
+        "{}",
+        finished.describe()
+    );
+}
+
+#[test]
+fn periodic_lines_add_up_to_the_run() {
+    let (port, _) = recording_server(false, false);
+    let dir = TempDir::new("perf-smtp-periodic");
+    let port_text = port.to_string();
+    let finished = check(
+        &dir,
+        &[
+            "--smtp-port",
+            &port_text,
+            "--n-mails",
+            "6",
+            "--interval=0.05",
+            "--report-periodically=0.1",
+        ],
+    );
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    let mut lines = finished.stdout.lines();
+    let header = lines.next().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "elapsed", "sessions", "per-sec", "min-ms", "avg-ms", "max-ms", "tempfail", "reject",
+            "errors"
+        ]
+    );
+    let periodic: Vec<&str> = lines.by_ref().take_while(|l| !l.is_empty()).collect();
+    assert!(!periodic.is_empty(), "{}", finished.stdout);
+    let total: usize = periodic
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(total, 6, "{}", finished.stdout);
+    assert!(lines.next().unwrap().starts_with("target: smtp "), "{}", finished.stdout);
+}
+
+#[test]
+fn postfix_takes_xclient_from_an_authorized_client_only() {
+    let dir = TempDir::new("perf-postfix-xclient");
+    let postfix = support::postfix::Postfix::start_with_main_cf(
+        &dir,
+        &[],
+        &[("smtpd_authorized_xclient_hosts", "127.0.0.1")],
+    );
+    let port_text = postfix.smtp_port().to_string();
+    let args = [
+        "--smtp-port",
+        &port_text,
+        "--connect-host",
+        "client.test",
+        "--connect-address",
+        "127.0.0.2",
+        "--helo-fqdn",
+        "helo.test",
+        "--recipient",
+        "someone@example.org",
+        "--n-mails",
+        "1",
+    ];
+    let finished = check(&dir, &args);
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains("\n  pass: 1 (end-of-message: 1)\n"),
+        "{}",
+        finished.describe()
+    );
+    // Postfix logged the session as coming from the client XCLIENT named.
+    let seen = support::wait_for(support::deadline(), || {
+        postfix.maillog().contains("client=client.test[127.0.0.2]")
+    });
+    assert!(seen, "{}", postfix.maillog_tail(20));
+    drop(postfix);
+
+    let dir = TempDir::new("perf-postfix-no-xclient");
+    let postfix = support::postfix::Postfix::start_with_main_cf(&dir, &[], &[]);
+    let port_text = postfix.smtp_port().to_string();
+    let mut args = args;
+    args[1] = &port_text;
+    let finished = check(&dir, &args);
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    assert!(finished.stdout.contains("does not offer XCLIENT"), "{}", finished.describe());
 }

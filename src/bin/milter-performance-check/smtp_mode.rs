@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use milter_manager::status::Status;
 use milter_manager::tools::performance::{
-    dot_stuffed_data, status_of_code, ErrorKind, Failure, Mail, Outcome, ReplyAssembler, SmtpReply,
+    dot_stuffed_data, offers, status_of_code, ErrorKind, Failure, Mail, Outcome, ReplyAssembler,
+    SmtpReply,
 };
 use milter_manager::tools::Ending;
 
-use crate::failure::io_failure;
+use crate::failure::{io_failure, kind_of};
 
 /// The longest reply line taken (RFC 5321 allows 512 bytes; be generous).
 const MAX_REPLY_LINE: u64 = 64 * 1024;
@@ -33,24 +34,31 @@ pub(crate) enum SmtpTargetError {
     NoAddress(String),
 }
 
+/// How to talk to the SMTP server.
+pub(crate) struct SmtpSettings {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) helo: String,
+    /// The `XCLIENT` line to send after EHLO (`--connect-host`, `--connect-address`).
+    pub(crate) xclient: Option<Vec<u8>>,
+    /// For connecting and writing.
+    pub(crate) timeout: Duration,
+    /// For each reply (`--reading-timeout`).
+    pub(crate) reading_timeout: Duration,
+}
+
 /// An SMTP server and the mails to send it.
 pub(crate) struct SmtpTarget {
     description: String,
     addresses: Vec<SocketAddr>,
-    helo: String,
+    settings: SmtpSettings,
     mails: Vec<PreparedMail>,
-    timeout: Duration,
 }
 
 impl SmtpTarget {
-    /// Looks up `host`; an error says why it cannot be found.
-    pub(crate) fn new(
-        host: &str,
-        port: u16,
-        helo: String,
-        mails: &[Mail],
-        timeout: Duration,
-    ) -> Result<Self, SmtpTargetError> {
+    /// Looks up the server's host; an error says why it cannot be found.
+    pub(crate) fn new(settings: SmtpSettings, mails: &[Mail]) -> Result<Self, SmtpTargetError> {
+        let (host, port) = (settings.host.as_str(), settings.port);
         let description =
             if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let addresses: Vec<SocketAddr> = (host, port)
@@ -73,7 +81,7 @@ impl SmtpTarget {
                 data: dot_stuffed_data(mail),
             })
             .collect();
-        Ok(Self { description, addresses, helo, mails, timeout })
+        Ok(Self { description, addresses, settings, mails })
     }
 
     pub(crate) fn description(&self) -> String {
@@ -84,7 +92,7 @@ impl SmtpTarget {
     pub(crate) fn run_session(&self, index: usize) -> Result<Outcome, Failure> {
         let mail = &self.mails[index % self.mails.len()];
         let mut connection = SmtpConnection::open(self)?;
-        let outcome = connection.send(mail, &self.helo);
+        let outcome = connection.send(mail, &self.settings);
         // Say goodbye whatever happened, as a client would; the answer does not matter.
         connection.quit();
         outcome
@@ -94,6 +102,7 @@ impl SmtpTarget {
 /// An open SMTP connection.
 struct SmtpConnection<'a> {
     target: &'a str,
+    reading_timeout: Duration,
     stream: TcpStream,
     reader: BufReader<TcpStream>,
     assembler: ReplyAssembler,
@@ -102,19 +111,21 @@ struct SmtpConnection<'a> {
 impl<'a> SmtpConnection<'a> {
     fn open(target: &'a SmtpTarget) -> Result<Self, Failure> {
         let mut last_error = None;
+        let settings = &target.settings;
         for address in &target.addresses {
-            match TcpStream::connect_timeout(address, target.timeout) {
+            match TcpStream::connect_timeout(address, settings.timeout) {
                 Ok(stream) => {
                     let setup = |stream: &TcpStream| -> std::io::Result<TcpStream> {
                         stream.set_nodelay(true)?;
-                        stream.set_read_timeout(Some(target.timeout))?;
-                        stream.set_write_timeout(Some(target.timeout))?;
+                        stream.set_read_timeout(Some(settings.reading_timeout))?;
+                        stream.set_write_timeout(Some(settings.timeout))?;
                         stream.try_clone()
                     };
                     let what = format!("cannot set up the connection to {}", target.description);
                     let reading = setup(&stream).map_err(|e| io_failure(&e, &what))?;
                     return Ok(SmtpConnection {
                         target: &target.description,
+                        reading_timeout: settings.reading_timeout,
                         stream,
                         reader: BufReader::new(reading),
                         assembler: ReplyAssembler::default(),
@@ -131,18 +142,43 @@ impl<'a> SmtpConnection<'a> {
     }
 
     /// The SMTP dialogue up to the end of the message.
-    fn send(&mut self, mail: &PreparedMail, helo: &str) -> Result<Outcome, Failure> {
+    fn send(&mut self, mail: &PreparedMail, settings: &SmtpSettings) -> Result<Outcome, Failure> {
         let greeting = self.read_reply("connect")?;
         if let Some(refused) = refusal(&greeting, "connect", 2)? {
             return Ok(refused);
         }
-        let mut reply = self.command(format!("EHLO {helo}\r\n").as_bytes(), "helo")?;
-        if reply.code / 100 == 5 {
-            // A server that does not know EHLO may still know HELO.
-            reply = self.command(format!("HELO {helo}\r\n").as_bytes(), "helo")?;
-        }
-        if let Some(refused) = refusal(&reply, "helo", 2)? {
-            return Ok(refused);
+        let ehlo = match self.hello(&settings.helo)? {
+            Ok(ehlo) => ehlo,
+            Err(refused) => return Ok(refused),
+        };
+        if let Some(xclient) = &settings.xclient {
+            if !offers(&ehlo, "XCLIENT") {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the SMTP server at {} does not offer XCLIENT, which --connect-host and \
+                         --connect-address need (Postfix: list this client in \
+                         smtpd_authorized_xclient_hosts)",
+                        self.target
+                    ),
+                ));
+            }
+            let reply = self.command(xclient, "xclient")?;
+            if reply.code / 100 != 2 {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the SMTP server at {} refused XCLIENT (--connect-host, \
+                         --connect-address): {}",
+                        self.target,
+                        reply.one_line()
+                    ),
+                ));
+            }
+            // The server starts over as if the given client had connected: greet again.
+            if let Err(refused) = self.hello(&settings.helo)? {
+                return Ok(refused);
+            }
         }
         let reply = self.command(&mail.mail_from, "envelope-from")?;
         if let Some(refused) = refusal(&reply, "envelope-from", 2)? {
@@ -160,8 +196,7 @@ impl<'a> SmtpConnection<'a> {
             }
         }
         if accepted == 0 {
-            let no_recipient =
-                Outcome { status: Status::Reject.into(), stage: "envelope-recipient" };
+            let no_recipient = Outcome::new(Status::Reject.into(), "envelope-recipient");
             return Ok(last_refusal.unwrap_or(no_recipient));
         }
         let reply = self.command(b"DATA\r\n", "data")?;
@@ -171,8 +206,21 @@ impl<'a> SmtpConnection<'a> {
         let reply = self.command(&mail.data, "end-of-message")?;
         match refusal(&reply, "end-of-message", 2)? {
             Some(refused) => Ok(refused),
-            None => Ok(Outcome { status: Ending::PASS, stage: "end-of-message" }),
+            None => Ok(Outcome::new(Ending::PASS, "end-of-message")),
         }
+    }
+
+    /// EHLO, or HELO when the server does not know EHLO: the EHLO reply (its lines list
+    /// the extensions), or the refusal.
+    fn hello(&mut self, helo: &str) -> Result<Result<SmtpReply, Outcome>, Failure> {
+        let mut reply = self.command(format!("EHLO {helo}\r\n").as_bytes(), "helo")?;
+        if reply.code / 100 == 5 {
+            reply = self.command(format!("HELO {helo}\r\n").as_bytes(), "helo")?;
+        }
+        Ok(match refusal(&reply, "helo", 2)? {
+            Some(refused) => Err(refused),
+            None => Ok(reply),
+        })
     }
 
     /// Writes `bytes` (one write) and reads the reply.
@@ -191,7 +239,9 @@ impl<'a> SmtpConnection<'a> {
         loop {
             line.clear();
             let read = (&mut self.reader).take(MAX_REPLY_LINE).read_until(b'\n', &mut line);
-            let what = || format!("the SMTP server at {} did not answer {stage}", self.target);
+            let target = self.target;
+            let reading_timeout = self.reading_timeout.as_secs_f64();
+            let what = || format!("the SMTP server at {target} did not answer {stage}");
             match read {
                 Ok(0) => {
                     return Err(Failure::new(
@@ -206,6 +256,12 @@ impl<'a> SmtpConnection<'a> {
                     ))
                 }
                 Ok(_) => {}
+                Err(error) if kind_of(&error) == ErrorKind::Timeout => {
+                    return Err(Failure::new(
+                        ErrorKind::Timeout,
+                        format!("{} within {reading_timeout} seconds (--reading-timeout)", what()),
+                    ))
+                }
                 Err(error) => return Err(io_failure(&error, &what())),
             }
             match self.assembler.push_line(&line) {
@@ -237,7 +293,9 @@ fn refusal(
         return Ok(None);
     }
     match status_of_code(reply.code) {
-        Some(status) if reply.code >= 400 => Ok(Some(Outcome { status, stage })),
+        Some(status) if reply.code >= 400 => {
+            Ok(Some(Outcome { status, stage, response: Some(reply.one_line()) }))
+        }
         _ => Err(Failure::new(
             ErrorKind::Protocol,
             format!("unexpected SMTP reply \"{}\" at {stage}", reply.one_line()),
