@@ -324,6 +324,8 @@ struct Seen {
     /// Every command line, without its CRLF (the DATA bytes are not commands).
     commands: Vec<String>,
     data: Vec<u8>,
+    /// The index in `commands` of the first command read over TLS.
+    tls_from: Option<usize>,
     /// When the connection was accepted.
     accepted: Option<Instant>,
 }
@@ -346,74 +348,161 @@ impl Recorder {
     }
 }
 
+/// What a recording server offers and answers.
+#[derive(Clone, Default)]
+struct ServerOptions {
+    xclient: bool,
+    /// Every RCPT gets a 550.
+    reject_rcpt: bool,
+    /// STARTTLS with this configuration.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The AUTH mechanisms its EHLO lists (none: no AUTH).
+    auth: &'static [&'static str],
+}
+
 /// Starts a recording server; `xclient` says whether its EHLO offers XCLIENT, and
 /// `reject_rcpt` refuses every RCPT with a 550.
 fn recording_server(xclient: bool, reject_rcpt: bool) -> (u16, Recorder) {
+    recording_server_with(ServerOptions { xclient, reject_rcpt, ..ServerOptions::default() })
+}
+
+fn recording_server_with(options: ServerOptions) -> (u16, Recorder) {
     let recorder = Recorder::default();
     let sessions = Arc::clone(&recorder.sessions);
     let port = serve_tcp(move |stream, number| {
         let mut seen = Seen { accepted: Some(Instant::now()), ..Seen::default() };
-        let _ = record_session(stream, xclient, reject_rcpt, &mut seen);
+        let _ = record_session(stream, &options, &mut seen);
         sessions.lock().unwrap().push((number, seen));
     });
     (port, recorder)
 }
 
 fn record_session(
-    stream: TcpStream,
-    xclient: bool,
-    reject_rcpt: bool,
+    mut stream: TcpStream,
+    options: &ServerOptions,
     seen: &mut Seen,
 ) -> std::io::Result<()> {
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    writer.write_all(b"220 smtp.test ESMTP\r\n")?;
+    stream.write_all(b"220 smtp.test ESMTP\r\n")?;
+    let Some(plain) = converse(BufReader::new(stream), options, false, seen)? else {
+        return Ok(());
+    };
+    let config = Arc::clone(options.tls.as_ref().expect("STARTTLS only when offered"));
+    let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    seen.tls_from = Some(seen.commands.len());
+    converse(BufReader::new(rustls::StreamOwned::new(connection, plain)), options, true, seen)?;
+    Ok(())
+}
+
+/// One SMTP conversation over `reader`; gives the stream back after a STARTTLS.
+fn converse<S: Read + Write>(
+    mut reader: BufReader<S>,
+    options: &ServerOptions,
+    in_tls: bool,
+    seen: &mut Seen,
+) -> std::io::Result<Option<S>> {
     let mut line = Vec::new();
-    loop {
+    let mut read_line = |reader: &mut BufReader<S>, seen: &mut Seen| -> std::io::Result<bool> {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
+            return Ok(false);
         }
-        let command = String::from_utf8_lossy(&line).trim_end().to_string();
-        seen.commands.push(command.clone());
+        seen.commands.push(String::from_utf8_lossy(&line).trim_end().to_string());
+        Ok(true)
+    };
+    let send = |reader: &mut BufReader<S>, bytes: &[u8]| -> std::io::Result<()> {
+        let stream = reader.get_mut();
+        stream.write_all(bytes)?;
+        stream.flush()
+    };
+    loop {
+        if !read_line(&mut reader, seen)? {
+            return Ok(None);
+        }
+        let command = seen.commands.last().unwrap().clone();
         let upper = command.to_ascii_uppercase();
-        let reply: &[u8] = if upper.starts_with("EHLO") {
-            if xclient {
-                b"250-smtp.test\r\n250-XCLIENT NAME ADDR\r\n250 8BITMIME\r\n"
-            } else {
-                b"250-smtp.test\r\n250 8BITMIME\r\n"
+        let reply: Vec<u8> = if upper.starts_with("EHLO") {
+            let mut reply = String::from("250-smtp.test\r\n");
+            if options.xclient {
+                reply.push_str("250-XCLIENT NAME ADDR\r\n");
             }
+            if options.tls.is_some() && !in_tls {
+                reply.push_str("250-STARTTLS\r\n");
+            }
+            if !options.auth.is_empty() {
+                reply.push_str(&format!("250-AUTH {}\r\n", options.auth.join(" ")));
+            }
+            reply.push_str("250 8BITMIME\r\n");
+            reply.into_bytes()
+        } else if upper == "STARTTLS" && options.tls.is_some() && !in_tls {
+            send(&mut reader, b"220 2.0.0 ready to start TLS\r\n")?;
+            assert!(reader.buffer().is_empty(), "the client sent more after STARTTLS");
+            return Ok(Some(reader.into_inner()));
+        } else if upper.starts_with("AUTH ") {
+            // Mechanism exchanges of RFC 4616, the LOGIN draft and RFC 2195 (its example
+            // challenge); the test checks what the client sent, so any answer passes.
+            let mechanism = upper.split(' ').nth(1).unwrap_or_default().to_string();
+            let prompts: &[&[u8]] = match mechanism.as_str() {
+                "PLAIN" if upper.split(' ').count() == 2 => &[b"334 \r\n"],
+                "LOGIN" => &[b"334 VXNlcm5hbWU6\r\n", b"334 UGFzc3dvcmQ6\r\n"],
+                "CRAM-MD5" => {
+                    &[b"334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n"]
+                }
+                _ => &[],
+            };
+            for prompt in prompts {
+                send(&mut reader, prompt)?;
+                if !read_line(&mut reader, seen)? {
+                    return Ok(None);
+                }
+            }
+            b"235 2.7.0 Authentication successful\r\n".to_vec()
         } else if upper.starts_with("XCLIENT") {
-            b"220 smtp.test ESMTP\r\n"
+            b"220 smtp.test ESMTP\r\n".to_vec()
         } else if upper.starts_with("MAIL FROM:") {
-            b"250 2.1.0 Ok\r\n"
+            b"250 2.1.0 Ok\r\n".to_vec()
         } else if upper.starts_with("RCPT TO:") {
-            if reject_rcpt {
-                b"550 5.1.1 <nobody>: no such user\r\n"
+            if options.reject_rcpt {
+                b"550 5.1.1 <nobody>: no such user\r\n".to_vec()
             } else {
-                b"250 2.1.5 Ok\r\n"
+                b"250 2.1.5 Ok\r\n".to_vec()
             }
         } else if upper == "DATA" {
-            writer.write_all(b"354 go ahead\r\n")?;
+            send(&mut reader, b"354 go ahead\r\n")?;
+            let mut data_line = Vec::new();
             loop {
-                line.clear();
-                if reader.read_until(b'\n', &mut line)? == 0 {
-                    return Ok(());
+                data_line.clear();
+                if reader.read_until(b'\n', &mut data_line)? == 0 {
+                    return Ok(None);
                 }
-                if line == b".\r\n" {
+                if data_line == b".\r\n" {
                     break;
                 }
-                seen.data.extend_from_slice(&line);
+                seen.data.extend_from_slice(&data_line);
             }
-            b"250 2.0.0 queued\r\n"
+            b"250 2.0.0 queued\r\n".to_vec()
         } else if upper == "QUIT" {
-            writer.write_all(b"221 2.0.0 bye\r\n")?;
-            return Ok(());
+            send(&mut reader, b"221 2.0.0 bye\r\n")?;
+            return Ok(None);
         } else {
-            b"502 5.5.2 what?\r\n"
+            b"502 5.5.2 what?\r\n".to_vec()
         };
-        writer.write_all(reply)?;
+        send(&mut reader, &reply)?;
     }
+}
+
+/// A server configuration with a self-signed certificate for `localhost` made now.
+fn tls_server_config() -> (Arc<rustls::ServerConfig>, String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    (Arc::new(config), certified.cert.pem(), certified.signing_key.serialize_pem())
 }
 
 fn commands_starting(seen: &Seen, prefix: &str) -> Vec<String> {
@@ -837,4 +926,119 @@ fn postfix_takes_xclient_from_an_authorized_client_only() {
     let finished = check(&dir, &args);
     assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
     assert!(finished.stdout.contains("does not offer XCLIENT"), "{}", finished.describe());
+}
+
+#[test]
+fn starttls_auto_always_and_disable() {
+    let (config, _, _) = tls_server_config();
+    let tls = ServerOptions { tls: Some(config), ..ServerOptions::default() };
+    let dir = TempDir::new("perf-smtp-starttls");
+    let run = |options: &ServerOptions, how: &str| {
+        let (port, recorder) = recording_server_with(options.clone());
+        let port_text = port.to_string();
+        let args = [
+            "--smtp-server",
+            "localhost",
+            "--smtp-port",
+            &port_text,
+            "--helo-fqdn",
+            "helo.test",
+            "--n-mails",
+            "2",
+            how,
+        ];
+        (check(&dir, &args), recorder.sorted(), port)
+    };
+    let over_tls = [
+        "EHLO helo.test",
+        "STARTTLS",
+        "EHLO helo.test",
+        "MAIL FROM:<sender@example.com>",
+        "RCPT TO:<receiver@example.com>",
+        "DATA",
+        "QUIT",
+    ];
+    for how in ["--starttls=auto", "--starttls=always"] {
+        let (finished, sessions, _) = run(&tls, how);
+        assert_eq!(exit_code(&finished), 0, "{how}\n{}", finished.describe());
+        assert_eq!(sessions.len(), 2);
+        for seen in &sessions {
+            assert_eq!(seen.commands, over_tls, "{how}");
+            // Everything after STARTTLS came through the TLS session.
+            assert_eq!(seen.tls_from, Some(2), "{how}");
+            assert!(!seen.data.is_empty());
+        }
+    }
+    let plain = [
+        "EHLO helo.test",
+        "MAIL FROM:<sender@example.com>",
+        "RCPT TO:<receiver@example.com>",
+        "DATA",
+        "QUIT",
+    ];
+    let (finished, sessions, _) = run(&tls, "--starttls=disable");
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    assert!(sessions.iter().all(|s| s.commands == plain && s.tls_from.is_none()), "{sessions:?}");
+    let (finished, sessions, _) = run(&ServerOptions::default(), "--starttls=auto");
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    assert!(sessions.iter().all(|s| s.commands == plain), "{sessions:?}");
+
+    let (finished, sessions, port) = run(&ServerOptions::default(), "--starttls=always");
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains(&format!(
+            "errors: 2\n  protocol: 2 (first: the SMTP server at localhost:{port} does not offer \
+             STARTTLS (--starttls=always))\n"
+        )),
+        "{}",
+        finished.describe()
+    );
+    assert!(sessions.iter().all(|s| commands_starting(s, "MAIL").is_empty()));
+    let finished = check(&dir, &["--milter", "inet:1@[127.0.0.1]", "--starttls=always"]);
+    assert_eq!(exit_code(&finished), 2, "{}", finished.describe());
+    assert!(finished.stderr.contains("--starttls"), "{}", finished.stderr);
+}
+
+#[test]
+fn postfix_takes_starttls_with_a_certificate_made_now() {
+    let dir = TempDir::new("perf-postfix-starttls");
+    let (_, cert_pem, key_pem) = tls_server_config();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let postfix = support::postfix::Postfix::start_with_main_cf(
+        &dir,
+        &[],
+        &[
+            ("smtpd_tls_security_level", "may"),
+            ("smtpd_tls_cert_file", &cert),
+            ("smtpd_tls_key_file", &key),
+            ("smtpd_tls_loglevel", "1"),
+        ],
+    );
+    let port_text = postfix.smtp_port().to_string();
+    let finished = check(
+        &dir,
+        &[
+            "--smtp-port",
+            &port_text,
+            "--starttls=always",
+            "--recipient",
+            "someone@example.org",
+            "--n-mails",
+            "2",
+        ],
+    );
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains("\n  pass: 2 (end-of-message: 2)\n"),
+        "{}",
+        finished.describe()
+    );
+    let seen = support::wait_for(support::deadline(), || {
+        postfix.maillog().matches("TLS connection established from").count() >= 2
+    });
+    assert!(seen, "{}", postfix.maillog_tail(20));
 }

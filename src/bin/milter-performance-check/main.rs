@@ -13,6 +13,7 @@ mod failure;
 mod milter_mode;
 mod runner;
 mod smtp_mode;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ use collector::Collector;
 use milter_mode::MilterTarget;
 use runner::Plan;
 use smtp_mode::{SmtpSettings, SmtpTarget, SmtpTargetError};
+use tls::StartTls;
 
 const NAME: &str = "milter-performance-check";
 
@@ -61,6 +63,12 @@ struct Options {
     /// Take the connection as coming from this client address: Postfix's XCLIENT ADDR=.
     #[arg(long = "connect-address", value_name = "ADDRESS", conflicts_with = "milter")]
     connect_address: Option<String>,
+    /// STARTTLS when the server offers it (auto), always (a server without it fails the
+    /// session) or never. The server's certificate is not verified, as in the original:
+    /// this measures an MTA, it does not protect mail.
+    #[arg(long, value_name = "HOW", value_enum, default_value_t = StartTls::Auto,
+          conflicts_with = "milter")]
+    starttls: StartTls,
     /// The name given with EHLO/HELO [default: this host's name over SMTP, mx.example.net
     /// to a milter].
     #[arg(long = "helo-fqdn", value_name = "NAME")]
@@ -345,6 +353,7 @@ fn run(options: &Options) -> Result<Ran, CheckError> {
                 host: options.smtp_server.clone(),
                 port: options.smtp_port,
                 helo: options.helo_fqdn.clone().unwrap_or_else(program::hostname),
+                starttls: options.starttls,
                 xclient,
                 timeout: options.timeout,
                 reading_timeout: options.reading_timeout.unwrap_or(options.timeout),

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use milter_manager::status::Status;
@@ -12,8 +13,10 @@ use milter_manager::tools::performance::{
     SmtpReply,
 };
 use milter_manager::tools::Ending;
+use rustls::ClientConfig;
 
 use crate::failure::{io_failure, kind_of};
+use crate::tls::{client_config, server_name, StartTls, Transport};
 
 /// The longest reply line taken (RFC 5321 allows 512 bytes; be generous).
 const MAX_REPLY_LINE: u64 = 64 * 1024;
@@ -32,6 +35,8 @@ pub(crate) enum SmtpTargetError {
     Resolve { host: String, error: std::io::Error },
     #[error("the SMTP server {0:?} has no address")]
     NoAddress(String),
+    #[error("--starttls: cannot set up TLS: {0}")]
+    Tls(rustls::Error),
 }
 
 /// How to talk to the SMTP server.
@@ -39,6 +44,7 @@ pub(crate) struct SmtpSettings {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) helo: String,
+    pub(crate) starttls: StartTls,
     /// The `XCLIENT` line to send after EHLO (`--connect-host`, `--connect-address`).
     pub(crate) xclient: Option<Vec<u8>>,
     /// For connecting and writing.
@@ -53,6 +59,8 @@ pub(crate) struct SmtpTarget {
     addresses: Vec<SocketAddr>,
     settings: SmtpSettings,
     mails: Vec<PreparedMail>,
+    /// Unless `--starttls=disable`.
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl SmtpTarget {
@@ -81,7 +89,11 @@ impl SmtpTarget {
                 data: dot_stuffed_data(mail),
             })
             .collect();
-        Ok(Self { description, addresses, settings, mails })
+        let tls = match settings.starttls {
+            StartTls::Disable => None,
+            _ => Some(client_config().map_err(SmtpTargetError::Tls)?),
+        };
+        Ok(Self { description, addresses, settings, mails, tls })
     }
 
     pub(crate) fn description(&self) -> String {
@@ -102,9 +114,11 @@ impl SmtpTarget {
 /// An open SMTP connection.
 struct SmtpConnection<'a> {
     target: &'a str,
+    host: &'a str,
+    tls: Option<&'a Arc<ClientConfig>>,
     reading_timeout: Duration,
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
+    /// Reads replies; written to through `get_mut`.
+    reader: BufReader<Transport>,
     assembler: ReplyAssembler,
 }
 
@@ -115,19 +129,19 @@ impl<'a> SmtpConnection<'a> {
         for address in &target.addresses {
             match TcpStream::connect_timeout(address, settings.timeout) {
                 Ok(stream) => {
-                    let setup = |stream: &TcpStream| -> std::io::Result<TcpStream> {
+                    let setup = |stream: &TcpStream| -> std::io::Result<()> {
                         stream.set_nodelay(true)?;
                         stream.set_read_timeout(Some(settings.reading_timeout))?;
-                        stream.set_write_timeout(Some(settings.timeout))?;
-                        stream.try_clone()
+                        stream.set_write_timeout(Some(settings.timeout))
                     };
                     let what = format!("cannot set up the connection to {}", target.description);
-                    let reading = setup(&stream).map_err(|e| io_failure(&e, &what))?;
+                    setup(&stream).map_err(|e| io_failure(&e, &what))?;
                     return Ok(SmtpConnection {
                         target: &target.description,
+                        host: &settings.host,
+                        tls: target.tls.as_ref(),
                         reading_timeout: settings.reading_timeout,
-                        stream,
-                        reader: BufReader::new(reading),
+                        reader: BufReader::new(Transport::Plain(stream)),
                         assembler: ReplyAssembler::default(),
                     });
                 }
@@ -147,10 +161,43 @@ impl<'a> SmtpConnection<'a> {
         if let Some(refused) = refusal(&greeting, "connect", 2)? {
             return Ok(refused);
         }
-        let ehlo = match self.hello(&settings.helo)? {
+        let mut ehlo = match self.hello(&settings.helo)? {
             Ok(ehlo) => ehlo,
             Err(refused) => return Ok(refused),
         };
+        let starttls = match settings.starttls {
+            StartTls::Disable => false,
+            StartTls::Auto => offers(&ehlo, "STARTTLS"),
+            StartTls::Always if offers(&ehlo, "STARTTLS") => true,
+            StartTls::Always => {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the SMTP server at {} does not offer STARTTLS (--starttls=always)",
+                        self.target
+                    ),
+                ))
+            }
+        };
+        if starttls {
+            let reply = self.command(b"STARTTLS\r\n", "starttls")?;
+            if reply.code / 100 != 2 {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the SMTP server at {} refused STARTTLS (--starttls): {}",
+                        self.target,
+                        reply.one_line()
+                    ),
+                ));
+            }
+            self.start_tls()?;
+            // After TLS the client starts over (RFC 3207): greet again.
+            ehlo = match self.hello(&settings.helo)? {
+                Ok(ehlo) => ehlo,
+                Err(refused) => return Ok(refused),
+            };
+        }
         if let Some(xclient) = &settings.xclient {
             if !offers(&ehlo, "XCLIENT") {
                 return Err(Failure::new(
@@ -210,6 +257,41 @@ impl<'a> SmtpConnection<'a> {
         }
     }
 
+    /// Switches the connection to TLS, after the server's go-ahead for STARTTLS.
+    fn start_tls(&mut self) -> Result<(), Failure> {
+        let protocol = |message: String| Failure::new(ErrorKind::Protocol, message);
+        // Bytes read ahead of the handshake would be plain text smuggled into the TLS
+        // session (the STARTTLS injection of CVE-2011-0411): refuse them.
+        if !self.reader.buffer().is_empty() {
+            return Err(protocol(format!(
+                "the SMTP server at {} sent more after its STARTTLS reply",
+                self.target
+            )));
+        }
+        let transport = std::mem::replace(self.reader.get_mut(), Transport::Switching);
+        let (Transport::Plain(tcp), Some(config)) = (transport, self.tls) else {
+            return Err(protocol(format!("STARTTLS twice with {}", self.target)));
+        };
+        let name = server_name(self.host)
+            .or_else(|| tcp.peer_addr().ok().map(|a| a.ip().into()))
+            .ok_or_else(|| protocol(format!("no TLS server name for {}", self.host)))?;
+        let tls = Transport::start_tls(tcp, config, name).map_err(|error| {
+            let kind = match kind_of(&error) {
+                ErrorKind::Io => ErrorKind::Protocol,
+                other => other,
+            };
+            Failure::new(
+                kind,
+                format!(
+                    "the TLS handshake with the SMTP server at {} failed: {error}",
+                    self.target
+                ),
+            )
+        })?;
+        *self.reader.get_mut() = tls;
+        Ok(())
+    }
+
     /// EHLO, or HELO when the server does not know EHLO: the EHLO reply (its lines list
     /// the extensions), or the refusal.
     fn hello(&mut self, helo: &str) -> Result<Result<SmtpReply, Outcome>, Failure> {
@@ -225,7 +307,8 @@ impl<'a> SmtpConnection<'a> {
 
     /// Writes `bytes` (one write) and reads the reply.
     fn command(&mut self, bytes: &[u8], stage: &'static str) -> Result<SmtpReply, Failure> {
-        self.stream.write_all(bytes).map_err(|e| {
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes).and_then(|()| stream.flush()).map_err(|e| {
             io_failure(
                 &e,
                 &format!("cannot write to the SMTP server at {} at {stage}", self.target),
@@ -276,7 +359,8 @@ impl<'a> SmtpConnection<'a> {
 
     /// QUIT and its reply, errors ignored: the session's result is known already.
     fn quit(&mut self) {
-        if self.stream.write_all(b"QUIT\r\n").is_ok() {
+        let stream = self.reader.get_mut();
+        if stream.write_all(b"QUIT\r\n").and_then(|()| stream.flush()).is_ok() {
             let _ = self.read_reply("quit");
         }
     }
