@@ -1042,3 +1042,136 @@ fn postfix_takes_starttls_with_a_certificate_made_now() {
     });
     assert!(seen, "{}", postfix.maillog_tail(20));
 }
+
+/// The commands between the EHLO that preceded AUTH and MAIL.
+fn auth_exchange(seen: &Seen) -> Vec<String> {
+    let start = seen.commands.iter().position(|c| c.starts_with("AUTH")).unwrap_or_else(|| {
+        panic!("no AUTH: {seen:?}");
+    });
+    let end = seen.commands.iter().position(|c| c.starts_with("MAIL")).unwrap_or_else(|| {
+        panic!("no MAIL: {seen:?}");
+    });
+    seen.commands[start..end].to_vec()
+}
+
+#[test]
+fn auth_sends_each_mechanisms_exact_exchange() {
+    // RFC 2195's example user and secret; the server sends its example challenge.
+    let (config, _, _) = tls_server_config();
+    let all = ServerOptions { auth: &["PLAIN", "LOGIN", "CRAM-MD5"], ..ServerOptions::default() };
+    let dir = TempDir::new("perf-smtp-auth");
+    let cram = ["AUTH CRAM-MD5", "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw"];
+    for (mechanism, server, expected) in [
+        ("plain", &all, &["AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm"][..]),
+        ("login", &all, &["AUTH LOGIN", "dGlt", "dGFuc3RhYWZ0YW5zdGFhZg=="][..]),
+        ("cram_md5", &all, &cram[..]),
+        ("cram-md5", &all, &cram[..]),
+        ("auto", &all, &cram[..]),
+        (
+            "auto",
+            &ServerOptions { auth: &["LOGIN", "PLAIN"], tls: Some(config), ..all.clone() },
+            &["AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm"][..],
+        ),
+    ] {
+        let (port, recorder) = recording_server_with(server.clone());
+        let port_text = port.to_string();
+        let mechanism_arg = format!("--auth-mechanism={mechanism}");
+        let args = [
+            "--smtp-server",
+            "localhost",
+            "--smtp-port",
+            &port_text,
+            "--auth-user",
+            "tim",
+            "--auth-password",
+            "tanstaaftanstaaf",
+            &mechanism_arg,
+            "--n-mails",
+            "1",
+        ];
+        let finished = check(&dir, &args);
+        assert_eq!(exit_code(&finished), 0, "{mechanism}\n{}", finished.describe());
+        let seen = &recorder.sorted()[0];
+        assert_eq!(auth_exchange(seen), expected, "{mechanism}");
+        if server.tls.is_some() {
+            // AUTH after STARTTLS, over TLS.
+            let auth = seen.commands.iter().position(|c| c.starts_with("AUTH")).unwrap();
+            assert!(seen.tls_from.is_some_and(|tls| tls <= auth), "{seen:?}");
+        }
+    }
+
+    // --auth-map: the entry for the server, with the best mechanism offered.
+    let (port, recorder) = recording_server_with(all.clone());
+    let map = dir.join("sasl_passwd");
+    std::fs::write(
+        &map,
+        format!(
+            "# Postfix form\n[localhost]:{} other:x\n[localhost]:{port} tim:tanstaaftanstaaf\n",
+            port + 1
+        ),
+    )
+    .unwrap();
+    let port_text = port.to_string();
+    let map_arg = format!("--auth-map={}", map.display());
+    let finished = check(
+        &dir,
+        &["--smtp-server", "localhost", "--smtp-port", &port_text, &map_arg, "--n-mails", "1"],
+    );
+    assert_eq!(exit_code(&finished), 0, "{}", finished.describe());
+    assert_eq!(auth_exchange(&recorder.sorted()[0]), cram);
+}
+
+#[test]
+fn auth_problems_are_one_line_naming_the_option() {
+    let dir = TempDir::new("perf-smtp-auth-problems");
+    let (port, recorder) =
+        recording_server_with(ServerOptions { auth: &["PLAIN"], ..ServerOptions::default() });
+    let port_text = port.to_string();
+    let finished = check(
+        &dir,
+        &[
+            "--smtp-port",
+            &port_text,
+            "--auth-user",
+            "tim",
+            "--auth-password",
+            "x",
+            "--auth-mechanism",
+            "login",
+            "--n-mails",
+            "2",
+        ],
+    );
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains(&format!(
+            "errors: 2\n  protocol: 2 (first: the SMTP server at 127.0.0.1:{port} does not offer \
+             AUTH LOGIN (it offers PLAIN) (--auth-user, --auth-mechanism, --auth-map))\n"
+        )),
+        "{}",
+        finished.describe()
+    );
+    assert!(recorder.sorted().iter().all(|s| commands_starting(s, "MAIL").is_empty()));
+
+    let bad_map = dir.join("bad_map");
+    std::fs::write(&bad_map, "# ok\nlocalhost:25 no-password\n").unwrap();
+    let map_arg = format!("--auth-map={}", bad_map.display());
+    for (args, expected) in [
+        (vec!["--auth-user", "tim"], "--auth-password".to_string()),
+        (vec!["--auth-mechanism", "digest-md5"], "--auth-mechanism".to_string()),
+        (
+            vec![&map_arg[..]],
+            format!(
+                "--auth-map: {}: line 2: no ':' between the user and the password; write \
+                 HOST[:PORT] USER:PASSWORD",
+                bad_map.display()
+            ),
+        ),
+        (vec!["--auth-map=/nonexistent/map"], "--auth-map: cannot read /nonexistent/map".into()),
+    ] {
+        let finished = check(&dir, &args);
+        assert_eq!(exit_code(&finished), 2, "{args:?}\n{}", finished.describe());
+        assert_eq!(finished.stderr.lines().count(), 1, "{}", finished.stderr);
+        assert!(finished.stderr.contains(&expected), "{args:?}: {}", finished.stderr);
+    }
+}

@@ -27,13 +27,14 @@ use milter_manager::program::ResolveError;
 use milter_manager::spec::{Spec, SpecError};
 use milter_manager::tools::performance::{
     dot_stuffed_data, generated_mail, json_report, mail_from_file, parse_period, text_report,
-    xclient_command, EnvelopeOptions, Mail, NotADuration, Pace, RunInfo, Summary,
+    xclient_command, AuthMap, AuthMapError, AuthMechanism, Credentials, EnvelopeOptions, Mail,
+    NotADuration, Pace, RunInfo, Summary,
 };
 
 use collector::Collector;
 use milter_mode::MilterTarget;
 use runner::Plan;
-use smtp_mode::{SmtpSettings, SmtpTarget, SmtpTargetError};
+use smtp_mode::{Auth, SmtpSettings, SmtpTarget, SmtpTargetError};
 use tls::StartTls;
 
 const NAME: &str = "milter-performance-check";
@@ -69,6 +70,27 @@ struct Options {
     #[arg(long, value_name = "HOW", value_enum, default_value_t = StartTls::Auto,
           conflicts_with = "milter")]
     starttls: StartTls,
+    /// Authenticate as USER (SMTP AUTH, after STARTTLS and XCLIENT).
+    #[arg(
+        long = "auth-user",
+        value_name = "USER",
+        requires = "auth_password",
+        conflicts_with = "milter"
+    )]
+    auth_user: Option<String>,
+    /// The password for --auth-user.
+    #[arg(long = "auth-password", value_name = "PASSWORD", requires = "auth_user")]
+    auth_password: Option<String>,
+    /// The AUTH mechanism for --auth-user; auto takes the first the server offers of
+    /// CRAM-MD5, PLAIN and LOGIN (as with --auth-map).
+    #[arg(long = "auth-mechanism", value_name = "MECHANISM", value_enum,
+          default_value_t = AuthChoice::Auto)]
+    auth_mechanism: AuthChoice,
+    /// Without --auth-user, authenticate with this file's user and password for the
+    /// SMTP server: lines `HOST[:PORT] USER:PASSWORD`, as Postfix's
+    /// smtp_sasl_password_maps (a server not in it: no AUTH).
+    #[arg(long = "auth-map", value_name = "FILE", conflicts_with = "milter")]
+    auth_map: Option<PathBuf>,
     /// The name given with EHLO/HELO [default: this host's name over SMTP, mx.example.net
     /// to a milter].
     #[arg(long = "helo-fqdn", value_name = "NAME")]
@@ -179,6 +201,27 @@ fn parse_seconds(text: &str) -> Result<Duration, NotSeconds> {
     }
 }
 
+/// `--auth-mechanism`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthChoice {
+    Auto,
+    Plain,
+    Login,
+    #[value(name = "cram_md5", alias = "cram-md5")]
+    CramMd5,
+}
+
+impl AuthChoice {
+    fn mechanism(self) -> Option<AuthMechanism> {
+        match self {
+            Self::Auto => None,
+            Self::Plain => Some(AuthMechanism::Plain),
+            Self::Login => Some(AuthMechanism::Login),
+            Self::CramMd5 => Some(AuthMechanism::CramMd5),
+        }
+    }
+}
+
 /// `--flood`'s PERIOD; empty (the option alone) floods until interrupted.
 #[derive(Debug, Clone, Copy)]
 struct Flood(Option<Duration>);
@@ -218,6 +261,10 @@ enum CheckError {
     NoMailFiles,
     #[error("--report-statistics-data: cannot create {}: {error}", path.display())]
     StatisticsData { path: PathBuf, error: std::io::Error },
+    #[error("--auth-map: cannot read {}: {error}", path.display())]
+    ReadAuthMap { path: PathBuf, error: std::io::Error },
+    #[error("--auth-map: {}: {error}", path.display())]
+    AuthMap { path: PathBuf, error: AuthMapError },
     #[error("cannot catch SIGINT: {0}")]
     Signal(std::io::Error),
     /// The milter's address cannot be found.
@@ -267,10 +314,16 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Clap's first line, without its "error: " prefix.
+/// Clap's message as one line, without its "error: " prefix: its first paragraph (a
+/// list such as the missing arguments follows its first line), joined.
 fn first_line(rendered: &str) -> String {
-    let line = rendered.lines().next().unwrap_or("invalid arguments");
-    line.strip_prefix("error: ").unwrap_or(line).to_string()
+    let paragraph: Vec<&str> =
+        rendered.lines().map(str::trim).take_while(|line| !line.is_empty()).collect();
+    let line = match paragraph.join(" ") {
+        joined if joined.is_empty() => "invalid arguments".to_string(),
+        joined => joined,
+    };
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
 }
 
 /// How a run went.
@@ -355,6 +408,7 @@ fn run(options: &Options) -> Result<Ran, CheckError> {
                 helo: options.helo_fqdn.clone().unwrap_or_else(program::hostname),
                 starttls: options.starttls,
                 xclient,
+                auth: auth(options)?,
                 timeout: options.timeout,
                 reading_timeout: options.reading_timeout.unwrap_or(options.timeout),
             };
@@ -379,6 +433,23 @@ fn run(options: &Options) -> Result<Ran, CheckError> {
         out!("{}", text_report(&summary, &info));
     }
     Ok(Ran { had_errors: summary.error_count() > 0, data_written })
+}
+
+/// The credentials to authenticate with: --auth-user's, or --auth-map's for the server.
+fn auth(options: &Options) -> Result<Option<Auth>, CheckError> {
+    if let (Some(user), Some(password)) = (&options.auth_user, &options.auth_password) {
+        let credentials = Credentials { user: user.clone(), password: password.clone() };
+        return Ok(Some(Auth { credentials, mechanism: options.auth_mechanism.mechanism() }));
+    }
+    let Some(path) = &options.auth_map else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| CheckError::ReadAuthMap { path: path.clone(), error })?;
+    let map =
+        AuthMap::parse(&text).map_err(|error| CheckError::AuthMap { path: path.clone(), error })?;
+    let host = options.smtp_server.trim_start_matches('[').trim_end_matches(']');
+    Ok(map
+        .lookup(host, options.smtp_port)
+        .map(|credentials| Auth { credentials: credentials.clone(), mechanism: None }))
 }
 
 /// The mail files (directories expanded, in name order), or the generated mail.

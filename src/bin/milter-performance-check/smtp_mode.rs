@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use milter_manager::status::Status;
 use milter_manager::tools::performance::{
-    dot_stuffed_data, offers, status_of_code, ErrorKind, Failure, Mail, Outcome, ReplyAssembler,
-    SmtpReply,
+    base64, choose_mechanism, cram_md5_response, dot_stuffed_data, offered_mechanisms, offers,
+    plain_response, status_of_code, AuthMechanism, Credentials, ErrorKind, Failure, Mail, Outcome,
+    ReplyAssembler, SmtpReply,
 };
 use milter_manager::tools::Ending;
 use rustls::ClientConfig;
@@ -47,10 +48,18 @@ pub(crate) struct SmtpSettings {
     pub(crate) starttls: StartTls,
     /// The `XCLIENT` line to send after EHLO (`--connect-host`, `--connect-address`).
     pub(crate) xclient: Option<Vec<u8>>,
+    /// SMTP AUTH after EHLO (`--auth-user` or `--auth-map`).
+    pub(crate) auth: Option<Auth>,
     /// For connecting and writing.
     pub(crate) timeout: Duration,
     /// For each reply (`--reading-timeout`).
     pub(crate) reading_timeout: Duration,
+}
+
+/// Who to authenticate as, and how (`None`: the best the server offers).
+pub(crate) struct Auth {
+    pub(crate) credentials: Credentials,
+    pub(crate) mechanism: Option<AuthMechanism>,
 }
 
 /// An SMTP server and the mails to send it.
@@ -223,9 +232,13 @@ impl<'a> SmtpConnection<'a> {
                 ));
             }
             // The server starts over as if the given client had connected: greet again.
-            if let Err(refused) = self.hello(&settings.helo)? {
-                return Ok(refused);
-            }
+            ehlo = match self.hello(&settings.helo)? {
+                Ok(ehlo) => ehlo,
+                Err(refused) => return Ok(refused),
+            };
+        }
+        if let Some(auth) = &settings.auth {
+            self.authenticate(&ehlo, auth)?;
         }
         let reply = self.command(&mail.mail_from, "envelope-from")?;
         if let Some(refused) = refusal(&reply, "envelope-from", 2)? {
@@ -255,6 +268,53 @@ impl<'a> SmtpConnection<'a> {
             Some(refused) => Ok(refused),
             None => Ok(Outcome::new(Ending::PASS, "end-of-message")),
         }
+    }
+
+    /// SMTP AUTH with the mechanism asked for, or the best one offered.
+    fn authenticate(&mut self, ehlo: &SmtpReply, auth: &Auth) -> Result<(), Failure> {
+        let protocol = |message: String| Failure::new(ErrorKind::Protocol, message);
+        let mechanism =
+            choose_mechanism(auth.mechanism, &offered_mechanisms(ehlo)).map_err(|error| {
+                protocol(format!(
+                    "the SMTP server at {} {error} (--auth-user, --auth-mechanism, --auth-map)",
+                    self.target
+                ))
+            })?;
+        let Credentials { user, password } = &auth.credentials;
+        let name = mechanism.name();
+        let target = self.target;
+        let refused = |reply: &SmtpReply| {
+            protocol(format!(
+                "the SMTP server at {target} refused AUTH {name} as {user:?}: {}",
+                reply.one_line()
+            ))
+        };
+        let mut step = |line: String, expected: u16| -> Result<SmtpReply, Failure> {
+            let reply = self.command(format!("{line}\r\n").as_bytes(), "auth")?;
+            if reply.code == expected {
+                Ok(reply)
+            } else {
+                Err(refused(&reply))
+            }
+        };
+        match mechanism {
+            AuthMechanism::Plain => {
+                step(format!("AUTH PLAIN {}", plain_response(user, password)), 235)?;
+            }
+            AuthMechanism::Login => {
+                step("AUTH LOGIN".into(), 334)?;
+                step(base64(user.as_bytes()), 334)?;
+                step(base64(password.as_bytes()), 235)?;
+            }
+            AuthMechanism::CramMd5 => {
+                let challenge = step("AUTH CRAM-MD5".into(), 334)?;
+                let challenge = challenge.lines.first().map_or("", String::as_str);
+                let response = cram_md5_response(user, password, challenge)
+                    .map_err(|error| protocol(format!("{error}, from {target}")))?;
+                step(response, 235)?;
+            }
+        }
+        Ok(())
     }
 
     /// Switches the connection to TLS, after the server's go-ahead for STARTTLS.

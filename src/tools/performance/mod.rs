@@ -2,6 +2,7 @@
 //! is classified, the statistics over many sessions and the report. The binary does the
 //! sockets and the threads.
 
+mod auth;
 mod mail;
 mod milter;
 mod outcome;
@@ -10,6 +11,10 @@ mod report;
 mod smtp;
 mod statistics;
 
+pub use auth::{
+    base64, choose_mechanism, cram_md5_response, offered_mechanisms, plain_response, AuthMap,
+    AuthMapError, AuthMechanism, BadChallenge, Credentials, MechanismError,
+};
 pub use mail::{
     angle_address, generated_mail, mail_from_file, Envelope, EnvelopeOptions, Mail, ADDITIONAL_LINE,
 };
