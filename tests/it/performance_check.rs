@@ -1175,3 +1175,166 @@ fn auth_problems_are_one_line_naming_the_option() {
         assert!(finished.stderr.contains(&expected), "{args:?}: {}", finished.stderr);
     }
 }
+
+/// A stand-in for Dovecot's authentication service on a unix socket, speaking the
+/// protocol Postfix's `smtpd_sasl_type = dovecot` client uses, so that Postfix's own
+/// smtpd runs the AUTH dialogue with the check. It knows one user, tim, with RFC 2195's
+/// secret, and checks PLAIN, LOGIN and CRAM-MD5 itself. Gives each success as
+/// "MECHANISM user".
+fn dovecot_auth_stand_in(socket: &std::path::Path) -> Arc<Mutex<Vec<String>>> {
+    use base64::Engine as _;
+    use hmac::{KeyInit as _, Mac as _};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixListener;
+    const USER: &str = "tim";
+    const SECRET: &str = "tanstaaftanstaaf";
+    const CHALLENGE: &str = "<1896.697170952@postoffice.reston.mci.net>";
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let listener = UnixListener::bind(socket).unwrap();
+    // smtpd runs as user postfix.
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let successes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = Arc::clone(&successes);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let recorded = Arc::clone(&recorded);
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut writer = stream.try_clone()?;
+                let mut lines = BufReader::new(stream).lines();
+                writer.write_all(
+                    b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n\
+                      MECH\tCRAM-MD5\tdictionary\tactive\nSPID\t1\nCUID\t1\nCOOKIE\t00\nDONE\n",
+                )?;
+                // Sends a challenge; gives the next CONT line's data, decoded.
+                let answer =
+                    |writer: &mut std::os::unix::net::UnixStream,
+                     lines: &mut std::io::Lines<BufReader<std::os::unix::net::UnixStream>>,
+                     id: &str,
+                     prompt: &[u8]|
+                     -> std::io::Result<Vec<u8>> {
+                        writeln!(writer, "CONT\t{id}\t{}", b64.encode(prompt))?;
+                        let line = lines.next().transpose()?.unwrap_or_default();
+                        let data = line.rsplit('\t').next().unwrap_or_default();
+                        Ok(b64.decode(data).unwrap_or_default())
+                    };
+                loop {
+                    let Some(line) = lines.next().transpose()? else { return Ok(()) };
+                    let fields: Vec<&str> = line.split('\t').collect();
+                    if fields[0] != "AUTH" {
+                        continue;
+                    }
+                    let (id, mechanism) = (fields[1], fields[2]);
+                    let resp = fields.iter().find_map(|f| f.strip_prefix("resp="));
+                    let authenticated = match mechanism {
+                        "PLAIN" => {
+                            resp.and_then(|r| b64.decode(r).ok())
+                                == Some(format!("\0{USER}\0{SECRET}").into_bytes())
+                        }
+                        "LOGIN" => {
+                            let user = answer(&mut writer, &mut lines, id, b"Username:")?;
+                            let password = answer(&mut writer, &mut lines, id, b"Password:")?;
+                            user == USER.as_bytes() && password == SECRET.as_bytes()
+                        }
+                        "CRAM-MD5" => {
+                            let response =
+                                answer(&mut writer, &mut lines, id, CHALLENGE.as_bytes())?;
+                            let mut mac =
+                                hmac::Hmac::<md5::Md5>::new_from_slice(SECRET.as_bytes()).unwrap();
+                            mac.update(CHALLENGE.as_bytes());
+                            let digest: String = mac
+                                .finalize()
+                                .into_bytes()
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect();
+                            response == format!("{USER} {digest}").into_bytes()
+                        }
+                        _ => false,
+                    };
+                    if authenticated {
+                        recorded.lock().unwrap().push(format!("{mechanism} {USER}"));
+                        writeln!(writer, "OK\t{id}\tuser={USER}")?;
+                    } else {
+                        writeln!(writer, "FAIL\t{id}\treason=wrong user or password")?;
+                    }
+                }
+            });
+        }
+    });
+    successes
+}
+
+#[test]
+fn postfix_authenticates_each_mechanism_through_its_sasl_backend() {
+    let dir = TempDir::new("perf-postfix-auth");
+    let socket = dir.join("auth-client");
+    let successes = dovecot_auth_stand_in(&socket);
+    let socket_path = socket.display().to_string();
+    let postfix = support::postfix::Postfix::start_with_main_cf(
+        &dir,
+        &[],
+        &[
+            ("smtpd_sasl_auth_enable", "yes"),
+            ("smtpd_sasl_type", "dovecot"),
+            ("smtpd_sasl_path", &socket_path),
+            ("smtpd_sasl_security_options", "noanonymous"),
+        ],
+    );
+    let port_text = postfix.smtp_port().to_string();
+    for (mechanism, name) in
+        [("plain", "PLAIN"), ("login", "LOGIN"), ("cram_md5", "CRAM-MD5"), ("auto", "CRAM-MD5")]
+    {
+        let mechanism_arg = format!("--auth-mechanism={mechanism}");
+        let finished = check(
+            &dir,
+            &[
+                "--smtp-port",
+                &port_text,
+                "--auth-user",
+                "tim",
+                "--auth-password",
+                "tanstaaftanstaaf",
+                &mechanism_arg,
+                "--recipient",
+                "someone@example.org",
+                "--n-mails",
+                "1",
+            ],
+        );
+        assert_eq!(exit_code(&finished), 0, "{mechanism}\n{}", finished.describe());
+        assert!(
+            finished.stdout.contains("\n  pass: 1 (end-of-message: 1)\n"),
+            "{mechanism}\n{}",
+            finished.describe()
+        );
+        assert_eq!(successes.lock().unwrap().pop(), Some(format!("{name} tim")), "{mechanism}");
+        let logged = format!("sasl_method={name}, sasl_username=tim");
+        let seen = support::wait_for(support::deadline(), || postfix.maillog().contains(&logged));
+        assert!(seen, "{logged}\n{}", postfix.maillog_tail(20));
+    }
+    // A wrong password: Postfix's 535, one line naming the mechanism and the user.
+    let finished = check(
+        &dir,
+        &[
+            "--smtp-port",
+            &port_text,
+            "--auth-user",
+            "tim",
+            "--auth-password",
+            "wrong",
+            "--auth-mechanism=plain",
+            "--n-mails",
+            "1",
+        ],
+    );
+    assert_eq!(exit_code(&finished), 1, "{}", finished.describe());
+    assert!(
+        finished.stdout.contains(&format!(
+            "protocol: 1 (first: the SMTP server at 127.0.0.1:{port_text} refused AUTH PLAIN as \
+             \"tim\": 535 5.7.8 Error: authentication failed: wrong user or password)"
+        )),
+        "{}",
+        finished.describe()
+    );
+}
