@@ -1338,3 +1338,43 @@ fn postfix_authenticates_each_mechanism_through_its_sasl_backend() {
         finished.describe()
     );
 }
+
+#[test]
+fn a_second_ctrl_c_does_not_wait_for_running_sessions() {
+    // Greets and then never answers: the session would wait for its reading timeout.
+    let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::clone(&connected);
+    let port = serve_tcp(move |mut stream, _| {
+        let _ = stream.write_all(b"220 slow\r\n");
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut buffer = [0; 4096];
+        while matches!(stream.read(&mut buffer), Ok(n) if n > 0) {}
+    });
+    let port_text = port.to_string();
+    let mut child = Command::new(CHECK)
+        .args(["--smtp-port", &port_text, "--n-mails", "1", "--reading-timeout", "600"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    assert!(support::wait_for(support::deadline(), || connected
+        .load(std::sync::atomic::Ordering::SeqCst)));
+    // Ctrl-C until it is gone: the first only stops new sessions, a later one exits.
+    let deadline = support::deadline();
+    let status = loop {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after repeated Ctrl-C");
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+    };
+    assert_eq!(status.code(), Some(130));
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert_eq!(stdout, "", "no report after the second Ctrl-C");
+}

@@ -352,10 +352,17 @@ fn run(options: &Options) -> Result<Ran, CheckError> {
         concurrency: options.n_concurrent_connections as usize,
         n_workers: options.n_workers as usize,
     };
-    // Ctrl-C ends a flood (or any run) early: no new session starts, the report follows.
+    // Ctrl-C ends a flood (or any run) early: no new session starts, the report follows
+    // once the running ones end. A second Ctrl-C exits at once (status 130). The
+    // conditional exit is registered first so that the first Ctrl-C only sets the flag.
     let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))
-        .map_err(CheckError::Signal)?;
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        Arc::clone(&stop),
+    )
+    .and_then(|_| signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)))
+    .map_err(CheckError::Signal)?;
     let sizes = mails.iter().map(|mail| dot_stuffed_data(mail).len()).collect();
     let collector = Collector::new(
         options.report_periodically.is_some(),
