@@ -8,25 +8,34 @@
 
 use milter_manager::{out, outln, program};
 
+mod collector;
 mod failure;
 mod milter_mode;
 mod runner;
 mod smtp_mode;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use milter_manager::message::MailError;
 use milter_manager::program::ResolveError;
 use milter_manager::spec::{Spec, SpecError};
 use milter_manager::tools::performance::{
-    generated_mail, json_report, mail_from_file, text_report, Mail, RunInfo, Summary,
+    dot_stuffed_data, generated_mail, json_report, mail_from_file, parse_period, text_report,
+    xclient_command, AuthMap, AuthMapError, AuthMechanism, Credentials, EnvelopeOptions, Mail,
+    NotADuration, Pace, RunInfo, Summary,
 };
 
+use collector::Collector;
 use milter_mode::MilterTarget;
-use smtp_mode::{SmtpTarget, SmtpTargetError};
+use runner::Plan;
+use smtp_mode::{Auth, SmtpSettings, SmtpTarget, SmtpTargetError};
+use tls::StartTls;
 
 const NAME: &str = "milter-performance-check";
 
@@ -48,25 +57,91 @@ struct Options {
     /// The SMTP server's port.
     #[arg(long = "smtp-port", value_name = "PORT", default_value_t = 25)]
     smtp_port: u16,
+    /// Take the connection as coming from this client name: Postfix's XCLIENT NAME=
+    /// (the server must list this client in smtpd_authorized_xclient_hosts).
+    #[arg(long = "connect-host", value_name = "NAME", conflicts_with = "milter")]
+    connect_host: Option<String>,
+    /// Take the connection as coming from this client address: Postfix's XCLIENT ADDR=.
+    #[arg(long = "connect-address", value_name = "ADDRESS", conflicts_with = "milter")]
+    connect_address: Option<String>,
+    /// STARTTLS when the server offers it (auto), always (a server without it fails the
+    /// session) or never. The server's certificate is not verified, as in the original:
+    /// this measures an MTA, it does not protect mail.
+    #[arg(long, value_name = "HOW", value_enum, default_value_t = StartTls::Auto,
+          conflicts_with = "milter")]
+    starttls: StartTls,
+    /// Authenticate as USER (SMTP AUTH, after STARTTLS and XCLIENT).
+    #[arg(
+        long = "auth-user",
+        value_name = "USER",
+        requires = "auth_password",
+        conflicts_with = "milter"
+    )]
+    auth_user: Option<String>,
+    /// The password for --auth-user.
+    #[arg(long = "auth-password", value_name = "PASSWORD", requires = "auth_user")]
+    auth_password: Option<String>,
+    /// The AUTH mechanism for --auth-user; auto takes the first the server offers of
+    /// CRAM-MD5, PLAIN and LOGIN (as with --auth-map).
+    #[arg(long = "auth-mechanism", value_name = "MECHANISM", value_enum,
+          default_value_t = AuthChoice::Auto)]
+    auth_mechanism: AuthChoice,
+    /// Without --auth-user, authenticate with this file's user and password for the
+    /// SMTP server: lines `HOST[:PORT] USER:PASSWORD`, as Postfix's
+    /// smtp_sasl_password_maps (a server not in it: no AUTH).
+    #[arg(long = "auth-map", value_name = "FILE", conflicts_with = "milter")]
+    auth_map: Option<PathBuf>,
     /// The name given with EHLO/HELO [default: this host's name over SMTP, mx.example.net
     /// to a milter].
     #[arg(long = "helo-fqdn", value_name = "NAME")]
     helo_fqdn: Option<String>,
-    /// How many mails to send; each is one session on its own connection.
+    /// How many mails to send (per worker); each is one session on its own connection.
+    /// A flood ignores it.
     #[arg(long = "n-mails", value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..))]
     n_mails: u32,
-    /// How many sessions run at the same time.
+    /// How many sessions run at the same time (per worker).
     #[arg(long = "n-concurrent-connections", value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=10000))]
     n_concurrent_connections: u32,
-    /// Envelope sender [default: the mail file's From:, else sender@example.com].
+    /// Workers, each sending all the mails with its own connections (threads of this
+    /// process, where the original forks processes).
+    #[arg(long = "n-workers", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    n_workers: u32,
+    /// Start the mails evenly over PERIOD (5 = seconds, 5s, 10m, 0.5h), each on its own
+    /// connection whatever --n-concurrent-connections says.
+    #[arg(long, value_name = "PERIOD", value_parser = parse_period,
+          conflicts_with_all = ["interval", "flood"])]
+    period: Option<Duration>,
+    /// Start one mail every INTERVAL (5 = seconds, 0.5s, 10m, 0.5h), each on its own
+    /// connection.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_period, conflicts_with = "flood")]
+    interval: Option<Duration>,
+    /// Every connection sends the mails over and over for PERIOD, or until interrupted
+    /// (Ctrl-C) without one; then the report.
+    #[arg(long, value_name = "PERIOD", num_args = 0..=1, require_equals = true,
+          default_missing_value = "", value_parser = parse_flood)]
+    flood: Option<Flood>,
+    /// Send the mail files in a random order.
+    #[arg(long, overrides_with = "no_shuffle")]
+    shuffle: bool,
+    /// Send the mail files in name order (the default).
+    #[arg(long = "no-shuffle", overrides_with = "shuffle")]
+    no_shuffle: bool,
+    /// Envelope sender when the mail has no From: [default: sender@example.com].
     #[arg(short = 'f', long, value_name = "ADDRESS")]
     from: Option<String>,
-    /// Envelope recipient; repeat for more [default: the mail file's To:, else
+    /// Envelope sender even when the mail has a From:.
+    #[arg(long = "force-from", value_name = "ADDRESS")]
+    force_from: Option<String>,
+    /// Envelope recipient when the mail has no To: or Cc:; repeat for more [default:
     /// receiver@example.com].
     #[arg(short = 'r', long = "recipient", value_name = "ADDRESS")]
     recipients: Vec<String>,
+    /// Envelope recipient even when the mail has a To: or Cc:; repeat for more.
+    #[arg(long = "force-recipient", value_name = "ADDRESS")]
+    force_recipients: Vec<String>,
     /// Header fields of the generated mail (From, To, Subject, Message-ID, then
     /// X-Performance-Check-N).
     #[arg(
@@ -80,9 +155,36 @@ struct Options {
     #[arg(long = "body-size", value_name = "BYTES", default_value = "1024",
           value_parser = program::parse_size, conflicts_with = "mail_files")]
     body_size: usize,
+    /// Lines appended to the generated mail's body.
+    #[arg(
+        long = "n-additional-lines",
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "mail_files"
+    )]
+    n_additional_lines: u32,
     /// Seconds to wait for each connection, write and reply.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     timeout: Duration,
+    /// Seconds to wait for each SMTP reply [default: --timeout].
+    #[arg(long = "reading-timeout", value_name = "SECONDS", value_parser = parse_seconds,
+          conflicts_with = "milter")]
+    reading_timeout: Option<Duration>,
+    /// List the failure responses (the server's refusals and the errors) at the end.
+    #[arg(long = "report-failure-responses", overrides_with = "no_report_failure_responses")]
+    report_failure_responses: bool,
+    /// Do not list the failure responses (the default).
+    #[arg(long = "no-report-failure-responses", overrides_with = "report_failure_responses")]
+    no_report_failure_responses: bool,
+    /// Print a line of statistics for the sessions that ended in each INTERVAL (default
+    /// 1 s), and one for the rest at the end; to stderr with --json.
+    #[arg(long = "report-periodically", value_name = "INTERVAL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "1", value_parser = parse_positive_period)]
+    report_periodically: Option<Duration>,
+    /// Write one CSV line per session to FILE: when it ended (UTC), its time in seconds
+    /// and its message's size in bytes.
+    #[arg(long = "report-statistics-data", value_name = "FILE")]
+    report_statistics_data: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -96,6 +198,46 @@ fn parse_seconds(text: &str) -> Result<Duration, NotSeconds> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(Duration::from_secs_f64(seconds)),
         _ => Err(NotSeconds(text.to_string())),
+    }
+}
+
+/// `--auth-mechanism`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthChoice {
+    Auto,
+    Plain,
+    Login,
+    #[value(name = "cram_md5", alias = "cram-md5")]
+    CramMd5,
+}
+
+impl AuthChoice {
+    fn mechanism(self) -> Option<AuthMechanism> {
+        match self {
+            Self::Auto => None,
+            Self::Plain => Some(AuthMechanism::Plain),
+            Self::Login => Some(AuthMechanism::Login),
+            Self::CramMd5 => Some(AuthMechanism::CramMd5),
+        }
+    }
+}
+
+/// `--flood`'s PERIOD; empty (the option alone) floods until interrupted.
+#[derive(Debug, Clone, Copy)]
+struct Flood(Option<Duration>);
+
+fn parse_flood(text: &str) -> Result<Flood, NotADuration> {
+    if text.is_empty() {
+        return Ok(Flood(None));
+    }
+    parse_period(text).map(|period| Flood(Some(period)))
+}
+
+/// A period that is not zero (`--report-periodically`).
+fn parse_positive_period(text: &str) -> Result<Duration, NotADuration> {
+    match parse_period(text)? {
+        period if period.is_zero() => Err(NotADuration(text.to_string())),
+        period => Ok(period),
     }
 }
 
@@ -117,6 +259,14 @@ enum CheckError {
     ReadMailDirectory { path: PathBuf, error: std::io::Error },
     #[error("the mail directories hold no files")]
     NoMailFiles,
+    #[error("--report-statistics-data: cannot create {}: {error}", path.display())]
+    StatisticsData { path: PathBuf, error: std::io::Error },
+    #[error("--auth-map: cannot read {}: {error}", path.display())]
+    ReadAuthMap { path: PathBuf, error: std::io::Error },
+    #[error("--auth-map: {}: {error}", path.display())]
+    AuthMap { path: PathBuf, error: AuthMapError },
+    #[error("cannot catch SIGINT: {0}")]
+    Signal(std::io::Error),
     /// The milter's address cannot be found.
     #[error(transparent)]
     MilterAddress(#[from] ResolveError),
@@ -146,7 +296,11 @@ fn main() -> ExitCode {
         }
     };
     match run(&options) {
-        Ok(summary_had_errors) => ExitCode::from(u8::from(summary_had_errors)),
+        Ok(Ran { had_errors, data_written: Err(message) }) => {
+            eprintln!("{NAME}: {message}");
+            ExitCode::from(u8::from(had_errors).max(1))
+        }
+        Ok(Ran { had_errors, data_written: Ok(()) }) => ExitCode::from(u8::from(had_errors)),
         Err(error) => {
             eprintln!("{NAME}: {error}");
             ExitCode::from(error.exit_status())
@@ -160,56 +314,165 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Clap's first line, without its "error: " prefix.
+/// Clap's message as one line, without its "error: " prefix: its first paragraph (a
+/// list such as the missing arguments follows its first line), joined.
 fn first_line(rendered: &str) -> String {
-    let line = rendered.lines().next().unwrap_or("invalid arguments");
-    line.strip_prefix("error: ").unwrap_or(line).to_string()
+    let paragraph: Vec<&str> =
+        rendered.lines().map(str::trim).take_while(|line| !line.is_empty()).collect();
+    let line = match paragraph.join(" ") {
+        joined if joined.is_empty() => "invalid arguments".to_string(),
+        joined => joined,
+    };
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
 }
 
-/// Runs the check and prints the report; true if any session failed.
-fn run(options: &Options) -> Result<bool, CheckError> {
-    let mails = load_mails(options)?;
-    let n_mails = options.n_mails as usize;
-    // More threads than sessions would only wait.
-    let concurrency = (options.n_concurrent_connections as usize).min(n_mails);
-    let ((records, elapsed), info) = match &options.milter {
+/// How a run went.
+struct Ran {
+    /// Some session failed.
+    had_errors: bool,
+    /// The statistics data file's write error, if any.
+    data_written: Result<(), String>,
+}
+
+/// Runs the check and prints the report.
+fn run(options: &Options) -> Result<Ran, CheckError> {
+    let mut mails = load_mails(options)?;
+    if options.shuffle {
+        fastrand::shuffle(&mut mails);
+    }
+    let pace = match (options.period, options.interval, options.flood) {
+        (Some(period), _, _) => Pace::over_period(period, options.n_mails),
+        (_, Some(interval), _) => Pace::Interval(interval),
+        (_, _, Some(Flood(period))) => Pace::Flood(period),
+        _ => Pace::Parallel,
+    };
+    let plan = Plan {
+        pace,
+        n_sessions: options.n_mails as usize,
+        concurrency: options.n_concurrent_connections as usize,
+        n_workers: options.n_workers as usize,
+    };
+    // Ctrl-C ends a flood (or any run) early: no new session starts, the report follows
+    // once the running ones end. A second Ctrl-C exits at once (status 130). The
+    // conditional exit is registered first so that the first Ctrl-C only sets the flag.
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        Arc::clone(&stop),
+    )
+    .and_then(|_| signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)))
+    .map_err(CheckError::Signal)?;
+    let sizes = mails.iter().map(|mail| dot_stuffed_data(mail).len()).collect();
+    let collector = Collector::new(
+        options.report_periodically.is_some(),
+        options.report_statistics_data.as_deref(),
+        sizes,
+    )
+    .map_err(|error| CheckError::StatisticsData {
+        path: options.report_statistics_data.clone().unwrap_or_default(),
+        error,
+    })?;
+    let run_with = |session: &(dyn Fn(usize) -> _ + Sync)| {
+        let done = AtomicBool::new(false);
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            if let Some(interval) = options.report_periodically {
+                let (collector, done) = (&collector, &done);
+                scope.spawn(move || {
+                    collector.report_periodically(interval, started, done, |line| {
+                        if options.json {
+                            eprintln!("{line}");
+                        } else {
+                            outln!("{line}");
+                        }
+                    });
+                });
+            }
+            let elapsed = runner::run_sessions(&plan, &stop, session, |r| collector.add(r));
+            done.store(true, Ordering::Relaxed);
+            elapsed
+        })
+    };
+    let (elapsed, mode, target) = match &options.milter {
         Some(spec) => {
             let spec = Spec::parse(spec).map_err(CheckError::MilterSpec)?;
             let target =
                 MilterTarget::new(spec, &mails, options.helo_fqdn.as_deref(), options.timeout)?;
-            let info = RunInfo { mode: "milter", target: target.description(), concurrency };
-            (runner::run_sessions(n_mails, concurrency, |i| target.run_session(i)), info)
+            (run_with(&|i| target.run_session(i)), "milter", target.description())
         }
         None => {
-            let helo = options.helo_fqdn.clone().unwrap_or_else(program::hostname);
-            let target = SmtpTarget::new(
-                &options.smtp_server,
-                options.smtp_port,
-                helo,
-                &mails,
-                options.timeout,
-            )?;
-            let info = RunInfo { mode: "smtp", target: target.description(), concurrency };
-            (runner::run_sessions(n_mails, concurrency, |i| target.run_session(i)), info)
+            let xclient = (options.connect_host.is_some() || options.connect_address.is_some())
+                .then(|| {
+                    xclient_command(
+                        options.connect_host.as_deref(),
+                        options.connect_address.as_deref(),
+                    )
+                });
+            let settings = SmtpSettings {
+                host: options.smtp_server.clone(),
+                port: options.smtp_port,
+                helo: options.helo_fqdn.clone().unwrap_or_else(program::hostname),
+                starttls: options.starttls,
+                xclient,
+                auth: auth(options)?,
+                timeout: options.timeout,
+                reading_timeout: options.reading_timeout.unwrap_or(options.timeout),
+            };
+            let target = SmtpTarget::new(settings, &mails)?;
+            (run_with(&|i| target.run_session(i)), "smtp", target.description())
         }
     };
+    let (records, data_written) = collector.finish();
     let summary = Summary::new(records, elapsed);
+    let info = RunInfo {
+        mode,
+        target,
+        concurrency: plan.connections(),
+        failure_responses: options.report_failure_responses,
+    };
+    if options.report_periodically.is_some() && !options.json {
+        outln!();
+    }
     if options.json {
         outln!("{}", json_report(&summary, &info));
     } else {
         out!("{}", text_report(&summary, &info));
     }
-    Ok(summary.error_count() > 0)
+    Ok(Ran { had_errors: summary.error_count() > 0, data_written })
+}
+
+/// The credentials to authenticate with: --auth-user's, or --auth-map's for the server.
+fn auth(options: &Options) -> Result<Option<Auth>, CheckError> {
+    if let (Some(user), Some(password)) = (&options.auth_user, &options.auth_password) {
+        let credentials = Credentials { user: user.clone(), password: password.clone() };
+        return Ok(Some(Auth { credentials, mechanism: options.auth_mechanism.mechanism() }));
+    }
+    let Some(path) = &options.auth_map else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| CheckError::ReadAuthMap { path: path.clone(), error })?;
+    let map =
+        AuthMap::parse(&text).map_err(|error| CheckError::AuthMap { path: path.clone(), error })?;
+    let host = options.smtp_server.trim_start_matches('[').trim_end_matches(']');
+    Ok(map
+        .lookup(host, options.smtp_port)
+        .map(|credentials| Auth { credentials: credentials.clone(), mechanism: None }))
 }
 
 /// The mail files (directories expanded, in name order), or the generated mail.
 fn load_mails(options: &Options) -> Result<Vec<Mail>, CheckError> {
+    let envelope = EnvelopeOptions {
+        from: options.from.as_deref(),
+        force_from: options.force_from.as_deref(),
+        recipients: &options.recipients,
+        force_recipients: &options.force_recipients,
+    };
     if options.mail_files.is_empty() {
         return Ok(vec![generated_mail(
-            options.from.as_deref(),
-            &options.recipients,
+            &envelope,
             options.n_headers as usize,
             options.body_size,
+            options.n_additional_lines as usize,
         )]);
     }
     let mut mails = Vec::new();
@@ -217,7 +480,7 @@ fn load_mails(options: &Options) -> Result<Vec<Mail>, CheckError> {
         for file in files_of(path)? {
             let bytes = std::fs::read(&file)
                 .map_err(|error| CheckError::ReadMailFile { path: file.clone(), error })?;
-            let mail = mail_from_file(&bytes, options.from.as_deref(), &options.recipients)
+            let mail = mail_from_file(&bytes, &envelope)
                 .map_err(|error| CheckError::MailFile { path: file.clone(), error })?;
             mails.push(mail);
         }

@@ -18,24 +18,47 @@ pub struct Envelope {
     pub recipients: Vec<Vec<u8>>,
 }
 
+/// The envelope options, as the original tool takes them: `--from` and `--recipient`
+/// stand in when the mail does not say, `--force-from` and `--force-recipient` win over
+/// the mail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnvelopeOptions<'a> {
+    pub from: Option<&'a str>,
+    pub force_from: Option<&'a str>,
+    pub recipients: &'a [String],
+    pub force_recipients: &'a [String],
+}
+
 impl Envelope {
-    /// The given addresses where there are some, else the mail's From:/To: header (the
-    /// first address of each), else the defaults.
-    pub fn choose(from: Option<&str>, recipients: &[String], headers: &HeaderFields) -> Self {
-        let header = |name: &str| {
-            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    /// Sender: `--force-from`, else the mail's From: (its first address), else `--from`,
+    /// else the default. Recipients: `--force-recipient`, else every address of the
+    /// mail's To: and Cc:, else `--recipient`, else the default.
+    pub fn choose(options: &EnvelopeOptions<'_>, headers: &HeaderFields) -> Self {
+        let values = |name: &'static str| {
+            headers
+                .iter()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| v)
         };
-        let from = match from {
-            Some(from) => angle_address(from),
-            None => {
-                header("From").map_or_else(|| angle_address(DEFAULT_FROM), |v| header_address(v))
-            }
+        let from = match (options.force_from, values("From").next()) {
+            (Some(forced), _) => angle_address(forced),
+            (None, Some(value)) => header_address(value),
+            (None, None) => angle_address(options.from.unwrap_or(DEFAULT_FROM)),
         };
-        let recipients = if !recipients.is_empty() {
-            recipients.iter().map(|r| angle_address(r)).collect()
+        let from_headers: Vec<Vec<u8>> = values("To")
+            .chain(values("Cc"))
+            .flat_map(|value| value.split(|&b| b == b','))
+            .filter(|address| address.iter().any(|b| !b.is_ascii_whitespace()))
+            .map(header_address)
+            .collect();
+        let recipients = if !options.force_recipients.is_empty() {
+            options.force_recipients.iter().map(|r| angle_address(r)).collect()
+        } else if !from_headers.is_empty() {
+            from_headers
+        } else if !options.recipients.is_empty() {
+            options.recipients.iter().map(|r| angle_address(r)).collect()
         } else {
-            vec![header("To")
-                .map_or_else(|| angle_address(DEFAULT_RECIPIENT), |v| header_address(v))]
+            vec![angle_address(DEFAULT_RECIPIENT)]
         };
         Self { from, recipients }
     }
@@ -58,16 +81,19 @@ pub fn angle_address(text: &str) -> Vec<u8> {
     format!("<{bare}>").into_bytes()
 }
 
+/// The line `--n-additional-lines` appends, CRLF included.
+pub const ADDITIONAL_LINE: &[u8] = b"an additional line to make the message longer\r\n";
+
 /// A mail with `n_headers` header fields (From, To, Subject, Message-ID, then numbered
-/// X-Performance-Check-N fields) and a body of exactly `body_size` bytes in lines of
-/// 78 bytes.
+/// X-Performance-Check-N fields) and a body of `body_size` bytes in lines of 78 bytes,
+/// then `n_additional_lines` times [`ADDITIONAL_LINE`].
 pub fn generated_mail(
-    from: Option<&str>,
-    recipients: &[String],
+    envelope: &EnvelopeOptions<'_>,
     n_headers: usize,
     body_size: usize,
+    n_additional_lines: usize,
 ) -> Mail {
-    let envelope = Envelope::choose(from, recipients, &HeaderFields::new());
+    let envelope = Envelope::choose(envelope, &HeaderFields::new());
     let to = envelope.recipients.join(&b", "[..]);
     let standard: [(&[u8], Vec<u8>); 4] = [
         (b"From", envelope.from.clone()),
@@ -81,7 +107,14 @@ pub fn generated_mail(
         let name = format!("X-Performance-Check-{}", n + 1).into_bytes();
         headers.push((name, b"a header field to make the message longer".to_vec()));
     }
-    Mail { envelope, headers, body: generated_body(body_size) }
+    let mut body = generated_body(body_size);
+    if n_additional_lines > 0 {
+        if !body.is_empty() && !body.ends_with(b"\r\n") {
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend(ADDITIONAL_LINE.repeat(n_additional_lines));
+    }
+    Mail { envelope, headers, body }
 }
 
 /// `size` bytes of printable lines, each ending in CRLF (the last one may be cut short;
@@ -105,13 +138,9 @@ fn generated_body(size: usize) -> Vec<u8> {
 
 /// A mail read from a file (any line ends). The envelope is chosen as in
 /// [`Envelope::choose`].
-pub fn mail_from_file(
-    bytes: &[u8],
-    from: Option<&str>,
-    recipients: &[String],
-) -> Result<Mail, MailError> {
+pub fn mail_from_file(bytes: &[u8], envelope: &EnvelopeOptions<'_>) -> Result<Mail, MailError> {
     let (headers, body) = parse_mail(bytes)?;
-    let envelope = Envelope::choose(from, recipients, &headers);
+    let envelope = Envelope::choose(envelope, &headers);
     Ok(Mail { envelope, headers, body })
 }
 
@@ -126,7 +155,7 @@ mod tests {
     #[test]
     fn generated_mails_have_the_asked_sizes() {
         for size in [0, 1, 2, 77, 78, 79, 80, 1000, 70_000] {
-            let mail = generated_mail(None, &[], 5, size);
+            let mail = generated_mail(&EnvelopeOptions::default(), 5, size, 0);
             assert_eq!(mail.body.len(), size, "size {size}");
             if size >= 2 && size % BODY_LINE != 1 {
                 assert!(mail.body.ends_with(b"\r\n"), "size {size}");
@@ -134,7 +163,7 @@ mod tests {
             assert!(mail.body.split(|&b| b == b'\n').all(|line| line.len() <= BODY_LINE));
         }
         let names = |n| -> Vec<String> {
-            generated_mail(None, &[], n, 0)
+            generated_mail(&EnvelopeOptions::default(), n, 0, 0)
                 .headers
                 .iter()
                 .map(|(name, _)| text(name).to_string())
@@ -156,13 +185,28 @@ mod tests {
     }
 
     #[test]
-    fn envelope_from_options_then_headers_then_defaults() {
-        let mail = generated_mail(
-            Some("a@example.net"),
-            &["<b@example.org>".into(), "c@example.org".into()],
-            2,
-            0,
+    fn additional_lines_follow_the_body() {
+        let plain = EnvelopeOptions::default();
+        let mail = generated_mail(&plain, 0, 79, 2);
+        let line = text(ADDITIONAL_LINE);
+        assert!(
+            text(&mail.body).ends_with(&format!("\r\nb\r\n{line}{line}")),
+            "{:?}",
+            text(&mail.body)
         );
+        assert_eq!(mail.body.len(), 79 + 2 + 2 * ADDITIONAL_LINE.len());
+        assert_eq!(generated_mail(&plain, 0, 0, 3).body, ADDITIONAL_LINE.repeat(3));
+    }
+
+    #[test]
+    fn the_mail_beats_from_and_recipient_and_force_beats_the_mail() {
+        let recipients = ["<b@example.org>".to_string(), "c@example.org".to_string()];
+        let given = EnvelopeOptions {
+            from: Some("a@example.net"),
+            recipients: &recipients,
+            ..EnvelopeOptions::default()
+        };
+        let mail = generated_mail(&given, 2, 0, 0);
         assert_eq!(text(&mail.envelope.from), "<a@example.net>");
         assert_eq!(
             mail.envelope.recipients,
@@ -171,19 +215,40 @@ mod tests {
         assert_eq!(text(&mail.headers[1].1), "<b@example.org>, <c@example.org>");
 
         let file =
-            b"From: Alice <alice@example.net>\nTo: bob@example.org, carol@example.org\n\nHi\n";
-        let mail = mail_from_file(file, None, &[]).unwrap();
+            b"From: Alice <alice@example.net>\nTo: bob@example.org, Carol <carol@example.org>\n\
+                     Cc: dave@example.org\n\nHi\n";
+        let mail = mail_from_file(file, &given).unwrap();
         assert_eq!(text(&mail.envelope.from), "<alice@example.net>");
-        assert_eq!(mail.envelope.recipients, [b"<bob@example.org>".to_vec()]);
+        assert_eq!(
+            mail.envelope.recipients,
+            [
+                b"<bob@example.org>".to_vec(),
+                b"<carol@example.org>".to_vec(),
+                b"<dave@example.org>".to_vec()
+            ]
+        );
         assert_eq!(mail.body, b"Hi\r\n");
-        let mail = mail_from_file(file, Some("x@example.com"), &["y@example.com".into()]).unwrap();
+        let forced = ["y@example.com".to_string(), "z@example.com".to_string()];
+        let force = EnvelopeOptions {
+            force_from: Some("x@example.com"),
+            force_recipients: &forced,
+            ..given
+        };
+        let mail = mail_from_file(file, &force).unwrap();
         assert_eq!(text(&mail.envelope.from), "<x@example.com>");
-        assert_eq!(mail.envelope.recipients, [b"<y@example.com>".to_vec()]);
+        assert_eq!(
+            mail.envelope.recipients,
+            [b"<y@example.com>".to_vec(), b"<z@example.com>".to_vec()]
+        );
 
-        let mail = mail_from_file(b"Subject: none\n\nbody\n", None, &[]).unwrap();
+        let bare = b"Subject: none\n\nbody\n";
+        let mail = mail_from_file(bare, &EnvelopeOptions::default()).unwrap();
         assert_eq!(text(&mail.envelope.from), "<sender@example.com>");
         assert_eq!(mail.envelope.recipients, [b"<receiver@example.com>".to_vec()]);
-        let error = mail_from_file(b"no header line\n", None, &[]).unwrap_err();
+        let mail = mail_from_file(bare, &given).unwrap();
+        assert_eq!(text(&mail.envelope.from), "<a@example.net>");
+        assert_eq!(mail.envelope.recipients.len(), 2);
+        let error = mail_from_file(b"no header line\n", &given).unwrap_err();
         assert_eq!(error.to_string(), "line 1: header line without ':'");
     }
 }

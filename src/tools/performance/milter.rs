@@ -57,7 +57,7 @@ pub fn milter_outcome(session: &TestServerSession) -> Result<Outcome, Failure> {
         Ending::PASS => Status::Accept.into(),
         other => other,
     };
-    Ok(Outcome { status, stage: verdict.stage })
+    Ok(Outcome::new(status, verdict.stage))
 }
 
 #[cfg(test)]
@@ -70,7 +70,7 @@ mod tests {
 
     /// Runs one session against a milter given as a function from command to replies.
     fn outcome_against(milter: impl Fn(&Command) -> Vec<Reply>) -> Result<Outcome, Failure> {
-        let mail = generated_mail(None, &[], 3, 100);
+        let mail = generated_mail(&super::super::EnvelopeOptions::default(), 3, 100, 0);
         let now = Instant::now();
         let mut session =
             TestServerSession::new(milter_script(&mail, Duration::from_secs(1), "mta"), now);

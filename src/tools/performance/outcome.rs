@@ -5,11 +5,21 @@ use std::time::Duration;
 use crate::tools::Ending;
 
 /// A final status and the stage that decided it (`envelope-recipient`, `end-of-message`...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// As the MTA (milter mode) or the SMTP client (SMTP mode) saw it.
     pub status: Ending,
     pub stage: &'static str,
+    /// The server's refusal as one line (`550 5.1.1 no such user`), for
+    /// `--report-failure-responses`; `None` when it passed or in milter mode.
+    pub response: Option<String>,
+}
+
+impl Outcome {
+    /// An outcome without a server response to show.
+    pub fn new(status: Ending, stage: &'static str) -> Self {
+        Self { status, stage, response: None }
+    }
 }
 
 /// Why a session did not complete. Ordered as reported.

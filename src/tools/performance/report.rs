@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::statistics::Summary;
+use super::statistics::{FailureResponse, Summary};
+use crate::status::Status;
 
 /// What was run, for the report's header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct RunInfo {
     /// The milter's connection spec or the SMTP server's `host:port`.
     pub target: String,
     pub concurrency: usize,
+    /// `--report-failure-responses`: list what the server answered when it refused.
+    pub failure_responses: bool,
 }
 
 const PERCENTILES: [(&str, f64); 3] = [("p50", 50.0), ("p90", 90.0), ("p99", 99.0)];
@@ -74,7 +77,58 @@ pub fn text_report(summary: &Summary, info: &RunInfo) -> String {
     for (kind, error) in &summary.errors {
         let _ = writeln!(out, "  {}: {} (first: {})", kind.name(), error.count, error.first);
     }
+    if info.failure_responses {
+        let _ = writeln!(out, "failure responses: {}", summary.failure_responses.len());
+        for failure in &summary.failure_responses {
+            let at = if failure.stage.is_empty() {
+                String::new()
+            } else {
+                format!(" at {}", failure.stage)
+            };
+            let _ =
+                writeln!(out, "  {}{at}: {}: {}", failure.outcome, failure.count, failure.response);
+        }
+    }
     out
+}
+
+/// The columns of `--report-periodically`.
+pub fn periodic_header() -> String {
+    format!(
+        "{:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>6} {:>6}",
+        "elapsed",
+        "sessions",
+        "per-sec",
+        "min-ms",
+        "avg-ms",
+        "max-ms",
+        "tempfail",
+        "reject",
+        "errors"
+    )
+}
+
+/// One `--report-periodically` line: the sessions that ended in the interval `window`
+/// sums up, `at` seconds into the run. Latencies are `-` when none completed.
+pub fn periodic_line(at: Duration, window: &Summary) -> String {
+    let latency = |value: Option<Duration>| {
+        value.map_or_else(|| "-".to_string(), |d| format!("{:.3}", milliseconds(d)))
+    };
+    let count = |status: Status| window.statuses.get(&status.into()).map_or(0, |c| c.count);
+    let seconds = window.elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 { window.sessions as f64 / seconds } else { 0.0 };
+    format!(
+        "{:>9} {:>8} {:>8.1} {:>9} {:>9} {:>9} {:>8} {:>6} {:>6}",
+        format!("{:.1}s", at.as_secs_f64()),
+        window.sessions,
+        rate,
+        latency(window.latencies.min()),
+        latency(window.latencies.mean()),
+        latency(window.latencies.max()),
+        count(Status::TemporaryFailure),
+        count(Status::Reject),
+        window.error_count()
+    )
 }
 
 /// The report as one JSON object on one line.
@@ -101,6 +155,9 @@ pub fn json_report(summary: &Summary, info: &RunInfo) -> String {
                 })
                 .collect(),
         ),
+        failure_responses: info
+            .failure_responses
+            .then(|| summary.failure_responses.iter().map(JsonFailureResponse::from).collect()),
         errors: JsonErrors {
             count: summary.error_count(),
             kinds: Ordered(
@@ -131,6 +188,29 @@ struct JsonReport<'a> {
     latency_ms: Option<Ordered<Decimal>>,
     statuses: Ordered<JsonStatus>,
     errors: JsonErrors<'a>,
+    /// Only with `--report-failure-responses`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_responses: Option<Vec<JsonFailureResponse<'a>>>,
+}
+
+#[derive(Serialize)]
+struct JsonFailureResponse<'a> {
+    outcome: &'a str,
+    /// Empty for an error.
+    stage: &'a str,
+    response: &'a str,
+    count: usize,
+}
+
+impl<'a> From<&'a FailureResponse> for JsonFailureResponse<'a> {
+    fn from(failure: &'a FailureResponse) -> Self {
+        Self {
+            outcome: failure.outcome,
+            stage: failure.stage,
+            response: &failure.response,
+            count: failure.count,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -174,36 +254,32 @@ impl Serialize for Decimal {
     }
 }
 
-/// `text` as a JSON string literal.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Status;
     use crate::tools::performance::{ErrorKind, Failure, Outcome, SessionRecord};
 
     fn summary() -> Summary {
+        Summary::new(summary_records(), Duration::from_millis(500))
+    }
+
+    fn summary_records() -> Vec<SessionRecord> {
         let record =
             |index, ms, result| SessionRecord { index, latency: Duration::from_millis(ms), result };
-        Summary::new(
-            vec![
-                record(
-                    0,
-                    2,
-                    Ok(Outcome { status: Status::Accept.into(), stage: "end-of-message" }),
-                ),
-                record(
-                    1,
-                    4,
-                    Ok(Outcome { status: Status::Reject.into(), stage: "envelope-recipient" }),
-                ),
-                record(2, 9, Err(Failure::new(ErrorKind::Timeout, "no \"answer\"\tin time"))),
-            ],
-            Duration::from_millis(500),
-        )
+        vec![
+            record(0, 2, Ok(Outcome::new(Status::Accept.into(), "end-of-message"))),
+            record(1, 4, Ok(Outcome::new(Status::Reject.into(), "envelope-recipient"))),
+            record(2, 9, Err(Failure::new(ErrorKind::Timeout, "no \"answer\"\tin time"))),
+        ]
     }
 
     fn info() -> RunInfo {
-        RunInfo { mode: "milter", target: "inet:10025@[127.0.0.1]".into(), concurrency: 2 }
+        RunInfo {
+            mode: "milter",
+            target: "inet:10025@[127.0.0.1]".into(),
+            concurrency: 2,
+            failure_responses: false,
+        }
     }
 
     #[test]
@@ -235,6 +311,49 @@ mod tests {
              \"errors\":{\"count\":1,\"kinds\":{\"timeout\":{\"count\":1,\
              \"first\":\"no \\\"answer\\\"\\tin time\"}}}}"
         );
+    }
+
+    #[test]
+    fn failure_responses_and_periodic_lines() {
+        let refused = |index, response: &str| SessionRecord {
+            index,
+            latency: Duration::from_millis(3),
+            result: Ok(Outcome {
+                status: Status::Reject.into(),
+                stage: "envelope-recipient",
+                response: Some(response.into()),
+            }),
+        };
+        let mut records = summary_records();
+        records.push(refused(3, "550 no"));
+        records.push(refused(4, "550 never"));
+        records.push(refused(5, "550 no"));
+        let summary = Summary::new(records, Duration::from_secs(2));
+        let info = RunInfo { failure_responses: true, ..info() };
+        assert!(
+            text_report(&summary, &info).ends_with(
+                "failure responses: 3\n  \
+                 timeout: 1: no \"answer\"\tin time\n  \
+                 reject at envelope-recipient: 2: 550 no\n  \
+                 reject at envelope-recipient: 1: 550 never\n"
+            ),
+            "{}",
+            text_report(&summary, &info)
+        );
+        assert!(!text_report(&summary, &RunInfo { failure_responses: false, ..info })
+            .contains("failure responses"));
+        assert_eq!(
+            periodic_line(Duration::from_millis(1500), &summary)
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            ["1.5s", "6", "3.0", "2.000", "3.000", "4.000", "0", "4", "1"]
+        );
+        let empty = Summary::new(Vec::new(), Duration::from_secs(1));
+        assert_eq!(
+            periodic_line(Duration::from_secs(1), &empty).split_whitespace().collect::<Vec<_>>(),
+            ["1.0s", "0", "0.0", "-", "-", "-", "0", "0", "0"]
+        );
+        assert_eq!(periodic_header().split_whitespace().count(), 9);
     }
 
     #[test]

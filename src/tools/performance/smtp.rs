@@ -65,6 +65,50 @@ pub enum SmtpReplyError {
     CodeChanged(String),
 }
 
+/// Whether an EHLO reply offers the extension `keyword` (the first word of one of the
+/// lines after the greeting line).
+pub fn offers(ehlo: &SmtpReply, keyword: &str) -> bool {
+    ehlo.lines
+        .iter()
+        .skip(1)
+        .any(|line| line.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case(keyword)))
+}
+
+/// Postfix's `XCLIENT NAME=... ADDR=...` line: the client name and address the server
+/// should take this connection as coming from. Values are xtext (RFC 1891); an IPv6
+/// address gets the `IPV6:` prefix Postfix expects.
+pub fn xclient_command(name: Option<&str>, address: Option<&str>) -> Vec<u8> {
+    let mut line = String::from("XCLIENT");
+    if let Some(name) = name {
+        line.push_str(" NAME=");
+        line.push_str(&xtext(name));
+    }
+    if let Some(address) = address {
+        let bare = address.trim_start_matches('[').trim_end_matches(']');
+        let address = match bare.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => format!("IPV6:{v6}"),
+            _ => address.to_string(),
+        };
+        line.push_str(" ADDR=");
+        line.push_str(&xtext(&address));
+    }
+    line.push_str("\r\n");
+    line.into_bytes()
+}
+
+/// RFC 1891 xtext: `+`, `=`, controls, spaces and non-ASCII as `+HH`.
+fn xtext(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("+{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// What a reply code means for the mail: 2xx pass, 4xx temporary failure, 5xx reject;
 /// `None` for anything else (1xx, 3xx where a final answer was due).
 pub fn status_of_code(code: u16) -> Option<Ending> {
@@ -143,6 +187,35 @@ mod tests {
         assembler.push_line(b"250-a").unwrap();
         let error = assembler.push_line(b"251 b").unwrap_err().to_string();
         assert_eq!(error, "the SMTP server changed the code within a reply: \"251 b\"");
+    }
+
+    #[test]
+    fn xclient_lines_and_extensions() {
+        assert_eq!(
+            xclient_command(Some("client.example"), Some("192.0.2.7")),
+            b"XCLIENT NAME=client.example ADDR=192.0.2.7\r\n"
+        );
+        assert_eq!(
+            xclient_command(None, Some("2001:db8::1")),
+            b"XCLIENT ADDR=IPV6:2001:db8::1\r\n"
+        );
+        assert_eq!(xclient_command(None, Some("[::1]")), b"XCLIENT ADDR=IPV6:::1\r\n");
+        assert_eq!(
+            xclient_command(Some("a b+c=d\u{e9}"), None),
+            b"XCLIENT NAME=a+20b+2Bc+3Dd+C3+A9\r\n"
+        );
+        let ehlo = SmtpReply {
+            code: 250,
+            lines: vec![
+                "XCLIENT is my name".into(),
+                "PIPELINING".into(),
+                "xclient NAME ADDR".into(),
+            ],
+        };
+        assert!(offers(&ehlo, "XCLIENT"));
+        assert!(!offers(&ehlo, "STARTTLS"));
+        let greeting_only = SmtpReply { code: 250, lines: vec!["XCLIENT".into()] };
+        assert!(!offers(&greeting_only, "XCLIENT"));
     }
 
     #[test]

@@ -36,6 +36,16 @@ impl Latencies {
         self.sorted.last().copied()
     }
 
+    pub fn min(&self) -> Option<Duration> {
+        self.sorted.first().copied()
+    }
+
+    /// The arithmetic mean; `None` without sessions.
+    pub fn mean(&self) -> Option<Duration> {
+        let n = u32::try_from(self.sorted.len()).ok().filter(|&n| n > 0)?;
+        Some(self.sorted.iter().sum::<Duration>() / n)
+    }
+
     pub fn len(&self) -> usize {
         self.sorted.len()
     }
@@ -60,6 +70,18 @@ pub struct ErrorCount {
     pub first: String,
 }
 
+/// One distinct failure response: what the server answered (or the error's message)
+/// and how many sessions got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureResponse {
+    /// The final status (`reject`, `temporary-failure`...) or the error kind (`timeout`...).
+    pub outcome: &'static str,
+    /// The stage, empty for an error.
+    pub stage: &'static str,
+    pub response: String,
+    pub count: usize,
+}
+
 /// Everything the report shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -69,6 +91,9 @@ pub struct Summary {
     pub errors: BTreeMap<ErrorKind, ErrorCount>,
     /// Of the sessions that completed (whatever their status), not of the failed ones.
     pub latencies: Latencies,
+    /// Refusals with the server's response and errors' messages, each distinct one once,
+    /// in the order first met by session number (`--report-failure-responses`).
+    pub failure_responses: Vec<FailureResponse>,
 }
 
 impl Summary {
@@ -78,9 +103,27 @@ impl Summary {
         let mut statuses: BTreeMap<Ending, StatusCount> = BTreeMap::new();
         let mut errors: BTreeMap<ErrorKind, ErrorCount> = BTreeMap::new();
         let mut latencies = Vec::with_capacity(records.len());
+        let mut failure_responses: Vec<FailureResponse> = Vec::new();
+        let mut count_response = |outcome: &'static str, stage: &'static str, response: &str| {
+            let same = |f: &&mut FailureResponse| {
+                f.outcome == outcome && f.stage == stage && f.response == response
+            };
+            match failure_responses.iter_mut().find(same) {
+                Some(known) => known.count += 1,
+                None => failure_responses.push(FailureResponse {
+                    outcome,
+                    stage,
+                    response: response.to_string(),
+                    count: 1,
+                }),
+            }
+        };
         for record in &records {
             match &record.result {
                 Ok(outcome) => {
+                    if let Some(response) = &outcome.response {
+                        count_response(outcome.status.name(), outcome.stage, response);
+                    }
                     latencies.push(record.latency);
                     let count = statuses.entry(outcome.status).or_default();
                     count.count += 1;
@@ -90,6 +133,7 @@ impl Summary {
                     }
                 }
                 Err(failure) => {
+                    count_response(failure.kind.name(), "", &failure.message);
                     errors
                         .entry(failure.kind)
                         .or_insert_with(|| ErrorCount { count: 0, first: failure.message.clone() })
@@ -103,6 +147,7 @@ impl Summary {
             statuses,
             errors,
             latencies: Latencies::new(latencies),
+            failure_responses,
         }
     }
 
@@ -158,7 +203,7 @@ mod tests {
         let ok = |index, status: Status, stage| SessionRecord {
             index,
             latency: ms(index as u64 + 1),
-            result: Ok(Outcome { status: status.into(), stage }),
+            result: Ok(Outcome::new(status.into(), stage)),
         };
         let failed = |index, message: &str| SessionRecord {
             index,

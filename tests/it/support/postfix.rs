@@ -424,6 +424,16 @@ impl Postfix {
     /// Like [`Postfix::start_with_milters`] with the milters in Postfix's syntax
     /// (`unix:/path`, `inet:host:port`), as `smtpd_milters` lists them.
     pub(crate) fn start_with_milter_specs(dir: &TempDir, milter_specs: &[String]) -> Self {
+        Self::start_with_main_cf(dir, milter_specs, &[])
+    }
+
+    /// Like [`Postfix::start_with_milter_specs`] with more `main.cf` parameters (name,
+    /// value), written after the harness's own so that they win.
+    pub(crate) fn start_with_main_cf(
+        dir: &TempDir,
+        milter_specs: &[String],
+        extra_parameters: &[(&str, &str)],
+    ) -> Self {
         // Postfix's master runs as root.
         require_root();
         require_program(POSTFIX, "postfix");
@@ -480,6 +490,10 @@ impl Postfix {
             sink = sink.port(),
             milters = milter_specs.join(", "),
         );
+        let mut main_cf = main_cf;
+        for (name, value) in extra_parameters {
+            main_cf.push_str(&format!("{name} = {value}\n"));
+        }
         std::fs::write(config_dir.join("main.cf"), main_cf).expect("write main.cf");
         // Debian's pristine master.cf, then: no port 25, one smtpd on our port, no chroot
         // (the temporary queue has no etc/ for a chroot).
