@@ -56,11 +56,13 @@ pub(crate) fn when_idle() {
 }
 
 /// Bytes the allocator holds free for this process (glibc's count; 0 where it has none).
+/// `mallinfo`, not `mallinfo2`: the latter needs glibc 2.33, which Red Hat 8 lacks. Its
+/// `int` fields wrap past 2 GiB; a negative count is as large as it gets.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn free_heap_bytes() -> usize {
-    // SAFETY: mallinfo2 has no preconditions; it reads glibc's own arena statistics.
-    let info = unsafe { libc::mallinfo2() };
-    info.fordblks
+    // SAFETY: mallinfo has no preconditions; it reads glibc's own arena statistics.
+    let info = unsafe { libc::mallinfo() };
+    usize::try_from(info.fordblks).unwrap_or(usize::MAX)
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
