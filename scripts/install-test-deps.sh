@@ -19,10 +19,11 @@ need=""
 # (eu-strip, for the -debuginfo package) build and read the RPM; shellcheck
 # checks the rc.d scripts; mandoc and groff-base render the man pages; prometheus gives
 # promtool, which checks the metrics text, and curl reads the page for the munin plugin;
-# chromium opens the log analyzer's page as a browser would.
+# chromium opens the log analyzer's page as a browser would; dovecot-core is Postfix's SASL
+# backend for milter-performance-check's AUTH test.
 for package in postfix miltertest python3-milter procps opendkim opendkim-tools python3-dkim \
     dpkg-dev binutils systemd logrotate lintian rpm cpio elfutils shellcheck mandoc groff-base \
-    prometheus curl chromium; do
+    prometheus curl chromium dovecot-core; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need="$need $package"
 done
 if [ -n "$need" ]; then
