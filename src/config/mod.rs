@@ -50,6 +50,7 @@ pub use model::{
 };
 pub use origin::Origin;
 pub use overrides::Overrides;
+pub(crate) use schema::SECTIONS;
 pub use values::mode_text;
 
 /// The name of the main file in the configuration directory.

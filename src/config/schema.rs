@@ -191,8 +191,9 @@ pub(super) const MILTER: &[Item<Milter>] = &[
     item!(end_of_message_timeout, v::Seconds, show_seconds),
 ];
 
-/// The sections with a fixed set of items, in the order `--show-config` prints them.
-pub(super) const SECTIONS: [&str; 11] = [
+/// The sections with a fixed set of items, in the order `--show-config` prints them (and
+/// the migration writes them).
+pub(crate) const SECTIONS: [&str; 11] = [
     "package",
     "security",
     "manager",

@@ -3,6 +3,7 @@
 
 use super::ast::Expr;
 use super::regexp::pattern_entry;
+use crate::text::quote;
 
 /// What kind of value an item takes, which decides how a Ruby value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +46,13 @@ impl Value {
     pub fn toml(&self) -> String {
         match self {
             Self::Default => String::new(),
-            Self::Text(text) => toml_string(text),
+            Self::Text(text) => quote(text),
             Self::Bool(flag) => flag.to_string(),
             Self::Int(number) => number.to_string(),
             Self::Mode(mode) => format!("0o{mode:o}"),
             Self::Float(number) => format!("{number:?}"),
             Self::List(items) => {
-                let items: Vec<String> = items.iter().map(|item| toml_string(item)).collect();
+                let items: Vec<String> = items.iter().map(|item| quote(item)).collect();
                 format!("[{}]", items.join(", "))
             }
         }
@@ -59,51 +60,15 @@ impl Value {
 
     pub fn rhai(&self) -> String {
         match self {
-            Self::Text(text) => rhai_string(text),
-            Self::Mode(mode) => rhai_string(&format!("0{mode:o}")),
+            Self::Text(text) => quote(text),
+            Self::Mode(mode) => quote(&format!("0{mode:o}")),
             Self::List(items) => {
-                let items: Vec<String> = items.iter().map(|item| rhai_string(item)).collect();
+                let items: Vec<String> = items.iter().map(|item| quote(item)).collect();
                 format!("[{}]", items.join(", "))
             }
             other => other.toml(),
         }
     }
-}
-
-/// A TOML basic string.
-pub fn toml_string(text: &str) -> String {
-    let mut quoted = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            '\r' => quoted.push_str("\\r"),
-            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
-/// A Rhai string literal.
-pub fn rhai_string(text: &str) -> String {
-    let mut quoted = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            '\r' => quoted.push_str("\\r"),
-            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 /// The Ruby value `expr` as a value of `kind`, or why not.
@@ -251,20 +216,6 @@ pub fn milter_item(key: &str) -> Option<ValueKind> {
     })
 }
 
-/// The sections in the order our TOML lists them.
-pub const SECTIONS: [&str; 10] = [
-    "package",
-    "security",
-    "manager",
-    "controller",
-    "log",
-    "s25r",
-    "remote_network",
-    "trust",
-    "stress",
-    "dnsbl",
-];
-
 /// The original's shipped conditions, by the file that defines them, as our built-ins.
 pub const SHIPPED_CONDITION_FILES: [&str; 8] = [
     "s25r.conf",
@@ -311,6 +262,6 @@ mod tests {
         assert_eq!(convert(ValueKind::CountOrNever, &Expr::Nil), Ok(Value::Int(0)));
         let error = convert(ValueKind::Bool, &Expr::Str("yes".into())).unwrap_err();
         assert_eq!(error, "expected true or false, found a string");
-        assert_eq!(toml_string("a\"b\\c\n"), r#""a\"b\\c\n""#);
+        assert_eq!(quote("a\"b\\c\n"), r#""a\"b\\c\n""#);
     }
 }

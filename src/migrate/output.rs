@@ -2,8 +2,10 @@
 //! item and the FILE:LINE the original set it at, and the Rhai files it includes.
 
 use super::convert::{Collected, MAIN_FILE};
-use super::items::{toml_string, Value, SECTIONS};
+use super::items::Value;
 use crate::config::CONVERTED_FROM;
+use crate::config::SECTIONS;
+use crate::text::quote;
 
 /// Rhai run before the platform default: conditions, and code of the original's before
 /// its `load_default`.
@@ -56,9 +58,9 @@ fn main_file(dir: &str, collected: &Collected) -> String {
          # milter-manager.local.toml; `milter-manager --check-config` checks the result.\n\n",
     );
     // conf.d as in the shipped configuration: settings of this machine, read first.
-    let mut include = vec![toml_string("conf.d/*.toml"), toml_string("conf.d/*.rhai")];
+    let mut include = vec![quote("conf.d/*.toml"), quote("conf.d/*.rhai")];
     if !collected.rhai_before.is_empty() {
-        include.push(toml_string(RHAI_BEFORE));
+        include.push(quote(RHAI_BEFORE));
     }
     out.push_str(&format!("include = [{}]\n", include.join(", ")));
     match &collected.load_default {
@@ -67,11 +69,11 @@ fn main_file(dir: &str, collected: &Collected) -> String {
     }
     let mut optional = Vec::new();
     if !collected.rhai_after.is_empty() {
-        optional.push(toml_string(RHAI_AFTER));
+        optional.push(quote(RHAI_AFTER));
     }
-    optional.push(toml_string(LOCAL_FILE));
+    optional.push(quote(LOCAL_FILE));
     out.push_str(&format!("include_optional = [{}]\n", optional.join(", ")));
-    for section in SECTIONS.iter().chain(&["restrict_accounts"]) {
+    for section in &SECTIONS {
         let settings: Vec<_> =
             collected.settings.iter().filter(|(s, _)| s == section).map(|(_, s)| s).collect();
         let lists: Vec<_> = collected.lists.iter().filter(|e| e.section == *section).collect();
@@ -96,14 +98,14 @@ fn main_file(dir: &str, collected: &Collected) -> String {
             }
             out.push_str(&format!("{key} = [\n"));
             for entry in lists.iter().filter(|e| e.key == key) {
-                out.push_str(&format!("    {}, # {}\n", toml_string(&entry.entry), entry.at));
+                out.push_str(&format!("    {}, # {}\n", quote(&entry.entry), entry.at));
             }
             out.push_str("]\n");
         }
     }
     for milter in &collected.milters {
         out.push_str(&format!("\n{CONVERTED_FROM}{}\n", milter.at));
-        out.push_str(&format!("[milter.{}]\n", toml_string(&milter.name)));
+        out.push_str(&format!("[milter.{}]\n", quote(&milter.name)));
         for setting in &milter.settings {
             let value = match &setting.value {
                 Value::Text(text) if text.is_empty() => continue,

@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 
 use super::ast::{Call, Expr, Stmt};
-use super::items::rhai_string;
 use super::regexp::rust_pattern;
+use crate::text::quote;
 
 /// The body `statements` as Rhai statements (the last one the stopper's value), one per
 /// line, indented by `indent`.
@@ -77,7 +77,7 @@ impl Translator {
             Expr::Nil => "()".into(),
             Expr::Int(n) => n.to_string(),
             Expr::Float(n) => format!("{n:?}"),
-            Expr::Str(text) => rhai_string(text),
+            Expr::Str(text) => quote(text),
             Expr::Array(items) => {
                 let items: Result<Vec<String>, String> =
                     items.iter().map(|item| self.expr(item, false)).collect();
@@ -101,7 +101,7 @@ impl Translator {
                     }
                     _ => return Err(format!("{op} without a regexp literal")),
                 };
-                format!("{negate}{}.regex_match({})", self.operand(text)?, rhai_string(&regexp))
+                format!("{negate}{}.regex_match({})", self.operand(text)?, quote(&regexp))
             }
             Expr::Binary(
                 op @ ("==" | "!=" | "&&" | "||" | "<" | ">" | "<=" | ">=" | "+" | "-"),

@@ -55,7 +55,7 @@ impl Walker<'_> {
         };
         let mut lines = vec![
             format!("// {at}"),
-            format!("define_applicable_condition({}, |condition| {{", items::rhai_string(&name)),
+            format!("define_applicable_condition({}, |condition| {{", crate::text::quote(&name)),
         ];
         for statement in statements {
             match statement {

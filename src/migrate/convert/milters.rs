@@ -177,7 +177,7 @@ impl Walker<'_> {
                     let condition = self.condition_argument(call, at)?;
                     lines.push(format!(
                         "    milter.add_applicable_condition({}); // {at}",
-                        items::rhai_string(&condition)
+                        crate::text::quote(&condition)
                     ));
                 }
                 other => self.finding(

@@ -142,7 +142,7 @@ enum MilterName {
 impl MilterName {
     fn rhai(&self) -> String {
         match self {
-            Self::Literal(name) => items::rhai_string(name),
+            Self::Literal(name) => crate::text::quote(name),
             Self::Variable(name) => name.clone(),
         }
     }
