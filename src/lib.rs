@@ -7,6 +7,7 @@
 //! (std has no syslog; each is allowed where it is, with why it is sound).
 #![deny(unsafe_code)]
 
+pub mod calendar;
 pub mod client_link;
 pub mod conditions;
 pub mod config;
