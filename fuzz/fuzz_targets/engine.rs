@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(output) = session.poll_output() {
-            if let Output::Connect { child } = output {
+            if let Output::Connect { child, .. } = output {
                 let result = if refused & (1 << child) != 0 {
                     // Both kinds of failure, by the child's parity.
                     Err(if child % 2 == 0 {

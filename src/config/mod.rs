@@ -511,6 +511,7 @@ max_body_memory = 1024
 max_spill_size = 0
 max_child_modifications = 20
 max_child_modification_bytes = 0
+max_idle_child_connections = 0
 temporary_directory = "/var/tmp"
 [controller]
 connection_spec = "inet:10026@localhost"
@@ -559,6 +560,9 @@ connection_timeout = 60
 writing_timeout = 15
 reading_timeout = 15.5
 end_of_message_timeout = 60
+reuse_connection = false
+max_idle_connections = 2
+idle_connection_timeout = 5
 "#;
 
     #[test]

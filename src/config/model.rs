@@ -70,6 +70,8 @@ pub struct Manager {
     /// bytes; past either, that child fails. 0: no limit.
     pub max_child_modifications: u64,
     pub max_child_modification_bytes: u64,
+    /// Child connections kept for reuse by one process, all children together.
+    pub max_idle_child_connections: u32,
     /// Where body spill files go; `None`: `$TMPDIR` or `/tmp`.
     pub temporary_directory: Option<PathBuf>,
 }
@@ -131,6 +133,12 @@ pub struct Milter {
     pub writing_timeout: f64,
     pub reading_timeout: f64,
     pub end_of_message_timeout: f64,
+    /// Keep a connection that ended cleanly for a later session (`K` instead of quit).
+    pub reuse_connection: bool,
+    /// Such connections kept by one process, at most.
+    pub max_idle_connections: u32,
+    /// Seconds a kept connection may wait for its next session.
+    pub idle_connection_timeout: f64,
 }
 
 pub const PLATFORMS: [&str; 4] = ["debian", "redhat", "freebsd", "pkgsrc"];
@@ -182,6 +190,7 @@ impl Default for Manager {
             max_spill_size: 1024 * 1024 * 1024,
             max_child_modifications: 10_000,
             max_child_modification_bytes: 10 * 1024 * 1024,
+            max_idle_child_connections: 64,
             temporary_directory: None,
         }
     }
@@ -229,6 +238,9 @@ impl Milter {
             writing_timeout: 7.0,
             reading_timeout: 7.0,
             end_of_message_timeout: 297.0,
+            reuse_connection: true,
+            max_idle_connections: 16,
+            idle_connection_timeout: 60.0,
         }
     }
 }

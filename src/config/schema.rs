@@ -124,6 +124,7 @@ pub(super) const MANAGER: &[Item<Manager>] = &[
     item!(max_spill_size, v::AnyU64, show_u64),
     item!(max_child_modifications, v::AnyU64, show_u64),
     item!(max_child_modification_bytes, v::AnyU64, show_u64),
+    item!(max_idle_child_connections, v::AnyU32, show_u32),
     item!(temporary_directory, v::Optional<v::FilePath>, show_optional_path),
 ];
 
@@ -189,6 +190,9 @@ pub(super) const MILTER: &[Item<Milter>] = &[
     item!(writing_timeout, v::Seconds, show_seconds),
     item!(reading_timeout, v::Seconds, show_seconds),
     item!(end_of_message_timeout, v::Seconds, show_seconds),
+    item!(reuse_connection, v::Flag, show_bool),
+    item!(max_idle_connections, v::AnyU32, show_u32),
+    item!(idle_connection_timeout, v::Seconds, show_seconds),
 ];
 
 /// The sections with a fixed set of items, in the order `--show-config` prints them (and

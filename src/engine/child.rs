@@ -63,7 +63,22 @@ pub(super) struct Child {
     pub reported: bool,
     /// Its events for the metrics; kept across `K`.
     pub tally: ChildTally,
+    /// Its last command was an end-of-message it answered with continue, so it would take
+    /// a quit-new-connection (`K`): libmilter takes one only there (or after an unknown
+    /// command) and silently drops it anywhere else, after which the connection is no use.
+    pub quit_nc_ready: bool,
+    /// On a kept connection, until its first answer: every byte sent to it, to be sent
+    /// again on a new connection if the kept one turns out dead (`None` once it answered,
+    /// or past [`REPLAY_LIMIT`]).
+    pub first_use: Option<Vec<u8>>,
+    /// A new connection replaces a kept one that failed; its negotiation answer must be
+    /// this one, the answer the session was built on.
+    pub reconnect: Option<Negotiation>,
 }
+
+/// The most bytes kept for sending again on a new connection (see `Child::first_use`):
+/// a kept connection's first answer comes long before that (after connect).
+pub(super) const REPLAY_LIMIT: usize = 256 * 1024;
 
 impl Child {
     pub(super) fn new(tag: u64, now: Instant) -> Self {
@@ -91,6 +106,9 @@ impl Child {
             stray_logged: false,
             reported: false,
             tally: ChildTally::default(),
+            quit_nc_ready: false,
+            first_use: None,
+            reconnect: None,
         }
     }
 
@@ -136,6 +154,18 @@ impl Child {
             }
         }
         None
+    }
+
+    /// `bytes` go out to it now.
+    pub(super) fn note_sent(&mut self, bytes: &[u8]) {
+        self.quit_nc_ready = false;
+        if let Some(sent) = &mut self.first_use {
+            if sent.len() + bytes.len() > REPLAY_LIMIT {
+                self.first_use = None;
+            } else {
+                sent.extend_from_slice(bytes);
+            }
+        }
     }
 
     pub(super) fn send(&mut self, command: &Command) {

@@ -152,6 +152,9 @@ pub struct ChildConfig {
     /// Its verdicts are logged, never obeyed.
     pub evaluation_mode: bool,
     pub timeouts: ChildTimeouts,
+    /// Its connections are kept for later sessions (`reuse_connection`), and within
+    /// these bounds.
+    pub reuse: Option<ConnectionReuse>,
 }
 
 impl ChildConfig {
@@ -161,8 +164,19 @@ impl ChildConfig {
             fallback_status: FallbackStatus::Accept,
             evaluation_mode: false,
             timeouts: ChildTimeouts::default(),
+            reuse: None,
         }
     }
+}
+
+/// How a child's connections are kept between sessions. The engine decides which
+/// connection may be kept (the child ended its last message cleanly, see
+/// `Session::quit_child`); the runtime keeps at most `max_idle` of them per process and
+/// closes one idle for `idle_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionReuse {
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
 }
 
 /// The four per-child timeouts of the configuration.

@@ -14,6 +14,10 @@ pub struct ChildTally {
     pub timeouts: u32,
     /// It failed, so its fallback status stood in for its answers.
     pub fallbacks: u32,
+    /// A kept connection was used instead of a new one.
+    pub reused_connections: u32,
+    /// A kept connection was dead on first use and a new one took over.
+    pub reconnections: u32,
     /// Per stage ([`Stage::index`]): the time its answers to that stage's commands took,
     /// added up, and whether it answered any.
     answer_time: [Duration; Stage::ALL.len()],

@@ -204,6 +204,9 @@ const SEED_ITEMS: &[&str] = &[
     "writing_timeout",
     "reading_timeout",
     "end_of_message_timeout",
+    "reuse_connection",
+    "max_idle_connections",
+    "idle_connection_timeout",
 ];
 
 fn without_comments(text: &str) -> String {

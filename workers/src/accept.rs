@@ -89,6 +89,7 @@ impl<F: SessionFactory> EventLoop<F> {
     /// session would fare no better, so accepting pauses, as after such an accept error.
     pub(crate) fn pause_for_descriptors(&mut self, what: &str, error: &io::Error, now: Instant) {
         log::warn!("{what} failed: {error}; pausing accepts for {:?}", self.limits.accept_pause);
+        self.close_kept("out of file descriptors");
         self.pause_accepting(now);
     }
 

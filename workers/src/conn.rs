@@ -15,6 +15,8 @@ pub(crate) enum Owner {
     /// Nobody: the session closed the connection or finished. The loop only flushes what is
     /// queued (bounded by the linger) and then drops it; no more events are delivered.
     Closing,
+    /// Kept for reuse by a later session (see `kept`).
+    Kept,
 }
 
 pub(crate) enum ConnState {

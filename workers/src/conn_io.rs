@@ -84,7 +84,9 @@ impl<F: SessionFactory> EventLoop<F> {
                 log::debug!("connecting connection {key:?} failed: {error}");
                 self.deliver(index, Deferred::Connected { conn: key, result: Err(error) }, now);
             }
-            Owner::Closing => log::debug!("a connect abandoned by its session failed: {error}"),
+            Owner::Closing | Owner::Kept => {
+                log::debug!("a connect abandoned by its session failed: {error}")
+            }
         }
     }
 
@@ -299,6 +301,7 @@ impl<F: SessionFactory> EventLoop<F> {
                         }
                         // Nobody listens any more; keep draining so EOF is noticed.
                         Owner::Closing => {}
+                        Owner::Kept => return self.kept_spoke(conn_index, "received bytes"),
                     }
                     if n < self.read_buf.len() && !until_would_block {
                         return;
@@ -333,6 +336,7 @@ impl<F: SessionFactory> EventLoop<F> {
                 conn.output.pending_len()
             ),
             Owner::Closing => {}
+            Owner::Kept => log::debug!("the peer closed a kept connection"),
         }
     }
 
@@ -441,10 +445,14 @@ impl<F: SessionFactory> EventLoop<F> {
     /// spurious wakeup.
     pub(crate) fn close_conn(&mut self, conn_index: usize) -> Option<Connection> {
         let conn = self.conns.try_remove(conn_index)?;
-        if let Owner::Session { index, key } = conn.owner {
-            if let Some(slot) = self.sessions.get_mut(index) {
-                slot.forget_conn(key);
+        match conn.owner {
+            Owner::Session { index, key } => {
+                if let Some(slot) = self.sessions.get_mut(index) {
+                    slot.forget_conn(key);
+                }
             }
+            Owner::Kept => self.forget_kept(conn_index, conn.serial),
+            Owner::Closing => {}
         }
         Some(conn)
     }

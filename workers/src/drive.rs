@@ -8,6 +8,7 @@ use mio::Interest;
 
 use crate::conn::{ConnState, Connection, Owner};
 use crate::event_loop::{conn_token, EventLoop};
+use crate::kept::KeepRequest;
 use crate::listener::is_out_of_descriptors;
 use crate::session_slot::Deferred;
 use crate::stream::Stream;
@@ -126,8 +127,19 @@ impl<F: SessionFactory> EventLoop<F> {
     fn apply_action(&mut self, index: usize, action: Action, now: Instant) {
         match action {
             Action::Send { conn, bytes } => self.send(index, conn, bytes, now),
-            Action::Connect { conn, endpoint, write_timeout } => {
-                self.connect(index, conn, endpoint, write_timeout, now)
+            Action::Connect { conn, endpoint, write_timeout, reuse } => {
+                let reused = reuse.is_some_and(|pool_key| {
+                    self.conn_of(index, conn).is_none()
+                        && conn != ConnKey::PEER
+                        && self.reuse(index, conn, &pool_key, write_timeout)
+                });
+                if !reused {
+                    self.connect(index, conn, endpoint, write_timeout, now)
+                }
+            }
+            Action::Keep { conn, key, memo, idle_timeout, max_per_key } => {
+                let request = KeepRequest { pool_key: key, memo, idle_timeout, max_per_key };
+                self.keep(index, conn, request, now)
             }
             Action::Close { conn } => self.close_on_request(index, conn, now),
             Action::Acknowledge { conn } => self.acknowledge(index, conn),
@@ -272,7 +284,7 @@ impl<F: SessionFactory> EventLoop<F> {
         }
     }
 
-    fn close_on_request(&mut self, index: usize, key: ConnKey, now: Instant) {
+    pub(crate) fn close_on_request(&mut self, index: usize, key: ConnKey, now: Instant) {
         let Some(conn_index) = self.conn_of(index, key) else {
             log::debug!("ignoring a close of connection {key:?}: it is already closed");
             return;

@@ -8,6 +8,7 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::conn::Connection;
+use crate::kept::KeptPool;
 use crate::listener::AcceptListener;
 use crate::session_slot::SessionSlot;
 use crate::stop::{StopEvent, StopSources};
@@ -72,6 +73,8 @@ pub(crate) struct EventLoop<F: SessionFactory> {
     pub(crate) read_buf: Box<[u8]>,
     /// Connections left unread that their session wants read again (slab index, serial).
     pub(crate) reads_to_resume: Vec<(usize, u64)>,
+    /// Connections kept for reuse.
+    pub(crate) kept: KeptPool,
     next_serial: u64,
 }
 
@@ -109,6 +112,7 @@ impl<F: SessionFactory> EventLoop<F> {
             timers: Timers::default(),
             read_buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             reads_to_resume: Vec::new(),
+            kept: KeptPool::new(config.max_kept_connections),
             next_serial: 0,
         })
     }
@@ -204,6 +208,7 @@ impl<F: SessionFactory> EventLoop<F> {
                 TimerKind::WriteStall { index, serial } => {
                     self.write_stall_check(index, serial, now)
                 }
+                TimerKind::KeptIdle { index, serial } => self.kept_idle_check(index, serial, now),
             }
         }
         let (sessions, conns) = (&self.sessions, &self.conns);
@@ -213,7 +218,8 @@ impl<F: SessionFactory> EventLoop<F> {
                 .is_some_and(|slot| slot.serial == serial && slot.armed_timeout == Some(deadline)),
             TimerKind::Linger { index, serial }
             | TimerKind::ConnectRetry { index, serial }
-            | TimerKind::WriteStall { index, serial } => {
+            | TimerKind::WriteStall { index, serial }
+            | TimerKind::KeptIdle { index, serial } => {
                 conns.get(index).is_some_and(|conn| conn.serial == serial)
             }
         });
@@ -246,6 +252,7 @@ impl<F: SessionFactory> EventLoop<F> {
         }
         self.listener_registered = false;
         self.accept_paused_until = None;
+        self.close_kept("the worker stops");
         log::info!(
             "{reason}: no longer accepting; draining {} sessions in flight (at most {:?})",
             self.sessions.len(),

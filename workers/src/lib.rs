@@ -45,6 +45,7 @@ mod conn;
 mod conn_io;
 mod drive;
 mod event_loop;
+mod kept;
 mod listener;
 mod output;
 mod session_slot;
@@ -102,8 +103,22 @@ pub enum Action {
     /// Open an outbound connection. The result arrives as [`Session::handle_connected`].
     /// With a `write_timeout`, the connection is closed with a `TimedOut` error (reported
     /// by [`Session::handle_closed`]) when queued bytes make no progress for that long: a
-    /// peer that stopped reading cannot hold the session's bytes forever.
-    Connect { conn: ConnKey, endpoint: Endpoint, write_timeout: Option<Duration> },
+    /// peer that stopped reading cannot hold the session's bytes forever. With `reuse`, a
+    /// connection kept under that key ([`Action::Keep`]) is taken instead when there is
+    /// one, and the session hears [`Session::handle_reused`] instead of `handle_connected`.
+    Connect {
+        conn: ConnKey,
+        endpoint: Endpoint,
+        write_timeout: Option<Duration>,
+        reuse: Option<Vec<u8>>,
+    },
+    /// Hand the connection over for a later session's [`Action::Connect`] with the same
+    /// `key`, with `memo` for that session (what it needs to know of the connection). Like
+    /// `Close` for this session: its queued bytes are still written, and nothing more of it
+    /// is heard. The runtime closes it instead when `max_per_key` connections are kept under
+    /// `key` or [`WorkerConfig::max_kept_connections`] in all, and closes a kept one when the
+    /// peer sends anything or closes it, after `idle_timeout`, and when the worker stops.
+    Keep { conn: ConnKey, key: Vec<u8>, memo: Vec<u8>, idle_timeout: Duration, max_per_key: usize },
     /// Close a connection once the bytes already queued on it are written.
     Close { conn: ConnKey },
     /// Acknowledge at once what arrived on a TCP connection (TCP_QUICKACK, Linux; nothing
@@ -120,6 +135,12 @@ pub trait Session {
     fn handle_read(&mut self, conn: ConnKey, bytes: &[u8], now: Instant);
     /// An outbound connection asked for with [`Action::Connect`] is established or failed.
     fn handle_connected(&mut self, conn: ConnKey, result: io::Result<()>, now: Instant);
+    /// A [`Action::Connect`] with `reuse` got a kept connection: `memo` is what the session
+    /// that kept it left with it. The default takes it as a new connection.
+    fn handle_reused(&mut self, conn: ConnKey, memo: Vec<u8>, now: Instant) {
+        let _ = memo;
+        self.handle_connected(conn, Ok(()), now);
+    }
     /// The remote side of `conn` closed it (`error` is `None` on a clean EOF) or a write
     /// failed. The connection is gone; all bytes read before were delivered first.
     fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, now: Instant);
@@ -178,6 +199,9 @@ pub struct WorkerConfig {
     /// With `handle_signals`: called in the loop on SIGUSR1 (reopen log files, so that
     /// rotated logs are let go).
     pub on_reopen_logs: Option<Box<dyn FnMut()>>,
+    /// At most this many connections kept for reuse ([`Action::Keep`]) in this process;
+    /// 0 keeps none.
+    pub max_kept_connections: usize,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -191,6 +215,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("parent_watch", &self.parent_watch)
             .field("on_hangup", &self.on_hangup.is_some())
             .field("on_reopen_logs", &self.on_reopen_logs.is_some())
+            .field("max_kept_connections", &self.max_kept_connections)
             .finish()
     }
 }
@@ -206,6 +231,7 @@ impl Default for WorkerConfig {
             parent_watch: None,
             on_hangup: None,
             on_reopen_logs: None,
+            max_kept_connections: 0,
         }
     }
 }

@@ -23,6 +23,11 @@ pub(crate) enum Deferred {
         conn: ConnKey,
         error: Option<io::Error>,
     },
+    /// A kept connection was taken for the session's `Connect`.
+    Reused {
+        conn: ConnKey,
+        memo: Vec<u8>,
+    },
 }
 
 pub(crate) struct SessionSlot<S> {
@@ -69,6 +74,7 @@ impl<S: Session> SessionSlot<S> {
                 self.session.handle_connected(conn, result, now)
             }
             Deferred::Closed { conn, error } => self.session.handle_closed(conn, error, now),
+            Deferred::Reused { conn, memo } => self.session.handle_reused(conn, memo, now),
         }
     }
 }

@@ -17,6 +17,8 @@ pub(crate) enum TimerKind {
     ConnectRetry { index: usize, serial: u64 },
     /// A connection with a write timeout has had output waiting since its last progress.
     WriteStall { index: usize, serial: u64 },
+    /// A kept connection's idle timeout.
+    KeptIdle { index: usize, serial: u64 },
 }
 
 #[derive(Default)]

@@ -146,6 +146,7 @@ impl SessionFactory for ConnectOutFactory {
             conn: OUTBOUND,
             endpoint: Endpoint::Unix(self.0.clone()),
             write_timeout: None,
+            reuse: None,
         };
         let mut hoard = Vec::new();
         while let Ok(file) = std::fs::File::open("/dev/null") {

@@ -273,6 +273,7 @@ impl Proxy {
             conn: CHILD,
             endpoint: upstream,
             write_timeout: None,
+            reuse: None,
         });
         outbox.send(CHILD, b"greeting;");
         Self { outbox, log }
@@ -854,6 +855,7 @@ fn a_peer_that_stops_reading_fails_the_write_timeout() {
             conn: CHILD,
             endpoint: endpoint.clone(),
             write_timeout: Some(Duration::from_millis(300)),
+            reuse: None,
         });
         outbox.send(CHILD, &vec![0x55; 16 * 1024 * 1024]);
         Stuffer { outbox, closed_with: Arc::clone(&seen) }

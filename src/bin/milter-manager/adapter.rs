@@ -216,6 +216,13 @@ impl workers::Session for ManagerSession {
         self.follow(now);
     }
 
+    fn handle_reused(&mut self, conn: ConnKey, memo: Vec<u8>, now: Instant) {
+        if let Some(child) = child_of(conn) {
+            self.engine.handle_child_reused(child, &memo, now);
+        }
+        self.follow(now);
+    }
+
     fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, now: Instant) {
         if let Some(gate) = &mut self.gate {
             match conn {
@@ -278,6 +285,7 @@ impl workers::Session for ManagerSession {
                     conn: DNS,
                     endpoint: Endpoint::Tcp(server),
                     write_timeout: timeout,
+                    reuse: None,
                 },
                 LookupAction::Send(bytes) => Action::Send { conn: DNS, bytes },
                 LookupAction::Close => Action::Close { conn: DNS },
@@ -286,11 +294,28 @@ impl workers::Session for ManagerSession {
         Some(match self.engine.poll_output()? {
             Output::ToMta(bytes) => Action::Send { conn: ConnKey::PEER, bytes },
             Output::ToChild { child, bytes } => Action::Send { conn: key_of(child), bytes },
-            Output::Connect { child } => Action::Connect {
-                conn: key_of(child),
-                endpoint: self.generation.endpoints[child].clone(),
-                write_timeout: Some(self.generation.engine.children[child].timeouts.writing),
-            },
+            Output::Connect { child, reuse } => {
+                let endpoint = &self.generation.endpoints[child];
+                Action::Connect {
+                    conn: key_of(child),
+                    reuse: reuse.map(|key| pool_key(endpoint, key)),
+                    endpoint: endpoint.clone(),
+                    write_timeout: Some(self.generation.engine.children[child].timeouts.writing),
+                }
+            }
+            Output::KeepChild { child, key, memo } => {
+                let endpoint = &self.generation.endpoints[child];
+                let reuse = self.generation.engine.children[child].reuse;
+                // Configured for reuse, or the engine would not keep it.
+                let reuse = reuse.expect("a kept child has reuse configured");
+                Action::Keep {
+                    conn: key_of(child),
+                    key: pool_key(endpoint, key),
+                    memo,
+                    idle_timeout: reuse.idle_timeout,
+                    max_per_key: reuse.max_idle,
+                }
+            }
             Output::CloseChild { child } => Action::Close { conn: key_of(child) },
             Output::AcknowledgeChild { child } => Action::Acknowledge { conn: key_of(child) },
             Output::CloseMta => Action::Close { conn: ConnKey::PEER },
@@ -306,6 +331,15 @@ impl workers::Session for ManagerSession {
     fn is_finished(&self) -> bool {
         self.engine.is_finished()
     }
+}
+
+/// Kept connections are found by where they go and the negotiation offer they were
+/// made with: two sessions with the same key may use each other's.
+fn pool_key(endpoint: &Endpoint, offer: Vec<u8>) -> Vec<u8> {
+    let mut key = describe(endpoint).into_bytes();
+    key.push(0);
+    key.extend_from_slice(&offer);
+    key
 }
 
 fn describe(endpoint: &Endpoint) -> String {

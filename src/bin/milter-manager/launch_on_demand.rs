@@ -130,6 +130,7 @@ impl LaunchingSession {
             conn,
             endpoint: (*launcher).clone(),
             write_timeout: Some(LAUNCHER_WRITE_TIMEOUT),
+            reuse: None,
         });
         let request = LaunchRequest::Start(name).encode().into_bytes();
         self.actions.push_back(Action::Send { conn, bytes: request });
@@ -224,6 +225,13 @@ impl workers::Session for LaunchingSession {
         self.inner.handle_connected(conn, result, now)
     }
 
+    fn handle_reused(&mut self, conn: ConnKey, memo: Vec<u8>, now: Instant) {
+        if let Some(child) = child_of(conn) {
+            self.stop_retrying(child);
+        }
+        self.inner.handle_reused(conn, memo, now)
+    }
+
     fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, now: Instant) {
         match launcher_child(conn) {
             Some(child) if !self.children[child].answered => {
@@ -258,6 +266,7 @@ impl workers::Session for LaunchingSession {
                     conn: key_of(child),
                     endpoint: self.generation.endpoints[child].clone(),
                     write_timeout: Some(self.generation.engine.children[child].timeouts.writing),
+                    reuse: None,
                 });
             }
         }
@@ -287,7 +296,9 @@ impl workers::Session for LaunchingSession {
             return self.actions.pop_front();
         };
         // The engine connecting afresh or closing a child ends any retry of ours.
-        if let Action::Connect { conn, .. } | Action::Close { conn } = &action {
+        if let Action::Connect { conn, .. } | Action::Close { conn } | Action::Keep { conn, .. } =
+            &action
+        {
             if let Some(child) = child_of(*conn) {
                 self.stop_retrying(child);
             }

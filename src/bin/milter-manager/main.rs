@@ -24,7 +24,9 @@ use std::time::Duration;
 use clap::Parser;
 use milter_manager::conditions::ConditionSet;
 use milter_manager::config::{Config, Overrides, DEFAULT_CONFIG_DIR, MAX_WORKERS};
-use milter_manager::engine::{ChildConfig, ChildTimeouts, EngineConfig, Limits, MTA_IDLE_TIMEOUT};
+use milter_manager::engine::{
+    ChildConfig, ChildTimeouts, ConnectionReuse, EngineConfig, Limits, MTA_IDLE_TIMEOUT,
+};
 use milter_manager::logging::Levels;
 use milter_manager::spec::Spec;
 
@@ -283,6 +285,12 @@ fn generation(
                 reading: Duration::from_secs_f64(milter.reading_timeout),
                 end_of_message: Duration::from_secs_f64(milter.end_of_message_timeout),
             },
+            reuse: (milter.reuse_connection && milter.max_idle_connections > 0).then(|| {
+                ConnectionReuse {
+                    max_idle: milter.max_idle_connections as usize,
+                    idle_timeout: Duration::from_secs_f64(milter.idle_connection_timeout),
+                }
+            }),
         });
     }
     let manager = &config.manager;

@@ -35,6 +35,9 @@ pub(crate) struct Plan {
     pub max_connections: Cell<Option<usize>>,
     /// `manager.suspend_time_on_unacceptable`: how long accepting pauses at the limit.
     pub accept_pause: Duration,
+    /// `manager.max_idle_child_connections`. Read when a worker starts: an in-process
+    /// reload (`n_workers = 0`) keeps the number it started with.
+    pub max_kept_connections: usize,
 }
 
 impl Plan {
@@ -44,6 +47,7 @@ impl Plan {
             generation: Rc::new(RefCell::new(Rc::new(generation))),
             max_connections: Cell::new(max_connections(config)),
             accept_pause: Duration::from_secs(manager.suspend_time_on_unacceptable.max(1) as u64),
+            max_kept_connections: manager.max_idle_child_connections as usize,
         }
     }
 }
@@ -115,6 +119,7 @@ pub(crate) fn serve(
         parent_watch: context.parent_watch,
         on_hangup,
         on_reopen_logs: Some(Box::new(reopen_logs)),
+        max_kept_connections: plan.max_kept_connections,
         ..workers::WorkerConfig::default()
     };
     match workers::run(listener, factory, config) {

@@ -13,6 +13,9 @@ use crate::protocol::{Command, Reply};
 impl Session {
     /// A reply from child `i`, given to the command it answers.
     pub(super) fn on_child_reply(&mut self, i: usize, reply: Reply, now: Instant) {
+        if self.children[i].reconnect.is_some() {
+            return self.on_renegotiation(i, reply, now);
+        }
         if self.children[i].phase == ChildPhase::Negotiating {
             return self.on_negotiation_answer(i, reply, now);
         }
@@ -119,12 +122,67 @@ impl Session {
         awaited
     }
 
+    /// Child `i`'s kept connection died before its first answer (`closed_by_peer`: the
+    /// runtime already closed it): a new connection takes over, is offered the same
+    /// negotiation, and is sent everything the kept one was; the MTA notices nothing. False
+    /// when this is not such a connection (or too much was sent to it to send again).
+    pub(super) fn connect_anew(&mut self, i: usize, reason: &str, bad_packet: bool) -> bool {
+        let child = &mut self.children[i];
+        let Some(sent) = child.first_use.take() else { return false };
+        log::info!(
+            "[{}] {}: a kept connection {reason} before its first answer; connecting anew",
+            self.tag,
+            self.config.children[i].name
+        );
+        let mut out = Vec::with_capacity(sent.len() + child.out.len() + 32);
+        Command::Negotiate(child.offer.clone()).encode(&mut out);
+        out.extend_from_slice(&sent);
+        out.extend_from_slice(&child.out);
+        child.out = out;
+        child.deframer = crate::protocol::Deframer::new(crate::protocol::MAX_DATA_SIZE);
+        child.queued = 0;
+        child.reconnect = Some(child.answer.clone());
+        child.tally.reconnections += 1;
+        if bad_packet {
+            self.actions.push_back(Output::CloseChild { child: i });
+        }
+        self.actions.push_back(Output::Connect { child: i, reuse: None });
+        true
+    }
+
+    /// Whether child `i`'s connection may be kept for another session: reuse is on for
+    /// it, and it is in the one state where it takes `K`: it answered an end-of-message
+    /// with continue, has been sent nothing since, and owes nothing.
+    fn may_keep(&self, i: usize) -> bool {
+        let child = &self.children[i];
+        self.config.children[i].reuse.is_some()
+            && child.phase == ChildPhase::Ready
+            && child.quit_nc_ready
+            && child.reconnect.is_none()
+            && child.out.is_empty()
+            && !child.message_open
+            && child.unreplied.is_empty()
+            && child.deframer.buffered() == 0
+            && self.timers.awaited(i).is_none()
+    }
+
     /// Child `i` is done for this session (it accepted or refused at connect or helo, was
     /// stopped there, or the session ends). A message it is in is aborted first, so it
-    /// hears the same whether the MTA quits, starts over (`K`) or closes.
+    /// hears the same whether the MTA quits, starts over (`K`) or closes. A connection fit
+    /// for another session is ended with `K` and kept.
     pub(super) fn quit_child(&mut self, i: usize) {
+        let keep = self.may_keep(i);
         let child = &mut self.children[i];
-        if child.is_connected() {
+        if keep {
+            child.send(&Command::QuitNewConnection);
+            let bytes = std::mem::take(&mut child.out);
+            self.actions.push_back(Output::ToChild { child: i, bytes });
+            let mut key = Vec::new();
+            Command::Negotiate(child.offer.clone()).encode(&mut key);
+            let mut memo = Vec::new();
+            Reply::Negotiate(child.answer.clone()).encode(&mut memo);
+            self.actions.push_back(Output::KeepChild { child: i, key, memo });
+        } else if child.is_connected() {
             if child.message_open {
                 child.send(&Command::Abort);
             }

@@ -159,6 +159,9 @@ impl Session {
         raw: Verdict,
     ) {
         self.children[i].last_status = Some(raw.status);
+        // Where libmilter takes a quit-new-connection (see `Child::quit_nc_ready`).
+        self.children[i].quit_nc_ready =
+            stage == Stage::EndOfMessage && raw.status == Status::Continue;
         let verdict = self.obeyed(i, &raw);
         match verdict.status {
             Status::Continue | Status::Skip | Status::Accept if stage == Stage::EndOfMessage => {

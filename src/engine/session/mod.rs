@@ -42,8 +42,15 @@ pub enum Output {
     ToMta(Vec<u8>),
     /// Write these bytes to child number `child` (its index in the configuration).
     ToChild { child: usize, bytes: Vec<u8> },
-    /// Open the connection to a child; report with `handle_child_connected`.
-    Connect { child: usize },
+    /// Open the connection to a child; report with `handle_child_connected`. With
+    /// `reuse`, a connection kept under that key ([`Output::KeepChild`]) may be given
+    /// instead (with its endpoint added to the key by the runtime): report it with
+    /// `handle_child_reused`.
+    Connect { child: usize, reuse: Option<Vec<u8>> },
+    /// Keep the connection to a child for a later session's `Connect` with the same
+    /// `key`, with `memo` for `handle_child_reused`; its last bytes are sent first. A
+    /// runtime that cannot keep it closes it, which the child takes well too.
+    KeepChild { child: usize, key: Vec<u8>, memo: Vec<u8> },
     /// Close the connection to a child once what was sent to it is written.
     CloseChild { child: usize },
     /// Acknowledge at once what the child sent: it owes more of the answer awaited, and a
@@ -235,7 +242,23 @@ impl Session {
         now: Instant,
     ) {
         self.now = now;
-        if self.is_finished() || self.children[child].phase != ChildPhase::Connecting {
+        if self.is_finished() {
+            return;
+        }
+        if self.children[child].reconnect.is_some() {
+            // The new connection for a dead kept one: its bytes are queued already.
+            if let Err(failure) = result {
+                let error = match failure {
+                    ConnectFailure::Unreachable(e) | ConnectFailure::OutOfDescriptors(e) => e,
+                };
+                self.children[child].reconnect = None;
+                self.children[child].tally.connect_failures += 1;
+                self.fail_child(child, &format!("cannot connect anew: {error}"), now);
+                self.drive(now);
+            }
+            return;
+        }
+        if self.children[child].phase != ChildPhase::Connecting {
             return;
         }
         match result {
@@ -260,6 +283,19 @@ impl Session {
         self.drive(now);
     }
 
+    /// The runtime gave child `child` a kept connection for its `Connect`, with the memo
+    /// of the `KeepChild` that kept it.
+    pub fn handle_child_reused(&mut self, child: usize, memo: &[u8], now: Instant) {
+        self.now = now;
+        if self.is_finished() || self.children[child].phase != ChildPhase::Connecting {
+            // Not wanted (any more): it goes, closed.
+            self.actions.push_back(Output::CloseChild { child });
+            return;
+        }
+        self.take_kept_connection(child, memo, now);
+        self.drive(now);
+    }
+
     pub fn handle_child_data(&mut self, child: usize, bytes: &[u8], now: Instant) {
         self.now = now;
         if self.is_finished() || !self.children[child].is_connected() {
@@ -276,8 +312,16 @@ impl Session {
                 Some(Ok(frame)) => Reply::decode(frame.code, frame.data).map_err(PacketError::from),
             };
             match reply {
-                Ok(reply) => self.on_child_reply(child, reply, now),
-                Err(error) => self.fail_child(child, &format!("sent a bad packet: {error}"), now),
+                Ok(reply) => {
+                    self.children[child].first_use = None;
+                    self.on_child_reply(child, reply, now)
+                }
+                Err(error) => {
+                    let reason = format!("sent a bad packet: {error}");
+                    if !self.connect_anew(child, &reason, true) {
+                        self.fail_child(child, &reason, now)
+                    }
+                }
             }
         }
         self.drive(now);
@@ -300,7 +344,9 @@ impl Session {
             Some(error) => format!("connection failed: {error}"),
             None => "closed the connection".to_string(),
         };
-        self.fail_child(child, &reason, now);
+        if !self.connect_anew(child, &reason, false) {
+            self.fail_child(child, &reason, now);
+        }
         self.drive(now);
     }
 
@@ -473,10 +519,9 @@ impl Session {
         for (i, child) in self.children.iter_mut().enumerate() {
             if !child.out.is_empty() {
                 let spare = self.spare_buffers.pop().unwrap_or_default();
-                return Some(Output::ToChild {
-                    child: i,
-                    bytes: std::mem::replace(&mut child.out, spare),
-                });
+                let bytes = std::mem::replace(&mut child.out, spare);
+                child.note_sent(&bytes);
+                return Some(Output::ToChild { child: i, bytes });
             }
         }
         if !self.mta_out.is_empty() {
@@ -553,3 +598,5 @@ impl Session {
 mod tests;
 #[cfg(test)]
 mod tests_pressure;
+#[cfg(test)]
+mod tests_reuse;

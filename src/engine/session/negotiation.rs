@@ -3,12 +3,12 @@
 use std::time::Instant;
 
 use super::phase::{Mail, Phase};
-use super::{Output, Session};
+use super::{Output, Session, FRAME_HEADER};
 use crate::engine::child::Phase as ChildPhase;
 use crate::engine::negotiate::{check_child_answer, merge_answers, offer_for_children};
 use crate::engine::timers::Timer;
 use crate::engine::Stage;
-use crate::protocol::{Negotiation, Reply, Steps};
+use crate::protocol::{Command, Negotiation, Reply, Steps};
 
 impl Session {
     pub(super) fn start_negotiation(&mut self, offer: Negotiation, now: Instant) -> Phase {
@@ -18,6 +18,12 @@ impl Session {
         }
         self.last_stage = Stage::Negotiate;
         let child_offer = offer_for_children(&offer);
+        // A kept connection was negotiated with this very offer, or it is not used.
+        let reuse_key = {
+            let mut key = Vec::new();
+            Command::Negotiate(child_offer.clone()).encode(&mut key);
+            key
+        };
         for (i, child) in self.children.iter_mut().enumerate() {
             child.offer = child_offer.clone();
             child.phase = ChildPhase::Connecting;
@@ -25,7 +31,8 @@ impl Session {
             child.last_stage = Stage::Negotiate;
             let timeout = self.config.children[i].timeouts.connection;
             self.timers.set(Timer::Child(i, Stage::Negotiate), now + timeout);
-            self.actions.push_back(Output::Connect { child: i });
+            let reuse = self.config.children[i].reuse.map(|_| reuse_key.clone());
+            self.actions.push_back(Output::Connect { child: i, reuse });
         }
         Phase::Negotiating { offer }
     }
@@ -59,6 +66,55 @@ impl Session {
             Phase::Idle(Mail::Closed)
         } else {
             Phase::Unfiltered
+        }
+    }
+
+    /// Child `i` got a kept connection, negotiated as `memo` says: it is ready at once,
+    /// with no negotiation round trip. A memo that does not fit the offer (it cannot,
+    /// unless the runtime mixed keys up) gets the connection closed and a new one.
+    pub(super) fn take_kept_connection(&mut self, i: usize, memo: &[u8], now: Instant) {
+        let answer = match memo.get(FRAME_HEADER..).map(|data| Reply::decode(memo[4], data)) {
+            Some(Ok(Reply::Negotiate(answer)))
+                if check_child_answer(&self.children[i].offer, &answer).is_ok() =>
+            {
+                answer
+            }
+            _ => {
+                log::warn!(
+                    "[{}] {}: a kept connection does not fit this session; connecting anew",
+                    self.tag,
+                    self.config.children[i].name
+                );
+                self.actions.push_back(Output::CloseChild { child: i });
+                self.actions.push_back(Output::Connect { child: i, reuse: None });
+                return;
+            }
+        };
+        log::debug!("[{}] {}: reusing a kept connection", self.tag, self.config.children[i].name);
+        let child = &mut self.children[i];
+        child.answer = answer;
+        child.phase = ChildPhase::Ready;
+        child.first_use = Some(Vec::new());
+        child.tally.reused_connections += 1;
+        self.timers.clear_child(i);
+        let _ = now;
+    }
+
+    /// Child `i` answered on the new connection that replaced a dead kept one: the same
+    /// answer as the kept connection's lets the session go on (the commands it missed
+    /// were sent after the offer); another one cannot, as the MTA was answered by it.
+    pub(super) fn on_renegotiation(&mut self, i: usize, reply: Reply, now: Instant) {
+        let expected = self.children[i].reconnect.take();
+        match reply {
+            Reply::Negotiate(answer) if Some(&answer) == expected.as_ref() => {}
+            other => {
+                let reason = format!(
+                    "answered {} on a new connection, not the negotiation its kept \
+                     connection had",
+                    other.name()
+                );
+                self.fail_child(i, &reason, now)
+            }
         }
     }
 

@@ -36,7 +36,7 @@ impl Harness {
     fn outputs(&mut self) -> Vec<Output> {
         let mut outputs = Vec::new();
         while let Some(output) = self.session.poll_output() {
-            if let Output::Connect { child } = output {
+            if let Output::Connect { child, .. } = output {
                 self.session.handle_child_connected(child, Ok(()), self.now);
             }
             outputs.push(output);
@@ -104,7 +104,7 @@ fn the_tally_counts_answer_times_failures_timeouts_and_fallbacks() {
     let mut harness = Harness::new(&["fast", "refused", "slow"]);
     harness.mta(Command::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty())));
     while let Some(output) = harness.session.poll_output() {
-        if let Output::Connect { child } = output {
+        if let Output::Connect { child, .. } = output {
             let result = match child {
                 1 => Err(ConnectFailure::Unreachable(io::ErrorKind::ConnectionRefused.into())),
                 _ => Ok(()),

@@ -138,7 +138,7 @@ impl Runtime {
                             self.session.handle_child_queued(child, queued, self.now);
                         }
                     }
-                    Output::Connect { child } => {
+                    Output::Connect { child, .. } => {
                         self.session.handle_child_connected(child, Ok(()), self.now)
                     }
                     _ => {}

@@ -693,7 +693,7 @@ impl<'a> Run<'a> {
     fn pump(&mut self) -> Result<(), String> {
         while let Some(output) = self.session.poll_output() {
             match output {
-                Output::Connect { child } => {
+                Output::Connect { child, .. } => {
                     let refusal = self.scenario.refused.iter().find(|(c, _)| *c == child);
                     let result = match refusal {
                         Some((_, errno)) => {
@@ -708,7 +708,10 @@ impl<'a> Run<'a> {
                     };
                     self.session.handle_child_connected(child, result, self.now);
                 }
-                Output::CloseChild { child } => self.pending[child + 1].push_back(Seen::Close),
+                // Scenario children have no reuse configured: they are never kept.
+                Output::CloseChild { child } | Output::KeepChild { child, .. } => {
+                    self.pending[child + 1].push_back(Seen::Close)
+                }
                 Output::CloseMta => self.pending[0].push_back(Seen::Close),
                 Output::AcknowledgeChild { child } if self.scenario.show_acks => {
                     self.pending[child + 1].push_back(Seen::Ack)
