@@ -250,6 +250,10 @@ impl workers::Session for ClientSession {
     fn is_finished(&self) -> bool {
         self.inner.end().is_some()
     }
+
+    fn is_idle(&self) -> bool {
+        self.inner.is_idle()
+    }
 }
 
 /// Writes report text to standard output in one write, so lines from several workers

@@ -21,10 +21,20 @@ pub enum ChildEvent {
     ConnectFailure,
     Timeout,
     Fallback,
+    /// A kept connection served a session.
+    ReusedConnection,
+    /// A kept connection was dead on first use and a new one took over.
+    Reconnection,
 }
 
 impl ChildEvent {
-    pub const ALL: [Self; 3] = [Self::ConnectFailure, Self::Timeout, Self::Fallback];
+    pub const ALL: [Self; 5] = [
+        Self::ConnectFailure,
+        Self::Timeout,
+        Self::Fallback,
+        Self::ReusedConnection,
+        Self::Reconnection,
+    ];
 }
 
 /// Upper bounds of the answer-time histogram's buckets, in microseconds (the last bucket,
@@ -114,7 +124,13 @@ pub fn record_session<'a>(
             add(index, 1);
         }
         let tally = child.tally;
-        let events = [tally.connect_failures, tally.timeouts, tally.fallbacks];
+        let events = [
+            tally.connect_failures,
+            tally.timeouts,
+            tally.fallbacks,
+            tally.reused_connections,
+            tally.reconnections,
+        ];
         for (event, count) in ChildEvent::ALL.into_iter().zip(events) {
             if let (Some(index), true) = (Counters::child_event(slot, event), count > 0) {
                 add(index, u64::from(count));

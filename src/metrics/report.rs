@@ -127,6 +127,16 @@ fn render_children(out: &mut Exposition, snapshot: &Snapshot<'_>) {
             "milter_fallbacks_total",
             "Times each child milter failed and its fallback status answered for it.",
         ),
+        (
+            ChildEvent::ReusedConnection,
+            "milter_reused_connections_total",
+            "Sessions of each child milter served on a connection kept from an earlier one.",
+        ),
+        (
+            ChildEvent::Reconnection,
+            "milter_reconnections_total",
+            "Kept connections to each child milter found dead on first use and replaced.",
+        ),
     ];
     for (event, family, help) in events {
         out.family(&format!("{PREFIX}{family}"), Kind::Counter, help);

@@ -52,6 +52,8 @@ pub struct TestClientSession {
     end: Option<SessionEnd>,
     deadline: Instant,
     messages: u64,
+    /// Negotiated (or told `K`) and no conversation started since.
+    between_sessions: bool,
 }
 
 impl TestClientSession {
@@ -68,6 +70,7 @@ impl TestClientSession {
             end: None,
             deadline: now + IDLE_TIMEOUT,
             messages: 0,
+            between_sessions: false,
         }
     }
 
@@ -139,6 +142,16 @@ impl TestClientSession {
         self.end.as_ref()
     }
 
+    /// Between conversations with nothing pending: negotiated or told `K`, no command
+    /// since. Like a libmilter milter, the program does not wait for such a connection
+    /// when it stops.
+    pub fn is_idle(&self) -> bool {
+        self.between_sessions
+            && self.end.is_none()
+            && self.output.is_empty()
+            && !self.deframer.has_partial_frame()
+    }
+
     fn finish(&mut self, end: SessionEnd) {
         self.end = Some(end);
     }
@@ -153,6 +166,8 @@ impl TestClientSession {
     }
 
     fn handle_command(&mut self, command: Command) {
+        self.between_sessions =
+            matches!(command, Command::Negotiate(_) | Command::QuitNewConnection);
         if self.report_requests {
             let line = describe_command(&command);
             self.line(&line);
@@ -408,5 +423,25 @@ mod tests {
         assert_eq!(session.end(), None);
         session.handle_timeout(session.deadline().unwrap());
         assert_eq!(session.end(), Some(&SessionEnd::IdleTimeout));
+    }
+
+    #[test]
+    fn idle_between_conversations_only() {
+        let now = Instant::now();
+        let mut session = TestClientSession::new("1", false, now);
+        assert!(!session.is_idle(), "not negotiated yet");
+        session.handle_bytes(&frames(&[Command::Negotiate(Negotiation::mta_default())]), now);
+        assert!(!session.is_idle(), "its answer is not sent yet");
+        session.take_output();
+        assert!(session.is_idle());
+        let connect =
+            Command::Connect { hostname: b"h".to_vec(), address: ConnectAddress::Unknown };
+        session.handle_bytes(&frames(&[connect]), now);
+        session.take_output();
+        assert!(!session.is_idle(), "a conversation is under way");
+        session.handle_bytes(&frames(&[Command::QuitNewConnection]), now);
+        assert!(session.is_idle(), "told K: the next conversation may never come");
+        session.handle_bytes(&[0, 0], now);
+        assert!(!session.is_idle(), "part of a packet came");
     }
 }

@@ -44,7 +44,11 @@ impl<F: SessionFactory> EventLoop<F> {
             }
         }
         self.rearm_session_deadline(index);
-        if self.sessions.get(index).is_some_and(|slot| slot.session.is_finished()) {
+        let stopping = self.stop.requested;
+        let done = |slot: &crate::session_slot::SessionSlot<F::Session>| {
+            slot.session.is_finished() || (stopping && slot.session.is_idle())
+        };
+        if self.sessions.get(index).is_some_and(done) {
             self.finish_session(index, now);
         } else {
             self.note_wanted_reads(index);
@@ -297,7 +301,7 @@ impl<F: SessionFactory> EventLoop<F> {
 
     /// Retires a finished session: its connections are flushed and closed without it, and
     /// the factory gets it back.
-    fn finish_session(&mut self, index: usize, now: Instant) {
+    pub(crate) fn finish_session(&mut self, index: usize, now: Instant) {
         let Some(slot) = self.sessions.try_remove(index) else {
             return;
         };

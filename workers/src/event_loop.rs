@@ -13,7 +13,7 @@ use crate::listener::AcceptListener;
 use crate::session_slot::SessionSlot;
 use crate::stop::{StopEvent, StopSources};
 use crate::timers::{TimerKind, Timers};
-use crate::{Admission, Exit, Listener, SessionFactory, WorkerConfig};
+use crate::{Admission, Exit, Listener, Session, SessionFactory, WorkerConfig};
 use slab::Slab;
 
 pub(crate) const LISTENER_TOKEN: Token = Token(0);
@@ -253,6 +253,15 @@ impl<F: SessionFactory> EventLoop<F> {
         self.listener_registered = false;
         self.accept_paused_until = None;
         self.close_kept("the worker stops");
+        let idle: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, slot)| slot.session.is_idle())
+            .map(|(index, _)| index)
+            .collect();
+        for index in idle {
+            self.finish_session(index, now);
+        }
         log::info!(
             "{reason}: no longer accepting; draining {} sessions in flight (at most {:?})",
             self.sessions.len(),

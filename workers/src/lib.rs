@@ -166,6 +166,14 @@ pub trait Session {
     /// Once true, the runtime flushes what is queued, closes every connection of the
     /// session and drops it.
     fn is_finished(&self) -> bool;
+    /// Whether the session is between conversations, owing nothing (a milter whose MTA
+    /// kept the connection for its next session). Once a stop was requested, an idle
+    /// session is ended like a finished one instead of being waited for: a peer keeping
+    /// connections for later would otherwise hold the drain until its own idle timeout.
+    /// Default: never.
+    fn is_idle(&self) -> bool {
+        false
+    }
 }
 
 /// Makes a session for each accepted connection.

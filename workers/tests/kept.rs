@@ -273,3 +273,59 @@ fn connections_beyond_the_bounds_are_closed() {
         worker.stop();
     }
 }
+
+/// A session that is idle from the start and never finishes by itself.
+struct Lingering;
+
+impl Session for Lingering {
+    fn handle_read(&mut self, _: ConnKey, _: &[u8], _: Instant) {}
+    fn handle_connected(&mut self, _: ConnKey, _: io::Result<()>, _: Instant) {}
+    fn handle_closed(&mut self, _: ConnKey, _: Option<io::Error>, _: Instant) {}
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn poll_action(&mut self) -> Option<Action> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn is_finished(&self) -> bool {
+        false
+    }
+    fn is_idle(&self) -> bool {
+        true
+    }
+}
+
+struct Lingerers(mpsc::Sender<()>);
+
+impl SessionFactory for Lingerers {
+    type Session = Lingering;
+    fn new_session(&mut self, _: &PeerAddr, _: Instant) -> Lingering {
+        let _ = self.0.send(());
+        Lingering
+    }
+}
+
+#[test]
+fn a_stop_ends_idle_sessions_instead_of_waiting_for_them() {
+    let path = socket_path("idle");
+    let listener = Listener::Unix(UnixListener::bind(&path).unwrap());
+    let (started, sessions) = mpsc::channel();
+    let (parent, watch) = mio::unix::pipe::new().unwrap();
+    let thread = thread::spawn(move || {
+        let config = WorkerConfig {
+            handle_signals: false,
+            parent_watch: Some(OwnedFd::from(watch)),
+            shutdown_deadline: Duration::from_secs(3600),
+            ..WorkerConfig::default()
+        };
+        run(listener, Lingerers(started), config)
+    });
+    let mut client = UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    sessions.recv_timeout(IO_TIMEOUT).unwrap();
+    drop(parent);
+    // Drained, not dropped at the (hour-long) deadline, and the client sees its EOF.
+    assert_eq!(thread.join().unwrap().unwrap(), Exit::Drained);
+    assert_eq!(client.read(&mut [0u8; 8]).unwrap(), 0);
+}
