@@ -19,6 +19,7 @@ mod migrate;
 mod peer_miltertest;
 mod peer_postfix_manager;
 mod peer_pymilter;
+mod peer_reuse;
 mod performance_check;
 mod postfix_fixtures;
 mod process_model;

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A pymilter (real libmilter) peer that modifies messages, for tests/it/peer_pymilter.rs.
 
-    /usr/bin/python3 pymilter_modifier.py PORT
+    /usr/bin/python3 pymilter_modifier.py PORT [accept|continue]
 
 Run it with Debian's /usr/bin/python3 (package python3-milter); other Python
 installs usually do not see the Milter module.
@@ -14,6 +14,10 @@ It listens on inet:PORT@127.0.0.1 and, for every session:
   header    X-Reject-Me            -> 550 5.7.1 header refused (REJECT)
   end of message                   -> add the header "X-Pymilter: seen",
                                       replace the body with BODY, ACCEPT
+
+With "continue" as the second argument it answers end of message CONTINUE and
+asks for CONNECT (pymilter asks only for the events a milter handles): a milter
+whose connections the manager may keep for later sessions.
 
 Everything else is CONTINUE.  It has no clock and no randomness, so what it
 answers depends only on what the MTA sends.  Diagnostics go to stderr.
@@ -70,12 +74,23 @@ class Modifier(Milter.Base):
         return Milter.ACCEPT
 
 
+class ContinuingModifier(Modifier):
+    def connect(self, hostname, family, hostaddr):
+        log(self.id, "connect", hostname)
+        return Milter.CONTINUE
+
+    def eom(self):
+        Modifier.eom(self)
+        return Milter.CONTINUE
+
+
 def main():
-    if len(sys.argv) != 2:
-        print("usage: pymilter_modifier.py PORT", file=sys.stderr)
+    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], ["accept"], ["continue"]):
+        print("usage: pymilter_modifier.py PORT [accept|continue]", file=sys.stderr)
         return 2
     port = int(sys.argv[1])
-    Milter.factory = Modifier
+    continuing = sys.argv[2:] == ["continue"]
+    Milter.factory = ContinuingModifier if continuing else Modifier
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGBODY)
     log("listening on inet:%d@127.0.0.1" % port)
     Milter.runmilter("pymilter_modifier", "inet:%d@127.0.0.1" % port, timeout=60)

@@ -8,7 +8,7 @@ use super::{Output, Session};
 use crate::engine::child::{Child, Phase as ChildPhase};
 use crate::engine::event::{Conditions, Context, MacroList};
 use crate::engine::{EngineConfig, Stage};
-use crate::protocol::{Command, Reply};
+use crate::protocol::{Command, Reply, Steps};
 
 impl Session {
     /// A reply from child `i`, given to the command it answers.
@@ -152,11 +152,15 @@ impl Session {
 
     /// Whether child `i`'s connection may be kept for another session: reuse is on for
     /// it, and it is in the one state where it takes `K`: it answered an end-of-message
-    /// with continue, has been sent nothing since, and owes nothing.
+    /// with continue, has been sent nothing since, and owes nothing. And it asked for
+    /// CONNECT: a milter drops its per-connection state at `K` and builds it again at the
+    /// next CONNECT (pymilter does so only there), which a child that declined CONNECT
+    /// would never get.
     fn may_keep(&self, i: usize) -> bool {
         let child = &self.children[i];
         self.config.children[i].reuse.is_some()
             && child.phase == ChildPhase::Ready
+            && !child.answer.steps.contains(Steps::NO_CONNECT)
             && child.quit_nc_ready
             && child.reconnect.is_none()
             && child.out.is_empty()

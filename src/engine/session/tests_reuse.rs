@@ -159,6 +159,32 @@ fn a_child_libmilter_would_not_take_k_from_quits_and_is_closed() {
 }
 
 #[test]
+fn a_child_that_declined_connect_is_not_kept() {
+    // pymilter rebuilds what K dropped only at CONNECT, which this child never gets.
+    let mut run = Run::new(true);
+    run.mta(Command::Negotiate(Negotiation::new(6, Actions::ALL, Steps::NO_CONNECT)));
+    run.session.handle_child_connected(0, Ok(()), run.now);
+    run.seen();
+    let declines_connect = Negotiation::new(6, Actions::ADD_HEADERS, Steps::NO_CONNECT);
+    run.child(Reply::Negotiate(declines_connect));
+    // The MTA was granted no CONNECT either (the only child's wish).
+    for command in [
+        Command::Helo { fqdn: b"client.example".to_vec() },
+        Command::EnvelopeFrom { address: b"<a@example.org>".to_vec(), parameters: vec![] },
+        Command::EnvelopeRecipient { address: b"<b@example.net>".to_vec(), parameters: vec![] },
+        Command::Data,
+        Command::EndOfHeader,
+    ] {
+        let name = command.name();
+        run.mta(command);
+        assert_eq!(run.child(Reply::Continue), [Seen::Mta(vec![b'c'])], "{name}");
+    }
+    run.mta(Command::EndOfMessage { chunk: Vec::new() });
+    assert_eq!(run.child(Reply::Continue), [Seen::Mta(vec![b'c'])]);
+    assert_eq!(run.mta(Command::Quit), [Seen::Child(vec![b'Q']), Seen::Close]);
+}
+
+#[test]
 fn without_reuse_nothing_is_kept_or_asked_for() {
     let mut run = Run::new(false);
     assert_eq!(run.mta(Command::Negotiate(offer())), [Seen::Connect { reuse: false }]);

@@ -935,14 +935,20 @@ pub(crate) struct Pymilter {
 impl Pymilter {
     /// Starts it and waits until its port accepts connections.
     pub(crate) fn start(dir: &TempDir) -> Self {
+        Self::start_on(dir, free_tcp_port(), "accept")
+    }
+
+    /// Starts it on `port`, answering end-of-message `eom` ("accept" or "continue"), and
+    /// waits until the port accepts connections. libmilter cannot report a port it picked
+    /// itself, so the caller takes one that is free now (or the port of an earlier one).
+    pub(crate) fn start_on(dir: &TempDir, port: u16, eom: &str) -> Self {
         require_program(PYTHON, "python3");
         let log_path = dir.join("pymilter.log");
-        // libmilter cannot report a port it picked itself, so take one that is free now.
-        let port = free_tcp_port();
         let mut command = Command::new(PYTHON);
         command
             .arg(source_path("tests/peers/pymilter_modifier.py"))
             .arg(port.to_string())
+            .arg(eom)
             .stdin(Stdio::null())
             .stdout(create(&dir.join("pymilter.stdout")))
             .stderr(create(&log_path));

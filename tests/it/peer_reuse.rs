@@ -1,0 +1,220 @@
+//! Kept child connections (`reuse_connection`) with real libmilter milters behind the
+//! manager: pymilter (answering end-of-message with continue, so its connections are
+//! kept) and opendkim (which accepts at end-of-message, after which libmilter would drop a
+//! `K`: its connections must not be kept). The same sessions give the same answers and
+//! the same message with reuse on and off; a milter restarted while its connections are
+//! kept, and a kept connection that fails on first use, cost the MTA nothing.
+
+use crate::support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use support::milter::serve_tcp;
+use support::postfix::{OpenDkim, Pymilter};
+use support::{ctl, free_tcp_port, run, ManagerProcess, TempDir, TEST_SERVER};
+
+use milter_manager::protocol::{
+    Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
+};
+
+/// The manager's configuration: the children (name, port), reuse on or off, and a
+/// controller for the metrics.
+fn config(dir: &TempDir, children: &[(&str, u16)], reuse: bool) -> String {
+    let mut config =
+        format!("[controller]\nconnection_spec = \"unix:{}\"\n", dir.join("ctl.sock").display());
+    for (name, port) in children {
+        config.push_str(&format!(
+            "\n[milter.\"{name}\"]\nconnection_spec = \"inet:{port}@[127.0.0.1]\"\n\
+             reuse_connection = {reuse}\nfallback_status = \"reject\"\n"
+        ));
+    }
+    config
+}
+
+/// One session through the manager with milter-test-server; what it printed, the
+/// message included, with what differs between two runs of the same session masked: the
+/// time it took, and opendkim's signature (it holds the signing time).
+fn session(dir: &TempDir, manager: &ManagerProcess, name: &str) -> String {
+    let mut command = Command::new(TEST_SERVER);
+    command.args(["-s", &manager.spec(), "--output-message", "--from", "<a@example.com>"]);
+    // From 127.0.0.1, which opendkim signs for.
+    command.args(["--connect-address", "inet:50443@[127.0.0.1]"]).args([
+        "--recipient",
+        "<b@example.org>",
+        "--header",
+        "From:a@example.com",
+        "--header",
+        "Subject:reuse",
+        "--body",
+        "Hello.\r\n",
+    ]);
+    let finished = run(dir, name, &mut command, Duration::from_secs(60));
+    assert!(finished.status.success(), "milter-test-server: {}", finished.describe());
+    let mut masked = Vec::new();
+    let mut in_signature = false;
+    for line in finished.stdout.lines() {
+        if line.starts_with("elapsed-time:") {
+            continue;
+        }
+        if in_signature && line.starts_with("+ \t") {
+            continue;
+        }
+        in_signature = line.starts_with("+ DKIM-Signature:");
+        masked.push(if in_signature { "+ DKIM-Signature: (masked)" } else { line });
+    }
+    masked.join("\n")
+}
+
+/// A counter of the manager's metrics for `milter`.
+fn metric(dir: &TempDir, family: &str, milter: &str) -> u64 {
+    let spec = format!("unix:{}", dir.join("ctl.sock").display());
+    let out = ctl(dir, "metrics", &["-s", &spec, "metrics"]);
+    assert!(out.status.success(), "milter-manager-ctl metrics: {}", out.describe());
+    let sample = format!("milter_manager_milter_{family}_total{{milter=\"{milter}\"}} ");
+    out.stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&sample))
+        .unwrap_or_else(|| panic!("no {sample} in\n{}", out.stdout))
+        .parse()
+        .expect("a count")
+}
+
+/// The counts are taken when a session ends, a moment after the MTA is answered.
+fn wait_for_metric(dir: &TempDir, family: &str, milter: &str, wanted: u64) -> u64 {
+    let mut seen = 0;
+    support::wait_for(support::deadline(), || {
+        seen = metric(dir, family, milter);
+        seen >= wanted
+    });
+    seen
+}
+
+const SESSIONS: usize = 6;
+
+#[test]
+fn libmilter_children_answer_the_same_with_and_without_kept_connections() {
+    let dir = TempDir::new("reuse-libmilter");
+    let pymilter = Pymilter::start_on(&dir, free_tcp_port(), "continue");
+    let opendkim = OpenDkim::start(&dir);
+    let children = [("pymilter", pymilter.port()), ("opendkim", opendkim.port())];
+    let mut outputs = Vec::new();
+    for reuse in [true, false] {
+        let run_dir = TempDir::new(&format!("reuse-libmilter-{reuse}"));
+        let manager = ManagerProcess::start(&run_dir, &config(&run_dir, &children, reuse));
+        let runs: Vec<String> =
+            (0..SESSIONS).map(|i| session(&run_dir, &manager, &format!("session-{i}"))).collect();
+        let reused = SESSIONS as u64 - 1;
+        if reuse {
+            assert_eq!(wait_for_metric(&run_dir, "reused_connections", "pymilter", reused), reused);
+        }
+        // Every session but the first (reuse on) took pymilter's kept connection;
+        // opendkim's never were, as it accepts at end-of-message.
+        let expected = if reuse { reused } else { 0 };
+        assert_eq!(metric(&run_dir, "reused_connections", "pymilter"), expected);
+        assert_eq!(metric(&run_dir, "reused_connections", "opendkim"), 0);
+        for milter in ["pymilter", "opendkim"] {
+            assert_eq!(metric(&run_dir, "fallbacks", milter), 0, "{}", manager.log());
+            assert_eq!(metric(&run_dir, "timeouts", milter), 0, "{}", manager.log());
+        }
+        assert!(runs.iter().all(|run| run == &runs[0]), "every session the same: {runs:#?}");
+        outputs.push(runs[0].clone());
+    }
+    let output = &outputs[0];
+    assert_eq!(outputs[0], outputs[1], "the same with and without reuse");
+    // What the milters did is there: pymilter's header and body, opendkim's signature.
+    assert!(output.contains("+ X-Pymilter: seen"), "{output}");
+    assert!(output.contains("+ Replaced by pymilter."), "{output}");
+    assert!(output.contains("+ DKIM-Signature: (masked)"), "{output}");
+}
+
+#[test]
+fn a_milter_restarted_while_its_connections_are_kept_costs_the_mta_nothing() {
+    let dir = TempDir::new("reuse-restart");
+    let port = free_tcp_port();
+    let mut pymilter = Pymilter::start_on(&dir, port, "continue");
+    let manager = ManagerProcess::start(&dir, &config(&dir, &[("pymilter", port)], true));
+    let first = session(&dir, &manager, "before-1");
+    assert_eq!(session(&dir, &manager, "before-2"), first);
+    assert_eq!(wait_for_metric(&dir, "reused_connections", "pymilter", 1), 1);
+
+    // Killed while the manager keeps a connection to it, then started again.
+    pymilter.kill();
+    let _pymilter = Pymilter::start_on(&dir, port, "continue");
+    for i in 0..3 {
+        assert_eq!(session(&dir, &manager, &format!("after-{i}")), first, "{}", manager.log());
+    }
+    assert_eq!(metric(&dir, "fallbacks", "pymilter"), 0, "{}", manager.log());
+    // The new milter's connection is kept in turn.
+    assert!(wait_for_metric(&dir, "reused_connections", "pymilter", 3) >= 3, "{}", manager.log());
+}
+
+/// A milter whose connection breaks when a kept connection is first used: on each
+/// connection it serves one conversation, and closes the connection at the second
+/// CONNECT (as a milter host that restarted and answers the kept connection's first
+/// packet with a reset). A new connection is served normally.
+fn serve_until_second_connect(mut stream: TcpStream) {
+    let mut deframer = Deframer::default();
+    let mut buffer = [0; 65536];
+    let mut connects = 0;
+    loop {
+        let n = match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        deframer.push(&buffer[..n]);
+        let mut out = Vec::new();
+        while let Some(frame) = deframer.next_frame() {
+            let frame = frame.expect("a valid frame");
+            let command = MilterCommand::decode(frame.code, frame.data).expect("a valid command");
+            let reply = match command {
+                MilterCommand::Negotiate(_) => {
+                    Reply::Negotiate(Negotiation::new(6, Actions::ADD_HEADERS, Steps::empty()))
+                }
+                MilterCommand::Connect { .. } => {
+                    connects += 1;
+                    if connects == 2 {
+                        return;
+                    }
+                    Reply::Continue
+                }
+                MilterCommand::EndOfMessage { .. } => {
+                    Reply::AddHeader { name: b"X-Scripted".to_vec(), value: b"yes".to_vec() }
+                        .encode(&mut out);
+                    Reply::Continue
+                }
+                MilterCommand::DefineMacros { .. }
+                | MilterCommand::Abort
+                | MilterCommand::QuitNewConnection => continue,
+                MilterCommand::Quit => return,
+                _ => Reply::Continue,
+            };
+            reply.encode(&mut out);
+        }
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_kept_connection_that_fails_on_first_use_is_replaced_unnoticed() {
+    let dir = TempDir::new("reuse-first-use");
+    let port = serve_tcp(|stream, _| serve_until_second_connect(stream));
+    let manager = ManagerProcess::start(&dir, &config(&dir, &[("scripted", port)], true));
+    let first = session(&dir, &manager, "first");
+    assert!(first.contains("+ X-Scripted: yes"), "{first}");
+    // Its kept connection is taken, and breaks at the first packet: a new connection
+    // takes over, and the MTA gets the milter's own answers, not its fallback (reject).
+    assert_eq!(session(&dir, &manager, "second"), first, "{}", manager.log());
+    assert_eq!(wait_for_metric(&dir, "reconnections", "scripted", 1), 1);
+    assert_eq!(metric(&dir, "reused_connections", "scripted"), 1);
+    assert_eq!(metric(&dir, "fallbacks", "scripted"), 0);
+    let log = manager.log();
+    assert!(
+        log.contains("scripted: a kept connection closed the connection before its first answer; connecting anew"),
+        "{log}"
+    );
+}
