@@ -50,6 +50,8 @@ pub(crate) struct Connection {
     pub(crate) reading_paused: bool,
     /// The queued bytes last reported to the session.
     pub(crate) reported_queue: usize,
+    /// While kept for reuse: when it is closed unless taken (its `KeptIdle` timer).
+    pub(crate) kept_until: Option<Instant>,
 }
 
 impl Connection {
@@ -66,6 +68,7 @@ impl Connection {
             stall_timer_armed: false,
             reading_paused: false,
             reported_queue: 0,
+            kept_until: None,
         }
     }
 
@@ -90,6 +93,7 @@ impl Connection {
             stall_timer_armed: false,
             reading_paused: false,
             reported_queue: 0,
+            kept_until: None,
         }
     }
 

@@ -218,10 +218,14 @@ impl<F: SessionFactory> EventLoop<F> {
                 .is_some_and(|slot| slot.serial == serial && slot.armed_timeout == Some(deadline)),
             TimerKind::Linger { index, serial }
             | TimerKind::ConnectRetry { index, serial }
-            | TimerKind::WriteStall { index, serial }
-            | TimerKind::KeptIdle { index, serial } => {
+            | TimerKind::WriteStall { index, serial } => {
                 conns.get(index).is_some_and(|conn| conn.serial == serial)
             }
+            // A connection taken and kept again has a later entry: only the one it is
+            // kept until counts, or every reuse would leave a live-looking entry behind.
+            TimerKind::KeptIdle { index, serial } => conns
+                .get(index)
+                .is_some_and(|conn| conn.serial == serial && conn.kept_until == Some(deadline)),
         });
     }
 

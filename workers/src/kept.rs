@@ -25,14 +25,13 @@ pub(crate) struct KeepRequest {
     pub(crate) max_per_key: usize,
 }
 
-/// One kept connection.
+/// One kept connection (when it is closed unless taken is the connection's
+/// `kept_until`).
 struct Kept {
     conn_index: usize,
     serial: u64,
     /// What the session left with it, given to the session that takes it.
     memo: Vec<u8>,
-    /// When it is closed unless taken before.
-    idle_until: Instant,
 }
 
 /// The kept connections of one process, by key, the most recently kept last.
@@ -85,14 +84,6 @@ impl KeptPool {
         Some(kept)
     }
 
-    fn idle_until(&self, conn_index: usize, serial: u64) -> Option<Instant> {
-        self.by_key
-            .values()
-            .flatten()
-            .find(|k| k.conn_index == conn_index && k.serial == serial)
-            .map(|k| k.idle_until)
-    }
-
     fn all(&self) -> Vec<usize> {
         self.by_key.values().flatten().map(|k| k.conn_index).collect()
     }
@@ -128,11 +119,12 @@ impl<F: SessionFactory> EventLoop<F> {
         let Some(conn) = self.conns.get_mut(conn_index) else {
             return;
         };
+        let idle_until = idle_until.unwrap_or(now);
         conn.owner = Owner::Kept;
         conn.reading_paused = false;
+        conn.kept_until = Some(idle_until);
         let serial = conn.serial;
-        let idle_until = idle_until.unwrap_or(now);
-        self.kept.insert(pool_key, Kept { conn_index, serial, memo, idle_until });
+        self.kept.insert(pool_key, Kept { conn_index, serial, memo });
         log::debug!("kept connection {key:?} for reuse; {} kept", self.kept.len());
         self.timers.schedule(idle_until, TimerKind::KeptIdle { index: conn_index, serial });
     }
@@ -153,6 +145,7 @@ impl<F: SessionFactory> EventLoop<F> {
                 continue;
             };
             conn.owner = Owner::Session { index, key };
+            conn.kept_until = None;
             conn.write_timeout = write_timeout;
             // The session learns of the queue from its next change on.
             conn.reported_queue = conn.output.pending_len();
@@ -173,8 +166,9 @@ impl<F: SessionFactory> EventLoop<F> {
     }
 
     pub(crate) fn kept_idle_check(&mut self, conn_index: usize, serial: u64, now: Instant) {
-        // Taken and kept again since: a later timer covers it.
-        if self.kept.idle_until(conn_index, serial).is_some_and(|until| until <= now) {
+        // Taken (and maybe kept again) since: a later timer covers it.
+        let kept_until = self.conns.get(conn_index).filter(|c| c.serial == serial);
+        if kept_until.and_then(|conn| conn.kept_until).is_some_and(|until| until <= now) {
             log::debug!("closing a kept connection idle for its whole timeout");
             self.close_conn(conn_index);
         }
@@ -201,22 +195,16 @@ impl<F: SessionFactory> EventLoop<F> {
 mod tests {
     use super::*;
 
-    fn kept(conn_index: usize, now: Instant) -> Kept {
-        Kept {
-            conn_index,
-            serial: conn_index as u64,
-            memo: conn_index.to_be_bytes().to_vec(),
-            idle_until: now,
-        }
+    fn kept(conn_index: usize) -> Kept {
+        Kept { conn_index, serial: conn_index as u64, memo: conn_index.to_be_bytes().to_vec() }
     }
 
     #[test]
     fn takes_the_newest_of_a_key_and_counts_every_key() {
-        let now = Instant::now();
         let mut pool = KeptPool::new(3);
-        pool.insert(b"a".to_vec(), kept(1, now));
-        pool.insert(b"a".to_vec(), kept(2, now));
-        pool.insert(b"b".to_vec(), kept(3, now));
+        pool.insert(b"a".to_vec(), kept(1));
+        pool.insert(b"a".to_vec(), kept(2));
+        pool.insert(b"b".to_vec(), kept(3));
         assert!(!pool.has_room(b"c", 10), "three in all is the process's bound");
         assert_eq!(pool.take(b"a").map(|k| k.conn_index), Some(2));
         assert!(pool.has_room(b"c", 10));
