@@ -27,7 +27,9 @@ impl<F: SessionFactory> EventLoop<F> {
             return; // closed earlier in this batch of events
         };
         let serial = conn.serial;
-        if matches!(conn.state, ConnState::Connecting) && !self.finish_connect(conn_index, now) {
+        if matches!(conn.state, ConnState::Connecting)
+            && !self.finish_connect(conn_index, event, now)
+        {
             return;
         }
         // Reading first means a peer that answered and hung up is reported as a clean EOF
@@ -45,14 +47,20 @@ impl<F: SessionFactory> EventLoop<F> {
     /// Checks whether a connect in flight has ended. Returns true once the connection is
     /// open (queued output was written and the session told), false while in progress or
     /// after a failure (the connection is gone and the session told).
-    fn finish_connect(&mut self, conn_index: usize, now: Instant) -> bool {
+    ///
+    /// Writability without an error or hang-up is how a connect succeeds (epoll and kqueue
+    /// alike), so then the socket is not asked; a failed connect raises an error, and the
+    /// socket tells which.
+    fn finish_connect(&mut self, conn_index: usize, event: &Event, now: Instant) -> bool {
         let Some(conn) = self.conns.get_mut(conn_index) else {
             return false;
         };
         let Some(stream) = conn.stream.as_ref() else {
             return false;
         };
-        match stream.connect_status() {
+        let connected = event.is_writable() && !event.is_error() && !event.is_write_closed();
+        let status = if connected { Ok(true) } else { stream.connect_status() };
+        match status {
             Ok(false) => false,
             Ok(true) => {
                 conn.state = ConnState::Open;

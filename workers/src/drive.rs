@@ -216,10 +216,10 @@ impl<F: SessionFactory> EventLoop<F> {
         let owner = Owner::Session { index, key };
         let mut connected_now = false;
         let result = match Stream::connect(&endpoint).and_then(|stream| {
-            // Checked at once: a connect that already completed (loopback, unix sockets) is
-            // reported now, so the session's first bytes go out in this turn of the loop
-            // instead of after a writability event.
-            connected_now = stream.connect_status()?;
+            // A connect known to have completed (unix sockets) is reported now, so the
+            // session's first bytes go out in this turn of the loop; a TCP one is reported
+            // by its writability event.
+            connected_now = stream.connect_status_at_once()?;
             Ok(stream)
         }) {
             Ok(stream) => {

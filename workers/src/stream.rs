@@ -16,9 +16,9 @@ pub(crate) enum Stream {
 
 impl Stream {
     /// Starts a non-blocking connect; completion is signalled by writability (see
-    /// [`Stream::connect_status`]). A unix connect usually completes or fails right here.
+    /// [`Stream::connect_status_at_once`]). A unix connect completes or fails right here.
     /// TCP_NODELAY is set here, while the handshake may still be in flight, so the first
-    /// write (often in the same turn of the loop, see `EventLoop::connect`) goes out unheld.
+    /// write goes out unheld.
     pub(crate) fn connect(endpoint: &Endpoint) -> io::Result<Self> {
         let stream = match endpoint {
             Endpoint::Tcp(addr) => TcpStream::connect(*addr).map(Stream::Tcp)?,
@@ -45,10 +45,26 @@ impl Stream {
         }
     }
 
+    /// How a connect stands right after [`Stream::connect`] returned, without a syscall
+    /// where one is not needed: `Ok(true)` if it has completed, `Ok(false)` if the loop
+    /// should wait for writability. A TCP connect returns EINPROGRESS even on loopback, and
+    /// its end is signalled by the next poll (with the other events of that turn), which
+    /// costs less than asking the socket now. A unix connect on Linux completes or fails
+    /// inside the call, so returning at all means connected.
+    pub(crate) fn connect_status_at_once(&self) -> io::Result<bool> {
+        match self {
+            Self::Tcp(_) => Ok(false),
+            #[cfg(target_os = "linux")]
+            Self::Unix(_) => Ok(true),
+            #[cfg(not(target_os = "linux"))]
+            Self::Unix(_) => self.connect_status(),
+        }
+    }
+
     /// How a non-blocking connect stands: `Ok(true)` once connected, `Ok(false)` while in
-    /// progress, `Err` when it failed. Asked right after the connect (on loopback and for unix
-    /// sockets it has usually completed already) and on each event until it has ended. The
-    /// peer address is asked first, so a connected socket costs one syscall.
+    /// progress, `Err` when it failed. Asked on an event of a connect in flight that is not plain
+    /// writability (and right after a unix connect where that may be in flight). The peer
+    /// address is asked first, so a connected socket costs one syscall.
     pub(crate) fn connect_status(&self) -> io::Result<bool> {
         let peer = match self {
             Self::Tcp(s) => s.peer_addr().map(drop),

@@ -988,3 +988,158 @@ fn output_written_at_once_is_not_reported() {
     assert_eq!(worker.stop(), Exit::Drained);
     let _ = std::fs::remove_file(path);
 }
+
+// ---------------------------------------------------------------------------------------
+// Short reads: the loop does not read again after a read that left the socket empty
+// ---------------------------------------------------------------------------------------
+
+/// Starts a [`Recorder`] worker on `listener` only after `client` has sent `bytes` and
+/// closed: the bytes and the EOF are both in the socket when the loop first sees it, so
+/// they raise one readiness event, and no later event would report the EOF.
+fn record_bytes_and_close_sent_together(listener: Listener, client: impl FnOnce()) -> Vec<Seen> {
+    client();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let session_seen = Arc::clone(&seen);
+    let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, _| Recorder {
+        outbox: Outbox::default(),
+        seen: Arc::clone(&session_seen),
+    });
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
+    wait_until("the session finished", || counts.finished() == 1);
+    assert_eq!(worker.stop(), Exit::Drained);
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    seen
+}
+
+#[test]
+fn a_unix_peer_that_sends_and_closes_at_once_gets_both_delivered() {
+    let (listener, path) = unix_listener("send-and-close");
+    let seen = record_bytes_and_close_sent_together(listener, || {
+        unix_client(&path).write_all(b"hello").unwrap();
+    });
+    assert_eq!(seen, vec![Seen::Bytes(5), Seen::Closed(None)]);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_tcp_peer_that_sends_and_closes_at_once_gets_both_delivered() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = record_bytes_and_close_sent_together(Listener::Tcp(listener), || {
+        TcpStream::connect(addr).unwrap().write_all(b"hello").unwrap();
+    });
+    assert_eq!(seen, vec![Seen::Bytes(5), Seen::Closed(None)]);
+}
+
+/// What [`ChildRecorder`] saw of its child connection, in order.
+#[derive(Debug, PartialEq)]
+enum ChildSeen {
+    Connected(Result<(), io::ErrorKind>),
+    Bytes(Vec<u8>),
+    Closed(Option<io::ErrorKind>),
+}
+
+/// Connects to an upstream and records what happens on that connection; finished when
+/// the upstream closes.
+struct ChildRecorder {
+    outbox: Outbox,
+    seen: Arc<Mutex<Vec<ChildSeen>>>,
+}
+
+impl Session for ChildRecorder {
+    fn handle_read(&mut self, _: ConnKey, bytes: &[u8], _: Instant) {
+        self.seen.lock().unwrap().push(ChildSeen::Bytes(bytes.to_vec()));
+    }
+    fn handle_connected(&mut self, _: ConnKey, result: io::Result<()>, _: Instant) {
+        self.seen.lock().unwrap().push(ChildSeen::Connected(result.map_err(|e| e.kind())));
+    }
+    fn handle_closed(&mut self, conn: ConnKey, error: Option<io::Error>, _: Instant) {
+        if conn == CHILD {
+            self.seen.lock().unwrap().push(ChildSeen::Closed(error.map(|e| e.kind())));
+            self.outbox.finished = true;
+        }
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    polled_through_outbox!();
+}
+
+#[test]
+fn a_tcp_child_that_answers_and_closes_at_once_is_connected_then_read_to_its_close() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = Endpoint::Tcp(upstream.local_addr().unwrap());
+    let server = thread::spawn(move || {
+        let (mut stream, _) = upstream.accept().unwrap();
+        stream.write_all(b"ready").unwrap();
+    });
+    let (listener, path) = unix_listener("child-recorder");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let session_seen = Arc::clone(&seen);
+    let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, _| {
+        let mut outbox = Outbox::default();
+        let endpoint = endpoint.clone();
+        outbox.actions.push_back(Action::Connect { conn: CHILD, endpoint, write_timeout: None });
+        ChildRecorder { outbox, seen: Arc::clone(&session_seen) }
+    });
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
+    let client = unix_client(&path);
+    wait_until("the session finished", || counts.finished() == 1);
+    server.join().unwrap();
+    drop(client);
+    assert_eq!(worker.stop(), Exit::Drained);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            ChildSeen::Connected(Ok(())),
+            ChildSeen::Bytes(b"ready".to_vec()),
+            ChildSeen::Closed(None)
+        ]
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+/// Wants no input until its deadline, 20 ms after it started; records what it sees.
+struct LateReader {
+    outbox: Outbox,
+    holding: bool,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Session for LateReader {
+    fn handle_read(&mut self, _: ConnKey, bytes: &[u8], _: Instant) {
+        self.seen.lock().unwrap().push(String::from_utf8_lossy(bytes).into_owned());
+    }
+    fn handle_connected(&mut self, _: ConnKey, _: io::Result<()>, _: Instant) {}
+    fn handle_closed(&mut self, _: ConnKey, error: Option<io::Error>, _: Instant) {
+        self.seen.lock().unwrap().push(format!("closed {:?}", error.map(|e| e.kind())));
+        self.outbox.finished = true;
+    }
+    fn handle_timeout(&mut self, _: Instant) {
+        self.seen.lock().unwrap().push("timeout".to_owned());
+        self.holding = false;
+        self.outbox.deadline = None;
+    }
+    fn wants_read(&self, _: ConnKey) -> bool {
+        !self.holding
+    }
+    polled_through_outbox!();
+}
+
+#[test]
+fn a_read_resumed_without_a_new_event_gets_the_bytes_and_the_close() {
+    let (listener, path) = unix_listener("late-reader");
+    // Sent and closed before the loop runs: one readiness event, seen while the session
+    // holds back; nothing new arrives when it resumes.
+    unix_client(&path).write_all(b"hello").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let session_seen = Arc::clone(&seen);
+    let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, now: Instant| LateReader {
+        outbox: Outbox { deadline: Some(now + Duration::from_millis(20)), ..Outbox::default() },
+        holding: true,
+        seen: Arc::clone(&session_seen),
+    });
+    let worker = Worker::start(listener, factory, WorkerConfig::default);
+    wait_until("the session finished", || counts.finished() == 1);
+    assert_eq!(worker.stop(), Exit::Drained);
+    assert_eq!(*seen.lock().unwrap(), ["timeout", "hello", "closed None"]);
+    let _ = std::fs::remove_file(path);
+}
