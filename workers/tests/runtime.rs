@@ -1077,7 +1077,12 @@ fn a_tcp_child_that_answers_and_closes_at_once_is_connected_then_read_to_its_clo
     let (factory, counts) = CountingFactory::new(move |_: &PeerAddr, _| {
         let mut outbox = Outbox::default();
         let endpoint = endpoint.clone();
-        outbox.actions.push_back(Action::Connect { conn: CHILD, endpoint, write_timeout: None });
+        outbox.actions.push_back(Action::Connect {
+            conn: CHILD,
+            endpoint,
+            write_timeout: None,
+            reuse: None,
+        });
         ChildRecorder { outbox, seen: Arc::clone(&session_seen) }
     });
     let worker = Worker::start(listener, factory, WorkerConfig::default);
