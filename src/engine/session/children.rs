@@ -122,10 +122,11 @@ impl Session {
         awaited
     }
 
-    /// Child `i`'s kept connection died before its first answer (`closed_by_peer`: the
-    /// runtime already closed it): a new connection takes over, is offered the same
-    /// negotiation, and is sent everything the kept one was; the MTA notices nothing. False
-    /// when this is not such a connection (or too much was sent to it to send again).
+    /// Child `i`'s kept connection died before its first answer: a new connection takes
+    /// over, is offered the same negotiation, and is sent everything the kept one was; the
+    /// MTA notices nothing. With `bad_packet` the kept connection is still open and is
+    /// closed (otherwise the runtime reported it closed). False when this is not such a
+    /// connection (or too much was sent to it to send again).
     pub(super) fn connect_anew(&mut self, i: usize, reason: &str, bad_packet: bool) -> bool {
         let child = &mut self.children[i];
         let Some(sent) = child.first_use.take() else { return false };

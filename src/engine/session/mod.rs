@@ -292,7 +292,7 @@ impl Session {
             self.actions.push_back(Output::CloseChild { child });
             return;
         }
-        self.take_kept_connection(child, memo, now);
+        self.take_kept_connection(child, memo);
         self.drive(now);
     }
 

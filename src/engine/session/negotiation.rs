@@ -19,11 +19,11 @@ impl Session {
         self.last_stage = Stage::Negotiate;
         let child_offer = offer_for_children(&offer);
         // A kept connection was negotiated with this very offer, or it is not used.
-        let reuse_key = {
+        let reuse_key = self.config.children.iter().any(|c| c.reuse.is_some()).then(|| {
             let mut key = Vec::new();
             Command::Negotiate(child_offer.clone()).encode(&mut key);
             key
-        };
+        });
         for (i, child) in self.children.iter_mut().enumerate() {
             child.offer = child_offer.clone();
             child.phase = ChildPhase::Connecting;
@@ -31,7 +31,7 @@ impl Session {
             child.last_stage = Stage::Negotiate;
             let timeout = self.config.children[i].timeouts.connection;
             self.timers.set(Timer::Child(i, Stage::Negotiate), now + timeout);
-            let reuse = self.config.children[i].reuse.map(|_| reuse_key.clone());
+            let reuse = self.config.children[i].reuse.and_then(|_| reuse_key.clone());
             self.actions.push_back(Output::Connect { child: i, reuse });
         }
         Phase::Negotiating { offer }
@@ -72,7 +72,7 @@ impl Session {
     /// Child `i` got a kept connection, negotiated as `memo` says: it is ready at once,
     /// with no negotiation round trip. A memo that does not fit the offer (it cannot,
     /// unless the runtime mixed keys up) gets the connection closed and a new one.
-    pub(super) fn take_kept_connection(&mut self, i: usize, memo: &[u8], now: Instant) {
+    pub(super) fn take_kept_connection(&mut self, i: usize, memo: &[u8]) {
         let answer = match memo.get(FRAME_HEADER..).map(|data| Reply::decode(memo[4], data)) {
             Some(Ok(Reply::Negotiate(answer)))
                 if check_child_answer(&self.children[i].offer, &answer).is_ok() =>
@@ -97,7 +97,6 @@ impl Session {
         child.first_use = Some(Vec::new());
         child.tally.reused_connections += 1;
         self.timers.clear_child(i);
-        let _ = now;
     }
 
     /// Child `i` answered on the new connection that replaced a dead kept one: the same
