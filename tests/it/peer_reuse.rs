@@ -218,3 +218,36 @@ fn a_kept_connection_that_fails_on_first_use_is_replaced_unnoticed() {
         "{log}"
     );
 }
+
+/// The lines milter-test-client reported for its connection `[1]`, without the prefix.
+fn report_lines(report: &str) -> Vec<String> {
+    report.lines().filter_map(|line| line.strip_prefix("[1] ")).map(str::to_string).collect()
+}
+
+#[test]
+fn through_a_kept_connection_the_milter_sees_each_session_whole() {
+    // OpenDKIM's miltertest is the MTA, three times; milter-test-client (which answers
+    // end-of-message with continue) reports what the manager sent it.
+    support::require_program("/usr/bin/miltertest", "miltertest");
+    let dir = TempDir::new("reuse-miltertest");
+    let client = support::TestClient::start_tcp(&dir, &[]);
+    let manager = ManagerProcess::start(&dir, &config(&dir, &[("client", client.port())], true));
+    let script = support::source_path("tests/peers/miltertest_session.lua");
+    for i in 0..3 {
+        let mut command = Command::new("/usr/bin/miltertest");
+        command.arg("-D").arg(format!("socket={}", manager.spec())).arg("-s").arg(&script);
+        let run = run(&dir, &format!("miltertest-{i}"), &mut command, Duration::from_secs(60));
+        assert!(run.status.success() && run.stdout.ends_with("done\n"), "{}", run.describe());
+    }
+    assert_eq!(wait_for_metric(&dir, "reused_connections", "client", 2), 2);
+    let report = report_lines(&client.report());
+    // One connection, negotiated once; each session ends with K, and all three are alike.
+    assert!(report[0].starts_with("negotiate: "), "{report:#?}");
+    let sessions: Vec<&[String]> = report[1..].split(|line| line == "quit-new-connection").collect();
+    assert_eq!(sessions.len(), 4, "three sessions, each ended with K: {report:#?}");
+    assert!(sessions[3].is_empty(), "{report:#?}");
+    assert!(sessions[0].iter().any(|line| line.starts_with("end-of-message")), "{report:#?}");
+    assert_eq!(sessions[1], sessions[0]);
+    assert_eq!(sessions[2], sessions[0]);
+    assert!(!report.iter().any(|line| line.starts_with("negotiate") && line != &report[0]));
+}
