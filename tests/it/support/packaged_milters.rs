@@ -327,7 +327,8 @@ impl OpenDmarc {
 /// rspamd with one worker, its proxy in milter mode scanning mail itself (`self_scan`):
 /// no rules are loaded (`filters = ""`, no Lua), so a message scores nothing but GTUBE,
 /// which rspamd checks in its own code and rejects. DNS goes to a closed port of
-/// 127.0.0.1; its database and hyperscan cache go into the test's directory.
+/// 127.0.0.1; its database, hyperscan cache and list of top-level domains are in the
+/// test's directory.
 pub(crate) struct Rspamd {
     port: u16,
     _daemon: Daemon,
@@ -339,6 +340,9 @@ impl Rspamd {
         let home = home(dir, "rspamd");
         let h = home.display();
         let port = free_tcp_port();
+        // Its list of top-level domains, for finding URLs: Debian's whole list takes it
+        // some 9 s to compile at every start; the few a test's mail uses do as well.
+        write_file(&home.join("tld.dat"), "com\norg\ninvalid\n");
         // hs_cache_dir: by default its hyperscan helper uses (and cleans) /var/lib/rspamd.
         let config = format!(
             "options {{\n\
@@ -347,6 +351,7 @@ impl Rspamd {
              \x20 hs_cache_dir = \"{h}\";\n\
              \x20 tempdir = \"{h}\";\n\
              \x20 filters = \"\";\n\
+             \x20 url_tld = \"{h}/tld.dat\";\n\
              \x20 dns {{ nameserver = [\"127.0.0.1:1\"]; timeout = 0.1s; retransmits = 0; }}\n\
              }}\n\
              logging {{ type = \"file\"; filename = \"{h}/rspamd.log\"; level = \"info\"; }}\n\
