@@ -20,6 +20,7 @@ mod peer_miltertest;
 mod peer_postfix_manager;
 mod peer_pymilter;
 mod peer_reuse;
+mod peer_reuse_packaged;
 mod performance_check;
 mod postfix_fixtures;
 mod process_model;

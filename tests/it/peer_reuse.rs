@@ -22,7 +22,7 @@ use milter_manager::protocol::{
 
 /// The manager's configuration: the children (name, port), reuse on or off, and a
 /// controller for the metrics.
-fn config(dir: &TempDir, children: &[(&str, u16)], reuse: bool) -> String {
+pub(crate) fn config(dir: &TempDir, children: &[(&str, u16)], reuse: bool) -> String {
     let mut config =
         format!("[controller]\nconnection_spec = \"unix:{}\"\n", dir.join("ctl.sock").display());
     for (name, port) in children {
@@ -69,7 +69,7 @@ fn session(dir: &TempDir, manager: &ManagerProcess, name: &str) -> String {
 }
 
 /// A counter of the manager's metrics for `milter`.
-fn metric(dir: &TempDir, family: &str, milter: &str) -> u64 {
+pub(crate) fn metric(dir: &TempDir, family: &str, milter: &str) -> u64 {
     let spec = format!("unix:{}", dir.join("ctl.sock").display());
     let out = ctl(dir, "metrics", &["-s", &spec, "metrics"]);
     assert!(out.status.success(), "milter-manager-ctl metrics: {}", out.describe());
@@ -83,7 +83,7 @@ fn metric(dir: &TempDir, family: &str, milter: &str) -> u64 {
 }
 
 /// The counts are taken when a session ends, a moment after the MTA is answered.
-fn wait_for_metric(dir: &TempDir, family: &str, milter: &str, wanted: u64) -> u64 {
+pub(crate) fn wait_for_metric(dir: &TempDir, family: &str, milter: &str, wanted: u64) -> u64 {
     let mut seen = 0;
     support::wait_for(support::deadline(), || {
         seen = metric(dir, family, milter);

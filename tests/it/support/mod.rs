@@ -6,6 +6,7 @@
 
 pub(crate) mod host;
 pub(crate) mod milter;
+pub(crate) mod packaged_milters;
 pub(crate) mod postfix;
 pub(crate) mod processes;
 pub(crate) mod scenario;

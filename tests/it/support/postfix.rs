@@ -67,7 +67,7 @@ pub(crate) fn tail(text: &str, n: usize) -> String {
 }
 
 /// Prints `text` under a title when the current test is failing (called from drops).
-fn print_if_failing(title: &str, text: impl FnOnce() -> String) {
+pub(crate) fn print_if_failing(title: &str, text: impl FnOnce() -> String) {
     if std::thread::panicking() {
         let text = text();
         if !text.is_empty() {
@@ -85,7 +85,12 @@ pub(crate) fn milter_spec(port: u16) -> String {
 /// Waits until a process that cannot report readiness listens on 127.0.0.1:`port`;
 /// panics with `logs()` if it exits first or the deadline passes. The probe is one empty
 /// connection.
-fn wait_listening(name: &str, port: u16, process: &mut ChildGuard, logs: impl Fn() -> String) {
+pub(crate) fn wait_listening(
+    name: &str,
+    port: u16,
+    process: &mut ChildGuard,
+    logs: impl Fn() -> String,
+) {
     let mut exited = None;
     let mut listening = false;
     wait_for(deadline(), || {
@@ -101,7 +106,7 @@ fn wait_listening(name: &str, port: u16, process: &mut ChildGuard, logs: impl Fn
 }
 
 /// A file for a child's standard output or error.
-fn create(path: &Path) -> File {
+pub(crate) fn create(path: &Path) -> File {
     File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()))
 }
 
