@@ -243,7 +243,8 @@ fn through_a_kept_connection_the_milter_sees_each_session_whole() {
     let report = report_lines(&client.report());
     // One connection, negotiated once; each session ends with K, and all three are alike.
     assert!(report[0].starts_with("negotiate: "), "{report:#?}");
-    let sessions: Vec<&[String]> = report[1..].split(|line| line == "quit-new-connection").collect();
+    let sessions: Vec<&[String]> =
+        report[1..].split(|line| line == "quit-new-connection").collect();
     assert_eq!(sessions.len(), 4, "three sessions, each ended with K: {report:#?}");
     assert!(sessions[3].is_empty(), "{report:#?}");
     assert!(sessions[0].iter().any(|line| line.starts_with("end-of-message")), "{report:#?}");
