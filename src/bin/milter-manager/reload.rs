@@ -139,6 +139,14 @@ fn restart_needed(running: &Config, new: &Config, as_root: bool) -> Vec<String> 
             old_manager.max_file_descriptors != new_manager.max_file_descriptors,
         ),
         ("manager.n_workers", (old_manager.n_workers == 0) != (new_manager.n_workers == 0)),
+        // A worker reads it when it starts: a new generation of workers takes a change,
+        // the one process of `n_workers = 0` does not.
+        (
+            "manager.max_idle_child_connections",
+            old_manager.n_workers == 0
+                && new_manager.n_workers == 0
+                && old_manager.max_idle_child_connections != new_manager.max_idle_child_connections,
+        ),
         ("security.privilege_mode", running.security.privilege_mode != new.security.privilege_mode),
         ("security.effective_user", running.security.effective_user != new.security.effective_user),
         (
@@ -276,6 +284,23 @@ mod tests {
             lines[1],
             "security.effective_user changed; it takes effect when milter-manager restarts"
         );
+    }
+
+    #[test]
+    fn serving_alone_the_bound_on_kept_connections_needs_a_restart() {
+        let mut running = Config::default();
+        running.manager.n_workers = 0;
+        let mut new = running.clone();
+        new.manager.max_idle_child_connections = 3;
+        assert_eq!(
+            restart_needed(&running, &new, true),
+            ["manager.max_idle_child_connections changed; it takes effect when milter-manager \
+              restarts"]
+        );
+        // New workers read it as they start.
+        running.manager.n_workers = 2;
+        new.manager.n_workers = 2;
+        assert!(restart_needed(&running, &new, true).is_empty());
     }
 
     #[test]
