@@ -305,15 +305,17 @@ impl workers::Session for ManagerSession {
             }
             Output::KeepChild { child, key, memo } => {
                 let endpoint = &self.generation.endpoints[child];
-                let reuse = self.generation.engine.children[child].reuse;
-                // Configured for reuse, or the engine would not keep it.
-                let reuse = reuse.expect("a kept child has reuse configured");
-                Action::Keep {
-                    conn: key_of(child),
-                    key: pool_key(endpoint, key),
-                    memo,
-                    idle_timeout: reuse.idle_timeout,
-                    max_per_key: reuse.max_idle,
+                // The engine keeps only children configured for reuse; closing is the safe
+                // answer should that ever not hold.
+                match self.generation.engine.children[child].reuse {
+                    Some(reuse) => Action::Keep {
+                        conn: key_of(child),
+                        key: pool_key(endpoint, key),
+                        memo,
+                        idle_timeout: reuse.idle_timeout,
+                        max_per_key: reuse.max_idle,
+                    },
+                    None => Action::Close { conn: key_of(child) },
                 }
             }
             Output::CloseChild { child } => Action::Close { conn: key_of(child) },
