@@ -10,6 +10,9 @@ use crate::engine::event::{Conditions, Context, MacroList};
 use crate::engine::{EngineConfig, Stage};
 use crate::protocol::{Command, Reply, Steps};
 
+/// The protocol version that brought quit-new-connection (Sendmail 8.14's libmilter).
+const QUIT_NC_VERSION: u32 = 6;
+
 impl Session {
     /// A reply from child `i`, given to the command it answers.
     pub(super) fn on_child_reply(&mut self, i: usize, reply: Reply, now: Instant) {
@@ -156,11 +159,12 @@ impl Session {
     /// with continue, has been sent nothing since, and owes nothing. And it asked for
     /// CONNECT: a milter drops its per-connection state at `K` and builds it again at the
     /// next CONNECT (pymilter does so only there), which a child that declined CONNECT
-    /// would never get.
+    /// would never get. And it speaks protocol 6, which brought `K`.
     fn may_keep(&self, i: usize) -> bool {
         let child = &self.children[i];
         self.config.children[i].reuse.is_some()
             && child.phase == ChildPhase::Ready
+            && child.answer.version >= QUIT_NC_VERSION
             && !child.answer.steps.contains(Steps::NO_CONNECT)
             && child.quit_nc_ready
             && child.reconnect.is_none()

@@ -185,6 +185,29 @@ fn a_child_that_declined_connect_is_not_kept() {
 }
 
 #[test]
+fn a_child_older_than_protocol_6_is_not_kept() {
+    // Its libmilter knows no K: it would take it for an unknown command and hang up.
+    let mut run = Run::new(true);
+    assert_eq!(run.mta(Command::Negotiate(offer())), [Seen::Connect { reuse: true }]);
+    run.session.handle_child_connected(0, Ok(()), run.now);
+    run.seen();
+    run.child(Reply::Negotiate(Negotiation::new(2, Actions::ADD_HEADERS, Steps::empty())));
+    for command in [
+        connect(),
+        Command::Helo { fqdn: b"client.example".to_vec() },
+        Command::EnvelopeFrom { address: b"<a@example.org>".to_vec(), parameters: vec![] },
+        Command::EnvelopeRecipient { address: b"<b@example.net>".to_vec(), parameters: vec![] },
+        Command::EndOfHeader,
+        Command::EndOfMessage { chunk: Vec::new() },
+    ] {
+        let name = command.name();
+        run.mta(command);
+        assert_eq!(run.child(Reply::Continue), [Seen::Mta(vec![b'c'])], "{name}");
+    }
+    assert_eq!(run.mta(Command::Quit), [Seen::Child(vec![b'Q']), Seen::Close]);
+}
+
+#[test]
 fn without_reuse_nothing_is_kept_or_asked_for() {
     let mut run = Run::new(false);
     assert_eq!(run.mta(Command::Negotiate(offer())), [Seen::Connect { reuse: false }]);
