@@ -7,18 +7,15 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use support::milter::serve_tcp;
+use support::milter::{serve_milter, serve_tcp};
 use support::postfix::{OpenDkim, Pymilter};
 use support::{ctl, free_tcp_port, run, ManagerProcess, TempDir, TEST_SERVER};
 
-use milter_manager::protocol::{
-    Actions, Command as MilterCommand, Deframer, Negotiation, Reply, Steps,
-};
+use milter_manager::protocol::{Command as MilterCommand, Reply};
 
 /// The manager's configuration: the children (name, port), reuse on or off, and a
 /// controller for the metrics.
@@ -34,23 +31,19 @@ pub(crate) fn config(dir: &TempDir, children: &[(&str, u16)], reuse: bool) -> St
     config
 }
 
-/// One session through the manager with milter-test-server; what it printed, the
-/// message included, with what differs between two runs of the same session masked: the
-/// time it took, and opendkim's signature (it holds the signing time).
-fn session(dir: &TempDir, manager: &ManagerProcess, name: &str) -> String {
+/// One session through the manager with milter-test-server (its `extra` arguments after
+/// the envelope and a Subject); what it printed, the message included, with what differs
+/// between two runs of the same session masked: the time it took, and opendkim's
+/// signature (it holds the signing time).
+pub(crate) fn session_output(
+    dir: &TempDir,
+    manager: &ManagerProcess,
+    name: &str,
+    extra: &[&str],
+) -> String {
     let mut command = Command::new(TEST_SERVER);
     command.args(["-s", &manager.spec(), "--output-message", "--from", "<a@example.com>"]);
-    // From 127.0.0.1, which opendkim signs for.
-    command.args(["--connect-address", "inet:50443@[127.0.0.1]"]).args([
-        "--recipient",
-        "<b@example.org>",
-        "--header",
-        "From:a@example.com",
-        "--header",
-        "Subject:reuse",
-        "--body",
-        "Hello.\r\n",
-    ]);
+    command.args(["--recipient", "<b@example.org>", "--header", "Subject:reuse"]).args(extra);
     let finished = run(dir, name, &mut command, Duration::from_secs(60));
     assert!(finished.status.success(), "milter-test-server: {}", finished.describe());
     let mut masked = Vec::new();
@@ -68,16 +61,28 @@ fn session(dir: &TempDir, manager: &ManagerProcess, name: &str) -> String {
     masked.join("\n")
 }
 
-/// A counter of the manager's metrics for `milter`.
-pub(crate) fn metric(dir: &TempDir, family: &str, milter: &str) -> u64 {
+/// [`session_output`] of the session these tests send: from 127.0.0.1 (which opendkim
+/// signs for), From: in example.com (the domain it signs).
+fn session(dir: &TempDir, manager: &ManagerProcess, name: &str) -> String {
+    let extra = ["--connect-address", "inet:50443@[127.0.0.1]", "--header", "From:a@example.com"];
+    session_output(dir, manager, name, &[&extra[..], &["--body", "Hello.\r\n"]].concat())
+}
+
+/// The manager's metrics text, through its controller.
+pub(crate) fn metrics_text(dir: &TempDir) -> String {
     let spec = format!("unix:{}", dir.join("ctl.sock").display());
     let out = ctl(dir, "metrics", &["-s", &spec, "metrics"]);
     assert!(out.status.success(), "milter-manager-ctl metrics: {}", out.describe());
-    let sample = format!("milter_manager_milter_{family}_total{{milter=\"{milter}\"}} ");
     out.stdout
-        .lines()
+}
+
+/// A counter of the manager's metrics for `milter`.
+pub(crate) fn metric(dir: &TempDir, family: &str, milter: &str) -> u64 {
+    let text = metrics_text(dir);
+    let sample = format!("milter_manager_milter_{family}_total{{milter=\"{milter}\"}} ");
+    text.lines()
         .find_map(|line| line.strip_prefix(&sample))
-        .unwrap_or_else(|| panic!("no {sample} in\n{}", out.stdout))
+        .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
         .parse()
         .expect("a count")
 }
@@ -155,48 +160,20 @@ fn a_milter_restarted_while_its_connections_are_kept_costs_the_mta_nothing() {
 /// connection it serves one conversation, and closes the connection at the second
 /// CONNECT (as a milter host that restarted and answers the kept connection's first
 /// packet with a reset). A new connection is served normally.
-fn serve_until_second_connect(mut stream: TcpStream) {
-    let mut deframer = Deframer::default();
-    let mut buffer = [0; 65536];
+fn serve_until_second_connect(stream: TcpStream) {
     let mut connects = 0;
-    loop {
-        let n = match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        deframer.push(&buffer[..n]);
-        let mut out = Vec::new();
-        while let Some(frame) = deframer.next_frame() {
-            let frame = frame.expect("a valid frame");
-            let command = MilterCommand::decode(frame.code, frame.data).expect("a valid command");
-            let reply = match command {
-                MilterCommand::Negotiate(_) => {
-                    Reply::Negotiate(Negotiation::new(6, Actions::ADD_HEADERS, Steps::empty()))
-                }
-                MilterCommand::Connect { .. } => {
-                    connects += 1;
-                    if connects == 2 {
-                        return;
-                    }
-                    Reply::Continue
-                }
-                MilterCommand::EndOfMessage { .. } => {
-                    Reply::AddHeader { name: b"X-Scripted".to_vec(), value: b"yes".to_vec() }
-                        .encode(&mut out);
-                    Reply::Continue
-                }
-                MilterCommand::DefineMacros { .. }
-                | MilterCommand::Abort
-                | MilterCommand::QuitNewConnection => continue,
-                MilterCommand::Quit => return,
-                _ => Reply::Continue,
-            };
-            reply.encode(&mut out);
+    serve_milter(stream, |command| match command {
+        MilterCommand::Connect { .. } => {
+            connects += 1;
+            (connects < 2).then(|| vec![Reply::Continue])
         }
-        if stream.write_all(&out).is_err() {
-            return;
-        }
-    }
+        MilterCommand::EndOfMessage { .. } => Some(vec![
+            Reply::AddHeader { name: b"X-Scripted".to_vec(), value: b"yes".to_vec() },
+            Reply::Continue,
+        ]),
+        MilterCommand::QuitNewConnection => Some(vec![]),
+        _ => Some(vec![Reply::Continue]),
+    })
 }
 
 #[test]

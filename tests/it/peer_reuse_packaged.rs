@@ -15,42 +15,24 @@
 //!
 //! The answers were read with `milter-test-server -v` against each milter directly.
 
-use std::process::Command;
-use std::time::Duration;
-
-use crate::peer_reuse::{config, metric, wait_for_metric};
+use crate::peer_reuse::{config, metric, metrics_text, session_output, wait_for_metric};
 use crate::support;
 
 use support::packaged_milters::{
     ClamAv, OpenDmarc, Rspamd, SpamAssassin, CLAMAV_MARKER, DMARC_AUTHSERV_ID, GTUBE,
 };
-use support::{run, ManagerProcess, TempDir, TEST_SERVER};
+use support::{ManagerProcess, TempDir};
 
 const SESSIONS: usize = 6;
 
 /// The session (of `SESSIONS`) that sends the message the milter flags.
 const FLAGGED: usize = 3;
 
-/// One session through the manager with milter-test-server, sending `body`; what it
-/// printed, the message included, without the time it took (the only part that differs
-/// between two runs of the same session).
+/// One session through the manager, sending `body` (`session_output`).
 fn session(dir: &TempDir, manager: &ManagerProcess, name: &str, body: &str) -> String {
-    let mut command = Command::new(TEST_SERVER);
-    command.args(["-s", &manager.spec(), "--output-message", "--from", "<a@example.com>"]).args([
-        "--recipient",
-        "<b@example.org>",
-        // A domain with no DMARC policy wherever the test runs (RFC 6761).
-        "--header",
-        "From:a@example.invalid",
-        "--header",
-        "Subject:reuse",
-        "--body",
-        &format!("{body}\r\n"),
-    ]);
-    let finished = run(dir, name, &mut command, Duration::from_secs(60));
-    assert!(finished.status.success(), "milter-test-server: {}", finished.describe());
-    let lines = finished.stdout.lines().filter(|line| !line.starts_with("elapsed-time:"));
-    lines.collect::<Vec<_>>().join("\n")
+    // A domain with no DMARC policy wherever the test runs (RFC 6761).
+    let body = format!("{body}\r\n");
+    session_output(dir, manager, name, &["--header", "From:a@example.invalid", "--body", &body])
 }
 
 /// Runs the `SESSIONS` sessions (`flagged` the body of the `FLAGGED`th, "Hello." the
@@ -90,11 +72,9 @@ fn with_and_without_reuse(milter: &str, port: u16, flagged: &str, kept: bool) ->
 
 /// The sessions of `milter` the manager has counted, whatever their status.
 fn sessions_counted(dir: &TempDir, milter: &str) -> u64 {
-    let spec = format!("unix:{}", dir.join("ctl.sock").display());
-    let out = support::ctl(dir, "metrics", &["-s", &spec, "metrics"]);
-    assert!(out.status.success(), "milter-manager-ctl metrics: {}", out.describe());
+    let text = metrics_text(dir);
     let prefix = format!("milter_manager_milter_sessions_total{{milter=\"{milter}\",status=");
-    let counts = out.stdout.lines().filter_map(|line| line.strip_prefix(&prefix));
+    let counts = text.lines().filter_map(|line| line.strip_prefix(&prefix));
     counts
         .map(|rest| rest.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0))
         .sum()

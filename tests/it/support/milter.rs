@@ -31,7 +31,15 @@ pub(crate) fn serve_tcp(serve: impl Fn(TcpStream, usize) + Send + Sync + 'static
 
 /// A milter session: `answer` gives the replies to each command (macros, abort and quit
 /// get none); it ends at QUIT or when the MTA closes.
-pub(crate) fn milter_session(mut stream: TcpStream, answer: impl Fn(&MilterCommand) -> Vec<Reply>) {
+pub(crate) fn milter_session(stream: TcpStream, answer: impl Fn(&MilterCommand) -> Vec<Reply>) {
+    serve_milter(stream, |command| Some(answer(command)))
+}
+
+/// [`milter_session`] with a stateful `answer` that may also hang up (`None`).
+pub(crate) fn serve_milter(
+    mut stream: TcpStream,
+    mut answer: impl FnMut(&MilterCommand) -> Option<Vec<Reply>>,
+) {
     let mut deframer = Deframer::default();
     let mut buffer = [0; 65536];
     loop {
@@ -53,7 +61,10 @@ pub(crate) fn milter_session(mut stream: TcpStream, answer: impl Fn(&MilterComma
                 MilterCommand::Negotiate(_) => {
                     vec![Reply::Negotiate(Negotiation::new(6, Actions::ALL, Steps::empty()))]
                 }
-                ref other => answer(other),
+                ref other => match answer(other) {
+                    Some(replies) => replies,
+                    None => return,
+                },
             };
             for reply in replies {
                 reply.encode(&mut out);
