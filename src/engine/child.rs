@@ -85,9 +85,7 @@ impl Child {
         Self {
             tag,
             phase: Phase::Idle,
-            // A child may send a body chunk of 65535 bytes; anything bigger is refused
-            // before it is buffered (and could never be passed on to the MTA anyway).
-            deframer: Deframer::new(MAX_DATA_SIZE),
+            deframer: Self::new_deframer(),
             offer: Negotiation::default(),
             answer: Negotiation::default(),
             out: Vec::new(),
@@ -110,6 +108,12 @@ impl Child {
             first_use: None,
             reconnect: None,
         }
+    }
+
+    /// A child may send a body chunk of 65535 bytes; anything bigger is refused before it
+    /// is buffered (and could never be passed on to the MTA anyway).
+    pub(super) fn new_deframer() -> Deframer {
+        Deframer::new(MAX_DATA_SIZE)
     }
 
     /// Answers for the current session: negotiated, or failed (then by its fallback).

@@ -143,7 +143,7 @@ impl Session {
         out.extend_from_slice(&sent);
         out.extend_from_slice(&child.out);
         child.out = out;
-        child.deframer = crate::protocol::Deframer::new(crate::protocol::MAX_DATA_SIZE);
+        child.deframer = Child::new_deframer();
         child.queued = 0;
         child.reconnect = Some(child.answer.clone());
         child.tally.reconnections += 1;
@@ -180,14 +180,13 @@ impl Session {
     /// hears the same whether the MTA quits, starts over (`K`) or closes. A connection fit
     /// for another session is ended with `K` and kept.
     pub(super) fn quit_child(&mut self, i: usize) {
-        let keep = self.may_keep(i);
+        // Kept under the encoded offer it was made (see `Session::reuse_key`).
+        let kept_under = self.may_keep(i).then(|| self.reuse_key.clone()).flatten();
         let child = &mut self.children[i];
-        if keep {
+        if let Some(key) = kept_under {
             child.send(&Command::QuitNewConnection);
             let bytes = std::mem::take(&mut child.out);
             self.actions.push_back(Output::ToChild { child: i, bytes });
-            let mut key = Vec::new();
-            Command::Negotiate(child.offer.clone()).encode(&mut key);
             let mut memo = Vec::new();
             Reply::Negotiate(child.answer.clone()).encode(&mut memo);
             self.actions.push_back(Output::KeepChild { child: i, key, memo });

@@ -43,9 +43,8 @@ pub enum Output {
     /// Write these bytes to child number `child` (its index in the configuration).
     ToChild { child: usize, bytes: Vec<u8> },
     /// Open the connection to a child; report with `handle_child_connected`. With
-    /// `reuse`, a connection kept under that key ([`Output::KeepChild`]) may be given
-    /// instead (with its endpoint added to the key by the runtime): report it with
-    /// `handle_child_reused`.
+    /// `reuse`, a connection to the same child address kept under that key
+    /// ([`Output::KeepChild`]) may be given instead: report it with `handle_child_reused`.
     Connect { child: usize, reuse: Option<Vec<u8>> },
     /// Keep the connection to a child for a later session's `Connect` with the same
     /// `key`, with `memo` for `handle_child_reused`; its last bytes are sent first. A
@@ -117,6 +116,9 @@ pub struct Session {
     timers: TimerTable,
     /// What the MTA was granted (our answer to its offer).
     mta_granted: Negotiation,
+    /// The children's offer, encoded: the key their connections are asked for and kept
+    /// under (`None` when no child reuses connections).
+    reuse_key: Option<Vec<u8>>,
     /// Where the session is with the MTA, with what that phase needs.
     phase: Phase,
     children: Vec<Child>,
@@ -166,6 +168,7 @@ impl Session {
             mta_position: Position::Start,
             timers,
             mta_granted: Negotiation::default(),
+            reuse_key: None,
             phase: Phase::AwaitingOffer,
             children,
             actions: VecDeque::new(),
@@ -245,20 +248,14 @@ impl Session {
         if self.is_finished() {
             return;
         }
-        if self.children[child].reconnect.is_some() {
+        let replacing = self.children[child].reconnect.is_some();
+        if replacing {
             // The new connection for a dead kept one: its bytes are queued already.
-            if let Err(failure) = result {
-                let error = match failure {
-                    ConnectFailure::Unreachable(e) | ConnectFailure::OutOfDescriptors(e) => e,
-                };
-                self.children[child].reconnect = None;
-                self.children[child].tally.connect_failures += 1;
-                self.fail_child(child, &format!("cannot connect anew: {error}"), now);
-                self.drive(now);
+            if result.is_ok() {
+                return;
             }
-            return;
-        }
-        if self.children[child].phase != ChildPhase::Connecting {
+            self.children[child].reconnect = None;
+        } else if self.children[child].phase != ChildPhase::Connecting {
             return;
         }
         match result {

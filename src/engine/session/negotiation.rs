@@ -19,7 +19,7 @@ impl Session {
         self.last_stage = Stage::Negotiate;
         let child_offer = offer_for_children(&offer);
         // A kept connection was negotiated with this very offer, or it is not used.
-        let reuse_key = self.config.children.iter().any(|c| c.reuse.is_some()).then(|| {
+        self.reuse_key = self.config.children.iter().any(|c| c.reuse.is_some()).then(|| {
             let mut key = Vec::new();
             Command::Negotiate(child_offer.clone()).encode(&mut key);
             key
@@ -31,7 +31,7 @@ impl Session {
             child.last_stage = Stage::Negotiate;
             let timeout = self.config.children[i].timeouts.connection;
             self.timers.set(Timer::Child(i, Stage::Negotiate), now + timeout);
-            let reuse = self.config.children[i].reuse.and_then(|_| reuse_key.clone());
+            let reuse = self.config.children[i].reuse.and_then(|_| self.reuse_key.clone());
             self.actions.push_back(Output::Connect { child: i, reuse });
         }
         Phase::Negotiating { offer }
