@@ -52,6 +52,9 @@ pub(crate) struct Connection {
     pub(crate) reported_queue: usize,
     /// While kept for reuse: when it is closed unless taken (its `KeptIdle` timer).
     pub(crate) kept_until: Option<Instant>,
+    /// Where it goes, for a connection asked for with `reuse`: it may only be kept for a
+    /// later connect to the same place.
+    pub(crate) endpoint: Option<Endpoint>,
 }
 
 impl Connection {
@@ -69,6 +72,7 @@ impl Connection {
             reading_paused: false,
             reported_queue: 0,
             kept_until: None,
+            endpoint: None,
         }
     }
 
@@ -94,6 +98,7 @@ impl Connection {
             reading_paused: false,
             reported_queue: 0,
             kept_until: None,
+            endpoint: None,
         }
     }
 

@@ -132,13 +132,14 @@ impl<F: SessionFactory> EventLoop<F> {
         match action {
             Action::Send { conn, bytes } => self.send(index, conn, bytes, now),
             Action::Connect { conn, endpoint, write_timeout, reuse } => {
+                let keepable = reuse.is_some();
                 let reused = reuse.is_some_and(|pool_key| {
                     self.conn_of(index, conn).is_none()
                         && conn != ConnKey::PEER
-                        && self.reuse(index, conn, &pool_key, write_timeout)
+                        && self.reuse(index, conn, &endpoint, &pool_key, write_timeout)
                 });
                 if !reused {
-                    self.connect(index, conn, endpoint, write_timeout, now)
+                    self.connect(index, conn, endpoint, write_timeout, keepable, now)
                 }
             }
             Action::Keep { conn, key, memo, idle_timeout, max_per_key } => {
@@ -202,6 +203,7 @@ impl<F: SessionFactory> EventLoop<F> {
         key: ConnKey,
         endpoint: Endpoint,
         write_timeout: Option<Duration>,
+        keepable: bool,
         now: Instant,
     ) {
         if key == ConnKey::PEER || self.conn_of(index, key).is_some() {
@@ -245,6 +247,7 @@ impl<F: SessionFactory> EventLoop<F> {
             Ok(conn_index) => {
                 if let Some(conn) = self.conns.get_mut(conn_index) {
                     conn.write_timeout = write_timeout;
+                    conn.endpoint = keepable.then(|| endpoint.clone());
                 }
                 if let Some(slot) = self.sessions.get_mut(index) {
                     slot.conns.push((key, conn_index));

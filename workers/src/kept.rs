@@ -15,7 +15,7 @@ use crate::conn::Owner;
 use crate::event_loop::EventLoop;
 use crate::session_slot::Deferred;
 use crate::timers::TimerKind;
-use crate::{ConnKey, SessionFactory};
+use crate::{ConnKey, Endpoint, SessionFactory};
 
 /// What [`crate::Action::Keep`] asks, besides the connection.
 pub(crate) struct KeepRequest {
@@ -34,10 +34,11 @@ struct Kept {
     memo: Vec<u8>,
 }
 
-/// The kept connections of one process, by key, the most recently kept last.
+/// The kept connections of one process, by where they go and then by key, the most
+/// recently kept last.
 #[derive(Default)]
 pub(crate) struct KeptPool {
-    by_key: HashMap<Vec<u8>, Vec<Kept>>,
+    by_place: HashMap<Endpoint, HashMap<Vec<u8>, Vec<Kept>>>,
     total: usize,
     pub(crate) max_total: usize,
 }
@@ -47,45 +48,50 @@ impl KeptPool {
         Self { max_total, ..Self::default() }
     }
 
-    fn has_room(&self, key: &[u8], max_per_key: usize) -> bool {
-        self.total < self.max_total && self.by_key.get(key).map_or(0, Vec::len) < max_per_key
+    fn has_room(&self, endpoint: &Endpoint, key: &[u8], max_per_key: usize) -> bool {
+        let kept = self.by_place.get(endpoint).and_then(|keys| keys.get(key)).map_or(0, Vec::len);
+        self.total < self.max_total && kept < max_per_key
     }
 
-    fn insert(&mut self, key: Vec<u8>, kept: Kept) {
-        self.by_key.entry(key).or_default().push(kept);
+    fn insert(&mut self, endpoint: Endpoint, key: Vec<u8>, kept: Kept) {
+        self.by_place.entry(endpoint).or_default().entry(key).or_default().push(kept);
         self.total += 1;
     }
 
-    /// The most recently kept connection under `key`: the one least likely to have been
-    /// closed by the peer's own idle timeout, while older ones age out.
-    fn take(&mut self, key: &[u8]) -> Option<Kept> {
-        let list = self.by_key.get_mut(key)?;
+    /// The most recently kept connection to `endpoint` under `key`: the one least likely
+    /// to have been closed by the peer's own idle timeout, while older ones age out.
+    fn take(&mut self, endpoint: &Endpoint, key: &[u8]) -> Option<Kept> {
+        let keys = self.by_place.get_mut(endpoint)?;
+        let list = keys.get_mut(key)?;
         let kept = list.pop()?;
         if list.is_empty() {
-            self.by_key.remove(key);
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_place.remove(endpoint);
+            }
         }
         self.total -= 1;
         Some(kept)
     }
 
     /// Forgets the connection in slot `conn_index` (it is being closed).
-    fn remove(&mut self, conn_index: usize, serial: u64) -> Option<Kept> {
-        let (key, position) = self.by_key.iter().find_map(|(key, list)| {
-            let position =
-                list.iter().position(|k| k.conn_index == conn_index && k.serial == serial)?;
-            Some((key.clone(), position))
-        })?;
-        let list = self.by_key.get_mut(&key)?;
-        let kept = list.remove(position);
-        if list.is_empty() {
-            self.by_key.remove(&key);
+    fn remove(&mut self, conn_index: usize, serial: u64) {
+        for keys in self.by_place.values_mut() {
+            for list in keys.values_mut() {
+                if let Some(at) =
+                    list.iter().position(|k| k.conn_index == conn_index && k.serial == serial)
+                {
+                    list.remove(at);
+                    self.total -= 1;
+                }
+            }
+            keys.retain(|_, list| !list.is_empty());
         }
-        self.total -= 1;
-        Some(kept)
+        self.by_place.retain(|_, keys| !keys.is_empty());
     }
 
     fn all(&self) -> Vec<usize> {
-        self.by_key.values().flatten().map(|k| k.conn_index).collect()
+        self.by_place.values().flat_map(HashMap::values).flatten().map(|k| k.conn_index).collect()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -96,49 +102,48 @@ impl KeptPool {
 impl<F: SessionFactory> EventLoop<F> {
     /// [`crate::Action::Keep`]: the connection leaves its session for the pool, or is closed
     /// like [`crate::Action::Close`] when the pool is full, the worker is stopping, or the
-    /// connection is not open.
+    /// connection is not open or was not asked for with `reuse`.
     pub(crate) fn keep(&mut self, index: usize, key: ConnKey, request: KeepRequest, now: Instant) {
         let KeepRequest { pool_key, memo, idle_timeout, max_per_key } = request;
         let Some(conn_index) = self.sessions.get(index).and_then(|slot| slot.conn_index(key))
         else {
             return;
         };
-        let open = self.conns.get(conn_index).is_some_and(|conn| conn.is_open());
+        let conn = self.conns.get(conn_index).filter(|conn| conn.is_open());
+        let endpoint = conn.and_then(|conn| conn.endpoint.clone());
         let idle_until = now.checked_add(idle_timeout);
-        if !open
-            || self.stop.requested
-            || idle_until.is_none()
-            || !self.kept.has_room(&pool_key, max_per_key)
-        {
+        let keepable = !self.stop.requested
+            && endpoint.as_ref().is_some_and(|to| self.kept.has_room(to, &pool_key, max_per_key));
+        let (Some(endpoint), Some(idle_until), true) = (endpoint, idle_until, keepable) else {
             log::debug!("not keeping connection {key:?}: closing it");
             return self.close_on_request(index, key, now);
-        }
+        };
         if let Some(slot) = self.sessions.get_mut(index) {
             slot.forget_conn(key);
         }
         let Some(conn) = self.conns.get_mut(conn_index) else {
             return;
         };
-        let idle_until = idle_until.unwrap_or(now);
         conn.owner = Owner::Kept;
         conn.reading_paused = false;
         conn.kept_until = Some(idle_until);
         let serial = conn.serial;
-        self.kept.insert(pool_key, Kept { conn_index, serial, memo });
+        self.kept.insert(endpoint, pool_key, Kept { conn_index, serial, memo });
         log::debug!("kept connection {key:?} for reuse; {} kept", self.kept.len());
         self.timers.schedule(idle_until, TimerKind::KeptIdle { index: conn_index, serial });
     }
 
-    /// A kept connection for `pool_key`, attached to session `index` as `key`; the session
-    /// hears of it with `handle_reused`. False when none is kept.
+    /// A connection kept to `endpoint` under `pool_key`, attached to session `index` as
+    /// `key`; the session hears of it with `handle_reused`. False when none is kept.
     pub(crate) fn reuse(
         &mut self,
         index: usize,
         key: ConnKey,
+        endpoint: &Endpoint,
         pool_key: &[u8],
         write_timeout: Option<Duration>,
     ) -> bool {
-        while let Some(kept) = self.kept.take(pool_key) {
+        while let Some(kept) = self.kept.take(endpoint, pool_key) {
             let Some(conn) =
                 self.conns.get_mut(kept.conn_index).filter(|conn| conn.serial == kept.serial)
             else {
@@ -199,24 +204,33 @@ mod tests {
         Kept { conn_index, serial: conn_index as u64, memo: conn_index.to_be_bytes().to_vec() }
     }
 
+    fn place(port: u16) -> Endpoint {
+        Endpoint::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     #[test]
-    fn takes_the_newest_of_a_key_and_counts_every_key() {
-        let mut pool = KeptPool::new(3);
-        pool.insert(b"a".to_vec(), kept(1));
-        pool.insert(b"a".to_vec(), kept(2));
-        pool.insert(b"b".to_vec(), kept(3));
-        assert!(!pool.has_room(b"c", 10), "three in all is the process's bound");
-        assert_eq!(pool.take(b"a").map(|k| k.conn_index), Some(2));
-        assert!(pool.has_room(b"c", 10));
-        assert!(!pool.has_room(b"a", 1), "one left under a, its bound");
-        assert_eq!(pool.remove(3, 3).map(|k| k.conn_index), Some(3));
-        assert_eq!(pool.take(b"b").map(|k| k.conn_index), None);
-        assert_eq!(pool.len(), 1);
-        assert_eq!(pool.all(), vec![1]);
+    fn takes_the_newest_of_a_place_and_key_and_counts_every_one() {
+        let mut pool = KeptPool::new(4);
+        pool.insert(place(1), b"a".to_vec(), kept(1));
+        pool.insert(place(1), b"a".to_vec(), kept(2));
+        pool.insert(place(1), b"b".to_vec(), kept(3));
+        pool.insert(place(2), b"a".to_vec(), kept(4));
+        assert!(!pool.has_room(&place(3), b"c", 10), "four in all is the process's bound");
+        assert_eq!(pool.take(&place(1), b"a").map(|k| k.conn_index), Some(2));
+        assert!(pool.has_room(&place(3), b"c", 10));
+        assert!(!pool.has_room(&place(1), b"a", 1), "one left there under a, its bound");
+        assert!(pool.has_room(&place(2), b"b", 1), "another key");
+        pool.remove(3, 3);
+        assert_eq!(pool.take(&place(1), b"b").map(|k| k.conn_index), None);
+        assert_eq!(pool.take(&place(3), b"a").map(|k| k.conn_index), None, "another place");
+        assert_eq!(pool.len(), 2);
+        let mut all = pool.all();
+        all.sort_unstable();
+        assert_eq!(all, vec![1, 4]);
     }
 
     #[test]
     fn a_pool_without_room_keeps_nothing() {
-        assert!(!KeptPool::new(0).has_room(b"a", 8));
+        assert!(!KeptPool::new(0).has_room(&place(1), b"a", 8));
     }
 }

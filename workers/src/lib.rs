@@ -104,16 +104,17 @@ pub enum Action {
     /// With a `write_timeout`, the connection is closed with a `TimedOut` error (reported
     /// by [`Session::handle_closed`]) when queued bytes make no progress for that long: a
     /// peer that stopped reading cannot hold the session's bytes forever. With `reuse`, a
-    /// connection kept under that key ([`Action::Keep`]) is taken instead when there is
-    /// one, and the session hears [`Session::handle_reused`] instead of `handle_connected`.
+    /// connection kept to the same endpoint under that key ([`Action::Keep`]) is taken
+    /// instead when there is one, and the session hears [`Session::handle_reused`] instead
+    /// of `handle_connected`; only a connection asked for with `reuse` may be kept.
     Connect {
         conn: ConnKey,
         endpoint: Endpoint,
         write_timeout: Option<Duration>,
         reuse: Option<Vec<u8>>,
     },
-    /// Hand the connection over for a later session's [`Action::Connect`] with the same
-    /// `key`, with `memo` for that session (what it needs to know of the connection). Like
+    /// Hand the connection over for a later session's [`Action::Connect`] to the same
+    /// endpoint with the same `key`, with `memo` for that session (what it needs to know of the connection). Like
     /// `Close` for this session: its queued bytes are still written, and nothing more of it
     /// is heard. The runtime closes it instead when `max_per_key` connections are kept under
     /// `key` or [`WorkerConfig::max_kept_connections`] in all, and closes a kept one when the

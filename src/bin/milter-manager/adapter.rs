@@ -294,23 +294,19 @@ impl workers::Session for ManagerSession {
         Some(match self.engine.poll_output()? {
             Output::ToMta(bytes) => Action::Send { conn: ConnKey::PEER, bytes },
             Output::ToChild { child, bytes } => Action::Send { conn: key_of(child), bytes },
-            Output::Connect { child, reuse } => {
-                let endpoint = &self.generation.endpoints[child];
-                Action::Connect {
-                    conn: key_of(child),
-                    reuse: reuse.map(|key| pool_key(endpoint, key)),
-                    endpoint: endpoint.clone(),
-                    write_timeout: Some(self.generation.engine.children[child].timeouts.writing),
-                }
-            }
+            Output::Connect { child, reuse } => Action::Connect {
+                conn: key_of(child),
+                reuse,
+                endpoint: self.generation.endpoints[child].clone(),
+                write_timeout: Some(self.generation.engine.children[child].timeouts.writing),
+            },
             Output::KeepChild { child, key, memo } => {
-                let endpoint = &self.generation.endpoints[child];
                 // The engine keeps only children configured for reuse; closing is the safe
                 // answer should that ever not hold.
                 match self.generation.engine.children[child].reuse {
                     Some(reuse) => Action::Keep {
                         conn: key_of(child),
-                        key: pool_key(endpoint, key),
+                        key,
                         memo,
                         idle_timeout: reuse.idle_timeout,
                         max_per_key: reuse.max_idle,
@@ -333,15 +329,6 @@ impl workers::Session for ManagerSession {
     fn is_finished(&self) -> bool {
         self.engine.is_finished()
     }
-}
-
-/// Kept connections are found by where they go and the negotiation offer they were
-/// made with: two sessions with the same key may use each other's.
-fn pool_key(endpoint: &Endpoint, offer: Vec<u8>) -> Vec<u8> {
-    let mut key = describe(endpoint).into_bytes();
-    key.push(0);
-    key.extend_from_slice(&offer);
-    key
 }
 
 fn describe(endpoint: &Endpoint) -> String {
