@@ -15,8 +15,8 @@ pub(crate) enum Owner {
     /// Nobody: the session closed the connection or finished. The loop only flushes what is
     /// queued (bounded by the linger) and then drops it; no more events are delivered.
     Closing,
-    /// Kept for reuse by a later session (see `kept`).
-    Kept,
+    /// Kept for reuse by a later session (see `kept`), until `until` (its idle timeout).
+    Kept { until: Instant },
 }
 
 pub(crate) enum ConnState {
@@ -50,8 +50,6 @@ pub(crate) struct Connection {
     pub(crate) reading_paused: bool,
     /// The queued bytes last reported to the session.
     pub(crate) reported_queue: usize,
-    /// While kept for reuse: when it is closed unless taken (its `KeptIdle` timer).
-    pub(crate) kept_until: Option<Instant>,
     /// Where it goes, for a connection asked for with `reuse`: it may only be kept for a
     /// later connect to the same place.
     pub(crate) endpoint: Option<Endpoint>,
@@ -71,7 +69,6 @@ impl Connection {
             stall_timer_armed: false,
             reading_paused: false,
             reported_queue: 0,
-            kept_until: None,
             endpoint: None,
         }
     }
@@ -97,13 +94,20 @@ impl Connection {
             stall_timer_armed: false,
             reading_paused: false,
             reported_queue: 0,
-            kept_until: None,
             endpoint: None,
         }
     }
 
     pub(crate) fn is_open(&self) -> bool {
         matches!(self.state, ConnState::Open)
+    }
+
+    /// While kept for reuse: when it is closed unless taken (its `KeptIdle` timer).
+    pub(crate) fn kept_until(&self) -> Option<Instant> {
+        match self.owner {
+            Owner::Kept { until } => Some(until),
+            _ => None,
+        }
     }
 
     /// The owner of a connection the loop is only flushing before it drops it.

@@ -92,7 +92,7 @@ impl<F: SessionFactory> EventLoop<F> {
                 log::debug!("connecting connection {key:?} failed: {error}");
                 self.deliver(index, Deferred::Connected { conn: key, result: Err(error) }, now);
             }
-            Owner::Closing | Owner::Kept => {
+            Owner::Closing | Owner::Kept { .. } => {
                 log::debug!("a connect abandoned by its session failed: {error}")
             }
         }
@@ -309,7 +309,7 @@ impl<F: SessionFactory> EventLoop<F> {
                         }
                         // Nobody listens any more; keep draining so EOF is noticed.
                         Owner::Closing => {}
-                        Owner::Kept => return self.kept_spoke(conn_index, "received bytes"),
+                        Owner::Kept { .. } => return self.kept_spoke(conn_index, "received bytes"),
                     }
                     if n < self.read_buf.len() && !until_would_block {
                         return;
@@ -344,7 +344,7 @@ impl<F: SessionFactory> EventLoop<F> {
                 conn.output.pending_len()
             ),
             Owner::Closing => {}
-            Owner::Kept => log::debug!("the peer closed a kept connection"),
+            Owner::Kept { .. } => log::debug!("the peer closed a kept connection"),
         }
     }
 
@@ -459,7 +459,7 @@ impl<F: SessionFactory> EventLoop<F> {
                     slot.forget_conn(key);
                 }
             }
-            Owner::Kept => self.forget_kept(conn_index, conn.serial),
+            Owner::Kept { .. } => self.forget_kept(conn_index, conn.serial),
             Owner::Closing => {}
         }
         Some(conn)

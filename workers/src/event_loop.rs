@@ -225,7 +225,7 @@ impl<F: SessionFactory> EventLoop<F> {
             // kept until counts, or every reuse would leave a live-looking entry behind.
             TimerKind::KeptIdle { index, serial } => conns
                 .get(index)
-                .is_some_and(|conn| conn.serial == serial && conn.kept_until == Some(deadline)),
+                .is_some_and(|conn| conn.serial == serial && conn.kept_until() == Some(deadline)),
         });
     }
 

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::conn::Owner;
+use crate::conn::{Connection, Owner};
 use crate::event_loop::EventLoop;
 use crate::session_slot::Deferred;
 use crate::timers::TimerKind;
@@ -25,8 +25,8 @@ pub(crate) struct KeepRequest {
     pub(crate) max_per_key: usize,
 }
 
-/// One kept connection (when it is closed unless taken is the connection's
-/// `kept_until`).
+/// One kept connection (when it is closed unless taken is in its owner,
+/// `Owner::Kept`).
 struct Kept {
     conn_index: usize,
     serial: u64,
@@ -124,9 +124,8 @@ impl<F: SessionFactory> EventLoop<F> {
         let Some(conn) = self.conns.get_mut(conn_index) else {
             return;
         };
-        conn.owner = Owner::Kept;
+        conn.owner = Owner::Kept { until: idle_until };
         conn.reading_paused = false;
-        conn.kept_until = Some(idle_until);
         let serial = conn.serial;
         self.kept.insert(endpoint, pool_key, Kept { conn_index, serial, memo });
         log::debug!("kept connection {key:?} for reuse; {} kept", self.kept.len());
@@ -150,7 +149,6 @@ impl<F: SessionFactory> EventLoop<F> {
                 continue;
             };
             conn.owner = Owner::Session { index, key };
-            conn.kept_until = None;
             conn.write_timeout = write_timeout;
             // The session learns of the queue from its next change on.
             conn.reported_queue = conn.output.pending_len();
@@ -172,8 +170,8 @@ impl<F: SessionFactory> EventLoop<F> {
 
     pub(crate) fn kept_idle_check(&mut self, conn_index: usize, serial: u64, now: Instant) {
         // Taken (and maybe kept again) since: a later timer covers it.
-        let kept_until = self.conns.get(conn_index).filter(|c| c.serial == serial);
-        if kept_until.and_then(|conn| conn.kept_until).is_some_and(|until| until <= now) {
+        let conn = self.conns.get(conn_index).filter(|conn| conn.serial == serial);
+        if conn.and_then(Connection::kept_until).is_some_and(|until| until <= now) {
             log::debug!("closing a kept connection idle for its whole timeout");
             self.close_conn(conn_index);
         }
