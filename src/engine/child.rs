@@ -74,6 +74,15 @@ pub(super) struct Child {
     /// A new connection replaces a kept one that failed; its negotiation answer must be
     /// this one, the answer the session was built on.
     pub reconnect: Option<Negotiation>,
+    /// Headers and end-of-header sent behind the awaited one, whose answers are owed in
+    /// order (see `Session::may_pipeline`).
+    pub pipelined: VecDeque<Stage>,
+    /// The last connect and helo it was sent, macros included: what a new connection is
+    /// sent again when this one can no longer be trusted (`Session::resync_child`).
+    pub replay_connect: Vec<u8>,
+    pub replay_helo: Vec<u8>,
+    /// Answers still to come on a new connection to commands sent again, dropped.
+    pub swallow: usize,
 }
 
 /// The most bytes kept for sending again on a new connection (see `Child::first_use`):
@@ -107,6 +116,10 @@ impl Child {
             quit_nc_ready: false,
             first_use: None,
             reconnect: None,
+            pipelined: VecDeque::new(),
+            replay_connect: Vec::new(),
+            replay_helo: Vec::new(),
+            swallow: 0,
         }
     }
 

@@ -46,8 +46,8 @@ pub enum AnswerError {
 
 /// Headers go unanswered to the MTA even when children answer them. The MTA then streams
 /// a message's headers instead of waiting one round trip per header (two through the
-/// manager), and the manager still waits for each child's answer before it hands that
-/// child the next header. A child's refusal at a header is told at end-of-header, the next
+/// manager), and the manager sends them on to a child ahead of its answers
+/// (`session::pipeline`). A child's refusal at a header is told at end-of-header, the next
 /// command with a reply (`Session::end_message_with`). No SMTP client can tell the
 /// difference: SMTP answers a message only after its final `.`.
 pub(super) const HEADERS_UNANSWERED: Steps = Steps::NR_HEADER;

@@ -17,6 +17,7 @@ mod manager_memory;
 mod metrics;
 mod migrate;
 mod peer_miltertest;
+mod peer_pipeline;
 mod peer_postfix_manager;
 mod peer_pymilter;
 mod peer_reuse;

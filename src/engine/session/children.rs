@@ -19,6 +19,9 @@ impl Session {
         if self.children[i].reconnect.is_some() {
             return self.on_renegotiation(i, reply, now);
         }
+        if self.children[i].swallow > 0 {
+            return self.swallow_replayed_answer(i, &reply);
+        }
         if self.children[i].phase == ChildPhase::Negotiating {
             return self.on_negotiation_answer(i, reply, now);
         }
@@ -114,6 +117,8 @@ impl Session {
         let was_connected = self.children[i].is_connected();
         self.children[i].tally.fallbacks += 1;
         let awaited = self.timers.clear_child(i);
+        self.children[i].pipelined.clear();
+        self.children[i].swallow = 0;
         self.children[i].out.clear();
         self.children[i].queued = 0;
         self.children[i].phase = ChildPhase::Failed;
@@ -168,6 +173,8 @@ impl Session {
             && !child.answer.steps.contains(Steps::NO_CONNECT)
             && child.quit_nc_ready
             && child.reconnect.is_none()
+            && child.swallow == 0
+            && child.pipelined.is_empty()
             && child.out.is_empty()
             && !child.message_open
             && child.unreplied.is_empty()

@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use super::envelope::envelope_stage;
-use super::message::message_stage;
-use super::phase::{Mail, Phase};
+use super::message::{message_stage, ChainProgress};
+use super::phase::{Mail, MessageRun, Phase};
 use super::Session;
 use crate::engine::child::Phase as ChildPhase;
 use crate::engine::MacroList;
@@ -49,6 +49,9 @@ impl Session {
             }
             Phase::Message { stage, mut run } => {
                 let progress = self.advance_chain(&mut run, now);
+                if matches!(progress, ChainProgress::Waiting) && self.may_take_next(stage) {
+                    return (self.take_next_message_command(run, now), true);
+                }
                 self.finish_message_command(stage, run, progress)
             }
             Phase::AwaitingOffer | Phase::Unfiltered | Phase::Idle(_) | Phase::ClientGone => {
@@ -73,6 +76,45 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Whether the MTA's next message command may start while the chain waits on its
+    /// head at `stage`: the MTA wants no answer there (headers, see `HEADERS_UNANSWERED`),
+    /// so the head can be sent what follows ahead of its answers (`Session::may_pipeline`).
+    fn may_take_next(&self, stage: Stage) -> bool {
+        let no_reply = stage.no_reply_step();
+        if no_reply.is_empty() || !self.mta_granted.steps.contains(no_reply) || self.output_full() {
+            return false;
+        }
+        let mut queued = self.mta_queue.iter().map(|(command, _)| command);
+        let next = match queued.next() {
+            Some(Command::DefineMacros { .. }) => queued.next(),
+            other => other,
+        };
+        matches!(
+            next,
+            Some(
+                Command::Header { .. }
+                    | Command::EndOfHeader
+                    | Command::Body { .. }
+                    | Command::EndOfMessage { .. }
+            )
+        )
+    }
+
+    /// Starts the MTA's next message command (and the macros before it) on the message
+    /// under way (see `may_take_next`).
+    fn take_next_message_command(&mut self, run: Box<MessageRun>, now: Instant) -> Phase {
+        let mut phase = Phase::Idle(Mail::Contents(run));
+        while let Some((command, size)) = self.mta_queue.pop_front() {
+            self.mta_queue_bytes -= size;
+            let macros = matches!(command, Command::DefineMacros { .. });
+            phase = self.start_command(phase, command, now);
+            if !macros || !matches!(phase, Phase::Idle(_)) {
+                break;
+            }
+        }
+        phase
     }
 
     fn start_command(&mut self, phase: Phase, command: Command, now: Instant) -> Phase {

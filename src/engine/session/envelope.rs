@@ -96,7 +96,9 @@ impl Session {
                 self.record_envelope_verdict(&mut op, i, Verdict::of(Status::Continue));
                 continue;
             }
+            let start = self.children[i].out.len();
             self.send_with_macros(i, stage, &command);
+            self.record_replay(i, stage, start);
             let child = &mut self.children[i];
             child.last_stage = stage;
             if stage == Stage::EnvelopeFrom {

@@ -44,6 +44,9 @@ pub(super) struct Chain {
     pub(super) change_from: Option<Reply>,
     pub(super) quarantine: Option<Reply>,
     pub(super) body_replaced: bool,
+    /// A condition stopped the head while it owed answers to headers sent ahead: it
+    /// leaves the message once they came.
+    pub(super) head_stopped: bool,
 }
 
 /// What the chain's head has been fed of the stored message.
@@ -153,10 +156,19 @@ impl Session {
                     ChainProgress::AllAccepted
                 };
             };
-            if self.timers.awaited(head).is_some() {
-                return ChainProgress::Waiting;
+            let awaited = self.timers.awaited(head);
+            if chain.head_stopped && awaited.is_none() {
+                // A condition stopped it while it owed answers, which have come.
+                self.head_leaves(&mut run.chain, head);
+                continue;
             }
-            let Some(item) = next_item(message, &chain.cursor) else {
+            let item = next_item(message, &chain.cursor);
+            if let Some(awaited) = awaited {
+                if chain.head_stopped || !self.may_pipeline(head, awaited, item) {
+                    return ChainProgress::Waiting;
+                }
+            }
+            let Some(item) = item else {
                 return ChainProgress::CaughtUp(chain.last.clone());
             };
             // A head that answers no body chunk would otherwise get the whole stored body
@@ -229,6 +241,11 @@ impl Session {
                 self.config.children[head].name,
                 stage.name()
             );
+            if self.timers.awaited(head).is_some() {
+                // It still owes answers to headers sent ahead: it leaves once they came.
+                chain.head_stopped = true;
+                return;
+            }
             return self.head_leaves(chain, head);
         }
         let child = &self.children[head];
@@ -260,6 +277,9 @@ impl Session {
         if no_reply {
             self.children[head].unreplied.push_back(stage);
             chain.last = Verdict::of(Status::Continue);
+        } else if self.timers.awaited(head).is_some() {
+            // Sent ahead (`may_pipeline`): awaited once the answers before it came.
+            self.children[head].pipelined.push_back(stage);
         } else {
             let timeouts = self.config.children[head].timeouts;
             let timeout = if stage == Stage::EndOfMessage {
@@ -287,6 +307,7 @@ impl Chain {
             change_from: None,
             quarantine: None,
             body_replaced: false,
+            head_stopped: false,
         }
     }
 }

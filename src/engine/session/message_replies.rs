@@ -37,7 +37,13 @@ impl Session {
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
                 self.child_answered(i, now);
+                let in_step = self.next_pipelined(i, &verdict);
                 self.message_verdict(run, i, awaited, verdict);
+                if !in_step && run.chain.outcome.is_none() && run.chain.queue.front() == Some(&i) {
+                    // Its verdict would keep it in the message (an evaluation-mode refusal,
+                    // a skip), but its connection is being replaced: it leaves the message.
+                    self.head_leaves(&mut run.chain, i);
+                }
             }
             Ok(None) => {
                 let timeouts = self.config.children[i].timeouts;
@@ -231,6 +237,7 @@ impl Session {
             chain.body_replaced = true;
         }
         chain.finished.add(&Verdict::of(status));
+        chain.head_stopped = false;
         chain.queue.pop_front();
         chain.cursor = Cursor::default();
         chain.last = Verdict::of(Status::Continue);
@@ -242,6 +249,7 @@ impl Session {
     /// The head leaves the message early (accepted, was stopped, or its evaluation-mode
     /// refusal): the next child takes over from the start of the message.
     pub(super) fn head_leaves(&mut self, chain: &mut Chain, i: usize) {
+        chain.head_stopped = false;
         chain.head_edits.clear();
         chain.head_edit_bytes = 0;
         chain.head_body = None;

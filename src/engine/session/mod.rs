@@ -30,6 +30,7 @@ mod message;
 mod message_replies;
 mod negotiation;
 mod phase;
+mod pipeline;
 mod verdicts;
 
 use message_replies::Replacement;

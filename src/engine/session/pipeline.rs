@@ -1,0 +1,127 @@
+//! Headers sent ahead: a chain head is sent the headers and end-of-header the manager
+//! holds without waiting for its answer to each, and answers them in order.
+//!
+//! Through the manager, the MTA streams a message's headers (`HEADERS_UNANSWERED`) and
+//! every child after the first gets the whole stored message at once, so waiting one round
+//! trip per header and child costs a write, a wakeup and a read each, for answers that are
+//! nearly always continue. What makes sending ahead safe is what follows a header answered
+//! otherwise (accept, reject, ...): libmilter then drops the commands sent behind it
+//! without answering them, other implementations answer them, so nobody can tell where the
+//! next answer on that connection belongs. That connection is closed, and a new one is
+//! made at once, negotiated the same, and sent the session's connect and helo again (their
+//! answers dropped) so that the child is ready for the session's next message.
+
+use std::collections::VecDeque;
+
+use super::message::Item;
+use super::{Output, Session};
+use crate::engine::child::{Child, Phase as ChildPhase};
+use crate::engine::{Stage, Status, Verdict};
+use crate::protocol::{Command, Reply};
+
+/// At most this many commands are sent ahead of the awaited one (a message may have
+/// thousands of headers; the child answers them one by one anyway).
+const PIPELINE_DEPTH: usize = 64;
+
+impl Session {
+    /// Whether chain head `head`, awaited for `awaited`, may be sent `item` now. Only
+    /// headers and then end-of-header go ahead, behind a header: an early accept is common
+    /// at end-of-header (opendkim with nothing to sign), and would cost the connection.
+    /// The child must answer every header and end-of-header (no "no reply" step), so that
+    /// each answer is known to belong to the oldest command sent.
+    pub(super) fn may_pipeline(&self, head: usize, awaited: Stage, item: Option<Item>) -> bool {
+        let child = &self.children[head];
+        let last_sent = child.pipelined.back().copied().unwrap_or(awaited);
+        last_sent == Stage::Header
+            && matches!(item, Some(Item::Header(_) | Item::EndOfHeader))
+            && child.phase == ChildPhase::Ready
+            && child.pipelined.len() < PIPELINE_DEPTH
+            && child.unreplied.is_empty()
+            && !child.does_not_reply(Stage::Header)
+            && !child.does_not_reply(Stage::EndOfHeader)
+    }
+
+    /// Child `i` answered `verdict` to the oldest command it owes an answer: the next one
+    /// sent ahead is awaited now. False when the answer was not continue while commands
+    /// were sent behind it: then the child's connection is being replaced, and the caller
+    /// must take the child out of the message whatever its verdict.
+    pub(super) fn next_pipelined(&mut self, i: usize, verdict: &Verdict) -> bool {
+        if self.children[i].pipelined.is_empty() {
+            return true;
+        }
+        if verdict.status == Status::Continue {
+            let next = self.children[i].pipelined.pop_front();
+            if let Some(stage) = next {
+                let reading = self.config.children[i].timeouts.reading;
+                self.timers.await_reply(i, stage, self.now, self.now + reading);
+            }
+            return true;
+        }
+        let reason = format!("answered {} with headers sent behind it", verdict.status.name());
+        self.resync_child(i, &reason);
+        false
+    }
+
+    /// Child `i`'s connection cannot be trusted any more (answers may or may not come for
+    /// commands it was sent ahead): it is closed, and a new one takes over, offered the
+    /// same negotiation and sent the session's connect and helo again.
+    pub(super) fn resync_child(&mut self, i: usize, reason: &str) {
+        log::info!(
+            "[{}] {} {reason}; its connection is replaced by a new one for the rest of the \
+             session",
+            self.tag,
+            self.config.children[i].name
+        );
+        let child = &mut self.children[i];
+        let mut out = Vec::new();
+        Command::Negotiate(child.offer.clone()).encode(&mut out);
+        out.extend_from_slice(&child.replay_connect);
+        out.extend_from_slice(&child.replay_helo);
+        child.swallow = usize::from(!child.replay_connect.is_empty())
+            + usize::from(!child.replay_helo.is_empty());
+        child.out = out;
+        child.deframer = Child::new_deframer();
+        child.queued = 0;
+        child.pipelined = VecDeque::new();
+        child.first_use = None;
+        child.quit_nc_ready = false;
+        child.message_open = false;
+        child.in_message = false;
+        child.reconnect = Some(child.answer.clone());
+        child.tally.reconnections += 1;
+        self.actions.push_back(Output::CloseChild { child: i });
+        self.actions.push_back(Output::Connect { child: i, reuse: None });
+    }
+
+    /// A reply on a replacing connection to a connect or helo sent again: continue is
+    /// what the child answered the first time; anything else and it cannot go on.
+    pub(super) fn swallow_replayed_answer(&mut self, i: usize, reply: &Reply) {
+        if matches!(reply, Reply::Progress) {
+            return;
+        }
+        self.children[i].swallow -= 1;
+        if !matches!(reply, Reply::Continue) {
+            let reason = format!(
+                "answered {} to the connect or helo sent again on a new connection",
+                reply.name()
+            );
+            self.fail_child(i, &reason, self.now);
+        }
+    }
+
+    /// Keeps what child `i` was just sent for `stage` from `start` in its output, if it is
+    /// a connect or a helo (see `Child::replay_connect`).
+    pub(super) fn record_replay(&mut self, i: usize, stage: Stage, start: usize) {
+        let child = &mut self.children[i];
+        let buffer = match stage {
+            Stage::Connect => {
+                child.replay_helo.clear();
+                &mut child.replay_connect
+            }
+            Stage::Helo => &mut child.replay_helo,
+            _ => return,
+        };
+        buffer.clear();
+        buffer.extend_from_slice(&child.out[start..]);
+    }
+}
