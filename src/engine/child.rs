@@ -74,8 +74,8 @@ pub(super) struct Child {
     /// A new connection replaces a kept one that failed; its negotiation answer must be
     /// this one, the answer the session was built on.
     pub reconnect: Option<Negotiation>,
-    /// Headers and end-of-header sent behind the awaited one, whose answers are owed in
-    /// order (see `Session::may_pipeline`).
+    /// Commands sent behind the awaited one, whose answers are owed in order (see
+    /// `Session::may_pipeline`).
     pub pipelined: VecDeque<Stage>,
     /// The last connect and helo it was sent, macros included: what a new connection is
     /// sent again when this one can no longer be trusted (`Session::resync_child`).

@@ -36,8 +36,8 @@ fn a_refusal_at_a_header_sent_ahead_leaves_the_next_message_filtered() {
         );
         let log = manager.log();
         assert!(
-            log.contains("pymilter answered reject with headers sent behind it"),
-            "the refusal came with headers sent behind it:\n{log}"
+            log.contains("pymilter answered reject with commands sent behind it"),
+            "the refusal came with commands sent behind it:\n{log}"
         );
         assert_eq!(wait_for_metric(&run_dir, "reconnections", "pymilter", 1), 1, "{log}");
         for milter in ["client", "pymilter"] {

@@ -37,7 +37,7 @@ impl Session {
         match self.child_verdict(i, &reply) {
             Ok(Some(verdict)) => {
                 self.child_answered(i, now);
-                let in_step = self.next_pipelined(i, &verdict);
+                let in_step = self.next_pipelined(i, awaited, &verdict);
                 self.message_verdict(run, i, awaited, verdict);
                 if !in_step && run.chain.outcome.is_none() && run.chain.queue.front() == Some(&i) {
                     // Its verdict would keep it in the message (an evaluation-mode refusal,

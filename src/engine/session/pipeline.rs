@@ -1,13 +1,14 @@
-//! Headers sent ahead: a chain head is sent the headers and end-of-header the manager
-//! holds without waiting for its answer to each, and answers them in order.
+//! Commands sent ahead: a chain head is sent the headers and end-of-header the manager
+//! holds, and end-of-message behind the last body chunk, without waiting for its answer to
+//! each; the answers are read in order.
 //!
 //! Through the manager, the MTA streams a message's headers (`HEADERS_UNANSWERED`) and
 //! every child after the first gets the whole stored message at once, so waiting one round
-//! trip per header and child costs a write, a wakeup and a read each, for answers that are
-//! nearly always continue. What makes sending ahead safe is what follows a header answered
-//! otherwise (accept, reject, ...): libmilter then drops the commands sent behind it
-//! without answering them, other implementations answer them, so nobody can tell where the
-//! next answer on that connection belongs. That connection is closed, and a new one is
+//! trip per command and child costs a write, a wakeup and a read each, for answers that
+//! are nearly always continue. What makes sending ahead safe is what follows a command
+//! answered otherwise (accept, reject, ...): libmilter then drops the commands sent behind
+//! it without answering them, other implementations answer them, so nobody can tell where
+//! the next answer on that connection belongs. That connection is closed, and a new one is
 //! made at once, negotiated the same, and sent the session's connect and helo again (their
 //! answers dropped) so that the child is ready for the session's next message.
 
@@ -24,16 +25,21 @@ use crate::protocol::{Command, Reply};
 const PIPELINE_DEPTH: usize = 64;
 
 impl Session {
-    /// Whether chain head `head`, awaited for `awaited`, may be sent `item` now. Only
-    /// headers and then end-of-header go ahead, behind a header: an early accept is common
-    /// at end-of-header (opendkim with nothing to sign), and would cost the connection.
-    /// The child must answer every header and end-of-header (no "no reply" step), so that
-    /// each answer is known to belong to the oldest command sent.
+    /// Whether chain head `head`, awaited for `awaited`, may be sent `item` now: headers
+    /// and then end-of-header behind a header, and end-of-message behind the last body
+    /// chunk. Nothing goes behind end-of-header: an early accept is common there (a milter
+    /// with nothing to do for the message), and would cost the connection. The child must
+    /// answer every header and end-of-header (no "no reply" step), so that each answer is
+    /// known to belong to the oldest command sent.
     pub(super) fn may_pipeline(&self, head: usize, awaited: Stage, item: Option<Item>) -> bool {
         let child = &self.children[head];
         let last_sent = child.pipelined.back().copied().unwrap_or(awaited);
-        last_sent == Stage::Header
-            && matches!(item, Some(Item::Header(_) | Item::EndOfHeader))
+        let ahead = match item {
+            Some(Item::Header(_) | Item::EndOfHeader) => last_sent == Stage::Header,
+            Some(Item::EndOfMessage) => last_sent == Stage::Body,
+            _ => false,
+        };
+        ahead
             && child.phase == ChildPhase::Ready
             && child.pipelined.len() < PIPELINE_DEPTH
             && child.unreplied.is_empty()
@@ -41,23 +47,33 @@ impl Session {
             && !child.does_not_reply(Stage::EndOfHeader)
     }
 
-    /// Child `i` answered `verdict` to the oldest command it owes an answer: the next one
-    /// sent ahead is awaited now. False when the answer was not continue while commands
+    /// Child `i` answered `verdict` to `answered`, the oldest command it owed an answer:
+    /// the next one sent ahead is awaited now. False when the answer was neither continue
+    /// nor a skip of the body (after which end-of-message comes as usual) while commands
     /// were sent behind it: then the child's connection is being replaced, and the caller
     /// must take the child out of the message whatever its verdict.
-    pub(super) fn next_pipelined(&mut self, i: usize, verdict: &Verdict) -> bool {
+    pub(super) fn next_pipelined(&mut self, i: usize, answered: Stage, verdict: &Verdict) -> bool {
         if self.children[i].pipelined.is_empty() {
             return true;
         }
-        if verdict.status == Status::Continue {
-            let next = self.children[i].pipelined.pop_front();
-            if let Some(stage) = next {
-                let reading = self.config.children[i].timeouts.reading;
-                self.timers.await_reply(i, stage, self.now, self.now + reading);
+        let in_step = match verdict.status {
+            Status::Continue => true,
+            Status::Skip => answered == Stage::Body,
+            _ => false,
+        };
+        if in_step {
+            if let Some(stage) = self.children[i].pipelined.pop_front() {
+                let timeouts = self.config.children[i].timeouts;
+                let timeout = if stage == Stage::EndOfMessage {
+                    timeouts.end_of_message
+                } else {
+                    timeouts.reading
+                };
+                self.timers.await_reply(i, stage, self.now, self.now + timeout);
             }
             return true;
         }
-        let reason = format!("answered {} with headers sent behind it", verdict.status.name());
+        let reason = format!("answered {} with commands sent behind it", verdict.status.name());
         self.resync_child(i, &reason);
         false
     }
