@@ -30,7 +30,8 @@ impl Session {
     /// chunk. Nothing goes behind end-of-header: an early accept is common there (a milter
     /// with nothing to do for the message), and would cost the connection. The child must
     /// answer every header and end-of-header (no "no reply" step), so that each answer is
-    /// known to belong to the oldest command sent.
+    /// known to belong to the oldest command sent, and connect and helo, so that a new
+    /// connection's answers to them sent again are known (`resync_child`).
     pub(super) fn may_pipeline(&self, head: usize, awaited: Stage, item: Option<Item>) -> bool {
         let child = &self.children[head];
         let last_sent = child.pipelined.back().copied().unwrap_or(awaited);
@@ -43,8 +44,9 @@ impl Session {
             && child.phase == ChildPhase::Ready
             && child.pipelined.len() < PIPELINE_DEPTH
             && child.unreplied.is_empty()
-            && !child.does_not_reply(Stage::Header)
-            && !child.does_not_reply(Stage::EndOfHeader)
+            && [Stage::Connect, Stage::Helo, Stage::Header, Stage::EndOfHeader]
+                .iter()
+                .all(|&stage| !child.does_not_reply(stage))
     }
 
     /// Child `i` answered `verdict` to `answered`, the oldest command it owed an answer:
