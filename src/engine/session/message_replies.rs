@@ -40,8 +40,8 @@ impl Session {
                 let in_step = self.next_pipelined(i, awaited, &verdict);
                 self.message_verdict(run, i, awaited, verdict);
                 if !in_step && run.chain.outcome.is_none() && run.chain.queue.front() == Some(&i) {
-                    // Its verdict would keep it in the message (an evaluation-mode refusal,
-                    // a skip), but its connection is being replaced: it leaves the message.
+                    // Its verdict would keep it in the message (a skip at a header), but
+                    // its connection is being replaced: it leaves the message.
                     self.head_leaves(&mut run.chain, i);
                 }
             }
