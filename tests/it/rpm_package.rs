@@ -6,6 +6,7 @@
 
 use crate::support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -88,6 +89,8 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         "/etc/sysconfig/milter-manager",
         "/usr/lib/systemd/system/milter-manager.service",
         "/usr/share/munin/plugins/milter_manager",
+        "/etc/cron.d/milter-manager-log",
+        "/var/lib/milter-manager-log/public_html",
     ] {
         assert!(
             files.contains(&expected),
@@ -141,6 +144,10 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         "%pre does not create the user:\n{scripts}"
     );
     assert!(
+        preinstall.contains("useradd -r -g milter-manager-log"),
+        "%pre does not create the log analyzer's user:\n{scripts}"
+    );
+    assert!(
         scripts.contains("systemctl --no-reload preset milter-manager.service"),
         "%post:\n{scripts}"
     );
@@ -190,6 +197,54 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         Command::new("readelf").arg("-S").arg(extracted.join("usr/sbin/milter-manager")),
     );
     assert!(!strip_check.contains(".debug_info"), "the packaged milter-manager is not stripped");
+
+    // The log analyzer's cron job: the shell opens the mail log as root, the analyzer
+    // runs as milter-manager-log and writes the web directory the package gives that user.
+    let owners = run(
+        "rpm -qp owners",
+        Command::new("rpm")
+            .args(["-qp", "--queryformat", "[%{FILENAMES} %{FILEUSERNAME}:%{FILEGROUPNAME}\n]"])
+            .arg(&package),
+    );
+    let web_owner = "/var/lib/milter-manager-log/public_html milter-manager-log:milter-manager-log";
+    assert!(owners.lines().any(|l| l == web_owner), "file owners:\n{owners}");
+    let cron = std::fs::read_to_string(extracted.join("etc/cron.d/milter-manager-log"))
+        .expect("read /etc/cron.d/milter-manager-log");
+    let job = cron
+        .lines()
+        .find_map(|l| l.strip_prefix("*/5 * * * * root "))
+        .unwrap_or_else(|| panic!("no job run by root every 5 minutes:\n{cron}"));
+    // Run as cron would, with the packaged analyzer, a log of the test, and nobody (the
+    // package's user does not exist on this host) writing a web directory of the test.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let web = dir.join("public_html");
+    std::fs::create_dir(&web).unwrap();
+    run("chown nobody", Command::new("chown").arg("nobody").arg(&web));
+    let mail_log = dir.join("maillog");
+    std::fs::write(
+        &mail_log,
+        "2026-12-02T10:00:00+00:00 mx milter-manager[1]: [statistics] \
+         [session][end][end-of-message][pass][0.01](1)\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&mail_log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let analyzer = extracted.join("usr/bin/milter-manager-log-analyzer");
+    let job = job
+        .replace("/usr/bin/milter-manager-log-analyzer", &analyzer.to_string_lossy())
+        .replace("/var/lib/milter-manager-log/public_html", &web.to_string_lossy())
+        .replace("/var/log/maillog", &mail_log.to_string_lossy())
+        .replace("-u milter-manager-log ", "-u nobody ");
+    let ran = Command::new("sh").args(["-c", &job]).output().expect("run the cron job");
+    assert!(
+        ran.status.success() && ran.stderr.is_empty(),
+        "{job}: {:?} {}",
+        ran.status,
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let page = web.join("index.html");
+    assert!(page.is_file(), "the cron job wrote no page in {}", web.display());
+    let page_owner = run("stat", Command::new("stat").args(["-c", "%U"]).arg(&page));
+    assert_eq!(page_owner.trim(), "nobody", "the analyzer ran as the job's user");
 
     // The environment file names what the unit passes to the daemon.
     let sysconfig = std::fs::read_to_string(extracted.join("etc/sysconfig/milter-manager"))
