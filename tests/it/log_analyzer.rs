@@ -21,8 +21,13 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs the analyzer (local time UTC, for classic syslog timestamps) on `logs`.
 fn analyze(output: &Path, logs: &[&Path]) -> Output {
+    analyze_in_zone(output, logs, "UTC")
+}
+
+/// Runs the analyzer on `logs`, with local time `zone` (a `TZ` value).
+fn analyze_in_zone(output: &Path, logs: &[&Path], zone: &str) -> Output {
     let mut command = Command::new(ANALYZER);
-    command.env("TZ", "UTC").arg("--output-directory").arg(output).stdin(Stdio::null());
+    command.env("TZ", zone).arg("--output-directory").arg(output).stdin(Stdio::null());
     for log in logs {
         command.arg(format!("--log={}", log.display()));
     }
@@ -135,6 +140,34 @@ fn the_originals_log_is_counted_exactly() {
     let row = store.sessions.ring(300).unwrap().row(ten).unwrap();
     assert_eq!(row[SESSION_STATUS + index_of(&STATUSES, "pass")], 1);
     assert_eq!(row[SESSION_STATUS..SESSION_STATUS + STATUSES.len()].iter().sum::<u32>(), 2);
+}
+
+#[test]
+fn classic_timestamps_across_a_daylight_saving_change_keep_their_times() {
+    // Central European time as a POSIX rule (no tzdata needed): +1, and +2 from the last
+    // Sunday of March, 02:00 local, which was 2026-03-29T01:00Z.
+    let zone = "CET-1CEST,M3.5.0,M10.5.0/3";
+    let dir = TempDir::new("analyzer-dst");
+    let log = dir.join("mail.log");
+    let line = |time: &str, status: &str| {
+        format!(
+            "Mar 29 {time} mx milter-manager[1]: [statistics] \
+             [session][end][end-of-message][{status}][0.1](1)\n"
+        )
+    };
+    std::fs::write(&log, [line("01:30:00", "pass"), line("03:30:00", "reject")].concat()).unwrap();
+    let output = dir.join("site");
+    assert_quiet_success(&analyze_in_zone(&output, &[&log], zone));
+    let store = store(&output);
+    let ring = store.sessions.ring(300).unwrap();
+    let midnight = 1_774_742_400; // 2026-03-29T00:00:00Z
+    let count = |time: i64, status: &str| {
+        ring.row(time).map_or(0, |row| row[SESSION_STATUS + index_of(&STATUSES, status)])
+    };
+    // 01:30 CET is 00:30Z; 03:30 CEST is 01:30Z, not 02:30Z as December's offset would say.
+    assert_eq!(count(midnight + 1800, "pass"), 1);
+    assert_eq!(count(midnight + 5400, "reject"), 1);
+    assert_eq!(count(midnight + 9000, "reject"), 0);
 }
 
 #[test]

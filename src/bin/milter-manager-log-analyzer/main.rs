@@ -6,6 +6,7 @@
 
 mod input;
 mod output;
+mod zone;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,7 +70,7 @@ fn run(options: &Options) -> Result<bool, output::OutputError> {
     let store = if options.no_update_db && !options.update_db {
         store
     } else {
-        let mut analyzer = Analyzer::new(store, now, local_offset(now));
+        let mut analyzer = Analyzer::new(store, now, Box::new(zone::SystemZone::default()));
         // Positions count only for the store they were written with.
         let trusted = state.watermark == analyzer.store.watermark && !state.files.is_empty();
         let mut tally = input::Tally::default();
@@ -118,19 +119,4 @@ fn run(options: &Options) -> Result<bool, output::OutputError> {
     };
     output::write_site(directory, &site::charts(&store, now), now, &store)?;
     Ok(all_read)
-}
-
-/// Seconds east of UTC of local time now (classic syslog timestamps are local). One
-/// offset for the whole run: lines from before a daylight-saving change are an hour off.
-fn local_offset(now: i64) -> i64 {
-    let mut local = std::mem::MaybeUninit::<libc::tm>::zeroed();
-    let time: libc::time_t = now;
-    // SAFETY: localtime_r (which reads TZ on first use) writes only into `local`, which
-    // outlives the call.
-    let result = unsafe { libc::localtime_r(&time, local.as_mut_ptr()) };
-    if result.is_null() {
-        return 0;
-    }
-    // SAFETY: localtime_r succeeded, so it filled `local`.
-    unsafe { local.assume_init() }.tm_gmtoff
 }

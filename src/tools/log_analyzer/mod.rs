@@ -11,6 +11,7 @@ pub mod site;
 pub mod state;
 pub mod store;
 
+pub use parse::{FixedOffset, LocalZone};
 use parse::{Line, Parser};
 use store::{Store, Watermark};
 
@@ -44,10 +45,11 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    /// `now` and `local_offset` (seconds east of UTC) date the lines; see [`Parser`].
-    pub fn new(store: Store, now: i64, local_offset: i64) -> Self {
+    /// `now` and `zone` (the local time of classic syslog timestamps) date the lines; see
+    /// [`Parser`].
+    pub fn new(store: Store, now: i64, zone: Box<dyn LocalZone>) -> Self {
         Self {
-            parser: Parser::new(now, local_offset),
+            parser: Parser::new(now, zone),
             now,
             store,
             skip_through: None,
@@ -123,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_second_pass_over_the_same_lines_counts_nothing_when_skipping() {
-        let mut analyzer = Analyzer::new(Store::default(), NOW, 0);
+        let mut analyzer = Analyzer::new(Store::default(), NOW, Box::new(FixedOffset(0)));
         let fed: Vec<Fed> = lines().iter().map(|line| analyzer.feed(line.as_bytes())).collect();
         assert_eq!(fed.iter().filter(|&&fed| fed == Fed::Counted).count(), 4);
         assert_eq!(analyzer.store.watermark, Watermark { time: NOW - 3600 + 3, count: 1 });
@@ -136,7 +138,7 @@ mod tests {
 
     #[test]
     fn skipping_stops_at_the_right_record_of_a_second() {
-        let mut analyzer = Analyzer::new(Store::default(), NOW, 0);
+        let mut analyzer = Analyzer::new(Store::default(), NOW, Box::new(FixedOffset(0)));
         // Counted before: up to the first record of second 2.
         for line in &lines()[..3] {
             analyzer.feed(line.as_bytes());
@@ -150,7 +152,7 @@ mod tests {
 
     #[test]
     fn lines_from_the_future_are_not_counted() {
-        let mut analyzer = Analyzer::new(Store::default(), NOW, 0);
+        let mut analyzer = Analyzer::new(Store::default(), NOW, Box::new(FixedOffset(0)));
         let line = b"[2099-01-01T00:00:00Z]: [statistics] [session][end][data][pass][0.1](1)";
         assert_eq!(analyzer.feed(line), Fed::Future);
         assert_eq!(analyzer.store, Store::default());

@@ -42,19 +42,36 @@ pub enum Line<'a> {
     Record { time: i64, record: Record<'a> },
 }
 
+/// The local time classic syslog timestamps are written in.
+pub trait LocalZone {
+    /// Seconds east of UTC in force at the local wall-clock time `wall` (seconds since
+    /// 1970-01-01T00:00 in local time). It changes with daylight saving time, so a log
+    /// that spans a change needs it per line, not once per run.
+    fn offset_at(&self, wall: i64) -> i64;
+}
+
+/// A zone whose offset never changes (UTC, tests).
+#[derive(Debug, Clone, Copy)]
+pub struct FixedOffset(pub i64);
+
+impl LocalZone for FixedOffset {
+    fn offset_at(&self, _wall: i64) -> i64 {
+        self.0
+    }
+}
+
 /// Reads lines; keeps what reading them needs (the search automaton, the clock).
 pub struct Parser {
     marker: memmem::Finder<'static>,
     /// Now (Unix seconds): the year of a classic syslog timestamp is the one that does not
     /// put the line in the future (later than [`super::FUTURE_TOLERANCE`] from now).
     now: i64,
-    /// Seconds east of UTC of the local time that classic syslog timestamps are written in.
-    local_offset: i64,
+    zone: Box<dyn LocalZone>,
 }
 
 impl Parser {
-    pub fn new(now: i64, local_offset: i64) -> Self {
-        Self { marker: memmem::Finder::new(MARKER), now, local_offset }
+    pub fn new(now: i64, zone: Box<dyn LocalZone>) -> Self {
+        Self { marker: memmem::Finder::new(MARKER), now, zone }
     }
 
     pub fn parse<'a>(&self, line: &'a [u8]) -> Line<'a> {
@@ -97,8 +114,10 @@ impl Parser {
         if !(1..=31).contains(&day) {
             return None;
         }
-        let local =
-            |year| clock::days_from_civil(year, month, day) * 86_400 + seconds - self.local_offset;
+        let local = |year| {
+            let wall = clock::days_from_civil(year, month, day) * 86_400 + seconds;
+            wall - self.zone.offset_at(wall)
+        };
         let year = clock::year_of(self.now);
         // A line from December read in January belongs to last year.
         let time = local(year);
@@ -234,7 +253,7 @@ mod tests {
     const NOW: i64 = 1_796_256_000;
 
     fn parse(line: &str) -> Line<'_> {
-        Parser::new(NOW, 0).parse(line.as_bytes())
+        Parser::new(NOW, Box::new(FixedOffset(0))).parse(line.as_bytes())
     }
 
     #[test]
@@ -273,7 +292,7 @@ mod tests {
         );
         // Local time one hour east of UTC.
         assert_eq!(
-            Parser::new(NOW, 3600).parse(classic.as_bytes()),
+            Parser::new(NOW, Box::new(FixedOffset(3600))).parse(classic.as_bytes()),
             Line::Record {
                 time: NOW - 15 * 3600 + 1,
                 record: Record::SessionDisconnected { elapsed: 3.0 }
@@ -286,11 +305,43 @@ mod tests {
         );
     }
 
+    /// Central European time: +1, and +2 from 2026-03-29T01:00Z (03:00 local).
+    struct Berlin;
+
+    impl LocalZone for Berlin {
+        fn offset_at(&self, wall: i64) -> i64 {
+            let change = clock::days_from_civil(2026, 3, 29) * 86_400 + 3 * 3600;
+            if wall < change {
+                3600
+            } else {
+                7200
+            }
+        }
+    }
+
+    #[test]
+    fn each_classic_line_gets_the_offset_of_its_own_time() {
+        let parser = Parser::new(NOW, Box::new(Berlin));
+        let time = |line: &str| match parser.parse(line.as_bytes()) {
+            Line::Record { time, .. } => time,
+            other => panic!("{other:?}"),
+        };
+        let midnight = clock::days_from_civil(2026, 3, 29) * 86_400;
+        let before = "Mar 29 01:30:00 mx milter-manager[1]: [statistics] [session][start](1)";
+        let after = "Mar 29 03:30:00 mx milter-manager[1]: [statistics] [session][start](2)";
+        assert_eq!(time(before), midnight + 1800, "01:30 CET is 00:30Z");
+        assert_eq!(time(after), midnight + 3600 + 1800, "03:30 CEST is 01:30Z");
+    }
+
     #[test]
     fn december_read_in_january_is_last_year() {
         let january_first = NOW + 29 * 86_400;
         let line = b"Dec 31 23:00:00 mx milter-manager[1]: [statistics] [session][start](1)";
-        let Line::Record { time, .. } = Parser::new(january_first, 0).parse(line) else { panic!() };
+        let Line::Record { time, .. } =
+            Parser::new(january_first, Box::new(FixedOffset(0))).parse(line)
+        else {
+            panic!()
+        };
         assert_eq!(time, january_first - 3600);
     }
 
@@ -369,6 +420,6 @@ mod tests {
             assert_eq!(parse(garbage), Line::Garbage, "{garbage}");
         }
         let invalid_utf8 = b"[2026-12-02T10:00:00Z]: [statistics] [session][start](\xff)";
-        assert_eq!(Parser::new(NOW, 0).parse(invalid_utf8), Line::Garbage);
+        assert_eq!(Parser::new(NOW, Box::new(FixedOffset(0))).parse(invalid_utf8), Line::Garbage);
     }
 }
