@@ -193,6 +193,17 @@ pub struct ChildTimeouts {
     pub end_of_message: Duration,
 }
 
+impl ChildTimeouts {
+    /// How long the answer to a command of `stage` may take.
+    pub fn for_reply(&self, stage: Stage) -> Duration {
+        if stage == Stage::EndOfMessage {
+            self.end_of_message
+        } else {
+            self.reading
+        }
+    }
+}
+
 impl Default for ChildTimeouts {
     fn default() -> Self {
         Self {

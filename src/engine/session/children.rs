@@ -143,20 +143,29 @@ impl Session {
             self.tag,
             self.config.children[i].name
         );
-        let mut out = Vec::with_capacity(sent.len() + child.out.len() + 32);
+        self.replace_connection(i, &sent, bad_packet);
+        true
+    }
+
+    /// Child `i` goes on over a new connection: offered the negotiation it was made (the
+    /// answer must be the one the session was built on, `Child::reconnect`), then sent
+    /// `replay` and what was still to be sent. With `close_old` the old connection is
+    /// closed (otherwise the runtime reported it closed).
+    pub(super) fn replace_connection(&mut self, i: usize, replay: &[u8], close_old: bool) {
+        let child = &mut self.children[i];
+        let mut out = Vec::with_capacity(replay.len() + child.out.len() + 32);
         Command::Negotiate(child.offer.clone()).encode(&mut out);
-        out.extend_from_slice(&sent);
+        out.extend_from_slice(replay);
         out.extend_from_slice(&child.out);
         child.out = out;
         child.deframer = Child::new_deframer();
         child.queued = 0;
         child.reconnect = Some(child.answer.clone());
         child.tally.reconnections += 1;
-        if bad_packet {
+        if close_old {
             self.actions.push_back(Output::CloseChild { child: i });
         }
         self.actions.push_back(Output::Connect { child: i, reuse: None });
-        true
     }
 
     /// Whether child `i`'s connection may be kept for another session: reuse is on for

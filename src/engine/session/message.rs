@@ -281,12 +281,7 @@ impl Session {
             // Sent ahead (`may_pipeline`): awaited once the answers before it came.
             self.children[head].pipelined.push_back(stage);
         } else {
-            let timeouts = self.config.children[head].timeouts;
-            let timeout = if stage == Stage::EndOfMessage {
-                timeouts.end_of_message
-            } else {
-                timeouts.reading
-            };
+            let timeout = self.config.children[head].timeouts.for_reply(stage);
             self.timers.await_reply(head, stage, now, now + timeout);
         }
     }

@@ -46,12 +46,7 @@ impl Session {
                 }
             }
             Ok(None) => {
-                let timeouts = self.config.children[i].timeouts;
-                let timeout = if awaited == Stage::EndOfMessage {
-                    timeouts.end_of_message
-                } else {
-                    timeouts.reading
-                };
+                let timeout = self.config.children[i].timeouts.for_reply(awaited);
                 self.timers.postpone(Owner::Child(i), now + timeout);
                 let to_mta = self.mta_out.len() + self.mta_queued;
                 if self.mta_granted.version >= 6

@@ -12,13 +12,11 @@
 //! made at once, negotiated the same, and sent the session's connect and helo again (their
 //! answers dropped) so that the child is ready for the session's next message.
 
-use std::collections::VecDeque;
-
 use super::message::Item;
-use super::{Output, Session};
-use crate::engine::child::{Child, Phase as ChildPhase};
+use super::Session;
+use crate::engine::child::Phase as ChildPhase;
 use crate::engine::{Stage, Status, Verdict};
-use crate::protocol::{Command, Reply};
+use crate::protocol::Reply;
 
 /// At most this many commands are sent ahead of the awaited one (a message may have
 /// thousands of headers; the child answers them one by one anyway).
@@ -65,12 +63,7 @@ impl Session {
         };
         if in_step {
             if let Some(stage) = self.children[i].pipelined.pop_front() {
-                let timeouts = self.config.children[i].timeouts;
-                let timeout = if stage == Stage::EndOfMessage {
-                    timeouts.end_of_message
-                } else {
-                    timeouts.reading
-                };
+                let timeout = self.config.children[i].timeouts.for_reply(stage);
                 self.timers.await_reply(i, stage, self.now, self.now + timeout);
             }
             return true;
@@ -91,24 +84,17 @@ impl Session {
             self.config.children[i].name
         );
         let child = &mut self.children[i];
-        let mut out = Vec::new();
-        Command::Negotiate(child.offer.clone()).encode(&mut out);
-        out.extend_from_slice(&child.replay_connect);
-        out.extend_from_slice(&child.replay_helo);
+        let replay = [child.replay_connect.as_slice(), child.replay_helo.as_slice()].concat();
         child.swallow = usize::from(!child.replay_connect.is_empty())
             + usize::from(!child.replay_helo.is_empty());
-        child.out = out;
-        child.deframer = Child::new_deframer();
-        child.queued = 0;
-        child.pipelined = VecDeque::new();
+        // What is still to be sent belongs to the message the new connection never sees.
+        child.out.clear();
+        child.pipelined.clear();
         child.first_use = None;
         child.quit_nc_ready = false;
         child.message_open = false;
         child.in_message = false;
-        child.reconnect = Some(child.answer.clone());
-        child.tally.reconnections += 1;
-        self.actions.push_back(Output::CloseChild { child: i });
-        self.actions.push_back(Output::Connect { child: i, reuse: None });
+        self.replace_connection(i, &replay, true);
     }
 
     /// A reply on a replacing connection to a connect or helo sent again: continue is
