@@ -12,36 +12,9 @@
 -- new connection). Prints "done" and
 -- exits 0 when all of that held; otherwise prints "FAIL: ..." and exits non-zero.
 
-local function fail(message)
-    print("FAIL: " .. message)
-    os.exit(2)
-end
-
-local function reply_name(reply)
-    if reply == nil then
-        return "nil"
-    end
-    return string.format("%q", string.char(math.floor(reply)))
-end
-
--- Runs one miltertest call, which must succeed; returns the milter's reply when the
--- step has one, after checking it against `wanted` if given.
-local function step(conn, name, wanted, fn, ...)
-    local ok, result = pcall(fn, conn, ...)
-    if not ok then
-        fail(name .. " raised: " .. tostring(result))
-    end
-    if result ~= nil then
-        fail(name .. " returned: " .. tostring(result))
-    end
-    if wanted ~= nil then
-        local reply = mt.getreply(conn)
-        if reply ~= wanted then
-            fail(name .. ": expected " .. reply_name(wanted) .. ", got " .. reply_name(reply))
-        end
-    end
-    print("ok: " .. name)
-end
+local here = debug.getinfo(1, "S").source:match("^@?(.*/)") or "./"
+local steps = dofile(here .. "miltertest_steps.lua")
+local fail, step = steps.fail, steps.step
 
 local function envelope(conn, message)
     step(conn, message .. " mailfrom", SMFIR_CONTINUE, mt.mailfrom, "<sender@example.org>")
@@ -90,8 +63,4 @@ local function main()
     print("done")
 end
 
-local ok, err = pcall(main)
-if not ok then
-    fail("error: " .. tostring(err))
-end
-os.exit(0)
+steps.run(main)

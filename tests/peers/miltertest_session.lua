@@ -9,37 +9,9 @@
 -- runs inside pcall: a bare Lua error would make miltertest exit 1 and print nothing.
 -- Keep tests/it/peer_miltertest.rs in step with what this script sends.
 
-local function fail(message)
-    print("FAIL: " .. message)
-    os.exit(2)
-end
-
-local function reply_name(reply)
-    if reply == nil then
-        return "nil"
-    end
-    -- mt.getreply returns a float in Lua 5.3
-    return string.format("%q", string.char(math.floor(reply)))
-end
-
--- Runs one miltertest call; it must succeed (return nil) and, when the step
--- expects an answer, the milter's reply must be SMFIR_CONTINUE.
-local function step(conn, name, expect_reply, fn, ...)
-    local ok, result = pcall(fn, conn, ...)
-    if not ok then
-        fail(name .. " raised: " .. tostring(result))
-    end
-    if result ~= nil then
-        fail(name .. " returned: " .. tostring(result))
-    end
-    if expect_reply then
-        local reply = mt.getreply(conn)
-        if reply ~= SMFIR_CONTINUE then
-            fail(name .. ": expected continue ('c'), got " .. reply_name(reply))
-        end
-    end
-    print("ok: " .. name)
-end
+local here = debug.getinfo(1, "S").source:match("^@?(.*/)") or "./"
+local steps = dofile(here .. "miltertest_steps.lua")
+local fail, step = steps.fail, steps.step
 
 -- A step the milter may have negotiated away (SMFIP_NOxxx) would make
 -- miltertest raise an error; such a step is reported as skipped, which the
@@ -49,7 +21,7 @@ local function guarded_step(conn, option, name, fn, ...)
         print("skipped (milter asked for no " .. name .. ")")
         return
     end
-    step(conn, name, true, fn, ...)
+    step(conn, name, SMFIR_CONTINUE, fn, ...)
 end
 
 local function main()
@@ -71,21 +43,21 @@ local function main()
     -- Beware: miltertest takes the protocol (step) flags as the THIRD argument and
     -- the actions as the fourth, the reverse of what miltertest(8) says (checked
     -- on the wire and in miltertest.c's mt_negotiate).
-    step(conn, "negotiate", false, mt.negotiate, 6, SMFIP_SKIP, SMFIF_ADDHDRS | SMFIF_CHGHDRS)
+    step(conn, "negotiate", nil, mt.negotiate, 6, SMFIP_SKIP, SMFIF_ADDHDRS | SMFIF_CHGHDRS)
 
-    step(conn, "macro connect", false, mt.macro, SMFIC_CONNECT,
+    step(conn, "macro connect", nil, mt.macro, SMFIC_CONNECT,
         "j", "mx.test", "{daemon_name}", "test-mta")
     guarded_step(conn, SMFIP_NOCONNECT, "conninfo", mt.conninfo, "client.test", "127.0.0.1")
-    step(conn, "macro helo", false, mt.macro, SMFIC_HELO, "{tls_version}", "TLSv1.3")
+    step(conn, "macro helo", nil, mt.macro, SMFIC_HELO, "{tls_version}", "TLSv1.3")
     guarded_step(conn, SMFIP_NOHELO, "helo", mt.helo, "client.example.org")
 
-    step(conn, "macro mail", false, mt.macro, SMFIC_MAIL,
+    step(conn, "macro mail", nil, mt.macro, SMFIC_MAIL,
         "i", "4XyZ1", "{mail_addr}", "sender@example.org")
     guarded_step(conn, SMFIP_NOMAIL, "mailfrom", mt.mailfrom, "<sender@example.org>", "SIZE=1024")
 
-    step(conn, "macro rcpt", false, mt.macro, SMFIC_RCPT, "{rcpt_addr}", "first@example.net")
+    step(conn, "macro rcpt", nil, mt.macro, SMFIC_RCPT, "{rcpt_addr}", "first@example.net")
     guarded_step(conn, SMFIP_NORCPT, "rcptto first", mt.rcptto, "<first@example.net>")
-    step(conn, "macro rcpt", false, mt.macro, SMFIC_RCPT, "{rcpt_addr}", "second@example.net")
+    step(conn, "macro rcpt", nil, mt.macro, SMFIC_RCPT, "{rcpt_addr}", "second@example.net")
     guarded_step(conn, SMFIP_NORCPT, "rcptto second", mt.rcptto, "<second@example.net>")
     guarded_step(conn, SMFIP_NODATA, "data", mt.data)
 
@@ -99,13 +71,9 @@ local function main()
     guarded_step(conn, SMFIP_NOBODY, "body", mt.bodystring,
         "Hello from miltertest.\r\nSecond line.\r\n")
 
-    step(conn, "eom", true, mt.eom)
-    step(conn, "disconnect", false, mt.disconnect, true)
+    step(conn, "eom", SMFIR_CONTINUE, mt.eom)
+    step(conn, "disconnect", nil, mt.disconnect, true)
     print("done")
 end
 
-local ok, err = pcall(main)
-if not ok then
-    fail("error: " .. tostring(err))
-end
-os.exit(0)
+steps.run(main)
