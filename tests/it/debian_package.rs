@@ -230,13 +230,7 @@ fn the_package_installs_a_service_that_serves_reloads_stops_and_purges_cleanly()
         "{adm}: {log_user}"
     );
     let mail_log = dir.join("mail.log");
-    std::fs::write(
-        &mail_log,
-        "2026-12-02T10:00:00+00:00 mx milter-manager[1]: [statistics] \
-         [session][end][end-of-message][pass][0.01](1)\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&mail_log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    support::write_statistics_log(&mail_log, 0o644);
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let web = "/var/lib/milter-manager-log/public_html";
     let analyzed = command_line(

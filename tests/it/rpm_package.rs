@@ -6,7 +6,6 @@
 
 use crate::support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -216,18 +215,11 @@ fn build_rpm_makes_a_package_with_programs_config_unit_pages_and_user() {
         .unwrap_or_else(|| panic!("no job run by root every 5 minutes:\n{cron}"));
     // Run as cron would, with the packaged analyzer, a log of the test, and nobody (the
     // package's user does not exist on this host) writing a web directory of the test.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let web = dir.join("public_html");
     std::fs::create_dir(&web).unwrap();
     run("chown nobody", Command::new("chown").arg("nobody").arg(&web));
     let mail_log = dir.join("maillog");
-    std::fs::write(
-        &mail_log,
-        "2026-12-02T10:00:00+00:00 mx milter-manager[1]: [statistics] \
-         [session][end][end-of-message][pass][0.01](1)\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&mail_log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    support::write_statistics_log(&mail_log, 0o600);
     let analyzer = extracted.join("usr/bin/milter-manager-log-analyzer");
     let job = job
         .replace("/usr/bin/milter-manager-log-analyzer", &analyzer.to_string_lossy())

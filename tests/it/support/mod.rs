@@ -78,6 +78,18 @@ pub(crate) fn write_file(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
+/// A mail log of one session's end statistics line, with permissions `mode`: what the
+/// packages' log analyzer jobs are run on.
+pub(crate) fn write_statistics_log(path: &Path, mode: u32) {
+    write_file(
+        path,
+        "2026-12-02T10:00:00+00:00 mx milter-manager[1]: [statistics] \
+         [session][end][end-of-message][pass][0.01](1)\n",
+    );
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 /// The file's contents, or "" if it cannot be read (yet).
 pub(crate) fn read_lossy(path: &Path) -> String {
     std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
